@@ -1,0 +1,210 @@
+"""Configuration dataclasses. Every field carries its meaning and default.
+
+Three configs, one per stage of the data flow:
+  DataConfig   -> `seqvae prepare` (corpus reading, cleaning, tokenizer)
+  ModelConfig  -> the nn.Module (sizes, special ids, latent or plain LM)
+  TrainConfig  -> the Trainer (optimisation, KL schedule, word dropout, eval)
+
+They round-trip through JSON (`to_dict` / `from_dict`); unknown keys are an error,
+so a typo in a config file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+# Special token ids are the same for every tokenizer seqvae builds.
+PAD_ID = 0
+UNK_ID = 1
+BOS_ID = 2
+EOS_ID = 3
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value or file is invalid (message is one line, user-facing)."""
+
+
+def _from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what}: expected a JSON object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}")
+    obj = cls(**d)
+    obj.validate()  # type: ignore[attr-defined]
+    return obj
+
+
+class _JSONMixin:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        return _from_dict(cls, d, cls.__name__)
+
+    def replace(self, **changes):
+        obj = dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        obj.validate()
+        return obj
+
+    def validate(self) -> None:  # overridden where there is something to check
+        pass
+
+
+@dataclass
+class DataConfig(_JSONMixin):
+    dataset: str = "imdb"          # "imdb" or "ptb"
+    source: str = "local"          # "local": files under data_root; "hub": datasets' hub name (needs network)
+    data_root: str = "../shared/data"  # folder with imdb/*.jsonl.gz and ptb/ptb.*.txt
+    tokenizer: str = "auto"        # "sentencepiece", "word" (whitespace vocabulary), "auto": word for PTB, sp otherwise
+    vocab_size: int = 8000         # sentencepiece vocabulary size (special ids included)
+    sp_model_type: str = "unigram"  # sentencepiece model type: unigram or bpe
+    min_tokens: int = 4            # drop sentences shorter than this many tokens (without BOS/EOS)
+    max_tokens: int = 60           # drop sentences longer than this
+    valid_reviews: int = 1000      # IMDB: train reviews held out (whole reviews) for validation
+    max_sentences: int = 0         # cap on train sentences after shuffling (0 = all); for quick runs
+    dedup: bool = True             # drop exact duplicate sentences within a split
+    seed: int = 0                  # shuffling and held-out selection
+
+    def validate(self) -> None:
+        if self.dataset not in ("imdb", "ptb"):
+            raise ConfigError(f"dataset must be 'imdb' or 'ptb', got {self.dataset!r}")
+        if self.source not in ("local", "hub"):
+            raise ConfigError(f"source must be 'local' or 'hub', got {self.source!r}")
+        if self.tokenizer not in ("auto", "sentencepiece", "word"):
+            raise ConfigError(f"tokenizer must be auto, sentencepiece or word, got {self.tokenizer!r}")
+        if not 1 <= self.min_tokens <= self.max_tokens:
+            raise ConfigError("need 1 <= min_tokens <= max_tokens")
+        if self.vocab_size < 8:
+            raise ConfigError("vocab_size must be at least 8")
+
+
+@dataclass
+class ModelConfig(_JSONMixin):
+    vocab_size: int = 8000         # size of the embedding and output layers (from the tokenizer)
+    embed_dim: int = 256           # word embedding size (encoder and decoder share one table)
+    hidden_dim: int = 512          # GRU hidden size (encoder per direction, and decoder)
+    latent_dim: int = 32           # size of z
+    num_layers: int = 1            # GRU layers in encoder and decoder
+    embed_dropout: float = 0.0     # dropout on embeddings and on decoder outputs before the softmax layer
+    tie_embeddings: bool = False   # share input embedding and output softmax weights (adds a projection if sizes differ)
+    latent: bool = True            # False: plain GRU language model (the baseline), no encoder, no z
+    pad_id: int = PAD_ID
+    unk_id: int = UNK_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1")
+        if not 0.0 <= self.embed_dropout < 1.0:
+            raise ConfigError("model.embed_dropout must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig(_JSONMixin):
+    batch_size: int = 64           # sentences per batch
+    lr: float = 1e-3               # AdamW learning rate
+    weight_decay: float = 0.0      # AdamW weight decay
+    grad_clip: float = 5.0         # clip global grad norm (0 = off)
+    max_steps: int = 10000         # optimisation steps in total
+    eval_every: int = 500          # validate (and checkpoint) every N steps
+    eval_batches: int = 0          # validate on at most this many batches (0 = the whole split)
+    patience: int = 0              # stop after this many evals without improvement (0 = never)
+    word_dropout: float = 0.0      # replace decoder input tokens by <unk> with this rate (never BOS)
+    kl_schedule: str = "logistic"  # logistic | linear | cyclical | constant
+    kl_max: float = 1.0            # final / maximum beta
+    kl_k: float = 0.0025           # logistic slope (Bowman et al. 2016)
+    kl_x0: int = 2500              # logistic midpoint step (Bowman et al. 2016)
+    kl_warmup: int = 5000          # linear: steps to reach kl_max
+    kl_cycles: int = 4             # cyclical: number of cycles over max_steps (Fu et al. 2019)
+    kl_ratio: float = 0.5          # cyclical: fraction of each cycle spent increasing beta
+    free_bits: float = 0.0         # nats per latent dimension, on the batch-mean KL (0 = off)
+    bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
+    amp: bool = True               # bf16 autocast on CUDA (ignored on CPU)
+    num_threads: int = 0           # torch CPU threads (0 = torch default)
+    seed: int = 0                  # all randomness (init, batching, dropout, z)
+    log_every: int = 50            # metrics.jsonl train rows every N steps
+
+    def validate(self) -> None:
+        if self.kl_schedule not in ("logistic", "linear", "cyclical", "constant"):
+            raise ConfigError(f"kl_schedule must be logistic, linear, cyclical or constant, got {self.kl_schedule!r}")
+        if self.batch_size < 1 or self.max_steps < 1 or self.eval_every < 1:
+            raise ConfigError("batch_size, max_steps and eval_every must be >= 1")
+        if not 0.0 <= self.word_dropout <= 1.0:
+            raise ConfigError("word_dropout must be in [0, 1]")
+        if self.free_bits < 0:
+            raise ConfigError("free_bits must be >= 0")
+        if not 0.0 < self.kl_ratio <= 1.0:
+            raise ConfigError("kl_ratio must be in (0, 1]")
+        if self.kl_cycles < 1:
+            raise ConfigError("kl_cycles must be >= 1")
+
+
+@dataclass
+class RunConfig(_JSONMixin):
+    """What a training run needs: model and train sections (the data dir is given separately)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("config: expected a JSON object")
+        unknown = sorted(set(d) - {"model", "train"})
+        if unknown:
+            raise ConfigError(f"config: unknown section(s) {', '.join(unknown)}")
+        return cls(
+            model=ModelConfig.from_dict(d.get("model", {})),
+            train=TrainConfig.from_dict(d.get("train", {})),
+        )
+
+
+def load_json(path: str | Path) -> Any:
+    """Read a JSON file; any problem becomes a one-line ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: invalid JSON ({e})") from None
+
+
+# Named presets: model/train overrides on top of the defaults.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # Seconds on a laptop CPU: for the quickstart and smoke tests.
+    "tiny": {
+        "model": {"embed_dim": 64, "hidden_dim": 128, "latent_dim": 16},
+        "train": {"batch_size": 32, "max_steps": 300, "eval_every": 100, "eval_batches": 20,
+                  "kl_schedule": "logistic", "kl_x0": 150, "kl_k": 0.03, "word_dropout": 0.3},
+    },
+    # Minutes to an hour on CPU.
+    "small": {
+        "model": {"embed_dim": 128, "hidden_dim": 256, "latent_dim": 32},
+        "train": {"batch_size": 64, "max_steps": 6000, "eval_every": 500,
+                  "kl_schedule": "cyclical", "kl_cycles": 4, "free_bits": 0.1, "word_dropout": 0.3},
+    },
+    # Bowman et al. 2016-like size; for a GPU.
+    "base": {
+        "model": {"embed_dim": 256, "hidden_dim": 512, "latent_dim": 32},
+        "train": {"batch_size": 64, "max_steps": 30000, "eval_every": 1000,
+                  "kl_schedule": "logistic", "word_dropout": 0.3},
+    },
+}
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return RunConfig.from_dict(PRESETS[name])
