@@ -1,0 +1,107 @@
+"""Plain PyTorch reparameterization + KL: the source of truth for the Triton kernel.
+
+Everything here is ordinary autograd code; the Triton path in
+`triton_reparam_kl.py` must reproduce these numbers (forward and gradients).
+
+Notation, per batch row b and latent dimension j:
+    σ_bj     = exp(½·logσ²_bj)
+    z_bj     = μ_bj + σ_bj·ε_bj,                ε ~ N(0, 1)
+    K_bj     = ½·(μ_bj² + σ_bj² − logσ²_bj − 1)   elementwise KL(q‖N(0, 1))
+    kl_b     = Σ_j K_bj                           (no free bits)
+
+Free bits (λ > 0, Kingma et al. 2016), clamped per dimension on the batch mean:
+    m_j      = mean_b K_bj
+    kl_b     = Σ_j (K_bj if m_j > λ else λ)
+so that mean_b kl_b = Σ_j max(λ, m_j) and no gradient flows through the
+dimensions whose batch-mean KL is at or below λ.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0, seed: int | None = None) -> None:
+    """Raise ValueError (one line) unless mu/logvar are a valid (B, Z) pair."""
+    if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor):
+        raise ValueError("mu and logvar must be torch tensors")
+    if mu.dim() != 2:
+        raise ValueError(f"mu must have shape (B, Z), got {tuple(mu.shape)}")
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar shapes differ: {tuple(mu.shape)} vs {tuple(logvar.shape)}")
+    if mu.shape[0] < 1 or mu.shape[1] < 1:
+        raise ValueError(f"mu must have B >= 1 and Z >= 1, got {tuple(mu.shape)}")
+    if mu.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {mu.dtype}")
+    if mu.dtype != logvar.dtype:
+        raise ValueError(f"mu and logvar dtypes differ: {mu.dtype} vs {logvar.dtype}")
+    if mu.device != logvar.device:
+        raise ValueError(f"mu and logvar devices differ: {mu.device} vs {logvar.device}")
+    if not (isinstance(free_bits, (int, float)) and math.isfinite(free_bits) and free_bits >= 0):
+        raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
+
+
+def elementwise_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """K_bj = ½(μ² + exp(logσ²) − logσ² − 1), computed in fp32. Returns (B, Z) fp32."""
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu * mu + logvar.exp() - logvar - 1.0)  # (B, Z)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(N(μ, σ²) ‖ N(0, I)) without free bits. Returns (B,) fp32, differentiable."""
+    return elementwise_kl(mu, logvar).sum(dim=1)  # (B,)
+
+
+def free_bits_mask(k: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Dimensions whose batch-mean KL exceeds λ: (Z,) bool, from the elementwise KL k (B, Z)."""
+    return k.detach().mean(dim=0) > free_bits  # (Z,)
+
+
+def draw_eps(mu: torch.Tensor, seed: int | None) -> torch.Tensor:
+    """ε ~ N(0, 1) in fp32 with mu's shape: torch's global RNG if seed is None, else a seeded Generator."""
+    if seed is None:
+        return torch.randn_like(mu, dtype=torch.float32)
+    gen = torch.Generator(device=mu.device).manual_seed(seed)
+    return torch.randn(mu.shape, generator=gen, device=mu.device, dtype=torch.float32)
+
+
+def reparameterize_kl(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    eps: torch.Tensor | None = None,
+    seed: int | None = None,
+    free_bits: float = 0.0,
+    sample: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference reparameterization + per-row KL.
+
+    mu, logvar: (B, Z), fp32/bf16/fp16, any strides.
+    eps: optional (B, Z) noise to use instead of drawing (tests feed the Triton kernel's ε here).
+    seed: None → torch's global RNG; int → a torch.Generator seeded with it on mu's device.
+    free_bits: λ ≥ 0 nats per dimension on the batch-mean KL (0 = off), see module docstring.
+    sample: False → z = μ (a copy), KL still computed.
+    Returns z (B, Z) in mu's dtype and kl (B,) fp32.
+    """
+    check_inputs(mu, logvar, free_bits, seed)
+    k = elementwise_kl(mu, logvar)  # (B, Z) fp32
+    if free_bits > 0:
+        keep = free_bits_mask(k, free_bits)  # (Z,)
+        k = torch.where(keep, k, torch.full_like(k, float(free_bits)))
+    kl = k.sum(dim=1)  # (B,)
+
+    if not sample:
+        return mu.clone(), kl
+    if eps is None:
+        eps = draw_eps(mu, seed)
+    elif eps.shape != mu.shape:
+        raise ValueError(f"eps shape {tuple(eps.shape)} does not match mu {tuple(mu.shape)}")
+    std = torch.exp(0.5 * logvar.float())  # (B, Z)
+    z = mu.float() + std * eps.to(device=mu.device, dtype=torch.float32)  # (B, Z) fp32
+    return z.to(mu.dtype), kl

@@ -1,0 +1,380 @@
+"""Tests for seqvae.kernels: the PyTorch reference and the fused Triton kernel.
+
+The Triton tests run on CPU through Triton's interpreter (TRITON_INTERPRET=1, set
+here and in conftest.py before anything imports triton); on a machine where
+TRITON_INTERPRET=0 and CUDA is present they run on the GPU instead.
+Run: python -m pytest -q tests/test_kernels.py      (only Triton: -m triton)
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the first `import triton` in this process
+
+import importlib
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqvae import kernels
+from seqvae.kernels import gaussian_kl, reparameterize_kl
+from seqvae.kernels import reference as ref
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAMBDA = 0.5  # free-bits threshold used throughout; make_inputs puts columns on both sides of it
+
+# Odd shapes: B = 1, Z = 1, non-powers of two, and Z > the kernel's largest Z block (loops over Z).
+SHAPES = [(1, 1), (3, 7), (513, 33), (5, 600)]
+
+# (atol, rtol) for outputs stored in each dtype; KL is fp32-accumulated in every case.
+TOL = {
+    torch.float32: (1e-5, 1e-5),
+    torch.bfloat16: (3e-2, 1.6e-2),  # bf16 has 8 mantissa bits: one rounding ≈ 0.4 % relative
+    torch.float16: (3e-3, 2e-3),  # fp16 has 11: ≈ 0.05 %
+}
+
+
+def make_inputs(B, Z, dtype=torch.float32, device="cpu", seed=0):
+    """(mu, logvar) leaf tensors of shape (B, Z). Every third column has a small μ, so its batch-mean
+    KL (≈ 0.1) lies well below LAMBDA while the others (≈ 1.2) lie well above it."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.where(torch.arange(Z) % 3 == 0, 0.2, 1.5)  # (Z,)
+    mu = torch.randn(B, Z, generator=g) * scale  # (B, Z)
+    logvar = 0.4 * torch.randn(B, Z, generator=g) - 0.2  # (B, Z)
+    return mu.to(device, dtype).requires_grad_(), logvar.to(device, dtype).requires_grad_()
+
+
+def backward(z, kl, mu, logvar, which, seed=0):
+    """Gradients of <gz, z> + <gk, kl> w.r.t. (mu, logvar) with random grad_outputs; which ∈ both|z|kl."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    gz = torch.randn(z.shape, generator=g).to(z.device, z.dtype)
+    gk = torch.randn(kl.shape, generator=g).to(kl.device)
+    outs, grads = {"both": ((z, kl), (gz, gk)), "z": ((z,), (gz,)), "kl": ((kl,), (gk,))}[which]
+    dmu, dlv = torch.autograd.grad(outs, (mu, logvar), grads, allow_unused=True)
+    dlv = torch.zeros_like(logvar) if dlv is None else dlv  # z = μ with sample=False ignores logσ²
+    return dmu, dlv
+
+
+def close(actual, expected, dtype=torch.float32):
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(actual.float(), expected.float(), atol=atol, rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def tk():
+    """The Triton module, usable on this machine (interpreter on CPU, or a real GPU)."""
+    pytest.importorskip("triton")
+    mod = importlib.import_module("seqvae.kernels.triton_reparam_kl")
+    if not mod.interpreted():
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            pytest.fail("TRITON_INTERPRET=1 is set but triton was imported before it was; see tests/conftest.py")
+        if not torch.cuda.is_available():
+            pytest.skip("Triton kernels need CUDA or TRITON_INTERPRET=1")
+    return mod
+
+
+@pytest.fixture(scope="module")
+def dev(tk):
+    return "cpu" if tk.interpreted() else "cuda"
+
+
+def triton_and_reference(tk, mu, logvar, seed, free_bits, sample):
+    """(z, kl) from the Triton kernel and from the reference fed with the kernel's own ε."""
+    z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample, backend="triton")
+    eps = tk.philox_randn(seed, *mu.shape, device=mu.device)
+    z_ref, kl_ref = ref.reparameterize_kl(mu, logvar, eps=eps, free_bits=free_bits, sample=sample)
+    return (z, kl), (z_ref, kl_ref)
+
+
+# =========================================================================== reference
+
+
+def test_reference_kl_matches_torch_distributions():
+    mu, logvar = make_inputs(9, 13)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)  # (B,)
+    _, kl = ref.reparameterize_kl(mu, logvar, seed=0)
+    close(kl, expected)
+    close(gaussian_kl(mu, logvar), expected)
+    assert gaussian_kl(mu, logvar).shape == (9,) and gaussian_kl(mu, logvar).dtype == torch.float32
+
+
+def test_reference_z_uses_given_eps():
+    mu, logvar = make_inputs(4, 6)
+    eps = torch.randn(4, 6)
+    z, _ = ref.reparameterize_kl(mu, logvar, eps=eps)
+    close(z, mu + (0.5 * logvar).exp() * eps)
+
+
+@pytest.mark.parametrize("free_bits", [0.0, LAMBDA])
+def test_reference_backward_matches_closed_form(free_bits):
+    """Autograd of the reference equals the formulas the Triton backward implements."""
+    mu, logvar = make_inputs(32, 10)
+    eps = torch.randn(32, 10)
+    z, kl = ref.reparameterize_kl(mu, logvar, eps=eps, free_bits=free_bits)
+    gz, gk = torch.randn_like(z), torch.randn_like(kl)
+    dmu, dlv = torch.autograd.grad((z, kl), (mu, logvar), (gz, gk))
+    mu, logvar = mu.detach(), logvar.detach()
+    keep = ref.free_bits_mask(ref.elementwise_kl(mu, logvar), free_bits).float() if free_bits else torch.ones(10)
+    if free_bits:
+        assert 0 < keep.sum() < 10  # the test is about a mixed mask
+    std = (0.5 * logvar).exp()
+    close(dmu, gz + gk[:, None] * mu * keep)
+    close(dlv, gz * 0.5 * std * eps + gk[:, None] * 0.5 * (logvar.exp() - 1) * keep)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reference_low_precision(dtype):
+    mu, logvar = make_inputs(8, 5, dtype)
+    eps = torch.randn(8, 5)
+    z, kl = ref.reparameterize_kl(mu, logvar, eps=eps)
+    z32, kl32 = ref.reparameterize_kl(mu.float(), logvar.float(), eps=eps)
+    assert z.dtype == dtype and kl.dtype == torch.float32
+    close(z, z32, dtype)
+    close(kl, kl32)  # inputs are identical after upcasting, and KL is computed in fp32
+
+
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_reference_seeding(backend):
+    mu, logvar = make_inputs(16, 8)
+    z1, _ = reparameterize_kl(mu, logvar, seed=7, backend=backend)
+    z2, _ = reparameterize_kl(mu, logvar, seed=7, backend=backend)
+    z3, _ = reparameterize_kl(mu, logvar, seed=8, backend=backend)
+    assert torch.equal(z1, z2) and not torch.equal(z1, z3)
+    torch.manual_seed(123)
+    a, _ = reparameterize_kl(mu, logvar, backend=backend)
+    b, _ = reparameterize_kl(mu, logvar, backend=backend)
+    torch.manual_seed(123)
+    a2, _ = reparameterize_kl(mu, logvar, backend=backend)
+    assert torch.equal(a, a2) and not torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "mu, logvar, kwargs",
+    [
+        (torch.zeros(3), torch.zeros(3), {}),  # not 2-D
+        (torch.zeros(2, 3), torch.zeros(2, 4), {}),  # shape mismatch
+        (torch.zeros(0, 3), torch.zeros(0, 3), {}),  # B = 0
+        (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3, dtype=torch.int64), {}),
+        (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float16), {}),  # dtype mismatch
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": -0.1}),
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": float("nan")}),
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": -1}),
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": True}),
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"backend": "cuda"}),  # unknown backend
+    ],
+)
+def test_invalid_inputs_raise_value_error(mu, logvar, kwargs):
+    with pytest.raises(ValueError):
+        reparameterize_kl(mu, logvar, **kwargs)
+
+
+# =========================================================================== dispatcher
+
+
+def test_auto_on_cpu_uses_reference(monkeypatch):
+    def no_triton():
+        raise AssertionError("auto must not load the Triton backend for CPU tensors")
+
+    monkeypatch.setattr(kernels, "_load_triton", no_triton)
+    mu, logvar = make_inputs(5, 6)
+    z, kl = reparameterize_kl(mu, logvar, seed=11)
+    z_ref, kl_ref = ref.reparameterize_kl(mu, logvar, seed=11)
+    assert torch.equal(z, z_ref) and torch.equal(kl, kl_ref)
+
+
+def test_pick_backend(monkeypatch):
+    pytest.importorskip("triton")
+    assert kernels._pick_backend("auto", torch.device("cuda")) == "triton"
+    assert kernels._pick_backend("auto", torch.device("cpu")) == "torch"
+    assert kernels._pick_backend("triton", torch.device("cpu")) == "triton"
+    monkeypatch.setattr(kernels, "_load_triton", lambda: ImportError("no triton"))
+    assert kernels._pick_backend("auto", torch.device("cuda")) == "torch"
+
+
+def test_forced_triton_without_triton_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "seqvae.kernels.triton_reparam_kl", None)  # makes the import fail
+    with pytest.raises(RuntimeError, match="triton"):
+        reparameterize_kl(torch.zeros(2, 3), torch.zeros(2, 3), backend="triton")
+
+
+@pytest.mark.triton
+def test_forced_triton_on_cpu_without_interpreter_errors():
+    """A fresh process without TRITON_INTERPRET: a one-line RuntimeError that says what to set."""
+    pytest.importorskip("triton")
+    code = (
+        "import torch; from seqvae.kernels import reparameterize_kl; "
+        "reparameterize_kl(torch.zeros(2, 3), torch.zeros(2, 3), backend='triton')"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError:") and "TRITON_INTERPRET=1" in last, proc.stderr[-2000:]
+
+
+# =========================================================================== Triton vs reference
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("sample", [True, False])
+@pytest.mark.parametrize("free_bits", [0.0, LAMBDA])
+def test_triton_forward_matches_reference(tk, dev, shape, sample, free_bits):
+    mu, logvar = make_inputs(*shape, device=dev)
+    (z, kl), (z_ref, kl_ref) = triton_and_reference(tk, mu, logvar, 1234, free_bits, sample)
+    assert z.shape == shape and z.dtype == mu.dtype and kl.shape == (shape[0],) and kl.dtype == torch.float32
+    # Not bitwise: the kernel's exp (numpy in the interpreter, ex2.approx on GPU) differs from torch's by ulps.
+    close(z, z_ref)
+    close(kl, kl_ref)
+    if not sample:
+        assert torch.equal(z, mu)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("which", ["both", "z", "kl"])
+@pytest.mark.parametrize("free_bits, sample", [(0.0, True), (LAMBDA, True), (LAMBDA, False)])
+def test_triton_grads_match_reference(tk, dev, shape, which, free_bits, sample):
+    mu, logvar = make_inputs(*shape, device=dev)
+    (z, kl), (z_ref, kl_ref) = triton_and_reference(tk, mu, logvar, 99, free_bits, sample)
+    got = backward(z, kl, mu, logvar, which)
+    expected = backward(z_ref, kl_ref, mu, logvar, which)
+    close(got[0], expected[0])
+    close(got[1], expected[1])
+
+
+@pytest.mark.triton
+def test_triton_large_shape(tk, dev):
+    """4096×128 (the size a real batch has): ~4 s under the interpreter."""
+    mu, logvar = make_inputs(4096, 128, device=dev)
+    (z, kl), (z_ref, kl_ref) = triton_and_reference(tk, mu, logvar, 5, LAMBDA, True)
+    close(z, z_ref)
+    close(kl, kl_ref)
+    got, expected = backward(z, kl, mu, logvar, "both"), backward(z_ref, kl_ref, mu, logvar, "both")
+    close(got[0], expected[0])
+    close(got[1], expected[1])
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_triton_dtypes(tk, dev, dtype):
+    """Low-precision inputs: fp32 math inside, outputs rounded once to the input dtype.
+    Compared with the reference on the same values upcast to fp32 (the exact answer)."""
+    mu, logvar = make_inputs(67, 45, dtype, device=dev)
+    z, kl = reparameterize_kl(mu, logvar, seed=3, free_bits=LAMBDA, backend="triton")
+    assert z.dtype == dtype and kl.dtype == torch.float32
+    mu32, lv32 = mu.detach().float().requires_grad_(), logvar.detach().float().requires_grad_()
+    eps = tk.philox_randn(3, 67, 45, device=dev)
+    z_ref, kl_ref = ref.reparameterize_kl(mu32, lv32, eps=eps, free_bits=LAMBDA)
+    close(z, z_ref, dtype)
+    close(kl, kl_ref, torch.float32)
+    dmu, dlv = backward(z, kl, mu, logvar, "both")
+    dmu_ref, dlv_ref = backward(z_ref, kl_ref, mu32, lv32, "both")  # same grad_outputs (seeded), upcast
+    assert dmu.dtype == dtype and dlv.dtype == dtype
+    close(dmu, dmu_ref, dtype)
+    close(dlv, dlv_ref, dtype)
+
+
+@pytest.mark.triton
+def test_triton_noncontiguous(tk, dev):
+    """Strided inputs give the same z, kl and gradients as their contiguous copies."""
+    base_mu, base_lv = make_inputs(20, 2 * 11, device=dev)
+    mu = base_mu.detach()[:, ::2].requires_grad_()  # (20, 11), stride (22, 2)
+    logvar = base_lv.detach()[:, :11].t().contiguous().t().requires_grad_()  # (20, 11), column-major
+    assert not mu.is_contiguous() and not logvar.is_contiguous()
+    mu_c, lv_c = mu.detach().contiguous().requires_grad_(), logvar.detach().contiguous().requires_grad_()
+    z, kl = reparameterize_kl(mu, logvar, seed=21, free_bits=LAMBDA, backend="triton")
+    z_c, kl_c = reparameterize_kl(mu_c, lv_c, seed=21, free_bits=LAMBDA, backend="triton")
+    assert torch.equal(z, z_c) and torch.equal(kl, kl_c)
+    g, g_c = backward(z, kl, mu, logvar, "both"), backward(z_c, kl_c, mu_c, lv_c, "both")
+    assert torch.equal(g[0], g_c[0]) and torch.equal(g[1], g_c[1])
+    gz = torch.randn(11, 20, device=dev).t()  # non-contiguous grad_output too
+    z, _ = reparameterize_kl(mu, logvar, seed=21, backend="triton")
+    z_c, _ = reparameterize_kl(mu_c, lv_c, seed=21, backend="triton")
+    dmu, dlv = torch.autograd.grad(z, (mu, logvar), gz)
+    dmu_c, dlv_c = torch.autograd.grad(z_c, (mu_c, lv_c), gz.contiguous())
+    assert torch.equal(dmu, dmu_c) and torch.equal(dlv, dlv_c)
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_free_bits_semantics(request, backend):
+    """mean_b kl_b = Σ_j max(λ, m_j); the KL gradient vanishes in dimensions with m_j ≤ λ."""
+    dev = request.getfixturevalue("dev") if backend == "triton" else "cpu"
+    mu, logvar = make_inputs(64, 10, device=dev)
+    _, kl = reparameterize_kl(mu, logvar, seed=0, free_bits=LAMBDA, backend=backend)
+    m = ref.elementwise_kl(mu, logvar).detach().mean(0)  # (Z,)
+    below = m <= LAMBDA
+    assert 0 < below.sum() < 10
+    close(kl.mean(), torch.clamp(m, min=LAMBDA).sum())
+    gk = torch.randn(64, device=dev)
+    dmu, dlv = torch.autograd.grad(kl, (mu, logvar), gk)
+    assert torch.all(dmu[:, below] == 0) and torch.all(dlv[:, below] == 0)
+    close(dmu[:, ~below], (gk[:, None] * mu.detach())[:, ~below])
+    # Without free bits every dimension gets a gradient.
+    _, kl0 = reparameterize_kl(mu, logvar, seed=0, backend=backend)
+    dmu0, _ = torch.autograd.grad(kl0, (mu, logvar), gk)
+    close(dmu0, gk[:, None] * mu.detach())
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_sample_false_is_identity(request, backend, dtype):
+    dev = request.getfixturevalue("dev") if backend == "triton" else "cpu"
+    mu, logvar = make_inputs(6, 9, dtype, device=dev)
+    z, _ = reparameterize_kl(mu, logvar, sample=False, backend=backend)
+    assert torch.equal(z, mu) and z.dtype == dtype
+    gz = torch.randn(6, 9, device=dev).to(dtype)
+    dmu, dlv = torch.autograd.grad(z, (mu, logvar), gz, allow_unused=True)
+    assert torch.equal(dmu, gz)
+    assert dlv is None or torch.all(dlv == 0)
+
+
+# =========================================================================== Triton RNG
+
+
+@pytest.mark.triton
+def test_triton_seeding(tk, dev):
+    mu, logvar = make_inputs(16, 8, device=dev)
+    run = lambda seed: reparameterize_kl(mu, logvar, seed=seed, backend="triton")[0]  # noqa: E731
+    z1, z2, z3 = run(7), run(7), run(8)
+    assert torch.equal(z1, z2)
+    assert (z1 == z3).float().mean() < 0.01
+    # seed=None draws the kernel seed from torch's CPU generator: reproducible under torch.manual_seed.
+    torch.manual_seed(123)
+    a, b = run(None), run(None)
+    torch.manual_seed(123)
+    assert torch.equal(a, run(None)) and not torch.equal(a, b)
+
+
+@pytest.mark.triton
+def test_eps_depends_only_on_flat_index(tk, dev):
+    """ε at (b, j) is Philox(seed, b·Z + j): reshaping the problem does not change the stream."""
+    flat = tk.philox_randn(42, 1, 7 * 33, device=dev).flatten()
+    for shape in [(7, 33), (33, 7), (231, 1)]:
+        assert torch.equal(tk.philox_randn(42, *shape, device=dev).flatten(), flat)
+
+
+@pytest.mark.triton
+def test_eps_moments(tk, dev):
+    """ε over 2**20 draws: moments and correlations within 5 standard errors of N(0, 1) i.i.d."""
+    B, Z = 1024, 1024
+    n = B * Z
+    eps = tk.philox_randn(2024, B, Z, device=dev).double().cpu()  # (B, Z)
+    x = eps.flatten()
+    se = 1 / math.sqrt(n)  # standard error of a mean / correlation of n unit-variance values
+    assert abs(x.mean()) < 5 * se
+    assert abs(x.var() - 1) < 5 * math.sqrt(2 / n)  # Var of the sample variance of N(0,1) is 2/n
+    p = 0.6826894921370859  # P(|ε| < 1)
+    assert abs((x.abs() < 1).double().mean() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    corr = lambda a, b: ((a - a.mean()) * (b - b.mean())).mean() / (a.std() * b.std())  # noqa: E731
+    assert abs(corr(x[:-1], x[1:])) < 5 * se  # neighbours in a row (lag 1)
+    assert abs(corr(eps[:-1].flatten(), eps[1:].flatten())) < 5 * se  # same column, next row (lag Z)
+    other = tk.philox_randn(2025, B, Z, device=dev).double().cpu().flatten()
+    assert abs(corr(x, other)) < 5 * se  # neighbouring seeds give unrelated streams
