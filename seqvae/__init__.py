@@ -1,0 +1,8 @@
+"""seqvae: sentence variational autoencoders that use their latent space."""
+
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .model import SentenceVAE
+
+__version__ = "0.1.0"
+
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE", "__version__"]

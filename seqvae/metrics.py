@@ -1,0 +1,160 @@
+"""Evaluation metrics, defined once.
+
+  rec        E_q[-log p(x|z)] per sentence (one z sample), summed over tokens incl. EOS
+  kl         KL(q(z|x) || N(0, I)) per sentence (no free bits)
+  neg_elbo   rec + kl: an upper bound on -log p(x)
+  nll        -log p(x) per sentence by importance sampling with k samples from q
+             (Burda et al. 2016): log p(x) ~ logsumexp_k[log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log k.
+             For the language model (no latent) it is the exact NLL.
+  ppl        exp(total nll / total target tokens), target tokens include one EOS per sentence
+  mi         I(x; z) under q, estimated as in Hoffman & Johnson 2016 / He et al. 2019:
+             E_x E_q[log q(z|x)] - E_q(z)[log q(z)], the aggregate q(z) a mixture over the
+             evaluated sentences
+  au         active units: latent dims whose Cov_x(E_q[z|x]) = Var_x(mu) > 0.01 (Burda et al. 2016)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import BucketBatchSampler, SentenceDataset, collate
+from .kernels import gaussian_kl
+from .model import SentenceVAE
+
+LOG_2PI = math.log(2 * math.pi)
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dim."""
+    return -0.5 * ((z - mu) ** 2 * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (z**2 + LOG_2PI).sum(-1)
+
+
+@torch.no_grad()
+def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_rows: int = 4096,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance-weighted estimate of log p(x) per sentence, (B,), with k samples from q(z|x).
+
+    Samples are drawn in chunks so that at most `max_rows` sentence copies are decoded at once.
+    """
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    mu, logvar = model.encode(batch.src, batch.src_lens)  # (B, Z)
+    B, Z = mu.shape
+    std = torch.exp(0.5 * logvar)
+    chunk = max(1, min(k, max_rows // B))
+    log_w = []
+    for start in range(0, k, chunk):
+        kc = min(chunk, k - start)
+        eps = torch.randn(B, kc, Z, device=mu.device, generator=generator)  # (B, kc, Z)
+        z = mu[:, None] + std[:, None] * eps
+        log_q = -0.5 * (eps**2 + logvar[:, None] + LOG_2PI).sum(-1)  # (B, kc)
+        log_p = log_standard_normal(z)  # (B, kc)
+        rec = model.token_nll(batch.dec_in.repeat_interleave(kc, 0), batch.target.repeat_interleave(kc, 0),
+                              z.reshape(B * kc, Z)).view(B, kc)
+        log_w.append(-rec + log_p - log_q)
+    return torch.logsumexp(torch.cat(log_w, 1), dim=1) - math.log(k)
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                       chunk: int = 1024) -> float:
+    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z)."""
+    mu, logvar = mu.double(), logvar.double()
+    N, Z = mu.shape
+    if N < 2:
+        return 0.0
+    # E_x E_q[log q(z|x)] = -entropy, in closed form for a diagonal Gaussian
+    neg_entropy = (-0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(-1)).mean()
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    inv_var = torch.exp(-logvar)  # (N, Z)
+    const = (mu**2 * inv_var + logvar + LOG_2PI).sum(-1)  # (N,)
+    log_qz = []
+    for s in range(0, N, chunk):
+        zi = z[s : s + chunk]  # (C, Z)
+        # sum_z (z_i - mu_j)^2 / var_j expanded into matrix products: (C, N)
+        quad = (zi**2) @ inv_var.T - 2 * zi @ (mu * inv_var).T
+        log_q_ij = -0.5 * (quad + const[None, :])
+        log_qz.append(torch.logsumexp(log_q_ij, dim=1) - math.log(N))
+    return float(neg_entropy - torch.cat(log_qz).mean())
+
+
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, list[float]]:
+    """Number of dims with Var_x(mu) > threshold, and the per-dim variances."""
+    if mu.shape[0] < 2:
+        return 0, [0.0] * mu.shape[1]
+    var = mu.double().var(dim=0, unbiased=True)
+    return int((var > threshold).sum()), [float(v) for v in var]
+
+
+@torch.no_grad()
+def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_size: int = 64,
+             max_sentences: int = 0, mi_sentences: int = 10000, seed: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """All metrics on a dataset. k = 0 skips importance sampling (nll is then neg_elbo's bound).
+
+    Deterministic under `seed`; does not touch the global RNG.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.device
+    if max_sentences:
+        dataset = dataset.subset(max_sentences)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    cpu_gen = torch.Generator().manual_seed(seed + 1)
+    cfg = model.cfg
+    tot = {"rec": 0.0, "kl": 0.0, "nll": 0.0}
+    n_sent, n_tok = 0, 0
+    mus, logvars = [], []
+    batches = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False).batches()
+    for idx in tqdm(batches, desc="eval", disable=not progress, leave=False):
+        batch = collate([dataset[i] for i in idx], pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(device)
+        n_sent += batch.size
+        n_tok += batch.num_target_tokens
+        if not cfg.latent:
+            rec = model.token_nll(batch.dec_in, batch.target, None)
+            tot["rec"] += float(rec.sum())
+            tot["nll"] += float(rec.sum())
+            continue
+        mu, logvar = model.encode(batch.src, batch.src_lens)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=device, generator=gen)
+        rec = model.token_nll(batch.dec_in, batch.target, z)
+        kl = gaussian_kl(mu, logvar)
+        tot["rec"] += float(rec.sum())
+        tot["kl"] += float(kl.sum())
+        if k > 0:
+            tot["nll"] += float(-iw_log_likelihood(model, batch, k, generator=gen).sum())
+        mus.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+    model.train(was_training)
+    if n_sent == 0:
+        raise ValueError("cannot evaluate on an empty dataset")
+
+    res: dict[str, Any] = {"sentences": n_sent, "tokens": n_tok}
+    res["rec"] = tot["rec"] / n_sent
+    res["kl"] = tot["kl"] / n_sent
+    res["neg_elbo"] = res["rec"] + res["kl"]
+    nll_total = tot["nll"] if (k > 0 or not cfg.latent) else tot["rec"] + tot["kl"]
+    res["nll"] = nll_total / n_sent
+    res["nll_is_bound"] = bool(cfg.latent and k == 0)  # True: nll is -ELBO, not an IW estimate
+    res["iw_samples"] = k if cfg.latent else 0
+    res["nll_per_token"] = nll_total / n_tok
+    res["ppl"] = math.exp(min(nll_total / n_tok, 700.0))
+    if cfg.latent:
+        mu_all, logvar_all = torch.cat(mus), torch.cat(logvars)
+        res["au"], res["au_variances"] = active_units(mu_all)
+        if mi_sentences and len(mu_all) > mi_sentences:
+            pick = torch.from_numpy(np.random.default_rng(seed).choice(len(mu_all), mi_sentences, replace=False))
+            mu_all, logvar_all = mu_all[pick], logvar_all[pick]
+        res["mi"] = mutual_information(mu_all, logvar_all, generator=cpu_gen)
+    else:
+        res["au"], res["au_variances"], res["mi"] = 0, [], 0.0
+    return res

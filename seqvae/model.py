@@ -1,0 +1,152 @@
+"""The sentence VAE: bi-GRU encoder -> q(z|x) -> reparameterization/KL kernel -> GRU decoder.
+
+Reads top to bottom:
+  Encoder      tokens -> (mu, logvar) of a diagonal Gaussian q(z|x)
+  Decoder      z -> initial state, and z concatenated to every input embedding -> next-token logits
+  SentenceVAE  ties them together; with ModelConfig.latent=False it is the plain GRU
+               language model used as the baseline (same decoder, no encoder, no z).
+
+Shapes: B batch, T tokens (+1 with BOS/EOS), E embedding, H hidden, Z latent, V vocab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from .config import ModelConfig
+from .kernels import reparameterize_kl
+
+
+class Encoder(nn.Module):
+    """Bidirectional GRU over the sentence; its final states map to mu and logvar."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gru = nn.GRU(cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, batch_first=True, bidirectional=True)
+        self.to_stats = nn.Linear(2 * cfg.hidden_dim, 2 * cfg.latent_dim)
+        self.dropout = nn.Dropout(cfg.embed_dropout)
+
+    def forward(self, emb: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """emb: (B, T, E) embedded sentence (the decoder's table), src_lens: (B,)."""
+        x = self.dropout(emb)
+        lens = src_lens.clamp(min=1)
+        if bool((lens == x.shape[1]).all()):
+            _, h = self.gru(x)  # no padding in this batch: skip packing
+        else:
+            packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
+            _, h = self.gru(packed)
+        h = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H): last layer, forward and backward
+        mu, logvar = self.to_stats(h).float().chunk(2, dim=-1)  # (B, Z) each
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """GRU decoder conditioned on z through its initial state and at every step.
+
+    It owns the word embedding table; the encoder reads the same table.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
+        z_in = cfg.latent_dim if cfg.latent else 0
+        self.gru = nn.GRU(cfg.embed_dim + z_in, cfg.hidden_dim, cfg.num_layers, batch_first=True)
+        self.init_state = nn.Linear(cfg.latent_dim, cfg.num_layers * cfg.hidden_dim) if cfg.latent else None
+        self.dropout = nn.Dropout(cfg.embed_dropout)
+        if cfg.tie_embeddings:
+            # logits = proj(h) @ embedding.T + b; no second V x E matrix.
+            self.out_proj = nn.Linear(cfg.hidden_dim, cfg.embed_dim) if cfg.hidden_dim != cfg.embed_dim else nn.Identity()
+            self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+            self.out = None
+        else:
+            self.out = nn.Linear(cfg.hidden_dim, cfg.vocab_size)
+
+    def initial_state(self, z: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """(L, B, H) initial hidden state: tanh(W z + b), or zeros for the language model."""
+        L, H = self.cfg.num_layers, self.cfg.hidden_dim
+        if z is None or self.init_state is None:
+            return torch.zeros(L, batch_size, H, device=self.embedding.weight.device)
+        return torch.tanh(self.init_state(z)).view(-1, L, H).transpose(0, 1).contiguous()
+
+    def inputs(self, tokens: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        x = self.dropout(self.embedding(tokens))  # (B, T, E)
+        if z is not None and self.cfg.latent:
+            x = torch.cat([x, z.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E+Z)
+        return x
+
+    def forward(self, tokens: torch.Tensor, z: torch.Tensor | None,
+                h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states for every position: (B, T, H), and the last state (L, B, H).
+
+        Trailing padding needs no packing here: the GRU is causal, so pads after a
+        sentence's end never change its outputs; they are simply not scored.
+        """
+        if h is None:
+            h = self.initial_state(z, tokens.shape[0])
+        out, h = self.gru(self.inputs(tokens, z), h)
+        return out, h
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., H) -> (..., V)."""
+        hidden = self.dropout(hidden)
+        if self.out is not None:
+            return self.out(hidden)
+        return F.linear(self.out_proj(hidden), self.embedding.weight, self.out_bias)
+
+
+@dataclass
+class VAEOutput:
+    rec: torch.Tensor      # (B,) reconstruction NLL per sentence, -log p(x|z), summed over tokens (EOS included)
+    kl: torch.Tensor       # (B,) KL(q(z|x) || p(z)) per sentence (with free bits if asked for); zeros for the LM
+    mu: torch.Tensor | None      # (B, Z)
+    logvar: torch.Tensor | None  # (B, Z)
+    z: torch.Tensor | None       # (B, Z)
+
+
+class SentenceVAE(nn.Module):
+    """Encoder + decoder sharing the decoder's embedding table. `cfg.latent=False` gives the GRU LM."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.decoder = Decoder(cfg)
+        self.encoder = Encoder(cfg) if cfg.latent else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.embedding.weight.device
+
+    def encode(self, src: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters (mu, logvar), each (B, Z), in fp32."""
+        if self.encoder is None:
+            raise RuntimeError("this model is a language model (latent=False): it has no encoder")
+        return self.encoder(self.decoder.embedding(src), src_lens)
+
+    def token_nll(self, dec_in: torch.Tensor, target: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """-log p(x|z) per sentence, (B,). Logits are computed only at non-pad positions."""
+        hidden, _ = self.decoder(dec_in, z)  # (B, T, H)
+        mask = target != self.cfg.pad_id  # (B, T)
+        logits = self.decoder.logits(hidden[mask])  # (N, V), N = real target tokens
+        nll = F.cross_entropy(logits.float(), target[mask], reduction="none")  # (N,)
+        return torch.zeros(mask.shape, dtype=nll.dtype, device=nll.device).masked_scatter(mask, nll).sum(1)
+
+    def forward(self, src: torch.Tensor, src_lens: torch.Tensor, dec_in: torch.Tensor, target: torch.Tensor, *,
+                sample: bool = True, free_bits: float = 0.0, seed: int | None = None) -> VAEOutput:
+        """One pass: encode, draw z (fused kernel), decode. `dec_in` may carry word dropout."""
+        if self.encoder is None:
+            rec = self.token_nll(dec_in, target, None)
+            return VAEOutput(rec, torch.zeros_like(rec), None, None, None)
+        mu, logvar = self.encode(src, src_lens)
+        z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
+        rec = self.token_nll(dec_in, target, z)
+        return VAEOutput(rec, kl, mu, logvar, z)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

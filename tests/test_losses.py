@@ -1,0 +1,58 @@
+import math
+
+import pytest
+import torch
+
+from seqvae.config import TrainConfig
+from seqvae.kernels import gaussian_kl, reparameterize_kl
+from seqvae.losses import elbo_loss, kl_weight
+
+
+def test_logistic_schedule_values():
+    cfg = TrainConfig(kl_schedule="logistic", kl_k=0.0025, kl_x0=2500)
+    assert kl_weight(2500, cfg) == pytest.approx(0.5)
+    assert kl_weight(0, cfg) == pytest.approx(1 / (1 + math.exp(0.0025 * 2500)))
+    assert kl_weight(10**7, cfg) == pytest.approx(1.0)
+    assert kl_weight(-(10**7), cfg) == pytest.approx(0.0)  # no overflow
+    steps = [kl_weight(s, cfg) for s in range(0, 6000, 500)]
+    assert steps == sorted(steps)
+
+
+def test_linear_schedule_values():
+    cfg = TrainConfig(kl_schedule="linear", kl_warmup=1000, kl_max=0.5)
+    assert [kl_weight(s, cfg) for s in (0, 250, 1000, 5000)] == pytest.approx([0.0, 0.125, 0.5, 0.5])
+
+
+def test_cyclical_schedule_values():
+    # 4 cycles over 1000 steps: period 250; beta rises over the first half of each cycle, then stays at 1
+    cfg = TrainConfig(kl_schedule="cyclical", max_steps=1000, kl_cycles=4, kl_ratio=0.5)
+    assert [kl_weight(s, cfg) for s in (0, 62, 125, 200, 249, 250, 375, 999)] == pytest.approx(
+        [0.0, 62 / 125, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+
+
+def test_constant_schedule():
+    assert kl_weight(123, TrainConfig(kl_schedule="constant", kl_max=0.3)) == pytest.approx(0.3)
+
+
+def test_elbo_loss_weights_kl():
+    rec, kl = torch.tensor([10.0, 20.0]), torch.tensor([2.0, 4.0])
+    assert float(elbo_loss(rec, kl, 0.5)) == pytest.approx((10 + 1 + 20 + 2) / 2)
+
+
+def test_free_bits_clamp_on_batch_mean_kl():
+    torch.manual_seed(0)
+    B, Z, lam = 16, 6, 0.5
+    mu = torch.zeros(B, Z)
+    mu[:, :3] = 2.0  # dims 0-2: KL ~ 2 per dim, above lambda; dims 3-5: ~0, below
+    mu = mu.requires_grad_()
+    logvar = torch.zeros(B, Z, requires_grad=True)
+    _, kl = reparameterize_kl(mu, logvar, free_bits=lam, backend="torch")
+    per_dim_mean = 0.5 * (mu**2 + logvar.exp() - logvar - 1).mean(0)
+    expected = torch.clamp(per_dim_mean, min=lam).sum()
+    assert float(kl.detach().mean()) == pytest.approx(float(expected), rel=1e-6)
+    kl.mean().backward()
+    assert (mu.grad[:, 3:] == 0).all()  # clamped dims get no gradient
+    assert torch.allclose(mu.grad[:, :3], mu.detach()[:, :3] / B)
+    # without free bits: the plain KL
+    _, kl0 = reparameterize_kl(mu.detach(), logvar.detach(), backend="torch")
+    assert torch.allclose(kl0, gaussian_kl(mu.detach(), logvar.detach()))

@@ -1,0 +1,103 @@
+import math
+
+import pytest
+import torch
+
+from seqvae.config import ModelConfig
+from seqvae.data import SentenceDataset, collate
+from seqvae.metrics import active_units, evaluate, iw_log_likelihood, log_normal, mutual_information
+from seqvae.model import SentenceVAE
+
+
+def tiny_vae(latent=True, seed=0):
+    torch.manual_seed(seed)
+    model = SentenceVAE(ModelConfig(vocab_size=20, embed_dim=8, hidden_dim=16, latent_dim=4, latent=latent)).eval()
+    if latent:
+        with torch.no_grad():  # a posterior with real spread, so that IW differs from the ELBO
+            model.encoder.to_stats.bias[4:] = -1.0
+    return model
+
+
+def sentences(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(4, 20, (int(torch.randint(1, 8, (1,), generator=g)),), generator=g).tolist() for _ in range(n)]
+
+
+def test_log_normal_matches_torch_distributions():
+    mu, logvar, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    ref = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    assert torch.allclose(log_normal(z, mu, logvar), ref, atol=1e-5)
+
+
+def test_iw_nll_at_most_neg_elbo_on_average():
+    model = tiny_vae()
+    batch = collate(sentences())
+    g = torch.Generator().manual_seed(0)
+    iw = -iw_log_likelihood(model, batch, 200, generator=g)
+    res = evaluate(model, SentenceDataset.from_lists(sentences()), k=0)
+    assert float(iw.mean()) < res["neg_elbo"]
+    # a tighter bound with more samples, in expectation
+    iw5 = torch.stack([-iw_log_likelihood(model, batch, 5, generator=g) for _ in range(20)]).mean()
+    assert float(iw.mean()) <= float(iw5) + 0.05
+
+
+def test_iw_with_one_sample_is_neg_elbo_in_expectation():
+    model = tiny_vae()
+    data = sentences(8)
+    batch = collate(data)
+    g = torch.Generator().manual_seed(1)
+    draws = torch.stack([-iw_log_likelihood(model, batch, 1, generator=g) for _ in range(400)])  # (400, B)
+    mu, logvar = model.encode(batch.src, batch.src_lens)
+    kl = 0.5 * (mu**2 + logvar.exp() - logvar - 1).sum(-1)
+    recs = []
+    for _ in range(400):
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)
+        recs.append(model.token_nll(batch.dec_in, batch.target, z))
+    neg_elbo = torch.stack(recs).mean(0) + kl
+    se = draws.std(0) / math.sqrt(400) + torch.stack(recs).std(0) / math.sqrt(400)
+    assert (abs(draws.mean(0) - neg_elbo) < 4 * se + 1e-4).all()
+
+
+def test_language_model_metrics_are_exact():
+    model = tiny_vae(latent=False)
+    data = sentences()
+    res = evaluate(model, SentenceDataset.from_lists(data), k=10)
+    batch = collate(data)
+    nll = model.token_nll(batch.dec_in, batch.target, None)
+    assert res["nll"] == pytest.approx(float(nll.mean()), rel=1e-5)
+    tokens = sum(len(s) + 1 for s in data)
+    assert res["ppl"] == pytest.approx(math.exp(float(nll.sum()) / tokens), rel=1e-5)
+    assert res["kl"] == 0 and res["au"] == 0
+
+
+def test_evaluate_is_deterministic_and_leaves_global_rng_alone():
+    model = tiny_vae()
+    ds = SentenceDataset.from_lists(sentences())
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    a = evaluate(model, ds, k=5, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+    b = evaluate(model, ds, k=5, seed=3)
+    assert a == b
+    assert a["nll"] <= a["neg_elbo"] + 1.0 and a["nll_is_bound"] is False
+
+
+def test_active_units_counts_varying_dims():
+    mu = torch.zeros(100, 4)
+    mu[:, 0] = torch.linspace(-1, 1, 100)  # var ~ 0.34
+    mu[:, 1] = torch.linspace(-0.05, 0.05, 100)  # var ~ 0.00085
+    n, var = active_units(mu)
+    assert n == 1 and var[0] > 0.01 > var[1]
+
+
+def test_mutual_information_bounds():
+    g = torch.Generator().manual_seed(0)
+    N, Z = 2000, 3
+    # identical posteriors: z carries no information about x; the estimate is then a Monte Carlo
+    # mean of log-density deviations, std sqrt(Z/2 / N)
+    same = mutual_information(torch.zeros(N, Z), torch.zeros(N, Z), generator=g)
+    assert abs(same) < 4 * math.sqrt(Z / 2 / N)
+    # well separated, tight posteriors: MI approaches log N
+    mu = torch.randn(N, Z, generator=g) * 10
+    sharp = mutual_information(mu, torch.full((N, Z), -8.0), generator=g)
+    assert sharp == pytest.approx(math.log(N), abs=0.05)

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from seqvae.config import ModelConfig
+from seqvae.data import collate
+from seqvae.model import SentenceVAE
+
+TINY = dict(vocab_size=30, embed_dim=8, hidden_dim=12, latent_dim=5)
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    return SentenceVAE(ModelConfig(**{**TINY, **kw})).eval()
+
+
+@pytest.mark.parametrize("sentences", [[[5]], [[5, 6, 7]], [[5, 6, 7], [8], [9, 10]], [[4] * 20] * 3])
+@pytest.mark.parametrize("kw", [{}, {"tie_embeddings": True}, {"num_layers": 2}])
+def test_shapes(sentences, kw):
+    model = make(**kw)
+    b = collate(sentences)
+    out = model(b.src, b.src_lens, b.dec_in, b.target)
+    B = len(sentences)
+    assert out.rec.shape == (B,) and out.kl.shape == (B,)
+    assert out.mu.shape == out.logvar.shape == out.z.shape == (B, 5)
+    assert (out.rec > 0).all() and (out.kl >= 0).all()
+    out.rec.sum().backward()  # differentiable end to end
+
+
+def test_language_model_has_no_latent():
+    model = make(latent=False)
+    b = collate([[5, 6], [7]])
+    out = model(b.src, b.src_lens, b.dec_in, b.target)
+    assert out.mu is None and torch.equal(out.kl, torch.zeros(2))
+    assert model.encoder is None
+    with pytest.raises(RuntimeError, match="no encoder"):
+        model.encode(b.src, b.src_lens)
+
+
+def test_padding_does_not_change_a_sentence():
+    """Encoder (packed) and decoder (causal) give the same numbers alone and padded in a batch."""
+    model = make()
+    alone = collate([[5, 6]])
+    padded = collate([[5, 6], [7, 8, 9, 10, 11]])
+    mu1, lv1 = model.encode(alone.src, alone.src_lens)
+    mu2, lv2 = model.encode(padded.src, padded.src_lens)
+    assert torch.allclose(mu1[0], mu2[0], atol=1e-6) and torch.allclose(lv1[0], lv2[0], atol=1e-6)
+    z = torch.randn(2, 5)
+    nll1 = model.token_nll(alone.dec_in, alone.target, z[:1])
+    nll2 = model.token_nll(padded.dec_in, padded.target, z)
+    assert torch.allclose(nll1[0], nll2[0], atol=1e-5)
+
+
+def test_token_nll_matches_full_softmax():
+    model = make()
+    b = collate([[5, 6, 7], [8]])
+    z = torch.randn(2, 5)
+    hidden, _ = model.decoder(b.dec_in, z)
+    logp = torch.log_softmax(model.decoder.logits(hidden), -1)
+    mask = b.target != 0
+    ref = -(logp.gather(-1, b.target.unsqueeze(-1)).squeeze(-1) * mask).sum(1)
+    assert torch.allclose(model.token_nll(b.dec_in, b.target, z), ref, atol=1e-5)
+
+
+def test_z_conditions_the_decoder():
+    model = make()
+    b = collate([[5, 6, 7]])
+    a = model.token_nll(b.dec_in, b.target, torch.zeros(1, 5))
+    c = model.token_nll(b.dec_in, b.target, torch.full((1, 5), 3.0))
+    assert not torch.allclose(a, c)
+
+
+def test_eval_without_sampling_uses_mean():
+    model = make()
+    b = collate([[5, 6, 7]])
+    out = model(b.src, b.src_lens, b.dec_in, b.target, sample=False)
+    assert torch.equal(out.z, out.mu)
