@@ -1,0 +1,161 @@
+"""Checkpoint directories: what a user can copy, inspect and load with no code of ours.
+
+    <dir>/config.json          {"format", "model": ModelConfig, "train": TrainConfig, "data": prepared-data meta}
+    <dir>/model.safetensors    weights (fp32, or fp16/bf16 for shipped checkpoints)
+    <dir>/tokenizer.model      sentencepiece model (or vocab.txt for the PTB word vocabulary)
+    <dir>/metrics.json         evaluation results at save time
+    <dir>/trainer_state.pt     optional: optimizer, step, RNG, sampler position (for --resume)
+
+A training run dir holds two such checkpoints, `best/` and `last/`. Every checkpoint is
+written into a temporary sibling and renamed into place, so a crash never leaves a
+half-written checkpoint where a reader would look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, ModelConfig, TrainConfig
+from .model import SentenceVAE
+from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+STATE_FILE = "trainer_state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or does not match its config (one-line message)."""
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir)."""
+    p = Path(path)
+    if (p / CONFIG_FILE).is_file():
+        return p
+    if (p / "best" / CONFIG_FILE).is_file():
+        return p / "best"
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such checkpoint directory")
+    raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def replace_dir_atomic(tmp_dir: Path, final: Path) -> None:
+    """Move a complete tmp_dir to `final`, replacing what was there."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(tmp_dir, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp_dir, final)
+
+
+def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
+         data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
+         dtype: torch.dtype | None = None) -> Path:
+    """Write a checkpoint dir atomically. `dtype` (e.g. torch.float16) shrinks the weights."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        config = {"format": FORMAT_VERSION, "model": model.cfg.to_dict(),
+                  "train": train_cfg.to_dict() if train_cfg else None, "data": data_meta}
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        weights = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+                   for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        tokenizer.save(tmp)
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n", encoding="utf-8")
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / STATE_FILE)
+        replace_dir_atomic(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    d = resolve(path)
+    try:
+        cfg = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{d / CONFIG_FILE}: invalid JSON ({e})") from None
+    if not isinstance(cfg, dict) or "model" not in cfg:
+        raise CheckpointError(f"{d / CONFIG_FILE}: no 'model' section")
+    if cfg.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+        raise CheckpointError(f"{d}: checkpoint format {cfg['format']} is newer than this seqvae ({FORMAT_VERSION})")
+    return cfg
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
+    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys."""
+    d = resolve(path)
+    cfg = read_config(d)
+    try:
+        model_cfg = ModelConfig.from_dict(cfg["model"])
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{d / CONFIG_FILE}: {e}") from None
+    if not (d / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{d}: missing {WEIGHTS_FILE}")
+    try:
+        state = load_file(str(d / WEIGHTS_FILE))
+    except Exception as e:  # safetensors raises its own error type, versions differ in its name
+        raise CheckpointError(f"{d / WEIGHTS_FILE}: unreadable weights ({str(e).splitlines()[0]})") from None
+    model = SentenceVAE(model_cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append("missing keys: " + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
+        if unexpected:
+            parts.append("unexpected keys: " + ", ".join(unexpected[:6]) + (" ..." if len(unexpected) > 6 else ""))
+        raise CheckpointError(f"{d}: weights do not match config.json ({'; '.join(parts)})")
+    for k, v in expected.items():
+        if state[k].shape != v.shape:
+            raise CheckpointError(f"{d}: weight {k} has shape {tuple(state[k].shape)}, config implies {tuple(v.shape)}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    try:
+        tokenizer = load_tokenizer(d)
+    except TokenizerError as e:
+        raise CheckpointError(f"{d}: {e}") from None
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise CheckpointError(f"{d}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model_cfg.vocab_size}")
+    model.to(map_location).eval()
+    return model, tokenizer, cfg
+
+
+def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / STATE_FILE
+    if not p.is_file():
+        raise CheckpointError(f"{Path(path)}: no {STATE_FILE} to resume from")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt pickle/zip
+        raise CheckpointError(f"{p}: unreadable trainer state ({str(e).splitlines()[0]})") from None
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    p = resolve(path) / METRICS_FILE
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}

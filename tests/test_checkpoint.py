@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+
+from seqvae import checkpoint
+from seqvae.config import ModelConfig
+from seqvae.data import collate
+from seqvae.model import SentenceVAE
+from seqvae.tokenizer import build_word_tokenizer
+
+
+@pytest.fixture()
+def model_and_tok():
+    tok = build_word_tokenizer(["the movie was great", "the plot was slow", "a fine film"])
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=4)).eval()
+    return model, tok
+
+
+def outputs(model):
+    b = collate([[4, 5, 6], [7]])
+    torch.manual_seed(1)
+    z = torch.randn(2, model.cfg.latent_dim)
+    return model.encode(b.src, b.src_lens), model.token_nll(b.dec_in, b.target, z)
+
+
+def test_save_load_identical_outputs(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok, metrics={"nll": 1.5})
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        ["config.json", "model.safetensors", "metrics.json"] + [tok.save(tmp_path).name])
+    loaded, tok2, cfg = checkpoint.load(path)
+    (mu1, lv1), nll1 = outputs(model)
+    (mu2, lv2), nll2 = outputs(loaded)
+    assert torch.equal(mu1, mu2) and torch.equal(lv1, lv2) and torch.equal(nll1, nll2)
+    assert tok2.encode("the movie was slow") == tok.encode("the movie was slow")
+    assert cfg["model"] == model.cfg.to_dict()
+    assert checkpoint.read_metrics(path) == {"nll": 1.5}
+
+
+def test_half_precision_weights_load(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    checkpoint.save(tmp_path / "ck", model, tok, dtype=torch.float16)
+    loaded, _, _ = checkpoint.load(tmp_path / "ck")
+    assert loaded.decoder.embedding.weight.dtype == torch.float32
+    (mu1, _), _ = outputs(model)
+    (mu2, _), _ = outputs(loaded)
+    assert torch.allclose(mu1, mu2, atol=1e-2)
+
+
+def test_run_dir_resolves_to_best(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    checkpoint.save(tmp_path / "run" / "best", model, tok)
+    assert checkpoint.resolve(tmp_path / "run") == tmp_path / "run" / "best"
+
+
+def test_errors_are_clear(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    with pytest.raises(checkpoint.CheckpointError, match="no such checkpoint"):
+        checkpoint.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint"):
+        checkpoint.load(tmp_path / "empty")
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    # corrupt weights
+    (path / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(checkpoint.CheckpointError, match="unreadable weights"):
+        checkpoint.load(path)
+    # config that does not match the weights names the keys
+    path = checkpoint.save(tmp_path / "ck2", model, tok)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model"]["num_layers"] = 2
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match="missing keys: .*l1"):
+        checkpoint.load(path)
+    cfg["model"]["num_layers"], cfg["model"]["latent"] = 1, False
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match="unexpected keys: .*encoder.gru"):
+        checkpoint.load(path)
+    cfg["model"]["latent"], cfg["model"]["hidden_dim"] = True, 13
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match="has shape"):
+        checkpoint.load(path)
+    (path / "config.json").write_text("{broken")
+    with pytest.raises(checkpoint.CheckpointError, match="invalid JSON"):
+        checkpoint.load(path)
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, model_and_tok, monkeypatch):
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok, metrics={"v": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", boom)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path / "ck", model, tok, metrics={"v": 2})
+    assert checkpoint.read_metrics(path) == {"v": 1}
+    checkpoint.load(path)  # still complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dirs left behind
