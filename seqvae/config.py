@@ -130,7 +130,8 @@ class TrainConfig(_JSONMixin):
     kl_ratio: float = 0.5          # cyclical: fraction of each cycle spent increasing beta
     free_bits: float = 0.0         # nats per latent dimension, on the batch-mean KL (0 = off)
     bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
-    amp: bool = True               # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True               # bf16 autocast on CUDA
+    cpu_bf16: bool = False         # bf16 autocast on CPU too (fast where the CPU has AMX / AVX512-BF16)
     num_threads: int = 0           # torch CPU threads (0 = torch default)
     seed: int = 0                  # all randomness (init, batching, dropout, z)
     log_every: int = 50            # metrics.jsonl train rows every N steps

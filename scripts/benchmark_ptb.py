@@ -1,0 +1,132 @@
+"""Quality table: the GRU language model baseline vs VAE variants, same size, same budget.
+
+    python scripts/benchmark_ptb.py --data data/ptb --out runs/ptb-bench --max-steps 4000 --samples 500
+
+Trains (unless a variant's run dir already has a finished best/ checkpoint) and evaluates on the
+test split with importance-weighted NLL:
+  lm           GRU language model, no latent (the baseline)
+  vae-bowman   logistic KL annealing + word dropout (Bowman et al. 2016)
+  vae-cyc-fb   cyclical annealing + free bits (Fu et al. 2019; Li et al. 2019)
+Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from seqvae.cli import format_table
+
+# Published PTB test numbers (Bowman et al. 2016, CoNLL, Table 2; NLL per sentence in nats).
+PUBLISHED = [
+    ("Bowman et al. 2016 RNNLM", {"nll": 100.0, "ppl": 116.0}),
+    ("Bowman et al. 2016 VAE", {"nll": 101.0, "kl": 2.0, "ppl": 119.0}),
+]
+
+
+def variants(max_steps: int) -> dict[str, list[str]]:
+    """Train flags for each variant (all other settings from the model flags given on the command line)."""
+    return {
+        "lm": ["--lm"],
+        "vae-bowman": ["--kl-schedule", "logistic", "--word-dropout", "0.3",
+                       "--set", f"train.kl_x0={max_steps // 3}", "--set", f"train.kl_k={20 / max_steps:.6g}"],
+        "vae-cyc-fb": ["--kl-schedule", "cyclical", "--set", "train.kl_cycles=4", "--set", "train.kl_ratio=0.5",
+                       "--free-bits", "0.25", "--word-dropout", "0.3"],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--variants", default="lm,vae-bowman,vae-cyc-fb")
+    ap.add_argument("--max-steps", type=int, default=4000)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--embed-dim", type=int, default=256)
+    ap.add_argument("--hidden-dim", type=int, default=512)
+    ap.add_argument("--latent-dim", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per training process")
+    ap.add_argument("--jobs", type=int, default=1, help="variants trained at the same time")
+    ap.add_argument("--samples", type=int, default=500, help="importance samples for the test NLL")
+    ap.add_argument("--max-test-sentences", type=int, default=0)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--cpu-bf16", action="store_true", help="train with bf16 autocast on CPU")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = args.variants.split(",")
+    table = variants(args.max_steps)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        print(f"benchmark_ptb: unknown variant(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    common = ["--data", args.data, "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
+              "--embed-dim", str(args.embed_dim), "--hidden-dim", str(args.hidden_dim),
+              "--latent-dim", str(args.latent_dim), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+              "--no-progress"]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
+    if args.device:
+        common += ["--device", args.device]
+    if args.cpu_bf16:
+        common += ["--cpu-bf16"]
+
+    # Train (in parallel when --jobs > 1); a run with a finished last/ at max_steps is reused.
+    procs: list[tuple[str, subprocess.Popen]] = []
+    for name in names:
+        run_dir = out / name
+        state = run_dir / "last" / "metrics.json"
+        if state.exists() and json.loads(state.read_text()).get("step") == args.max_steps:
+            print(f"{name}: reusing {run_dir}")
+            continue
+        cmd = [sys.executable, "-m", "seqvae.cli", "train", *common, "--out", str(run_dir), *table[name]]
+        if (run_dir / "last").exists():
+            cmd = [sys.executable, "-m", "seqvae.cli", "train", "--resume", str(run_dir), "--no-progress"]
+        log = open(out / f"{name}.train.log", "a")
+        print(f"{name}: {' '.join(cmd)}")
+        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
+        while len([p for _, p in procs if p.poll() is None]) >= args.jobs:
+            procs[[p.poll() is None for _, p in procs].index(True)][1].wait()
+    for name, p in procs:
+        if p.wait() != 0:
+            print(f"{name}: training failed (see {out / (name + '.train.log')})", file=sys.stderr)
+            return 1
+
+    rows = []
+    results = {}
+    for name in names:
+        res_file = out / f"{name}.{args.split}.json"
+        cmd = [sys.executable, "-m", "seqvae.cli", "evaluate", str(out / name), "--split", args.split,
+               "--samples", str(args.samples), "--json", str(res_file), "--data", args.data]
+        if args.max_test_sentences:
+            cmd += ["--max-sentences", str(args.max_test_sentences)]
+        if args.device:
+            cmd += ["--device", args.device]
+        subprocess.run(cmd, check=True)
+        res = json.loads(res_file.read_text())
+        train_meta = json.loads((out / name / "best" / "metrics.json").read_text())
+        res["best_step"] = train_meta.get("step")
+        results[name] = res
+        rows.append((name, res))
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = ["| model | NLL | PPL | -ELBO | KL | MI | AU | best step |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        md.append(f"| {name} | {r['nll']:.2f} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {r['kl']:.2f} | "
+                  f"{r['mi']:.2f} | {r['au']}/{len(r['au_variances']) or '-'} | {r['best_step']} |")
+    for name, r in PUBLISHED:
+        md.append(f"| {name} (published) | {r['nll']:.0f} | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    print(format_table(rows))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

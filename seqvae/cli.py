@@ -1,0 +1,346 @@
+"""`seqvae <command>`: a thin shell over the library. Every user error is one line on stderr, exit 2.
+
+    seqvae prepare --dataset ptb --out data/ptb
+    seqvae train --data data/ptb --out runs/ptb-vae --preset small
+    seqvae train --resume runs/ptb-vae
+    seqvae evaluate runs/ptb-vae --split test --samples 500
+    seqvae sample runs/ptb-vae -n 10 --strategy top-p --top-p 0.9 --seed 0
+    seqvae interpolate runs/ptb-vae "a sentence" "another one" --steps 8 --method slerp
+    seqvae reconstruct runs/ptb-vae "a sentence"      (or `-`: one sentence per stdin line)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import ConfigError, RunConfig, load_json, preset
+
+
+# ---------------------------------------------------------------------------- helpers
+def _parse_value(text: str, current: Any) -> Any:
+    """Parse a --set value to the type of the field's current value."""
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected a boolean, got {text!r}")
+    try:
+        return type(current)(text)
+    except ValueError:
+        raise ConfigError(f"expected {type(current).__name__}, got {text!r}") from None
+
+
+def apply_sets(cfg: RunConfig, sets: list[str]) -> RunConfig:
+    """Apply `section.field=value` overrides (e.g. train.kl_x0=1000)."""
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in sections:
+            raise ConfigError(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
+        obj = cfg.model if section == "model" else cfg.train
+        if not hasattr(obj, name):
+            raise ConfigError(f"--set {item!r}: {section} has no field {name!r}")
+        sections[section][name] = _parse_value(value, getattr(obj, name))
+    return RunConfig(model=cfg.model.replace(**sections["model"]), train=cfg.train.replace(**sections["train"]))
+
+
+# Flags that map one-to-one onto config fields: flag -> (section, field)
+_TRAIN_FLAGS = {
+    "max_steps": ("train", "max_steps"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
+    "eval_every": ("train", "eval_every"), "kl_schedule": ("train", "kl_schedule"),
+    "free_bits": ("train", "free_bits"), "word_dropout": ("train", "word_dropout"), "seed": ("train", "seed"),
+    "threads": ("train", "num_threads"),
+    "embed_dim": ("model", "embed_dim"), "hidden_dim": ("model", "hidden_dim"), "latent_dim": ("model", "latent_dim"),
+}
+
+
+# ---------------------------------------------------------------------------- prepare
+def _add_prepare(sub) -> None:
+    from .corpus import add_prepare_args
+
+    p = sub.add_parser("prepare", help="read a corpus, split sentences, train the tokenizer, write arrays")
+    add_prepare_args(p)
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cmd_prepare(args) -> int:
+    from .corpus import run_prepare
+
+    return run_prepare(args)
+
+
+# ---------------------------------------------------------------------------- train
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a VAE (or with --lm the GRU language model baseline)")
+    p.add_argument("--data", help="prepared data dir (from `seqvae prepare`)")
+    p.add_argument("--out", help="run dir to create (best/, last/, metrics.jsonl)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last/ checkpoint")
+    p.add_argument("--config", help="JSON file with 'model' and 'train' sections")
+    p.add_argument("--preset", help="named preset: tiny, small, base")
+    p.add_argument("--lm", action="store_true", help="train the GRU language model baseline (no latent)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set train.kl_x0=1000 (repeatable)")
+    for flag in _TRAIN_FLAGS:
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None,
+                       type=str if flag == "kl_schedule" else (float if flag in ("lr", "free_bits", "word_dropout") else int))
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on CPU (fast with AMX/AVX512-BF16)")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out that already holds a run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def build_run_config(args) -> RunConfig:
+    cfg = RunConfig()
+    if args.preset:
+        cfg = preset(args.preset)
+    if args.config:
+        file_cfg = load_json(args.config)
+        merged = {"model": {**cfg.model.to_dict(), **file_cfg.get("model", {})},
+                  "train": {**cfg.train.to_dict(), **file_cfg.get("train", {})}}
+        unknown = sorted(set(file_cfg) - {"model", "train"})
+        if unknown:
+            raise ConfigError(f"{args.config}: unknown section(s) {', '.join(unknown)}")
+        cfg = RunConfig.from_dict(merged)
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for flag, (section, name) in _TRAIN_FLAGS.items():
+        if getattr(args, flag) is not None:
+            sections[section][name] = getattr(args, flag)
+    if args.lm:
+        sections["model"]["latent"] = False
+    if args.cpu_bf16:
+        sections["train"]["cpu_bf16"] = True
+    cfg = RunConfig(model=cfg.model.replace(**sections["model"]), train=cfg.train.replace(**sections["train"]))
+    return apply_sets(cfg, args.set)
+
+
+def _cmd_train(args) -> int:
+    from .train import Trainer
+
+    progress = not args.no_progress
+    if args.resume:
+        if args.config or args.preset or args.lm or args.set:
+            raise ConfigError("--resume continues a run with its saved config: drop --config/--preset/--lm/--set")
+        trainer = Trainer.resume(args.resume, data_dir=args.data, max_steps=args.max_steps, device=args.device,
+                                 progress=progress)
+    else:
+        if not args.data or not args.out:
+            raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
+        cfg = build_run_config(args)
+        trainer = Trainer(cfg, args.data, args.out, device=args.device, progress=progress, overwrite=args.overwrite)
+    kind = "VAE" if trainer.cfg.model.latent else "LM"
+    print(f"{kind}: {trainer.model.num_parameters():,} parameters, {len(trainer.train_set):,} train sentences, "
+          f"device {trainer.device}", file=sys.stderr)
+    summary = trainer.fit()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="IW-NLL, PPL, ELBO, KL, MI and active units on a split")
+    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
+    p.add_argument("--data", help="prepared data dir (default: the one the model was trained on)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--samples", type=int, default=500, help="importance samples per sentence (0: ELBO only)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--json", dest="json_out", help="write the results here (default: CKPT/eval-SPLIT.json)")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """A small fixed-width table of the headline metrics, one row per model."""
+    cols = [("nll", "NLL", ".2f"), ("nll_per_token", "NLL/tok", ".3f"), ("ppl", "PPL", ".1f"),
+            ("neg_elbo", "-ELBO", ".2f"), ("rec", "rec", ".2f"), ("kl", "KL", ".2f"), ("mi", "MI", ".2f"),
+            ("au", "AU", "d")]
+    name_w = max([len("model")] + [len(n) for n, _ in rows])
+    lines = [f"{'model':<{name_w}} " + " ".join(f"{h:>8}" for _, h, _ in cols)]
+    for name, r in rows:
+        lines.append(f"{name:<{name_w}} " + " ".join(f"{r[k]:>8{fmt}}" for k, _, fmt in cols))
+    return "\n".join(lines)
+
+
+def _cmd_evaluate(args) -> int:
+    import torch
+
+    from . import checkpoint
+    from .data import SentenceDataset
+    from .metrics import evaluate
+    from .train import default_device
+
+    device = torch.device(args.device) if args.device else default_device()
+    ckpt = checkpoint.resolve(args.checkpoint)
+    model, _, cfg = checkpoint.load(ckpt, map_location=device)
+    data_dir = args.data or (cfg.get("data") or {}).get("data_dir")
+    if not data_dir:
+        raise ConfigError(f"{ckpt}: the checkpoint does not record its data dir; pass --data")
+    dataset = SentenceDataset.from_dir(data_dir, args.split)
+    res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
+                   max_sentences=args.max_sentences, seed=args.seed, progress=True)
+    res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(data_dir)})
+    out = Path(args.json_out) if args.json_out else ckpt / f"eval-{args.split}.json"
+    checkpoint.write_json_atomic(out, res)
+    print(format_table([(ckpt.parent.name if ckpt.name == "best" else ckpt.name, res)]))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- sample / interpolate / reconstruct
+def _add_decoding_args(p, default_strategy: str) -> None:
+    from .generation import STRATEGIES
+
+    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
+    g = p.add_argument_group("decoding")
+    g.add_argument("--strategy", default=default_strategy, choices=STRATEGIES, help=f"default: {default_strategy}")
+    g.add_argument("--max-len", type=int, default=40, help="most tokens per sentence, EOS included (default 40)")
+    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for sampling (default 1)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
+    g.add_argument("--top-p", type=float, default=1.0, help="sample in the nucleus of mass p (1 = off)")
+    g.add_argument("--num-beams", type=int, default=4, help="beam width for --strategy beam (default 4)")
+    g.add_argument("--length-penalty", type=float, default=1.0,
+                   help="beam: rank by logp / length**L (0 = raw sum, default 1)")
+    g.add_argument("--seed", type=int, default=None, help="seed for z and sampling (default: fresh randomness)")
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
+
+
+def _decoding_opts(args) -> dict[str, Any]:
+    return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
+            "top_k": args.top_k, "top_p": args.top_p, "num_beams": args.num_beams,
+            "length_penalty": args.length_penalty, "seed": args.seed}
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="sentences from the prior: z ~ N(0, I), then decode")
+    p.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
+    _add_decoding_args(p, "sample")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args) -> int:
+    from .api import SeqVAE
+
+    texts = SeqVAE.from_pretrained(args.checkpoint, device=args.device).sample(args.n, **_decoding_opts(args))
+    if args.as_json:
+        print(json.dumps({"checkpoint": args.checkpoint, **_decoding_opts(args), "samples": texts}, indent=2))
+    else:
+        print("\n".join(texts))
+    return 0
+
+
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser("interpolate", help="decode a path in latent space between two sentences")
+    _add_decoding_args(p, "greedy")
+    p.add_argument("a", help="first sentence")
+    p.add_argument("b", help="second sentence")
+    p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included (default 8)")
+    p.add_argument("--method", default="lerp", choices=["lerp", "slerp"], help="default: lerp")
+    p.set_defaults(func=_cmd_interpolate)
+
+
+def _cmd_interpolate(args) -> int:
+    from .api import SeqVAE
+
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    _, texts = vae.interpolate(args.a, args.b, steps=args.steps, method=args.method, **_decoding_opts(args))
+    ts = [i / (args.steps - 1) for i in range(args.steps)]
+    if args.as_json:
+        path = [{"t": round(t, 4), "text": text} for t, text in zip(ts, texts)]
+        print(json.dumps({"checkpoint": args.checkpoint, "a": args.a, "b": args.b, "method": args.method,
+                          **_decoding_opts(args), "path": path}, indent=2))
+    else:
+        print("\n".join(f"{t:.2f}  {text}" for t, text in zip(ts, texts)))
+    return 0
+
+
+def _add_reconstruct(sub) -> None:
+    p = sub.add_parser("reconstruct", help="encode sentences and decode their posterior means")
+    _add_decoding_args(p, "greedy")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences; none or '-' reads one per line from stdin")
+    p.set_defaults(func=_cmd_reconstruct)
+
+
+def _cmd_reconstruct(args) -> int:
+    from .api import SeqVAE
+
+    texts = list(args.texts)
+    if not texts or texts == ["-"]:
+        texts = [line.strip() for line in sys.stdin if line.strip()]
+        if not texts:
+            raise ConfigError("reconstruct: no sentences on stdin")
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    outs = vae.reconstruct(texts, **_decoding_opts(args))
+    if args.as_json:
+        print(json.dumps([{"input": t, "output": o} for t, o in zip(texts, outs)], indent=2))
+    else:
+        print("\n".join(outs))
+    return 0
+
+
+# ---------------------------------------------------------------------------- classify / steer
+def _add_classify(sub) -> None:
+    from .classify import add_classify_args, run_classify
+
+    p = sub.add_parser("classify", help="sentiment from posterior means: --train a head, --texts, or --curve")
+    add_classify_args(p)
+    p.set_defaults(func=run_classify)
+
+
+def _add_steer(sub) -> None:
+    from .classify import add_steer_args, run_steer
+
+    p = sub.add_parser("steer", help="move a sentence's z along the classifier's direction and decode it")
+    add_steer_args(p)
+    p.set_defaults(func=run_steer)
+
+
+# ---------------------------------------------------------------------------- main
+# Each entry adds one subcommand; other modules' commands are registered the same way.
+COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, _add_sample, _add_interpolate, _add_reconstruct,
+                           _add_classify, _add_steer]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqvae", description="Sentence VAEs that use their latent space.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input (reported as one line), not a bug."""
+    from .api import InputError
+    from .checkpoint import CheckpointError
+    from .corpus import DataError
+    from .generation import DecodingError
+    from .tokenizer import TokenizerError
+
+    return (ConfigError, CheckpointError, DataError, TokenizerError, FileNotFoundError, PermissionError,
+            InputError, DecodingError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except user_errors() as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"seqvae: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seqvae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The training loop: a Trainer object that a test can build, step and resume.
+
+    trainer = Trainer(RunConfig(...), data_dir="data/ptb", out_dir="runs/ptb-vae")
+    trainer.fit()                      # trains to cfg.train.max_steps, evaluating every eval_every
+    Trainer.resume("runs/ptb-vae").fit()   # continues exactly where last/ left off
+
+The run dir gets `best/` and `last/` checkpoints (see checkpoint.py) and `metrics.jsonl`,
+one JSON row per log step (split "train") and per evaluation (split "valid").
+
+Speed notes: batches come from length-sorted pools (little padding), logits are computed
+only at real target positions, and nothing synchronises with the device between log steps
+(running sums stay on the device; token counts come from CPU-side lengths).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import ConfigError, RunConfig, TrainConfig
+from .corpus import read_meta
+from .data import BucketBatchSampler, SentenceDataset, collate, word_dropout
+from .kernels import gaussian_kl
+from .losses import elbo_loss, kl_weight
+from .metrics import evaluate
+from .model import SentenceVAE
+from .tokenizer import load_tokenizer
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, data_dir: str | Path, out_dir: str | Path, *,
+                 device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
+                 _state: dict[str, Any] | None = None):
+        self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
+        self.progress = progress
+        self.device = torch.device(device) if device is not None else default_device()
+        tc = cfg.train
+        if tc.num_threads:
+            torch.set_num_threads(tc.num_threads)
+        if _state is None and (self.out_dir / "last").exists() and not overwrite:
+            raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
+
+        self.data_meta = {**read_meta(self.data_dir), "data_dir": str(self.data_dir)}
+        self.tokenizer = load_tokenizer(self.data_dir)
+        if cfg.model.vocab_size != self.tokenizer.vocab_size:
+            cfg = RunConfig(model=cfg.model.replace(vocab_size=self.tokenizer.vocab_size), train=tc)
+        self.cfg = cfg
+        self.train_set = SentenceDataset.from_dir(self.data_dir, "train")
+        self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
+        if len(self.train_set) == 0 or len(self.valid_set) == 0:
+            raise ConfigError(f"{self.data_dir}: the train and valid splits must not be empty")
+        self.sampler = BucketBatchSampler(self.train_set.lengths, tc.batch_size, seed=tc.seed,
+                                          bucket_size=tc.bucket_size)
+
+        torch.manual_seed(tc.seed)
+        self.model = SentenceVAE(cfg.model).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        # Position in training: the next batch is sampler.batches(epoch)[batch_pos].
+        self.step, self.epoch, self.batch_pos = 0, 0, 0
+        self.best: float = math.inf
+        self.bad_evals = 0
+        self.stopped_early = False
+        self.train_time = 0.0
+        if _state is not None:
+            self._load_state(_state)
+
+    # ------------------------------------------------------------------ resume
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, data_dir: str | Path | None = None, max_steps: int | None = None,
+               device: str | torch.device | None = None, progress: bool = True) -> "Trainer":
+        last = Path(run_dir) / "last"
+        cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
+        if cfg_dict is None:
+            raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from")
+        state = checkpoint.load_trainer_state(last)
+        cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
+        if max_steps is not None:
+            cfg = RunConfig(model=cfg.model, train=cfg.train.replace(max_steps=max_steps))
+        state["_weights_dir"] = str(last)
+        return cls(cfg, data_dir or state["data_dir"], run_dir, device=device, progress=progress, _state=state)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        model, _, _ = checkpoint.load(state["_weights_dir"], map_location=self.device)
+        self.model.load_state_dict(model.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch, self.batch_pos = int(state["step"]), int(state["epoch"]), int(state["batch_pos"])
+        self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
+        self.train_time = float(state.get("train_time", 0.0))
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self._truncate_log(self.step)
+
+    def _state(self) -> dict[str, Any]:
+        state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
+                 "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
+                 "train_time": self.train_time, "data_dir": str(self.data_dir), "rng_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    # ------------------------------------------------------------------ logging
+    @property
+    def log_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+    def _log(self, row: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log rows written after the checkpoint we resume from (a crashed run's tail)."""
+        if not self.log_path.exists():
+            return
+        rows = [ln for ln in self.log_path.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= step]
+        self.log_path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        tc = self.cfg.train
+        if (self.device.type == "cuda" and tc.amp) or (self.device.type == "cpu" and tc.cpu_bf16):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, idx) -> tuple[torch.Tensor, int]:
+        """One optimisation step on the sentences `idx`. Returns (device-side stats, target tokens)."""
+        tc, mc = self.cfg.train, self.cfg.model
+        cpu_batch = collate([self.train_set[i] for i in idx], pad_id=mc.pad_id, bos_id=mc.bos_id, eos_id=mc.eos_id)
+        n_tokens = cpu_batch.num_target_tokens
+        batch = cpu_batch.to(self.device)
+        dec_in = word_dropout(batch.dec_in, tc.word_dropout, unk_id=mc.unk_id, pad_id=mc.pad_id)
+        beta = kl_weight(self.step, tc)
+        with self._autocast():
+            out = self.model(batch.src, batch.src_lens, dec_in, batch.target, free_bits=tc.free_bits)
+            loss = elbo_loss(out.rec, out.kl, beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        with torch.no_grad():
+            raw_kl = gaussian_kl(out.mu, out.logvar) if out.mu is not None else out.kl
+            # (loss, rec sum, kl sum, sentences, steps): summed on the device, read at log steps only
+            stats = torch.cat([torch.stack([loss.detach().float(), out.rec.detach().sum(), raw_kl.detach().sum()]),
+                               torch.tensor([float(batch.size), 1.0], device=loss.device)])
+        return stats, n_tokens
+
+    def validate(self) -> dict[str, Any]:
+        tc = self.cfg.train
+        max_sent = tc.eval_batches * tc.batch_size if tc.eval_batches else 0
+        return evaluate(self.model, self.valid_set, k=0, batch_size=tc.batch_size, max_sentences=max_sent,
+                        seed=tc.seed)
+
+    def _evaluate_and_save(self) -> None:
+        res = self.validate()
+        score = res["nll"]  # exact NLL for the LM, -ELBO (beta = 1, no free bits) for the VAE
+        improved = score < self.best
+        if improved:
+            self.best, self.bad_evals = score, 0
+        else:
+            self.bad_evals += 1
+        row = {"step": self.step, "split": "valid", **{k: v for k, v in res.items() if k != "au_variances"}}
+        self._log(row)
+        meta = {"step": self.step, "valid": res}
+        if improved:
+            checkpoint.save(self.out_dir / "best", self.model, self.tokenizer, train_cfg=self.cfg.train,
+                            data_meta=self.data_meta, metrics=meta)
+        checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
+                        data_meta=self.data_meta, metrics=meta, trainer_state=self._state())
+        if self.cfg.train.patience and self.bad_evals >= self.cfg.train.patience:
+            self.stopped_early = True
+        if self.progress:
+            tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
+                       f"ppl {res['ppl']:.1f} au {res['au']} mi {res['mi']:.2f}" + ("  (best)" if improved else ""))
+
+    def fit(self, until_step: int | None = None) -> dict[str, Any]:
+        """Train to max_steps (or stop after `until_step`, as if interrupted). Returns a summary."""
+        tc = self.cfg.train
+        stop = tc.max_steps if until_step is None else min(tc.max_steps, until_step)
+        self.model.train()
+        acc = None
+        tokens, t_log = 0, time.perf_counter()
+        last_eval = -1
+        bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        while self.step < stop and not self.stopped_early:
+            batches = self.sampler.batches(self.epoch)
+            while self.batch_pos < len(batches) and self.step < stop and not self.stopped_early:
+                idx = batches[self.batch_pos]
+                self.batch_pos += 1
+                t = time.perf_counter()
+                stats, n_tok = self.train_step(idx)
+                self.train_time += time.perf_counter() - t
+                acc = stats if acc is None else acc + stats
+                tokens += n_tok
+                bar.update(1)
+                if self.step % tc.log_every == 0 and acc is not None:
+                    now = time.perf_counter()
+                    loss_sum, rec, kl, n, steps = acc.tolist()  # the only device sync between evaluations
+                    row = {"step": self.step, "split": "train", "loss": loss_sum / steps,
+                           "rec": rec / n, "kl": kl / n, "beta": kl_weight(self.step - 1, tc),
+                           "tokens_per_s": tokens / (now - t_log), "epoch": self.epoch}
+                    self._log(row)
+                    bar.set_postfix(loss=f"{row['loss']:.2f}", rec=f"{row['rec']:.2f}", kl=f"{row['kl']:.2f}",
+                                    beta=f"{row['beta']:.2f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                    acc, tokens, t_log = None, 0, now
+                if self.step % tc.eval_every == 0 or self.step == tc.max_steps:
+                    self._evaluate_and_save()
+                    last_eval = self.step
+                    acc, tokens, t_log = None, 0, time.perf_counter()
+            if self.batch_pos >= len(batches):
+                self.epoch, self.batch_pos = self.epoch + 1, 0
+        bar.close()
+        if last_eval != self.step and self.step == tc.max_steps:
+            self._evaluate_and_save()
+        return {"step": self.step, "best_valid_nll": self.best, "stopped_early": self.stopped_early,
+                "train_time_s": self.train_time, "run_dir": str(self.out_dir)}
+
+
+def train(cfg: RunConfig | None = None, data_dir: str | Path = "data/imdb", out_dir: str | Path = "runs/default",
+          **kwargs) -> dict[str, Any]:
+    """One call: build a Trainer and fit it."""
+    return Trainer(cfg or RunConfig(), data_dir, out_dir, **kwargs).fit()
+
+
+def run_config_with_overrides(base: RunConfig, train_overrides: dict[str, Any],
+                              model_overrides: dict[str, Any]) -> RunConfig:
+    """Apply CLI flags (only those that were given) on top of a config."""
+    tc: TrainConfig = base.train.replace(**train_overrides) if train_overrides else base.train
+    mc = base.model.replace(**model_overrides) if model_overrides else base.model
+    return RunConfig(model=mc, train=tc)

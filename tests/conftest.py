@@ -1,0 +1,111 @@
+# Triton's CPU interpreter must be switched on before triton is first imported (kernel tests run on CPU).
+import os; os.environ.setdefault("TRITON_INTERPRET", "1")  # noqa: E702
+
+# ---------------------------------------------------------------------------------------------
+# Shared tiny fixtures: a synthetic PTB-style corpus, prepared through the real pipeline.
+import random  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+_SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the ending", "my friend", "the director"]
+_VERBS = ["was", "seemed", "felt", "is", "became"]
+_ADJS = ["great", "awful", "boring", "wonderful", "slow", "funny", "sad", "brilliant", "terrible", "fine"]
+_TAILS = ["", "to me", "at times", "in the end", "for a while", "and i loved it", "and i hated it"]
+
+
+def synthetic_sentences(n: int, seed: int = 0) -> list[str]:
+    """Short, varied, lower-cased sentences with a small vocabulary (PTB-like format)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        words = [rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_ADJS), rng.choice(_TAILS)]
+        out.append(" ".join(w for w in words if w))
+    return out
+
+
+def write_fake_ptb(root: Path, n_train: int = 240, n_eval: int = 40) -> Path:
+    d = root / "ptb"
+    d.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("valid", n_eval, 1), ("test", n_eval, 2)):
+        (d / f"ptb.{split}.txt").write_text("".join(f" {s} \n" for s in synthetic_sentences(n, seed)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    """A prepared data dir (word tokenizer) made by seqvae.corpus.prepare from synthetic PTB files."""
+    from seqvae.config import DataConfig
+    from seqvae.corpus import prepare
+
+    root = write_fake_ptb(tmp_path_factory.mktemp("raw"))
+    out = tmp_path_factory.mktemp("prepared") / "ptb"
+    prepare(DataConfig(dataset="ptb", data_root=str(root)), out, progress=False)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny VAE and GRU LM trained for a few dozen steps on 16 sentences (api and generation tests).
+def _train_tiny(latent: bool):
+    import torch
+
+    from seqvae.config import ModelConfig
+    from seqvae.data import collate
+    from seqvae.model import SentenceVAE
+    from seqvae.tokenizer import build_word_tokenizer
+
+    sentences = synthetic_sentences(16, seed=3)
+    tok = build_word_tokenizer(sentences)
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=4,
+                                    latent=latent))
+    batch = collate([tok.encode(s) for s in sentences])
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds contention on shared cores
+    try:
+        for step in range(80):
+            out = model(batch.src, batch.src_lens, batch.dec_in, batch.target, seed=step)
+            loss = (out.rec + 0.2 * out.kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval(), tok, sentences
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_vae():
+    """(SentenceVAE, tokenizer, its 16 training sentences)."""
+    return _train_tiny(latent=True)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_lm():
+    return _train_tiny(latent=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_ckpt(tmp_path_factory, trained_tiny_vae):
+    from seqvae import checkpoint
+
+    return checkpoint.save(tmp_path_factory.mktemp("ckpt") / "vae", *trained_tiny_vae[:2])
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_ckpt(tmp_path_factory, trained_tiny_lm):
+    from seqvae import checkpoint
+
+    return checkpoint.save(tmp_path_factory.mktemp("ckpt") / "lm", *trained_tiny_lm[:2])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and spinning OpenMP threads hurt on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,0 +1,81 @@
+"""The `seqvae` command: an end-to-end run on tiny data, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqvae.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("seqvae: error:"), err
+    assert pattern in lines[0], lines[0]
+
+
+def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, "--preset", "tiny",
+                       "--max-steps", 20, "--eval-every", 10, "--no-progress", "--set", "train.log_every=5")
+    assert code == 0 and json.loads(out)["step"] == 20
+    code, out, _ = run(capsys, "train", "--resume", run_dir, "--max-steps", 30, "--no-progress")
+    assert code == 0 and json.loads(out)["step"] == 30
+    code, out, _ = run(capsys, "evaluate", run_dir, "--split", "test", "--samples", 4)
+    assert code == 0 and "NLL" in out
+    res = json.loads((run_dir / "best" / "eval-test.json").read_text())
+    assert res["iw_samples"] == 4 and res["sentences"] > 0 and res["nll"] <= res["neg_elbo"] + 1.0
+
+
+def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--data", tmp_path / "missing", "--out", tmp_path / "r", "--no-progress")
+    assert_one_line_error(code, err, "missing")
+    assert not (tmp_path / "r").exists()
+
+    bad_cfg = tmp_path / "bad.json"
+    bad_cfg.write_text('{"train": {"max_stepz": 3}}')
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--config", bad_cfg)
+    assert_one_line_error(code, err, "max_stepz")
+    bad_cfg.write_text("{not json")
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--config", bad_cfg)
+    assert_one_line_error(code, err, "invalid JSON")
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--set", "train.kl_schedule=wavy")
+    assert_one_line_error(code, err, "kl_schedule")
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--preset", "huge")
+    assert_one_line_error(code, err, "unknown preset")
+    assert not (tmp_path / "r").exists()
+
+    code, _, err = run(capsys, "evaluate", tmp_path / "nope")
+    assert_one_line_error(code, err, "no such checkpoint")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "config.json").write_text('{"model": {"hidden_dim": 8}}')
+    code, _, err = run(capsys, "evaluate", tmp_path / "corrupt")
+    assert_one_line_error(code, err, "model.safetensors")
+
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "nope")
+    assert_one_line_error(code, err, "no last/")
+
+
+def test_unknown_option_exits_nonzero():
+    proc = subprocess.run([sys.executable, "-m", "seqvae.cli", "train", "--no-such-flag"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unrecognized arguments: --no-such-flag" in proc.stderr
+
+
+def test_prepare_via_cli(tmp_path, capsys):
+    from conftest import write_fake_ptb
+
+    root = write_fake_ptb(tmp_path / "raw", n_train=30, n_eval=5)
+    code, _, _ = run(capsys, "prepare", "--dataset", "ptb", "--data-root", root, "--out", tmp_path / "d")
+    assert code == 0 and (tmp_path / "d" / "train.npz").exists()
+    code, _, err = run(capsys, "prepare", "--dataset", "ptb", "--data-root", tmp_path / "none", "--out", tmp_path / "e")
+    assert_one_line_error(code, err, "none")
+    assert not (tmp_path / "e").exists()
