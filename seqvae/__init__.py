@@ -2,7 +2,8 @@
 
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .model import SentenceVAE
+from .api import Posterior, SeqVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE", "__version__"]
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE", "SeqVAE", "Posterior", "__version__"]

@@ -1,0 +1,274 @@
+"""The user-facing API: load a checkpoint, then encode, decode, sample, reconstruct, interpolate, score.
+
+    from seqvae import SeqVAE
+    vae = SeqVAE.from_pretrained("checkpoints/ptb-vae")          # a checkpoint dir, or a run dir (its best/)
+    post = vae.encode(["the movie was great", "i hated it"])      # Posterior: .mean (N, Z), .std, .sample(n)
+    vae.decode(post.mean, strategy="beam", num_beams=4)           # -> list[str]
+    vae.sample(5, strategy="top-p", top_p=0.9, seed=0)            # z ~ N(0, I) -> list[str]
+    vae.reconstruct(["the movie was great"])                      # posterior mean -> greedy decode
+    z, texts = vae.interpolate("the movie was great", "i hated it", steps=8, method="slerp")
+    vae.score(["the movie was great"], samples=100)               # (N,) importance-weighted NLL in nats
+
+Decoding options (every method that decodes takes them; see seqvae.generation):
+    strategy="greedy"|"sample"|"top-k"|"top-p"|"beam", max_len=40 (tokens, EOS included),
+    temperature=1.0, top_k=0, top_p=1.0, num_beams=4, length_penalty=1.0, seed=None.
+A language-model checkpoint (trained with --lm, no latent space) can `sample` and `score`;
+`encode`, `decode(z)`, `reconstruct` and `interpolate` raise InputError.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from . import checkpoint, generation
+from .config import TrainConfig
+from .data import collate
+from .generation import make_generator
+from .metrics import iw_log_likelihood
+from .model import SentenceVAE
+
+MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
+INTERPOLATION_METHODS = ("lerp", "slerp")
+
+
+class InputError(ValueError):
+    """Input the API cannot use: an empty sentence, a method the model lacks (one-line message)."""
+
+
+@dataclass
+class Posterior:
+    """The diagonal Gaussians q(z|x) = N(mu, diag(exp(logvar))) of N sentences, in input order."""
+
+    mu: torch.Tensor      # (N, Z)
+    logvar: torch.Tensor  # (N, Z)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.mu  # (N, Z)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)  # (N, Z)
+
+    def sample(self, n: int = 1, *, generator: torch.Generator | None = None,
+               seed: int | None = None) -> torch.Tensor:
+        """n draws per sentence, (N, n, Z). Seeded by `generator` or `seed`; the global RNG is untouched."""
+        gen = generator if generator is not None else make_generator(self.mu.device, seed)
+        eps = torch.randn(self.mu.shape[0], n, self.mu.shape[1], generator=gen, device=self.mu.device)
+        return self.mu[:, None] + self.std[:, None] * eps
+
+    def __len__(self) -> int:
+        return self.mu.shape[0]
+
+
+class SeqVAE:
+    """A trained sentence VAE (or GRU language model) with its tokenizer: the object users hold."""
+
+    def __init__(self, model: SentenceVAE, tokenizer, config: dict[str, Any] | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = config or {"model": model.cfg.to_dict(), "train": None, "data": None}
+        self.metrics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "SeqVAE":
+        """Load a checkpoint dir (or a run dir: its best/). device: default CUDA if available, else CPU.
+
+        Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
+        """
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        d = checkpoint.resolve(path)
+        model, tokenizer, config = checkpoint.load(d, map_location=device)
+        vae = cls(model, tokenizer, config)
+        vae.metrics = checkpoint.read_metrics(d)
+        return vae
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write a checkpoint dir (config, weights, tokenizer, metrics); dtype=torch.float16 halves it."""
+        train = self.config.get("train")
+        return checkpoint.save(path, self.model, self.tokenizer,
+                               train_cfg=TrainConfig.from_dict(train) if train else None,
+                               data_meta=self.config.get("data"), metrics=self.metrics, dtype=dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def latent(self) -> bool:
+        """False for a language model checkpoint (no encoder, no z)."""
+        return bool(self.model.cfg.latent)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.cfg.latent_dim
+
+    def to(self, device: str | torch.device) -> "SeqVAE":
+        self.model.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        c = self.model.cfg
+        kind = f"VAE z={c.latent_dim}" if c.latent else "LM"
+        return f"SeqVAE({kind}, vocab={c.vocab_size}, hidden={c.hidden_dim}, layers={c.num_layers}, device={self.device})"
+
+    # ------------------------------------------------------------------ text <-> ids
+    def tokenize(self, texts: str | Sequence[str]) -> list[list[int]]:
+        """Token ids per sentence (no BOS/EOS), each cut to MAX_TOKENS. Empty sentences are an InputError."""
+        texts = _as_list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"sentence {i}: expected a string, got {type(text).__name__}")
+        ids = self.tokenizer.encode_batch([text.strip() for text in texts])
+        for i, toks in enumerate(ids):
+            if not toks:
+                raise InputError(f"sentence {i} is empty (after stripping whitespace)")
+        return [toks[:MAX_TOKENS] for toks in ids]
+
+    def detokenize(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        return [self.tokenizer.decode(list(row)) for row in ids]
+
+    def _batches(self, ids: list[list[int]], batch_size: int):
+        """(positions, Batch) in length-sorted batches: little padding; callers restore input order.
+
+        Ties are sorted by the ids themselves, so the batches (and the random draws of `score`)
+        do not depend on the order of the input.
+        """
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        cfg = self.model.cfg
+        order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), ids[i]))
+        for s in range(0, len(order), batch_size):
+            pos = order[s : s + batch_size]
+            batch = collate([ids[i] for i in pos], pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+            yield torch.tensor(pos), batch.to(self.device)
+
+    def _need_latent(self, what: str) -> None:
+        if not self.latent:
+            raise InputError(f"{what} needs a latent space, and this checkpoint is a language model (latent=False)")
+
+    # ------------------------------------------------------------------ encoder side
+    @torch.no_grad()  # not inference_mode: callers may feed the means to a model they train
+    def encode(self, texts: str | Sequence[str], batch_size: int = 256) -> Posterior:
+        """q(z|x) for each sentence, in input order. A str is one sentence (N = 1).
+
+        Sentences are tokenized, cut to MAX_TOKENS (256) tokens, and encoded in length-sorted
+        batches of `batch_size`.
+        """
+        self._need_latent("encode")
+        ids = self.tokenize(texts)
+        Z = self.latent_dim
+        mu = torch.empty(len(ids), Z, device=self.device)
+        logvar = torch.empty(len(ids), Z, device=self.device)
+        for pos, batch in self._batches(ids, batch_size):
+            m, lv = self.model.encode(batch.src, batch.src_lens)  # (b, Z) each
+            mu[pos.to(self.device)], logvar[pos.to(self.device)] = m, lv
+        return Posterior(mu, logvar)
+
+    @torch.no_grad()
+    def score(self, texts: str | Sequence[str], samples: int = 100, batch_size: int = 32,
+              seed: int = 0) -> torch.Tensor:
+        """-log p(x) per sentence in nats, (N,), in input order (CPU tensor).
+
+        VAE: importance-weighted estimate with `samples` draws from q(z|x) (metrics.iw_log_likelihood),
+        deterministic under `seed` for a given set of sentences and batch_size, whatever their order. Language model: the exact NLL (samples is ignored).
+        Sentences are cut to MAX_TOKENS tokens. Scores count the EOS token.
+        """
+        if samples < 1:
+            raise InputError(f"samples must be >= 1, got {samples}")
+        ids = self.tokenize(texts)
+        gen = make_generator(self.device, seed)
+        nll = torch.empty(len(ids))
+        for pos, batch in self._batches(ids, batch_size):
+            if self.latent:
+                nll[pos] = -iw_log_likelihood(self.model, batch, samples, generator=gen).float().cpu()
+            else:
+                nll[pos] = self.model.token_nll(batch.dec_in, batch.target, None).float().cpu()
+        return nll
+
+    # ------------------------------------------------------------------ decoder side
+    def decode_ids(self, z: torch.Tensor, **opts) -> list[list[int]]:
+        """Token ids (no BOS/EOS) for each row of z (B, Z) (or (Z,) for one); options as in decode."""
+        self._need_latent("decode(z)")
+        return generation.generate(self.model, torch.as_tensor(z), **opts)
+
+    def decode(self, z: torch.Tensor, **opts) -> list[str]:
+        """One sentence per row of z (B, Z). Options: strategy, max_len, temperature, top_k, top_p,
+        num_beams, length_penalty, seed (or generator); see seqvae.generation.generate."""
+        return self.detokenize(self.decode_ids(z, **opts))
+
+    def sample_ids(self, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
+                   **opts) -> list[list[int]]:
+        """n prior samples as token ids: z ~ N(0, I), then decode (one seeded generator for both)."""
+        if n < 0:
+            raise InputError(f"n must be >= 0, got {n}")
+        gen = generator if generator is not None else make_generator(self.device, seed)
+        if not self.latent:
+            return generation.generate(self.model, None, batch_size=n, generator=gen, **opts)
+        z = torch.randn(n, self.latent_dim, generator=gen, device=self.device)  # (n, Z)
+        return generation.generate(self.model, z, generator=gen, **opts)
+
+    def sample(self, n: int, **opts) -> list[str]:
+        """n sentences from the prior (language model: from the LM). Same seed, same sentences."""
+        return self.detokenize(self.sample_ids(n, **opts))
+
+    def reconstruct(self, texts: str | Sequence[str], **opts) -> list[str]:
+        """Decode each sentence's posterior mean (greedy unless opts say otherwise)."""
+        return self.decode(self.encode(texts).mean, **opts)
+
+    def interpolate(self, a: str, b: str, steps: int = 8, method: str = "lerp",
+                    **opts) -> tuple[torch.Tensor, list[str]]:
+        """A path of `steps` codes from a's posterior mean to b's (both included, exactly), and its sentences.
+
+        method="lerp": straight line. method="slerp": the direction moves along the great
+        circle between the two means while the norm moves linearly from |mu_a| to |mu_b|.
+        Under N(0, I) most mass sits near the sphere of radius sqrt(Z); a straight line cuts
+        through the low-norm middle, slerp stays at typical norms. Plain slerp of the two
+        vectors would also rescale the norm by sin-weights; interpolating it linearly keeps
+        it between the endpoint norms. Vectors within ~0.06 degrees of (anti)parallel fall
+        back to lerp (the great circle is then undefined or numerically unstable).
+        Returns (z (steps, Z), list of steps sentences).
+        """
+        self._need_latent("interpolate")
+        if steps < 2:
+            raise InputError(f"steps must be >= 2 (the two endpoints), got {steps}")
+        mu = self.encode([a, b]).mean
+        z = interpolate_codes(mu[0], mu[1], steps, method)
+        return z, self.decode(z, **opts)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _as_list(texts: str | Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    texts = list(texts)
+    if not texts:
+        raise InputError("no sentences given")
+    return texts
+
+
+def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: str = "lerp") -> torch.Tensor:
+    """(steps, Z) codes from za to zb (Z,) by lerp or slerp (see SeqVAE.interpolate); endpoints exact."""
+    if method not in INTERPOLATION_METHODS:
+        raise InputError(f"unknown interpolation method {method!r} (choose from {', '.join(INTERPOLATION_METHODS)})")
+    t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=torch.float64)[:, None]  # (steps, 1)
+    a, b = za.double(), zb.double()
+    path = (1 - t) * a + t * b  # (steps, Z) lerp
+    if method == "slerp":
+        na, nb = a.norm(), b.norm()
+        if na > 0 and nb > 0:
+            ua, ub = a / na, b / nb
+            omega = torch.arccos((ua @ ub).clamp(-1.0, 1.0))  # angle between the two directions
+            if math.sin(float(omega)) > 1e-3:
+                direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / torch.sin(omega)
+                path = direction * ((1 - t) * na + t * nb)  # unit direction times the lerped norm
+    path = path.to(za.dtype)
+    path[0], path[-1] = za, zb  # exactly the endpoints, whatever the rounding
+    return path

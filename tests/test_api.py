@@ -1,0 +1,247 @@
+"""The user-facing API (seqvae.api.SeqVAE), the sample/interpolate/reconstruct CLI and the generation scripts."""
+
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqvae import Posterior, SeqVAE
+from seqvae.api import MAX_TOKENS, InputError, interpolate_codes
+from seqvae.checkpoint import CheckpointError
+from seqvae.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def vae(tiny_vae_ckpt):
+    return SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def texts(trained_tiny_vae):
+    return trained_tiny_vae[2][:6]
+
+
+# ---------------------------------------------------------------------------- loading and saving
+def test_save_and_reload_give_identical_outputs(vae, texts, tmp_path):
+    again = SeqVAE.from_pretrained(vae.save_pretrained(tmp_path / "copy"), device="cpu")
+    assert torch.equal(vae.encode(texts).mean, again.encode(texts).mean)
+    for opts in ({"strategy": "greedy"}, {"strategy": "beam"}, {"strategy": "top-p", "top_p": 0.9}):
+        assert vae.sample(5, seed=0, **opts) == again.sample(5, seed=0, **opts)
+    assert torch.equal(vae.score(texts, samples=4), again.score(texts, samples=4))
+    half = SeqVAE.from_pretrained(vae.save_pretrained(tmp_path / "half", dtype=torch.float16), device="cpu")
+    assert torch.allclose(vae.encode(texts).mean, half.encode(texts).mean, atol=2e-2)
+
+
+def test_wrapped_in_memory_model_matches_loaded(trained_tiny_vae, vae, texts):
+    model, tok, _ = trained_tiny_vae
+    assert SeqVAE(model, tok).reconstruct(texts) == vae.reconstruct(texts)
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        SeqVAE.from_pretrained(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        SeqVAE.from_pretrained(tmp_path)
+
+
+# ---------------------------------------------------------------------------- encode
+def test_encode_keeps_input_order(vae, texts):
+    shuffled = [texts[i] for i in (3, 0, 5, 1, 4, 2)]  # mixed lengths
+    post = vae.encode(shuffled, batch_size=2)  # several length-sorted batches
+    assert isinstance(post, Posterior) and post.mean.shape == (6, vae.latent_dim) and len(post) == 6
+    for i, t in enumerate(shuffled):
+        one = vae.encode(t)  # a str is one sentence
+        assert one.mean.shape == (1, vae.latent_dim)
+        assert torch.allclose(post.mean[i], one.mean[0], atol=1e-5)
+        assert torch.allclose(post.logvar[i], one.logvar[0], atol=1e-5)
+
+
+def test_posterior_sample(vae, texts):
+    post = vae.encode(texts[:2])
+    s = post.sample(50, seed=0)
+    assert s.shape == (2, 50, vae.latent_dim)
+    assert torch.equal(s, post.sample(50, seed=0)) and not torch.equal(s, post.sample(50, seed=1))
+    assert torch.allclose(post.std, torch.exp(0.5 * post.logvar))
+    assert torch.allclose(s.mean(1), post.mean, atol=4 * float(post.std.max()) / math.sqrt(50))
+
+
+def test_long_input_is_truncated(vae, texts):
+    long = " ".join([texts[0]] * 200)  # > MAX_TOKENS tokens
+    ids = vae.tokenizer.encode(long)
+    assert len(ids) > MAX_TOKENS
+    cut = vae.tokenizer.decode(ids[:MAX_TOKENS])
+    assert torch.allclose(vae.encode(long).mean, vae.encode(cut).mean, atol=1e-5)
+
+
+def test_empty_input_is_an_error(vae):
+    for bad in ("", "   ", ["fine", " "]):
+        with pytest.raises(InputError, match="empty"):
+            vae.encode(bad)
+    with pytest.raises(InputError, match="no sentences"):
+        vae.encode([])
+
+
+# ---------------------------------------------------------------------------- decode, sample, reconstruct
+def test_decode_batch_equals_one_by_one(vae, texts):
+    z = vae.encode(texts).mean
+    for opts in ({"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3}):
+        batched = vae.decode(z, **opts)
+        assert batched == [vae.decode(z[i], **opts)[0] for i in range(len(z))]  # a (Z,) z is one row
+    ids = vae.decode_ids(z)
+    assert vae.detokenize(ids) == vae.decode(z) and all(isinstance(t, int) for row in ids for t in row)
+
+
+def test_sample_is_seeded(vae):
+    a = vae.sample(8, strategy="sample", seed=0)
+    assert len(a) == 8 and all(isinstance(t, str) for t in a)
+    assert a == vae.sample(8, strategy="sample", seed=0)
+    assert a != vae.sample(8, strategy="sample", seed=1)
+    assert vae.sample(0) == []
+
+
+def test_reconstruct_decodes_the_posterior_mean(vae, texts):
+    rec = vae.reconstruct(texts, strategy="greedy")
+    assert rec == vae.decode(vae.encode(texts).mean)
+    # the tiny model was trained on these sentences: it gets most of them back word by word
+    hits = sum(r.split()[:2] == t.split()[:2] for r, t in zip(rec, texts))
+    assert hits >= len(texts) // 2, list(zip(texts, rec))
+
+
+# ---------------------------------------------------------------------------- interpolate
+@pytest.mark.parametrize("method", ["lerp", "slerp"])
+def test_interpolation_endpoints_are_the_encodings(vae, texts, method):
+    z, out = vae.interpolate(texts[0], texts[1], steps=5, method=method)
+    mu = vae.encode([texts[0], texts[1]]).mean
+    assert z.shape == (5, vae.latent_dim) and len(out) == 5
+    assert torch.equal(z[0], mu[0]) and torch.equal(z[-1], mu[1])
+    assert out[0] == vae.reconstruct(texts[0])[0] and out[-1] == vae.reconstruct(texts[1])[0]
+
+
+def test_slerp_path():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(16, generator=gen), 3 * torch.randn(16, generator=gen)
+    z = interpolate_codes(a, b, 9, "slerp")
+    t = torch.linspace(0, 1, 9)
+    assert torch.allclose(z.norm(dim=1), (1 - t) * a.norm() + t * b.norm(), rtol=1e-5)  # norm moves linearly
+    u = z / z.norm(dim=1, keepdim=True)
+    steps = torch.arccos((u[:-1] * u[1:]).sum(1).clamp(-1, 1))
+    assert torch.allclose(steps, steps.mean().expand(8), atol=1e-4)  # constant angular speed
+    assert torch.allclose(steps.sum(), torch.arccos(a @ b / (a.norm() * b.norm())), atol=1e-4)  # great circle
+    lerp = interpolate_codes(a, b, 9, "lerp")
+    assert torch.allclose(lerp, (1 - t)[:, None] * a + t[:, None] * b, atol=1e-6)
+    for parallel in (2 * a, -a, a):  # no great circle: falls back to lerp, no NaN
+        z = interpolate_codes(a, parallel, 5, "slerp")
+        assert torch.allclose(z, interpolate_codes(a, parallel, 5, "lerp")) and not z.isnan().any()
+    with pytest.raises(InputError, match="method"):
+        interpolate_codes(a, b, 3, "cubic")
+
+
+# ---------------------------------------------------------------------------- score
+def test_score(vae, texts, trained_tiny_vae):
+    nll = vae.score(texts, samples=8, batch_size=4)
+    assert nll.shape == (6,) and (nll > 0).all()
+    assert torch.equal(nll, vae.score(texts, samples=8, batch_size=4))
+    assert torch.equal(vae.score(texts[::-1], samples=8, batch_size=4), nll.flip(0))  # order-independent
+    # a training sentence is likelier than the same words shuffled
+    assert float(vae.score(texts[0], samples=8)[0]) < float(vae.score(" ".join(texts[0].split()[::-1]), samples=8)[0])
+
+
+# ---------------------------------------------------------------------------- language model checkpoints
+def test_language_model_checkpoint(tiny_lm_ckpt, texts):
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    assert not lm.latent
+    assert len(lm.sample(3, strategy="top-k", top_k=5, seed=0)) == 3
+    assert lm.sample(3, seed=0, strategy="sample") == lm.sample(3, seed=0, strategy="sample")
+    nll = lm.score(texts[:3])
+    model = lm.model
+    from seqvae.data import collate
+
+    b = collate(lm.tokenize(texts[:3]))
+    assert torch.allclose(nll, model.token_nll(b.dec_in, b.target, None).detach(), atol=1e-5)
+    for call in (lambda: lm.encode(texts[0]), lambda: lm.interpolate(texts[0], texts[1]),
+                 lambda: lm.reconstruct(texts[0]), lambda: lm.decode(torch.zeros(1, 4))):
+        with pytest.raises(InputError, match="language model"):
+            call()
+
+
+# ---------------------------------------------------------------------------- CLI and scripts
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_sample_interpolate_reconstruct(tiny_vae_ckpt, texts, capsys, monkeypatch):
+    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 4, "--strategy", "top-p", "--top-p", 0.9,
+                       "--seed", 0, "--json")
+    res = json.loads(out)
+    assert code == 0 and len(res["samples"]) == 4 and res["strategy"] == "top-p"
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    assert res["samples"] == vae.sample(4, strategy="top-p", top_p=0.9, seed=0)
+    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1)
+    assert code == 0 and out.splitlines() == vae.sample(3, strategy="sample", seed=1)
+
+    code, out, _ = run(capsys, "interpolate", tiny_vae_ckpt, texts[0], texts[1], "--steps", 4, "--method", "slerp",
+                       "--json")
+    path = json.loads(out)["path"]
+    assert code == 0 and [p["t"] for p in path] == [0.0, 0.3333, 0.6667, 1.0]
+    assert [p["text"] for p in path] == vae.interpolate(texts[0], texts[1], steps=4, method="slerp")[1]
+
+    code, out, _ = run(capsys, "reconstruct", tiny_vae_ckpt, texts[0], texts[1])
+    assert code == 0 and out.splitlines() == vae.reconstruct(texts[:2])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{texts[2]}\n\n{texts[3]}\n"))
+    code, out, _ = run(capsys, "reconstruct", tiny_vae_ckpt, "-", "--json")
+    assert code == 0 and [r["input"] for r in json.loads(out)] == texts[2:4]
+
+
+def test_cli_errors_are_one_line(tiny_vae_ckpt, tiny_lm_ckpt, tmp_path, capsys):
+    cases = [(("sample", tmp_path / "missing"), "no such checkpoint"),
+             (("sample", tiny_vae_ckpt, "--strategy", "top-p", "--top-p", 0), "top_p"),
+             (("sample", tiny_vae_ckpt, "--strategy", "top-k"), "top_k"),
+             (("sample", tiny_vae_ckpt, "--temperature", -1), "temperature"),
+             (("reconstruct", tiny_vae_ckpt, "  "), "empty"),
+             (("interpolate", tiny_vae_ckpt, "a b", "c d", "--steps", 1), "steps"),
+             (("interpolate", tiny_lm_ckpt, "the movie", "the plot"), "language model")]
+    for argv, pattern in cases:
+        code, _, err = run(capsys, *argv)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("seqvae: error:"), (argv, err)
+        assert pattern in lines[0], (argv, lines[0])
+
+
+def _script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_generation_report(tiny_vae_ckpt, tiny_lm_ckpt, tmp_path):
+    report = _script("generation_report")
+    assert report.bleu("a b c d".split(), ["a b c d".split()]) == pytest.approx(1.0)
+    assert report.bleu("a b".split(), ["c d".split()]) == 0.0
+    assert report.distinct_n([["a", "b", "a"], ["a"]], 1) == pytest.approx(2 / 4)
+    assert report.token_accuracy([1, 2, 3], [1, 5, 3, 4]) == pytest.approx(2 / 4)
+    out = tmp_path / "report.md"
+    assert report.main([str(tiny_vae_ckpt), "--out", str(out), "-n", "6", "--num-recon", "4"]) == 0
+    md = out.read_text()
+    for heading in ("## Prior samples", "| top-p 0.9 |", "## Reconstructions", "## Interpolation 2"):
+        assert heading in md
+    assert report.main([str(tiny_lm_ckpt), "--out", str(out), "-n", "4"]) == 0
+    assert "no latent space" in out.read_text()
+
+
+def test_bench_sampling_runs(tiny_vae_ckpt, capsys):
+    bench = _script("bench_sampling")
+    assert bench.main([str(tiny_vae_ckpt), "--batch-sizes", "1", "8", "--repeats", "1", "--min-sentences", "2",
+                       "--strategies", "sample", "beam"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 4 and lines[-1].split()[:2] == ["beam", "8"]
