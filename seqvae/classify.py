@@ -1,0 +1,935 @@
+"""Sentiment from the latent space: posterior-mean features, classifiers, label-budget curve, steering.
+
+    seqvae classify runs/imdb-vae --train                      # fit the LR head, save it in the checkpoint
+    seqvae classify runs/imdb-vae --texts "A gem." "So dull."  # predict with the saved head
+    seqvae classify runs/imdb-vae --curve --out results/       # label-budget curve with baselines
+    seqvae steer runs/imdb-vae "the plot was dull ." --to positive --strength 2
+
+Reads top to bottom:
+  features   review -> sentences (corpus.review_to_sentences, the corpus' own cleaning) -> posterior
+             means μ (and logσ²) per sentence, no sampling -> one vector per review (pooling).
+             Cached as .npz keyed by the weights' sha256, pooling, split and the review texts.
+  heads      LinearHead: logistic regression on standardised features, C picked on a validation
+             slice; saved as classifier.safetensors + classifier.json (no pickle). An MLP head
+             (scikit-learn) for the curve.
+  baselines  tf-idf unigram+bigram logistic regression on the cleaned text, and the same heads on
+             features from an untrained encoder (same config, fixed seed).
+  curve      stratified label budgets (200, 1k, 5k, all), several draws each, scored on the test set.
+  steering   z' = μ ± strength · unit · direction (the LR weights in latent space), greedy decode.
+
+scikit-learn (the `classify` extra) is needed to fit heads and baselines, not to predict with a
+saved head; matplotlib (the `plot` extra) only for the curve's PNG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import ConfigError
+
+POOLINGS = ("mean", "meanmax", "mean_logvar")
+CLASSES = ("negative", "positive")  # IMDB labels 0 and 1
+DEFAULT_BUDGETS = (200, 1000, 5000, 25000)
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)            # LR on standardised latent features
+TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # LR on tf-idf vectors
+FEATURE_VERSION = 1   # bump when the feature computation changes: old cache files are then ignored
+HEAD_VERSION = 1
+HEAD_WEIGHTS = "classifier.safetensors"
+HEAD_CONFIG = "classifier.json"
+UNTRAINED_SEED = 0    # init seed of the untrained-encoder baseline
+
+
+class ClassifyError(ConfigError):
+    """Bad input to classification or steering (one-line message; the CLI exits 2)."""
+
+
+def _sklearn():
+    """Import scikit-learn lazily: only fitting needs it."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ClassifyError("scikit-learn is needed to fit classifiers: pip install 'seqvae[classify]'") from None
+    import sklearn.feature_extraction.text
+    import sklearn.linear_model
+    import sklearn.neural_network
+    import sklearn.pipeline
+    import sklearn.preprocessing
+
+    return sklearn
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- pooling
+def pool(mu: np.ndarray, logvar: np.ndarray, owner: np.ndarray, n_reviews: int, pooling: str = "mean") -> np.ndarray:
+    """Sentence posteriors -> one feature row per review.
+
+    mu, logvar: (S, Z) per sentence; owner: (S,) index of the review each sentence belongs to.
+    Returns (N, D) float32 with D = Z ("mean"), 2Z ("meanmax": mean μ ‖ max μ) or
+    2Z ("mean_logvar": mean μ ‖ mean logσ²). A review with no sentence gets a zero row.
+    """
+    if pooling not in POOLINGS:
+        raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    Z = mu.shape[1]
+    owner = np.asarray(owner, dtype=np.int64)
+    counts = np.bincount(owner, minlength=n_reviews)[:, None]  # (N, 1)
+
+    def mean_of(a: np.ndarray) -> np.ndarray:
+        total = np.zeros((n_reviews, Z), dtype=np.float64)
+        np.add.at(total, owner, a)
+        return total / np.maximum(counts, 1)  # (N, Z)
+
+    mean_mu = mean_of(mu)
+    if pooling == "mean":
+        out = mean_mu
+    elif pooling == "meanmax":
+        top = np.full((n_reviews, Z), -np.inf)
+        np.maximum.at(top, owner, mu)
+        top[counts[:, 0] == 0] = 0.0
+        out = np.concatenate([mean_mu, top], axis=1)
+    else:
+        out = np.concatenate([mean_mu, mean_of(logvar)], axis=1)
+    return out.astype(np.float32)
+
+
+def latent_part(pooling: str, latent_dim: int) -> list[slice]:
+    """Which feature columns are (functions of) μ for a single sentence: mean and max of one μ is μ."""
+    if pooling == "meanmax":
+        return [slice(0, latent_dim), slice(latent_dim, 2 * latent_dim)]
+    return [slice(0, latent_dim)]
+
+
+# ---------------------------------------------------------------------------- sentence encoding
+def encode_sentences(vae, sentences: Sequence[str], *, batch_size: int = 256, progress: bool = True,
+                     desc: str = "encode") -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Posterior (μ, logσ²) of each sentence through `vae.encode` (an api.SeqVAE), no sampling.
+
+    Returns mu, logvar (S, Z) float32 in input order, `ok` (S,) bool (False: the sentence has no
+    tokens, so no posterior; its rows are 0) and how many sentences were longer than the API's
+    MAX_TOKENS and cut to it (never dropped). Sentences are sorted by token length and passed to
+    the API in chunks of 16 batches, so its length-sorted batches carry little padding and the
+    progress bar moves.
+    """
+    from tqdm.auto import tqdm
+
+    from .api import MAX_TOKENS
+
+    stripped = [s.strip() for s in sentences]  # what the API tokenizes
+    lens = np.array([len(ids) if s else 0 for s, ids in zip(stripped, vae.tokenizer.encode_batch(stripped))],
+                    dtype=np.int64)
+    ok = lens > 0
+    S, Z = len(sentences), vae.latent_dim
+    mu = np.zeros((S, Z), dtype=np.float32)
+    logvar = np.zeros((S, Z), dtype=np.float32)
+    order = np.flatnonzero(ok)
+    order = order[np.argsort(-lens[order], kind="stable")]  # longest first: memory peaks early
+    chunk = 16 * batch_size
+    with tqdm(total=len(order), desc=desc, unit="sent", disable=not progress, leave=False) as bar:
+        for start in range(0, len(order), chunk):
+            idx = order[start : start + chunk]
+            post = vae.encode([sentences[i] for i in idx], batch_size=batch_size)
+            mu[idx] = post.mu.float().cpu().numpy()
+            logvar[idx] = post.logvar.float().cpu().numpy()
+            bar.update(len(idx))
+    return mu, logvar, ok, int((lens > MAX_TOKENS).sum())
+
+
+@dataclass
+class Features:
+    """Review features and what it took to make them."""
+
+    X: np.ndarray                 # (N, D) float32, one row per review
+    pooling: str
+    n_reviews: int
+    n_sentences: int
+    n_empty: int                  # reviews with no sentence: zero rows
+    n_truncated: int              # sentences cut to the model's maximum length
+    sent_mean: np.ndarray         # (Z,) mean of sentence posterior means (for steering units)
+    sent_cov: np.ndarray          # (Z, Z) their covariance
+    seconds: float = 0.0          # time it took to compute (also when read back from the cache)
+    cached: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        return {"reviews": self.n_reviews, "sentences": self.n_sentences, "empty_reviews": self.n_empty,
+                "truncated_sentences": self.n_truncated, "dim": int(self.X.shape[1]),
+                "seconds": round(self.seconds, 2), "cached": self.cached}
+
+
+def review_features_all(vae, texts: Sequence[str], *, batch_size: int = 256, progress: bool = True,
+                        desc: str = "encode") -> dict[str, Features]:
+    """Features of every pooling at once (encoding is the expensive part; pooling is cheap)."""
+    from .corpus import review_to_sentences
+
+    t0 = time.perf_counter()
+    split = [review_to_sentences(t) for t in texts]
+    owner_of_sent, uniq, index = [], [], {}
+    for r, sents in enumerate(split):
+        for s in sents:
+            if s not in index:  # a sentence repeated across reviews is encoded once
+                index[s] = len(uniq)
+                uniq.append(s)
+            owner_of_sent.append((r, index[s]))
+    mu_u, logvar_u, ok, n_truncated = encode_sentences(vae, uniq, batch_size=batch_size, progress=progress,
+                                                       desc=desc)
+    Z = mu_u.shape[1]
+    pairs = np.asarray(owner_of_sent, dtype=np.int64).reshape(-1, 2)
+    pairs = pairs[ok[pairs[:, 1]]]  # a sentence with no tokens has no posterior: leave it out
+    owner, which = pairs[:, 0], pairs[:, 1]
+    n_empty = int((np.bincount(owner, minlength=len(texts)) == 0).sum())
+    mu, logvar = mu_u[which], logvar_u[which]  # (S, Z) per sentence occurrence
+    sent_mean = mu.mean(0) if len(mu) else np.zeros(Z)
+    sent_cov = np.cov(mu, rowvar=False).reshape(Z, Z) if len(mu) > 1 else np.eye(Z)
+    seconds = time.perf_counter() - t0
+    return {p: Features(pool(mu, logvar, owner, len(texts), p), p, len(texts), len(mu), n_empty, n_truncated,
+                        sent_mean.astype(np.float32), sent_cov.astype(np.float32), seconds)
+            for p in POOLINGS}
+
+
+# ---------------------------------------------------------------------------- feature cache
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def feature_key(model_id: str, pooling: str, split: str, texts_hash: str) -> str:
+    """Cache key: model identity (weights' sha256 or untrained-init recipe) + pooling + split + texts."""
+    raw = json.dumps({"v": FEATURE_VERSION, "model": model_id, "pooling": pooling, "split": split,
+                      "texts": texts_hash}, sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def model_sha256(vae) -> str:
+    """Identity of a model's weights: sha256 over its state dict (names, dtypes, shapes, bytes)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(vae.model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update((t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes())  # numpy has no bf16
+    return h.hexdigest()
+
+
+def checkpoint_id(ckpt_dir: str | Path) -> str:
+    """Identity of a checkpoint's weights: sha256 of its model.safetensors."""
+    from .checkpoint import WEIGHTS_FILE
+
+    return file_sha256(Path(ckpt_dir) / WEIGHTS_FILE)
+
+
+def untrained_like(vae, seed: int = UNTRAINED_SEED):
+    """The baseline encoder: the same config and tokenizer, randomly initialised under `seed`.
+
+    The global torch RNG is left as it was. Returns (SeqVAE, identity string for the cache).
+    """
+    import torch
+
+    from .api import SeqVAE
+    from .model import SentenceVAE
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SentenceVAE(vae.model.cfg)
+    cfg = json.dumps(vae.model.cfg.to_dict(), sort_keys=True)
+    ident = hashlib.sha256(f"untrained:{seed}:torch-{torch.__version__}:{cfg}".encode()).hexdigest()
+    return SeqVAE(model.to(vae.device), vae.tokenizer, vae.config), ident
+
+
+def _cache_path(cache_dir: Path, tag: str, split: str, pooling: str, key: str) -> Path:
+    return cache_dir / f"{tag}-{split}-{pooling}-{key}.npz"
+
+
+def _save_features(path: Path, f: Features) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, X=f.X, n_reviews=f.n_reviews, n_sentences=f.n_sentences, n_empty=f.n_empty,
+             n_truncated=f.n_truncated, sent_mean=f.sent_mean, sent_cov=f.sent_cov, seconds=f.seconds)
+    os.replace(tmp, path)
+
+
+def _load_features(path: Path, pooling: str) -> Features | None:
+    try:
+        with np.load(path) as z:
+            return Features(z["X"], pooling, int(z["n_reviews"]), int(z["n_sentences"]), int(z["n_empty"]),
+                            int(z["n_truncated"]), z["sent_mean"], z["sent_cov"], float(z["seconds"]), cached=True)
+    except (OSError, KeyError, ValueError):
+        return None  # unreadable or from an older layout: recompute
+
+
+def review_features(vae, texts: Sequence[str], *, pooling: str = "mean", split: str = "custom",
+                    model_id: str | None = None, tag: str = "vae", cache_dir: str | Path | None = None,
+                    batch_size: int = 256, progress: bool = True) -> Features:
+    """Features of `texts` with one pooling, read from / written to `cache_dir` (None: no cache).
+
+    `model_id` identifies the weights (default: sha256 of the checkpoint's model.safetensors).
+    A miss computes and caches every pooling, so switching pooling later is free too.
+    """
+    if pooling not in POOLINGS:
+        raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    path = None
+    if cache_dir is not None:
+        model_id = model_id or model_sha256(vae)
+        th = texts_sha256(texts)
+        paths = {p: _cache_path(Path(cache_dir), tag, split, p, feature_key(model_id, p, split, th)) for p in POOLINGS}
+        path = paths[pooling]
+        if path.is_file() and (hit := _load_features(path, pooling)) is not None and hit.n_reviews == len(texts):
+            return hit
+    feats = review_features_all(vae, texts, batch_size=batch_size, progress=progress, desc=f"{tag} {split}")
+    if path is not None:
+        for p, f in feats.items():
+            _save_features(paths[p], f)
+    return feats[pooling]
+
+
+# ---------------------------------------------------------------------------- the linear head
+def _standardise_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = X.mean(0, dtype=np.float64)
+    std = X.std(0, dtype=np.float64)
+    std[std < 1e-8] = 1.0  # a constant feature stays 0 after centering
+    return mean, std
+
+
+@dataclass
+class LinearHead:
+    """Binary logistic regression on standardised features: p(positive | x) = σ(w·(x − m)/s + b)."""
+
+    coef: np.ndarray        # (D,) weights on standardised features, toward class 1 (positive)
+    intercept: float
+    mean: np.ndarray        # (D,) feature means of the training reviews
+    std: np.ndarray         # (D,) feature stds (1 for constant features)
+    pooling: str = "mean"
+    classes: tuple[str, ...] = CLASSES
+    meta: dict[str, Any] = field(default_factory=dict)  # C, n_train, val_accuracy, model_sha256, ...
+
+    def decision(self, X: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N,) logit of the positive class."""
+        Xs = (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+        return Xs @ self.coef + self.intercept
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, 2): p(negative), p(positive)."""
+        p1 = 1.0 / (1.0 + np.exp(-self.decision(X)))
+        return np.stack([1.0 - p1, p1], axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.decision(X) > 0).astype(np.int64)
+
+    def raw_weights(self) -> np.ndarray:
+        """(D,) weights on unstandardised features: w / s (the logit's gradient in feature space)."""
+        return self.coef / self.std
+
+    def latent_direction(self, latent_dim: int) -> np.ndarray:
+        """(Z,) unit vector in z-space along which the positive logit grows fastest for one sentence.
+
+        A one-sentence review has features [μ] ("mean"), [μ, μ] ("meanmax") or [μ, logσ²]
+        ("mean_logvar"), so the gradient w.r.t. μ sums the raw weights of the μ columns.
+        """
+        w = self.raw_weights()
+        g = sum(w[s] for s in latent_part(self.pooling, latent_dim))
+        n = np.linalg.norm(g)
+        if n == 0:
+            raise ClassifyError("the classifier's weights on the latent are all zero: no direction to steer along")
+        return g / n
+
+    # -- persistence: safetensors for arrays, JSON for the rest
+    def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
+        from safetensors.numpy import save_file
+
+        d = Path(ckpt_dir)
+        weights = {"coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64),
+                   "mean": self.mean.astype(np.float64), "std": self.std.astype(np.float64)}
+        tmp = d / f".{HEAD_WEIGHTS}.tmp"
+        save_file(weights, str(tmp), metadata={"format": "np"})
+        os.replace(tmp, d / HEAD_WEIGHTS)
+        cfg = {"format": HEAD_VERSION, "kind": "logreg", "pooling": self.pooling, "classes": list(self.classes),
+               "feature_dim": int(self.coef.shape[0]), **self.meta}
+        tmp = d / f".{HEAD_CONFIG}.tmp"
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, d / HEAD_CONFIG)
+        return d / HEAD_WEIGHTS, d / HEAD_CONFIG
+
+    @classmethod
+    def load(cls, ckpt_dir: str | Path) -> "LinearHead":
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from .checkpoint import CheckpointError
+
+        d = Path(ckpt_dir)
+        if not (d / HEAD_WEIGHTS).is_file() or not (d / HEAD_CONFIG).is_file():
+            raise CheckpointError(f"{d}: no classifier head ({HEAD_WEIGHTS}); fit one with `seqvae classify {d} --train`")
+        try:
+            cfg = json.loads((d / HEAD_CONFIG).read_text(encoding="utf-8"))
+            w = load_file(str(d / HEAD_WEIGHTS))
+            head = cls(coef=w["coef"], intercept=float(w["intercept"][0]), mean=w["mean"], std=w["std"],
+                       pooling=cfg.pop("pooling"), classes=tuple(cfg.pop("classes")))
+        except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError, KeyError) as e:
+            raise CheckpointError(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
+        if cfg.pop("format", HEAD_VERSION) > HEAD_VERSION or cfg.pop("kind", "logreg") != "logreg":
+            raise CheckpointError(f"{d / HEAD_CONFIG}: classifier head of an unknown format or kind")
+        if head.pooling not in POOLINGS or not (len(head.coef) == len(head.mean) == len(head.std)):
+            raise CheckpointError(f"{d / HEAD_CONFIG}: inconsistent classifier head")
+        cfg.pop("feature_dim", None)
+        head.meta = cfg
+        return head
+
+
+# ---------------------------------------------------------------------------- fitting
+def stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of `n` items drawn without replacement, keeping the class proportions.
+
+    Each class gets floor(n · share); the leftover goes to the classes with the largest remainders.
+    """
+    labels = np.asarray(labels)
+    if not 0 < n <= len(labels):
+        raise ClassifyError(f"cannot draw {n} of {len(labels)} items")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = n * counts / len(labels)
+    quota = np.floor(exact).astype(np.int64)
+    quota[np.argsort(-(exact - quota), kind="stable")[: n - quota.sum()]] += 1
+    picks = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picks))
+
+
+def budget_draws(labels: np.ndarray, budget: int, draws: int, seed: int = 0) -> list[np.ndarray]:
+    """The label-budget subsets: `draws` stratified draws of `budget` reviews (one: all, if budget >= N).
+
+    Draw d of budget b uses the generator seeded with (seed, b, d): reproducible, and adding a
+    budget or a draw never changes the others.
+    """
+    if budget >= len(labels):
+        return [np.arange(len(labels))]
+    return [stratified_sample(labels, budget, np.random.default_rng([seed, budget, d])) for d in range(draws)]
+
+
+def _val_split(y: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train idx, val idx), stratified; the validation slice has at least one item per class."""
+    n_cls = len(np.unique(y))
+    n_val = min(max(int(round(val_frac * len(y))), n_cls), len(y) - n_cls)
+    if n_cls < 2 or n_val < n_cls:
+        raise ClassifyError(f"need at least two labelled examples of each class, got {len(y)} labels")
+    va = stratified_sample(y, n_val, np.random.default_rng([seed, 7919]))
+    tr = np.setdiff1d(np.arange(len(y)), va)
+    return tr, va
+
+
+def _select_c(fit, X, y, Cs: Sequence[float], val_frac: float, seed: int) -> tuple[float, dict[str, float]]:
+    """The C with the best validation accuracy (the smallest C wins ties: more regularisation)."""
+    tr, va = _val_split(y, val_frac, seed)
+    scores = {}
+    for C in Cs:
+        model = fit(X[tr], y[tr], C)
+        scores[C] = float((model.predict(X[va]) == y[va]).mean())
+    best = max(Cs, key=lambda C: (scores[C], -C))
+    return best, {str(C): s for C, s in scores.items()}
+
+
+def _fit_sk_logreg(X: np.ndarray, y: np.ndarray, C: float, seed: int = 0):
+    sk = _sklearn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence chatter at tiny C / tiny data
+        return sk.linear_model.LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(X, y)
+
+
+def fit_linear_head(X: np.ndarray, y: np.ndarray, *, pooling: str = "mean", Cs: Sequence[float] = C_GRID,
+                    val_frac: float = 0.2, seed: int = 0) -> LinearHead:
+    """Standardise, pick C on a stratified validation slice of (X, y), refit on all of (X, y)."""
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+
+    def fit(Xf, yf, C):
+        mean, std = _standardise_stats(Xf)
+        lr = _fit_sk_logreg((Xf - mean) / std, yf, C, seed)
+        return LinearHead(lr.coef_[0].copy(), float(lr.intercept_[0]), mean, std, pooling)
+
+    if len(Cs) > 1:
+        C, scores = _select_c(fit, X, y, Cs, val_frac, seed)
+    else:
+        C, scores = Cs[0], {}
+    head = fit(X, y, C)
+    head.meta.update({"C": C, "val_accuracy": scores, "n_train": int(len(y))})
+    return head
+
+
+def fit_mlp(X: np.ndarray, y: np.ndarray, *, seed: int = 0, hidden: int = 256):
+    """Standardise + one-hidden-layer MLP with early stopping on 15% of (X, y)."""
+    sk = _sklearn()
+    mlp = sk.neural_network.MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, early_stopping=True,
+                                          validation_fraction=0.15, n_iter_no_change=10, max_iter=300,
+                                          random_state=seed)
+    model = sk.pipeline.make_pipeline(sk.preprocessing.StandardScaler(), mlp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(X, y)
+
+
+class TfidfLR:
+    """The bag-of-n-grams baseline: tf-idf of unigrams + bigrams, logistic regression.
+
+    The vectorizer (vocabulary, idf) is fitted once on the unlabelled train reviews, which the
+    VAE also saw without labels; the label budget only limits what the logistic regression sees.
+    """
+
+    def __init__(self, min_df: int = 2):
+        sk = _sklearn()
+        self.vectorizer = sk.feature_extraction.text.TfidfVectorizer(ngram_range=(1, 2), min_df=min_df,
+                                                                     sublinear_tf=True, dtype=np.float32)
+
+    def fit_transform(self, texts: Sequence[str]):
+        return self.vectorizer.fit_transform(texts)
+
+    def transform(self, texts: Sequence[str]):
+        return self.vectorizer.transform(texts)
+
+
+def fit_tfidf_lr(X, y: np.ndarray, *, Cs: Sequence[float] = TFIDF_C_GRID, val_frac: float = 0.2, seed: int = 0):
+    """Logistic regression on (sparse) tf-idf rows, C picked on a validation slice."""
+    y = np.asarray(y)
+
+    def fit(Xf, yf, C):
+        sk = _sklearn()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return sk.linear_model.LogisticRegression(C=C, solver="liblinear", max_iter=1000).fit(Xf, yf)
+
+    C, _ = _select_c(fit, X, y, Cs, val_frac, seed) if len(Cs) > 1 else (Cs[0], {})
+    return fit(X, y, C)
+
+
+def clean_text(text: str) -> str:
+    """A review as the corpus sees it: cleaned sentences joined by spaces (the tf-idf input)."""
+    from .corpus import review_to_sentences
+
+    return " ".join(review_to_sentences(text))
+
+
+# ---------------------------------------------------------------------------- label-budget curve
+@dataclass
+class Method:
+    """One row of the curve: a head (`lr`, `mlp` or `tfidf`) on a feature matrix pair."""
+
+    name: str        # key in the JSON, e.g. "vae_lr"
+    label: str       # row label in the table and legend
+    kind: str        # lr | mlp | tfidf
+    X_train: Any     # (N_train, D) array, or a sparse matrix for tfidf
+    X_test: Any      # (N_test, D)
+
+
+def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    Xtr = m.X_train[idx]
+    if m.kind == "lr":
+        head = fit_linear_head(Xtr, y, seed=seed)
+        return head.predict(m.X_test), {"C": head.meta["C"]}
+    if m.kind == "mlp":
+        return fit_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
+    if m.kind == "tfidf":
+        lr = fit_tfidf_lr(Xtr, y, seed=seed)
+        return lr.predict(m.X_test), {"C": float(lr.C)}
+    raise ValueError(f"unknown head kind {m.kind!r}")
+
+
+def label_budget_curve(methods: Sequence[Method], y_train: np.ndarray, y_test: np.ndarray, *,
+                       budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5, seed: int = 0,
+                       progress: bool = True) -> dict[str, Any]:
+    """Test accuracy of every method at every label budget: mean ± std over stratified draws.
+
+    Budgets at or above the number of train reviews collapse into one "all" budget (one draw).
+    Every method sees the same draws. std is the sample std (ddof=1); 0 for a single draw.
+    """
+    from tqdm.auto import tqdm
+
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    n = len(y_train)
+    sizes = sorted({min(int(b), n) for b in budgets})
+    if not sizes or sizes[0] < 1:
+        raise ClassifyError("budgets must be positive integers")
+    subsets = {b: budget_draws(y_train, b, draws, seed) for b in sizes}
+    jobs = [(m, b, d) for m in methods for b in sizes for d in range(len(subsets[b]))]
+    res: dict[str, Any] = {m.name: {"label": m.label, "kind": m.kind, "budgets": {}} for m in methods}
+    for m, b, d in tqdm(jobs, desc="curve", unit="fit", disable=not progress, leave=False):
+        idx = subsets[b][d]
+        t0 = time.perf_counter()
+        pred, info = _fit_predict(m, idx, y_train[idx], seed + d)
+        row = res[m.name]["budgets"].setdefault(str(b), {"runs": [], "fit": []})
+        row["runs"].append(float((pred == y_test).mean()))
+        row["fit"].append({**info, "seconds": round(time.perf_counter() - t0, 2)})
+    for m in methods:
+        for row in res[m.name]["budgets"].values():
+            runs = np.asarray(row["runs"])
+            row["mean"] = float(runs.mean())
+            row["std"] = float(runs.std(ddof=1)) if len(runs) > 1 else 0.0
+    return {"budgets": sizes, "draws": draws, "seed": seed, "n_train_pool": n, "n_test": int(len(y_test)),
+            "methods": res}
+
+
+def curve_markdown(curve: dict[str, Any]) -> str:
+    """Methods x budgets table of test accuracy (%), mean ± std over draws."""
+    sizes = curve["budgets"]
+    n = curve["n_train_pool"]
+    head = [f"{b:,}" + (" (all)" if b == n else "") for b in sizes]
+    lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(sizes)]
+    for m in curve["methods"].values():
+        cells = []
+        for b in sizes:
+            row = m["budgets"][str(b)]
+            cell = f"{100 * row['mean']:.1f}"
+            cells.append(cell + (f" ± {100 * row['std']:.1f}" if len(row["runs"]) > 1 else ""))
+        lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Test accuracy (%) on {curve['n_test']:,} test reviews; labelled train reviews drawn "
+                 f"stratified from {n:,}; mean ± std over {curve['draws']} draws (seed {curve['seed']}) "
+                 f"for budgets below all.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(curve: dict[str, Any], path: str | Path) -> Path | None:
+    """Accuracy vs label budget (log x) with std error bars; None (and a notice) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _log("matplotlib is not installed: skipping the plot (pip install 'seqvae[plot]')")
+        return None
+    sizes = curve["budgets"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in curve["methods"].values():
+        mean = [100 * m["budgets"][str(b)]["mean"] for b in sizes]
+        std = [100 * m["budgets"][str(b)]["std"] for b in sizes]
+        ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=3, label=m["label"])
+    ax.set_xscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{b:,}" for b in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled train reviews")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"IMDB sentiment vs label budget ({curve['n_test']:,} test reviews)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------- data, heads and curve end to end
+def load_reviews(split: str, *, source: str = "local", data_root: str | Path | None = None, max_reviews: int = 0,
+                 seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """IMDB reviews of a split (corpus.load_imdb) and their labels; `max_reviews` > 0 keeps a
+    reproducible stratified subset (the files list all negatives first, so never the first N)."""
+    from .corpus import load_imdb
+
+    kwargs = {"source": source} if data_root is None else {"source": source, "data_root": str(data_root)}
+    ds = load_imdb(split, **kwargs)
+    texts, labels = list(ds["text"]), np.asarray(ds["label"], dtype=np.int64)
+    if 0 < max_reviews < len(texts):
+        idx = stratified_sample(labels, max_reviews, np.random.default_rng([seed, 104729]))
+        texts, labels = [texts[i] for i in idx], labels[idx]
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise ClassifyError(f"imdb {split}: expected labels 0/1 (the {split} split may be unlabelled)")
+    return texts, labels
+
+
+def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = "mean", seed: int = 0,
+               model_id: str | None = None, cache_dir: str | Path | None = None, split: str = "train",
+               batch_size: int = 256, progress: bool = True) -> tuple[LinearHead, Features]:
+    """Fit the LR head on the features of `texts`; records the steering unit and provenance in meta."""
+    model_id = model_id or model_sha256(vae)
+    feats = review_features(vae, texts, pooling=pooling, split=split, model_id=model_id, cache_dir=cache_dir,
+                            batch_size=batch_size, progress=progress)
+    head = fit_linear_head(feats.X, labels, pooling=pooling, seed=seed)
+    d = head.latent_direction(vae.latent_dim)
+    head.meta.update({
+        # std of sentence posterior means along the steering direction: the unit of steer(unit="std")
+        "direction_std": float(np.sqrt(max(d @ feats.sent_cov.astype(np.float64) @ d, 0.0))),
+        "model_sha256": model_id, "train_accuracy": float((head.predict(feats.X) == labels).mean()),
+        "features": {k: v for k, v in feats.summary().items() if k not in ("seconds", "cached")},
+    })
+    return head, feats
+
+
+def predict_texts(vae, head: LinearHead, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
+    """Sentiment of each text (a review or a sentence) with the saved head: label and probabilities."""
+    feats = review_features_all(vae, texts, batch_size=batch_size, progress=False)[head.pooling]
+    if feats.X.shape[1] != len(head.coef):
+        raise ClassifyError(f"the classifier head expects {len(head.coef)} features, this model gives "
+                            f"{feats.X.shape[1]}: refit it with --train")
+    if feats.n_empty:
+        _log(f"warning: {feats.n_empty} text(s) have no sentence: predicted from the bias alone")
+    proba = head.predict_proba(feats.X)
+    return [{"text": t, "label": head.classes[int(p[1] > 0.5)], "p_" + head.classes[0]: float(p[0]),
+             "p_" + head.classes[1]: float(p[1])} for t, p in zip(texts, proba)]
+
+
+def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
+              budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5, max_train_reviews: int = 0,
+              max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
+              cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
+              batch_size: int = 256, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _sklearn()  # fail before the expensive part
+    tr_texts, y_tr = load_reviews("train", source=source, data_root=data_root, max_reviews=max_train_reviews, seed=seed)
+    te_texts, y_te = load_reviews("test", source=source, data_root=data_root, max_reviews=max_test_reviews, seed=seed)
+    _log(f"{len(tr_texts):,} train / {len(te_texts):,} test reviews")
+
+    encoders = [("vae", "VAE μ", vae, model_id)]
+    if baselines:
+        rand, rand_id = untrained_like(vae)
+        encoders.append(("untrained", "untrained encoder μ", rand, rand_id))
+    methods, feature_info = [], {}
+    for tag, label, enc, ident in encoders:
+        f_tr, f_te = (review_features(enc, texts, pooling=pooling, split=split, model_id=ident, tag=tag,
+                                      cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+                      for texts, split in ((tr_texts, "train"), (te_texts, "test")))
+        feature_info[tag] = {"train": f_tr.summary(), "test": f_te.summary()}
+        _log(f"{tag} features: train {f_tr.summary()}, test {f_te.summary()}")
+        methods.append(Method(f"{tag}_lr", f"{label} + LR", "lr", f_tr.X, f_te.X))
+        if mlp:
+            methods.append(Method(f"{tag}_mlp", f"{label} + MLP", "mlp", f_tr.X, f_te.X))
+    if baselines:
+        t0 = time.perf_counter()
+        vec = TfidfLR()
+        X_tr = vec.fit_transform([clean_text(t) for t in tr_texts])
+        X_te = vec.transform([clean_text(t) for t in te_texts])
+        feature_info["tfidf"] = {"vocabulary": int(X_tr.shape[1]), "seconds": round(time.perf_counter() - t0, 2)}
+        methods.append(Method("tfidf_lr", "tf-idf 1-2gram + LR", "tfidf", X_tr, X_te))
+
+    curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
+    curve.update({"pooling": pooling, "features": feature_info, **(extra or {})})
+    (out / "curve.json").write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
+    (out / "curve.md").write_text(curve_markdown(curve), encoding="utf-8")
+    plot_curve(curve, out / "curve.png")
+    return curve
+
+
+# ---------------------------------------------------------------------------- steering
+def unigram_f1(a: Sequence[str], b: Sequence[str]) -> float:
+    """Token overlap of two token lists: F1 of clipped unigram matches (1.0 for two empty lists)."""
+    if not a and not b:
+        return 1.0
+    common = sum((Counter(a) & Counter(b)).values())
+    if common == 0:
+        return 0.0
+    p, r = common / len(a), common / len(b)
+    return 2 * p * r / (p + r)
+
+
+@dataclass
+class SteerResult:
+    text: str                 # the input sentence (as the corpus cleans it)
+    to: str                   # target class
+    strength: float
+    unit: str                 # "std" or "l2"
+    distance: float           # L2 length of the move in z-space
+    reconstruction: str       # greedy decode of μ
+    steered: str              # greedy decode of μ + distance · direction
+    label_before: str         # classifier on μ
+    p_target_before: float
+    p_target_latent: float    # classifier on the moved code itself
+    label_after: str          # classifier on the steered sentence, encoded again
+    p_target_after: float
+    flipped: bool             # label_after != label_before
+    overlap_f1: float         # unigram F1 of steered vs reconstruction
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def steer(vae, head: LinearHead, text: str, *, to: str = "positive", strength: float = 2.0, unit: str = "std",
+          max_len: int = 40) -> SteerResult:
+    """Move a sentence's posterior mean toward class `to` along the classifier's latent direction.
+
+    z' = μ ± strength · u · d, where d is the unit vector of the LR weights mapped back to
+    (unstandardised) latent space and u is the unit: "std" = the std of training sentences'
+    posterior means along d (so strength 2 moves two typical spreads), "l2" = 1 (plain L2
+    distance in z, which is also the prior's std along any direction). Both codes are decoded
+    greedily; the steered sentence is encoded again and classified to see whether its label flipped.
+    """
+    import torch
+
+    from .corpus import review_to_sentences
+
+    if to not in head.classes:
+        raise ClassifyError(f"--to must be one of {', '.join(head.classes)}, got {to!r}")
+    if unit not in ("std", "l2"):
+        raise ClassifyError(f"unit must be 'std' or 'l2', got {unit!r}")
+    sentence = " ".join(review_to_sentences(text)) or text.strip()
+    if not sentence:
+        raise ClassifyError("nothing to steer: the text is empty")
+    Z = vae.latent_dim
+    post = vae.encode([sentence])
+    mu, logvar = post.mu.float().cpu().numpy(), post.logvar.float().cpu().numpy()  # (1, Z) each
+    d = head.latent_direction(Z)  # (Z,) toward the positive class
+    sign = 1.0 if head.classes.index(to) == 1 else -1.0
+    scale = head.meta.get("direction_std") if unit == "std" else 1.0
+    if scale is None:
+        raise ClassifyError("the classifier head has no direction_std (refit it with --train) or use unit='l2'")
+    distance = float(strength * scale)
+    z = np.concatenate([mu, mu + sign * distance * d[None].astype(np.float32)])  # (2, Z): original, steered
+    rec, steered = vae.decode(torch.from_numpy(z).to(vae.device), strategy="greedy", max_len=max_len)
+
+    def p_target(codes: np.ndarray, lv: np.ndarray) -> np.ndarray:
+        X = pool(codes, lv, np.arange(len(codes)), len(codes), head.pooling)
+        return head.predict_proba(X)[:, head.classes.index(to)]
+
+    p_before, p_latent = p_target(z, np.repeat(logvar, 2, axis=0))
+    if steered.strip():
+        post2 = vae.encode([steered])
+        p_after = float(p_target(post2.mu.float().cpu().numpy(), post2.logvar.float().cpu().numpy())[0])
+    else:
+        p_after = float(p_latent)  # nothing decoded: nothing to re-encode, fall back to the code's label
+    label = lambda p: to if p > 0.5 else head.classes[1 - head.classes.index(to)]  # noqa: E731
+    return SteerResult(sentence, to, float(strength), unit, distance, rec, steered, label(p_before),
+                       float(p_before), float(p_latent), label(p_after), p_after, label(p_after) != label(p_before),
+                       unigram_f1(steered.split(), rec.split()))
+
+
+# ---------------------------------------------------------------------------- command line (registered in cli.py)
+def add_classify_args(p) -> None:
+    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--train", action="store_true", help="fit the LR head on all train reviews and save it "
+                      f"in the checkpoint ({HEAD_WEIGHTS} + {HEAD_CONFIG})")
+    mode.add_argument("--texts", nargs="+", metavar="TEXT", help="predict the sentiment of these reviews/sentences")
+    mode.add_argument("--curve", action="store_true", help="label-budget curve with baselines (JSON, table, plot)")
+    p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
+    p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="labelled train reviews, comma-separated")
+    p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
+    p.add_argument("--max-train-reviews", type=int, default=0, help="use a stratified subset of the train reviews (0 = all)")
+    p.add_argument("--max-test-reviews", type=int, default=0, help="score on a stratified subset of the test reviews (0 = all)")
+    p.add_argument("--no-baselines", action="store_true", help="--curve: skip tf-idf and the untrained encoder")
+    p.add_argument("--no-mlp", action="store_true", help="--curve: skip the MLP heads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", choices=["local", "hub"], default="local", help="where IMDB comes from (default local)")
+    p.add_argument("--data-root", help="folder holding imdb/*.jsonl.gz (default: the corpus module's)")
+    p.add_argument("--cache-dir", help="feature cache (default: CKPT/features)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
+    p.add_argument("--batch-size", type=int, default=256, help="sentences per encoder batch")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="--texts: print JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _parse_budgets(text: str) -> list[int]:
+    try:
+        budgets = [int(b.replace("_", "")) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise ClassifyError(f"--budgets: expected comma-separated integers, got {text!r}") from None
+    if not budgets or min(budgets) < 2:
+        raise ClassifyError("--budgets: every budget must be an integer >= 2")
+    return budgets
+
+
+def _latent_model(ckpt: Path, device: str | None):
+    from .api import SeqVAE
+
+    vae = SeqVAE.from_pretrained(ckpt, device=device)
+    if not vae.latent:
+        raise ClassifyError(f"{ckpt} is a language model (latent=False): it has no posterior to classify or steer")
+    return vae
+
+
+def run_classify(args) -> int:
+    from .checkpoint import resolve
+
+    ckpt = resolve(args.checkpoint)
+    if args.texts:
+        head = LinearHead.load(ckpt)  # before loading the model: a missing head fails fast
+        vae = _latent_model(ckpt, args.device)
+        if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
+            _log(f"warning: {HEAD_WEIGHTS} was fitted on other weights than {ckpt}; refit with --train")
+        rows = predict_texts(vae, head, args.texts, batch_size=args.batch_size)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in rows if not args.json else []:
+            snippet = r["text"] if len(r["text"]) <= 70 else r["text"][:67] + "..."
+            print(f"{r['label']:<8} p_positive={r['p_positive']:.3f}  {snippet}")
+        return 0
+
+    if args.draws < 1:
+        raise ClassifyError("--draws must be >= 1")
+    budgets = _parse_budgets(args.budgets)
+    vae = _latent_model(ckpt, args.device)
+    model_id = checkpoint_id(ckpt)
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else ckpt / "features"
+    progress = not args.no_progress
+    if args.train:
+        _sklearn()  # fail before the expensive part
+        texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
+                                     max_reviews=args.max_train_reviews, seed=args.seed)
+        head, feats = train_head(vae, texts, labels, pooling=args.pooling, seed=args.seed, model_id=model_id,
+                                 cache_dir=cache_dir, batch_size=args.batch_size, progress=progress)
+        paths = head.save(ckpt)
+        print(json.dumps({"C": head.meta["C"], "val_accuracy": head.meta["val_accuracy"],
+                          "train_accuracy": head.meta["train_accuracy"], "features": feats.summary(),
+                          "saved": [str(p) for p in paths]}, indent=2))
+        return 0
+
+    out = Path(args.out) if args.out else ckpt / "curve"
+    curve = run_curve(vae, out, model_id=model_id, pooling=args.pooling, budgets=budgets, draws=args.draws,
+                      max_train_reviews=args.max_train_reviews, max_test_reviews=args.max_test_reviews,
+                      seed=args.seed, source=args.source, data_root=args.data_root, cache_dir=cache_dir,
+                      baselines=not args.no_baselines, mlp=not args.no_mlp, batch_size=args.batch_size,
+                      progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
+    print(curve_markdown(curve), end="")
+    _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))
+    return 0
+
+
+def add_steer_args(p) -> None:
+    p.add_argument("checkpoint", help="checkpoint dir with a classifier head (from `seqvae classify CKPT --train`)")
+    p.add_argument("text", help="the sentence to steer")
+    p.add_argument("--to", default="positive", choices=list(CLASSES), help="target sentiment (default positive)")
+    p.add_argument("--strength", type=float, default=2.0, help="how far to move (in --unit units; default 2)")
+    p.add_argument("--unit", default="std", choices=["std", "l2"],
+                   help="std: std of sentence codes along the direction (default); l2: plain distance in z")
+    p.add_argument("--max-len", type=int, default=40, help="decoded tokens at most (EOS included)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_steer(args) -> int:
+    from .checkpoint import resolve
+
+    ckpt = resolve(args.checkpoint)
+    head = LinearHead.load(ckpt)
+    vae = _latent_model(ckpt, args.device)
+    r = steer(vae, head, args.text, to=args.to, strength=args.strength, unit=args.unit, max_len=args.max_len)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2))
+        return 0
+    print(f"input:          {r.text}")
+    print(f"reconstruction: {r.reconstruction}")
+    print(f"steered:        {r.steered}")
+    print(f"moved {r.strength:g} {r.unit} (L2 {r.distance:.3f}) toward {r.to}; p({r.to}): "
+          f"{r.p_target_before:.3f} -> {r.p_target_latent:.3f} (code) -> {r.p_target_after:.3f} (re-encoded)")
+    print(f"label: {r.label_before} -> {r.label_after} ({'flipped' if r.flipped else 'not flipped'}); "
+          f"unigram F1 vs reconstruction {r.overlap_f1:.2f}")
+    return 0

@@ -1,0 +1,227 @@
+"""classify: pooling, feature cache, the saved LR head, label-budget sampling, the curve end to end,
+steering, and one-line CLI errors. Tiny untrained models and a handful of fake reviews: fast."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from seqvae import classify as C
+
+sklearn = pytest.importorskip("sklearn")
+
+
+# ---------------------------------------------------------------------------- pure parts
+def test_pooling_on_a_hand_made_example():
+    mu = np.array([[1.0, 2.0], [3.0, -4.0], [5.0, 6.0]], dtype=np.float32)   # (S=3, Z=2)
+    logvar = np.array([[-1.0, -2.0], [-3.0, -4.0], [0.0, 2.0]], dtype=np.float32)
+    owner = np.array([0, 0, 2])  # review 1 has no sentence
+    mean = C.pool(mu, logvar, owner, 3, "mean")
+    np.testing.assert_allclose(mean, [[2.0, -1.0], [0.0, 0.0], [5.0, 6.0]])
+    meanmax = C.pool(mu, logvar, owner, 3, "meanmax")
+    np.testing.assert_allclose(meanmax, [[2.0, -1.0, 3.0, 2.0], [0, 0, 0, 0], [5.0, 6.0, 5.0, 6.0]])
+    mlv = C.pool(mu, logvar, owner, 3, "mean_logvar")
+    np.testing.assert_allclose(mlv, [[2.0, -1.0, -2.0, -3.0], [0, 0, 0, 0], [5.0, 6.0, 0.0, 2.0]])
+    assert mean.dtype == np.float32
+    with pytest.raises(C.ClassifyError, match="pooling"):
+        C.pool(mu, logvar, owner, 3, "median")
+
+
+def test_budget_draws_are_stratified_and_reproducible():
+    y = np.array([0] * 300 + [1] * 700)
+    a = C.budget_draws(y, 200, 5, seed=3)
+    b = C.budget_draws(y, 200, 5, seed=3)
+    assert len(a) == 5
+    for x, x2 in zip(a, b):
+        np.testing.assert_array_equal(x, x2)  # same seed, same draws
+        assert len(x) == len(np.unique(x)) == 200
+        assert (y[x] == 0).sum() == 60 and (y[x] == 1).sum() == 140  # class shares kept exactly
+    assert not np.array_equal(a[0], a[1])  # draws differ from each other
+    assert not np.array_equal(a[0], C.budget_draws(y, 200, 1, seed=4)[0])  # and across seeds
+    np.testing.assert_array_equal(C.budget_draws(y, 200, 2, seed=3)[1], a[1])  # fewer draws: same prefix
+    assert [len(x) for x in C.budget_draws(y, 5000, 5)] == [1000]  # budget >= N: all, once
+    odd = C.stratified_sample(np.array([0] * 5 + [1] * 4), 3, np.random.default_rng(0))
+    assert len(odd) == 3
+
+
+def _toy_xy(n=400, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, d)) * np.arange(1, d + 1) + 3.0
+    X[:, 0] += 2.0 * y  # feature 0 carries the label
+    X[:, -1] = 7.0  # a constant feature must not break standardisation
+    return X.astype(np.float32), y
+
+
+def test_head_save_load_round_trip(tmp_path):
+    X, y = _toy_xy()
+    head = C.fit_linear_head(X, y, pooling="meanmax", seed=0)
+    assert head.meta["C"] in C.C_GRID and (head.predict(X) == y).mean() > 0.7
+    head.meta["direction_std"] = 0.5
+    head.save(tmp_path)
+    assert (tmp_path / C.HEAD_WEIGHTS).is_file() and (tmp_path / C.HEAD_CONFIG).is_file()
+    back = C.LinearHead.load(tmp_path)
+    np.testing.assert_array_equal(back.predict_proba(X), head.predict_proba(X))
+    np.testing.assert_array_equal(back.predict(X), head.predict(X))
+    assert back.pooling == "meanmax" and back.classes == C.CLASSES and back.meta["direction_std"] == 0.5
+    # the latent direction of a meanmax head sums the raw weights of both μ halves
+    d = back.latent_direction(3)
+    w = back.coef / back.std
+    np.testing.assert_allclose(d, (w[:3] + w[3:]) / np.linalg.norm(w[:3] + w[3:]))
+    # the head agrees with scikit-learn's own predictions on standardised features
+    lr = sklearn.linear_model.LogisticRegression(C=head.meta["C"], max_iter=2000).fit((X - head.mean) / head.std, y)
+    np.testing.assert_allclose(head.predict_proba(X)[:, 1], lr.predict_proba((X - head.mean) / head.std)[:, 1],
+                               atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- a tiny checkpoint and tiny IMDB
+_POS = ["great", "wonderful", "brilliant", "funny", "moving"]
+_NEG = ["awful", "boring", "terrible", "dull", "slow"]
+_SUBJ = ["the movie", "this film", "the plot", "the acting", "the ending", "the music"]
+
+
+def _review(rng, label):
+    adjs = _POS if label else _NEG
+    sents = [f"{_SUBJ[rng.integers(len(_SUBJ))]} was {adjs[rng.integers(len(adjs))]} ." for _ in range(rng.integers(1, 4))]
+    return "<br /><br />".join(s.capitalize() for s in sents)
+
+
+def _write_imdb(root, n_train=40, n_test=20):
+    rng = np.random.default_rng(0)
+    (root / "imdb").mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        rows = [{"text": _review(rng, lab), "label": lab} for lab in [0] * (n // 2) + [1] * (n // 2)]
+        with gzip.open(root / "imdb" / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(checkpoint dir, data root) with a word tokenizer and an untrained Z=4 VAE."""
+    import torch
+
+    from seqvae import checkpoint
+    from seqvae.config import ModelConfig
+    from seqvae.model import SentenceVAE
+    from seqvae.tokenizer import build_word_tokenizer
+
+    base = tmp_path_factory.mktemp("classify")
+    root = _write_imdb(base / "data")
+    words = [f"{s} was {a} ." for s in _SUBJ for a in _POS + _NEG]
+    tok = build_word_tokenizer(words + [w.capitalize() for w in words])
+    torch.manual_seed(1)  # not the untrained baseline's seed (0), so the two encoders differ
+    model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=4))
+    ckpt = checkpoint.save(base / "ckpt", model, tok)
+    return ckpt, root
+
+
+@pytest.fixture(scope="module")
+def vae(tiny):
+    from seqvae.api import SeqVAE
+
+    return SeqVAE.from_pretrained(tiny[0], device="cpu")
+
+
+def test_review_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monkeypatch):
+    from seqvae.corpus import review_to_sentences
+
+    texts, labels = C.load_reviews("train", data_root=tiny[1])
+    assert len(texts) == 40 and sorted(set(labels.tolist())) == [0, 1]
+    texts = texts[:6] + ["<br /><br />"]  # the last review has no sentence
+    f = C.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path)
+    assert f.X.shape == (7, 4) and not f.cached and f.n_empty == 1
+    np.testing.assert_array_equal(f.X[-1], 0.0)
+    sents = review_to_sentences(texts[2])
+    np.testing.assert_allclose(f.X[2], vae.encode(sents).mu.numpy().mean(0), atol=1e-6)
+    assert f.n_sentences == sum(len(review_to_sentences(t)) for t in texts)
+
+    def boom(*a, **k):
+        raise AssertionError("the encoder ran although the features are cached")
+
+    monkeypatch.setattr(C, "encode_sentences", boom)
+    again = C.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path)
+    assert again.cached and again.n_empty == 1
+    np.testing.assert_array_equal(again.X, f.X)
+    other = C.review_features(vae, texts, pooling="meanmax", split="train", cache_dir=tmp_path)  # written on the miss
+    assert other.X.shape == (7, 8)
+    with pytest.raises(AssertionError, match="encoder ran"):  # other texts: another key
+        C.review_features(vae, texts[:5], pooling="mean", split="train", cache_dir=tmp_path)
+    with pytest.raises(AssertionError, match="encoder ran"):  # other weights: another key
+        C.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path, model_id="other")
+
+
+def test_curve_end_to_end(tiny, tmp_path, capsys):
+    from seqvae.cli import main
+
+    ckpt, root = tiny
+    out = tmp_path / "curve"
+    argv = ["classify", str(ckpt), "--curve", "--out", str(out), "--data-root", str(root), "--budgets", "10,20,1000",
+            "--draws", "2", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 0
+    res = json.loads((out / "curve.json").read_text())
+    assert res["budgets"] == [10, 20, 40] and res["n_test"] == 20 and res["draws"] == 2
+    assert set(res["methods"]) == {"vae_lr", "vae_mlp", "untrained_lr", "untrained_mlp", "tfidf_lr"}
+    for m in res["methods"].values():
+        assert [len(m["budgets"][b]["runs"]) for b in ("10", "20", "40")] == [2, 2, 1]
+        assert all(0.0 <= a <= 1.0 for b in m["budgets"].values() for a in b["runs"])
+    assert res["methods"]["tfidf_lr"]["budgets"]["40"]["mean"] == 1.0  # one word tells the label here
+    table = (out / "curve.md").read_text()
+    assert "| tf-idf 1-2gram + LR |" in table and "40 (all)" in table
+    assert (out / "curve.png").stat().st_size > 0
+    assert "VAE μ + LR" in capsys.readouterr().out
+    # second run: every feature matrix comes from the cache
+    assert main(argv + ["--no-mlp"]) == 0
+    res2 = json.loads((out / "curve.json").read_text())
+    assert all(s["cached"] for f in ("vae", "untrained") for s in res2["features"][f].values())
+    for b in ("10", "20", "40"):  # same draws, same numbers
+        assert res2["methods"]["vae_lr"]["budgets"][b]["runs"] == res["methods"]["vae_lr"]["budgets"][b]["runs"]
+
+
+def test_train_predict_and_steer(tiny, vae, capsys):
+    from seqvae.cli import main
+
+    ckpt, root = tiny
+    assert main(["classify", str(ckpt), "--train", "--data-root", str(root), "--no-progress", "--no-cache"]) == 0
+    head = C.LinearHead.load(ckpt)
+    assert head.meta["n_train"] == 40 and head.meta["direction_std"] > 0
+    capsys.readouterr()
+    assert main(["classify", str(ckpt), "--texts", "The movie was great.", "The plot was dull.", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["text"] for r in rows] == ["The movie was great.", "The plot was dull."]
+    assert all(abs(r["p_positive"] + r["p_negative"] - 1) < 1e-9 for r in rows)
+
+    r0 = C.steer(vae, head, "the plot was dull .", to="positive", strength=0.0)
+    assert r0.steered == r0.reconstruction and r0.overlap_f1 == 1.0 and r0.distance == 0.0
+    assert r0.p_target_latent == pytest.approx(r0.p_target_before)
+    r = C.steer(vae, head, "the plot was dull .", to="positive", strength=3.0)
+    assert r.p_target_latent > r0.p_target_before  # moving along the direction raises p(target)
+    assert r.distance == pytest.approx(3.0 * head.meta["direction_std"])
+    neg = C.steer(vae, head, "the plot was dull .", to="negative", strength=3.0, unit="l2")
+    assert neg.distance == 3.0 and neg.p_target_latent > 1 - r0.p_target_before
+    assert main(["steer", str(ckpt), "the plot was dull .", "--strength", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steered"] == out["reconstruction"]
+
+
+def test_one_line_errors(tiny, tmp_path, capsys, monkeypatch):
+    import shutil
+    import sys
+
+    from seqvae.cli import main
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny[0], bare, ignore=shutil.ignore_patterns("classifier.*", "features"))
+
+    def one_line(argv, pattern):
+        assert main([str(a) for a in argv]) == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("seqvae: error:") and pattern in lines[0], lines
+
+    one_line(["classify", bare, "--texts", "a fine film"], "no classifier head")
+    one_line(["steer", bare, "a fine film"], "no classifier head")
+    one_line(["classify", bare, "--curve", "--budgets", "ten"], "--budgets")
+    one_line(["classify", tmp_path / "nope", "--train"], "no such checkpoint")
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if scikit-learn were not installed
+    one_line(["classify", bare, "--train", "--data-root", tiny[1], "--no-cache", "--no-progress"], "scikit-learn")
