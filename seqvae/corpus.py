@@ -607,5 +607,3 @@ def run_prepare(args: argparse.Namespace) -> int:
     prepare(cfg, args.out or Path("data") / cfg.dataset, progress=not args.quiet)
     return 0
 
-
-USER_ERRORS = (DataError, ConfigError, TokenizerError)  # what run_prepare's callers report as one line
