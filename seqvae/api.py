@@ -117,7 +117,8 @@ class SeqVAE:
     def __repr__(self) -> str:
         c = self.model.cfg
         kind = f"VAE z={c.latent_dim}" if c.latent else "LM"
-        return f"SeqVAE({kind}, vocab={c.vocab_size}, hidden={c.hidden_dim}, layers={c.num_layers}, device={self.device})"
+        return (f"SeqVAE({kind}, vocab={c.vocab_size}, hidden={c.hidden_dim}, layers={c.num_layers}, "
+                f"device={self.device})")
 
     # ------------------------------------------------------------------ text <-> ids
     def tokenize(self, texts: str | Sequence[str]) -> list[list[int]]:
@@ -178,7 +179,8 @@ class SeqVAE:
         """-log p(x) per sentence in nats, (N,), in input order (CPU tensor).
 
         VAE: importance-weighted estimate with `samples` draws from q(z|x) (metrics.iw_log_likelihood),
-        deterministic under `seed` for a given set of sentences and batch_size, whatever their order. Language model: the exact NLL (samples is ignored).
+        deterministic under `seed` for a given set of sentences and batch_size, whatever their order.
+        Language model: the exact NLL (samples is ignored).
         Sentences are cut to MAX_TOKENS tokens. Scores count the EOS token.
         """
         if samples < 1:

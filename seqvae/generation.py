@@ -96,40 +96,59 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def nucleus(logits: torch.Tensor, top_p: float, first: int = 64) -> torch.Tensor:
-    """(b, V) bool mask of each row's nucleus (Holtzman et al. 2020).
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(b, V) bool mask of each row's nucleus (Holtzman et al. 2020): the smallest set of most
+    likely tokens whose probability sums to >= top_p; it always holds the most likely token.
 
-    Sorting whole (b, V) rows is slow on CPU (~0.2 s for 1024 x 8000) and a nucleus is
-    usually short: look in the `first` most likely tokens, then in 16x as many for the rows
-    whose nucleus does not end there, and sort the full row only for the rest. The result
-    is that of one full sort (up to float rounding of the cumulative sums).
+    Sorts every row: exact but slow on CPU for large V (~0.5 s for 1024 x 10k on one core);
+    sampling uses `draw_nucleus`, which needs this only as a rare fallback.
     """
-    b, V = logits.shape
-    log_z = logits.logsumexp(dim=-1, keepdim=True)  # (b, 1)
-    keep = torch.zeros(b, V, dtype=torch.bool, device=logits.device)
-    rows = torch.arange(b, device=logits.device)  # rows still to settle
-    for k in sorted({min(first, V), min(16 * first, V), V}):
-        vals, order = logits[rows].topk(k, dim=-1)  # (r, k) most likely first (topk with k=V sorts)
-        probs = (vals - log_z[rows]).exp()  # (r, k)
-        cum = probs.cumsum(dim=-1)
-        inside = cum - probs < top_p  # (r, k) the mass ranked above is < p: in the nucleus (the top token always)
-        keep[rows] = torch.zeros(len(rows), V, dtype=torch.bool, device=keep.device).scatter(-1, order, inside)
-        rows = rows[cum[:, -1] < top_p]  # the nucleus runs past the k-th token: look further
-        if rows.numel() == 0:
-            break
-    return keep
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (b, V)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    inside = probs.cumsum(dim=-1) - probs < top_p  # the mass ranked above is < p (the top token: 0 < p)
+    return torch.zeros_like(inside).scatter(-1, order, inside)  # back to vocabulary order
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from softmax(logits), by inverse CDF: (b, V) -> (b,).
+    """One token per row from softmax(logits): (b, V) -> (b,). Tokens at -inf are never drawn."""
+    return _inverse_cdf((logits - logits.amax(dim=-1, keepdim=True)).exp_(), generator)
 
-    Same distribution as torch.multinomial, ~15x faster on CPU for large V. Tokens with
-    logit -inf have zero mass and are never drawn.
+
+def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One index per row, with probability proportional to `weights` (b, V), >= 0.
+
+    Same distribution as torch.multinomial, ~15x faster on CPU for large V.
     """
-    weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()  # (b, V) unnormalised probs
-    cdf = weights.cumsum_(dim=-1)  # (b, V)
-    u = (1.0 - torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator)) * cdf[:, -1:]  # (b, 1) in (0, total]
-    return torch.searchsorted(cdf, u)[:, 0]  # first token whose cdf >= u
+    cdf = weights.cumsum(dim=-1)  # (b, V)
+    u = 1.0 - torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator)  # (b, 1) in (0, 1]
+    return torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0]  # first index whose cdf >= u * total
+
+
+def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator | None,
+                 tries: int = 4) -> torch.Tensor:
+    """One token per row from the nucleus of mass top_p (renormalised): (b, V) -> (b,).
+
+    Rejection sampling, to avoid sorting: draw from the full softmax and keep the draw if it
+    is in the nucleus, i.e. if the tokens strictly likelier than it hold < top_p of the mass
+    (exact ties at the nucleus boundary are all kept). A draw is accepted with probability
+    = nucleus mass >= top_p, at the cost of a few passes over the row; rows still rejected
+    after `tries` rounds (e.g. a tiny top_p on a flat row) fall back to the exact mask.
+    """
+    probs = torch.softmax(logits, dim=-1)  # (b, V)
+    out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    rows = torch.arange(probs.shape[0], device=probs.device)  # rows without a token yet
+    for _ in range(tries):
+        tok = _inverse_cdf(probs, generator)  # (r,)
+        p_tok = probs.gather(1, tok[:, None])  # (r, 1)
+        above = torch.where(probs > p_tok, probs, 0.0).sum(dim=-1)  # (r,) mass strictly likelier
+        ok = above < top_p
+        out[rows[ok]] = tok[ok]
+        rows, probs = rows[~ok], probs[~ok]
+        if rows.numel() == 0:
+            return out
+    sub = logits[rows]
+    out[rows] = draw(sub.masked_fill(~nucleus(sub, top_p), float("-inf")), generator)
+    return out
 
 
 def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, max_len: int,
@@ -168,7 +187,8 @@ def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, tem
         logits = logits.float()
         if temperature != 1.0:
             logits = logits / temperature
-        return draw(filter_logits(logits, top_k, top_p), generator)  # (b,)
+        logits = filter_logits(logits, top_k=top_k)  # top-p is applied by rejection, below
+        return draw(logits, generator) if top_p >= 1.0 else draw_nucleus(logits, top_p, generator)  # (b,)
 
     return _decode_loop(model, z, batch_size, max_len, pick)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seqvae import generation as G
-from seqvae.generation import DecodingError, draw, filter_logits, generate, nucleus
+from seqvae.generation import DecodingError, draw, draw_nucleus, filter_logits, generate, nucleus
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_wide_beam_is_exhaustive_over_two_tokens(model, z):
     got = generate(model, z[:2], strategy="beam", num_beams=V, max_len=2, length_penalty=0.0)
     with torch.no_grad():
         for i in range(2):
-            logits, h = G.step(model, torch.tensor([model.cfg.bos_id]), z[i : i + 1], model.decoder.initial_state(z[i : i + 1], 1))
+            zi = z[i : i + 1]
+            logits, h = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
             lp1 = torch.log_softmax(logits, -1)[0]  # (V,)
             best, best_seq = float("-inf"), None
             for t1 in range(V):
@@ -74,7 +75,7 @@ def test_wide_beam_is_exhaustive_over_two_tokens(model, z):
                     if lp1[t1] > best:
                         best, best_seq = float(lp1[t1]), []
                     continue
-                lg2, _ = G.step(model, torch.tensor([t1]), z[i : i + 1], h)
+                lg2, _ = G.step(model, torch.tensor([t1]), zi, h)
                 lp2 = torch.log_softmax(lg2, -1)[0]
                 t2 = int(lp2.argmax())
                 if lp1[t1] + lp2[t2] > best:
@@ -95,7 +96,8 @@ def test_language_model_generation(trained_tiny_lm):
 def test_bad_options(model, z):
     for opts, msg in [({"strategy": "nucleus"}, "unknown strategy"), ({"temperature": 0.0}, "temperature"),
                       ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"strategy": "top-k"}, "top_k >= 1"),
-                      ({"strategy": "top-p"}, "top_p < 1"), ({"num_beams": 0}, "num_beams"), ({"max_len": 0}, "max_len")]:
+                      ({"strategy": "top-p"}, "top_p < 1"), ({"num_beams": 0}, "num_beams"),
+                      ({"max_len": 0}, "max_len")]:
         with pytest.raises(DecodingError, match=msg):
             generate(model, z, **opts)
     with pytest.raises(DecodingError, match="shape"):
@@ -114,13 +116,22 @@ def test_nucleus_is_the_smallest_set_reaching_p():
 
 
 @pytest.mark.parametrize("V,p", itertools.product([5, 37, 300], [0.05, 0.5, 0.9]))
-def test_nucleus_matches_a_full_sort(V, p):
+def test_nucleus_draws_stay_in_the_nucleus(V, p):
     gen = torch.Generator().manual_seed(V)
-    logits = torch.randn(32, V, generator=gen) * torch.rand(32, 1, generator=gen) * 8  # peaked and flat rows
-    s, order = logits.double().sort(-1, descending=True)
-    probs = s.softmax(-1)
-    ref = torch.zeros(32, V, dtype=torch.bool).scatter(-1, order, probs.cumsum(-1) - probs < p)
-    assert torch.equal(nucleus(logits, p, first=2), ref)  # first=2: rows fall through every rung
+    logits = torch.randn(64, V, generator=gen) * torch.rand(64, 1, generator=gen) * 8  # peaked and flat rows
+    mask = nucleus(logits, p)
+    for _ in range(20):
+        tok = draw_nucleus(logits, p, gen)
+        assert mask.gather(1, tok[:, None]).all()
+
+
+def test_draw_nucleus_follows_the_renormalised_nucleus():
+    logits = torch.tensor([0.05, 0.5, 0.15, 0.3]).log().expand(20000, 4)
+    freq = torch.bincount(draw_nucleus(logits, 0.75, torch.Generator().manual_seed(0)), minlength=4) / 20000
+    assert freq[0] == 0 and freq[2] == 0  # outside the nucleus {1, 3}
+    assert torch.allclose(freq, torch.tensor([0.0, 0.625, 0.0, 0.375]), atol=0.015)
+    flat = torch.zeros(8, 1000) + torch.arange(1000) * 1e-4  # a tiny p on flat rows: the exact fallback
+    assert draw_nucleus(flat, 1e-6, torch.Generator().manual_seed(0)).tolist() == [999] * 8
 
 
 def test_top_k_filter():
