@@ -106,13 +106,17 @@ class Batch:
     """One padded batch. T = longest sentence in the batch (tokens, no BOS/EOS)."""
 
     src: torch.Tensor        # (B, T)   encoder input: the sentence, right-padded
-    src_lens: torch.Tensor   # (B,)     sentence lengths (>= 1 unless the sentence is empty)
+    src_lens: torch.Tensor   # (B,)     sentence lengths (>= 1 unless the sentence is empty); always on the CPU
     dec_in: torch.Tensor     # (B, T+1) decoder input: BOS x1 .. xn, padded
     target: torch.Tensor     # (B, T+1) decoder target: x1 .. xn EOS, padded
+    positions: torch.Tensor  # (N,)     flat indices of the N real (non-pad) target positions in (B*(T+1))
 
     def to(self, device: torch.device | str) -> "Batch":
+        """Move to `device`; src_lens stays on the CPU, where packing reads it without a device sync."""
         nb = torch.device(device).type == "cuda"
-        return Batch(*(t.to(device, non_blocking=nb) for t in (self.src, self.src_lens, self.dec_in, self.target)))
+        src, dec_in, target, positions = (t.to(device, non_blocking=nb)
+                                          for t in (self.src, self.dec_in, self.target, self.positions))
+        return Batch(src, self.src_lens, dec_in, target, positions)
 
     @property
     def size(self) -> int:
@@ -138,7 +142,9 @@ def collate(sentences: Sequence[np.ndarray | Sequence[int]], *, pad_id: int = PA
         dec_in[b, 1 : n + 1] = s
         target[b, :n] = s
         target[b, n] = eos_id
-    return Batch(torch.from_numpy(src), torch.from_numpy(lens), torch.from_numpy(dec_in), torch.from_numpy(target))
+    positions = np.flatnonzero(target != pad_id)
+    return Batch(torch.from_numpy(src), torch.from_numpy(lens), torch.from_numpy(dec_in), torch.from_numpy(target),
+                 torch.from_numpy(positions))
 
 
 def word_dropout(dec_in: torch.Tensor, rate: float, *, unk_id: int, pad_id: int = PAD_ID,

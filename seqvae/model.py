@@ -32,13 +32,14 @@ class Encoder(nn.Module):
         self.dropout = nn.Dropout(cfg.embed_dropout)
 
     def forward(self, emb: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """emb: (B, T, E) embedded sentence (the decoder's table), src_lens: (B,)."""
+        """emb: (B, T, E) embedded sentence (the decoder's table), src_lens: (B,), best on the CPU
+        (packing needs the lengths there; lengths on the GPU cost a device sync)."""
         x = self.dropout(emb)
-        lens = src_lens.clamp(min=1)
+        lens = src_lens.cpu().clamp(min=1)
         if bool((lens == x.shape[1]).all()):
             _, h = self.gru(x)  # no padding in this batch: skip packing
         else:
-            packed = pack_padded_sequence(x, lens.cpu(), batch_first=True, enforce_sorted=False)
+            packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
             _, h = self.gru(packed)
         h = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H): last layer, forward and backward
         mu, logvar = self.to_stats(h).float().chunk(2, dim=-1)  # (B, Z) each
@@ -129,23 +130,31 @@ class SentenceVAE(nn.Module):
             raise RuntimeError("this model is a language model (latent=False): it has no encoder")
         return self.encoder(self.decoder.embedding(src), src_lens)
 
-    def token_nll(self, dec_in: torch.Tensor, target: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """-log p(x|z) per sentence, (B,). Logits are computed only at non-pad positions."""
+    def token_nll(self, dec_in: torch.Tensor, target: torch.Tensor, z: torch.Tensor | None,
+                  positions: torch.Tensor | None = None) -> torch.Tensor:
+        """-log p(x|z) per sentence, (B,). Logits are computed only at the non-pad target positions.
+
+        `positions` (N,): flat indices of those positions in (B*T) (Batch.positions, computed on the
+        CPU); without it they are found from the target, which costs a device sync on a GPU.
+        """
         hidden, _ = self.decoder(dec_in, z)  # (B, T, H)
-        mask = target != self.cfg.pad_id  # (B, T)
-        logits = self.decoder.logits(hidden[mask])  # (N, V), N = real target tokens
-        nll = F.cross_entropy(logits.float(), target[mask], reduction="none")  # (N,)
-        return torch.zeros(mask.shape, dtype=nll.dtype, device=nll.device).masked_scatter(mask, nll).sum(1)
+        B, T, H = hidden.shape
+        if positions is None:
+            positions = torch.nonzero((target != self.cfg.pad_id).flatten()).squeeze(1)
+        logits = self.decoder.logits(hidden.reshape(B * T, H).index_select(0, positions))  # (N, V)
+        nll = F.cross_entropy(logits.float(), target.flatten().index_select(0, positions), reduction="none")  # (N,)
+        return torch.zeros(B * T, dtype=nll.dtype, device=nll.device).index_copy_(0, positions, nll).view(B, T).sum(1)
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, dec_in: torch.Tensor, target: torch.Tensor, *,
-                sample: bool = True, free_bits: float = 0.0, seed: int | None = None) -> VAEOutput:
+                positions: torch.Tensor | None = None, sample: bool = True, free_bits: float = 0.0,
+                seed: int | None = None) -> VAEOutput:
         """One pass: encode, draw z (fused kernel), decode. `dec_in` may carry word dropout."""
         if self.encoder is None:
-            rec = self.token_nll(dec_in, target, None)
+            rec = self.token_nll(dec_in, target, None, positions)
             return VAEOutput(rec, torch.zeros_like(rec), None, None, None)
         mu, logvar = self.encode(src, src_lens)
         z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
-        rec = self.token_nll(dec_in, target, z)
+        rec = self.token_nll(dec_in, target, z, positions)
         return VAEOutput(rec, kl, mu, logvar, z)
 
     def num_parameters(self) -> int:

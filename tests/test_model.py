@@ -59,6 +59,11 @@ def test_token_nll_matches_full_softmax():
     mask = b.target != 0
     ref = -(logp.gather(-1, b.target.unsqueeze(-1)).squeeze(-1) * mask).sum(1)
     assert torch.allclose(model.token_nll(b.dec_in, b.target, z), ref, atol=1e-5)
+    # the CPU-precomputed positions (the training path, no device sync) give the same numbers
+    assert b.positions.tolist() == torch.nonzero(mask.flatten()).squeeze(1).tolist()
+    assert torch.equal(model.token_nll(b.dec_in, b.target, z, b.positions), model.token_nll(b.dec_in, b.target, z))
+    moved = b.to("cpu")
+    assert moved.src_lens.device.type == "cpu" and torch.equal(moved.positions, b.positions)
 
 
 def test_z_conditions_the_decoder():
