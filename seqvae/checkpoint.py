@@ -14,15 +14,14 @@ half-written checkpoint where a reader would look.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import atomic
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import SentenceVAE
 from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
@@ -41,6 +40,8 @@ class CheckpointError(ValueError):
 def resolve(path: str | Path) -> Path:
     """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir)."""
     p = Path(path)
+    atomic.recover_dir(p)
+    atomic.recover_dir(p / "best")
     if (p / CONFIG_FILE).is_file():
         return p
     if (p / "best" / CONFIG_FILE).is_file():
@@ -50,32 +51,12 @@ def resolve(path: str | Path) -> Path:
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def replace_dir_atomic(tmp_dir: Path, final: Path) -> None:
-    """Move a complete tmp_dir to `final`, replacing what was there."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-        os.replace(tmp_dir, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp_dir, final)
-
-
 def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
          data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
          dtype: torch.dtype | None = None) -> Path:
     """Write a checkpoint dir atomically. `dtype` (e.g. torch.float16) shrinks the weights."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp = atomic.temp_dir_for(final)
     try:
         config = {"format": FORMAT_VERSION, "model": model.cfg.to_dict(),
                   "train": train_cfg.to_dict() if train_cfg else None, "data": data_meta}
@@ -87,7 +68,7 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n", encoding="utf-8")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)
-        replace_dir_atomic(tmp, final)
+        atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -102,7 +83,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{d / CONFIG_FILE}: invalid JSON ({e})") from None
     if not isinstance(cfg, dict) or "model" not in cfg:
         raise CheckpointError(f"{d / CONFIG_FILE}: no 'model' section")
-    if cfg.get("format", FORMAT_VERSION) > FORMAT_VERSION:
+    fmt = cfg.get("format", FORMAT_VERSION)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise CheckpointError(f"{d / CONFIG_FILE}: 'format' must be an integer, got {fmt!r}")
+    if fmt > FORMAT_VERSION:
         raise CheckpointError(f"{d}: checkpoint format {cfg['format']} is newer than this seqvae ({FORMAT_VERSION})")
     return cfg
 
@@ -158,4 +142,12 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     p = resolve(path) / METRICS_FILE
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        metrics = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p}: invalid JSON ({e})") from None
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{p}: expected a JSON object")
+    return metrics

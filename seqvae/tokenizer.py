@@ -19,11 +19,11 @@ from __future__ import annotations
 import io
 import os
 import random
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from . import atomic
 from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 TOKENIZER_FILES = ("tokenizer.model", "vocab.txt")
@@ -42,25 +42,6 @@ class TokenizerError(ValueError):
 def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------- base class
@@ -178,7 +159,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / self.filename
-        _write_atomic(path, self._proto)
+        atomic.write_bytes(path, self._proto)
         return path
 
 
@@ -278,7 +259,7 @@ class WordTokenizer(Tokenizer):
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / self.filename
-        _write_atomic(path, ("\n".join(self.words) + "\n").encode("utf-8"))
+        atomic.write_text(path, "\n".join(self.words) + "\n")
         return path
 
     @classmethod

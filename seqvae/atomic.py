@@ -1,0 +1,98 @@
+"""Atomic writes: a reader sees the old version of a file or directory, or the new one, never half.
+
+    write_text(path, text) / write_json(path, obj) / write_bytes(path, data)
+    write_with(path, lambda tmp: np.savez(tmp, ...))   for libraries that want a path to write to
+    tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
+    recover_dir(final)                                  finishes a swap a crash interrupted
+
+Everything is written beside its destination (same filesystem, so os.replace is atomic) and
+gets ordinary permissions from the umask, not the 0600/0700 that mkstemp/mkdtemp use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
+    """Call writer(tmp) on a temporary path beside `path` (same suffix), then rename it to `path`."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _old(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def temp_dir_for(final: str | Path) -> Path:
+    """A new empty dir beside `final` (created with the parents), to fill and then replace_dir()."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
+def recover_dir(final: str | Path) -> None:
+    """Finish an interrupted replace_dir: bring back the previous version or drop its leftover."""
+    final = Path(final)
+    old = _old(final)
+    if not old.exists():
+        return
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, final)
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Move the complete dir `tmp` to `final`, replacing what was there.
+
+    Files directly inside `tmp` get ordinary permissions (the umask's). The previous version is renamed to `.NAME.old` first and deleted last; if a crash falls
+    between the two renames, recover_dir(final) (called by every reader in seqvae) restores it.
+    """
+    tmp, final = Path(tmp), Path(final)
+    for f in tmp.iterdir():  # some writers (safetensors) create 0600 files
+        if f.is_file():
+            os.chmod(f, 0o666 & ~_umask())
+    recover_dir(final)
+    if final.exists():
+        os.replace(final, _old(final))
+        os.replace(tmp, final)
+        shutil.rmtree(_old(final), ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    return final
