@@ -27,11 +27,9 @@ import argparse
 import contextlib
 import html
 import json
-import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import unicodedata
 from pathlib import Path
@@ -39,8 +37,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import atomic
 from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig
-from .tokenizer import Tokenizer, TokenizerError, _one_line, _umask, build_word_tokenizer, train_sentencepiece
+from .tokenizer import Tokenizer, TokenizerError, _one_line, build_word_tokenizer, train_sentencepiece
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -298,10 +297,14 @@ class _Split:
         self.seen: set[str] = set()
         self.reviews = 0            # source rows read into this split
         self.raw = 0                # sentences before any filtering
-        self.dropped = {"short": 0, "long": 0, "dup": 0, "cap": 0}
+        self.dropped = {"short": 0, "long": 0, "dup": 0, "cap": 0, "in_train": 0}
 
-    def add(self, sentence: str, review: int, origin: int, label: int, dedup: bool) -> None:
+    def add(self, sentence: str, review: int, origin: int, label: int, dedup: bool,
+            exclude: set[str] | None = None) -> None:
         self.raw += 1
+        if exclude is not None and sentence in exclude:
+            self.dropped["in_train"] += 1
+            return
         if dedup:
             if sentence in self.seen:
                 self.dropped["dup"] += 1
@@ -346,17 +349,23 @@ def _collect_imdb(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
     columns = {s: (list(ds["text"]), list(ds["label"])) for s, ds in data.items()}
     # With a sentence cap, read only about twice the sentences it keeps (filters drop some).
     raw_cap = 2 * cfg.max_sentences + 1000 if cfg.max_sentences > 0 else None
-    splits = {}
-    for name, rows in plan.items():
+    splits: dict[str, _Split] = {}
+    in_train: set[str] | None = None  # with dedup: valid/test keep only sentences the model never trained on
+    for name, rows in plan.items():  # train first
         sp = splits[name] = _Split(name)
         for origin, row in _progress(rows, progress, f"split {name}"):
             texts, labels = columns[source_of[origin]]
             for sent in review_to_sentences(texts[row]):
-                sp.add(sent, row, origin, int(labels[row]), cfg.dedup)
+                sp.add(sent, row, origin, int(labels[row]), cfg.dedup, exclude=in_train)
             sp.reviews += 1
             if name == "train" and raw_cap is not None and len(sp.sentences) >= raw_cap:
                 break
-        sp.seen.clear()
+        if name == "train" and cfg.dedup:
+            in_train = sp.seen
+        else:
+            sp.seen.clear()
+    if in_train is not None:
+        in_train.clear()
     return splits
 
 
@@ -429,7 +438,7 @@ def _split_stats(sp: _Split, arrays: dict[str, np.ndarray], unk_id: int) -> dict
         "unk_rate": round(float((ids == unk_id).mean()), 6) if len(ids) else 0.0,
         "raw_sentences": sp.raw,
         "dropped_short": sp.dropped["short"], "dropped_long": sp.dropped["long"],
-        "dropped_dup": sp.dropped["dup"], "dropped_cap": sp.dropped["cap"],
+        "dropped_dup": sp.dropped["dup"], "dropped_cap": sp.dropped["cap"], "dropped_in_train": sp.dropped["in_train"],
     }
 
 
@@ -442,24 +451,14 @@ def _check_out_dir(out: Path) -> None:
             raise DataError(f"{out}: exists and is not a prepared data dir (no {META_FILE}); not replacing it")
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the complete `tmp` dir to `out`, replacing an earlier one only now."""
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Build a prepared data dir at `out_dir` from the raw corpus; returns the stats per split.
 
     IMDB: whole train reviews are held out for validation (cfg.valid_reviews, chosen with
     cfg.seed); train = the other train reviews + unsup; test = test. Reviews are shuffled,
-    split into sentences (review_to_sentences), exact duplicates dropped per split (first kept),
-    then sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on
+    split into sentences (review_to_sentences), exact duplicates dropped per split (first kept)
+    and, for valid and test, sentences that also occur in train dropped (no test sentence was
+    trained on: IMDB's test reviews overlap train and unsup, and short sentences recur), then sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on
     the (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
     """
     t0 = time.perf_counter()
@@ -488,10 +487,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
         "data_config": cfg.to_dict(), "data_root": str(root), "stats": stats,
     }
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = atomic.temp_dir_for(out)
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         tok.save(tmp)
         for name in SPLITS:
             np.savez_compressed(tmp / f"{name}.npz", **arrays[name])
@@ -500,7 +497,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
                    for i in range(min(20, len(train["offsets"]) - 1))]
         (tmp / SAMPLES_FILE).write_text("\n".join(samples) + "\n", encoding="utf-8")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(tmp, out)
+        atomic.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -512,13 +509,13 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
 def format_stats(meta: dict[str, Any], seconds: float | None = None, out: Path | None = None) -> str:
     """A small table of the per-split statistics in `meta`."""
     head = f"{'split':<6} {'sentences':>10} {'tokens':>11} {'reviews':>8} {'mean':>6} {'max':>4} {'unk%':>7} " \
-           f"{'short':>7} {'long':>7} {'dup':>7}"
+           f"{'short':>7} {'long':>7} {'dup':>7} {'in-train':>9}"
     lines = [f"{meta['dataset']}: {meta['tokenizer']} tokenizer, vocab {meta['vocab_size']:,}"
              + (f", {seconds:.1f} s" if seconds is not None else "") + (f" -> {out}" if out else ""), head]
     for name, s in meta["stats"].items():
         lines.append(f"{name:<6} {s['sentences']:>10,} {s['tokens']:>11,} {s['reviews']:>8,} {s['mean_tokens']:>6.1f} "
                      f"{s['max_tokens']:>4} {100 * s['unk_rate']:>7.3f} {s['dropped_short']:>7,} "
-                     f"{s['dropped_long']:>7,} {s['dropped_dup']:>7,}")
+                     f"{s['dropped_long']:>7,} {s['dropped_dup']:>7,} {s.get('dropped_in_train', 0):>9,}")
     return "\n".join(lines)
 
 

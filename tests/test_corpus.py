@@ -151,8 +151,12 @@ def test_prepare_imdb_layout(imdb):
         assert len(offsets) == s["sentences"] + 1 and offsets[0] == 0 and offsets[-1] == len(ids) == s["tokens"]
         assert lengths.min() >= 5 and lengths.max() <= 40 and lengths.max() == s["max_tokens"]
         assert not np.isin(ids, [0, 2, 3]).any()  # no PAD/BOS/EOS in the data
-        assert s["raw_sentences"] == s["sentences"] + s["dropped_short"] + s["dropped_long"] + s["dropped_dup"] + s["dropped_cap"]
-        assert s["dropped_long"] > 0 and s["dropped_short"] > 0 and s["dropped_dup"] > 0
+        assert s["raw_sentences"] == (s["sentences"] + s["dropped_short"] + s["dropped_long"] + s["dropped_dup"]
+                                      + s["dropped_cap"] + s["dropped_in_train"])
+        if split == "train":
+            assert s["dropped_long"] > 0 and s["dropped_short"] > 0 and s["dropped_dup"] > 0
+        else:  # the fixture's repeated, too-long and too-short sentences all occur in train first
+            assert s["dropped_in_train"] > 0
         assert all(len(v) == s["sentences"] for v in extra.values())
     samples = (out / "samples.txt").read_text().splitlines()
     ids, offsets, _ = load_split(out, "train")
@@ -169,7 +173,7 @@ def test_prepare_imdb_splits_origins_labels_and_dedup(imdb):
         sents = [tok.decode(ids[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
         seqs = [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
         assert len(set(sents)) == len(sents)                 # exact duplicates dropped within the split
-        assert sents.count(DUP) == 1
+        assert sents.count(DUP) == (1 if split == "train" else 0)  # valid/test: nothing seen in train
         assert not any("very very" in s for s in sents) and SHORT not in sents
         for seq, r, o, lab in zip(seqs, extra["review"], extra["origin"], extra["label"]):
             row = src[int(o)][int(r)]
@@ -177,6 +181,10 @@ def test_prepare_imdb_splits_origins_labels_and_dedup(imdb):
             # and the sentence really is one of that row's (compared as ids: rare letters are <unk>)
             assert seq in tok.encode_batch(review_to_sentences(row["text"]))
         got[split] = extra
+        got[split + "_seqs"] = seqs
+    train_seqs = {tuple(q) for q in got["train_seqs"]}
+    assert not any(tuple(q) in train_seqs for q in got["valid_seqs"] + got["test_seqs"])
+    assert stats["test"]["dropped_in_train"] > 0 and stats["train"]["dropped_in_train"] == 0
     assert set(np.unique(got["train"]["origin"])) == {0, 1}   # train reviews + unsup
     assert set(np.unique(got["valid"]["origin"])) == {0}
     assert set(np.unique(got["test"]["origin"])) == {2}
