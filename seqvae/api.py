@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation
-from .config import TrainConfig
+from .config import TrainConfig, resolve_device
 from .data import collate
 from .generation import make_generator
 from .metrics import iw_log_likelihood
@@ -82,8 +82,7 @@ class SeqVAE:
 
         Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
         """
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         d = checkpoint.resolve(path)
         model, tokenizer, config = checkpoint.load(d, map_location=device)
         vae = cls(model, tokenizer, config)

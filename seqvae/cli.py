@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, RunConfig, load_json, preset
+from .config import ConfigError, RunConfig, load_json, preset, resolve_device
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -102,6 +102,8 @@ def build_run_config(args) -> RunConfig:
         cfg = preset(args.preset)
     if args.config:
         file_cfg = load_json(args.config)
+        if not isinstance(file_cfg, dict) or not all(isinstance(file_cfg.get(k, {}), dict) for k in ("model", "train")):
+            raise ConfigError(f"{args.config}: expected a JSON object with 'model' and 'train' objects")
         merged = {"model": {**cfg.model.to_dict(), **file_cfg.get("model", {})},
                   "train": {**cfg.train.to_dict(), **file_cfg.get("train", {})}}
         unknown = sorted(set(file_cfg) - {"model", "train"})
@@ -125,8 +127,13 @@ def _cmd_train(args) -> int:
 
     progress = not args.no_progress
     if args.resume:
-        if args.config or args.preset or args.lm or args.set:
-            raise ConfigError("--resume continues a run with its saved config: drop --config/--preset/--lm/--set")
+        given = [flag for flag in ("config", "preset", "out") if getattr(args, flag)]
+        given += [flag for flag in ("lm", "overwrite", "cpu_bf16") if getattr(args, flag)]
+        given += [flag for flag in _TRAIN_FLAGS if flag != "max_steps" and getattr(args, flag) is not None]
+        given += ["set"] if args.set else []
+        if given:
+            raise ConfigError("--resume continues a run with its saved config; it takes only --max-steps, --data, "
+                              "--device and --no-progress, not " + ", ".join("--" + g.replace("_", "-") for g in given))
         trainer = Trainer.resume(args.resume, data_dir=args.data, max_steps=args.max_steps, device=args.device,
                                  progress=progress)
     else:
@@ -170,14 +177,13 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def _cmd_evaluate(args) -> int:
-    import torch
-
-    from . import checkpoint
+    from . import atomic, checkpoint
     from .data import SentenceDataset
     from .metrics import evaluate
-    from .train import default_device
 
-    device = torch.device(args.device) if args.device else default_device()
+    if args.batch_size < 1 or args.samples < 0 or args.max_sentences < 0:
+        raise ConfigError("--batch-size must be >= 1, --samples and --max-sentences >= 0")
+    device = resolve_device(args.device)
     ckpt = checkpoint.resolve(args.checkpoint)
     model, _, cfg = checkpoint.load(ckpt, map_location=device)
     data_dir = args.data or (cfg.get("data") or {}).get("data_dir")
@@ -188,7 +194,7 @@ def _cmd_evaluate(args) -> int:
                    max_sentences=args.max_sentences, seed=args.seed, progress=True)
     res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(data_dir)})
     out = Path(args.json_out) if args.json_out else ckpt / f"eval-{args.split}.json"
-    checkpoint.write_json_atomic(out, res)
+    atomic.write_json(out, res)
     print(format_table([(ckpt.parent.name if ckpt.name == "best" else ckpt.name, res)]))
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -37,9 +37,24 @@ def _from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     unknown = sorted(set(d) - names)
     if unknown:
         raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}")
+    for f in dataclasses.fields(cls):
+        if f.name in d and f.default is not dataclasses.MISSING:
+            _check_type(f"{what}.{f.name}", d[f.name], type(f.default))
     obj = cls(**d)
     obj.validate()  # type: ignore[attr-defined]
     return obj
+
+
+def _check_type(name: str, value: Any, expected: type) -> None:
+    """JSON types against a field's default: ints for int fields, numbers for floats, no bools for either."""
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError(f"{name}: expected {expected.__name__}, got {value!r}")
 
 
 class _JSONMixin:
@@ -149,6 +164,14 @@ class TrainConfig(_JSONMixin):
             raise ConfigError("kl_ratio must be in (0, 1]")
         if self.kl_cycles < 1:
             raise ConfigError("kl_cycles must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError("lr must be > 0")
+        if self.log_every < 1 or self.bucket_size < 1:
+            raise ConfigError("log_every and bucket_size must be >= 1")
+        for name in ("weight_decay", "grad_clip", "eval_batches", "patience", "kl_max", "kl_k", "kl_warmup",
+                     "num_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
 
 
 @dataclass
@@ -169,6 +192,29 @@ class RunConfig(_JSONMixin):
             model=ModelConfig.from_dict(d.get("model", {})),
             train=TrainConfig.from_dict(d.get("train", {})),
         )
+
+
+def resolve_device(device: Any = None):
+    """A torch.device from a name ("cpu", "cuda", "cuda:1") or None (CUDA if available, else CPU).
+
+    A malformed name or a CUDA device this machine does not have is a ConfigError, not a crash later.
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r}: only cpu and cuda are supported")
+    return dev
 
 
 def load_json(path: str | Path) -> Any:

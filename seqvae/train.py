@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .config import ConfigError, RunConfig, TrainConfig
+from . import atomic, checkpoint
+from .config import ConfigError, RunConfig, resolve_device
 from .corpus import read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, word_dropout
 from .kernels import gaussian_kl
@@ -35,22 +36,20 @@ from .model import SentenceVAE
 from .tokenizer import load_tokenizer
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, data_dir: str | Path, out_dir: str | Path, *,
                  device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
                  _state: dict[str, Any] | None = None):
         self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
         self.progress = progress
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         tc = cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
-        if _state is None and (self.out_dir / "last").exists() and not overwrite:
-            raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
+        if _state is None and self._holds_run():
+            if not overwrite:
+                raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
+            self._clear_run()
 
         self.data_meta = {**read_meta(self.data_dir), "data_dir": str(self.data_dir)}
         self.tokenizer = load_tokenizer(self.data_dir)
@@ -76,17 +75,36 @@ class Trainer:
         if _state is not None:
             self._load_state(_state)
 
+    # ------------------------------------------------------------------ run dir
+    _RUN_ENTRIES = ("best", "last", ".best.old", ".last.old", "metrics.jsonl")
+
+    def _holds_run(self) -> bool:
+        return any((self.out_dir / name).exists() for name in self._RUN_ENTRIES)
+
+    def _clear_run(self) -> None:
+        """--overwrite: remove what an earlier run wrote here (and nothing else)."""
+        for name in self._RUN_ENTRIES:
+            path = self.out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(cls, run_dir: str | Path, *, data_dir: str | Path | None = None, max_steps: int | None = None,
                device: str | torch.device | None = None, progress: bool = True) -> "Trainer":
         last = Path(run_dir) / "last"
+        atomic.recover_dir(last)
         cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
         if cfg_dict is None:
             raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from")
         state = checkpoint.load_trainer_state(last)
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
-        if max_steps is not None:
+        if max_steps is not None and max_steps != cfg.train.max_steps:
+            if cfg.train.kl_schedule == "cyclical":
+                raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
+                                  f"({cfg.train.max_steps}); it cannot be changed on resume")
             cfg = RunConfig(model=cfg.model, train=cfg.train.replace(max_steps=max_steps))
         state["_weights_dir"] = str(last)
         return cls(cfg, data_dir or state["data_dir"], run_dir, device=device, progress=progress, _state=state)
@@ -97,6 +115,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch, self.batch_pos = int(state["step"]), int(state["epoch"]), int(state["batch_pos"])
         self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.train_time = float(state.get("train_time", 0.0))
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and "rng_cuda" in state:
@@ -106,7 +125,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
-                 "train_time": self.train_time, "data_dir": str(self.data_dir), "rng_cpu": torch.get_rng_state()}
+                 "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir), "rng_cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -125,9 +144,15 @@ class Trainer:
         """Drop log rows written after the checkpoint we resume from (a crashed run's tail)."""
         if not self.log_path.exists():
             return
-        rows = [ln for ln in self.log_path.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and json.loads(ln)["step"] <= step]
-        self.log_path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        kept = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the crash
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                kept.append(line + "\n")
+        atomic.write_text(self.log_path, "".join(kept))
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):
@@ -145,7 +170,8 @@ class Trainer:
         dec_in = word_dropout(batch.dec_in, tc.word_dropout, unk_id=mc.unk_id, pad_id=mc.pad_id)
         beta = kl_weight(self.step, tc)
         with self._autocast():
-            out = self.model(batch.src, batch.src_lens, dec_in, batch.target, free_bits=tc.free_bits)
+            out = self.model(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
+                             free_bits=tc.free_bits)
             loss = elbo_loss(out.rec, out.kl, beta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,8 +182,9 @@ class Trainer:
         with torch.no_grad():
             raw_kl = gaussian_kl(out.mu, out.logvar) if out.mu is not None else out.kl
             # (loss, rec sum, kl sum, sentences, steps): summed on the device, read at log steps only
-            stats = torch.cat([torch.stack([loss.detach().float(), out.rec.detach().sum(), raw_kl.detach().sum()]),
-                               torch.tensor([float(batch.size), 1.0], device=loss.device)])
+            # (torch.full, not torch.tensor: a host-to-device copy would synchronise on a GPU)
+            stats = torch.stack([loss.detach().float(), out.rec.detach().float().sum(), raw_kl.detach().float().sum(),
+                                 torch.full((), float(batch.size), device=loss.device), torch.ones((), device=loss.device)])
         return stats, n_tokens
 
     def validate(self) -> dict[str, Any]:
@@ -176,14 +203,14 @@ class Trainer:
             self.bad_evals += 1
         row = {"step": self.step, "split": "valid", **{k: v for k, v in res.items() if k != "au_variances"}}
         self._log(row)
+        if self.cfg.train.patience and self.bad_evals >= self.cfg.train.patience:
+            self.stopped_early = True  # before last/ is written, so that a resume stays stopped
         meta = {"step": self.step, "valid": res}
         if improved:
             checkpoint.save(self.out_dir / "best", self.model, self.tokenizer, train_cfg=self.cfg.train,
                             data_meta=self.data_meta, metrics=meta)
         checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
                         data_meta=self.data_meta, metrics=meta, trainer_state=self._state())
-        if self.cfg.train.patience and self.bad_evals >= self.cfg.train.patience:
-            self.stopped_early = True
         if self.progress:
             tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
                        f"ppl {res['ppl']:.1f} au {res['au']} mi {res['mi']:.2f}" + ("  (best)" if improved else ""))
@@ -195,7 +222,6 @@ class Trainer:
         self.model.train()
         acc = None
         tokens, t_log = 0, time.perf_counter()
-        last_eval = -1
         bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         while self.step < stop and not self.stopped_early:
             batches = self.sampler.batches(self.epoch)
@@ -220,13 +246,10 @@ class Trainer:
                     acc, tokens, t_log = None, 0, now
                 if self.step % tc.eval_every == 0 or self.step == tc.max_steps:
                     self._evaluate_and_save()
-                    last_eval = self.step
                     acc, tokens, t_log = None, 0, time.perf_counter()
             if self.batch_pos >= len(batches):
                 self.epoch, self.batch_pos = self.epoch + 1, 0
         bar.close()
-        if last_eval != self.step and self.step == tc.max_steps:
-            self._evaluate_and_save()
         return {"step": self.step, "best_valid_nll": self.best, "stopped_early": self.stopped_early,
                 "train_time_s": self.train_time, "run_dir": str(self.out_dir)}
 
@@ -235,11 +258,3 @@ def train(cfg: RunConfig | None = None, data_dir: str | Path = "data/imdb", out_
           **kwargs) -> dict[str, Any]:
     """One call: build a Trainer and fit it."""
     return Trainer(cfg or RunConfig(), data_dir, out_dir, **kwargs).fit()
-
-
-def run_config_with_overrides(base: RunConfig, train_overrides: dict[str, Any],
-                              model_overrides: dict[str, Any]) -> RunConfig:
-    """Apply CLI flags (only those that were given) on top of a config."""
-    tc: TrainConfig = base.train.replace(**train_overrides) if train_overrides else base.train
-    mc = base.model.replace(**model_overrides) if model_overrides else base.model
-    return RunConfig(model=mc, train=tc)

@@ -62,6 +62,23 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
 
     code, _, err = run(capsys, "train", "--resume", tmp_path / "nope")
     assert_one_line_error(code, err, "no last/")
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "nope", "--lr", "0.1", "--word-dropout", "0.5")
+    assert_one_line_error(code, err, "--lr, --word-dropout")  # flags a resume would silently ignore
+
+    for args, msg in ((["--device", "tpu"], "unknown device"), (["--device", "cuda:7"], "cuda:7"),
+                      (["--set", "train.lr=-1"], "lr must be > 0"), (["--set", "train.log_every=0"], "log_every")):
+        code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--no-progress", *args)
+        assert_one_line_error(code, err, msg)
+    bad_cfg.write_text('[1, 2]')
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--config", bad_cfg)
+    assert_one_line_error(code, err, "expected a JSON object")
+    bad_cfg.write_text('{"train": {"max_steps": "many"}}')
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--config", bad_cfg)
+    assert_one_line_error(code, err, "max_steps: expected int")
+    assert not (tmp_path / "r").exists()
+    for args, msg in ((["--batch-size", "0"], "--batch-size"), (["--samples", "-1"], "--samples")):
+        code, _, err = run(capsys, "evaluate", tmp_path / "corrupt", *args)
+        assert_one_line_error(code, err, msg)
 
 
 def test_unknown_option_exits_nonzero():

@@ -1,10 +1,12 @@
 import json
+import os
+import stat
 
 import pytest
 import torch
 
 from seqvae import checkpoint
-from seqvae.config import ModelConfig, RunConfig, TrainConfig
+from seqvae.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from seqvae.data import collate
 from seqvae.train import Trainer
 
@@ -17,11 +19,16 @@ def tiny_cfg(**train):
     return RunConfig(model=TINY_MODEL, train=TrainConfig(**{**base, **train}))
 
 
-def test_resume_equals_uninterrupted(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("interrupt_at", [10, 17])
+def test_resume_equals_uninterrupted(tiny_data_dir, tmp_path, interrupt_at):
     full = Trainer(tiny_cfg(), tiny_data_dir, tmp_path / "full", device="cpu", progress=False)
     full.fit()
     part = Trainer(tiny_cfg(), tiny_data_dir, tmp_path / "part", device="cpu", progress=False)
-    part.fit(until_step=10)  # "interrupted" right after the step-10 checkpoint
+    # "interrupted" right after the step-10 checkpoint, or mid-interval: steps 11..17 are lost and redone
+    part.fit(until_step=interrupt_at)
+    if interrupt_at == 17:  # a crash can also leave a half-written log line
+        with open(tmp_path / "part" / "metrics.jsonl", "a") as f:
+            f.write('{"step": 18, "spl')
     resumed = Trainer.resume(tmp_path / "part", device="cpu", progress=False)
     assert resumed.step == 10
     resumed.fit()
@@ -74,3 +81,56 @@ def test_tiny_vae_overfits_sixteen_sentences(tiny_data_dir, tmp_path):
     mask = batch.target != 0
     acc = float((pred[mask] == batch.target[mask]).float().mean())
     assert acc > 0.97, f"token accuracy {acc:.3f}"
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_data_dir, tmp_path):
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    log = (tmp_path / "run" / "metrics.jsonl").read_text()
+    best = (tmp_path / "run" / "best" / "model.safetensors").read_bytes()
+    summary = Trainer.resume(tmp_path / "run", device="cpu", progress=False).fit()
+    assert summary["step"] == 10
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == log  # no second evaluation row
+    assert (tmp_path / "run" / "best" / "model.safetensors").read_bytes() == best
+
+
+def test_early_stopping_survives_resume(tiny_data_dir, tmp_path, monkeypatch):
+    # a validation score that never improves: patience 1 stops at the second evaluation (step 10)
+    validate = Trainer.validate
+    monkeypatch.setattr(Trainer, "validate", lambda self: {**validate(self), "nll": 100.0})
+    cfg = tiny_cfg(max_steps=40, eval_every=5, patience=1)
+    summary = Trainer(cfg, tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    assert summary["stopped_early"] and summary["step"] == 10
+    resumed = Trainer.resume(tmp_path / "run", device="cpu", progress=False)
+    assert resumed.stopped_early
+    assert resumed.fit()["step"] == 10
+
+
+def test_overwrite_clears_the_earlier_run(tiny_data_dir, tmp_path):
+    Trainer(tiny_cfg(max_steps=20), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    Trainer(tiny_cfg(max_steps=5, eval_every=5), tiny_data_dir, tmp_path / "run", device="cpu", progress=False,
+            overwrite=True).fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) == 5
+    for sub in ("best", "last"):
+        assert json.loads((tmp_path / "run" / sub / "metrics.json").read_text())["step"] == 5
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # only the run's own files go
+
+
+def test_resume_refuses_to_stretch_a_cyclical_schedule(tiny_data_dir, tmp_path):
+    Trainer(tiny_cfg(max_steps=10, kl_schedule="cyclical"), tiny_data_dir, tmp_path / "run", device="cpu",
+            progress=False).fit()
+    with pytest.raises(ConfigError, match="cyclical"):
+        Trainer.resume(tmp_path / "run", max_steps=20, device="cpu", progress=False)
+    assert Trainer.resume(tmp_path / "run", max_steps=10, device="cpu", progress=False).step == 10
+
+
+def test_checkpoint_files_get_ordinary_permissions(tiny_data_dir, tmp_path):
+    old = os.umask(0o022)
+    try:
+        Trainer(tiny_cfg(max_steps=5, eval_every=5), tiny_data_dir, tmp_path / "run", device="cpu",
+                progress=False).fit()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run" / "best").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "run" / "best" / "model.safetensors").stat().st_mode) == 0o644
