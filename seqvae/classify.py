@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 import warnings
@@ -36,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import atomic
 from .config import ConfigError
 
 POOLINGS = ("mean", "meanmax", "mean_logvar")
@@ -265,10 +265,9 @@ def _cache_path(cache_dir: Path, tag: str, split: str, pooling: str, key: str) -
 
 def _save_features(path: Path, f: Features) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, X=f.X, n_reviews=f.n_reviews, n_sentences=f.n_sentences, n_empty=f.n_empty,
-             n_truncated=f.n_truncated, sent_mean=f.sent_mean, sent_cov=f.sent_cov, seconds=f.seconds)
-    os.replace(tmp, path)
+    atomic.write_with(path, lambda tmp: np.savez(
+        tmp, X=f.X, n_reviews=f.n_reviews, n_sentences=f.n_sentences, n_empty=f.n_empty,
+        n_truncated=f.n_truncated, sent_mean=f.sent_mean, sent_cov=f.sent_cov, seconds=f.seconds))
 
 
 def _load_features(path: Path, pooling: str) -> Features | None:
@@ -362,14 +361,10 @@ class LinearHead:
         d = Path(ckpt_dir)
         weights = {"coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64),
                    "mean": self.mean.astype(np.float64), "std": self.std.astype(np.float64)}
-        tmp = d / f".{HEAD_WEIGHTS}.tmp"
-        save_file(weights, str(tmp), metadata={"format": "np"})
-        os.replace(tmp, d / HEAD_WEIGHTS)
+        atomic.write_with(d / HEAD_WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}))
         cfg = {"format": HEAD_VERSION, "kind": "logreg", "pooling": self.pooling, "classes": list(self.classes),
                "feature_dim": int(self.coef.shape[0]), **self.meta}
-        tmp = d / f".{HEAD_CONFIG}.tmp"
-        tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, d / HEAD_CONFIG)
+        atomic.write_json(d / HEAD_CONFIG, cfg)
         return d / HEAD_WEIGHTS, d / HEAD_CONFIG
 
     @classmethod
@@ -475,9 +470,15 @@ def fit_linear_head(X: np.ndarray, y: np.ndarray, *, pooling: str = "mean", Cs: 
 
 
 def fit_mlp(X: np.ndarray, y: np.ndarray, *, seed: int = 0, hidden: int = 256):
-    """Standardise + one-hidden-layer MLP with early stopping on 15% of (X, y)."""
+    """Standardise + one-hidden-layer MLP, with early stopping on 15% of (X, y) when there are enough labels.
+
+    Below 200 labels a 15% slice is too small to stop on (and may miss a class): train a fixed
+    number of epochs with stronger weight decay instead.
+    """
     sk = _sklearn()
-    mlp = sk.neural_network.MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3, early_stopping=True,
+    early = len(y) >= 200
+    mlp = sk.neural_network.MLPClassifier(hidden_layer_sizes=(hidden,), alpha=1e-3 if early else 1e-2,
+                                          early_stopping=early,
                                           validation_fraction=0.15, n_iter_no_change=10, max_iter=300,
                                           random_state=seed)
     model = sk.pipeline.make_pipeline(sk.preprocessing.StandardScaler(), mlp)
@@ -519,7 +520,7 @@ def fit_tfidf_lr(X, y: np.ndarray, *, Cs: Sequence[float] = TFIDF_C_GRID, val_fr
     return fit(X, y, C)
 
 
-def clean_text(text: str) -> str:
+def review_as_text(text: str) -> str:
     """A review as the corpus sees it: cleaned sentences joined by spaces (the tf-idf input)."""
     from .corpus import review_to_sentences
 
@@ -692,11 +693,12 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               batch_size: int = 256, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     _sklearn()  # fail before the expensive part
     tr_texts, y_tr = load_reviews("train", source=source, data_root=data_root, max_reviews=max_train_reviews, seed=seed)
     te_texts, y_te = load_reviews("test", source=source, data_root=data_root, max_reviews=max_test_reviews, seed=seed)
-    _log(f"{len(tr_texts):,} train / {len(te_texts):,} test reviews")
+    train_set = set(tr_texts)
+    overlap = sum(t in train_set for t in te_texts)  # aclImdb has a few test reviews that are also in train
+    _log(f"{len(tr_texts):,} train / {len(te_texts):,} test reviews ({overlap} test reviews also in train)")
 
     encoders = [("vae", "VAE μ", vae, model_id)]
     if baselines:
@@ -715,15 +717,16 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     if baselines:
         t0 = time.perf_counter()
         vec = TfidfLR()
-        X_tr = vec.fit_transform([clean_text(t) for t in tr_texts])
-        X_te = vec.transform([clean_text(t) for t in te_texts])
+        X_tr = vec.fit_transform([review_as_text(t) for t in tr_texts])
+        X_te = vec.transform([review_as_text(t) for t in te_texts])
         feature_info["tfidf"] = {"vocabulary": int(X_tr.shape[1]), "seconds": round(time.perf_counter() - t0, 2)}
         methods.append(Method("tfidf_lr", "tf-idf 1-2gram + LR", "tfidf", X_tr, X_te))
 
     curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
-    curve.update({"pooling": pooling, "features": feature_info, **(extra or {})})
-    (out / "curve.json").write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
-    (out / "curve.md").write_text(curve_markdown(curve), encoding="utf-8")
+    curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap, **(extra or {})})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(out / "curve.json", curve)
+    atomic.write_text(out / "curve.md", curve_markdown(curve))
     plot_curve(curve, out / "curve.png")
     return curve
 
@@ -842,8 +845,9 @@ def _parse_budgets(text: str) -> list[int]:
         budgets = [int(b.replace("_", "")) for b in text.split(",") if b.strip()]
     except ValueError:
         raise ClassifyError(f"--budgets: expected comma-separated integers, got {text!r}") from None
-    if not budgets or min(budgets) < 2:
-        raise ClassifyError("--budgets: every budget must be an integer >= 2")
+    if not budgets or min(budgets) < 4:
+        raise ClassifyError("--budgets: every budget must be an integer >= 4 (two reviews of each class to fit "
+                            "on and one of each to choose C on)")
     return budgets
 
 

@@ -168,6 +168,9 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
         assert [len(m["budgets"][b]["runs"]) for b in ("10", "20", "40")] == [2, 2, 1]
         assert all(0.0 <= a <= 1.0 for b in m["budgets"].values() for a in b["runs"])
     assert res["methods"]["tfidf_lr"]["budgets"]["40"]["mean"] == 1.0  # one word tells the label here
+    texts = {split: [json.loads(x)["text"] for x in gzip.open(root / "imdb" / f"{split}.jsonl.gz", "rt")]
+             for split in ("train", "test")}
+    assert res["test_reviews_in_train"] == sum(t in set(texts["train"]) for t in texts["test"])
     table = (out / "curve.md").read_text()
     assert "| tf-idf 1-2gram + LR |" in table and "40 (all)" in table
     has_mpl = importlib.util.find_spec("matplotlib") is not None  # plotting is an optional extra
@@ -226,6 +229,17 @@ def test_one_line_errors(tiny, tmp_path, capsys, monkeypatch):
     one_line(["classify", bare, "--texts", "a fine film"], "no classifier head")
     one_line(["steer", bare, "a fine film"], "no classifier head")
     one_line(["classify", bare, "--curve", "--budgets", "ten"], "--budgets")
+    one_line(["classify", bare, "--curve", "--budgets", "3,100"], "--budgets")
+    one_line(["classify", bare, "--curve", "--out", tmp_path / "c", "--data-root", tmp_path / "none"], "none")
+    assert not (tmp_path / "c").exists()  # nothing written when the data cannot be read
     one_line(["classify", tmp_path / "nope", "--train"], "no such checkpoint")
     monkeypatch.setitem(sys.modules, "sklearn", None)  # as if scikit-learn were not installed
     one_line(["classify", bare, "--train", "--data-root", tiny[1], "--no-cache", "--no-progress"], "scikit-learn")
+
+
+def test_mlp_fits_tiny_budgets_without_early_stopping():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 4)) + np.repeat([[2.0], [-2.0]], 3, axis=0)
+    y = np.array([1, 1, 1, 0, 0, 0])
+    model = C.fit_mlp(X, y, seed=0, hidden=8)
+    assert (model.predict(X) == y).mean() == 1.0
