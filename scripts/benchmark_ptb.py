@@ -6,8 +6,10 @@ Trains (unless a variant's run dir already has a finished best/ checkpoint) and 
 test split with importance-weighted NLL:
   lm           GRU language model, no latent (the baseline)
   vae-bowman   logistic KL annealing + word dropout (Bowman et al. 2016)
-  vae-cyc-fb   cyclical annealing + free bits (Fu et al. 2019; Li et al. 2019)
-Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too).
+  vae-cyc-fb   cyclical annealing + free bits 0.25/dim (Fu et al. 2019; Li et al. 2019)
+  vae-fb       logistic annealing + word dropout + free bits 0.4/dim (a KL floor of 12.8 nats at Z=32)
+A run dir that already holds a shorter run is continued to --max-steps (not for cyclical schedules,
+whose period depends on max_steps). Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def variants(max_steps: int) -> dict[str, list[str]]:
                        "--set", f"train.kl_x0={max_steps // 3}", "--set", f"train.kl_k={20 / max_steps:.6g}"],
         "vae-cyc-fb": ["--kl-schedule", "cyclical", "--set", "train.kl_cycles=4", "--set", "train.kl_ratio=0.5",
                        "--free-bits", "0.25", "--word-dropout", "0.3"],
+        "vae-fb": ["--kl-schedule", "logistic", "--word-dropout", "0.3", "--free-bits", "0.4",
+                   "--set", f"train.kl_x0={max_steps // 3}", "--set", f"train.kl_k={20 / max_steps:.6g}"],
     }
 
 
@@ -88,7 +92,8 @@ def main() -> int:
             continue
         cmd = [sys.executable, "-m", "seqvae.cli", "train", *common, "--out", str(run_dir), *table[name]]
         if (run_dir / "last").exists():
-            cmd = [sys.executable, "-m", "seqvae.cli", "train", "--resume", str(run_dir), "--no-progress"]
+            cmd = [sys.executable, "-m", "seqvae.cli", "train", "--resume", str(run_dir), "--no-progress",
+                   "--max-steps", str(args.max_steps)]
         log = open(out / f"{name}.train.log", "a")
         print(f"{name}: {' '.join(cmd)}")
         procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from seqvae import SeqVAE, checkpoint
+from seqvae import SeqVAE, atomic, checkpoint
 from seqvae.cli import format_table
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
@@ -27,6 +28,21 @@ from seqvae.metrics import evaluate
 RECON = ["the acting was wonderful and the story moved me .", "this is the worst movie i have ever seen .",
          "the plot makes no sense at all ."]
 INTERP = ("i loved every minute of this film .", "the script is a complete mess .")
+
+
+def regenerate_command(args) -> str:
+    """The command line that rebuilds this checkpoint dir (every option that was given)."""
+    parts = ["python scripts/ship_checkpoint.py", args.run, args.out, "--samples", str(args.samples),
+             "--dtype", args.dtype]
+    if args.max_sentences:
+        parts += ["--max-sentences", str(args.max_sentences)]
+    if args.lm:
+        parts += ["--lm", args.lm]
+    if args.data:
+        parts += ["--data", args.data]
+    if args.hardware:
+        parts += ["--hardware", shlex.quote(args.hardware)]
+    return " ".join(parts)
 
 
 def run_summary(run_dir: Path) -> dict:
@@ -136,11 +152,10 @@ def main() -> int:
         "- Text is lower-/upper-case sensitive sentencepiece pieces; inputs are cleaned of HTML by the corpus "
         "code only at preparation time, not in `encode`.",
         "",
-        f"Regenerate this card: `python scripts/ship_checkpoint.py {args.run} {args.out} --samples {args.samples} "
-        f"--dtype {args.dtype}" + (f" --lm {args.lm}" if args.lm else "") + "`",
+        f"Regenerate this card: `{regenerate_command(args)}`",
     ]
     (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    checkpoint.replace_dir_atomic(tmp, Path(args.out))
+    atomic.replace_dir(tmp, Path(args.out))
     print(f"wrote {args.out}")
     return 0
 
