@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import atomic
-from .config import ConfigError, ModelConfig, TrainConfig
+from .config import ConfigError, ModelConfig, load_json, TrainConfig
 from .model import SentenceVAE
 from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
 
@@ -77,11 +77,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
 
 def read_config(path: str | Path) -> dict[str, Any]:
     d = resolve(path)
-    try:
-        cfg = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{d / CONFIG_FILE}: invalid JSON ({e})") from None
-    if not isinstance(cfg, dict) or "model" not in cfg:
+    cfg = load_json(d / CONFIG_FILE, error=CheckpointError, expect_object=True)
+    if "model" not in cfg:
         raise CheckpointError(f"{d / CONFIG_FILE}: no 'model' section")
     fmt = cfg.get("format", FORMAT_VERSION)
     if not isinstance(fmt, int) or isinstance(fmt, bool):
@@ -142,12 +139,4 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     p = resolve(path) / METRICS_FILE
-    if not p.is_file():
-        return {}
-    try:
-        metrics = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{p}: invalid JSON ({e})") from None
-    if not isinstance(metrics, dict):
-        raise CheckpointError(f"{p}: expected a JSON object")
-    return metrics
+    return load_json(p, error=CheckpointError, expect_object=True) if p.is_file() else {}

@@ -217,15 +217,18 @@ def resolve_device(device: Any = None):
     return dev
 
 
-def load_json(path: str | Path) -> Any:
-    """Read a JSON file; any problem becomes a one-line ConfigError."""
+def load_json(path: str | Path, *, error: type[Exception] = ConfigError, expect_object: bool = False) -> Any:
+    """Read a JSON file (a JSON object if `expect_object`); any problem is a one-line `error`."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: no such file")
+        raise error(f"{p}: no such file")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        obj = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: invalid JSON ({e})") from None
+        raise error(f"{p}: invalid JSON ({e})") from None
+    if expect_object and not isinstance(obj, dict):
+        raise error(f"{p}: expected a JSON object")
+    return obj
 
 
 # Named presets: model/train overrides on top of the defaults.

@@ -38,8 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import atomic
-from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig
-from .tokenizer import Tokenizer, TokenizerError, _one_line, build_word_tokenizer, train_sentencepiece
+from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json
+from .tokenizer import Tokenizer, _one_line, build_word_tokenizer, train_sentencepiece
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -528,12 +528,7 @@ def read_meta(data_dir: str | Path) -> dict[str, Any]:
     path = Path(data_dir) / META_FILE
     if not path.is_file():
         raise DataError(f"{path}: no such file (is {Path(data_dir)} a prepared data dir? run `seqvae prepare`)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: expected a JSON object")
+    meta = load_json(path, error=DataError, expect_object=True)
     missing = [k for k in ("format", "dataset", "tokenizer", "vocab_size", "stats") if k not in meta]
     if missing:
         raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
