@@ -458,8 +458,9 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     cfg.seed); train = the other train reviews + unsup; test = test. Reviews are shuffled,
     split into sentences (review_to_sentences), exact duplicates dropped per split (first kept)
     and, for valid and test, sentences that also occur in train dropped (no test sentence was
-    trained on: IMDB's test reviews overlap train and unsup, and short sentences recur), then sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on
-    the (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
+    trained on: IMDB's test reviews overlap train and unsup, and short sentences recur), then
+    sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on the
+    (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
     """
     t0 = time.perf_counter()
     cfg.validate()
