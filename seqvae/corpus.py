@@ -248,14 +248,8 @@ def load_imdb(split: str, source: str = "local", data_root: str | Path = DataCon
     """
     if split not in IMDB_SPLITS:
         raise DataError(f"imdb split must be one of {', '.join(IMDB_SPLITS)}, got {split!r}")
-    if source == "local":
-        path = resolve_data_root(data_root) / "imdb" / f"{split}.jsonl.gz"
-        ds, what = _load("json", str(path), data_files=path, cache_dir=cache_dir), str(path)
-    elif source == "hub":
-        what = f"hub imdb/{split}"
-        ds = _load("imdb", what, split=_HUB_IMDB_SPLIT[split], cache_dir=cache_dir)
-    else:
-        raise DataError(f"source must be 'local' or 'hub', got {source!r}")
+    ds, what = _load_local_or_hub(source, data_root, f"imdb/{split}.jsonl.gz", "json",
+                                  "imdb", _HUB_IMDB_SPLIT[split], cache_dir)
     _check_rows(ds, what, ("text", "label"))
     labels = np.asarray(ds["label"])
     if labels.dtype.kind not in "iu" or not np.isin(labels, (-1, 0, 1)).all():
@@ -271,17 +265,22 @@ def load_ptb(split: str, source: str = "local", data_root: str | Path = DataConf
     """
     if split not in PTB_SPLITS:
         raise DataError(f"ptb split must be one of {', '.join(PTB_SPLITS)}, got {split!r}")
-    if source == "local":
-        path = resolve_data_root(data_root) / "ptb" / f"ptb.{split}.txt"
-        ds, what = _load("text", str(path), data_files=path, cache_dir=cache_dir), str(path)
-    elif source == "hub":
-        what = f"hub ptb_text_only/{split}"
-        ds = _load("ptb_text_only", what, split=_HUB_PTB_SPLIT[split], cache_dir=cache_dir)
-        if "sentence" in ds.column_names:
-            ds = ds.rename_column("sentence", "text")
-    else:
-        raise DataError(f"source must be 'local' or 'hub', got {source!r}")
+    ds, what = _load_local_or_hub(source, data_root, f"ptb/ptb.{split}.txt", "text",
+                                  "ptb_text_only", _HUB_PTB_SPLIT[split], cache_dir)
+    if "sentence" in ds.column_names:  # the hub's column name
+        ds = ds.rename_column("sentence", "text")
     return _check_rows(ds, what, ("text",))
+
+
+def _load_local_or_hub(source, data_root, local_path, local_builder, hub_name, hub_split, cache_dir):
+    """(dataset, what) from `{data_root}/{local_path}` read by `local_builder`, or from the hub."""
+    if source == "local":
+        path = resolve_data_root(data_root) / local_path
+        return _load(local_builder, str(path), data_files=path, cache_dir=cache_dir), str(path)
+    if source == "hub":
+        what = f"hub {hub_name}/{hub_split}"
+        return _load(hub_name, what, split=hub_split, cache_dir=cache_dir), what
+    raise DataError(f"source must be 'local' or 'hub', got {source!r}")
 
 
 # ---------------------------------------------------------------------------- prepare
