@@ -40,22 +40,26 @@ def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_rows: int = 4096,
+def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2**27,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) per sentence, (B,), with k samples from q(z|x).
 
-    Samples are drawn in chunks so that at most `max_rows` sentence copies are decoded at once.
+    Samples are drawn in chunks so that one decoded chunk holds at most `max_logits` logits
+    (copies x length x vocab; 2**27 floats = 512 MiB), at least one sample per sentence. The
+    estimate does not depend on the budget: all k x Z noise is drawn before chunking.
     """
     if k < 1:
         raise ValueError("k must be >= 1")
     mu, logvar = model.encode(batch.src, batch.src_lens)  # (B, Z)
     B, Z = mu.shape
     std = torch.exp(0.5 * logvar)
-    chunk = max(1, min(k, max_rows // B))
+    logits_per_copy = batch.target.shape[1] * model.cfg.vocab_size
+    chunk = max(1, min(k, max_logits // (B * logits_per_copy)))
+    all_eps = torch.randn(B, k, Z, device=mu.device, generator=generator)  # drawn at once: chunking changes no number
     log_w = []
     for start in range(0, k, chunk):
-        kc = min(chunk, k - start)
-        eps = torch.randn(B, kc, Z, device=mu.device, generator=generator)  # (B, kc, Z)
+        eps = all_eps[:, start : start + chunk]  # (B, kc, Z)
+        kc = eps.shape[1]
         z = mu[:, None] + std[:, None] * eps
         log_q = -0.5 * (eps**2 + logvar[:, None] + LOG_2PI).sum(-1)  # (B, kc)
         log_p = log_standard_normal(z)  # (B, kc)

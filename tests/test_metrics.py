@@ -41,6 +41,27 @@ def test_iw_nll_at_most_neg_elbo_on_average():
     assert float(iw.mean()) <= float(iw5) + 0.05
 
 
+def test_iw_chunks_respect_the_logits_budget(monkeypatch):
+    model = tiny_vae()
+    batch = collate(sentences(6))
+    per_copy = batch.target.shape[1] * model.cfg.vocab_size
+    rows, token_nll = [], model.token_nll
+    monkeypatch.setattr(model, "token_nll", lambda dec_in, *a, **kw: rows.append(len(dec_in)) or token_nll(dec_in, *a, **kw))
+    g = torch.Generator().manual_seed(0)
+    iw_log_likelihood(model, batch, 10, max_logits=3 * 6 * per_copy, generator=g)
+    assert rows == [18, 18, 18, 6]  # 3 samples per chunk of 6 sentences, then the last one
+    rows.clear()
+    iw_log_likelihood(model, batch, 10, max_logits=1, generator=g)  # below one copy: one sample a chunk
+    assert rows == [6] * 10
+    rows.clear()
+    iw_log_likelihood(model, batch, 10, generator=g)
+    assert rows == [60]
+    # chunking changes memory, not numbers
+    estimates = [iw_log_likelihood(model, batch, 50, max_logits=m, generator=torch.Generator().manual_seed(3))
+                 for m in (1, 7 * 6 * per_copy, 2**27)]
+    assert torch.allclose(estimates[0], estimates[2], atol=1e-5) and torch.allclose(estimates[1], estimates[2], atol=1e-5)
+
+
 def test_iw_with_one_sample_is_neg_elbo_in_expectation():
     model = tiny_vae()
     data = sentences(8)
