@@ -813,6 +813,65 @@ def steer(vae, head: LinearHead, text: str, *, to: str = "positive", strength: f
                        unigram_f1(steered.split(), rec.split()))
 
 
+def report_sentences(n: int, *, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
+                     min_words: int = 5, max_words: int = 30) -> list[str]:
+    """n test sentences for a steering report: the first sentence of min..max words from each of a
+    stratified draw of test reviews (half negative, half positive reviews), in a seeded order."""
+    from .corpus import review_to_sentences
+
+    texts, _ = load_reviews("test", source=source, data_root=data_root, max_reviews=min(3 * n, 25000), seed=seed)
+    out = []
+    for text in texts:
+        first = next((s for s in review_to_sentences(text) if min_words <= len(s.split()) <= max_words), None)
+        if first is not None:
+            out.append(first)
+        if len(out) == n:
+            return out
+    raise ClassifyError(f"only {len(out)} test reviews have a sentence of {min_words}-{max_words} words; asked for {n}")
+
+
+def steering_report(vae, head: LinearHead, sentences: Sequence[str], *,
+                    strengths: Sequence[float] = (0.0, 1.0, 2.0, 4.0),
+                    unit: str = "std", max_len: int = 40, close_f1: float = 0.5) -> dict[str, Any]:
+    """How often steering flips the classifier's label while the sentence stays close.
+
+    Each sentence is steered toward the class the head does not give its posterior mean, at every
+    strength. Per strength: the flip rate (label of the re-encoded steered sentence differs), the
+    mean unigram F1 between steered sentence and reconstruction, and the rate of flips that stay
+    close (F1 >= close_f1). Strength 0 decodes the posterior mean itself: its flips (the label
+    changes by reconstruction alone) are the floor the other strengths are read against.
+    """
+    if not sentences:
+        raise ClassifyError("no sentences to steer")
+    rows = []
+    for text in sentences:
+        before = steer(vae, head, text, strength=0.0, unit=unit, max_len=max_len)  # the head's label of μ
+        to = head.classes[1 - head.classes.index(before.label_before)]
+        rows.append([steer(vae, head, text, to=to, strength=float(st), unit=unit, max_len=max_len) for st in strengths])
+    summary = {}
+    for j, st in enumerate(strengths):
+        col = [r[j] for r in rows]
+        summary[f"{float(st):g}"] = {
+            "flip_rate": float(np.mean([r.flipped for r in col])),
+            "mean_overlap_f1": float(np.mean([r.overlap_f1 for r in col])),
+            "flipped_and_close_rate": float(np.mean([r.flipped and r.overlap_f1 >= close_f1 for r in col])),
+            "mean_p_target_after": float(np.mean([r.p_target_after for r in col])),
+        }
+    return {"sentences": len(rows), "unit": unit, "close_f1": close_f1, "strengths": summary,
+            "examples": [[r.to_dict() for r in row] for row in rows]}
+
+
+def steering_markdown(report: dict[str, Any]) -> str:
+    lines = [f"| strength ({report['unit']}) | label flipped | mean unigram F1 vs reconstruction | "
+             f"flipped with F1 >= {report['close_f1']:g} | mean p(target) after |", "|---:|---:|---:|---:|---:|"]
+    for st, r in report["strengths"].items():
+        lines.append(f"| {st} | {100 * r['flip_rate']:.1f}% | {r['mean_overlap_f1']:.2f} | "
+                     f"{100 * r['flipped_and_close_rate']:.1f}% | {r['mean_p_target_after']:.2f} |")
+    lines += ["", f"{report['sentences']} test sentences, each steered toward the class the head does not give it; "
+              "the steered sentence is encoded again and classified."]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------- command line (registered in cli.py)
 def add_classify_args(p) -> None:
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
@@ -849,6 +908,16 @@ def _parse_budgets(text: str) -> list[int]:
         raise ClassifyError("--budgets: every budget must be an integer >= 4 (two reviews of each class to fit "
                             "on and one of each to choose C on)")
     return budgets
+
+
+def _parse_floats(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ClassifyError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values or not all(np.isfinite(values)) or min(values) < 0:
+        raise ClassifyError(f"{flag}: expected finite numbers >= 0, got {text!r}")
+    return values
 
 
 def _latent_model(ckpt: Path, device: str | None):
@@ -909,7 +978,14 @@ def run_classify(args) -> int:
 
 def add_steer_args(p) -> None:
     p.add_argument("checkpoint", help="checkpoint dir with a classifier head (from `seqvae classify CKPT --train`)")
-    p.add_argument("text", help="the sentence to steer")
+    p.add_argument("text", nargs="?", help="the sentence to steer (or --report N)")
+    p.add_argument("--report", type=int, metavar="N", help="instead of one text: steer N IMDB test sentences toward "
+                   "the other class at each of --strengths and report flip rate and closeness")
+    p.add_argument("--strengths", default="0,1,2,4",
+                   help="--report: comma-separated strengths (default 0,1,2,4; 0 = the reconstruction alone)")
+    p.add_argument("--out", help="--report: also write the report (with every example) as JSON here")
+    p.add_argument("--seed", type=int, default=0, help="--report: which test reviews")
+    p.add_argument("--data-root", help="--report: folder holding imdb/*.jsonl.gz (default: the corpus module's)")
     p.add_argument("--to", default="positive", choices=list(CLASSES), help="target sentiment (default positive)")
     p.add_argument("--strength", type=float, default=2.0, help="how far to move (in --unit units; default 2)")
     p.add_argument("--unit", default="std", choices=["std", "l2"],
@@ -922,9 +998,22 @@ def add_steer_args(p) -> None:
 def run_steer(args) -> int:
     from .checkpoint import resolve
 
+    if (args.text is None) == (args.report is None):
+        raise ClassifyError("give either a text to steer or --report N, not both")
+    if args.report is not None and args.report < 1:
+        raise ClassifyError("--report must be >= 1")
+    strengths = _parse_floats(args.strengths, "--strengths")
     ckpt = resolve(args.checkpoint)
     head = LinearHead.load(ckpt)
     vae = _latent_model(ckpt, args.device)
+    if args.report is not None:
+        sentences = report_sentences(args.report, seed=args.seed, data_root=args.data_root)
+        report = steering_report(vae, head, sentences, strengths=strengths, unit=args.unit, max_len=args.max_len)
+        if args.out:
+            atomic.write_json(args.out, {"checkpoint": str(ckpt), **report})
+        print(json.dumps({k: v for k, v in report.items() if k != "examples"}, indent=2) if args.json
+              else steering_markdown(report), end="\n" if args.json else "")
+        return 0
     r = steer(vae, head, args.text, to=args.to, strength=args.strength, unit=args.unit, max_len=args.max_len)
     if args.json:
         print(json.dumps(r.to_dict(), indent=2))

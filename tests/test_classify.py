@@ -212,6 +212,35 @@ def test_train_predict_and_steer(tiny, vae, capsys):
     assert out["steered"] == out["reconstruction"]
 
 
+def test_steering_report(tiny, vae, tmp_path, capsys):
+    from seqvae.cli import main
+
+    ckpt, root = tiny
+    assert main(["classify", str(ckpt), "--train", "--data-root", str(root), "--no-progress", "--no-cache"]) == 0
+    head = C.LinearHead.load(ckpt)
+    sentences = ["the plot was dull .", "a moving and wonderful film .", "it was fine ."]
+    rep = C.steering_report(vae, head, sentences, strengths=(0.0, 50.0))
+    assert rep["sentences"] == 3 and len(rep["examples"]) == 3
+    zero, far = rep["strengths"]["0"], rep["strengths"]["50"]
+    assert zero["mean_overlap_f1"] == 1.0  # strength 0: the reconstruction itself (its flips are the noise floor)
+    for row in rep["examples"]:  # toward the class the head does not give the sentence
+        assert row[0]["to"] != row[0]["label_before"] and row[1]["p_target_latent"] > row[0]["p_target_latent"]
+        assert row[0]["steered"] == row[0]["reconstruction"]
+    for j, r in enumerate((zero, far)):
+        assert r["flip_rate"] == np.mean([row[j]["flipped"] for row in rep["examples"]])
+        assert r["flipped_and_close_rate"] == np.mean([row[j]["flipped"] and row[j]["overlap_f1"] >= 0.5
+                                                       for row in rep["examples"]])
+
+    capsys.readouterr()
+    out = tmp_path / "steer.json"
+    assert main(["steer", str(ckpt), "--report", "4", "--strengths", "0,2", "--data-root", str(root),
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[2].startswith("| 0 |") and "| 1.00 |" in table.splitlines()[2]
+    saved = json.loads(out.read_text())
+    assert saved["sentences"] == 4 and set(saved["strengths"]) == {"0", "2"}
+
+
 def test_one_line_errors(tiny, tmp_path, capsys, monkeypatch):
     import shutil
     import sys
@@ -228,6 +257,9 @@ def test_one_line_errors(tiny, tmp_path, capsys, monkeypatch):
 
     one_line(["classify", bare, "--texts", "a fine film"], "no classifier head")
     one_line(["steer", bare, "a fine film"], "no classifier head")
+    one_line(["steer", bare], "either a text to steer or --report")
+    one_line(["steer", bare, "a fine film", "--report", "3"], "either a text to steer or --report")
+    one_line(["steer", bare, "--report", "3", "--strengths", "1,x"], "--strengths")
     one_line(["classify", bare, "--curve", "--budgets", "ten"], "--budgets")
     one_line(["classify", bare, "--curve", "--budgets", "3,100"], "--budgets")
     one_line(["classify", bare, "--curve", "--out", tmp_path / "c", "--data-root", tmp_path / "none"], "none")
