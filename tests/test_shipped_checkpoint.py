@@ -1,0 +1,35 @@
+"""The checkpoint(s) shipped in checkpoints/ load, match their config, and produce sentences."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqvae import SeqVAE, checkpoint
+
+SHIPPED = sorted(p for p in (Path(__file__).resolve().parent.parent / "checkpoints").iterdir() if p.is_dir())
+
+
+def test_a_checkpoint_is_shipped():
+    assert SHIPPED, "checkpoints/ holds no checkpoint directory"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_checkpoint_loads_and_generates(path):
+    for name in ("config.json", "model.safetensors", "metrics.json", "README.md"):
+        assert (path / name).is_file(), f"{path.name} lacks {name}"
+    assert (path / "model.safetensors").stat().st_size < 15 * 2**20
+    model, tok, cfg = checkpoint.load(path)  # strict: config and weights agree key by key and shape by shape
+    assert cfg["model"]["vocab_size"] == tok.vocab_size
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert "test" in metrics and metrics["test"]["sentences"] > 0
+
+    vae = SeqVAE.from_pretrained(path, device="cpu")
+    torch.set_num_threads(1)
+    samples = vae.sample(4, strategy="greedy", seed=0, max_len=30)
+    assert len(samples) == 4 and all(isinstance(s, str) for s in samples)
+    assert sum(len(s.split()) for s in samples) > 4  # not empty strings
+    assert samples == vae.sample(4, strategy="greedy", seed=0, max_len=30)
+    post = vae.encode(["the acting was wonderful and the story moved me .", "a dull , boring film ."])
+    assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
