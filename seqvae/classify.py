@@ -764,9 +764,10 @@ class SteerResult:
         return dict(self.__dict__)
 
 
-def steer(vae, head: LinearHead, text: str, *, to: str = "positive", strength: float = 2.0, unit: str = "std",
-          max_len: int = 40) -> SteerResult:
-    """Move a sentence's posterior mean toward class `to` along the classifier's latent direction.
+def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", strength: float = 2.0,
+          unit: str = "std", max_len: int = 40) -> SteerResult:
+    """Move a sentence's posterior mean toward class `to` (None: the class the head does not give
+    the posterior mean) along the classifier's latent direction.
 
     z' = μ ± strength · u · d, where d is the unit vector of the LR weights mapped back to
     (unstandardised) latent space and u is the unit: "std" = the std of training sentences'
@@ -778,7 +779,7 @@ def steer(vae, head: LinearHead, text: str, *, to: str = "positive", strength: f
 
     from .corpus import review_to_sentences
 
-    if to not in head.classes:
+    if to is not None and to not in head.classes:
         raise ClassifyError(f"--to must be one of {', '.join(head.classes)}, got {to!r}")
     if unit not in ("std", "l2"):
         raise ClassifyError(f"unit must be 'std' or 'l2', got {unit!r}")
@@ -789,6 +790,9 @@ def steer(vae, head: LinearHead, text: str, *, to: str = "positive", strength: f
     post = vae.encode([sentence])
     mu, logvar = post.mu.float().cpu().numpy(), post.logvar.float().cpu().numpy()  # (1, Z) each
     d = head.latent_direction(Z)  # (Z,) toward the positive class
+    if to is None:
+        p_positive = head.predict_proba(pool(mu, logvar, np.arange(1), 1, head.pooling))[0, 1]
+        to = head.classes[0] if p_positive > 0.5 else head.classes[1]
     sign = 1.0 if head.classes.index(to) == 1 else -1.0
     scale = head.meta.get("direction_std") if unit == "std" else 1.0
     if scale is None:
@@ -843,11 +847,8 @@ def steering_report(vae, head: LinearHead, sentences: Sequence[str], *,
     """
     if not sentences:
         raise ClassifyError("no sentences to steer")
-    rows = []
-    for text in sentences:
-        before = steer(vae, head, text, strength=0.0, unit=unit, max_len=max_len)  # the head's label of μ
-        to = head.classes[1 - head.classes.index(before.label_before)]
-        rows.append([steer(vae, head, text, to=to, strength=float(st), unit=unit, max_len=max_len) for st in strengths])
+    rows = [[steer(vae, head, text, to=None, strength=float(st), unit=unit, max_len=max_len) for st in strengths]
+            for text in sentences]
     summary = {}
     for j, st in enumerate(strengths):
         col = [r[j] for r in rows]
