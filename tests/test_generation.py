@@ -115,7 +115,7 @@ def test_nucleus_is_the_smallest_set_reaching_p():
     assert nucleus(shuffled, 0.75)[0].tolist() == [False, True, False, True]
 
 
-@pytest.mark.parametrize("V,p", itertools.product([5, 37, 300], [0.05, 0.5, 0.9]))
+@pytest.mark.parametrize("V,p", list(itertools.product([5, 37, 300], [0.05, 0.5, 0.9])))
 def test_nucleus_draws_stay_in_the_nucleus(V, p):
     gen = torch.Generator().manual_seed(V)
     logits = torch.randn(64, V, generator=gen) * torch.rand(64, 1, generator=gen) * 8  # peaked and flat rows
