@@ -161,6 +161,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
     p.add_argument("--json", dest="json_out", help="write the results here (default: CKPT/eval-SPLIT.json)")
+    p.add_argument("--per-sentence", action="store_true",
+                   help="also write each sentence's NLL (for scripts/compare_nll.py)")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -191,7 +193,7 @@ def _cmd_evaluate(args) -> int:
         raise ConfigError(f"{ckpt}: the checkpoint does not record its data dir; pass --data")
     dataset = SentenceDataset.from_dir(data_dir, args.split)
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
-                   max_sentences=args.max_sentences, seed=args.seed, progress=True)
+                   max_sentences=args.max_sentences, seed=args.seed, per_sentence=args.per_sentence, progress=True)
     res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(data_dir)})
     out = Path(args.json_out) if args.json_out else ckpt / f"eval-{args.split}.json"
     atomic.write_json(out, res)

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -102,9 +102,11 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 @torch.no_grad()
 def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_size: int = 64,
              max_sentences: int = 0, mi_sentences: int = 10000, seed: int = 0,
-             progress: bool = False) -> dict[str, Any]:
+             per_sentence: bool = False, progress: bool = False) -> dict[str, Any]:
     """All metrics on a dataset. k = 0 skips importance sampling (nll is then neg_elbo's bound).
 
+    per_sentence=True adds "per_sentence_nll": each sentence's NLL (the same estimate as "nll")
+    in dataset order, for paired comparisons of two models on the same sentences.
     Deterministic under `seed`; does not touch the global RNG.
     """
     was_training = model.training
@@ -118,6 +120,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     tot = {"rec": 0.0, "kl": 0.0, "nll": 0.0}
     n_sent, n_tok = 0, 0
     mus, logvars = [], []
+    nll_of = torch.full((len(dataset),), float("nan"), dtype=torch.float64)  # per sentence, dataset order
     batches = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False).batches()
     for idx in tqdm(batches, desc="eval", disable=not progress, leave=False):
         batch = collate([dataset[i] for i in idx], pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(device)
@@ -127,6 +130,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
             rec = model.token_nll(batch.dec_in, batch.target, None)
             tot["rec"] += float(rec.sum())
             tot["nll"] += float(rec.sum())
+            nll_of[torch.as_tensor(idx)] = rec.double().cpu()
             continue
         mu, logvar = model.encode(batch.src, batch.src_lens)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=device, generator=gen)
@@ -134,8 +138,9 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
         kl = gaussian_kl(mu, logvar)
         tot["rec"] += float(rec.sum())
         tot["kl"] += float(kl.sum())
-        if k > 0:
-            tot["nll"] += float(-iw_log_likelihood(model, batch, k, generator=gen).sum())
+        nll = -iw_log_likelihood(model, batch, k, generator=gen) if k > 0 else rec + kl
+        tot["nll"] += float(nll.sum())
+        nll_of[torch.as_tensor(idx)] = nll.double().cpu()
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
     model.train(was_training)
@@ -146,7 +151,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     res["rec"] = tot["rec"] / n_sent
     res["kl"] = tot["kl"] / n_sent
     res["neg_elbo"] = res["rec"] + res["kl"]
-    nll_total = tot["nll"] if (k > 0 or not cfg.latent) else tot["rec"] + tot["kl"]
+    nll_total = tot["nll"]
     res["nll"] = nll_total / n_sent
     res["nll_is_bound"] = bool(cfg.latent and k == 0)  # True: nll is -ELBO, not an IW estimate
     res["iw_samples"] = k if cfg.latent else 0
@@ -161,4 +166,20 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
         res["mi"] = mutual_information(mu_all, logvar_all, generator=cpu_gen)
     else:
         res["au"], res["au_variances"], res["mi"] = 0, [], 0.0
+    if per_sentence:
+        res["per_sentence_nll"] = nll_of.tolist()
     return res
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Per-sentence NLLs of two models on the same sentences: mean of a - b, its standard error,
+    a normal 95% interval, and the fraction of sentences where a is lower (better)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two equally long lists of at least 2 sentences, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("per-sentence NLLs must be finite")
+    d = a - b
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    return {"sentences": len(d), "mean_diff": mean, "se": se, "ci95": [mean - 1.96 * se, mean + 1.96 * se],
+            "frac_a_lower": float((d < 0).mean())}

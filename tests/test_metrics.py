@@ -84,11 +84,25 @@ def test_language_model_metrics_are_exact():
     data = sentences()
     res = evaluate(model, SentenceDataset.from_lists(data), k=10)
     batch = collate(data)
-    nll = model.token_nll(batch.dec_in, batch.target, None)
+    nll = model.token_nll(batch.dec_in, batch.target, None).detach()
     assert res["nll"] == pytest.approx(float(nll.mean()), rel=1e-5)
     tokens = sum(len(s) + 1 for s in data)
     assert res["ppl"] == pytest.approx(math.exp(float(nll.sum()) / tokens), rel=1e-5)
     assert res["kl"] == 0 and res["au"] == 0
+
+
+def test_per_sentence_nll_in_dataset_order():
+    data = sentences()
+    lm = tiny_vae(latent=False)
+    res = evaluate(lm, SentenceDataset.from_lists(data), per_sentence=True, batch_size=5)  # bucketed, reordered
+    one_by_one = [float(lm.token_nll(b.dec_in, b.target, None).detach()) for b in (collate([s]) for s in data)]
+    assert res["per_sentence_nll"] == pytest.approx(one_by_one, rel=1e-5)
+    vae = tiny_vae()
+    for k in (0, 5):
+        r = evaluate(vae, SentenceDataset.from_lists(data), k=k, per_sentence=True, batch_size=5)
+        assert len(r["per_sentence_nll"]) == len(data)
+        assert sum(r["per_sentence_nll"]) / len(data) == pytest.approx(r["nll"], rel=1e-6)
+    assert "per_sentence_nll" not in evaluate(vae, SentenceDataset.from_lists(data), k=0)
 
 
 def test_evaluate_is_deterministic_and_leaves_global_rng_alone():
@@ -122,3 +136,33 @@ def test_mutual_information_bounds():
     mu = torch.randn(N, Z, generator=g) * 10
     sharp = mutual_information(mu, torch.full((N, Z), -8.0), generator=g)
     assert sharp == pytest.approx(math.log(N), abs=0.05)
+
+
+def test_paired_difference_and_compare_script(tmp_path, capsys):
+    import json
+    import runpy
+    from pathlib import Path
+
+    from seqvae.metrics import paired_difference
+
+    a, b = [10.0, 12.0, 9.0, 11.0], [11.0, 12.5, 9.5, 10.0]
+    r = paired_difference(a, b)
+    d = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)  # -1, -0.5, -0.5, 1
+    assert r["mean_diff"] == pytest.approx(-0.25) and r["se"] == pytest.approx(float(d.std() / 2))
+    assert r["ci95"] == pytest.approx([-0.25 - 1.96 * r["se"], -0.25 + 1.96 * r["se"]])
+    assert r["frac_a_lower"] == 0.75 and r["sentences"] == 4
+    for bad in (([1.0, 2.0], [1.0]), ([1.0], [2.0]), ([1.0, float("nan")], [1.0, 2.0])):
+        with pytest.raises(ValueError):
+            paired_difference(*bad)
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "compare_nll.py"))["main"]
+    for name, nll in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": nll}))
+    assert main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_diff"] == pytest.approx(-0.25)
+    (tmp_path / "c.json").write_text(json.dumps({"split": "valid", "data": "d", "per_sentence_nll": b}))
+    (tmp_path / "n.json").write_text(json.dumps({"split": "test", "data": "d"}))
+    for other, msg in (("c.json", "not the same sentences"), ("n.json", "--per-sentence"), ("x.json", "no such file")):
+        assert main([str(tmp_path / "a.json"), str(tmp_path / other)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1

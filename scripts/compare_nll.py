@@ -1,0 +1,55 @@
+"""Paired comparison of two models' NLL on the same sentences.
+
+    seqvae evaluate runs/ptb-6k/vae-fb --split test --samples 500 --per-sentence --json vae.json
+    seqvae evaluate runs/ptb-6k/lm --split test --per-sentence --json lm.json
+    python scripts/compare_nll.py vae.json lm.json
+
+Reads two `seqvae evaluate --per-sentence` JSON files made on the same split and data, and prints
+the mean per-sentence difference A - B in nats with its standard error and a 95% interval, and
+how often A is the lower of the two. A difference whose interval excludes 0 is more than noise
+of the sentence sample (the importance-sampling noise of each estimate is included in it too).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from seqvae.config import ConfigError, load_json  # noqa: E402
+from seqvae.metrics import paired_difference  # noqa: E402
+
+
+def per_sentence(path: str) -> tuple[dict, list[float]]:
+    res = load_json(Path(path), error=ConfigError, expect_object=True)
+    if "per_sentence_nll" not in res:
+        raise ConfigError(f"{path}: no per_sentence_nll (run seqvae evaluate with --per-sentence)")
+    return res, res["per_sentence_nll"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("a", help="evaluate JSON of model A")
+    ap.add_argument("b", help="evaluate JSON of model B")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = ap.parse_args(argv)
+    try:
+        (ra, a), (rb, b) = per_sentence(args.a), per_sentence(args.b)
+        if (ra.get("split"), ra.get("data")) != (rb.get("split"), rb.get("data")):
+            raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
+        res = paired_difference(a, b)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        lo, hi = res["ci95"]
+        print(f"A - B = {res['mean_diff']:+.3f} nats/sentence (SE {res['se']:.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}]) "
+              f"over {res['sentences']} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
