@@ -9,7 +9,9 @@ test split with importance-weighted NLL:
   vae-cyc-fb   cyclical annealing + free bits 0.25/dim (Fu et al. 2019; Li et al. 2019)
   vae-fb       logistic annealing + word dropout + free bits 0.4/dim (a KL floor of 12.8 nats at Z=32)
 A run dir that already holds a shorter run is continued to --max-steps (not for cyclical schedules,
-whose period depends on max_steps). Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too).
+whose period depends on max_steps). With lm among the variants, each VAE's row also gives its
+paired per-sentence NLL difference to the LM on the same sentences, ± its standard error.
+Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from seqvae import atomic
 from seqvae.cli import format_table
+from seqvae.metrics import paired_difference
 
 # Published PTB test numbers (Bowman et al. 2016, CoNLL, Table 2; NLL per sentence in nats).
 PUBLISHED = [
@@ -109,7 +113,7 @@ def main() -> int:
     for name in names:
         res_file = out / f"{name}.{args.split}.json"
         cmd = [sys.executable, "-m", "seqvae.cli", "evaluate", str(out / name), "--split", args.split,
-               "--samples", str(args.samples), "--json", str(res_file), "--data", args.data]
+               "--samples", str(args.samples), "--json", str(res_file), "--data", args.data, "--per-sentence"]
         if args.max_test_sentences:
             cmd += ["--max-sentences", str(args.max_test_sentences)]
         if args.device:
@@ -120,14 +124,19 @@ def main() -> int:
         res["best_step"] = train_meta.get("step")
         results[name] = res
         rows.append((name, res))
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    md = ["| model | NLL | PPL | -ELBO | KL | MI | AU | best step |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if "lm" in results and name != "lm":
+            r["vs_lm"] = paired_difference(r["per_sentence_nll"], results["lm"]["per_sentence_nll"])
+    atomic.write_json(out / "results.json", results)
+    md = ["| model | NLL | vs LM (paired ± SE) | PPL | -ELBO | KL | MI | AU | best step |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
-        md.append(f"| {name} | {r['nll']:.2f} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {r['kl']:.2f} | "
+        vs = f"{r['vs_lm']['mean_diff']:+.2f} ± {r['vs_lm']['se']:.2f}" if "vs_lm" in r else ""
+        md.append(f"| {name} | {r['nll']:.2f} | {vs} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {r['kl']:.2f} | "
                   f"{r['mi']:.2f} | {r['au']}/{len(r['au_variances']) or '-'} | {r['best_step']} |")
     for name, r in PUBLISHED:
-        md.append(f"| {name} (published) | {r['nll']:.0f} | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
-    (out / "results.md").write_text("\n".join(md) + "\n")
+        md.append(f"| {name} (published) | {r['nll']:.0f} | | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
+    atomic.write_text(out / "results.md", "\n".join(md) + "\n")
     print(format_table(rows))
     print("\n".join(md))
     return 0
