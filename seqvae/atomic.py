@@ -53,7 +53,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def _old(final: Path) -> Path:
+def old_path(final: str | Path) -> Path:
+    """Where replace_dir parks the previous version of `final` between its two renames."""
+    final = Path(final)
     return final.with_name(f".{final.name}.old")
 
 
@@ -69,7 +71,7 @@ def temp_dir_for(final: str | Path) -> Path:
 def recover_dir(final: str | Path) -> None:
     """Finish an interrupted replace_dir: bring back the previous version or drop its leftover."""
     final = Path(final)
-    old = _old(final)
+    old = old_path(final)
     if not old.exists():
         return
     if final.exists():
@@ -81,8 +83,9 @@ def recover_dir(final: str | Path) -> None:
 def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     """Move the complete dir `tmp` to `final`, replacing what was there.
 
-    Files directly inside `tmp` get ordinary permissions (the umask's). The previous version is renamed to `.NAME.old` first and deleted last; if a crash falls
-    between the two renames, recover_dir(final) (called by every reader in seqvae) restores it.
+    Files directly inside `tmp` get ordinary permissions (the umask's). The previous version is
+    renamed to old_path(final) first and deleted last; if a crash falls between the two renames,
+    recover_dir(final) (called by every reader in seqvae) restores it.
     """
     tmp, final = Path(tmp), Path(final)
     for f in tmp.iterdir():  # some writers (safetensors) create 0600 files
@@ -90,9 +93,9 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
             os.chmod(f, 0o666 & ~_umask())
     recover_dir(final)
     if final.exists():
-        os.replace(final, _old(final))
+        os.replace(final, old_path(final))
         os.replace(tmp, final)
-        shutil.rmtree(_old(final), ignore_errors=True)
+        shutil.rmtree(old_path(final), ignore_errors=True)
     else:
         os.replace(tmp, final)
     return final

@@ -76,15 +76,17 @@ class Trainer:
             self._load_state(_state)
 
     # ------------------------------------------------------------------ run dir
-    _RUN_ENTRIES = ("best", "last", ".best.old", ".last.old", "metrics.jsonl")
+    def _run_entries(self) -> list[Path]:
+        """What a run writes in its dir: best/, last/ (and their versions parked by a save), the log."""
+        dirs = [self.out_dir / "best", self.out_dir / "last"]
+        return dirs + [atomic.old_path(d) for d in dirs] + [self.log_path]
 
     def _holds_run(self) -> bool:
-        return any((self.out_dir / name).exists() for name in self._RUN_ENTRIES)
+        return any(path.exists() for path in self._run_entries())
 
     def _clear_run(self) -> None:
         """--overwrite: remove what an earlier run wrote here (and nothing else)."""
-        for name in self._RUN_ENTRIES:
-            path = self.out_dir / name
+        for path in self._run_entries():
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
@@ -125,7 +127,8 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
-                 "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir), "rng_cpu": torch.get_rng_state()}
+                 "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir),
+                 "rng_cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
