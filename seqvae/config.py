@@ -112,6 +112,7 @@ class ModelConfig(_JSONMixin):
     embed_dropout: float = 0.0     # dropout on embeddings and on decoder outputs before the softmax layer
     tie_embeddings: bool = False   # share input embedding and output softmax weights (adds a projection if sizes differ)
     latent: bool = True            # False: plain GRU language model (the baseline), no encoder, no z
+    bow_head: bool = False         # also a linear z -> vocab head for the bag-of-words loss (train.bow_weight)
     pad_id: int = PAD_ID
     unk_id: int = UNK_ID
     bos_id: int = BOS_ID
@@ -144,6 +145,8 @@ class TrainConfig(_JSONMixin):
     kl_cycles: int = 4             # cyclical: number of cycles over max_steps (Fu et al. 2019)
     kl_ratio: float = 0.5          # cyclical: fraction of each cycle spent increasing beta
     free_bits: float = 0.0         # nats per latent dimension, on the batch-mean KL (0 = off)
+    bow_weight: float = 0.0        # weight of the bag-of-words loss (Zhao et al. 2017): z alone must predict the
+                                   # sentence's tokens, which pushes content into z; needs model.bow_head
     bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
     amp: bool = True               # bf16 autocast on CUDA
     cpu_bf16: bool = False         # bf16 autocast on CPU too (fast where the CPU has AMX / AVX512-BF16)
@@ -169,7 +172,7 @@ class TrainConfig(_JSONMixin):
         if self.log_every < 1 or self.bucket_size < 1:
             raise ConfigError("log_every and bucket_size must be >= 1")
         for name in ("weight_decay", "grad_clip", "eval_batches", "patience", "kl_max", "kl_k", "kl_warmup",
-                     "num_threads"):
+                     "num_threads", "bow_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
 
@@ -180,6 +183,13 @@ class RunConfig(_JSONMixin):
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.train.bow_weight > 0 and not (self.model.bow_head and self.model.latent):
+            raise ConfigError("train.bow_weight > 0 needs a VAE with model.bow_head = true")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":

@@ -108,6 +108,7 @@ class VAEOutput:
     mu: torch.Tensor | None      # (B, Z)
     logvar: torch.Tensor | None  # (B, Z)
     z: torch.Tensor | None       # (B, Z)
+    bow: torch.Tensor | None = None  # (B,) bag-of-words NLL of the target tokens given z alone (with a bow head)
 
 
 class SentenceVAE(nn.Module):
@@ -119,6 +120,8 @@ class SentenceVAE(nn.Module):
         self.cfg = cfg
         self.decoder = Decoder(cfg)
         self.encoder = Encoder(cfg) if cfg.latent else None
+        # Training aid only (Zhao et al. 2017): predicting the sentence's words from z, order ignored.
+        self.bow = nn.Linear(cfg.latent_dim, cfg.vocab_size) if cfg.latent and cfg.bow_head else None
 
     @property
     def device(self) -> torch.device:
@@ -145,6 +148,14 @@ class SentenceVAE(nn.Module):
         nll = F.cross_entropy(logits.float(), target.flatten().index_select(0, positions), reduction="none")  # (N,)
         return torch.zeros(B * T, dtype=nll.dtype, device=nll.device).index_copy_(0, positions, nll).view(B, T).sum(1)
 
+    def bow_nll(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-sum_t log softmax(W z + b)[x_t] over the non-pad target tokens, per sentence: (B,)."""
+        if self.bow is None:
+            raise RuntimeError("this model has no bag-of-words head (model.bow_head = false)")
+        logp = F.log_softmax(self.bow(z).float(), dim=-1)  # (B, V)
+        nll = -logp.gather(1, target)  # (B, T)
+        return nll.masked_fill(target == self.cfg.pad_id, 0.0).sum(1)
+
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, dec_in: torch.Tensor, target: torch.Tensor, *,
                 positions: torch.Tensor | None = None, sample: bool = True, free_bits: float = 0.0,
                 seed: int | None = None) -> VAEOutput:
@@ -155,7 +166,8 @@ class SentenceVAE(nn.Module):
         mu, logvar = self.encode(src, src_lens)
         z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
         rec = self.token_nll(dec_in, target, z, positions)
-        return VAEOutput(rec, kl, mu, logvar, z)
+        bow = self.bow_nll(z, target) if self.bow is not None else None
+        return VAEOutput(rec, kl, mu, logvar, z, bow)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

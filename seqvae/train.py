@@ -176,6 +176,8 @@ class Trainer:
             out = self.model(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
                              free_bits=tc.free_bits)
             loss = elbo_loss(out.rec, out.kl, beta)
+            if tc.bow_weight > 0:
+                loss = loss + tc.bow_weight * out.bow.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
@@ -184,10 +186,12 @@ class Trainer:
         self.step += 1
         with torch.no_grad():
             raw_kl = gaussian_kl(out.mu, out.logvar) if out.mu is not None else out.kl
-            # (loss, rec sum, kl sum, sentences, steps): summed on the device, read at log steps only
+            bow = out.bow.detach().float().sum() if out.bow is not None else torch.zeros((), device=loss.device)
+            # (loss, rec sum, kl sum, bow sum, sentences, steps): summed on the device, read at log steps only
             # (torch.full, not torch.tensor: a host-to-device copy would synchronise on a GPU)
             stats = torch.stack([loss.detach().float(), out.rec.detach().float().sum(), raw_kl.detach().float().sum(),
-                                 torch.full((), float(batch.size), device=loss.device), torch.ones((), device=loss.device)])
+                                 bow, torch.full((), float(batch.size), device=loss.device),
+                                 torch.ones((), device=loss.device)])
         return stats, n_tokens
 
     def validate(self) -> dict[str, Any]:
@@ -239,10 +243,12 @@ class Trainer:
                 bar.update(1)
                 if self.step % tc.log_every == 0 and acc is not None:
                     now = time.perf_counter()
-                    loss_sum, rec, kl, n, steps = acc.tolist()  # the only device sync between evaluations
+                    loss_sum, rec, kl, bow, n, steps = acc.tolist()  # the only device sync between evaluations
                     row = {"step": self.step, "split": "train", "loss": loss_sum / steps,
                            "rec": rec / n, "kl": kl / n, "beta": kl_weight(self.step - 1, tc),
                            "tokens_per_s": tokens / (now - t_log), "epoch": self.epoch}
+                    if self.model.bow is not None:
+                        row["bow"] = bow / n
                     self._log(row)
                     bar.set_postfix(loss=f"{row['loss']:.2f}", rec=f"{row['rec']:.2f}", kl=f"{row['kl']:.2f}",
                                     beta=f"{row['beta']:.2f}", tok_s=f"{row['tokens_per_s']:.0f}")

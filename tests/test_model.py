@@ -79,3 +79,17 @@ def test_eval_without_sampling_uses_mean():
     b = collate([[5, 6, 7]])
     out = model(b.src, b.src_lens, b.dec_in, b.target, sample=False)
     assert torch.equal(out.z, out.mu)
+
+
+def test_bow_nll_is_the_bag_of_words_likelihood_given_z():
+    model = make(bow_head=True)
+    b = collate([[5, 6, 5], [8]])
+    z = torch.randn(2, 5)
+    logp = torch.log_softmax(model.bow(z), -1)
+    # every target token, EOS included, once per occurrence, order ignored; padding not scored
+    ref = torch.stack([-(2 * logp[0, 5] + logp[0, 6] + logp[0, 3]), -(logp[1, 8] + logp[1, 3])])
+    assert torch.allclose(model.bow_nll(z, b.target), ref, atol=1e-5)
+    out = model(b.src, b.src_lens, b.dec_in, b.target)
+    assert out.bow.shape == (2,) and (out.bow > 0).all()
+    assert make().bow is None and make()(b.src, b.src_lens, b.dec_in, b.target).bow is None
+    assert make(latent=False, bow_head=True).bow is None  # an LM has no z to predict from

@@ -134,3 +134,26 @@ def test_checkpoint_files_get_ordinary_permissions(tiny_data_dir, tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "run" / "best").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "run" / "best" / "model.safetensors").stat().st_mode) == 0o644
+
+
+def test_bow_loss_is_added_and_logged_and_needs_the_head(tiny_data_dir, tmp_path):
+    with pytest.raises(ConfigError, match="bow_head"):
+        tiny_cfg(bow_weight=1.0)
+    cfg = RunConfig(model=TINY_MODEL.replace(bow_head=True), train=tiny_cfg(max_steps=5, log_every=5).train)
+    weights = {}
+    for w in (0.0, 2.0):
+        tr = Trainer(RunConfig(model=cfg.model, train=cfg.train.replace(bow_weight=w)), tiny_data_dir,
+                     tmp_path / f"bow{w}", device="cpu", progress=False)
+        tr.fit()
+        row = json.loads((tmp_path / f"bow{w}" / "metrics.jsonl").read_text().splitlines()[0])
+        assert row["bow"] > 0
+        weights[w] = (row, tr.model.bow.weight.detach().clone())
+    # same seed and batches: the weighted term is the only difference in the loss ...
+    (r0, b0), (r2, b2) = weights[0.0], weights[2.0]
+    assert r2["loss"] > r0["loss"] + r0["bow"]
+    # ... and it is what trains the head (with weight 0 its gradient is zero)
+    init = Trainer(RunConfig(model=cfg.model, train=cfg.train), tiny_data_dir, tmp_path / "init", device="cpu",
+                   progress=False).model.bow.weight
+    assert torch.equal(b0, init) and not torch.equal(b2, init)
+    model, _, _ = checkpoint.load(tmp_path / "bow2.0" / "last")
+    assert torch.equal(model.bow.weight, b2)  # saved and loaded with the model
