@@ -108,8 +108,7 @@ def main() -> int:
             print(f"{name}: training failed (see {out / (name + '.train.log')})", file=sys.stderr)
             return 1
 
-    rows = []
-    results = {}
+    results = {}  # name -> evaluation, in the order trained
     for name in names:
         res_file = out / f"{name}.{args.split}.json"
         cmd = [sys.executable, "-m", "seqvae.cli", "evaluate", str(out / name), "--split", args.split,
@@ -123,21 +122,20 @@ def main() -> int:
         train_meta = json.loads((out / name / "best" / "metrics.json").read_text())
         res["best_step"] = train_meta.get("step")
         results[name] = res
-        rows.append((name, res))
     for name, r in results.items():
         if "lm" in results and name != "lm":
             r["vs_lm"] = paired_difference(r["per_sentence_nll"], results["lm"]["per_sentence_nll"])
     atomic.write_json(out / "results.json", results)
     md = ["| model | NLL | vs LM (paired ± SE) | PPL | -ELBO | KL | MI | AU | best step |",
           "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in rows:
+    for name, r in results.items():
         vs = f"{r['vs_lm']['mean_diff']:+.2f} ± {r['vs_lm']['se']:.2f}" if "vs_lm" in r else ""
         md.append(f"| {name} | {r['nll']:.2f} | {vs} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {r['kl']:.2f} | "
                   f"{r['mi']:.2f} | {r['au']}/{len(r['au_variances']) or '-'} | {r['best_step']} |")
     for name, r in PUBLISHED:
         md.append(f"| {name} (published) | {r['nll']:.0f} | | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
     atomic.write_text(out / "results.md", "\n".join(md) + "\n")
-    print(format_table(rows))
+    print(format_table(list(results.items())))
     print("\n".join(md))
     return 0
 
