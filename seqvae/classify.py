@@ -790,9 +790,9 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     post = vae.encode([sentence])
     mu, logvar = post.mu.float().cpu().numpy(), post.logvar.float().cpu().numpy()  # (1, Z) each
     d = head.latent_direction(Z)  # (Z,) toward the positive class
+    p_classes = head.predict_proba(pool(mu, logvar, np.arange(1), 1, head.pooling))[0]  # (2,) for μ
     if to is None:
-        p_positive = head.predict_proba(pool(mu, logvar, np.arange(1), 1, head.pooling))[0, 1]
-        to = head.classes[0] if p_positive > 0.5 else head.classes[1]
+        to = head.classes[0] if p_classes[1] > 0.5 else head.classes[1]
     sign = 1.0 if head.classes.index(to) == 1 else -1.0
     scale = head.meta.get("direction_std") if unit == "std" else 1.0
     if scale is None:
@@ -805,7 +805,8 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
         X = pool(codes, lv, np.arange(len(codes)), len(codes), head.pooling)
         return head.predict_proba(X)[:, head.classes.index(to)]
 
-    p_before, p_latent = p_target(z, np.repeat(logvar, 2, axis=0))
+    p_before = float(p_classes[head.classes.index(to)])
+    p_latent = float(p_target(z[1:], logvar)[0])
     if steered.strip():
         post2 = vae.encode([steered])
         p_after = float(p_target(post2.mu.float().cpu().numpy(), post2.logvar.float().cpu().numpy())[0])
