@@ -1,11 +1,11 @@
 """Sentiment from a sentence VAE's posterior means: the label-budget curve with baselines, a saved
 classifier head, predictions. A thin shell over `seqvae classify` (same options, same errors).
 
-    python scripts/classify.py checkpoints/imdb-vae --curve --out results/classify
-    python scripts/classify.py checkpoints/imdb-vae --curve --out /tmp/quick --budgets 200,1000 \\
+    python scripts/classify.py checkpoints/imdb-small --curve --out results/classify
+    python scripts/classify.py checkpoints/imdb-small --curve --out /tmp/quick --budgets 200,1000 \\
         --draws 2 --max-train-reviews 2000 --max-test-reviews 1000
-    python scripts/classify.py checkpoints/imdb-vae --train
-    python scripts/classify.py checkpoints/imdb-vae --texts "A gem of a film." "Two hours I will never get back."
+    python scripts/classify.py checkpoints/imdb-small --train
+    python scripts/classify.py checkpoints/imdb-small --texts "A gem of a film." "Two hours I will never get back."
 
 --curve trains on 200, 1,000, 5,000 and all 25,000 labelled train reviews (5 stratified draws for
 the small budgets), scores on all 25,000 test reviews, and writes curve.json, curve.md and
