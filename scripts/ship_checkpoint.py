@@ -111,7 +111,10 @@ def main() -> int:
         "## Model",
         f"bi-GRU encoder → diagonal Gaussian q(z|x) with {mc['latent_dim']} dims → GRU decoder conditioned on z "
         f"(initial state and every step). Embedding {mc['embed_dim']}, hidden {mc['hidden_dim']}, "
-        f"vocabulary {mc['vocab_size']} sentencepiece pieces; weights stored as {args.dtype}.",
+        f"vocabulary {mc['vocab_size']} sentencepiece pieces; weights stored as {args.dtype}."
+        + (f" A bag-of-words head (z → vocabulary) added a loss in training, weight "
+           f"{cfg['train'].get('bow_weight', 0):g} (Zhao et al. 2017); sampling and evaluation do not use it."
+           if mc.get("bow_head") else ""),
         "",
         "## Data",
         f"Sentences split from IMDB reviews (train + unsup minus {cfg['data']['data_config']['valid_reviews']} held-out "

@@ -33,3 +33,22 @@ def test_shipped_checkpoint_loads_and_generates(path):
     assert samples == vae.sample(4, strategy="greedy", seed=0, max_len=30)
     post = vae.encode(["the acting was wonderful and the story moved me .", "a dull , boring film ."])
     assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_sentiment_head_fits_its_weights(path):
+    from seqvae import classify
+
+    if not (path / classify.HEAD_CONFIG).is_file():
+        pytest.skip(f"{path.name} ships no sentiment head")
+    head = classify.LinearHead.load(path)
+    assert head.meta["model_sha256"] == classify.checkpoint_id(path), "head fitted on other weights: refit --train"
+    vae = SeqVAE.from_pretrained(path, device="cpu")
+    torch.set_num_threads(1)
+    pos = ["A wonderful film, moving and beautifully acted.", "I loved this movie, it is a masterpiece.",
+           "One of the best films of the year.", "Great performances and a beautiful story."]
+    neg = ["A dull, boring mess and a waste of time.", "This is the worst movie I have ever seen.",
+           "Terrible acting and an awful script.", "Avoid this film at all costs."]
+    p_pos = [p["p_positive"] for p in classify.predict_texts(vae, head, pos + neg)]
+    # a small probe is not right on every sentence, but it must rank plain praise above plain pans
+    assert sum(p_pos[:4]) / 4 > sum(p_pos[4:]) / 4 + 0.2, p_pos
