@@ -5,6 +5,8 @@ Reads top to bottom:
   Decoder      z -> initial state, and z concatenated to every input embedding -> next-token logits
   SentenceVAE  ties them together; with ModelConfig.latent=False it is the plain GRU
                language model used as the baseline (same decoder, no encoder, no z).
+               With ModelConfig.bow_head it also has a linear z -> vocab head for the
+               bag-of-words training loss (Zhao et al. 2017), unused when decoding.
 
 Shapes: B batch, T tokens (+1 with BOS/EOS), E embedding, H hidden, Z latent, V vocab.
 """
