@@ -2,16 +2,19 @@
 
     seqvae classify runs/imdb-vae --train                      # fit the LR head, save it in the checkpoint
     seqvae classify runs/imdb-vae --texts "A gem." "So dull."  # predict with the saved head
+    seqvae classify runs/imdb-vae --train --head set           # the set MLP head (scores sentences, then pools)
     seqvae classify runs/imdb-vae --curve --out results/       # label-budget curve with baselines
     seqvae steer runs/imdb-vae "the plot was dull ." --to positive --strength 2
 
 Reads top to bottom:
   features   review -> sentences (corpus.review_to_sentences, the corpus' own cleaning) -> posterior
              means μ (and logσ²) per sentence, no sampling -> one vector per review (pooling).
-             Cached as .npz keyed by the weights' sha256, pooling, split and the review texts.
+             Cached as .npz keyed by the weights' sha256, pooling, split and the review texts;
+             the unpooled sentence μ too (SentenceSet), for the set classifier.
   heads      LinearHead: logistic regression on standardised features, C picked on a validation
              slice; saved as classifier.safetensors + classifier.json (no pickle). An MLP head
-             (scikit-learn) for the curve.
+             (scikit-learn) for the curve. SetMLP scores each sentence's μ with a small MLP and
+             averages the scores per review (torch; --head set saves it as set_classifier.*).
   baselines  tf-idf unigram+bigram logistic regression on the cleaned text, and the same heads on
              features from an untrained encoder (same config, fixed seed).
   curve      stratified label budgets (200, 1k, 5k, all), several draws each, scored on the test set.
@@ -47,6 +50,8 @@ FEATURE_VERSION = 1   # bump when the feature computation changes: old cache fil
 HEAD_VERSION = 1
 HEAD_WEIGHTS = "classifier.safetensors"
 HEAD_CONFIG = "classifier.json"
+SET_HEAD_WEIGHTS = "set_classifier.safetensors"  # the set MLP head (--train --head set)
+SET_HEAD_CONFIG = "set_classifier.json"
 UNTRAINED_SEED = 0    # init seed of the untrained-encoder baseline
 
 
@@ -168,9 +173,59 @@ class Features:
                 "seconds": round(self.seconds, 2), "cached": self.cached}
 
 
-def review_features_all(vae, texts: Sequence[str], *, batch_size: int = 256, progress: bool = True,
-                        desc: str = "encode") -> dict[str, Features]:
-    """Features of every pooling at once (encoding is the expensive part; pooling is cheap)."""
+@dataclass
+class SentenceSet:
+    """Posterior means of every sentence of a list of reviews, grouped by review: the input of the
+    set classifier, which scores sentences before it pools (review_features pool first)."""
+
+    mu: np.ndarray       # (S, Z) float32, sentences of review 0 first, then review 1, ...
+    owner: np.ndarray    # (S,) int64 review index of each row, non-decreasing
+    n_reviews: int
+
+    def __post_init__(self) -> None:
+        self.owner = np.asarray(self.owner, dtype=np.int64)
+        if len(self.owner) != len(self.mu) or np.any(np.diff(self.owner) < 0):
+            raise ValueError("owner must give one non-decreasing review index per row of mu")
+        self.offsets = np.searchsorted(self.owner, np.arange(self.n_reviews + 1))  # review r: rows offsets[r:r+2]
+
+    def __len__(self) -> int:
+        return self.n_reviews
+
+    def __getitem__(self, idx) -> "SentenceSet":
+        """The reviews `idx` (an index array), in that order, renumbered 0..len(idx)-1."""
+        idx = np.asarray(idx, dtype=np.int64)
+        starts, stops = self.offsets[idx], self.offsets[idx + 1]
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
+        return SentenceSet(self.mu[rows], np.repeat(np.arange(len(idx)), stops - starts), len(idx))
+
+
+@dataclass
+class Encoded:
+    """Sentence posteriors of a list of reviews, before pooling."""
+
+    mu: np.ndarray         # (S, Z) per sentence occurrence, grouped by review in order
+    logvar: np.ndarray
+    owner: np.ndarray      # (S,) review index, non-decreasing
+    n_reviews: int
+    n_truncated: int
+    seconds: float
+
+    def features(self, pooling: str) -> Features:
+        Z = self.mu.shape[1]
+        n_empty = int((np.bincount(self.owner, minlength=self.n_reviews) == 0).sum())
+        sent_mean = self.mu.mean(0) if len(self.mu) else np.zeros(Z)
+        sent_cov = np.cov(self.mu, rowvar=False).reshape(Z, Z) if len(self.mu) > 1 else np.eye(Z)
+        return Features(pool(self.mu, self.logvar, self.owner, self.n_reviews, pooling), pooling, self.n_reviews,
+                        len(self.mu), n_empty, self.n_truncated, sent_mean.astype(np.float32),
+                        sent_cov.astype(np.float32), self.seconds)
+
+    def sentence_set(self) -> SentenceSet:
+        return SentenceSet(self.mu, self.owner, self.n_reviews)
+
+
+def encode_reviews(vae, texts: Sequence[str], *, batch_size: int = 256, progress: bool = True,
+                   desc: str = "encode") -> Encoded:
+    """Split each review into sentences (the corpus' own splitter) and encode every sentence."""
     from .corpus import review_to_sentences
 
     t0 = time.perf_counter()
@@ -184,18 +239,10 @@ def review_features_all(vae, texts: Sequence[str], *, batch_size: int = 256, pro
             owner_of_sent.append((r, index[s]))
     mu_u, logvar_u, ok, n_truncated = encode_sentences(vae, uniq, batch_size=batch_size, progress=progress,
                                                        desc=desc)
-    Z = mu_u.shape[1]
     pairs = np.asarray(owner_of_sent, dtype=np.int64).reshape(-1, 2)
     pairs = pairs[ok[pairs[:, 1]]]  # a sentence with no tokens has no posterior: leave it out
     owner, which = pairs[:, 0], pairs[:, 1]
-    n_empty = int((np.bincount(owner, minlength=len(texts)) == 0).sum())
-    mu, logvar = mu_u[which], logvar_u[which]  # (S, Z) per sentence occurrence
-    sent_mean = mu.mean(0) if len(mu) else np.zeros(Z)
-    sent_cov = np.cov(mu, rowvar=False).reshape(Z, Z) if len(mu) > 1 else np.eye(Z)
-    seconds = time.perf_counter() - t0
-    return {p: Features(pool(mu, logvar, owner, len(texts), p), p, len(texts), len(mu), n_empty, n_truncated,
-                        sent_mean.astype(np.float32), sent_cov.astype(np.float32), seconds)
-            for p in POOLINGS}
+    return Encoded(mu_u[which], logvar_u[which], owner, len(texts), n_truncated, time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------- feature cache
@@ -279,29 +326,63 @@ def _load_features(path: Path, pooling: str) -> Features | None:
         return None  # unreadable or from an older layout: recompute
 
 
+SENTENCES = "sentences"  # cache name of the unpooled sentence set
+
+
+def _save_sentences(path: Path, enc: Encoded) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_with(path, lambda tmp: np.savez(tmp, mu=enc.mu, owner=enc.owner, n_reviews=enc.n_reviews))
+
+
+def _load_sentences(path: Path) -> SentenceSet | None:
+    try:
+        with np.load(path) as z:
+            return SentenceSet(z["mu"], z["owner"], int(z["n_reviews"]))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _cached(vae, texts: Sequence[str], wants: Sequence[str], *, split: str, model_id: str | None, tag: str,
+            cache_dir: str | Path | None, batch_size: int, progress: bool) -> list[Features | SentenceSet]:
+    """`wants` (poolings and/or SENTENCES) of `texts` from the cache; a miss encodes once and writes all."""
+    paths = None
+    if cache_dir is not None:
+        model_id = model_id or model_sha256(vae)
+        th = texts_sha256(texts)
+        paths = {p: _cache_path(Path(cache_dir), tag, split, p, feature_key(model_id, p, split, th))
+                 for p in (*POOLINGS, SENTENCES)}
+        hits = [(_load_sentences(paths[w]) if w == SENTENCES else _load_features(paths[w], w))
+                if paths[w].is_file() else None for w in wants]
+        if all(h is not None and h.n_reviews == len(texts) for h in hits):
+            return hits
+    enc = encode_reviews(vae, texts, batch_size=batch_size, progress=progress, desc=f"{tag} {split}")
+    if paths is not None:
+        for p in POOLINGS:
+            _save_features(paths[p], enc.features(p))
+        _save_sentences(paths[SENTENCES], enc)
+    return [enc.sentence_set() if w == SENTENCES else enc.features(w) for w in wants]
+
+
 def review_features(vae, texts: Sequence[str], *, pooling: str = "mean", split: str = "custom",
                     model_id: str | None = None, tag: str = "vae", cache_dir: str | Path | None = None,
                     batch_size: int = 256, progress: bool = True) -> Features:
     """Features of `texts` with one pooling, read from / written to `cache_dir` (None: no cache).
 
     `model_id` identifies the weights (default: sha256 of the checkpoint's model.safetensors).
-    A miss computes and caches every pooling, so switching pooling later is free too.
+    A miss computes and caches every pooling and the sentence set, so switching later is free too.
     """
     if pooling not in POOLINGS:
         raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    path = None
-    if cache_dir is not None:
-        model_id = model_id or model_sha256(vae)
-        th = texts_sha256(texts)
-        paths = {p: _cache_path(Path(cache_dir), tag, split, p, feature_key(model_id, p, split, th)) for p in POOLINGS}
-        path = paths[pooling]
-        if path.is_file() and (hit := _load_features(path, pooling)) is not None and hit.n_reviews == len(texts):
-            return hit
-    feats = review_features_all(vae, texts, batch_size=batch_size, progress=progress, desc=f"{tag} {split}")
-    if path is not None:
-        for p, f in feats.items():
-            _save_features(paths[p], f)
-    return feats[pooling]
+    return _cached(vae, texts, [pooling], split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
+                   batch_size=batch_size, progress=progress)[0]
+
+
+def sentence_features(vae, texts: Sequence[str], *, split: str = "custom", model_id: str | None = None,
+                      tag: str = "vae", cache_dir: str | Path | None = None, batch_size: int = 256,
+                      progress: bool = True) -> SentenceSet:
+    """The unpooled sentence posterior means of `texts` (for the set classifier), cached like review_features."""
+    return _cached(vae, texts, [SENTENCES], split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
+                   batch_size=batch_size, progress=progress)[0]
 
 
 # ---------------------------------------------------------------------------- the linear head
@@ -356,41 +437,61 @@ class LinearHead:
 
     # -- persistence: safetensors for arrays, JSON for the rest
     def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
-        from safetensors.numpy import save_file
-
         d = Path(ckpt_dir)
         weights = {"coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64),
                    "mean": self.mean.astype(np.float64), "std": self.std.astype(np.float64)}
-        atomic.write_with(d / HEAD_WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}))
-        cfg = {"format": HEAD_VERSION, "kind": "logreg", "pooling": self.pooling, "classes": list(self.classes),
+        cfg = {"kind": "logreg", "pooling": self.pooling, "classes": list(self.classes),
                "feature_dim": int(self.coef.shape[0]), **self.meta}
-        atomic.write_json(d / HEAD_CONFIG, cfg)
-        return d / HEAD_WEIGHTS, d / HEAD_CONFIG
+        return _write_head(d, HEAD_WEIGHTS, HEAD_CONFIG, weights, cfg)
 
     @classmethod
     def load(cls, ckpt_dir: str | Path) -> "LinearHead":
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        from .checkpoint import CheckpointError
-
         d = Path(ckpt_dir)
-        if not (d / HEAD_WEIGHTS).is_file() or not (d / HEAD_CONFIG).is_file():
-            raise CheckpointError(f"{d}: no classifier head ({HEAD_WEIGHTS}); fit one with `seqvae classify {d} --train`")
+        cfg, w = _read_head(d, HEAD_WEIGHTS, HEAD_CONFIG, "logreg", "")
         try:
-            cfg = json.loads((d / HEAD_CONFIG).read_text(encoding="utf-8"))
-            w = load_file(str(d / HEAD_WEIGHTS))
             head = cls(coef=w["coef"], intercept=float(w["intercept"][0]), mean=w["mean"], std=w["std"],
                        pooling=cfg.pop("pooling"), classes=tuple(cfg.pop("classes")))
-        except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError, KeyError) as e:
-            raise CheckpointError(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
-        if cfg.pop("format", HEAD_VERSION) > HEAD_VERSION or cfg.pop("kind", "logreg") != "logreg":
-            raise CheckpointError(f"{d / HEAD_CONFIG}: classifier head of an unknown format or kind")
+        except KeyError as e:
+            raise _checkpoint_error(f"{d}: unreadable classifier head (missing {e})") from None
         if head.pooling not in POOLINGS or not (len(head.coef) == len(head.mean) == len(head.std)):
-            raise CheckpointError(f"{d / HEAD_CONFIG}: inconsistent classifier head")
+            raise _checkpoint_error(f"{d / HEAD_CONFIG}: inconsistent classifier head")
         cfg.pop("feature_dim", None)
         head.meta = cfg
         return head
+
+
+def _checkpoint_error(msg: str) -> Exception:
+    from .checkpoint import CheckpointError  # imports torch: only when there is an error to raise
+
+    return CheckpointError(msg)
+
+
+def _write_head(d: Path, weights_name: str, config_name: str, weights: dict[str, np.ndarray],
+                cfg: dict[str, Any]) -> tuple[Path, Path]:
+    """Arrays to safetensors, the rest to JSON (after a format number), both atomically."""
+    from safetensors.numpy import save_file
+
+    atomic.write_with(d / weights_name, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}))
+    atomic.write_json(d / config_name, {"format": HEAD_VERSION, **cfg})
+    return d / weights_name, d / config_name
+
+
+def _read_head(d: Path, weights_name: str, config_name: str, kind: str, train_flag: str) -> tuple[dict, dict]:
+    """(config dict without format/kind, numpy weights) of a saved head; one-line CheckpointError otherwise."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not (d / weights_name).is_file() or not (d / config_name).is_file():
+        raise _checkpoint_error(f"{d}: no classifier head ({weights_name}); fit one with "
+                                  f"`seqvae classify {d} --train{train_flag}`")
+    try:
+        cfg = json.loads((d / config_name).read_text(encoding="utf-8"))
+        w = load_file(str(d / weights_name))
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
+        raise _checkpoint_error(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
+    if cfg.pop("format", HEAD_VERSION) > HEAD_VERSION or cfg.pop("kind", "logreg") != kind:
+        raise _checkpoint_error(f"{d / config_name}: classifier head of an unknown format or kind")
+    return cfg, w
 
 
 # ---------------------------------------------------------------------------- fitting
@@ -487,6 +588,135 @@ def fit_mlp(X: np.ndarray, y: np.ndarray, *, seed: int = 0, hidden: int = 256):
         return model.fit(X, y)
 
 
+class SetMLP:
+    """A review classifier that scores sentences, then pools: logit(review) = b + mean_s f(μ_s).
+
+    f is a one-hidden-layer MLP on standardised sentence posterior means, trained (AdamW, torch)
+    on review labels only. Averaging μ first (review_features) lets a linear head see only the
+    mean code; scoring each sentence first lets a plainly positive sentence count as such whatever
+    else the review says. A review with no sentence gets the bias b alone.
+    """
+
+    classes = CLASSES
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, hidden: int = 256, dropout: float = 0.3):
+        import torch
+
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
+        self.hidden, self.meta = hidden, {}
+        nn = torch.nn
+        self.f = nn.Sequential(nn.Dropout(0.1), nn.Linear(len(mean), hidden), nn.GELU(), nn.Dropout(dropout),
+                               nn.Linear(hidden, 1))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def logits(self, S: SentenceSet):
+        import torch
+
+        x = torch.from_numpy((S.mu - self.mean) / self.std)
+        per = self.f(x).squeeze(1)
+        total = torch.zeros(S.n_reviews, dtype=per.dtype).index_add_(0, torch.from_numpy(S.owner), per)
+        counts = torch.from_numpy(np.maximum(np.diff(S.offsets), 1)).to(per.dtype)
+        return self.b + total / counts
+
+    def predict_proba(self, S: SentenceSet) -> np.ndarray:
+        import torch
+
+        self.f.eval()
+        with torch.no_grad():
+            p = torch.sigmoid(self.logits(S)).numpy().astype(np.float64)
+        return np.stack([1 - p, p], axis=1)
+
+    def predict(self, S: SentenceSet) -> np.ndarray:
+        return (self.predict_proba(S)[:, 1] > 0.5).astype(np.int64)
+
+    def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
+        d = Path(ckpt_dir)
+        weights = {f"f.{k}": v.detach().numpy().copy() for k, v in self.f.state_dict().items()}
+        weights.update(b=self.b.detach().numpy().reshape(1).copy(), mean=self.mean, std=self.std)
+        cfg = {"kind": "set_mlp", "classes": list(self.classes), "feature_dim": len(self.mean),
+               "hidden": self.hidden, **self.meta}
+        return _write_head(d, SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, weights, cfg)
+
+    @classmethod
+    def load(cls, ckpt_dir: str | Path) -> "SetMLP":
+        import torch
+
+        d = Path(ckpt_dir)
+        cfg, w = _read_head(d, SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, "set_mlp", " --head set")
+        try:
+            head = cls(w["mean"], w["std"], hidden=int(cfg.pop("hidden")))
+            head.f.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in w.items() if k.startswith("f.")})
+            with torch.no_grad():
+                head.b.copy_(torch.from_numpy(w["b"]).reshape(()))
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise _checkpoint_error(f"{d / SET_HEAD_WEIGHTS}: inconsistent set classifier head "
+                                    f"({str(e).splitlines()[0]})") from None
+        head.f.eval()
+        cfg.pop("feature_dim", None)
+        cfg.pop("classes", None)
+        head.meta = cfg
+        return head
+
+
+def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 256, epochs: int = 40,
+                batch_reviews: int = 128, patience: int = 6, val_frac: float = 0.15) -> SetMLP:
+    """Fit a SetMLP on the reviews of S with labels y.
+
+    From 200 labels on, 15% of them (stratified) are held out and the epoch with the best held-out
+    accuracy (then loss) is kept, stopping after `patience` epochs without one; below that a fixed
+    number of epochs with stronger weight decay (as fit_mlp). Seeded, and leaves torch's global RNG as it was.
+    """
+    import torch
+
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) != S.n_reviews or len(np.unique(y)) < 2:
+        raise ClassifyError("the set classifier needs one label per review and both classes")
+    early = len(y) >= 200
+    fit_idx, val_idx = _val_split(y, val_frac, seed) if early else (np.arange(len(y)), np.zeros(0, np.int64))
+    train_rows = S[fit_idx].mu
+    mean, std = train_rows.mean(0), train_rows.std(0) + 1e-6
+    rng = np.random.default_rng([seed, 7919])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SetMLP(mean, std, hidden=hidden)
+        params = [*model.f.parameters(), model.b]
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2 if early else 1e-1)
+        val, y_val = S[val_idx], torch.from_numpy(y[val_idx]).float()
+        best, best_state, since = (-1.0, 0.0), None, 0
+        for _ in range(epochs if early else max(epochs // 2, 1)):
+            model.f.train()
+            order = rng.permutation(fit_idx)
+            for start in range(0, len(order), batch_reviews):
+                b = order[start : start + batch_reviews]
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                    model.logits(S[b]), torch.from_numpy(y[b]).float())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if not early:
+                continue
+            model.f.eval()
+            with torch.no_grad():
+                lg = model.logits(val)
+                score = (float(((lg > 0).float() == y_val).float().mean()),
+                         -float(torch.nn.functional.binary_cross_entropy_with_logits(lg, y_val)))
+            if score > best:
+                best, since = score, 0
+                best_state = ({k: v.clone() for k, v in model.f.state_dict().items()}, model.b.detach().clone())
+            else:
+                since += 1
+                if since >= patience:
+                    break
+        if best_state is not None:
+            model.f.load_state_dict(best_state[0])
+            with torch.no_grad():
+                model.b.copy_(best_state[1])
+    model.f.eval()
+    model.meta.update({"n_train": int(len(y)), "n_fit": int(len(fit_idx)),
+                       **({"val_accuracy": best[0]} if early else {})})
+    return model
+
+
 class TfidfLR:
     """The bag-of-n-grams baseline: tf-idf of unigrams + bigrams, logistic regression.
 
@@ -530,12 +760,12 @@ def review_as_text(text: str) -> str:
 # ---------------------------------------------------------------------------- label-budget curve
 @dataclass
 class Method:
-    """One row of the curve: a head (`lr`, `mlp` or `tfidf`) on a feature matrix pair."""
+    """One row of the curve: a head (`lr`, `mlp`, `set` or `tfidf`) on a feature pair."""
 
     name: str        # key in the JSON, e.g. "vae_lr"
     label: str       # row label in the table and legend
-    kind: str        # lr | mlp | tfidf
-    X_train: Any     # (N_train, D) array, or a sparse matrix for tfidf
+    kind: str        # lr | mlp | set | tfidf
+    X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf
     X_test: Any      # (N_test, D)
 
 
@@ -546,6 +776,8 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
         return head.predict(m.X_test), {"C": head.meta["C"]}
     if m.kind == "mlp":
         return fit_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
+    if m.kind == "set":
+        return fit_set_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
     if m.kind == "tfidf":
         lr = fit_tfidf_lr(Xtr, y, seed=seed)
         return lr.predict(m.X_test), {"C": float(lr.C)}
@@ -673,15 +905,33 @@ def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = 
     return head, feats
 
 
-def predict_texts(vae, head: LinearHead, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
-    """Sentiment of each text (a review or a sentence) with the saved head: label and probabilities."""
-    feats = review_features_all(vae, texts, batch_size=batch_size, progress=False)[head.pooling]
-    if feats.X.shape[1] != len(head.coef):
-        raise ClassifyError(f"the classifier head expects {len(head.coef)} features, this model gives "
-                            f"{feats.X.shape[1]}: refit it with --train")
-    if feats.n_empty:
-        _log(f"warning: {feats.n_empty} text(s) have no sentence: predicted from the bias alone")
-    proba = head.predict_proba(feats.X)
+def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int = 0, model_id: str | None = None,
+                   cache_dir: str | Path | None = None, split: str = "train", batch_size: int = 256,
+                   progress: bool = True) -> SetMLP:
+    """Fit the set MLP head on the sentences of `texts`; records provenance in meta."""
+    model_id = model_id or model_sha256(vae)
+    S = sentence_features(vae, texts, split=split, model_id=model_id, cache_dir=cache_dir, batch_size=batch_size,
+                          progress=progress)
+    head = fit_set_mlp(S, labels, seed=seed)
+    head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
+                      "sentences": int(len(S.mu))})
+    return head
+
+
+def predict_texts(vae, head: LinearHead | SetMLP, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
+    """Sentiment of each text (a review or a sentence) with a saved head: label and probabilities."""
+    enc = encode_reviews(vae, texts, batch_size=batch_size, progress=False)
+    if isinstance(head, SetMLP):
+        X, want, got = enc.sentence_set(), len(head.mean), enc.mu.shape[1]
+    else:
+        X = enc.features(head.pooling).X
+        want, got = len(head.coef), X.shape[1]
+    if got != want:
+        raise ClassifyError(f"the classifier head expects {want} features, this model gives {got}: "
+                            f"refit it with --train")
+    if n_empty := int((np.bincount(enc.owner, minlength=len(texts)) == 0).sum()):
+        _log(f"warning: {n_empty} text(s) have no sentence: predicted from the bias alone")
+    proba = head.predict_proba(X)
     return [{"text": t, "label": head.classes[int(p[1] > 0.5)], "p_" + head.classes[0]: float(p[0]),
              "p_" + head.classes[1]: float(p[1])} for t, p in zip(texts, proba)]
 
@@ -690,7 +940,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5, max_train_reviews: int = 0,
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
-              batch_size: int = 256, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+              set_mlp: bool = True, batch_size: int = 256, progress: bool = True,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png."""
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
@@ -705,15 +956,18 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         rand, rand_id = untrained_like(vae)
         encoders.append(("untrained", "untrained encoder μ", rand, rand_id))
     methods, feature_info = [], {}
+    wants = [pooling, SENTENCES] if set_mlp else [pooling]
     for tag, label, enc, ident in encoders:
-        f_tr, f_te = (review_features(enc, texts, pooling=pooling, split=split, model_id=ident, tag=tag,
-                                      cache_dir=cache_dir, batch_size=batch_size, progress=progress)
-                      for texts, split in ((tr_texts, "train"), (te_texts, "test")))
+        (f_tr, *s_tr), (f_te, *s_te) = (_cached(enc, texts, wants, split=split, model_id=ident, tag=tag,
+                                                cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+                                        for texts, split in ((tr_texts, "train"), (te_texts, "test")))
         feature_info[tag] = {"train": f_tr.summary(), "test": f_te.summary()}
         _log(f"{tag} features: train {f_tr.summary()}, test {f_te.summary()}")
         methods.append(Method(f"{tag}_lr", f"{label} + LR", "lr", f_tr.X, f_te.X))
         if mlp:
             methods.append(Method(f"{tag}_mlp", f"{label} + MLP", "mlp", f_tr.X, f_te.X))
+        if set_mlp:
+            methods.append(Method(f"{tag}_set", f"{label} per sentence + set MLP", "set", s_tr[0], s_te[0]))
     if baselines:
         t0 = time.perf_counter()
         vec = TfidfLR()
@@ -884,12 +1138,17 @@ def add_classify_args(p) -> None:
     mode.add_argument("--curve", action="store_true", help="label-budget curve with baselines (JSON, table, plot)")
     p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
+    p.add_argument("--head", choices=["linear", "set"], default="linear",
+                   help="--train/--texts: the LR head on pooled μ (default; steering uses it) or the set MLP "
+                        f"that scores each sentence's μ ({SET_HEAD_WEIGHTS})")
     p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="labelled train reviews, comma-separated")
     p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
     p.add_argument("--max-train-reviews", type=int, default=0, help="use a stratified subset of the train reviews (0 = all)")
     p.add_argument("--max-test-reviews", type=int, default=0, help="score on a stratified subset of the test reviews (0 = all)")
     p.add_argument("--no-baselines", action="store_true", help="--curve: skip tf-idf and the untrained encoder")
     p.add_argument("--no-mlp", action="store_true", help="--curve: skip the MLP heads")
+    p.add_argument("--no-set", action="store_true",
+                   help="--curve: skip the set MLP (scores each sentence's μ, averages the scores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=["local", "hub"], default="local", help="where IMDB comes from (default local)")
     p.add_argument("--data-root", help="folder holding imdb/*.jsonl.gz (default: the corpus module's)")
@@ -935,11 +1194,12 @@ def run_classify(args) -> int:
     from .checkpoint import resolve
 
     ckpt = resolve(args.checkpoint)
+    set_head = args.head == "set"
     if args.texts:
-        head = LinearHead.load(ckpt)  # before loading the model: a missing head fails fast
+        head = (SetMLP if set_head else LinearHead).load(ckpt)  # before loading the model: a missing head fails fast
         vae = _latent_model(ckpt, args.device)
         if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
-            _log(f"warning: {HEAD_WEIGHTS} was fitted on other weights than {ckpt}; refit with --train")
+            _log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit with --train")
         rows = predict_texts(vae, head, args.texts, batch_size=args.batch_size)
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -959,6 +1219,12 @@ def run_classify(args) -> int:
         _sklearn()  # fail before the expensive part
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
                                      max_reviews=args.max_train_reviews, seed=args.seed)
+        if set_head:
+            head = train_set_head(vae, texts, labels, seed=args.seed, model_id=model_id, cache_dir=cache_dir,
+                                  batch_size=args.batch_size, progress=progress)
+            paths = head.save(ckpt)
+            print(json.dumps({**head.meta, "saved": [str(p) for p in paths]}, indent=2))
+            return 0
         head, feats = train_head(vae, texts, labels, pooling=args.pooling, seed=args.seed, model_id=model_id,
                                  cache_dir=cache_dir, batch_size=args.batch_size, progress=progress)
         paths = head.save(ckpt)
@@ -971,7 +1237,8 @@ def run_classify(args) -> int:
     curve = run_curve(vae, out, model_id=model_id, pooling=args.pooling, budgets=budgets, draws=args.draws,
                       max_train_reviews=args.max_train_reviews, max_test_reviews=args.max_test_reviews,
                       seed=args.seed, source=args.source, data_root=args.data_root, cache_dir=cache_dir,
-                      baselines=not args.no_baselines, mlp=not args.no_mlp, batch_size=args.batch_size,
+                      baselines=not args.no_baselines, mlp=not args.no_mlp,
+                      set_mlp=not args.no_set, batch_size=args.batch_size,
                       progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
     print(curve_markdown(curve), end="")
     _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))

@@ -29,6 +29,56 @@ def test_pooling_on_a_hand_made_example():
         C.pool(mu, logvar, owner, 3, "median")
 
 
+def test_sentence_set_selects_and_renumbers_reviews():
+    mu = np.arange(10, dtype=np.float32).reshape(5, 2)   # rows 0-1: review 0, none for 1, rows 2-4: review 2
+    S = C.SentenceSet(mu, np.array([0, 0, 2, 2, 2]), 3)
+    np.testing.assert_array_equal(S.offsets, [0, 2, 2, 5])
+    sub = S[np.array([2, 1, 0])]
+    assert len(sub) == 3
+    np.testing.assert_array_equal(sub.owner, [0, 0, 0, 2, 2])
+    np.testing.assert_array_equal(sub.mu, mu[[2, 3, 4, 0, 1]])
+    assert len(S[np.array([1])].mu) == 0
+    with pytest.raises(ValueError, match="non-decreasing"):
+        C.SentenceSet(mu, np.array([0, 2, 1, 2, 2]), 3)
+
+
+def _xor_reviews(n, seed):
+    """Reviews of 1-6 two-dimensional 'sentences'; the label is the sign of the mean of x0 * x1,
+    which no linear function of the mean sentence can read."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, n)
+    owner = np.repeat(np.arange(n), sizes)
+    mu = rng.normal(size=(len(owner), 2)).astype(np.float32)
+    score = np.bincount(owner, weights=mu[:, 0] * mu[:, 1], minlength=n) / sizes
+    return C.SentenceSet(mu, owner, n), (score > 0).astype(np.int64)
+
+
+def test_set_mlp_reads_what_mean_pooling_loses(tmp_path):
+    import torch
+
+    S, y = _xor_reviews(1500, 0)
+    S_te, y_te = _xor_reviews(600, 1)
+    state = torch.random.get_rng_state()
+    model = C.fit_set_mlp(S, y, seed=0, hidden=32)
+    assert torch.equal(torch.random.get_rng_state(), state)  # seeded without touching the global RNG
+    set_acc = (model.predict(S_te) == y_te).mean()
+    mean_lr = C.fit_linear_head(C.pool(S.mu, S.mu, S.owner, len(S), "mean"), y, seed=0)
+    lr_acc = (mean_lr.predict(C.pool(S_te.mu, S_te.mu, S_te.owner, len(S_te), "mean")) == y_te).mean()
+    assert set_acc > 0.85 and lr_acc < 0.65, (set_acc, lr_acc)
+    again = C.fit_set_mlp(S, y, seed=0, hidden=32)
+    np.testing.assert_array_equal(again.predict_proba(S_te), model.predict_proba(S_te))  # reproducible
+    empty = C.SentenceSet(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), 2)  # reviews with no sentence
+    p = model.predict_proba(empty)
+    assert p.shape == (2, 2) and np.allclose(p[:, 1], torch.sigmoid(model.b).item())
+    with pytest.raises(C.ClassifyError, match="both classes"):
+        C.fit_set_mlp(S, np.zeros(len(S), np.int64))
+    model.meta["note"] = "kept"
+    model.save(tmp_path)
+    back = C.SetMLP.load(tmp_path)
+    np.testing.assert_array_equal(back.predict_proba(S_te), model.predict_proba(S_te))
+    assert back.meta["note"] == "kept" and back.meta["n_train"] == 1500 and back.hidden == 32
+
+
 def test_budget_draws_are_stratified_and_reproducible():
     y = np.array([0] * 300 + [1] * 700)
     a = C.budget_draws(y, 200, 5, seed=3)
@@ -147,6 +197,10 @@ def test_review_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monke
     np.testing.assert_array_equal(again.X, f.X)
     other = C.review_features(vae, texts, pooling="meanmax", split="train", cache_dir=tmp_path)  # written on the miss
     assert other.X.shape == (7, 8)
+    sents = C.sentence_features(vae, texts, split="train", cache_dir=tmp_path)  # also written on the miss
+    assert len(sents) == 7 and len(sents.mu) == f.n_sentences and sents.offsets[-2] == sents.offsets[-1]
+    np.testing.assert_allclose(sents.mu[sents.owner == 2], vae.encode(review_to_sentences(texts[2])).mu.numpy(),
+                               atol=1e-6)
     with pytest.raises(AssertionError, match="encoder ran"):  # other texts: another key
         C.review_features(vae, texts[:5], pooling="mean", split="train", cache_dir=tmp_path)
     with pytest.raises(AssertionError, match="encoder ran"):  # other weights: another key
@@ -163,7 +217,8 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert main(argv) == 0
     res = json.loads((out / "curve.json").read_text())
     assert res["budgets"] == [10, 20, 40] and res["n_test"] == 20 and res["draws"] == 2
-    assert set(res["methods"]) == {"vae_lr", "vae_mlp", "untrained_lr", "untrained_mlp", "tfidf_lr"}
+    assert set(res["methods"]) == {"vae_lr", "vae_mlp", "vae_set", "untrained_lr", "untrained_mlp", "untrained_set",
+                                   "tfidf_lr"}
     for m in res["methods"].values():
         assert [len(m["budgets"][b]["runs"]) for b in ("10", "20", "40")] == [2, 2, 1]
         assert all(0.0 <= a <= 1.0 for b in m["budgets"].values() for a in b["runs"])
@@ -179,8 +234,9 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
         assert (out / "curve.png").stat().st_size > 0
     assert "VAE μ + LR" in capsys.readouterr().out
     # second run: every feature matrix comes from the cache
-    assert main(argv + ["--no-mlp"]) == 0
+    assert main(argv + ["--no-mlp", "--no-set"]) == 0
     res2 = json.loads((out / "curve.json").read_text())
+    assert set(res2["methods"]) == {"vae_lr", "untrained_lr", "tfidf_lr"}
     assert all(s["cached"] for f in ("vae", "untrained") for s in res2["features"][f].values())
     for b in ("10", "20", "40"):  # same draws, same numbers
         assert res2["methods"]["vae_lr"]["budgets"][b]["runs"] == res["methods"]["vae_lr"]["budgets"][b]["runs"]
@@ -210,6 +266,29 @@ def test_train_predict_and_steer(tiny, vae, capsys):
     assert main(["steer", str(ckpt), "the plot was dull .", "--strength", "0", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steered"] == out["reconstruction"]
+
+
+def test_set_head_train_and_predict(tiny, vae, tmp_path, capsys):
+    import shutil
+
+    from seqvae.checkpoint import CheckpointError
+    from seqvae.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny[0], ckpt)
+    with pytest.raises(CheckpointError, match="--head set"):
+        C.SetMLP.load(ckpt)
+    linear = {p.name: p.read_bytes() for p in (ckpt / C.HEAD_WEIGHTS, ckpt / C.HEAD_CONFIG) if p.exists()}
+    argv = ["classify", str(ckpt), "--head", "set", "--no-progress"]
+    assert main(argv + ["--train", "--data-root", str(tiny[1]), "--no-cache"]) == 0
+    saved = json.loads(capsys.readouterr().out)
+    assert saved["n_train"] == 40 and saved["sentences"] > 40 and len(saved["saved"]) == 2
+    texts = ["The movie was great. The plot was dull.", "The acting was boring."]
+    assert main(argv + ["--texts", *texts, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    want = C.SetMLP.load(ckpt).predict_proba(C.sentence_features(vae, texts, progress=False))
+    np.testing.assert_allclose([r["p_positive"] for r in rows], want[:, 1], atol=1e-6)
+    assert {p.name: p.read_bytes() for p in (ckpt / C.HEAD_WEIGHTS, ckpt / C.HEAD_CONFIG) if p.exists()} == linear
 
 
 def test_steering_report(tiny, vae, tmp_path, capsys):
