@@ -35,13 +35,18 @@ def test_shipped_checkpoint_loads_and_generates(path):
     assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_shipped_sentiment_head_fits_its_weights(path):
+HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set")]
+
+
+@pytest.mark.parametrize("path,kind", HEADS, ids=[f"{p.name}-{k}" for p, k in HEADS])
+def test_shipped_sentiment_head_fits_its_weights(path, kind):
     from seqvae import classify
 
-    if not (path / classify.HEAD_CONFIG).is_file():
-        pytest.skip(f"{path.name} ships no sentiment head")
-    head = classify.LinearHead.load(path)
+    cls, config = (classify.LinearHead, classify.HEAD_CONFIG) if kind == "linear" else \
+        (classify.SetMLP, classify.SET_HEAD_CONFIG)
+    if not (path / config).is_file():
+        pytest.skip(f"{path.name} ships no {kind} sentiment head")
+    head = cls.load(path)
     assert head.meta["model_sha256"] == classify.checkpoint_id(path), "head fitted on other weights: refit --train"
     vae = SeqVAE.from_pretrained(path, device="cpu")
     torch.set_num_threads(1)
