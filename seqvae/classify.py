@@ -483,7 +483,7 @@ def _read_head(d: Path, weights_name: str, config_name: str, kind: str, train_fl
 
     if not (d / weights_name).is_file() or not (d / config_name).is_file():
         raise _checkpoint_error(f"{d}: no classifier head ({weights_name}); fit one with "
-                                  f"`seqvae classify {d} --train{train_flag}`")
+                                f"`seqvae classify {d} --train{train_flag}`")
     try:
         cfg = json.loads((d / config_name).read_text(encoding="utf-8"))
         w = load_file(str(d / weights_name))
