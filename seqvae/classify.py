@@ -455,7 +455,6 @@ class LinearHead:
             raise _checkpoint_error(f"{d}: unreadable classifier head (missing {e})") from None
         if head.pooling not in POOLINGS or not (len(head.coef) == len(head.mean) == len(head.std)):
             raise _checkpoint_error(f"{d / HEAD_CONFIG}: inconsistent classifier head")
-        cfg.pop("feature_dim", None)
         head.meta = cfg
         return head
 
@@ -477,7 +476,8 @@ def _write_head(d: Path, weights_name: str, config_name: str, weights: dict[str,
 
 
 def _read_head(d: Path, weights_name: str, config_name: str, kind: str, train_flag: str) -> tuple[dict, dict]:
-    """(config dict without format/kind, numpy weights) of a saved head; one-line CheckpointError otherwise."""
+    """(config dict without format/kind/feature_dim, numpy weights) of a saved head; one-line
+    CheckpointError otherwise. feature_dim is written for readers of the JSON; the weights' shapes rule."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -491,6 +491,7 @@ def _read_head(d: Path, weights_name: str, config_name: str, kind: str, train_fl
         raise _checkpoint_error(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
     if cfg.pop("format", HEAD_VERSION) > HEAD_VERSION or cfg.pop("kind", "logreg") != kind:
         raise _checkpoint_error(f"{d / config_name}: classifier head of an unknown format or kind")
+    cfg.pop("feature_dim", None)
     return cfg, w
 
 
@@ -652,8 +653,7 @@ class SetMLP:
             raise _checkpoint_error(f"{d / SET_HEAD_WEIGHTS}: inconsistent set classifier head "
                                     f"({str(e).splitlines()[0]})") from None
         head.f.eval()
-        cfg.pop("feature_dim", None)
-        cfg.pop("classes", None)
+        head.classes = tuple(cfg.pop("classes", CLASSES))
         head.meta = cfg
         return head
 
