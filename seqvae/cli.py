@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, RunConfig, load_json, preset, resolve_device
+from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -83,6 +83,8 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last/ checkpoint")
     p.add_argument("--config", help="JSON file with 'model' and 'train' sections")
     p.add_argument("--preset", help="named preset: tiny, small, base")
+    p.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights (fine-tuning, fresh "
+                   "optimizer and schedule); the model config comes from it, the data dir must use its tokenizer")
     p.add_argument("--lm", action="store_true", help="train the GRU language model baseline (no latent)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set train.kl_x0=1000 (repeatable)")
@@ -110,6 +112,11 @@ def build_run_config(args) -> RunConfig:
         if unknown:
             raise ConfigError(f"{args.config}: unknown section(s) {', '.join(unknown)}")
         cfg = RunConfig.from_dict(merged)
+    if args.init_from:
+        from .checkpoint import read_config
+
+        model = ModelConfig.from_dict(read_config(args.init_from)["model"])
+        cfg = RunConfig(model=model, train=cfg.train.replace(init_from=str(args.init_from)))
     sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
     for flag, (section, name) in _TRAIN_FLAGS.items():
         if getattr(args, flag) is not None:
@@ -128,7 +135,7 @@ def _cmd_train(args) -> int:
     progress = not args.no_progress
     if args.resume:
         given = [flag for flag in ("config", "preset", "out") if getattr(args, flag)]
-        given += [flag for flag in ("lm", "overwrite", "cpu_bf16") if getattr(args, flag)]
+        given += [flag for flag in ("lm", "overwrite", "cpu_bf16", "init_from") if getattr(args, flag)]
         given += [flag for flag in _TRAIN_FLAGS if flag != "max_steps" and getattr(args, flag) is not None]
         given += ["set"] if args.set else []
         if given:

@@ -153,6 +153,8 @@ class TrainConfig(_JSONMixin):
     num_threads: int = 0           # torch CPU threads (0 = torch default)
     seed: int = 0                  # all randomness (init, batching, dropout, z)
     log_every: int = 50            # metrics.jsonl train rows every N steps
+    init_from: str = ""            # start from this checkpoint's weights (fine-tuning: fresh optimizer and
+                                   # schedule); its model config and tokenizer must match the run's
 
     def validate(self) -> None:
         if self.kl_schedule not in ("logistic", "linear", "cyclical", "constant"):

@@ -308,3 +308,10 @@ def load_tokenizer(directory_or_file: str | Path) -> Tokenizer:
     if p.name == WordTokenizer.filename or p.suffix == ".txt":
         return WordTokenizer.from_file(p)
     return SentencePieceTokenizer(p)
+
+
+def same_tokenizer(a: str | Path, b: str | Path) -> bool:
+    """Whether the tokenizers in `a` and `b` (dirs or files) have the same pieces with the same ids."""
+    ta, tb = load_tokenizer(a), load_tokenizer(b)
+    return (type(ta) is type(tb) and ta.vocab_size == tb.vocab_size
+            and all(ta.id_to_piece(i) == tb.id_to_piece(i) for i in range(ta.vocab_size)))

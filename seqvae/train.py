@@ -33,7 +33,7 @@ from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight
 from .metrics import evaluate
 from .model import SentenceVAE
-from .tokenizer import load_tokenizer
+from .tokenizer import load_tokenizer, same_tokenizer
 
 
 class Trainer:
@@ -74,6 +74,8 @@ class Trainer:
         self.train_time = 0.0
         if _state is not None:
             self._load_state(_state)
+        elif tc.init_from:
+            self._init_from(tc.init_from)
 
     # ------------------------------------------------------------------ run dir
     def _run_entries(self) -> list[Path]:
@@ -110,6 +112,18 @@ class Trainer:
             cfg = RunConfig(model=cfg.model, train=cfg.train.replace(max_steps=max_steps))
         state["_weights_dir"] = str(last)
         return cls(cfg, data_dir or state["data_dir"], run_dir, device=device, progress=progress, _state=state)
+
+    def _init_from(self, path: str) -> None:
+        """Fine-tuning: the weights of checkpoint `path`, which must have this run's model and tokenizer."""
+        model, _, ck = checkpoint.load(path)
+        ours = self.cfg.model.to_dict()
+        differ = sorted(k for k in set(ours) | set(ck["model"]) if ours.get(k) != ck["model"].get(k))
+        if differ:
+            raise ConfigError(f"init_from {path}: the run's model config differs from the checkpoint's in "
+                              + ", ".join(differ))
+        if not same_tokenizer(checkpoint.resolve(path), self.data_dir):
+            raise ConfigError(f"init_from {path}: its tokenizer is not the one in {self.data_dir}")
+        self.model.load_state_dict(model.state_dict())
 
     def _load_state(self, state: dict[str, Any]) -> None:
         model, _, _ = checkpoint.load(state["_weights_dir"], map_location=self.device)

@@ -89,3 +89,21 @@ def test_prepare_via_cli(tmp_path, capsys):
     code, _, err = run(capsys, "prepare", "--dataset", "ptb", "--data-root", tmp_path / "none", "--out", tmp_path / "e")
     assert_one_line_error(code, err, "none")
     assert not (tmp_path / "e").exists()
+
+
+def test_train_init_from_takes_the_model_config_from_the_checkpoint(tiny_data_dir, tmp_path, capsys):
+    base = tmp_path / "base"
+    code, _, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", base, "--preset", "tiny", "--hidden-dim", 24,
+                     "--max-steps", 4, "--eval-every", 4, "--no-progress")
+    assert code == 0
+    code, out, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "tuned", "--init-from", base,
+                       "--max-steps", 4, "--eval-every", 4, "--kl-schedule", "constant", "--no-progress")
+    assert code == 0 and json.loads(out)["step"] == 4
+    cfg = json.loads((tmp_path / "tuned" / "last" / "config.json").read_text())
+    assert cfg["model"]["hidden_dim"] == 24 and cfg["train"]["init_from"] == str(base)
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "bad", "--init-from", base,
+                       "--hidden-dim", 32, "--no-progress")
+    assert_one_line_error(code, err, "hidden_dim")
+    assert not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "tuned", "--init-from", base, "--no-progress")
+    assert_one_line_error(code, err, "--init-from")

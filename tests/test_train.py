@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -157,3 +158,33 @@ def test_bow_loss_is_added_and_logged_and_needs_the_head(tiny_data_dir, tmp_path
     assert torch.equal(b0, init) and not torch.equal(b2, init)
     model, _, _ = checkpoint.load(tmp_path / "bow2.0" / "last")
     assert torch.equal(model.bow.weight, b2)  # saved and loaded with the model
+
+
+def test_init_from_starts_from_the_checkpoint_weights_and_checks_it_fits(tiny_data_dir, tmp_path):
+    Trainer(tiny_cfg(max_steps=5), tiny_data_dir, tmp_path / "base", device="cpu", progress=False).fit()
+    base, _, _ = checkpoint.load(tmp_path / "base" / "last")
+    tuned = Trainer(tiny_cfg(max_steps=5, seed=1, init_from=str(tmp_path / "base")), tiny_data_dir,
+                    tmp_path / "tuned", device="cpu", progress=False)
+    a, b = base.state_dict(), tuned.model.state_dict()
+    assert tuned.step == 0 and all(torch.equal(a[k], b[k]) for k in a)
+    fresh = Trainer(tiny_cfg(max_steps=5, seed=1), tiny_data_dir, tmp_path / "fresh", device="cpu", progress=False)
+    assert not all(torch.equal(a[k], fresh.model.state_dict()[k]) for k in a)  # the weights came from base
+    tuned.fit()
+    assert checkpoint.read_config(tmp_path / "tuned" / "last")["train"]["init_from"] == str(tmp_path / "base")
+    # a resumed fine-tuning run continues from its own last/, not from the checkpoint it started from
+    resumed = Trainer.resume(tmp_path / "tuned", max_steps=5, device="cpu", progress=False)
+    c = resumed.model.state_dict()
+    assert all(torch.equal(c[k], tuned.model.state_dict()[k]) for k in c)
+
+    other = RunConfig(model=TINY_MODEL.replace(hidden_dim=48), train=tiny_cfg(init_from=str(tmp_path / "base")).train)
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        Trainer(other, tiny_data_dir, tmp_path / "other", device="cpu", progress=False)
+    # same vocabulary size, two pieces swapped: the ids would mean other words
+    swapped = tmp_path / "swapped"
+    shutil.copytree(tiny_data_dir, swapped)
+    lines = (swapped / "vocab.txt").read_text().splitlines()
+    lines[-1], lines[-2] = lines[-2], lines[-1]
+    (swapped / "vocab.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="tokenizer"):
+        Trainer(tiny_cfg(init_from=str(tmp_path / "base")), swapped, tmp_path / "sw", device="cpu", progress=False)
+    assert not (tmp_path / "other").exists() and not (tmp_path / "sw").exists()
