@@ -198,6 +198,11 @@ class SentenceSet:
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
         return SentenceSet(self.mu[rows], np.repeat(np.arange(len(idx)), stops - starts), len(idx))
 
+    def concat(self, other: "SentenceSet") -> "SentenceSet":
+        """The reviews of self, then those of other (renumbered from len(self))."""
+        owner = np.concatenate([self.owner, other.owner + self.n_reviews])
+        return SentenceSet(np.concatenate([self.mu, other.mu]), owner, self.n_reviews + other.n_reviews)
+
 
 @dataclass
 class Encoded:
@@ -659,20 +664,26 @@ class SetMLP:
 
 
 def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 256, epochs: int = 40,
-                batch_reviews: int = 128, patience: int = 6, val_frac: float = 0.15) -> SetMLP:
+                batch_reviews: int = 128, patience: int = 6, val_frac: float = 0.15,
+                extra: tuple[SentenceSet, np.ndarray] | None = None) -> SetMLP:
     """Fit a SetMLP on the reviews of S with labels y.
 
     From 200 labels on, 15% of them (stratified) are held out and the epoch with the best held-out
     accuracy (then loss) is kept, stopping after `patience` epochs without one; below that a fixed
     number of epochs with stronger weight decay (as fit_mlp). Seeded, and leaves torch's global RNG as it was.
+    `extra` (reviews, labels), e.g. pseudo-labelled ones, join the training part only, never the held-out one.
     """
     import torch
 
     y = np.asarray(y, dtype=np.int64)
     if len(y) != S.n_reviews or len(np.unique(y)) < 2:
         raise ClassifyError("the set classifier needs one label per review and both classes")
-    early = len(y) >= 200
+    n_labelled = len(y)
+    early = n_labelled >= 200
     fit_idx, val_idx = _val_split(y, val_frac, seed) if early else (np.arange(len(y)), np.zeros(0, np.int64))
+    if extra is not None and len(extra[1]):
+        S, y = S.concat(extra[0]), np.concatenate([y, np.asarray(extra[1], dtype=np.int64)])
+        fit_idx = np.concatenate([fit_idx, np.arange(n_labelled, len(y))])
     train_rows = S[fit_idx].mu
     mean, std = train_rows.mean(0), train_rows.std(0) + 1e-6
     rng = np.random.default_rng([seed, 7919])
@@ -712,9 +723,32 @@ def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 2
             with torch.no_grad():
                 model.b.copy_(best_state[1])
     model.f.eval()
-    model.meta.update({"n_train": int(len(y)), "n_fit": int(len(fit_idx)),
+    model.meta.update({"n_train": n_labelled, "n_fit": int(len(fit_idx)),
+                       **({"n_pseudo": len(y) - n_labelled} if len(y) > n_labelled else {}),
                        **({"val_accuracy": best[0]} if early else {})})
     return model
+
+
+def pseudo_label(head: SetMLP, U: SentenceSet, frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """The `frac` of U's reviews the head is surest of, half of them per class: (indices, labels)."""
+    if not 0.0 < frac <= 1.0:
+        raise ClassifyError(f"the pseudo-labelled fraction must be in (0, 1], got {frac}")
+    k = int(frac * len(U)) // 2
+    order = np.argsort(head.predict_proba(U)[:, 1], kind="stable")  # most negative first
+    return np.concatenate([order[:k], order[len(order) - k:]]), np.repeat(np.array([0, 1], np.int64), k)
+
+
+def self_train_set_mlp(S: SentenceSet, y: np.ndarray, U: SentenceSet, *, rounds: int = 1, frac: float = 0.5,
+                       seed: int = 0, **fit_kwargs) -> SetMLP:
+    """Self-training: fit on the labelled reviews S, then `rounds` times label the unlabelled
+    reviews U with the current head and refit on S plus the confident part of U (pseudo_label).
+    Early stopping still holds out real labels only. `fit_kwargs` go to fit_set_mlp."""
+    head = fit_set_mlp(S, y, seed=seed, **fit_kwargs)
+    for _ in range(rounds):
+        idx, y_pseudo = pseudo_label(head, U, frac)
+        head = fit_set_mlp(S, y, seed=seed, extra=(U[idx], y_pseudo), **fit_kwargs)
+    head.meta.update({"self_training_rounds": rounds, "unlabelled": len(U)})
+    return head
 
 
 class TfidfLR:
@@ -760,13 +794,14 @@ def review_as_text(text: str) -> str:
 # ---------------------------------------------------------------------------- label-budget curve
 @dataclass
 class Method:
-    """One row of the curve: a head (`lr`, `mlp`, `set` or `tfidf`) on a feature pair."""
+    """One row of the curve: a head (`lr`, `mlp`, `set`, `set_self` or `tfidf`) on a feature pair."""
 
     name: str        # key in the JSON, e.g. "vae_lr"
     label: str       # row label in the table and legend
-    kind: str        # lr | mlp | set | tfidf
+    kind: str        # lr | mlp | set | set_self | tfidf
     X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf
     X_test: Any      # (N_test, D)
+    unlabelled: Any = None  # set_self: the SentenceSet of the unlabelled reviews
 
 
 def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -778,6 +813,9 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
         return fit_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
     if m.kind == "set":
         return fit_set_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
+    if m.kind == "set_self":
+        head = self_train_set_mlp(Xtr, y, m.unlabelled, seed=seed)
+        return head.predict(m.X_test), {"pseudo_labelled": head.meta["n_pseudo"]}
     if m.kind == "tfidf":
         lr = fit_tfidf_lr(Xtr, y, seed=seed)
         return lr.predict(m.X_test), {"C": float(lr.C)}
@@ -887,6 +925,19 @@ def load_reviews(split: str, *, source: str = "local", data_root: str | Path | N
     return texts, labels
 
 
+def load_unlabelled(*, source: str = "local", data_root: str | Path | None = None, max_reviews: int = 0,
+                    seed: int = 0) -> list[str]:
+    """The 50,000 unlabelled IMDB reviews (the unsup split); `max_reviews` > 0 keeps a reproducible subset."""
+    from .corpus import load_imdb
+
+    kwargs = {"source": source} if data_root is None else {"source": source, "data_root": str(data_root)}
+    texts = list(load_imdb("unsup", **kwargs)["text"])
+    if 0 < max_reviews < len(texts):
+        keep = np.sort(np.random.default_rng([seed, 15485863]).choice(len(texts), max_reviews, replace=False))
+        texts = [texts[i] for i in keep]
+    return texts
+
+
 def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = "mean", seed: int = 0,
                model_id: str | None = None, cache_dir: str | Path | None = None, split: str = "train",
                batch_size: int = 256, progress: bool = True) -> tuple[LinearHead, Features]:
@@ -940,9 +991,13 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5, max_train_reviews: int = 0,
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
-              set_mlp: bool = True, batch_size: int = 256, progress: bool = True,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png."""
+              set_mlp: bool = True, self_train: bool = False, max_unlabelled_reviews: int = 0,
+              batch_size: int = 256, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
+
+    `self_train` adds the set MLP self-trained on the unlabelled reviews (self_train_set_mlp), for
+    the VAE encoder only.
+    """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
     tr_texts, y_tr = load_reviews("train", source=source, data_root=data_root, max_reviews=max_train_reviews, seed=seed)
@@ -956,7 +1011,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         rand, rand_id = untrained_like(vae)
         encoders.append(("untrained", "untrained encoder μ", rand, rand_id))
     methods, feature_info = [], {}
-    wants = [pooling, SENTENCES] if set_mlp else [pooling]
+    wants = [pooling, SENTENCES] if set_mlp or self_train else [pooling]
     for tag, label, enc, ident in encoders:
         (f_tr, *s_tr), (f_te, *s_te) = (_cached(enc, texts, wants, split=split, model_id=ident, tag=tag,
                                                 cache_dir=cache_dir, batch_size=batch_size, progress=progress)
@@ -968,6 +1023,14 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
             methods.append(Method(f"{tag}_mlp", f"{label} + MLP", "mlp", f_tr.X, f_te.X))
         if set_mlp:
             methods.append(Method(f"{tag}_set", f"{label} per sentence + set MLP", "set", s_tr[0], s_te[0]))
+        if self_train and tag == "vae":
+            un_texts = load_unlabelled(source=source, data_root=data_root, max_reviews=max_unlabelled_reviews,
+                                       seed=seed)
+            S_un = sentence_features(enc, un_texts, split="unsup", model_id=ident, tag=tag, cache_dir=cache_dir,
+                                     batch_size=batch_size, progress=progress)
+            feature_info["unlabelled"] = {"reviews": len(un_texts), "sentences": int(len(S_un.mu))}
+            methods.append(Method(f"{tag}_set_self", f"{label} per sentence + set MLP, self-trained on "
+                                  f"{len(un_texts):,} unlabelled", "set_self", s_tr[0], s_te[0], S_un))
     if baselines:
         t0 = time.perf_counter()
         vec = TfidfLR()
@@ -1149,6 +1212,11 @@ def add_classify_args(p) -> None:
     p.add_argument("--no-mlp", action="store_true", help="--curve: skip the MLP heads")
     p.add_argument("--no-set", action="store_true",
                    help="--curve: skip the set MLP (scores each sentence's μ, averages the scores)")
+    p.add_argument("--self-train", action="store_true",
+                   help="--curve: add the set MLP self-trained on the unlabelled (unsup) reviews: it labels "
+                        "them, keeps the surest half and refits")
+    p.add_argument("--max-unlabelled-reviews", type=int, default=0,
+                   help="--self-train: use a random subset of the 50,000 unlabelled reviews (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=["local", "hub"], default="local", help="where IMDB comes from (default local)")
     p.add_argument("--data-root", help="folder holding imdb/*.jsonl.gz (default: the corpus module's)")
@@ -1238,7 +1306,8 @@ def run_classify(args) -> int:
                       max_train_reviews=args.max_train_reviews, max_test_reviews=args.max_test_reviews,
                       seed=args.seed, source=args.source, data_root=args.data_root, cache_dir=cache_dir,
                       baselines=not args.no_baselines, mlp=not args.no_mlp,
-                      set_mlp=not args.no_set, batch_size=args.batch_size,
+                      set_mlp=not args.no_set, self_train=args.self_train,
+                      max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
                       progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
     print(curve_markdown(curve), end="")
     _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))

@@ -38,6 +38,10 @@ def test_sentence_set_selects_and_renumbers_reviews():
     np.testing.assert_array_equal(sub.owner, [0, 0, 0, 2, 2])
     np.testing.assert_array_equal(sub.mu, mu[[2, 3, 4, 0, 1]])
     assert len(S[np.array([1])].mu) == 0
+    both = S.concat(sub)
+    assert len(both) == 6 and both.n_reviews == 6
+    np.testing.assert_array_equal(both.owner, [0, 0, 2, 2, 2, 3, 3, 3, 5, 5])
+    np.testing.assert_array_equal(both[np.array([3, 5])].mu, sub[np.array([0, 2])].mu)
     with pytest.raises(ValueError, match="non-decreasing"):
         C.SentenceSet(mu, np.array([0, 2, 1, 2, 2]), 3)
 
@@ -77,6 +81,46 @@ def test_set_mlp_reads_what_mean_pooling_loses(tmp_path):
     back = C.SetMLP.load(tmp_path)
     np.testing.assert_array_equal(back.predict_proba(S_te), model.predict_proba(S_te))
     assert back.meta["note"] == "kept" and back.meta["n_train"] == 1500 and back.hidden == 32
+
+
+def test_pseudo_labels_are_the_surest_reviews_half_per_class():
+    S, y = _xor_reviews(400, 0)
+    U, _ = _xor_reviews(101, 1)
+    head = C.fit_set_mlp(S, y, seed=0, hidden=16, epochs=4)
+    p = head.predict_proba(U)[:, 1]
+    idx, labels = C.pseudo_label(head, U, 0.5)
+    assert len(idx) == 50 and len(set(idx)) == 50 and labels.tolist() == [0] * 25 + [1] * 25
+    assert p[idx[:25]].max() <= np.sort(p)[24] and p[idx[25:]].min() >= np.sort(p)[-25]
+    assert len(C.pseudo_label(head, U, 1.0)[0]) == 100  # 50 per class; the middle review is left out
+    for bad in (0.0, 1.5):
+        with pytest.raises(C.ClassifyError, match="fraction"):
+            C.pseudo_label(head, U, bad)
+
+
+def _linear_reviews(n, seed, d=16):
+    """Reviews of 1-6 sentences; the label is the sign of the mean of the sentences' coordinate sum."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, n)
+    owner = np.repeat(np.arange(n), sizes)
+    mu = rng.normal(size=(len(owner), d)).astype(np.float32)
+    score = np.bincount(owner, weights=mu.sum(1), minlength=n) / sizes
+    return C.SentenceSet(mu, owner, n), (score > 0).astype(np.int64)
+
+
+def test_self_training_uses_unlabelled_reviews_and_holds_out_real_labels_only():
+    S, y = _linear_reviews(200, 2)
+    U, _ = _linear_reviews(2000, 12)
+    T, y_t = _linear_reviews(800, 99)
+    plain = C.fit_set_mlp(S, y, seed=0, hidden=32)
+    st = C.self_train_set_mlp(S, y, U, seed=0, hidden=32)
+    # 200 labels leave the direction noisy in 16 dims; 1,000 confident pseudo-labels pin it down
+    acc_plain, acc_st = (plain.predict(T) == y_t).mean(), (st.predict(T) == y_t).mean()
+    assert acc_st > acc_plain + 0.04, (acc_plain, acc_st)
+    assert st.meta["n_pseudo"] == 1000 and st.meta["n_train"] == 200 and st.meta["n_fit"] == 170 + 1000
+    val = C._val_split(y, 0.15, 0)[1]  # the early-stopping hold-out: the real labels' 15%, nothing else
+    assert st.meta["val_accuracy"] == pytest.approx((st.predict(S[val]) == y[val]).mean())
+    again = C.self_train_set_mlp(S, y, U, seed=0, hidden=32)
+    np.testing.assert_array_equal(again.predict_proba(T), st.predict_proba(T))
 
 
 def test_budget_draws_are_stratified_and_reproducible():
@@ -138,11 +182,12 @@ def _review(rng, label):
     return "<br /><br />".join(s.capitalize() for s in sents)
 
 
-def _write_imdb(root, n_train=40, n_test=20):
+def _write_imdb(root, n_train=40, n_test=20, n_unsup=30):
     rng = np.random.default_rng(0)
     (root / "imdb").mkdir(parents=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        rows = [{"text": _review(rng, lab), "label": lab} for lab in [0] * (n // 2) + [1] * (n // 2)]
+    for split, n in (("train", n_train), ("test", n_test), ("unsup", n_unsup)):
+        labels = [-1] * n if split == "unsup" else [0] * (n // 2) + [1] * (n // 2)
+        rows = [{"text": _review(rng, max(lab, 0)), "label": lab} for lab in labels]
         with gzip.open(root / "imdb" / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     return root
@@ -240,6 +285,15 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert all(s["cached"] for f in ("vae", "untrained") for s in res2["features"][f].values())
     for b in ("10", "20", "40"):  # same draws, same numbers
         assert res2["methods"]["vae_lr"]["budgets"][b]["runs"] == res["methods"]["vae_lr"]["budgets"][b]["runs"]
+    # self-training on 20 of the unlabelled reviews, the surest half of them pseudo-labelled
+    st = argv + ["--no-mlp", "--no-set", "--no-baselines", "--self-train", "--max-unlabelled-reviews", "20"]
+    assert main(st) == 0
+    res3 = json.loads((out / "curve.json").read_text())
+    assert set(res3["methods"]) == {"vae_lr", "vae_set_self"} and res3["features"]["unlabelled"]["reviews"] == 20
+    fits = res3["methods"]["vae_set_self"]["budgets"]
+    assert [len(fits[b]["runs"]) for b in ("10", "20", "40")] == [2, 2, 1]
+    assert all(f["pseudo_labelled"] == 10 for b in fits.values() for f in b["fit"])
+    assert "self-trained on 20 unlabelled" in (out / "curve.md").read_text()
 
 
 def test_train_predict_and_steer(tiny, vae, capsys):
