@@ -14,7 +14,8 @@ Reads top to bottom:
   heads      LinearHead: logistic regression on standardised features, C picked on a validation
              slice; saved as classifier.safetensors + classifier.json (no pickle). An MLP head
              (scikit-learn) for the curve. SetMLP scores each sentence's μ with a small MLP and
-             averages the scores per review (torch; --head set saves it as set_classifier.*).
+             averages the scores per review (torch; --head set saves it as set_classifier.*);
+             self_train_set_mlp adds pseudo-labelled unlabelled reviews (curve --self-train).
   baselines  tf-idf unigram+bigram logistic regression on the cleaned text, and the same heads on
              features from an untrained encoder (same config, fixed seed).
   curve      stratified label budgets (200, 1k, 5k, all), several draws each, scored on the test set.
