@@ -730,12 +730,13 @@ def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 2
     return model
 
 
-def pseudo_label(head: SetMLP, U: SentenceSet, frac: float) -> tuple[np.ndarray, np.ndarray]:
-    """The `frac` of U's reviews the head is surest of, half of them per class: (indices, labels)."""
+def pseudo_label(p_positive: np.ndarray, frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """The `frac` of the unlabelled reviews a head is surest of (by its P(positive)), half of them
+    per class: (indices, labels)."""
     if not 0.0 < frac <= 1.0:
         raise ClassifyError(f"the pseudo-labelled fraction must be in (0, 1], got {frac}")
-    k = int(frac * len(U)) // 2
-    order = np.argsort(head.predict_proba(U)[:, 1], kind="stable")  # most negative first
+    k = int(frac * len(p_positive)) // 2
+    order = np.argsort(p_positive, kind="stable")  # most negative first
     return np.concatenate([order[:k], order[len(order) - k:]]), np.repeat(np.array([0, 1], np.int64), k)
 
 
@@ -746,7 +747,7 @@ def self_train_set_mlp(S: SentenceSet, y: np.ndarray, U: SentenceSet, *, rounds:
     Early stopping still holds out real labels only. `fit_kwargs` go to fit_set_mlp."""
     head = fit_set_mlp(S, y, seed=seed, **fit_kwargs)
     for _ in range(rounds):
-        idx, y_pseudo = pseudo_label(head, U, frac)
+        idx, y_pseudo = pseudo_label(head.predict_proba(U)[:, 1], frac)
         head = fit_set_mlp(S, y, seed=seed, extra=(U[idx], y_pseudo), **fit_kwargs)
     head.meta.update({"self_training_rounds": rounds, "unlabelled": len(U)})
     return head
@@ -785,6 +786,18 @@ def fit_tfidf_lr(X, y: np.ndarray, *, Cs: Sequence[float] = TFIDF_C_GRID, val_fr
     return fit(X, y, C)
 
 
+def self_train_tfidf_lr(X, y: np.ndarray, X_unlabelled, *, rounds: int = 1, frac: float = 0.5, seed: int = 0):
+    """The tf-idf baseline self-trained like self_train_set_mlp (same pseudo-labels rule), so that
+    the two can be compared fairly; C is picked once, on the real labels, and kept."""
+    import scipy.sparse as sp
+
+    lr = fit_tfidf_lr(X, y, seed=seed)
+    for _ in range(rounds):
+        idx, y_pseudo = pseudo_label(lr.predict_proba(X_unlabelled)[:, 1], frac)
+        lr = fit_tfidf_lr(sp.vstack([X, X_unlabelled[idx]]), np.concatenate([y, y_pseudo]), Cs=(float(lr.C),))
+    return lr
+
+
 def review_as_text(text: str) -> str:
     """A review as the corpus sees it: cleaned sentences joined by spaces (the tf-idf input)."""
     from .corpus import review_to_sentences
@@ -795,14 +808,14 @@ def review_as_text(text: str) -> str:
 # ---------------------------------------------------------------------------- label-budget curve
 @dataclass
 class Method:
-    """One row of the curve: a head (`lr`, `mlp`, `set`, `set_self` or `tfidf`) on a feature pair."""
+    """One row of the curve: a head (`lr`, `mlp`, `set`, `set_self`, `tfidf` or `tfidf_self`) on a feature pair."""
 
     name: str        # key in the JSON, e.g. "vae_lr"
     label: str       # row label in the table and legend
-    kind: str        # lr | mlp | set | set_self | tfidf
+    kind: str        # lr | mlp | set | set_self | tfidf | tfidf_self
     X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf
     X_test: Any      # (N_test, D)
-    unlabelled: Any = None  # set_self: the SentenceSet of the unlabelled reviews
+    unlabelled: Any = None  # set_self / tfidf_self: the unlabelled reviews' SentenceSet / tf-idf rows
 
 
 def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -819,6 +832,9 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
         return head.predict(m.X_test), {"pseudo_labelled": head.meta["n_pseudo"]}
     if m.kind == "tfidf":
         lr = fit_tfidf_lr(Xtr, y, seed=seed)
+        return lr.predict(m.X_test), {"C": float(lr.C)}
+    if m.kind == "tfidf_self":
+        lr = self_train_tfidf_lr(Xtr, y, m.unlabelled, seed=seed)
         return lr.predict(m.X_test), {"C": float(lr.C)}
     raise ValueError(f"unknown head kind {m.kind!r}")
 
@@ -997,7 +1013,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
 
     `self_train` adds the set MLP self-trained on the unlabelled reviews (self_train_set_mlp), for
-    the VAE encoder only.
+    the VAE encoder only, and with the baselines the tf-idf LR self-trained the same way.
     """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
@@ -1013,6 +1029,9 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         encoders.append(("untrained", "untrained encoder μ", rand, rand_id))
     methods, feature_info = [], {}
     wants = [pooling, SENTENCES] if set_mlp or self_train else [pooling]
+    un_texts = (load_unlabelled(source=source, data_root=data_root, max_reviews=max_unlabelled_reviews, seed=seed)
+                if self_train else [])
+    self_label = f"self-trained on {len(un_texts):,} unlabelled"
     for tag, label, enc, ident in encoders:
         (f_tr, *s_tr), (f_te, *s_te) = (_cached(enc, texts, wants, split=split, model_id=ident, tag=tag,
                                                 cache_dir=cache_dir, batch_size=batch_size, progress=progress)
@@ -1025,13 +1044,11 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         if set_mlp:
             methods.append(Method(f"{tag}_set", f"{label} per sentence + set MLP", "set", s_tr[0], s_te[0]))
         if self_train and tag == "vae":
-            un_texts = load_unlabelled(source=source, data_root=data_root, max_reviews=max_unlabelled_reviews,
-                                       seed=seed)
             S_un = sentence_features(enc, un_texts, split="unsup", model_id=ident, tag=tag, cache_dir=cache_dir,
                                      batch_size=batch_size, progress=progress)
             feature_info["unlabelled"] = {"reviews": len(un_texts), "sentences": int(len(S_un.mu))}
-            methods.append(Method(f"{tag}_set_self", f"{label} per sentence + set MLP, self-trained on "
-                                  f"{len(un_texts):,} unlabelled", "set_self", s_tr[0], s_te[0], S_un))
+            methods.append(Method(f"{tag}_set_self", f"{label} per sentence + set MLP, {self_label}", "set_self",
+                                  s_tr[0], s_te[0], S_un))
     if baselines:
         t0 = time.perf_counter()
         vec = TfidfLR()
@@ -1039,6 +1056,10 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         X_te = vec.transform([review_as_text(t) for t in te_texts])
         feature_info["tfidf"] = {"vocabulary": int(X_tr.shape[1]), "seconds": round(time.perf_counter() - t0, 2)}
         methods.append(Method("tfidf_lr", "tf-idf 1-2gram + LR", "tfidf", X_tr, X_te))
+        if self_train:
+            X_un = vec.transform([review_as_text(t) for t in un_texts])
+            methods.append(Method("tfidf_lr_self", f"tf-idf 1-2gram + LR, {self_label}", "tfidf_self", X_tr, X_te,
+                                  X_un))
 
     curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
     curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap, **(extra or {})})

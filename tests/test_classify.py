@@ -88,13 +88,13 @@ def test_pseudo_labels_are_the_surest_reviews_half_per_class():
     U, _ = _xor_reviews(101, 1)
     head = C.fit_set_mlp(S, y, seed=0, hidden=16, epochs=4)
     p = head.predict_proba(U)[:, 1]
-    idx, labels = C.pseudo_label(head, U, 0.5)
+    idx, labels = C.pseudo_label(p, 0.5)
     assert len(idx) == 50 and len(set(idx)) == 50 and labels.tolist() == [0] * 25 + [1] * 25
     assert p[idx[:25]].max() <= np.sort(p)[24] and p[idx[25:]].min() >= np.sort(p)[-25]
-    assert len(C.pseudo_label(head, U, 1.0)[0]) == 100  # 50 per class; the middle review is left out
+    assert len(C.pseudo_label(p, 1.0)[0]) == 100  # 50 per class; the middle review is left out
     for bad in (0.0, 1.5):
         with pytest.raises(C.ClassifyError, match="fraction"):
-            C.pseudo_label(head, U, bad)
+            C.pseudo_label(p, bad)
 
 
 def _linear_reviews(n, seed, d=16):
@@ -121,6 +121,21 @@ def test_self_training_uses_unlabelled_reviews_and_holds_out_real_labels_only():
     assert st.meta["val_accuracy"] == pytest.approx((st.predict(S[val]) == y[val]).mean())
     again = C.self_train_set_mlp(S, y, U, seed=0, hidden=32)
     np.testing.assert_array_equal(again.predict_proba(T), st.predict_proba(T))
+
+
+def test_self_trained_tfidf_learns_words_seen_only_in_unlabelled_reviews():
+    sk = pytest.importorskip("sklearn")
+    pos, neg = ["a great film", "great fun", "a fine great cast"], ["a dull film", "dull and slow", "slow dull cast"]
+    unlabelled = ["great superb", "dull awful", "superb great fun", "awful slow dull"]
+    vec = sk.feature_extraction.text.TfidfVectorizer().fit(pos + neg + unlabelled)  # as the curve: texts, no labels
+    X, X_un = vec.transform(pos + neg), vec.transform(unlabelled)
+    y = np.array([1, 1, 1, 0, 0, 0])
+    superb, awful = vec.vocabulary_["superb"], vec.vocabulary_["awful"]
+    plain = C.fit_tfidf_lr(X, y)
+    assert plain.coef_[0, superb] == 0 and plain.coef_[0, awful] == 0  # never seen with a label
+    lr = C.self_train_tfidf_lr(X, y, X_un, frac=1.0)
+    assert lr.C == plain.C  # C is chosen once, on the real labels
+    assert lr.coef_[0, superb] > 0 > lr.coef_[0, awful]  # learnt from the pseudo-labelled reviews
 
 
 def test_budget_draws_are_stratified_and_reproducible():
@@ -286,14 +301,17 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     for b in ("10", "20", "40"):  # same draws, same numbers
         assert res2["methods"]["vae_lr"]["budgets"][b]["runs"] == res["methods"]["vae_lr"]["budgets"][b]["runs"]
     # self-training on 20 of the unlabelled reviews, the surest half of them pseudo-labelled
-    st = argv + ["--no-mlp", "--no-set", "--no-baselines", "--self-train", "--max-unlabelled-reviews", "20"]
+    st = argv + ["--no-mlp", "--no-set", "--self-train", "--max-unlabelled-reviews", "20"]
     assert main(st) == 0
     res3 = json.loads((out / "curve.json").read_text())
-    assert set(res3["methods"]) == {"vae_lr", "vae_set_self"} and res3["features"]["unlabelled"]["reviews"] == 20
+    assert set(res3["methods"]) == {"vae_lr", "vae_set_self", "untrained_lr", "tfidf_lr", "tfidf_lr_self"}
+    assert res3["features"]["unlabelled"]["reviews"] == 20
     fits = res3["methods"]["vae_set_self"]["budgets"]
     assert [len(fits[b]["runs"]) for b in ("10", "20", "40")] == [2, 2, 1]
     assert all(f["pseudo_labelled"] == 10 for b in fits.values() for f in b["fit"])
-    assert "self-trained on 20 unlabelled" in (out / "curve.md").read_text()
+    table = (out / "curve.md").read_text()
+    assert "set MLP, self-trained on 20 unlabelled" in table and "tf-idf 1-2gram + LR, self-trained on 20" in table
+    assert res3["methods"]["tfidf_lr_self"]["budgets"]["40"]["mean"] == 1.0
 
 
 def test_train_predict_and_steer(tiny, vae, capsys):
