@@ -725,7 +725,7 @@ def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 2
                 model.b.copy_(best_state[1])
     model.f.eval()
     model.meta.update({"n_train": n_labelled, "n_fit": int(len(fit_idx)),
-                       **({"n_pseudo": len(y) - n_labelled} if len(y) > n_labelled else {}),
+                       **({"n_pseudo": len(y) - n_labelled} if extra is not None else {}),
                        **({"val_accuracy": best[0]} if early else {})})
     return model
 
@@ -1235,8 +1235,8 @@ def add_classify_args(p) -> None:
     p.add_argument("--no-set", action="store_true",
                    help="--curve: skip the set MLP (scores each sentence's μ, averages the scores)")
     p.add_argument("--self-train", action="store_true",
-                   help="--curve: add the set MLP self-trained on the unlabelled (unsup) reviews: it labels "
-                        "them, keeps the surest half and refits")
+                   help="--curve: add the set MLP (and with the baselines the tf-idf LR) self-trained on the "
+                        "unlabelled (unsup) reviews: each labels them, keeps its surest half and refits")
     p.add_argument("--max-unlabelled-reviews", type=int, default=0,
                    help="--self-train: use a random subset of the 50,000 unlabelled reviews (0 = all)")
     p.add_argument("--seed", type=int, default=0)

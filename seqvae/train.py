@@ -115,9 +115,9 @@ class Trainer:
 
     def _init_from(self, path: str) -> None:
         """Fine-tuning: the weights of checkpoint `path`, which must have this run's model and tokenizer."""
-        model, _, ck = checkpoint.load(path)
-        ours = self.cfg.model.to_dict()
-        differ = sorted(k for k in set(ours) | set(ck["model"]) if ours.get(k) != ck["model"].get(k))
+        model, _, _ = checkpoint.load(path)
+        ours, theirs = self.cfg.model.to_dict(), model.cfg.to_dict()  # both with defaults filled in
+        differ = sorted(k for k in ours if ours[k] != theirs[k])
         if differ:
             raise ConfigError(f"init_from {path}: the run's model config differs from the checkpoint's in "
                               + ", ".join(differ))
