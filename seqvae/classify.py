@@ -925,14 +925,19 @@ def plot_curve(curve: dict[str, Any], path: str | Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------- data, heads and curve end to end
+def _imdb(split: str, source: str, data_root: str | Path | None):
+    """corpus.load_imdb, with its own default data root unless one is given."""
+    from .corpus import load_imdb
+
+    return load_imdb(split, source=source) if data_root is None else load_imdb(split, source=source,
+                                                                                data_root=str(data_root))
+
+
 def load_reviews(split: str, *, source: str = "local", data_root: str | Path | None = None, max_reviews: int = 0,
                  seed: int = 0) -> tuple[list[str], np.ndarray]:
     """IMDB reviews of a split (corpus.load_imdb) and their labels; `max_reviews` > 0 keeps a
     reproducible stratified subset (the files list all negatives first, so never the first N)."""
-    from .corpus import load_imdb
-
-    kwargs = {"source": source} if data_root is None else {"source": source, "data_root": str(data_root)}
-    ds = load_imdb(split, **kwargs)
+    ds = _imdb(split, source, data_root)
     texts, labels = list(ds["text"]), np.asarray(ds["label"], dtype=np.int64)
     if 0 < max_reviews < len(texts):
         idx = stratified_sample(labels, max_reviews, np.random.default_rng([seed, 104729]))
@@ -945,10 +950,7 @@ def load_reviews(split: str, *, source: str = "local", data_root: str | Path | N
 def load_unlabelled(*, source: str = "local", data_root: str | Path | None = None, max_reviews: int = 0,
                     seed: int = 0) -> list[str]:
     """The 50,000 unlabelled IMDB reviews (the unsup split); `max_reviews` > 0 keeps a reproducible subset."""
-    from .corpus import load_imdb
-
-    kwargs = {"source": source} if data_root is None else {"source": source, "data_root": str(data_root)}
-    texts = list(load_imdb("unsup", **kwargs)["text"])
+    texts = list(_imdb("unsup", source, data_root)["text"])
     if 0 < max_reviews < len(texts):
         keep = np.sort(np.random.default_rng([seed, 15485863]).choice(len(texts), max_reviews, replace=False))
         texts = [texts[i] for i in keep]
