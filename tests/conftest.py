@@ -3,9 +3,12 @@ import os; os.environ.setdefault("TRITON_INTERPRET", "1")  # noqa: E702
 
 # ---------------------------------------------------------------------------------------------
 # Shared tiny fixtures: a synthetic PTB-style corpus, prepared through the real pipeline.
+import gzip  # noqa: E402
+import json  # noqa: E402
 import random  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 _SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the ending", "my friend", "the director"]
@@ -109,3 +112,47 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+# ---------------------------------------------------------------------------------------------
+# Tiny IMDB files and an untrained checkpoint for them (classify and finetune tests).
+IMDB_POS = ["great", "wonderful", "brilliant", "funny", "moving"]
+IMDB_NEG = ["awful", "boring", "terrible", "dull", "slow"]
+IMDB_SUBJ = ["the movie", "this film", "the plot", "the acting", "the ending", "the music"]
+
+
+def _imdb_review(rng, label):
+    adjs = IMDB_POS if label else IMDB_NEG
+    sents = [f"{IMDB_SUBJ[rng.integers(len(IMDB_SUBJ))]} was {adjs[rng.integers(len(adjs))]} ." for _ in range(rng.integers(1, 4))]
+    return "<br /><br />".join(s.capitalize() for s in sents)
+
+
+def write_fake_imdb(root, n_train=40, n_test=20, n_unsup=30):
+    """imdb/{train,test,unsup}.jsonl.gz of 1-3 sentence reviews whose adjective tells the label."""
+    rng = np.random.default_rng(0)
+    (root / "imdb").mkdir(parents=True)
+    for split, n in (("train", n_train), ("test", n_test), ("unsup", n_unsup)):
+        labels = [-1] * n if split == "unsup" else [0] * (n // 2) + [1] * (n // 2)
+        rows = [{"text": _imdb_review(rng, max(lab, 0)), "label": lab} for lab in labels]
+        with gzip.open(root / "imdb" / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(checkpoint dir, data root) with a word tokenizer and an untrained Z=4 VAE (classify tests)."""
+    import torch
+
+    from seqvae import checkpoint
+    from seqvae.config import ModelConfig
+    from seqvae.model import SentenceVAE
+    from seqvae.tokenizer import build_word_tokenizer
+
+    base = tmp_path_factory.mktemp("classify")
+    root = write_fake_imdb(base / "data")
+    words = [f"{s} was {a} ." for s in IMDB_SUBJ for a in IMDB_POS + IMDB_NEG]
+    tok = build_word_tokenizer(words + [w.capitalize() for w in words])
+    torch.manual_seed(1)  # not the untrained baseline's seed (0), so the two encoders differ
+    model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=4))
+    ckpt = checkpoint.save(base / "ckpt", model, tok)
+    return ckpt, root

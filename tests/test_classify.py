@@ -186,48 +186,6 @@ def test_head_save_load_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------------- a tiny checkpoint and tiny IMDB
-_POS = ["great", "wonderful", "brilliant", "funny", "moving"]
-_NEG = ["awful", "boring", "terrible", "dull", "slow"]
-_SUBJ = ["the movie", "this film", "the plot", "the acting", "the ending", "the music"]
-
-
-def _review(rng, label):
-    adjs = _POS if label else _NEG
-    sents = [f"{_SUBJ[rng.integers(len(_SUBJ))]} was {adjs[rng.integers(len(adjs))]} ." for _ in range(rng.integers(1, 4))]
-    return "<br /><br />".join(s.capitalize() for s in sents)
-
-
-def _write_imdb(root, n_train=40, n_test=20, n_unsup=30):
-    rng = np.random.default_rng(0)
-    (root / "imdb").mkdir(parents=True)
-    for split, n in (("train", n_train), ("test", n_test), ("unsup", n_unsup)):
-        labels = [-1] * n if split == "unsup" else [0] * (n // 2) + [1] * (n // 2)
-        rows = [{"text": _review(rng, max(lab, 0)), "label": lab} for lab in labels]
-        with gzip.open(root / "imdb" / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(checkpoint dir, data root) with a word tokenizer and an untrained Z=4 VAE."""
-    import torch
-
-    from seqvae import checkpoint
-    from seqvae.config import ModelConfig
-    from seqvae.model import SentenceVAE
-    from seqvae.tokenizer import build_word_tokenizer
-
-    base = tmp_path_factory.mktemp("classify")
-    root = _write_imdb(base / "data")
-    words = [f"{s} was {a} ." for s in _SUBJ for a in _POS + _NEG]
-    tok = build_word_tokenizer(words + [w.capitalize() for w in words])
-    torch.manual_seed(1)  # not the untrained baseline's seed (0), so the two encoders differ
-    model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=4))
-    ckpt = checkpoint.save(base / "ckpt", model, tok)
-    return ckpt, root
-
-
 @pytest.fixture(scope="module")
 def vae(tiny):
     from seqvae.api import SeqVAE
