@@ -3,6 +3,7 @@
     seqvae classify runs/imdb-vae --train                      # fit the LR head, save it in the checkpoint
     seqvae classify runs/imdb-vae --texts "A gem." "So dull."  # predict with the saved head
     seqvae classify runs/imdb-vae --train --head set           # the set MLP head (scores sentences, then pools)
+    seqvae classify runs/imdb-vae --train --head finetuned     # that head with the encoder fine-tuned (finetune.py)
     seqvae classify runs/imdb-vae --curve --out results/       # label-budget curve with baselines
     seqvae steer runs/imdb-vae "the plot was dull ." --to positive --strength 2
 
@@ -16,6 +17,7 @@ Reads top to bottom:
              (scikit-learn) for the curve. SetMLP scores each sentence's μ with a small MLP and
              averages the scores per review (torch; --head set saves it as set_classifier.*);
              self_train_set_mlp adds pseudo-labelled unlabelled reviews (curve --self-train).
+             seqvae/finetune.py trains the set MLP end to end through the encoder (--head finetuned).
   baselines  tf-idf unigram+bigram logistic regression on the cleaned text, and the same heads on
              features from an untrained encoder (same config, fixed seed).
   curve      stratified label budgets (200, 1k, 5k, all), several draws each, scored on the test set.
@@ -619,11 +621,18 @@ class SetMLP:
     def logits(self, S: SentenceSet):
         import torch
 
-        x = torch.from_numpy((S.mu - self.mean) / self.std)
+        return self.pooled_logits(torch.from_numpy(S.mu), torch.from_numpy(S.owner), S.n_reviews)
+
+    def pooled_logits(self, mu, owner, n_reviews: int):
+        """(n_reviews,) logits from sentence means mu (S, Z) and their review index owner (S,), torch
+        tensors (mu may carry gradients: finetune trains the encoder through this)."""
+        import torch
+
+        x = (mu - torch.from_numpy(self.mean).to(mu)) / torch.from_numpy(self.std).to(mu)
         per = self.f(x).squeeze(1)
-        total = torch.zeros(S.n_reviews, dtype=per.dtype).index_add_(0, torch.from_numpy(S.owner), per)
-        counts = torch.from_numpy(np.maximum(np.diff(S.offsets), 1)).to(per.dtype)
-        return self.b + total / counts
+        total = torch.zeros(n_reviews, dtype=per.dtype, device=per.device).index_add_(0, owner.to(per.device), per)
+        counts = torch.bincount(owner, minlength=n_reviews).clamp(min=1).to(per)
+        return self.b.to(per) + total / counts
 
     def predict_proba(self, S: SentenceSet) -> np.ndarray:
         import torch
@@ -636,32 +645,39 @@ class SetMLP:
     def predict(self, S: SentenceSet) -> np.ndarray:
         return (self.predict_proba(S)[:, 1] > 0.5).astype(np.int64)
 
-    def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
-        d = Path(ckpt_dir)
-        weights = {f"f.{k}": v.detach().numpy().copy() for k, v in self.f.state_dict().items()}
-        weights.update(b=self.b.detach().numpy().reshape(1).copy(), mean=self.mean, std=self.std)
-        cfg = {"kind": "set_mlp", "classes": list(self.classes), "feature_dim": len(self.mean),
-               "hidden": self.hidden, **self.meta}
-        return _write_head(d, SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, weights, cfg)
+    def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(weights, config) as saved; finetune stores them beside its encoder weights."""
+        weights = {f"f.{k}": v.detach().cpu().numpy().copy() for k, v in self.f.state_dict().items()}
+        weights.update(b=self.b.detach().cpu().numpy().reshape(1).copy(), mean=self.mean, std=self.std)
+        return weights, {"classes": list(self.classes), "feature_dim": len(self.mean), "hidden": self.hidden,
+                         **self.meta}
 
     @classmethod
-    def load(cls, ckpt_dir: str | Path) -> "SetMLP":
+    def from_arrays(cls, w: dict[str, np.ndarray], cfg: dict[str, Any], where: Path) -> "SetMLP":
+        """The inverse of arrays(); a one-line CheckpointError naming `where` if they do not fit."""
         import torch
 
-        d = Path(ckpt_dir)
-        cfg, w = _read_head(d, SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, "set_mlp", " --head set")
         try:
             head = cls(w["mean"], w["std"], hidden=int(cfg.pop("hidden")))
             head.f.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in w.items() if k.startswith("f.")})
             with torch.no_grad():
                 head.b.copy_(torch.from_numpy(w["b"]).reshape(()))
         except (KeyError, RuntimeError, ValueError) as e:
-            raise _checkpoint_error(f"{d / SET_HEAD_WEIGHTS}: inconsistent set classifier head "
-                                    f"({str(e).splitlines()[0]})") from None
+            raise _checkpoint_error(f"{where}: inconsistent set classifier head ({str(e).splitlines()[0]})") from None
         head.f.eval()
         head.classes = tuple(cfg.pop("classes", CLASSES))
         head.meta = cfg
         return head
+
+    def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
+        weights, cfg = self.arrays()
+        return _write_head(Path(ckpt_dir), SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, weights, {"kind": "set_mlp", **cfg})
+
+    @classmethod
+    def load(cls, ckpt_dir: str | Path) -> "SetMLP":
+        d = Path(ckpt_dir)
+        cfg, w = _read_head(d, SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, "set_mlp", " --head set")
+        return cls.from_arrays(w, cfg, d / SET_HEAD_WEIGHTS)
 
 
 def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 256, epochs: int = 40,
@@ -808,14 +824,17 @@ def review_as_text(text: str) -> str:
 # ---------------------------------------------------------------------------- label-budget curve
 @dataclass
 class Method:
-    """One row of the curve: a head (`lr`, `mlp`, `set`, `set_self`, `tfidf` or `tfidf_self`) on a feature pair."""
+    """One row of the curve: a head (`lr`, `mlp`, `set`, `set_self`, `tfidf`, `tfidf_self` or
+    `finetuned`) on a feature pair."""
 
     name: str        # key in the JSON, e.g. "vae_lr"
     label: str       # row label in the table and legend
-    kind: str        # lr | mlp | set | set_self | tfidf | tfidf_self
-    X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf
+    kind: str        # lr | mlp | set | set_self | tfidf | tfidf_self | finetuned
+    X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf; texts (object array) for finetuned
     X_test: Any      # (N_test, D)
     unlabelled: Any = None  # set_self / tfidf_self: the unlabelled reviews' SentenceSet / tf-idf rows
+    vae: Any = None         # finetuned: the model whose encoder is tuned (a copy is; it is left as it was)
+    options: dict[str, Any] = field(default_factory=dict)  # finetuned: keyword arguments of finetune_set_head
 
 
 def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -836,6 +855,11 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
     if m.kind == "tfidf_self":
         lr = self_train_tfidf_lr(Xtr, y, m.unlabelled, seed=seed)
         return lr.predict(m.X_test), {"C": float(lr.C)}
+    if m.kind == "finetuned":
+        from .finetune import finetune_set_head
+
+        ft = finetune_set_head(m.vae, list(Xtr), y, seed=seed, progress=False, **m.options)
+        return ft.predict(m.vae, list(m.X_test)), {k: ft.meta[k] for k in ("best_epoch", "epochs_run")}
     raise ValueError(f"unknown head kind {m.kind!r}")
 
 
@@ -1011,11 +1035,14 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
               set_mlp: bool = True, self_train: bool = False, max_unlabelled_reviews: int = 0,
-              batch_size: int = 256, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+              finetune: dict[str, Any] | None = None, batch_size: int = 256, progress: bool = True,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
 
     `self_train` adds the set MLP self-trained on the unlabelled reviews (self_train_set_mlp), for
     the VAE encoder only, and with the baselines the tf-idf LR self-trained the same way.
+    `finetune` (finetune_set_head's options, {} for its defaults) adds the set MLP trained end to
+    end through the VAE's encoder; each fit re-encodes the test reviews with its tuned encoder.
     """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
@@ -1051,6 +1078,10 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
             feature_info["unlabelled"] = {"reviews": len(un_texts), "sentences": int(len(S_un.mu))}
             methods.append(Method(f"{tag}_set_self", f"{label} per sentence + set MLP, {self_label}", "set_self",
                                   s_tr[0], s_te[0], S_un))
+        if finetune is not None and tag == "vae":
+            methods.append(Method(f"{tag}_finetuned", "fine-tuned encoder μ per sentence + set MLP", "finetuned",
+                                  np.asarray(tr_texts, dtype=object), np.asarray(te_texts, dtype=object),
+                                  vae=enc, options=dict(finetune)))
     if baselines:
         t0 = time.perf_counter()
         vec = TfidfLR()
@@ -1064,7 +1095,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
                                   X_un))
 
     curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
-    curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap, **(extra or {})})
+    curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap,
+                  **({"finetune": dict(finetune)} if finetune is not None else {}), **(extra or {})})
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "curve.json", curve)
     atomic.write_text(out / "curve.md", curve_markdown(curve))
@@ -1225,9 +1257,10 @@ def add_classify_args(p) -> None:
     mode.add_argument("--curve", action="store_true", help="label-budget curve with baselines (JSON, table, plot)")
     p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
-    p.add_argument("--head", choices=["linear", "set"], default="linear",
-                   help="--train/--texts: the LR head on pooled μ (default; steering uses it) or the set MLP "
-                        f"that scores each sentence's μ ({SET_HEAD_WEIGHTS})")
+    p.add_argument("--head", choices=["linear", "set", "finetuned"], default="linear",
+                   help="--train/--texts: the LR head on pooled μ (default; steering uses it), the set MLP "
+                        f"that scores each sentence's μ ({SET_HEAD_WEIGHTS}), or that head trained end to end "
+                        "through the encoder (finetuned_classifier.*; the checkpoint's model is not changed)")
     p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="labelled train reviews, comma-separated")
     p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
     p.add_argument("--max-train-reviews", type=int, default=0, help="use a stratified subset of the train reviews (0 = all)")
@@ -1241,6 +1274,11 @@ def add_classify_args(p) -> None:
                         "unlabelled (unsup) reviews: each labels them, keeps its surest half and refits")
     p.add_argument("--max-unlabelled-reviews", type=int, default=0,
                    help="--self-train: use a random subset of the 50,000 unlabelled reviews (0 = all)")
+    p.add_argument("--finetune", action="store_true",
+                   help="--curve: add the set MLP trained end to end through the encoder (slow: each fit "
+                        "trains the encoder and re-encodes the test reviews)")
+    p.add_argument("--finetune-epochs", type=int, default=4, help="fine-tuning: most epochs (default 4)")
+    p.add_argument("--finetune-lr", type=float, default=1e-4, help="fine-tuning: encoder learning rate (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=["local", "hub"], default="local", help="where IMDB comes from (default local)")
     p.add_argument("--data-root", help="folder holding imdb/*.jsonl.gz (default: the corpus module's)")
@@ -1285,13 +1323,20 @@ def _latent_model(ckpt: Path, device: str | None):
 def run_classify(args) -> int:
     from .checkpoint import resolve
 
+    from .finetune import FinetunedHead, finetune_set_head
+
     ckpt = resolve(args.checkpoint)
     set_head = args.head == "set"
+    if args.finetune_epochs < 1 or not args.finetune_lr > 0:
+        raise ClassifyError("--finetune-epochs must be >= 1 and --finetune-lr > 0")
     if args.texts:
-        head = (SetMLP if set_head else LinearHead).load(ckpt)  # before loading the model: a missing head fails fast
+        # the head before the model: a missing head fails fast
+        head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead}[args.head].load(ckpt)
         vae = _latent_model(ckpt, args.device)
         if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
             _log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit with --train")
+        if isinstance(head, FinetunedHead):
+            vae, head = head.apply(vae), head.head
         rows = predict_texts(vae, head, args.texts, batch_size=args.batch_size)
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -1311,6 +1356,13 @@ def run_classify(args) -> int:
         _sklearn()  # fail before the expensive part
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
                                      max_reviews=args.max_train_reviews, seed=args.seed)
+        if args.head == "finetuned":
+            ft = finetune_set_head(vae, texts, labels, seed=args.seed, epochs=args.finetune_epochs,
+                                   lr=args.finetune_lr, progress=progress)
+            ft.meta["model_sha256"] = model_id
+            paths = ft.save(ckpt)
+            print(json.dumps({**ft.meta, "saved": [str(p) for p in paths]}, indent=2))
+            return 0
         if set_head:
             head = train_set_head(vae, texts, labels, seed=args.seed, model_id=model_id, cache_dir=cache_dir,
                                   batch_size=args.batch_size, progress=progress)
@@ -1332,6 +1384,7 @@ def run_classify(args) -> int:
                       baselines=not args.no_baselines, mlp=not args.no_mlp,
                       set_mlp=not args.no_set, self_train=args.self_train,
                       max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
+                      finetune={"epochs": args.finetune_epochs, "lr": args.finetune_lr} if args.finetune else None,
                       progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
     print(curve_markdown(curve), end="")
     _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))
