@@ -35,20 +35,23 @@ def test_shipped_checkpoint_loads_and_generates(path):
     assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
 
 
-HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set")]
+HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set", "finetuned")]
 
 
 @pytest.mark.parametrize("path,kind", HEADS, ids=[f"{p.name}-{k}" for p, k in HEADS])
 def test_shipped_sentiment_head_fits_its_weights(path, kind):
-    from seqvae import classify
+    from seqvae import classify, finetune
 
-    cls, config = (classify.LinearHead, classify.HEAD_CONFIG) if kind == "linear" else \
-        (classify.SetMLP, classify.SET_HEAD_CONFIG)
+    cls, config = {"linear": (classify.LinearHead, classify.HEAD_CONFIG),
+                   "set": (classify.SetMLP, classify.SET_HEAD_CONFIG),
+                   "finetuned": (finetune.FinetunedHead, finetune.FT_HEAD_CONFIG)}[kind]
     if not (path / config).is_file():
         pytest.skip(f"{path.name} ships no {kind} sentiment head")
     head = cls.load(path)
     assert head.meta["model_sha256"] == classify.checkpoint_id(path), "head fitted on other weights: refit --train"
     vae = SeqVAE.from_pretrained(path, device="cpu")
+    if kind == "finetuned":
+        vae, head = head.apply(vae), head.head
     torch.set_num_threads(1)
     pos = ["A wonderful film, moving and beautifully acted.", "I loved this movie, it is a masterpiece.",
            "One of the best films of the year.", "Great performances and a beautiful story."]
