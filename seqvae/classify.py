@@ -859,7 +859,8 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
         from .finetune import finetune_set_head
 
         ft = finetune_set_head(m.vae, list(Xtr), y, seed=seed, progress=False, **m.options)
-        return ft.predict(m.vae, list(m.X_test)), {k: ft.meta[k] for k in ("best_epoch", "epochs_run")}
+        info = ("best_epoch", "epochs_run", "neg_elbo_frozen", "neg_elbo_tuned")
+        return ft.predict(m.vae, list(m.X_test)), {k: ft.meta[k] for k in info if k in ft.meta}
     raise ValueError(f"unknown head kind {m.kind!r}")
 
 
@@ -1279,6 +1280,9 @@ def add_classify_args(p) -> None:
                         "trains the encoder and re-encodes the test reviews)")
     p.add_argument("--finetune-epochs", type=int, default=4, help="fine-tuning: most epochs (default 4)")
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="fine-tuning: encoder learning rate (default 1e-4)")
+    p.add_argument("--finetune-elbo", type=float, default=0.0, metavar="W",
+                   help="fine-tuning: add W x the sentences' -ELBO under the frozen decoder to the loss, so that "
+                        "the tuned encoder stays a posterior of the model (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", choices=["local", "hub"], default="local", help="where IMDB comes from (default local)")
     p.add_argument("--data-root", help="folder holding imdb/*.jsonl.gz (default: the corpus module's)")
@@ -1327,8 +1331,9 @@ def run_classify(args) -> int:
 
     ckpt = resolve(args.checkpoint)
     set_head = args.head == "set"
-    if args.finetune_epochs < 1 or not args.finetune_lr > 0:
-        raise ClassifyError("--finetune-epochs must be >= 1 and --finetune-lr > 0")
+    if args.finetune_epochs < 1 or not args.finetune_lr > 0 or not args.finetune_elbo >= 0:
+        raise ClassifyError("--finetune-epochs must be >= 1, --finetune-lr > 0 and --finetune-elbo >= 0")
+    ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     if args.texts:
         # the head before the model: a missing head fails fast
         head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead}[args.head].load(ckpt)
@@ -1357,8 +1362,7 @@ def run_classify(args) -> int:
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
                                      max_reviews=args.max_train_reviews, seed=args.seed)
         if args.head == "finetuned":
-            ft = finetune_set_head(vae, texts, labels, seed=args.seed, epochs=args.finetune_epochs,
-                                   lr=args.finetune_lr, progress=progress)
+            ft = finetune_set_head(vae, texts, labels, seed=args.seed, progress=progress, **ft_options)
             ft.meta["model_sha256"] = model_id
             paths = ft.save(ckpt)
             print(json.dumps({**ft.meta, "saved": [str(p) for p in paths]}, indent=2))
@@ -1384,7 +1388,7 @@ def run_classify(args) -> int:
                       baselines=not args.no_baselines, mlp=not args.no_mlp,
                       set_mlp=not args.no_set, self_train=args.self_train,
                       max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
-                      finetune={"epochs": args.finetune_epochs, "lr": args.finetune_lr} if args.finetune else None,
+                      finetune=ft_options if args.finetune else None,
                       progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
     print(curve_markdown(curve), end="")
     _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))

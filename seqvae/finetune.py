@@ -14,7 +14,14 @@ encoder that makes them (pretrain on unlabelled text, then fine-tune; Dai & Le 2
      and half the epochs run.
 The word-embedding table is the decoder's too and stays frozen, and the checkpoint's model is never
 changed: the tuned encoder lives in the head's own file, and FinetunedHead.apply(vae) gives a SeqVAE
-whose encoder is the tuned one. Its posterior no longer matches the decoder: it is for classifying.
+whose encoder is the tuned one.
+
+Is the tuned encoder still a posterior of the model? The labels alone may pull q(z|x) away from what
+the (frozen) decoder can use. elbo_weight > 0 adds that weight times the mean -ELBO (reconstruction
+under the frozen decoder + KL, no free bits) of up to elbo_sentences of the step's sentences to the
+loss, as in semi-supervised VAEs, so the encoder is trained for the labels and as an inference
+network of the same generative model. Either way every fit reports the bound of the same held-out
+sentences under the frozen and the tuned encoder (meta: neg_elbo_frozen / neg_elbo_tuned, rec_*, kl_*).
 """
 
 from __future__ import annotations
@@ -66,6 +73,27 @@ def _sentence_mu(model, sents: list[list[int]], sub_batch: int = SUB_BATCH) -> t
         parts.append(model.encode(b.src, b.src_lens)[0])
     mu = torch.cat(parts)
     return torch.empty_like(mu).index_copy(0, torch.from_numpy(order).to(mu.device), mu)
+
+
+def _neg_elbo(model, sents: list[list[int]]) -> torch.Tensor:
+    """(S,) -ELBO of token-id sentences under the model's own decoder: -log p(x|z) + KL(q(z|x) || p(z)),
+    one z drawn from q with torch's RNG; no free bits, no word dropout (the bound `seqvae evaluate` reports)."""
+    from .data import collate
+
+    cfg = model.cfg
+    b = collate(sents, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(model.device)
+    out = model(b.src, b.src_lens, b.dec_in, b.target)
+    return out.rec + out.kl
+
+
+def _bound(model, sents: list[list[int]], seed: int) -> dict[str, float]:
+    """rec, KL and -ELBO per sentence (nats), the mean over `sents`, as `seqvae evaluate` computes them
+    (seeded draws; torch's global RNG untouched)."""
+    from .data import SentenceDataset
+    from .metrics import evaluate
+
+    r = evaluate(model, SentenceDataset.from_lists(sents), k=0, batch_size=SUB_BATCH, seed=seed)
+    return {"rec": round(r["rec"], 3), "kl": round(r["kl"], 3), "neg_elbo": round(r["neg_elbo"], 3)}
 
 
 def _flatten(reviews: list[list[list[int]]]) -> tuple[list[list[int]], torch.Tensor]:
@@ -136,7 +164,8 @@ class FinetunedHead:
 
 def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0, epochs: int = 4,
                       lr: float = 1e-4, head_lr: float = 3e-4, batch_reviews: int = 32, patience: int = 2,
-                      val_frac: float = 0.15, progress: bool = True) -> FinetunedHead:
+                      val_frac: float = 0.15, elbo_weight: float = 0.0, elbo_sentences: int = 64,
+                      check_sentences: int = 2000, progress: bool = True) -> FinetunedHead:
     """Fit a set MLP on the frozen posterior means of `texts`, then train it and the encoder together
     (module docstring). Seeded; leaves torch's global RNG and `vae` as they were."""
     from tqdm.auto import tqdm
@@ -147,6 +176,9 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
     if epochs < 1 or lr <= 0 or head_lr <= 0:
         raise ClassifyError(f"fine-tuning needs epochs >= 1 and positive learning rates "
                             f"(got epochs={epochs}, lr={lr}, head_lr={head_lr})")
+    if not elbo_weight >= 0 or elbo_sentences < 1:
+        raise ClassifyError(f"fine-tuning needs elbo_weight >= 0 and elbo_sentences >= 1 "
+                            f"(got {elbo_weight}, {elbo_sentences})")
     t0 = time.perf_counter()
     reviews = tokenize_reviews(vae, texts)
     model = copy.deepcopy(vae.model).eval()
@@ -160,6 +192,12 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
     head.f.to(model.device)
     head.b.data = head.b.data.to(model.device)
     val_reviews, y_val = [reviews[i] for i in val_idx], torch.from_numpy(y[val_idx]).float().to(model.device)
+    # The posterior check: the same sentences' bound under the frozen and the tuned encoder (held-out
+    # reviews, or the training ones below 200 labels), at most check_sentences of them.
+    pool = [s for i in (val_idx if early else fit_idx) for s in reviews[i]]
+    pick = np.random.default_rng([seed, 7919]).permutation(len(pool))[:check_sentences]
+    check = [pool[i] for i in np.sort(pick)]
+    bound_frozen = _bound(model, check, seed) if check else None
 
     def held_out() -> tuple[float, float]:
         model.eval()
@@ -186,6 +224,7 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
         n_epochs = epochs if early else max(epochs // 2, 1)
         for epoch in range(1, n_epochs + 1):
             model.train()
+            model.decoder.eval()  # frozen: it only scores the ELBO term
             head.f.train()
             order = rng.permutation(fit_idx)
             steps = range(0, len(order), batch_reviews)
@@ -194,6 +233,11 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
                 b = order[start : start + batch_reviews]
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
                     _logits(model, head, [reviews[i] for i in b]), torch.from_numpy(y[b]).float().to(model.device))
+                if elbo_weight:  # keep q(z|x) a posterior of the (frozen) decoder
+                    sents_b = [s for i in b for s in reviews[i]]
+                    if sents_b:
+                        idx = rng.permutation(len(sents_b))[:elbo_sentences]
+                        loss = loss + elbo_weight * _neg_elbo(model, [sents_b[i] for i in idx]).mean()
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.encoder.parameters(), 1.0)
@@ -216,8 +260,16 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
     with torch.no_grad():
         head.b.data = b.cpu()
     head.f.cpu().eval()
-    meta = {**head.meta, "encoder_lr": lr, "head_lr": head_lr, "best_epoch": best_epoch,
-            "epochs_run": len(history) - 1 if early else n_epochs, "seconds": round(time.perf_counter() - t0, 1)}
+    meta = {**head.meta, "encoder_lr": lr, "head_lr": head_lr, "elbo_weight": elbo_weight, "best_epoch": best_epoch,
+            "epochs_run": len(history) - 1 if early else n_epochs}
+    if check:
+        model.encoder.load_state_dict(enc_state)
+        tuned = _bound(model, check, seed)
+        meta.update(check_sentences=len(check), **{f"{k}_frozen": v for k, v in bound_frozen.items()},
+                    **{f"{k}_tuned": v for k, v in tuned.items()})
+        _log(f"fine-tune: -ELBO {bound_frozen['neg_elbo']:.2f} (frozen encoder) -> {tuned['neg_elbo']:.2f} (tuned) "
+             f"nats per sentence on {len(check)} {'held-out' if early else 'training'} sentences")
+    meta["seconds"] = round(time.perf_counter() - t0, 1)
     if early:
         meta.update(val_accuracy=best[0], val_accuracy_frozen=history[0], val_history=history)
     head.meta = {}

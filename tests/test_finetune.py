@@ -101,6 +101,7 @@ def test_finetuning_is_reproducible_and_keeps_the_frozen_start_when_nothing_help
     if c.meta["best_epoch"] == 0:
         for k, v in _encoder_state(vae).items():
             assert torch.equal(c.encoder_state[k], v), k
+        assert c.meta["neg_elbo_tuned"] == c.meta["neg_elbo_frozen"]  # the same encoder, the same bound
     assert c.meta["val_accuracy"] >= c.meta["val_accuracy_frozen"]
     # below 200 labels nothing is held out: half the epochs, the last one kept
     small = F.finetune_set_head(vae, texts[90:110], y[90:110], seed=0, epochs=4, lr=1e-2, progress=False)
@@ -109,6 +110,30 @@ def test_finetuning_is_reproducible_and_keeps_the_frozen_start_when_nothing_help
         F.finetune_set_head(vae, texts[:50], y[:50], progress=False)
     with pytest.raises(C.ClassifyError, match="epochs >= 1"):
         F.finetune_set_head(vae, texts, y, epochs=0, progress=False)
+
+
+def test_the_elbo_term_keeps_the_tuned_encoder_a_posterior_of_the_decoder(blind):
+    """Each fit reports the bound of the same held-out sentences under the frozen and the tuned
+    encoder; the ELBO term (decoder frozen) keeps the tuned one closer to the frozen start."""
+    _, vae = blind
+    texts, y = _reviews(240, seed=0)
+    kw = dict(seed=0, epochs=3, lr=1e-1, head_lr=3e-3, progress=False)
+    plain = F.finetune_set_head(vae, texts, y, **kw)
+    held = plain.meta
+    assert held["check_sentences"] > 0 and held["elbo_weight"] == 0.0
+    assert held["neg_elbo_frozen"] == pytest.approx(held["rec_frozen"] + held["kl_frozen"], abs=2e-3)
+    assert held["kl_frozen"] < 1e-6  # μ = 0, logσ² = 0: q is the prior
+    # tuning for the labels spreads the means: KL, and with an untrained decoder the bound, grow
+    assert held["best_epoch"] >= 1 and held["kl_tuned"] > 1.0 and held["neg_elbo_tuned"] > held["neg_elbo_frozen"]
+    kept = F.finetune_set_head(vae, texts, y, elbo_weight=1.0, **kw)
+    assert kept.meta["elbo_weight"] == 1.0
+    assert kept.meta["neg_elbo_frozen"] == held["neg_elbo_frozen"]  # same sentences, same draws
+    assert kept.meta["kl_tuned"] < 0.5 * held["kl_tuned"]
+    assert kept.meta["neg_elbo_tuned"] < held["neg_elbo_tuned"]
+    for k, v in _encoder_state(vae).items():  # the ELBO term trains the copy's encoder only
+        assert torch.equal(v, blind[1].model.encoder.state_dict()[k]), k
+    with pytest.raises(C.ClassifyError, match="elbo_weight >= 0"):
+        F.finetune_set_head(vae, texts, y, elbo_weight=-1.0, progress=False)
 
 
 def test_save_load_round_trip_and_cli(blind, tmp_path, capsys):
@@ -165,10 +190,10 @@ def test_cli_train_and_curve(tiny, tmp_path, capsys):
     assert main(base + ["--curve", "--out", str(out), "--budgets", "10,1000", "--draws", "2", "--no-baselines",
                         "--no-mlp", "--no-set", "--finetune", "--finetune-epochs", "2"]) == 0
     res = json.loads((out / "curve.json").read_text())
-    assert set(res["methods"]) == {"vae_lr", "vae_finetuned"} and res["finetune"] == {"epochs": 2, "lr": 1e-4}
+    assert set(res["methods"]) == {"vae_lr", "vae_finetuned"} and res["finetune"] == {"epochs": 2, "lr": 1e-4, "elbo_weight": 0.0}
     fits = res["methods"]["vae_finetuned"]["budgets"]
     assert [len(fits[b]["runs"]) for b in ("10", "40")] == [2, 1]
-    assert all(f["epochs_run"] == 1 for b in fits.values() for f in b["fit"])
+    assert all(f["epochs_run"] == 1 and f["neg_elbo_tuned"] > 0 for b in fits.values() for f in b["fit"])
     assert "fine-tuned encoder" in (out / "curve.md").read_text()
 
     capsys.readouterr()
