@@ -200,3 +200,29 @@ def test_cli_train_and_curve(tiny, tmp_path, capsys):
     assert main(base + ["--curve", "--finetune", "--finetune-epochs", "0"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "--finetune-epochs" in err[0]
+
+
+def test_bound_script_scores_both_encoders_on_the_same_sentences(tiny, tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "finetuned_bound.py"))["main"]
+    ckpt, root = tmp_path / "ckpt", tiny[1]
+    shutil.copytree(tiny[0], ckpt)
+    args = [str(ckpt), "--data-root", str(root), "--sentences", "30"]
+    assert main(args) == 2  # no fine-tuned head yet: one line, no output file
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "--head finetuned" in err[0]
+
+    from seqvae.api import SeqVAE
+
+    vae = SeqVAE.from_pretrained(ckpt, device="cpu")
+    texts, y = _reviews(200, seed=4)
+    F.finetune_set_head(vae, texts, y, seed=0, epochs=2, lr=1e-1, elbo_weight=0.5, progress=False).save(ckpt)
+    assert main(args + ["--samples", "3", "--json", str(tmp_path / "b.json")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    own, tuned = res[f"{ckpt}:encoder"], res[f"{ckpt}:fine-tuned encoder"]
+    assert own["sentences"] == tuned["sentences"] == 30 and own["tokens"] == tuned["tokens"]
+    assert tuned["elbo_weight"] == 0.5 and own["kl"] != tuned["kl"]  # two encoders, one decoder
+    assert own["nll"] <= own["neg_elbo"] + 1e-3 and tuned["nll"] <= tuned["neg_elbo"] + 1e-3
+    assert "fine-tuned encoder" in capsys.readouterr().out
