@@ -148,7 +148,7 @@ class TrainConfig(_JSONMixin):
     bow_weight: float = 0.0        # weight of the bag-of-words loss (Zhao et al. 2017): z alone must predict the
                                    # sentence's tokens, which pushes content into z; needs model.bow_head
     bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
-    amp: bool = True               # bf16 autocast on CUDA
+    amp: bool = False              # bf16 autocast on CUDA (off: slower than fp32 at these sizes on an H100, docs/results.md)
     cpu_bf16: bool = False         # bf16 autocast on CPU too (fast where the CPU has AMX / AVX512-BF16)
     num_threads: int = 0           # torch CPU threads (0 = torch default)
     seed: int = 0                  # all randomness (init, batching, dropout, z)

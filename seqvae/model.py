@@ -41,8 +41,10 @@ class Encoder(nn.Module):
         if bool((lens == x.shape[1]).all()):
             _, h = self.gru(x)  # no padding in this batch: skip packing
         else:
-            packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
-            _, h = self.gru(packed)
+            # A batch already sorted by length (the trainer sorts its batches) packs without a reordering
+            # index, whose host-to-device copy would synchronise a GPU.
+            ordered = bool((lens[:-1] >= lens[1:]).all())
+            _, h = self.gru(pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=ordered))
         h = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H): last layer, forward and backward
         mu, logvar = self.to_stats(h).float().chunk(2, dim=-1)  # (B, Z) each
         return mu, logvar

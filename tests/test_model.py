@@ -50,6 +50,18 @@ def test_padding_does_not_change_a_sentence():
     assert torch.allclose(nll1[0], nll2[0], atol=1e-5)
 
 
+def test_posterior_does_not_depend_on_the_batch_order():
+    """Length-sorted batches pack without a reordering index (enforce_sorted), others with one: same μ, logσ²."""
+    model = make()
+    sents = [[5, 6], [7, 8, 9, 10, 11], [12], [13, 14, 15]]
+    order = sorted(range(len(sents)), key=lambda i: -len(sents[i]))
+    b, s = collate(sents), collate([sents[i] for i in order])
+    assert not bool((b.src_lens[:-1] >= b.src_lens[1:]).all()) and bool((s.src_lens[:-1] >= s.src_lens[1:]).all())
+    mu_b, lv_b = model.encode(b.src, b.src_lens)
+    mu_s, lv_s = model.encode(s.src, s.src_lens)
+    assert torch.allclose(mu_b[order], mu_s, atol=1e-6) and torch.allclose(lv_b[order], lv_s, atol=1e-6)
+
+
 def test_token_nll_matches_full_softmax():
     model = make()
     b = collate([[5, 6, 7], [8]])

@@ -41,6 +41,28 @@ def test_resume_equals_uninterrupted(tiny_data_dir, tmp_path, interrupt_at):
     assert strip(rows_full) == strip(rows_res)
 
 
+def test_train_step_packs_length_sorted_batches(tiny_data_dir, tmp_path, monkeypatch):
+    """The trainer sorts each batch longest first, so the encoder packs it without a reordering index
+    (whose host-to-device copy would synchronise a GPU every step)."""
+    import seqvae.model as model_mod
+
+    seen = []
+    real = model_mod.pack_padded_sequence
+
+    def spy(x, lens, *, batch_first, enforce_sorted):
+        seen.append(enforce_sorted)
+        return real(x, lens, batch_first=batch_first, enforce_sorted=enforce_sorted)
+
+    monkeypatch.setattr(model_mod, "pack_padded_sequence", spy)
+    tr = Trainer(tiny_cfg(), tiny_data_dir, tmp_path / "run", device="cpu", progress=False)
+    lengths = tr.train_set.lengths
+    by_len = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    idx = by_len[:: max(1, len(by_len) // 16)][:16]  # a spread of lengths, shortest first: the worst order
+    assert len(set(lengths[idx].tolist())) > 1
+    stats, n_tokens = tr.train_step(idx)
+    assert seen == [True] and n_tokens == int(lengths[idx].sum()) + len(idx)
+
+
 def test_run_dir_layout_and_refusal_to_overwrite(tiny_data_dir, tmp_path):
     Trainer(tiny_cfg(max_steps=10), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
     for sub in ("best", "last"):
