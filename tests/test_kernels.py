@@ -378,3 +378,12 @@ def test_eps_moments(tk, dev):
     assert abs(corr(eps[:-1].flatten(), eps[1:].flatten())) < 5 * se  # same column, next row (lag Z)
     other = tk.philox_randn(2025, B, Z, device=dev).double().cpu().flatten()
     assert abs(corr(x, other)) < 5 * se  # neighbouring seeds give unrelated streams
+
+
+@pytest.mark.triton
+def test_launch_blocks_depend_on_the_latent_size_alone(tk):
+    """Batch size changes from step to step; a launch configuration that followed it would JIT-compile
+    the kernels again for each new size."""
+    for Z in (5, 32, 300):
+        assert len({tk._block_sizes(B, Z) for B in (1, 3, 17, 64, 100, 4096)}) == 1
+

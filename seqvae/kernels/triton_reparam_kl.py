@@ -49,7 +49,7 @@ def _eps(seed, offs):
     return tl.randn(seed, offs)
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit(do_not_specialize=["seed", "B"])
 def _randn_kernel(out_ptr, seed, B, Z, BLOCK_B: tl.constexpr, BLOCK_Z: tl.constexpr):
     """Debug kernel: writes the ε the forward/backward kernels use, as a (B, Z) fp32 array."""
     pid_b = tl.program_id(0)
@@ -61,7 +61,7 @@ def _randn_kernel(out_ptr, seed, B, Z, BLOCK_B: tl.constexpr, BLOCK_Z: tl.conste
     tl.store(out_ptr + offs, _eps(seed, offs), mask=ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B"])
 def _col_kl_partial_kernel(
     mu_ptr, logvar_ptr, partial_ptr, B, Z,
     ROWS_PER_PROG: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_Z: tl.constexpr,
@@ -83,7 +83,7 @@ def _col_kl_partial_kernel(
     tl.store(partial_ptr + pid_b * Z + cols, acc, mask=col_ok)
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit(do_not_specialize=["seed", "B"])
 def _fwd_kernel(
     mu_ptr, logvar_ptr, keep_ptr, z_ptr, kl_ptr, seed, B, Z, free_bits,
     SAMPLE: tl.constexpr, FREE_BITS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_Z: tl.constexpr,
@@ -115,7 +115,7 @@ def _fwd_kernel(
     tl.store(kl_ptr + rows, kl_acc, mask=row_ok)
 
 
-@triton.jit(do_not_specialize=["seed"])
+@triton.jit(do_not_specialize=["seed", "B"])
 def _bwd_kernel(
     mu_ptr, logvar_ptr, keep_ptr, dz_ptr, dkl_ptr, dmu_ptr, dlogvar_ptr, seed, B, Z,
     SAMPLE: tl.constexpr, FREE_BITS: tl.constexpr, HAS_DZ: tl.constexpr, HAS_DKL: tl.constexpr,
@@ -176,9 +176,14 @@ def check_device(t: torch.Tensor) -> None:
 
 
 def _block_sizes(B: int, Z: int) -> tuple[int, int, int]:
-    """(BLOCK_B, BLOCK_Z, num_warps) for a (B, Z) problem: ~_TILE_ELEMS elements per tile."""
+    """(BLOCK_B, BLOCK_Z, num_warps) for a (B, Z) problem: ~_TILE_ELEMS elements per tile.
+
+    They depend on Z alone (B is masked), and B is not specialised on (do_not_specialize), so a
+    training run compiles each kernel once however its batch sizes vary: a batch of a new size
+    would otherwise stall a step for a JIT compile (seen as 1-2 s outlier steps on an H100).
+    """
     block_z = min(max(triton.next_power_of_2(Z), _MIN_BLOCK_Z), _MAX_BLOCK_Z)
-    block_b = min(triton.next_power_of_2(B), max(1, _TILE_ELEMS // block_z))
+    block_b = max(1, _TILE_ELEMS // block_z)
     num_warps = 8 if block_b * block_z >= 4096 else 4
     return block_b, block_z, num_warps
 
