@@ -19,7 +19,6 @@ Triton backward re-reads μ and logσ², so it can reach at most 6/8 of the copy
 
 --cpu-interpret: no GPU needed; runs the same code path at tiny sizes on CPU through
   Triton's interpreter (times are meaningless; torch.compile uses backend="aot_eager").
---model-step: end-to-end training-step comparison (needs seqvae.model; not wired yet).
 Without CUDA and without --cpu-interpret the script exits with code 2.
 """
 
@@ -41,7 +40,6 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--free-bits", type=float, default=0.0, help="λ passed to every implementation (0 = off)")
     p.add_argument("--cpu-interpret", action="store_true", help="tiny smoke run on CPU via TRITON_INTERPRET=1")
-    p.add_argument("--model-step", action="store_true", help="end-to-end training step comparison (needs seqvae.model)")
     p.add_argument("--copy-mib", type=int, default=1024, help="size of the bandwidth-reference copy (MiB)")
     return p.parse_args(argv)
 
@@ -178,18 +176,6 @@ def run_kernel_bench(args) -> None:
         sys.stdout.flush()
 
 
-def run_model_step(args) -> int:
-    """End-to-end training step, eager reference vs Triton kernel inside the model. Minimal for now."""
-    try:
-        import seqvae.model  # noqa: F401  (lazy: the model is developed separately)
-    except Exception as e:  # noqa: BLE001 - any failure means the mode cannot run yet
-        print(f"bench_kernel.py --model-step: cannot import seqvae.model ({type(e).__name__}: {e})", file=sys.stderr)
-        return 2
-    print("bench_kernel.py --model-step: seqvae.model imports, but the training-step comparison is not wired yet",
-          file=sys.stderr)
-    return 2
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.cpu_interpret:
@@ -198,8 +184,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    if args.model_step:
-        return run_model_step(args)
     if not args.cpu_interpret and not torch.cuda.is_available():
         print("bench_kernel.py: no CUDA device; run on a GPU, or pass --cpu-interpret for a tiny smoke run",
               file=sys.stderr)

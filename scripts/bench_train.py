@@ -6,15 +6,20 @@ position including padding, and a `.item()` host sync every step. Both loops tra
 SentenceVAE (same size, same optimizer, same word dropout and KL schedule); only the loop differs.
 
     python scripts/bench_train.py --data data/ptb --steps 40
+    python scripts/bench_train.py --data data/ptb --device cuda --bf16 --torch-kl   # on a GPU
 
 Reports target tokens per second (words + EOS, padding excluded) for each loop and their ratio.
-Loops alternate in rounds (seqvae, padded, [seqvae-bf16], seqvae, ...) so that machine noise hits all.
+Loops alternate in rounds (seqvae, padded, [variants], seqvae, ...) so that machine noise hits all.
+Variants of seqvae's loop (its default is fp32 on either device): --bf16 (bf16 autocast: the
+config's cpu_bf16 on CPU, amp on CUDA), --torch-kl (the plain PyTorch reparameterization + KL
+instead of the Triton kernel, which the model picks for CUDA tensors).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 
@@ -53,14 +58,16 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="prepared data dir (e.g. data/ptb)")
     ap.add_argument("--steps", type=int, default=40, help="timed steps per loop per round")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps per loop first (JIT, cuDNN plans)")
     ap.add_argument("--embed-dim", type=int, default=256)
     ap.add_argument("--hidden-dim", type=int, default=512)
     ap.add_argument("--latent-dim", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--bf16", action="store_true", help="also time seqvae's loop with bf16 autocast (CPU: AMX)")
+    ap.add_argument("--bf16", action="store_true", help="also time seqvae's loop with bf16 autocast (CPU: AMX; CUDA: amp)")
+    ap.add_argument("--torch-kl", action="store_true",
+                    help="also time seqvae's loop with the PyTorch reparameterization + KL instead of the Triton kernel")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if args.threads:
@@ -68,12 +75,16 @@ def main() -> None:
 
     cfg = RunConfig(model=ModelConfig(embed_dim=args.embed_dim, hidden_dim=args.hidden_dim, latent_dim=args.latent_dim),
                     train=TrainConfig(batch_size=args.batch_size, word_dropout=0.25, max_steps=10**9))
-    bf16_cfg = RunConfig(model=cfg.model, train=cfg.train.replace(cpu_bf16=True))
+    variants = {"seqvae": cfg, "padded": cfg}
+    if args.bf16:
+        variants["seqvae-bf16"] = RunConfig(model=cfg.model, train=cfg.train.replace(cpu_bf16=True, amp=True))
+    if args.torch_kl:
+        variants["seqvae-torch-kl"] = cfg
     with tempfile.TemporaryDirectory() as tmp:
-        loops = {"seqvae": Trainer(cfg, args.data, f"{tmp}/a", device=args.device, progress=False),
-                 "padded": Trainer(cfg, args.data, f"{tmp}/b", device=args.device, progress=False)}
-        if args.bf16:
-            loops["seqvae-bf16"] = Trainer(bf16_cfg, args.data, f"{tmp}/c", device=args.device, progress=False)
+        loops = {name: Trainer(c, args.data, f"{tmp}/{i}", device=args.device, progress=False)
+                 for i, (name, c) in enumerate(variants.items())}
+    if args.torch_kl:
+        loops["seqvae-torch-kl"].model.kl_backend = "torch"
     device = loops["seqvae"].device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     train_set = loops["padded"].train_set
@@ -102,6 +113,7 @@ def main() -> None:
     for name in loops:
         run(name, batches[name][: args.warmup])
     totals = {name: [0, 0.0] for name in loops}
+    rates: dict[str, list[float]] = {name: [] for name in loops}  # per round, for the paired ratios
     pos = args.warmup
     for r in range(args.rounds):
         sl = slice(pos, pos + args.steps)
@@ -110,19 +122,26 @@ def main() -> None:
             tok, dt = run(name, batches[name][sl])
             totals[name][0] += tok
             totals[name][1] += dt
-            print(f"round {r} {name:>12}: {tok / dt:8.0f} target tokens/s ({tok} tokens in {dt:.1f}s)", flush=True)
+            rates[name].append(tok / dt)
+            print(f"round {r} {name:>16}: {tok / dt:8.0f} target tokens/s ({tok} tokens in {dt:.1f}s)", flush=True)
     res: dict = {name: v[0] / v[1] for name, v in totals.items()}
+    # ratio over all timed steps, and the median / range of the per-round ratios (each round's loops ran
+    # back to back, so a slow spell of the machine or a one-off stall shows up as a spread here)
+    paired = {name: sorted(a / b for a, b in zip(rates[name], rates["padded"])) for name in loops}
     for name in loops:
         if name != "padded":
             res[f"ratio_{name}"] = res[name] / res["padded"]
+            res[f"round_ratios_{name}"] = paired[name]
     res.update({"device": str(device), "threads": torch.get_num_threads(), "embed_dim": args.embed_dim,
                 "hidden_dim": args.hidden_dim, "latent_dim": args.latent_dim, "batch_size": args.batch_size,
                 "vocab_size": loops["seqvae"].cfg.model.vocab_size, "steps_per_loop": args.steps * args.rounds})
     print(f"\n{device}, {res['threads']} threads, E{args.embed_dim}/H{args.hidden_dim}/Z{args.latent_dim}/B{args.batch_size}, "
           f"V{res['vocab_size']}, {args.steps * args.rounds} timed steps per loop")
-    print(f"{'loop':>12} {'tokens/s':>10} {'vs padded':>10}")
+    print(f"{'loop':>16} {'tokens/s':>10} {'vs padded':>10} {'per round: median [min, max]':>30}")
     for name in loops:
-        print(f"{name:>12} {res[name]:10.0f} {res[name] / res['padded']:9.2f}x")
+        p = paired[name]
+        print(f"{name:>16} {res[name]:10.0f} {res[name] / res['padded']:9.2f}x "
+              f"{statistics.median(p):17.2f}x [{p[0]:.2f}, {p[-1]:.2f}]")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

@@ -126,6 +126,9 @@ class SentenceVAE(nn.Module):
         self.encoder = Encoder(cfg) if cfg.latent else None
         # Training aid only (Zhao et al. 2017): predicting the sentence's words from z, order ignored.
         self.bow = nn.Linear(cfg.latent_dim, cfg.vocab_size) if cfg.latent and cfg.bow_head else None
+        # Which reparameterization + KL implementation forward() uses (seqvae.kernels): "auto" picks the
+        # Triton kernel for CUDA tensors. A run-time choice (benchmarks, debugging), not saved with the model.
+        self.kl_backend = "auto"
 
     @property
     def device(self) -> torch.device:
@@ -168,7 +171,7 @@ class SentenceVAE(nn.Module):
             rec = self.token_nll(dec_in, target, None, positions)
             return VAEOutput(rec, torch.zeros_like(rec), None, None, None)
         mu, logvar = self.encode(src, src_lens)
-        z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
+        z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample, backend=self.kl_backend)
         rec = self.token_nll(dec_in, target, z, positions)
         bow = self.bow_nll(z, target) if self.bow is not None else None
         return VAEOutput(rec, kl, mu, logvar, z, bow)
