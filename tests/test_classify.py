@@ -298,7 +298,7 @@ def test_train_predict_and_steer(tiny, vae, capsys):
     assert out["steered"] == out["reconstruction"]
 
 
-def test_set_head_train_and_predict(tiny, vae, tmp_path, capsys):
+def test_set_head_train_and_predict(tiny, tmp_path, capsys):
     import shutil
 
     from seqvae.checkpoint import CheckpointError
@@ -316,7 +316,10 @@ def test_set_head_train_and_predict(tiny, vae, tmp_path, capsys):
     texts = ["The movie was great. The plot was dull.", "The acting was boring."]
     assert main(argv + ["--texts", *texts, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    want = C.SetMLP.load(ckpt).predict_proba(C.sentence_features(vae, texts, progress=False))
+    from seqvae.api import SeqVAE
+
+    on_cli_device = SeqVAE.from_pretrained(ckpt)  # the CLI's default device: CUDA when there is one
+    want = C.SetMLP.load(ckpt).predict_proba(C.sentence_features(on_cli_device, texts, progress=False))
     np.testing.assert_allclose([r["p_positive"] for r in rows], want[:, 1], atol=1e-6)
     assert {p.name: p.read_bytes() for p in (ckpt / C.HEAD_WEIGHTS, ckpt / C.HEAD_CONFIG) if p.exists()} == linear
 
