@@ -15,7 +15,8 @@ Reads top to bottom:
   heads      LinearHead: logistic regression on standardised features, C picked on a validation
              slice; saved as classifier.safetensors + classifier.json (no pickle). An MLP head
              (scikit-learn) for the curve. SetMLP scores each sentence's μ with a small MLP and
-             averages the scores per review (torch; --head set saves it as set_classifier.*);
+             averages the scores per review, plainly or with learned attention weights (torch;
+             --head set saves it as set_classifier.*);
              self_train_set_mlp adds pseudo-labelled unlabelled reviews (curve --self-train).
              seqvae/finetune.py trains the set MLP end to end through the encoder (--head finetuned).
   baselines  tf-idf unigram+bigram logistic regression on the cleaned text, and the same heads on
@@ -45,6 +46,8 @@ from . import atomic
 from .config import ConfigError
 
 POOLINGS = ("mean", "meanmax", "mean_logvar")
+SET_POOLS = ("mean", "attention")  # how the set MLP weighs a review's sentence scores
+ATTENTION_HIDDEN = 64  # hidden units of the set MLP's attention scorer g
 CLASSES = ("negative", "positive")  # IMDB labels 0 and 1
 DEFAULT_BUDGETS = (200, 1000, 5000, 25000)
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)            # LR on standardised latent features
@@ -598,25 +601,40 @@ def fit_mlp(X: np.ndarray, y: np.ndarray, *, seed: int = 0, hidden: int = 256):
 
 
 class SetMLP:
-    """A review classifier that scores sentences, then pools: logit(review) = b + mean_s f(μ_s).
+    """A review classifier that scores sentences, then pools: logit(review) = b + sum_s w_s f(μ_s).
 
     f is a one-hidden-layer MLP on standardised sentence posterior means, trained (AdamW, torch)
     on review labels only. Averaging μ first (review_features) lets a linear head see only the
     mean code; scoring each sentence first lets a plainly positive sentence count as such whatever
-    else the review says. A review with no sentence gets the bias b alone.
+    else the review says. The weights w_s: pool="mean" gives every sentence of a review the same
+    1/n; pool="attention" learns them, w = softmax over the review's sentences of g(μ_s) (a second
+    small MLP), so that a sentence that decides the verdict can outweigh plot summary. A review
+    with no sentence gets the bias b alone.
     """
 
     classes = CLASSES
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, hidden: int = 256, dropout: float = 0.3):
+    def __init__(self, mean: np.ndarray, std: np.ndarray, hidden: int = 256, dropout: float = 0.3,
+                 pool: str = "mean"):
         import torch
 
+        if pool not in SET_POOLS:
+            raise ClassifyError(f"the set classifier's pool must be one of {', '.join(SET_POOLS)}, got {pool!r}")
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
-        self.hidden, self.meta = hidden, {}
+        self.hidden, self.pool, self.meta = hidden, pool, {}
         nn = torch.nn
-        self.f = nn.Sequential(nn.Dropout(0.1), nn.Linear(len(mean), hidden), nn.GELU(), nn.Dropout(dropout),
-                               nn.Linear(hidden, 1))
-        self.b = nn.Parameter(torch.zeros(()))
+        # one module holding every trainable part (finetune moves, trains and snapshots it whole);
+        # its state_dict names (f.*, g.*, b) are the saved ones
+        self.net = nn.Module()
+        self.net.f = nn.Sequential(nn.Dropout(0.1), nn.Linear(len(mean), hidden), nn.GELU(), nn.Dropout(dropout),
+                                   nn.Linear(hidden, 1))
+        if pool == "attention":
+            self.net.g = nn.Sequential(nn.Linear(len(mean), ATTENTION_HIDDEN), nn.Tanh(), nn.Linear(ATTENTION_HIDDEN, 1))
+        self.net.b = nn.Parameter(torch.zeros(()))
+
+    @property
+    def b(self):
+        return self.net.b
 
     def logits(self, S: SentenceSet):
         import torch
@@ -629,15 +647,21 @@ class SetMLP:
         import torch
 
         x = (mu - torch.from_numpy(self.mean).to(mu)) / torch.from_numpy(self.std).to(mu)
-        per = self.f(x).squeeze(1)
-        total = torch.zeros(n_reviews, dtype=per.dtype, device=per.device).index_add_(0, owner.to(per.device), per)
+        per = self.net.f(x).squeeze(1)
+        owner = owner.to(per.device)
+        zeros = torch.zeros(n_reviews, dtype=per.dtype, device=per.device)
+        if self.pool == "attention":  # softmax of g within each review
+            a = self.net.g(x).squeeze(1)
+            top = torch.full_like(zeros, -torch.inf).scatter_reduce(0, owner, a.detach(), "amax")
+            e = torch.exp(a - top[owner])
+            return self.net.b + zeros.index_add(0, owner, e * per) / zeros.index_add(0, owner, e).clamp(min=1e-30)
         counts = torch.bincount(owner, minlength=n_reviews).clamp(min=1).to(per)
-        return self.b.to(per) + total / counts
+        return self.net.b + zeros.index_add(0, owner, per) / counts
 
     def predict_proba(self, S: SentenceSet) -> np.ndarray:
         import torch
 
-        self.f.eval()
+        self.net.eval()
         with torch.no_grad():
             p = torch.sigmoid(self.logits(S)).numpy().astype(np.float64)
         return np.stack([1 - p, p], axis=1)
@@ -647,10 +671,10 @@ class SetMLP:
 
     def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(weights, config) as saved; finetune stores them beside its encoder weights."""
-        weights = {f"f.{k}": v.detach().cpu().numpy().copy() for k, v in self.f.state_dict().items()}
-        weights.update(b=self.b.detach().cpu().numpy().reshape(1).copy(), mean=self.mean, std=self.std)
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+        weights.update(b=weights["b"].reshape(1), mean=self.mean, std=self.std)
         return weights, {"classes": list(self.classes), "feature_dim": len(self.mean), "hidden": self.hidden,
-                         **self.meta}
+                         "pool": self.pool, **self.meta}
 
     @classmethod
     def from_arrays(cls, w: dict[str, np.ndarray], cfg: dict[str, Any], where: Path) -> "SetMLP":
@@ -658,13 +682,13 @@ class SetMLP:
         import torch
 
         try:
-            head = cls(w["mean"], w["std"], hidden=int(cfg.pop("hidden")))
-            head.f.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in w.items() if k.startswith("f.")})
-            with torch.no_grad():
-                head.b.copy_(torch.from_numpy(w["b"]).reshape(()))
-        except (KeyError, RuntimeError, ValueError) as e:
+            # heads saved before attention pooling existed have no "pool": they are mean-pooled
+            head = cls(w["mean"], w["std"], hidden=int(cfg.pop("hidden")), pool=cfg.pop("pool", "mean"))
+            state = {k: torch.from_numpy(v) for k, v in w.items() if k not in ("mean", "std")}
+            head.net.load_state_dict({**state, "b": state["b"].reshape(())})
+        except (KeyError, RuntimeError, ValueError, ClassifyError) as e:
             raise _checkpoint_error(f"{where}: inconsistent set classifier head ({str(e).splitlines()[0]})") from None
-        head.f.eval()
+        head.net.eval()
         head.classes = tuple(cfg.pop("classes", CLASSES))
         head.meta = cfg
         return head
@@ -680,10 +704,10 @@ class SetMLP:
         return cls.from_arrays(w, cfg, d / SET_HEAD_WEIGHTS)
 
 
-def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 256, epochs: int = 40,
-                batch_reviews: int = 128, patience: int = 6, val_frac: float = 0.15,
+def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 256, pool: str = "mean",
+                epochs: int = 40, batch_reviews: int = 128, patience: int = 6, val_frac: float = 0.15,
                 extra: tuple[SentenceSet, np.ndarray] | None = None) -> SetMLP:
-    """Fit a SetMLP on the reviews of S with labels y.
+    """Fit a SetMLP (`pool` mean or attention) on the reviews of S with labels y.
 
     From 200 labels on, 15% of them (stratified) are held out and the epoch with the best held-out
     accuracy (then loss) is kept, stopping after `patience` epochs without one; below that a fixed
@@ -706,13 +730,12 @@ def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 2
     rng = np.random.default_rng([seed, 7919])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SetMLP(mean, std, hidden=hidden)
-        params = [*model.f.parameters(), model.b]
-        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2 if early else 1e-1)
+        model = SetMLP(mean, std, hidden=hidden, pool=pool)
+        opt = torch.optim.AdamW(model.net.parameters(), lr=1e-3, weight_decay=1e-2 if early else 1e-1)
         val, y_val = S[val_idx], torch.from_numpy(y[val_idx]).float()
         best, best_state, since = (-1.0, 0.0), None, 0
         for _ in range(epochs if early else max(epochs // 2, 1)):
-            model.f.train()
+            model.net.train()
             order = rng.permutation(fit_idx)
             for start in range(0, len(order), batch_reviews):
                 b = order[start : start + batch_reviews]
@@ -723,23 +746,21 @@ def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 2
                 opt.step()
             if not early:
                 continue
-            model.f.eval()
+            model.net.eval()
             with torch.no_grad():
                 lg = model.logits(val)
                 score = (float(((lg > 0).float() == y_val).float().mean()),
                          -float(torch.nn.functional.binary_cross_entropy_with_logits(lg, y_val)))
             if score > best:
                 best, since = score, 0
-                best_state = ({k: v.clone() for k, v in model.f.state_dict().items()}, model.b.detach().clone())
+                best_state = {k: v.clone() for k, v in model.net.state_dict().items()}
             else:
                 since += 1
                 if since >= patience:
                     break
         if best_state is not None:
-            model.f.load_state_dict(best_state[0])
-            with torch.no_grad():
-                model.b.copy_(best_state[1])
-    model.f.eval()
+            model.net.load_state_dict(best_state)
+    model.net.eval()
     model.meta.update({"n_train": n_labelled, "n_fit": int(len(fit_idx)),
                        **({"n_pseudo": len(y) - n_labelled} if extra is not None else {}),
                        **({"val_accuracy": best[0]} if early else {})})
@@ -834,7 +855,7 @@ class Method:
     X_test: Any      # (N_test, D)
     unlabelled: Any = None  # set_self / tfidf_self: the unlabelled reviews' SentenceSet / tf-idf rows
     vae: Any = None         # finetuned: the model whose encoder is tuned (a copy is; it is left as it was)
-    options: dict[str, Any] = field(default_factory=dict)  # finetuned: keyword arguments of finetune_set_head
+    options: dict[str, Any] = field(default_factory=dict)  # set, set_self, finetuned: keyword arguments of their fit
 
 
 def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -845,9 +866,9 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
     if m.kind == "mlp":
         return fit_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
     if m.kind == "set":
-        return fit_set_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
+        return fit_set_mlp(Xtr, y, seed=seed, **m.options).predict(m.X_test), {}
     if m.kind == "set_self":
-        head = self_train_set_mlp(Xtr, y, m.unlabelled, seed=seed)
+        head = self_train_set_mlp(Xtr, y, m.unlabelled, seed=seed, **m.options)
         return head.predict(m.X_test), {"pseudo_labelled": head.meta["n_pseudo"]}
     if m.kind == "tfidf":
         lr = fit_tfidf_lr(Xtr, y, seed=seed)
@@ -1002,12 +1023,12 @@ def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = 
 
 def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int = 0, model_id: str | None = None,
                    cache_dir: str | Path | None = None, split: str = "train", batch_size: int = 256,
-                   progress: bool = True) -> SetMLP:
-    """Fit the set MLP head on the sentences of `texts`; records provenance in meta."""
+                   pool: str = "mean", progress: bool = True) -> SetMLP:
+    """Fit the set MLP head (`pool` mean or attention) on the sentences of `texts`; records provenance in meta."""
     model_id = model_id or model_sha256(vae)
     S = sentence_features(vae, texts, split=split, model_id=model_id, cache_dir=cache_dir, batch_size=batch_size,
                           progress=progress)
-    head = fit_set_mlp(S, labels, seed=seed)
+    head = fit_set_mlp(S, labels, seed=seed, pool=pool)
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
                       "sentences": int(len(S.mu))})
     return head
@@ -1035,8 +1056,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5, max_train_reviews: int = 0,
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
-              set_mlp: bool = True, self_train: bool = False, max_unlabelled_reviews: int = 0,
-              finetune: dict[str, Any] | None = None, batch_size: int = 256, progress: bool = True,
+              set_mlp: bool = True, set_pool: str = "mean", self_train: bool = False,
+              max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None, batch_size: int = 256, progress: bool = True,
               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
 
@@ -1044,6 +1065,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     the VAE encoder only, and with the baselines the tf-idf LR self-trained the same way.
     `finetune` (finetune_set_head's options, {} for its defaults) adds the set MLP trained end to
     end through the VAE's encoder; each fit re-encodes the test reviews with its tuned encoder.
+    `set_pool` (mean or attention) is the pooling of every set MLP row (plain, self-trained, fine-tuned).
     """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
@@ -1062,6 +1084,10 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     un_texts = (load_unlabelled(source=source, data_root=data_root, max_reviews=max_unlabelled_reviews, seed=seed)
                 if self_train else [])
     self_label = f"self-trained on {len(un_texts):,} unlabelled"
+    if set_pool not in SET_POOLS:
+        raise ClassifyError(f"the set classifier's pool must be one of {', '.join(SET_POOLS)}, got {set_pool!r}")
+    set_opts = {"pool": set_pool}
+    set_name, set_label = ("", "") if set_pool == "mean" else ("_attention", " (attention)")
     for tag, label, enc, ident in encoders:
         (f_tr, *s_tr), (f_te, *s_te) = (_cached(enc, texts, wants, split=split, model_id=ident, tag=tag,
                                                 cache_dir=cache_dir, batch_size=batch_size, progress=progress)
@@ -1072,17 +1098,18 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         if mlp:
             methods.append(Method(f"{tag}_mlp", f"{label} + MLP", "mlp", f_tr.X, f_te.X))
         if set_mlp:
-            methods.append(Method(f"{tag}_set", f"{label} per sentence + set MLP", "set", s_tr[0], s_te[0]))
+            methods.append(Method(f"{tag}_set{set_name}", f"{label} per sentence + set MLP{set_label}", "set",
+                                  s_tr[0], s_te[0], options=set_opts))
         if self_train and tag == "vae":
             S_un = sentence_features(enc, un_texts, split="unsup", model_id=ident, tag=tag, cache_dir=cache_dir,
                                      batch_size=batch_size, progress=progress)
             feature_info["unlabelled"] = {"reviews": len(un_texts), "sentences": int(len(S_un.mu))}
-            methods.append(Method(f"{tag}_set_self", f"{label} per sentence + set MLP, {self_label}", "set_self",
-                                  s_tr[0], s_te[0], S_un))
+            methods.append(Method(f"{tag}_set_self{set_name}", f"{label} per sentence + set MLP{set_label}, "
+                                  f"{self_label}", "set_self", s_tr[0], s_te[0], S_un, options=set_opts))
         if finetune is not None and tag == "vae":
-            methods.append(Method(f"{tag}_finetuned", "fine-tuned encoder μ per sentence + set MLP", "finetuned",
-                                  np.asarray(tr_texts, dtype=object), np.asarray(te_texts, dtype=object),
-                                  vae=enc, options=dict(finetune)))
+            methods.append(Method(f"{tag}_finetuned{set_name}", f"fine-tuned encoder μ per sentence + set MLP"
+                                  f"{set_label}", "finetuned", np.asarray(tr_texts, dtype=object),
+                                  np.asarray(te_texts, dtype=object), vae=enc, options={**finetune, **set_opts}))
     if baselines:
         t0 = time.perf_counter()
         vec = TfidfLR()
@@ -1097,6 +1124,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
 
     curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
     curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap,
+                  **({"set_pool": set_pool} if set_mlp or self_train or finetune is not None else {}),
                   **({"finetune": dict(finetune)} if finetune is not None else {}), **(extra or {})})
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "curve.json", curve)
@@ -1262,6 +1290,9 @@ def add_classify_args(p) -> None:
                    help="--train/--texts: the LR head on pooled μ (default; steering uses it), the set MLP "
                         f"that scores each sentence's μ ({SET_HEAD_WEIGHTS}), or that head trained end to end "
                         "through the encoder (finetuned_classifier.*; the checkpoint's model is not changed)")
+    p.add_argument("--set-pool", choices=SET_POOLS, default="mean",
+                   help="the set MLP's pooling of sentence scores (--head set/finetuned, the curve's set rows): "
+                        "mean (default) or attention (learned weights per sentence; pays with thousands of labels)")
     p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="labelled train reviews, comma-separated")
     p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
     p.add_argument("--max-train-reviews", type=int, default=0, help="use a stratified subset of the train reviews (0 = all)")
@@ -1362,14 +1393,15 @@ def run_classify(args) -> int:
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
                                      max_reviews=args.max_train_reviews, seed=args.seed)
         if args.head == "finetuned":
-            ft = finetune_set_head(vae, texts, labels, seed=args.seed, progress=progress, **ft_options)
+            ft = finetune_set_head(vae, texts, labels, seed=args.seed, pool=args.set_pool, progress=progress,
+                                   **ft_options)
             ft.meta["model_sha256"] = model_id
             paths = ft.save(ckpt)
             print(json.dumps({**ft.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0
         if set_head:
             head = train_set_head(vae, texts, labels, seed=args.seed, model_id=model_id, cache_dir=cache_dir,
-                                  batch_size=args.batch_size, progress=progress)
+                                  pool=args.set_pool, batch_size=args.batch_size, progress=progress)
             paths = head.save(ckpt)
             print(json.dumps({**head.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0
@@ -1386,7 +1418,7 @@ def run_classify(args) -> int:
                       max_train_reviews=args.max_train_reviews, max_test_reviews=args.max_test_reviews,
                       seed=args.seed, source=args.source, data_root=args.data_root, cache_dir=cache_dir,
                       baselines=not args.no_baselines, mlp=not args.no_mlp,
-                      set_mlp=not args.no_set, self_train=args.self_train,
+                      set_mlp=not args.no_set, set_pool=args.set_pool, self_train=args.self_train,
                       max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
                       finetune=ft_options if args.finetune else None,
                       progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})

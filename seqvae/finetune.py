@@ -165,7 +165,7 @@ class FinetunedHead:
 def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0, epochs: int = 4,
                       lr: float = 1e-4, head_lr: float = 3e-4, batch_reviews: int = 32, patience: int = 2,
                       val_frac: float = 0.15, elbo_weight: float = 0.0, elbo_sentences: int = 64,
-                      check_sentences: int = 2000, progress: bool = True) -> FinetunedHead:
+                      check_sentences: int = 2000, pool: str = "mean", progress: bool = True) -> FinetunedHead:
     """Fit a set MLP on the frozen posterior means of `texts`, then train it and the encoder together
     (module docstring). Seeded; leaves torch's global RNG and `vae` as they were."""
     from tqdm.auto import tqdm
@@ -186,11 +186,10 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
     with torch.no_grad():
         sents, owner = _flatten(reviews)
         S = SentenceSet(_sentence_mu(model, sents).float().cpu().numpy(), owner.numpy(), len(reviews))
-    head = fit_set_mlp(S, y, seed=seed, val_frac=val_frac)  # its held-out reviews are val_idx below
+    head = fit_set_mlp(S, y, seed=seed, pool=pool, val_frac=val_frac)  # its held-out reviews are val_idx below
     early = len(y) >= 200
     fit_idx, val_idx = _val_split(y, val_frac, seed) if early else (np.arange(len(y)), np.zeros(0, np.int64))
-    head.f.to(model.device)
-    head.b.data = head.b.data.to(model.device)
+    head.net.to(model.device)
     val_reviews, y_val = [reviews[i] for i in val_idx], torch.from_numpy(y[val_idx]).float().to(model.device)
     # The posterior check: the same sentences' bound under the frozen and the tuned encoder (held-out
     # reviews, or the training ones below 200 labels), at most check_sentences of them.
@@ -201,7 +200,7 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
 
     def held_out() -> tuple[float, float]:
         model.eval()
-        head.f.eval()
+        head.net.eval()
         with torch.no_grad():
             lg = torch.cat([_logits(model, head, val_reviews[s : s + 256]) for s in range(0, len(val_reviews), 256)])
         return (float(((lg > 0).float() == y_val).float().mean()),
@@ -209,7 +208,7 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
 
     def snapshot():
         return ({k: v.clone() for k, v in model.encoder.state_dict().items()},
-                {k: v.clone() for k, v in head.f.state_dict().items()}, head.b.detach().clone())
+                {k: v.clone() for k, v in head.net.state_dict().items()})
 
     rng = np.random.default_rng([seed, 3571])
     history: list[float] = []
@@ -217,7 +216,7 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
         torch.manual_seed(seed)
         model.encoder.requires_grad_(True)
         opt = torch.optim.AdamW([{"params": list(model.encoder.parameters()), "lr": lr, "weight_decay": 0.0},
-                                 {"params": [*head.f.parameters(), head.b], "lr": head_lr, "weight_decay": 1e-2}])
+                                 {"params": list(head.net.parameters()), "lr": head_lr, "weight_decay": 1e-2}])
         best = held_out() if early else (-1.0, 0.0)
         history.append(best[0])
         best_state, best_epoch, since = snapshot(), 0, 0
@@ -225,7 +224,7 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
         for epoch in range(1, n_epochs + 1):
             model.train()
             model.decoder.eval()  # frozen: it only scores the ELBO term
-            head.f.train()
+            head.net.train()
             order = rng.permutation(fit_idx)
             steps = range(0, len(order), batch_reviews)
             for start in tqdm(steps, desc=f"fine-tune {epoch}/{n_epochs}", unit="step", disable=not progress,
@@ -255,11 +254,9 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
                 since += 1
                 if since >= patience:
                     break
-    enc_state, f_state, b = best_state
-    head.f.load_state_dict(f_state)
-    with torch.no_grad():
-        head.b.data = b.cpu()
-    head.f.cpu().eval()
+    enc_state, head_state = best_state
+    head.net.load_state_dict(head_state)
+    head.net.cpu().eval()
     meta = {**head.meta, "encoder_lr": lr, "head_lr": head_lr, "elbo_weight": elbo_weight, "best_epoch": best_epoch,
             "epochs_run": len(history) - 1 if early else n_epochs}
     if check:

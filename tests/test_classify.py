@@ -80,7 +80,72 @@ def test_set_mlp_reads_what_mean_pooling_loses(tmp_path):
     model.save(tmp_path)
     back = C.SetMLP.load(tmp_path)
     np.testing.assert_array_equal(back.predict_proba(S_te), model.predict_proba(S_te))
-    assert back.meta["note"] == "kept" and back.meta["n_train"] == 1500 and back.hidden == 32
+    assert back.meta["note"] == "kept" and back.meta["n_train"] == 1500 and back.hidden == 32 and back.pool == "mean"
+
+
+def _loudest_reviews(n, seed):
+    """Reviews of 2-7 two-dimensional 'sentences'; the label is the sign of x0 of the sentence with the
+    largest x1 (one sentence decides, the others are noise of the same kind)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 8, n)
+    owner = np.repeat(np.arange(n), sizes)
+    mu = rng.normal(size=(len(owner), 2)).astype(np.float32)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    loudest = np.array([a + np.argmax(mu[a : a + k, 1]) for a, k in zip(starts, sizes)])
+    return C.SentenceSet(mu, owner, n), (mu[loudest, 0] > 0).astype(np.int64)
+
+
+def test_attention_pool_finds_the_sentence_that_decides(tmp_path):
+    S, y = _loudest_reviews(4000, 0)
+    S_te, y_te = _loudest_reviews(600, 1)
+    acc = {pool: (C.fit_set_mlp(S, y, seed=0, hidden=32, pool=pool).predict(S_te) == y_te).mean()
+           for pool in C.SET_POOLS}
+    assert acc["attention"] > 0.95 and acc["mean"] < 0.85, acc
+    head = C.fit_set_mlp(S, y, seed=0, hidden=32, pool="attention")
+    head.save(tmp_path)
+    back = C.SetMLP.load(tmp_path)
+    assert back.pool == "attention" and json.loads((tmp_path / C.SET_HEAD_CONFIG).read_text())["pool"] == "attention"
+    np.testing.assert_array_equal(back.predict_proba(S_te), head.predict_proba(S_te))
+
+
+def test_attention_pool_on_a_hand_made_example(tmp_path):
+    import torch
+
+    mu = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, -1.0], [-2.0, 1.0]], dtype=np.float32)
+    S = C.SentenceSet(mu, np.array([0, 0, 0, 2]), 3)  # review 1 has no sentence
+    head = C.SetMLP(np.zeros(2), np.ones(2), hidden=4, pool="attention")
+    head.net.eval()  # no dropout
+    with torch.no_grad():
+        head.b.fill_(0.25)
+        g = head.net.g[2]
+        per = head.net.f(torch.from_numpy(mu)).squeeze(1)
+        scores = head.net.g(torch.from_numpy(mu)).squeeze(1)
+        w = torch.softmax(scores[:3], 0)
+        want = [0.25 + float((w * per[:3]).sum()), 0.25, 0.25 + float(per[3])]
+        np.testing.assert_allclose(head.logits(S).numpy(), want, rtol=1e-5)
+        g.bias.add_(100.0)  # exp(100) overflows float32: the softmax must not
+        np.testing.assert_allclose(head.logits(S).numpy(), want, rtol=1e-5)
+        g.weight.zero_()  # equal scores: the plain mean of the sentence scores
+        mean = [0.25 + float(per[:3].mean()), 0.25, 0.25 + float(per[3])]
+        np.testing.assert_allclose(head.logits(S).numpy(), mean, rtol=1e-5)
+    mu_t = torch.from_numpy(mu).requires_grad_(True)  # gradients reach every sentence of a review
+    head.pooled_logits(mu_t, torch.from_numpy(S.owner), 3).sum().backward()
+    assert torch.all(mu_t.grad.abs().sum(1) > 0)
+    with pytest.raises(C.ClassifyError, match="pool"):
+        C.SetMLP(np.zeros(2), np.ones(2), pool="max")
+
+
+def test_set_heads_saved_before_attention_load_as_mean_pooled(tmp_path):
+    head = C.fit_set_mlp(*_xor_reviews(300, 0), seed=0, hidden=8, epochs=2)
+    head.save(tmp_path)
+    cfg_path = tmp_path / C.SET_HEAD_CONFIG
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg.pop("pool") == "mean"
+    cfg_path.write_text(json.dumps(cfg))  # as written by earlier versions
+    S, _ = _xor_reviews(50, 1)
+    back = C.SetMLP.load(tmp_path)
+    assert back.pool == "mean"
+    np.testing.assert_array_equal(back.predict_proba(S), head.predict_proba(S))
 
 
 def test_pseudo_labels_are_the_surest_reviews_half_per_class():
@@ -270,6 +335,12 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     table = (out / "curve.md").read_text()
     assert "set MLP, self-trained on 20 unlabelled" in table and "tf-idf 1-2gram + LR, self-trained on 20" in table
     assert res3["methods"]["tfidf_lr_self"]["budgets"]["40"]["mean"] == 1.0
+    # the set rows with attention pooling: named apart, from the same cached sentence means
+    assert main(argv + ["--no-mlp", "--no-baselines", "--set-pool", "attention"]) == 0
+    res4 = json.loads((out / "curve.json").read_text())
+    assert set(res4["methods"]) == {"vae_lr", "vae_set_attention"} and res4["set_pool"] == "attention"
+    assert res4["features"]["vae"]["train"]["cached"]
+    assert "per sentence + set MLP (attention)" in (out / "curve.md").read_text()
 
 
 def test_train_predict_and_steer(tiny, vae, capsys):
@@ -322,6 +393,10 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
     want = C.SetMLP.load(ckpt).predict_proba(C.sentence_features(on_cli_device, texts, progress=False))
     np.testing.assert_allclose([r["p_positive"] for r in rows], want[:, 1], atol=1e-6)
     assert {p.name: p.read_bytes() for p in (ckpt / C.HEAD_WEIGHTS, ckpt / C.HEAD_CONFIG) if p.exists()} == linear
+    assert json.loads((ckpt / C.SET_HEAD_CONFIG).read_text())["pool"] == "mean"
+    assert main(argv + ["--train", "--set-pool", "attention", "--data-root", str(tiny[1]), "--no-cache"]) == 0
+    capsys.readouterr()
+    assert C.SetMLP.load(ckpt).pool == "attention"
 
 
 def test_steering_report(tiny, vae, tmp_path, capsys):

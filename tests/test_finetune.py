@@ -155,6 +155,13 @@ def test_save_load_round_trip_and_cli(blind, tmp_path, capsys):
     probe = ["The plot was great. The acting was awful.", "This film was boring."]
     np.testing.assert_allclose(back.predict_proba(vae, probe), ft.predict_proba(vae, probe), atol=1e-6)
 
+    attn = F.finetune_set_head(vae, texts, y, seed=0, epochs=1, lr=1e-2, pool="attention", progress=False)
+    (tmp_path / "attn").mkdir()
+    attn.save(tmp_path / "attn")
+    attn_back = F.FinetunedHead.load(tmp_path / "attn")
+    assert attn.head.pool == attn_back.head.pool == "attention" and attn.meta["epochs_run"] == 1
+    np.testing.assert_allclose(attn_back.predict_proba(vae, probe), attn.predict_proba(vae, probe), atol=1e-6)
+
     other = C.SetMLP.load  # the set head's files are not touched by the fine-tuned head
     with pytest.raises(CheckpointError, match="--head set"):
         other(ckpt)
