@@ -600,6 +600,11 @@ def fit_mlp(X: np.ndarray, y: np.ndarray, *, seed: int = 0, hidden: int = 256):
         return model.fit(X, y)
 
 
+def check_set_pool(pool: str) -> None:
+    if pool not in SET_POOLS:
+        raise ClassifyError(f"the set classifier's pool must be one of {', '.join(SET_POOLS)}, got {pool!r}")
+
+
 class SetMLP:
     """A review classifier that scores sentences, then pools: logit(review) = b + sum_s w_s f(μ_s).
 
@@ -618,8 +623,7 @@ class SetMLP:
                  pool: str = "mean"):
         import torch
 
-        if pool not in SET_POOLS:
-            raise ClassifyError(f"the set classifier's pool must be one of {', '.join(SET_POOLS)}, got {pool!r}")
+        check_set_pool(pool)
         self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         self.hidden, self.pool, self.meta = hidden, pool, {}
         nn = torch.nn
@@ -629,7 +633,8 @@ class SetMLP:
         self.net.f = nn.Sequential(nn.Dropout(0.1), nn.Linear(len(mean), hidden), nn.GELU(), nn.Dropout(dropout),
                                    nn.Linear(hidden, 1))
         if pool == "attention":
-            self.net.g = nn.Sequential(nn.Linear(len(mean), ATTENTION_HIDDEN), nn.Tanh(), nn.Linear(ATTENTION_HIDDEN, 1))
+            self.net.g = nn.Sequential(nn.Linear(len(mean), ATTENTION_HIDDEN), nn.Tanh(),
+                                       nn.Linear(ATTENTION_HIDDEN, 1))
         self.net.b = nn.Parameter(torch.zeros(()))
 
     @property
@@ -1057,8 +1062,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
               set_mlp: bool = True, set_pool: str = "mean", self_train: bool = False,
-              max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None, batch_size: int = 256, progress: bool = True,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+              max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None, batch_size: int = 256,
+              progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
 
     `self_train` adds the set MLP self-trained on the unlabelled reviews (self_train_set_mlp), for
@@ -1069,6 +1074,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
+    check_set_pool(set_pool)
     tr_texts, y_tr = load_reviews("train", source=source, data_root=data_root, max_reviews=max_train_reviews, seed=seed)
     te_texts, y_te = load_reviews("test", source=source, data_root=data_root, max_reviews=max_test_reviews, seed=seed)
     train_set = set(tr_texts)
@@ -1084,10 +1090,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     un_texts = (load_unlabelled(source=source, data_root=data_root, max_reviews=max_unlabelled_reviews, seed=seed)
                 if self_train else [])
     self_label = f"self-trained on {len(un_texts):,} unlabelled"
-    if set_pool not in SET_POOLS:
-        raise ClassifyError(f"the set classifier's pool must be one of {', '.join(SET_POOLS)}, got {set_pool!r}")
     set_opts = {"pool": set_pool}
-    set_name, set_label = ("", "") if set_pool == "mean" else ("_attention", " (attention)")
+    set_name, set_label = ("", "") if set_pool == "mean" else (f"_{set_pool}", f" ({set_pool})")
     for tag, label, enc, ident in encoders:
         (f_tr, *s_tr), (f_te, *s_te) = (_cached(enc, texts, wants, split=split, model_id=ident, tag=tag,
                                                 cache_dir=cache_dir, batch_size=batch_size, progress=progress)

@@ -108,7 +108,7 @@ def test_attention_pool_finds_the_sentence_that_decides(tmp_path):
     np.testing.assert_array_equal(back.predict_proba(S_te), head.predict_proba(S_te))
 
 
-def test_attention_pool_on_a_hand_made_example(tmp_path):
+def test_attention_pool_on_a_hand_made_example():
     import torch
 
     mu = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, -1.0], [-2.0, 1.0]], dtype=np.float32)
