@@ -4,6 +4,7 @@
     seqvae classify runs/imdb-vae --texts "A gem." "So dull."  # predict with the saved head
     seqvae classify runs/imdb-vae --train --head set           # the set MLP head (scores sentences, then pools)
     seqvae classify runs/imdb-vae --train --head finetuned     # that head with the encoder fine-tuned (finetune.py)
+    seqvae classify runs/imdb-vae --train --head review        # LR on a review code learned without labels
     seqvae classify runs/imdb-vae --curve --out results/       # label-budget curve with baselines
     seqvae steer runs/imdb-vae "the plot was dull ." --to positive --strength 2
 
@@ -19,6 +20,8 @@ Reads top to bottom:
              --head set saves it as set_classifier.*);
              self_train_set_mlp adds pseudo-labelled unlabelled reviews (curve --self-train).
              seqvae/finetune.py trains the set MLP end to end through the encoder (--head finetuned).
+             seqvae/reviewcode.py learns a review code from unlabelled reviews' sentence μ, with
+             an LR on it (--head review, curve --review-code).
   baselines  tf-idf unigram+bigram logistic regression on the cleaned text, and the same heads on
              features from an untrained encoder (same config, fixed seed).
   curve      stratified label budgets (200, 1k, 5k, all), several draws each, scored on the test set.
@@ -59,6 +62,7 @@ HEAD_CONFIG = "classifier.json"
 SET_HEAD_WEIGHTS = "set_classifier.safetensors"  # the set MLP head (--train --head set)
 SET_HEAD_CONFIG = "set_classifier.json"
 UNTRAINED_SEED = 0    # init seed of the untrained-encoder baseline
+REVIEW_EPOCHS = 40    # default epochs of the review code (reviewcode.py) over the unlabelled reviews
 
 
 class ClassifyError(ConfigError):
@@ -1039,10 +1043,11 @@ def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int =
     return head
 
 
-def predict_texts(vae, head: LinearHead | SetMLP, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
-    """Sentiment of each text (a review or a sentence) with a saved head: label and probabilities."""
+def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
+    """Sentiment of each text (a review or a sentence) with a saved head (LinearHead, SetMLP or
+    reviewcode.ReviewCodeHead): label and probabilities."""
     enc = encode_reviews(vae, texts, batch_size=batch_size, progress=False)
-    if isinstance(head, SetMLP):
+    if not isinstance(head, LinearHead):  # heads that read the sentences' μ, not a pooled vector
         X, want, got = enc.sentence_set(), len(head.mean), enc.mu.shape[1]
     else:
         X = enc.features(head.pooling).X
@@ -1062,7 +1067,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
               set_mlp: bool = True, set_pool: str = "mean", self_train: bool = False,
-              max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None, batch_size: int = 256,
+              max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None,
+              review_code: dict[str, Any] | None = None, batch_size: int = 256,
               progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
 
@@ -1071,6 +1077,9 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     `finetune` (finetune_set_head's options, {} for its defaults) adds the set MLP trained end to
     end through the VAE's encoder; each fit re-encodes the test reviews with its tuned encoder.
     `set_pool` (mean or attention) is the pooling of every set MLP row (plain, self-trained, fine-tuned).
+    `review_code` (fit_review_encoder's options, {} for its defaults) adds, for each encoder, the LR
+    on a review code learned without labels (seqvae/reviewcode.py) from the sentence means of the
+    unlabelled reviews and of the train reviews; one review encoder serves every budget and draw.
     """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
@@ -1086,9 +1095,9 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         rand, rand_id = untrained_like(vae)
         encoders.append(("untrained", "untrained encoder μ", rand, rand_id))
     methods, feature_info = [], {}
-    wants = [pooling, SENTENCES] if set_mlp or self_train else [pooling]
+    wants = [pooling, SENTENCES] if set_mlp or self_train or review_code is not None else [pooling]
     un_texts = (load_unlabelled(source=source, data_root=data_root, max_reviews=max_unlabelled_reviews, seed=seed)
-                if self_train else [])
+                if self_train or review_code is not None else [])
     self_label = f"self-trained on {len(un_texts):,} unlabelled"
     set_opts = {"pool": set_pool}
     set_name, set_label = ("", "") if set_pool == "mean" else (f"_{set_pool}", f" ({set_pool})")
@@ -1104,10 +1113,19 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         if set_mlp:
             methods.append(Method(f"{tag}_set{set_name}", f"{label} per sentence + set MLP{set_label}", "set",
                                   s_tr[0], s_te[0], options=set_opts))
-        if self_train and tag == "vae":
+        if (self_train and tag == "vae") or review_code is not None:
             S_un = sentence_features(enc, un_texts, split="unsup", model_id=ident, tag=tag, cache_dir=cache_dir,
                                      batch_size=batch_size, progress=progress)
             feature_info["unlabelled"] = {"reviews": len(un_texts), "sentences": int(len(S_un.mu))}
+        if review_code is not None:  # also for the untrained encoder: how much is the VAE's, how much the coder's
+            from .reviewcode import fit_review_encoder
+
+            coder = fit_review_encoder(S_un.concat(s_tr[0]), seed=seed, progress=progress, **review_code)
+            feature_info[f"{tag}_review_code"] = coder.meta
+            _log(f"{tag} review code: {coder.meta}")
+            methods.append(Method(f"{tag}_review_lr", f"{label} per sentence -> review code + LR", "lr",
+                                  coder.embed(s_tr[0]), coder.embed(s_te[0])))
+        if self_train and tag == "vae":
             methods.append(Method(f"{tag}_set_self{set_name}", f"{label} per sentence + set MLP{set_label}, "
                                   f"{self_label}", "set_self", s_tr[0], s_te[0], S_un, options=set_opts))
         if finetune is not None and tag == "vae":
@@ -1129,7 +1147,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
     curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap,
                   **({"set_pool": set_pool} if set_mlp or self_train or finetune is not None else {}),
-                  **({"finetune": dict(finetune)} if finetune is not None else {}), **(extra or {})})
+                  **({"finetune": dict(finetune)} if finetune is not None else {}),
+                  **({"review_code": dict(review_code)} if review_code is not None else {}), **(extra or {})})
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "curve.json", curve)
     atomic.write_text(out / "curve.md", curve_markdown(curve))
@@ -1290,10 +1309,11 @@ def add_classify_args(p) -> None:
     mode.add_argument("--curve", action="store_true", help="label-budget curve with baselines (JSON, table, plot)")
     p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
-    p.add_argument("--head", choices=["linear", "set", "finetuned"], default="linear",
+    p.add_argument("--head", choices=["linear", "set", "finetuned", "review"], default="linear",
                    help="--train/--texts: the LR head on pooled μ (default; steering uses it), the set MLP "
-                        f"that scores each sentence's μ ({SET_HEAD_WEIGHTS}), or that head trained end to end "
-                        "through the encoder (finetuned_classifier.*; the checkpoint's model is not changed)")
+                        f"that scores each sentence's μ ({SET_HEAD_WEIGHTS}), that head trained end to end "
+                        "through the encoder (finetuned_classifier.*; the checkpoint's model is not changed), "
+                        "or the LR on a review code learned from the unlabelled reviews (review_classifier.*)")
     p.add_argument("--set-pool", choices=SET_POOLS, default="mean",
                    help="the set MLP's pooling of sentence scores (--head set/finetuned, the curve's set rows): "
                         "mean (default) or attention (learned weights per sentence; pays with thousands of labels)")
@@ -1308,8 +1328,14 @@ def add_classify_args(p) -> None:
     p.add_argument("--self-train", action="store_true",
                    help="--curve: add the set MLP (and with the baselines the tf-idf LR) self-trained on the "
                         "unlabelled (unsup) reviews: each labels them, keeps its surest half and refits")
+    p.add_argument("--review-code", action="store_true",
+                   help="--curve: add the LR on a review code learned without labels from the unlabelled and "
+                        "train reviews' sentence μ (two halves of a review must find each other)")
+    p.add_argument("--review-epochs", type=int, default=REVIEW_EPOCHS,
+                   help=f"review code: training epochs over the unlabelled reviews (default {REVIEW_EPOCHS})")
     p.add_argument("--max-unlabelled-reviews", type=int, default=0,
-                   help="--self-train: use a random subset of the 50,000 unlabelled reviews (0 = all)")
+                   help="--self-train, --review-code, --head review: use a random subset of the 50,000 "
+                        "unlabelled reviews (0 = all)")
     p.add_argument("--finetune", action="store_true",
                    help="--curve: add the set MLP trained end to end through the encoder (slow: each fit "
                         "trains the encoder and re-encodes the test reviews)")
@@ -1363,15 +1389,19 @@ def run_classify(args) -> int:
     from .checkpoint import resolve
 
     from .finetune import FinetunedHead, finetune_set_head
+    from .reviewcode import ReviewCodeHead, fit_review_encoder, fit_review_head
 
     ckpt = resolve(args.checkpoint)
     set_head = args.head == "set"
     if args.finetune_epochs < 1 or not args.finetune_lr > 0 or not args.finetune_elbo >= 0:
         raise ClassifyError("--finetune-epochs must be >= 1, --finetune-lr > 0 and --finetune-elbo >= 0")
+    if args.review_epochs < 1:
+        raise ClassifyError("--review-epochs must be >= 1")
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     if args.texts:
         # the head before the model: a missing head fails fast
-        head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead}[args.head].load(ckpt)
+        head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead,
+                "review": ReviewCodeHead}[args.head].load(ckpt)
         vae = _latent_model(ckpt, args.device)
         if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
             _log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit with --train")
@@ -1403,6 +1433,20 @@ def run_classify(args) -> int:
             paths = ft.save(ckpt)
             print(json.dumps({**ft.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0
+        if args.head == "review":
+            S = sentence_features(vae, texts, split="train", model_id=model_id, cache_dir=cache_dir,
+                                  batch_size=args.batch_size, progress=progress)
+            S_un = sentence_features(vae, load_unlabelled(source=args.source, data_root=args.data_root,
+                                                          max_reviews=args.max_unlabelled_reviews, seed=args.seed),
+                                     split="unsup", model_id=model_id, cache_dir=cache_dir,
+                                     batch_size=args.batch_size, progress=progress)
+            coder = fit_review_encoder(S_un.concat(S), epochs=args.review_epochs, seed=args.seed, progress=progress)
+            head = fit_review_head(S, labels, coder, seed=args.seed)
+            head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean())})
+            paths = head.save(ckpt)
+            print(json.dumps({**head.meta, "encoder": coder.meta, "C": head.linear.meta["C"],
+                              "saved": [str(p) for p in paths]}, indent=2))
+            return 0
         if set_head:
             head = train_set_head(vae, texts, labels, seed=args.seed, model_id=model_id, cache_dir=cache_dir,
                                   pool=args.set_pool, batch_size=args.batch_size, progress=progress)
@@ -1425,6 +1469,7 @@ def run_classify(args) -> int:
                       set_mlp=not args.no_set, set_pool=args.set_pool, self_train=args.self_train,
                       max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
                       finetune=ft_options if args.finetune else None,
+                      review_code={"epochs": args.review_epochs} if args.review_code else None,
                       progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
     print(curve_markdown(curve), end="")
     _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))

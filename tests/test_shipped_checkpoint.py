@@ -35,16 +35,17 @@ def test_shipped_checkpoint_loads_and_generates(path):
     assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
 
 
-HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set", "finetuned")]
+HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set", "finetuned", "review")]
 
 
 @pytest.mark.parametrize("path,kind", HEADS, ids=[f"{p.name}-{k}" for p, k in HEADS])
 def test_shipped_sentiment_head_fits_its_weights(path, kind):
-    from seqvae import classify, finetune
+    from seqvae import classify, finetune, reviewcode
 
     cls, config = {"linear": (classify.LinearHead, classify.HEAD_CONFIG),
                    "set": (classify.SetMLP, classify.SET_HEAD_CONFIG),
-                   "finetuned": (finetune.FinetunedHead, finetune.FT_HEAD_CONFIG)}[kind]
+                   "finetuned": (finetune.FinetunedHead, finetune.FT_HEAD_CONFIG),
+                   "review": (reviewcode.ReviewCodeHead, reviewcode.REVIEW_HEAD_CONFIG)}[kind]
     if not (path / config).is_file():
         pytest.skip(f"{path.name} ships no {kind} sentiment head")
     head = cls.load(path)
