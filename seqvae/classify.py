@@ -1389,7 +1389,7 @@ def run_classify(args) -> int:
     from .checkpoint import resolve
 
     from .finetune import FinetunedHead, finetune_set_head
-    from .reviewcode import ReviewCodeHead, fit_review_encoder, fit_review_head
+    from .reviewcode import ReviewCodeHead, train_review_head
 
     ckpt = resolve(args.checkpoint)
     set_head = args.head == "set"
@@ -1434,17 +1434,13 @@ def run_classify(args) -> int:
             print(json.dumps({**ft.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0
         if args.head == "review":
-            S = sentence_features(vae, texts, split="train", model_id=model_id, cache_dir=cache_dir,
-                                  batch_size=args.batch_size, progress=progress)
-            S_un = sentence_features(vae, load_unlabelled(source=args.source, data_root=args.data_root,
-                                                          max_reviews=args.max_unlabelled_reviews, seed=args.seed),
-                                     split="unsup", model_id=model_id, cache_dir=cache_dir,
-                                     batch_size=args.batch_size, progress=progress)
-            coder = fit_review_encoder(S_un.concat(S), epochs=args.review_epochs, seed=args.seed, progress=progress)
-            head = fit_review_head(S, labels, coder, seed=args.seed)
-            head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean())})
+            unlabelled = load_unlabelled(source=args.source, data_root=args.data_root,
+                                         max_reviews=args.max_unlabelled_reviews, seed=args.seed)
+            head = train_review_head(vae, texts, labels, unlabelled, epochs=args.review_epochs, seed=args.seed,
+                                     model_id=model_id, cache_dir=cache_dir, batch_size=args.batch_size,
+                                     progress=progress)
             paths = head.save(ckpt)
-            print(json.dumps({**head.meta, "encoder": coder.meta, "C": head.linear.meta["C"],
+            print(json.dumps({**head.meta, "encoder": head.encoder.meta, "C": head.linear.meta["C"],
                               "saved": [str(p) for p in paths]}, indent=2))
             return 0
         if set_head:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from .classify import (CLASSES, ClassifyError, LinearHead, SentenceSet, _checkpoint_error, _read_head, _write_head,
-                       fit_linear_head)
+                       fit_linear_head, model_sha256, sentence_features)
 
 REVIEW_HEAD_WEIGHTS = "review_classifier.safetensors"  # --train --head review
 REVIEW_HEAD_CONFIG = "review_classifier.json"
@@ -190,3 +190,20 @@ class ReviewCodeHead:
 def fit_review_head(S: SentenceSet, y: np.ndarray, encoder: ReviewEncoder, *, seed: int = 0) -> ReviewCodeHead:
     """The LR head (C chosen on a validation slice, as fit_linear_head) on the codes of S's reviews."""
     return ReviewCodeHead(encoder, fit_linear_head(encoder.embed(S), y, pooling="review_code", seed=seed))
+
+
+def train_review_head(vae, texts: Sequence[str], labels: np.ndarray, unlabelled: Sequence[str], *,
+                      epochs: int = 40, seed: int = 0, model_id: str | None = None,
+                      cache_dir: str | Path | None = None, batch_size: int = 256,
+                      progress: bool = True) -> ReviewCodeHead:
+    """The `--train --head review` head: a review encoder trained on the sentence means of the
+    `unlabelled` reviews and of `texts` (no labels), then the LR on the codes of `texts` with
+    `labels`; records provenance in meta."""
+    model_id = model_id or model_sha256(vae)
+    opts = {"model_id": model_id, "cache_dir": cache_dir, "batch_size": batch_size, "progress": progress}
+    S = sentence_features(vae, texts, split="train", **opts)
+    U = sentence_features(vae, unlabelled, split="unsup", **opts)
+    head = fit_review_head(S, labels, fit_review_encoder(U.concat(S), epochs=epochs, seed=seed, progress=progress),
+                           seed=seed)
+    head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean())})
+    return head
