@@ -127,3 +127,29 @@ def test_review_head_cli_and_curve_row(tiny, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv + ["--train", "--review-epochs", "0"]) == 2
     assert capsys.readouterr().err.strip() == "seqvae: error: --review-epochs must be >= 1"
+
+
+def test_seed_script_reproduces_the_curve_row(tiny, tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    from seqvae.cli import main as cli
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "review_code_seeds.py"))["main"]
+    ckpt, root = tiny
+    common = ["--data-root", str(root), "--budgets", "10,1000", "--draws", "2", "--cache-dir", str(tmp_path / "c")]
+    assert cli(["classify", str(ckpt), "--curve", "--out", str(tmp_path / "curve"), "--no-baselines", "--no-mlp",
+                "--no-set", "--review-code", "--review-epochs", "2", "--no-progress", *common]) == 0
+    row = json.loads((tmp_path / "curve" / "curve.json").read_text())["methods"]["vae_review_lr"]["budgets"]
+    assert main([str(ckpt), "--seeds", "0,1", "--epochs", "2", "--json", str(tmp_path / "s.json"), *common]) == 0
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert res["scored_on"] == "test" and set(res["methods"]) == {"epochs2_seed0", "epochs2_seed1"}
+    for b in ("10", "40"):  # seed 0 is the curve's coder: the same runs, draw for draw
+        assert res["methods"]["epochs2_seed0"]["budgets"][b]["runs"] == row[b]["runs"]
+    assert "2 epochs, all 2 coders" in capsys.readouterr().out
+    assert main([str(ckpt), "--dev", "--seeds", "0", "--epochs", "2", "--json", str(tmp_path / "d.json"), *common]) == 0
+    dev = json.loads((tmp_path / "d.json").read_text())
+    assert dev["scored_on"] == "held-out half of train" and dev["n_test"] == 20 and dev["budgets"] == [10, 20]
+    capsys.readouterr()
+    assert main([str(ckpt), "--seeds", "x", *common]) == 2
+    assert capsys.readouterr().err.strip() == "error: --seeds: expected comma-separated integers, got 'x'"
