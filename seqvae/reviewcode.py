@@ -10,7 +10,7 @@ on that code then needs few labels (`seqvae classify CKPT --curve --review-code`
     code(review) = mean over its sentences s of h((μ_s - mean) / std)      h: Z -> hidden -> dim MLP
 
 Training adds a small projection head on top of the code (used by the loss only, not saved), as
-contrastive learners usually do: the code keeps what the loss' projection would throw away.
+contrastive learners usually do: the code below it keeps what the projection is free to discard.
 A review with no sentence gets the zero code; reviews with fewer than two sentences cannot be
 split and are not trained on.
 """
