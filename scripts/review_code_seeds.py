@@ -22,18 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 
 
-def _ints(text: str, flag: str) -> list[int]:
-    from seqvae.classify import ClassifyError
-
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ClassifyError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise ClassifyError(f"{flag}: expected integers >= 0, got {text!r}")
-    return values
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
@@ -51,14 +39,14 @@ def main(argv=None) -> int:
     from seqvae import atomic
     from seqvae.api import SeqVAE
     from seqvae.checkpoint import CheckpointError, resolve
-    from seqvae.classify import (ClassifyError, Method, _parse_budgets, _val_split, checkpoint_id,
+    from seqvae.classify import (ClassifyError, Method, _parse_budgets, _parse_ints, _val_split, checkpoint_id,
                                  label_budget_curve, load_reviews, load_unlabelled, sentence_features)
     from seqvae.config import ConfigError
     from seqvae.corpus import DataError
     from seqvae.reviewcode import fit_review_encoder
 
     try:
-        seeds, epochs = _ints(args.seeds, "--seeds"), _ints(args.epochs, "--epochs")
+        seeds, epochs = _parse_ints(args.seeds, "--seeds"), _parse_ints(args.epochs, "--epochs")
         budgets = _parse_budgets(args.budgets)
         if min(epochs) < 1 or args.draws < 1:
             raise ClassifyError("--epochs and --draws must be >= 1")

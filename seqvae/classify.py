@@ -451,13 +451,15 @@ class LinearHead:
         return g / n
 
     # -- persistence: safetensors for arrays, JSON for the rest
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The saved weights (float64); reviewcode's head stores them beside its coder's."""
+        return {"coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64),
+                "mean": self.mean.astype(np.float64), "std": self.std.astype(np.float64)}
+
     def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
-        d = Path(ckpt_dir)
-        weights = {"coef": self.coef.astype(np.float64), "intercept": np.array([self.intercept], dtype=np.float64),
-                   "mean": self.mean.astype(np.float64), "std": self.std.astype(np.float64)}
         cfg = {"kind": "logreg", "pooling": self.pooling, "classes": list(self.classes),
                "feature_dim": int(self.coef.shape[0]), **self.meta}
-        return _write_head(d, HEAD_WEIGHTS, HEAD_CONFIG, weights, cfg)
+        return _write_head(Path(ckpt_dir), HEAD_WEIGHTS, HEAD_CONFIG, self.arrays(), cfg)
 
     @classmethod
     def load(cls, ckpt_dir: str | Path) -> "LinearHead":
@@ -1355,22 +1357,31 @@ def add_classify_args(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _parse_budgets(text: str) -> list[int]:
+def _split_values(text: str, flag: str, cast, what: str) -> list:
+    """The comma-separated values of a command-line list, each through `cast`; one-line error otherwise."""
     try:
-        budgets = [int(b.replace("_", "")) for b in text.split(",") if b.strip()]
+        return [cast(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ClassifyError(f"--budgets: expected comma-separated integers, got {text!r}") from None
+        raise ClassifyError(f"{flag}: expected comma-separated {what}, got {text!r}") from None
+
+
+def _parse_budgets(text: str) -> list[int]:
+    budgets = _split_values(text, "--budgets", lambda b: int(b.replace("_", "")), "integers")
     if not budgets or min(budgets) < 4:
         raise ClassifyError("--budgets: every budget must be an integer >= 4 (two reviews of each class to fit "
                             "on and one of each to choose C on)")
     return budgets
 
 
+def _parse_ints(text: str, flag: str) -> list[int]:
+    values = _split_values(text, flag, int, "integers")
+    if not values or min(values) < 0:
+        raise ClassifyError(f"{flag}: expected integers >= 0, got {text!r}")
+    return values
+
+
 def _parse_floats(text: str, flag: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ClassifyError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    values = _split_values(text, flag, float, "numbers")
     if not values or not all(np.isfinite(values)) or min(values) < 0:
         raise ClassifyError(f"{flag}: expected finite numbers >= 0, got {text!r}")
     return values

@@ -160,12 +160,10 @@ class ReviewCodeHead:
 
     def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
         weights, cfg = self.encoder.arrays()
-        lin = self.linear
-        weights.update({"lr.coef": lin.coef, "lr.intercept": np.array([lin.intercept]), "lr.mean": lin.mean,
-                        "lr.std": lin.std})
+        weights.update({f"lr.{k}": v for k, v in self.linear.arrays().items()})
         return _write_head(Path(ckpt_dir), REVIEW_HEAD_WEIGHTS, REVIEW_HEAD_CONFIG, weights,
                            {"kind": "review_lr", "classes": list(self.classes), "encoder": cfg,
-                            "linear": lin.meta, **self.meta})
+                            "linear": self.linear.meta, **self.meta})
 
     @classmethod
     def load(cls, ckpt_dir: str | Path) -> "ReviewCodeHead":
