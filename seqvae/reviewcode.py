@@ -186,7 +186,7 @@ class ReviewCodeHead:
 
 
 def fit_review_head(S: SentenceSet, y: np.ndarray, encoder: ReviewEncoder, *, seed: int = 0) -> ReviewCodeHead:
-    """The LR head (C chosen on a validation slice, as fit_linear_head) on the codes of S's reviews."""
+    """The LR head (C chosen by cross-validation, as fit_linear_head) on the codes of S's reviews."""
     return ReviewCodeHead(encoder, fit_linear_head(encoder.embed(S), y, pooling="review_code", seed=seed))
 
 

@@ -127,12 +127,13 @@ def _imdb_review(rng, label):
 
 
 def write_fake_imdb(root, n_train=40, n_test=20, n_unsup=30):
-    """imdb/{train,test,unsup}.jsonl.gz of 1-3 sentence reviews whose adjective tells the label."""
+    """imdb/{train,test,unsup}.jsonl.gz of 1-3 sentence reviews whose adjective tells the label.
+    The unlabelled reviews (label -1) alternate between the two kinds, as the real unsup split mixes them."""
     rng = np.random.default_rng(0)
     (root / "imdb").mkdir(parents=True)
     for split, n in (("train", n_train), ("test", n_test), ("unsup", n_unsup)):
         labels = [-1] * n if split == "unsup" else [0] * (n // 2) + [1] * (n // 2)
-        rows = [{"text": _imdb_review(rng, max(lab, 0)), "label": lab} for lab in labels]
+        rows = [{"text": _imdb_review(rng, i % 2 if lab < 0 else lab), "label": lab} for i, lab in enumerate(labels)]
         with gzip.open(root / "imdb" / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
     return root

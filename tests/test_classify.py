@@ -220,6 +220,33 @@ def test_budget_draws_are_stratified_and_reproducible():
     assert len(odd) == 3
 
 
+def test_c_is_chosen_by_cross_validated_log_loss():
+    y = np.array([0] * 7 + [1] * 13)
+    folds = C._cv_folds(y, 5, seed=0)
+    assert len(folds) == 5
+    np.testing.assert_array_equal(np.sort(np.concatenate(folds)), np.arange(20))  # a partition
+    for f in folds:  # stratified: each class spread over the folds as evenly as it goes
+        assert (y[f] == 0).sum() in (1, 2) and (y[f] == 1).sum() in (2, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(folds, C._cv_folds(y, 5, seed=0)))  # seeded
+    assert not all(np.array_equal(a, b) for a, b in zip(folds, C._cv_folds(y, 5, seed=1)))
+    assert len(C._cv_folds(np.array([0, 0, 0, 1, 1]), 5, seed=0)) == 2  # no more folds than the smaller class
+    with pytest.raises(C.ClassifyError, match="two labelled examples of each class"):
+        C._cv_folds(np.array([0, 1, 1, 1]), 5, seed=0)
+
+    class Constant:  # predicts p(positive) = min(C, 0.3) whatever it is fitted on
+        def __init__(self, C):
+            self.p = min(C, 0.3)
+
+        def predict_proba(self, X):
+            return np.column_stack([np.full(len(X), 1 - self.p), np.full(len(X), self.p)])
+
+    y = np.array([1] * 30 + [0] * 70)
+    best, losses = C._select_c(lambda X, y, c: Constant(c), np.zeros((100, 1)), y, (0.1, 0.3, 0.9), 5, seed=0)
+    assert best == 0.3  # the share of positives minimises the log-loss; 0.9 ties with it and is larger
+    assert losses["0.3"] == pytest.approx(-(0.3 * np.log(0.3) + 0.7 * np.log(0.7)), abs=1e-6)
+    assert losses["0.1"] == pytest.approx(-(0.3 * np.log(0.1) + 0.7 * np.log(0.9)), abs=1e-6)
+
+
 def _toy_xy(n=400, d=6, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
