@@ -1040,11 +1040,18 @@ def load_unlabelled(*, source: str = "local", data_root: str | Path | None = Non
 def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = "mean", seed: int = 0,
                model_id: str | None = None, cache_dir: str | Path | None = None, split: str = "train",
                batch_size: int = 256, progress: bool = True) -> tuple[LinearHead, Features]:
-    """Fit the LR head on the features of `texts`; records the steering unit and provenance in meta."""
+    """Fit the LR head on the features of `texts`; records the steering unit, provenance and (pooling
+    mean or meanmax) the length calibration (calibrate.py) in meta."""
+    from .calibrate import calibration_meta, fit_length_scales
+
     model_id = model_id or model_sha256(vae)
-    feats = review_features(vae, texts, pooling=pooling, split=split, model_id=model_id, cache_dir=cache_dir,
-                            batch_size=batch_size, progress=progress)
+    if pooling not in POOLINGS:
+        raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    feats, S = _cached(vae, texts, [pooling, SENTENCES], split=split, model_id=model_id, tag="vae",
+                       cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     head = fit_linear_head(feats.X, labels, pooling=pooling, seed=seed)
+    if pooling != "mean_logvar":  # the snippets' pooled features need posterior means only
+        head.meta.update(calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels)))
     d = head.latent_direction(vae.latent_dim)
     head.meta.update({
         # std of sentence posterior means along the steering direction: the unit of steer(unit="std")
@@ -1058,19 +1065,28 @@ def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = 
 def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int = 0, model_id: str | None = None,
                    cache_dir: str | Path | None = None, split: str = "train", batch_size: int = 256,
                    pool: str = "mean", progress: bool = True) -> SetMLP:
-    """Fit the set MLP head (`pool` mean or attention) on the sentences of `texts`; records provenance in meta."""
+    """Fit the set MLP head (`pool` mean or attention) on the sentences of `texts`; records provenance
+    and the length calibration (calibrate.py) in meta."""
     model_id = model_id or model_sha256(vae)
     S = sentence_features(vae, texts, split=split, model_id=model_id, cache_dir=cache_dir, batch_size=batch_size,
                           progress=progress)
+    from .calibrate import calibration_meta, fit_length_scales
+
     head = fit_set_mlp(S, labels, seed=seed, pool=pool)
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
-                      "sentences": int(len(S.mu))})
+                      "sentences": int(len(S.mu)), **calibration_meta(fit_length_scales(head, S, labels, seed=seed),
+                                                                      len(labels))})
     return head
 
 
-def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
+def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256,
+                  length_scales: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """Sentiment of each text (a review or a sentence) with a saved head (LinearHead, SetMLP or
-    reviewcode.ReviewCodeHead): label and probabilities."""
+    reviewcode.ReviewCodeHead): label, probabilities and its number of sentences. With length
+    scales (`length_scales`, else the head's meta; seqvae/calibrate.py) a text of n sentences has
+    p = σ(s_n · logit): short texts are not read as surely as whole reviews."""
+    from .calibrate import head_logits, length_scale
+
     enc = encode_reviews(vae, texts, batch_size=batch_size, progress=False)
     if not isinstance(head, LinearHead):  # heads that read the sentences' μ, not a pooled vector
         X, want, got = enc.sentence_set(), len(head.mean), enc.mu.shape[1]
@@ -1080,11 +1096,18 @@ def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256) -> lis
     if got != want:
         raise ClassifyError(f"the classifier head expects {want} features, this model gives {got}: "
                             f"refit it with --train")
-    if n_empty := int((np.bincount(enc.owner, minlength=len(texts)) == 0).sum()):
+    n_sent = np.bincount(enc.owner, minlength=len(texts))
+    if n_empty := int((n_sent == 0).sum()):
         _log(f"warning: {n_empty} text(s) have no sentence: predicted from the bias alone")
-    proba = head.predict_proba(X)
+    scales = length_scales if length_scales is not None else head.meta.get("length_scales")
+    if scales:
+        z = head.decision(X) if isinstance(head, LinearHead) else head_logits(head, X)
+        p1 = 1.0 / (1.0 + np.exp(-length_scale(scales, n_sent) * z))
+        proba = np.stack([1.0 - p1, p1], axis=1)
+    else:
+        proba = head.predict_proba(X)
     return [{"text": t, "label": head.classes[int(p[1] > 0.5)], "p_" + head.classes[0]: float(p[0]),
-             "p_" + head.classes[1]: float(p[1])} for t, p in zip(texts, proba)]
+             "p_" + head.classes[1]: float(p[1]), "sentences": int(n)} for t, p, n in zip(texts, proba, n_sent)]
 
 
 def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
@@ -1332,10 +1355,13 @@ def add_classify_args(p) -> None:
                       f"in the checkpoint ({HEAD_WEIGHTS} + {HEAD_CONFIG})")
     mode.add_argument("--texts", nargs="+", metavar="TEXT", help="predict the sentiment of these reviews/sentences")
     mode.add_argument("--curve", action="store_true", help="label-budget curve with baselines (JSON, table, plot)")
+    mode.add_argument("--calibrate", action="store_true",
+                      help="fit the saved --head's length calibration (how sure it may be of a text of n "
+                           "sentences) on the train reviews and save it in the head (--train does this too)")
     p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
     p.add_argument("--head", choices=["linear", "set", "finetuned", "review"], default="linear",
-                   help="--train/--texts: the LR head on pooled μ (default; steering uses it), the set MLP "
+                   help="--train/--texts/--calibrate: the LR head on pooled μ (default; steering uses it), the set MLP "
                         f"that scores each sentence's μ ({SET_HEAD_WEIGHTS}), that head trained end to end "
                         "through the encoder (finetuned_classifier.*; the checkpoint's model is not changed), "
                         "or the LR on a review code learned from the unlabelled reviews (review_classifier.*)")
@@ -1422,6 +1448,7 @@ def _latent_model(ckpt: Path, device: str | None):
 def run_classify(args) -> int:
     from .checkpoint import resolve
 
+    from .calibrate import calibrate_head
     from .finetune import FinetunedHead, finetune_set_head
     from .reviewcode import ReviewCodeHead, train_review_head
 
@@ -1439,9 +1466,13 @@ def run_classify(args) -> int:
         vae = _latent_model(ckpt, args.device)
         if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
             _log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit with --train")
+        scales = head.meta.get("length_scales")
+        if not scales:
+            _log(f"note: this head has no length calibration, so a short text is read as surely as a review; "
+                 f"add it with `seqvae classify {ckpt} --calibrate --head {args.head}`")
         if isinstance(head, FinetunedHead):
             vae, head = head.apply(vae), head.head
-        rows = predict_texts(vae, head, args.texts, batch_size=args.batch_size)
+        rows = predict_texts(vae, head, args.texts, batch_size=args.batch_size, length_scales=scales)
         if args.json:
             print(json.dumps(rows, indent=2))
         for r in rows if not args.json else []:
@@ -1456,6 +1487,18 @@ def run_classify(args) -> int:
     model_id = checkpoint_id(ckpt)
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else ckpt / "features"
     progress = not args.no_progress
+    if args.calibrate:
+        head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead,
+                "review": ReviewCodeHead}[args.head].load(ckpt)
+        if head.meta.get("model_sha256") not in (None, model_id):
+            raise ClassifyError(f"the classifier head was fitted on other weights than {ckpt}: refit it with --train")
+        texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
+                                     max_reviews=args.max_train_reviews, seed=args.seed)
+        scales = calibrate_head(vae, head, texts, labels, model_id=model_id, cache_dir=cache_dir,
+                                batch_size=args.batch_size, progress=progress, seed=args.seed)
+        paths = head.save(ckpt)
+        print(json.dumps({"length_scales": scales, "saved": [str(p) for p in paths]}, indent=2))
+        return 0
     if args.train:
         _sklearn()  # fail before the expensive part
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
@@ -1464,6 +1507,7 @@ def run_classify(args) -> int:
             ft = finetune_set_head(vae, texts, labels, seed=args.seed, pool=args.set_pool, progress=progress,
                                    **ft_options)
             ft.meta["model_sha256"] = model_id
+            calibrate_head(vae, ft, texts, labels, batch_size=args.batch_size, progress=progress, seed=args.seed)
             paths = ft.save(ckpt)
             print(json.dumps({**ft.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0

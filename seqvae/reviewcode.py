@@ -196,12 +196,15 @@ def train_review_head(vae, texts: Sequence[str], labels: np.ndarray, unlabelled:
                       progress: bool = True) -> ReviewCodeHead:
     """The `--train --head review` head: a review encoder trained on the sentence means of the
     `unlabelled` reviews and of `texts` (no labels), then the LR on the codes of `texts` with
-    `labels`; records provenance in meta."""
+    `labels`; records provenance and the length calibration (calibrate.py) in meta."""
+    from .calibrate import calibration_meta, fit_length_scales
+
     model_id = model_id or model_sha256(vae)
     opts = {"model_id": model_id, "cache_dir": cache_dir, "batch_size": batch_size, "progress": progress}
     S = sentence_features(vae, texts, split="train", **opts)
     U = sentence_features(vae, unlabelled, split="unsup", **opts)
     head = fit_review_head(S, labels, fit_review_encoder(U.concat(S), epochs=epochs, seed=seed, progress=progress),
                            seed=seed)
-    head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean())})
+    head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
+                      **calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels))})
     return head

@@ -417,8 +417,12 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
     from seqvae.api import SeqVAE
 
     on_cli_device = SeqVAE.from_pretrained(ckpt)  # the CLI's default device: CUDA when there is one
-    want = C.SetMLP.load(ckpt).predict_proba(C.sentence_features(on_cli_device, texts, progress=False))
-    np.testing.assert_allclose([r["p_positive"] for r in rows], want[:, 1], atol=1e-6)
+    head = C.SetMLP.load(ckpt)
+    z = head.logits(C.sentence_features(on_cli_device, texts, progress=False)).detach().numpy()
+    s = head.meta["length_scales"]  # fitted with the head; the texts have 2 and 1 sentences
+    assert [r["sentences"] for r in rows] == [2, 1]
+    np.testing.assert_allclose([r["p_positive"] for r in rows], 1 / (1 + np.exp(-np.array([s[1], s[0]]) * z)),
+                               atol=1e-6)
     assert {p.name: p.read_bytes() for p in (ckpt / C.HEAD_WEIGHTS, ckpt / C.HEAD_CONFIG) if p.exists()} == linear
     assert json.loads((ckpt / C.SET_HEAD_CONFIG).read_text())["pool"] == "mean"
     assert main(argv + ["--train", "--set-pool", "attention", "--data-root", str(tiny[1]), "--no-cache"]) == 0

@@ -183,6 +183,7 @@ def test_save_load_round_trip_and_cli(blind, tmp_path, capsys):
 
 
 def test_cli_train_and_curve(tiny, tmp_path, capsys):
+    from seqvae.api import SeqVAE
     from seqvae.cli import main
 
     ckpt = tmp_path / "ckpt"
@@ -193,6 +194,18 @@ def test_cli_train_and_curve(tiny, tmp_path, capsys):
     saved = json.loads(capsys.readouterr().out)
     assert saved["n_train"] == 40 and saved["epochs_run"] == 1 and len(saved["saved"]) == 2
     assert (ckpt / F.FT_HEAD_WEIGHTS).exists() and not (ckpt / C.SET_HEAD_WEIGHTS).exists()
+    # the length calibration is fitted through the tuned encoder and applied by --texts
+    ft = F.FinetunedHead.load(ckpt)
+    assert ft.meta["length_scales"] == saved["length_scales"] and len(saved["length_scales"]) >= 1
+    texts = ["The movie was great.", "The plot was dull. The acting was boring."]
+    assert main(["classify", str(ckpt), "--head", "finetuned", "--texts", *texts, "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "no length calibration" not in cap.err
+    tuned = ft.apply(SeqVAE.from_pretrained(ckpt))
+    z = ft.head.logits(C.sentence_features(tuned, texts, progress=False)).detach().numpy()
+    s = saved["length_scales"]
+    want = 1 / (1 + np.exp(-np.array([s[0], s[min(2, len(s)) - 1]]) * z))
+    np.testing.assert_allclose([r["p_positive"] for r in json.loads(cap.out)], want, atol=1e-6)
 
     out = tmp_path / "curve"
     assert main(base + ["--curve", "--out", str(out), "--budgets", "10,1000", "--draws", "2", "--no-baselines",

@@ -108,9 +108,12 @@ def test_review_head_cli_and_curve_row(tiny, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     from seqvae.api import SeqVAE
 
-    want = R.ReviewCodeHead.load(ckpt).predict_proba(C.sentence_features(SeqVAE.from_pretrained(ckpt), texts,
-                                                                         progress=False))
-    np.testing.assert_allclose([r["p_positive"] for r in rows], want[:, 1], atol=1e-6)
+    head = R.ReviewCodeHead.load(ckpt)
+    z = head.linear.decision(head.encoder.embed(C.sentence_features(SeqVAE.from_pretrained(ckpt), texts,
+                                                                    progress=False)))
+    s = head.meta["length_scales"]  # fitted with the head; the texts have 2 and 1 sentences
+    np.testing.assert_allclose([r["p_positive"] for r in rows], 1 / (1 + np.exp(-np.array([s[1], s[0]]) * z)),
+                               atol=1e-6)
     # the curve row: one encoder for every draw, trained on unlabelled + train texts
     out = tmp_path / "curve"
     assert main(["classify", str(ckpt), "--curve", "--out", str(out), "--data-root", str(tiny[1]), "--budgets",
