@@ -50,6 +50,8 @@ def test_shipped_sentiment_head_fits_its_weights(path, kind):
         pytest.skip(f"{path.name} ships no {kind} sentiment head")
     head = cls.load(path)
     assert head.meta["model_sha256"] == classify.checkpoint_id(path), "head fitted on other weights: refit --train"
+    scales = head.meta.get("length_scales")  # shipped heads are calibrated for short texts (calibrate.py)
+    assert scales and all(s > 0 for s in scales) and scales[0] < scales[-1], "no length calibration: --calibrate"
     vae = SeqVAE.from_pretrained(path, device="cpu")
     if kind == "finetuned":
         vae, head = head.apply(vae), head.head
@@ -58,6 +60,6 @@ def test_shipped_sentiment_head_fits_its_weights(path, kind):
            "One of the best films of the year.", "Great performances and a beautiful story."]
     neg = ["A dull, boring mess and a waste of time.", "This is the worst movie I have ever seen.",
            "Terrible acting and an awful script.", "Avoid this film at all costs."]
-    p_pos = [p["p_positive"] for p in classify.predict_texts(vae, head, pos + neg)]
+    p_pos = [p["p_positive"] for p in classify.predict_texts(vae, head, pos + neg, length_scales=scales)]
     # a small probe is not right on every sentence, but it must rank plain praise above plain pans
     assert sum(p_pos[:4]) / 4 > sum(p_pos[4:]) / 4 + 0.2, p_pos
