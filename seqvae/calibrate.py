@@ -51,9 +51,12 @@ def snippets(S: SentenceSet, k: int, rng: np.random.Generator) -> tuple[Sentence
     return SentenceSet(S.mu[rows], np.repeat(np.arange(len(keep)), k), len(keep)), keep
 
 
+MAX_SCALE = 100.0  # where the snippets are perfectly separated the loss falls forever: stop here
+
+
 def best_scale(z: np.ndarray, y: np.ndarray, steps: int = 50) -> float:
-    """argmin over s > 0 of the mean log-loss of σ(s z) against labels y (0/1), by Newton's method
-    on the convex loss; 0 if z carries no sign information at all."""
+    """argmin over 0 < s <= MAX_SCALE of the mean log-loss of σ(s z) against labels y (0/1), by
+    Newton's method on the convex loss; 1 where z is all zero (nothing to scale)."""
     m = np.asarray(z, np.float64) * (2 * np.asarray(y) - 1)  # margin per unit of scale
     s = 1.0
     for _ in range(steps):
@@ -61,7 +64,7 @@ def best_scale(z: np.ndarray, y: np.ndarray, steps: int = 50) -> float:
         grad, hess = -np.mean(m * q), np.mean(m * m * q * (1 - q))
         if hess <= 1e-12:
             break
-        s_new = max(s - grad / hess, s / 10)  # damped: stays positive
+        s_new = min(max(s - grad / hess, s / 10), MAX_SCALE)  # damped: stays positive
         if abs(s_new - s) < 1e-9:
             s = s_new
             break

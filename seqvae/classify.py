@@ -1067,11 +1067,11 @@ def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int =
                    pool: str = "mean", progress: bool = True) -> SetMLP:
     """Fit the set MLP head (`pool` mean or attention) on the sentences of `texts`; records provenance
     and the length calibration (calibrate.py) in meta."""
+    from .calibrate import calibration_meta, fit_length_scales
+
     model_id = model_id or model_sha256(vae)
     S = sentence_features(vae, texts, split=split, model_id=model_id, cache_dir=cache_dir, batch_size=batch_size,
                           progress=progress)
-    from .calibrate import calibration_meta, fit_length_scales
-
     head = fit_set_mlp(S, labels, seed=seed, pool=pool)
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
                       "sentences": int(len(S.mu)), **calibration_meta(fit_length_scales(head, S, labels, seed=seed),

@@ -19,6 +19,8 @@ def test_best_scale_recovers_the_true_temperature():
     m = z * (2 * y - 1)  # the log-loss's derivative in s is zero there
     assert abs(np.mean(m / (1 + np.exp(s * m)))) < 1e-6
     assert K.best_scale(z, 1 - y) > 0  # a head that is always wrong still gets a positive scale (never flips)
+    assert K.best_scale(z, (z > 0).astype(np.int64)) == K.MAX_SCALE  # perfectly separated: capped, not infinite
+    assert K.best_scale(np.zeros(10), np.arange(10) % 2) == 1.0  # no evidence: nothing to scale
 
 
 def test_snippets_and_scale_lookup_on_a_hand_made_example():
