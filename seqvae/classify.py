@@ -1247,6 +1247,8 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     posterior means along d (so strength 2 moves two typical spreads), "l2" = 1 (plain L2
     distance in z, which is also the prior's std along any direction). Both codes are decoded
     greedily; the steered sentence is encoded again and classified to see whether its label flipped.
+    The probabilities are those of one sentence: with the head's length calibration (calibrate.py)
+    when it has one, as `seqvae classify --texts` gives them.
     """
     import torch
 
@@ -1259,11 +1261,20 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     sentence = " ".join(review_to_sentences(text)) or text.strip()
     if not sentence:
         raise ClassifyError("nothing to steer: the text is empty")
+    from .calibrate import length_scale
+
     Z = vae.latent_dim
     post = vae.encode([sentence])
     mu, logvar = post.mu.float().cpu().numpy(), post.logvar.float().cpu().numpy()  # (1, Z) each
     d = head.latent_direction(Z)  # (Z,) toward the positive class
-    p_classes = head.predict_proba(pool(mu, logvar, np.arange(1), 1, head.pooling))[0]  # (2,) for μ
+    s1 = float(length_scale(head.meta.get("length_scales"), np.ones(1))[0])  # one sentence (calibrate.py)
+
+    def proba(codes: np.ndarray, lv: np.ndarray) -> np.ndarray:  # (N, 2) for N one-sentence codes
+        p1 = 1.0 / (1.0 + np.exp(-s1 * head.decision(pool(codes, lv, np.arange(len(codes)), len(codes),
+                                                         head.pooling))))
+        return np.stack([1.0 - p1, p1], axis=1)
+
+    p_classes = proba(mu, logvar)[0]  # (2,) for μ
     if to is None:
         to = head.classes[0] if p_classes[1] > 0.5 else head.classes[1]
     sign = 1.0 if head.classes.index(to) == 1 else -1.0
@@ -1275,8 +1286,7 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     rec, steered = vae.decode(torch.from_numpy(z).to(vae.device), strategy="greedy", max_len=max_len)
 
     def p_target(codes: np.ndarray, lv: np.ndarray) -> np.ndarray:
-        X = pool(codes, lv, np.arange(len(codes)), len(codes), head.pooling)
-        return head.predict_proba(X)[:, head.classes.index(to)]
+        return proba(codes, lv)[:, head.classes.index(to)]
 
     p_before = float(p_classes[head.classes.index(to)])
     p_latent = float(p_target(z[1:], logvar)[0])

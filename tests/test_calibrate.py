@@ -92,6 +92,11 @@ def test_calibrate_cli_adds_scales_that_texts_apply(tiny, tmp_path, capsys):
     want = 1 / (1 + np.exp(-np.array([fitted[0], fitted[min(2, len(fitted)) - 1]]) * z))
     np.testing.assert_allclose([r["p_positive"] for r in rows], want, rtol=1e-6)
     assert [r["label"] for r in rows] == ["positive" if p > 0.5 else "negative" for p in raw]  # verdicts kept
+    from seqvae.api import SeqVAE
+
+    vae = SeqVAE.from_pretrained(ckpt)  # steering reads one sentence as --texts does: calibrated
+    r = C.steer(vae, C.LinearHead.load(ckpt), texts[0], to="positive", strength=0.0)
+    assert r.p_target_before == pytest.approx(rows[0]["p_positive"], abs=1e-6)
     # a head fitted on other weights is not calibrated against this model
     cfg = json.loads((ckpt / C.HEAD_CONFIG).read_text())
     (ckpt / C.HEAD_CONFIG).write_text(json.dumps({**cfg, "model_sha256": "0" * 64}))
