@@ -27,19 +27,14 @@ MAX_SENTENCES = 16  # K: scales are fitted for snippets of 1..K sentences
 
 
 def head_logits(head, S: SentenceSet) -> np.ndarray:
-    """(n_reviews,) positive-class logits of a LinearHead, SetMLP or ReviewCodeHead on the reviews of S."""
-    import torch
-
+    """(n_reviews,) positive-class logits of a LinearHead (on S pooled as it pools), SetMLP or
+    ReviewCodeHead on the reviews of S."""
     if isinstance(head, LinearHead):
         if head.pooling == "mean_logvar":
             raise ClassifyError("length calibration needs a head that reads posterior means only "
                                 "(pooling mean or meanmax), not mean_logvar")
         return head.decision(pool(S.mu, S.mu, S.owner, S.n_reviews, head.pooling))
-    if hasattr(head, "linear"):  # reviewcode.ReviewCodeHead
-        return head.linear.decision(head.encoder.embed(S))
-    head.net.eval()
-    with torch.no_grad():
-        return head.logits(S).numpy().astype(np.float64)
+    return head.decision(S)
 
 
 def snippets(S: SentenceSet, k: int, rng: np.random.Generator) -> tuple[SentenceSet, np.ndarray]:
@@ -110,8 +105,9 @@ def calibrate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, model
     finetune.FinetunedHead) on the labelled reviews `texts` and put them in its meta; returns them.
     A fine-tuned head's sentence means come from its own encoder (not cached)."""
     from .classify import encode_reviews, sentence_features
+    from .finetune import FinetunedHead
 
-    if hasattr(head, "encoder_state"):  # FinetunedHead
+    if isinstance(head, FinetunedHead):
         S = encode_reviews(head.apply(vae), texts, batch_size=batch_size, progress=progress,
                            desc="encode (tuned)").sentence_set()
         inner = head.head

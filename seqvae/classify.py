@@ -409,6 +409,13 @@ def _standardise_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def scaled_proba(z: np.ndarray, scale=1.0) -> np.ndarray:
+    """(N, 2) p(negative), p(positive) = σ(scale · z) for positive-class logits z (scale: a number,
+    or one per row: calibrate.py's length scales)."""
+    p1 = 1.0 / (1.0 + np.exp(-scale * np.asarray(z, dtype=np.float64)))
+    return np.stack([1.0 - p1, p1], axis=1)
+
+
 @dataclass
 class LinearHead:
     """Binary logistic regression on standardised features: p(positive | x) = σ(w·(x − m)/s + b)."""
@@ -428,8 +435,7 @@ class LinearHead:
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(N, 2): p(negative), p(positive)."""
-        p1 = 1.0 / (1.0 + np.exp(-self.decision(X)))
-        return np.stack([1.0 - p1, p1], axis=1)
+        return scaled_proba(self.decision(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return (self.decision(X) > 0).astype(np.int64)
@@ -692,12 +698,18 @@ class SetMLP:
         counts = torch.bincount(owner, minlength=n_reviews).clamp(min=1).to(per)
         return self.net.b + zeros.index_add(0, owner, per) / counts
 
-    def predict_proba(self, S: SentenceSet) -> np.ndarray:
+    def decision(self, S: SentenceSet) -> np.ndarray:
+        """(n_reviews,) float64 logits of the positive class (eval mode, no gradients)."""
         import torch
 
         self.net.eval()
         with torch.no_grad():
-            p = torch.sigmoid(self.logits(S)).numpy().astype(np.float64)
+            return self.logits(S).numpy().astype(np.float64)
+
+    def predict_proba(self, S: SentenceSet) -> np.ndarray:
+        import torch
+
+        p = torch.sigmoid(torch.from_numpy(self.decision(S)).float()).numpy().astype(np.float64)
         return np.stack([1 - p, p], axis=1)
 
     def predict(self, S: SentenceSet) -> np.ndarray:
@@ -1085,7 +1097,7 @@ def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256,
     reviewcode.ReviewCodeHead): label, probabilities and its number of sentences. With length
     scales (`length_scales`, else the head's meta; seqvae/calibrate.py) a text of n sentences has
     p = σ(s_n · logit): short texts are not read as surely as whole reviews."""
-    from .calibrate import head_logits, length_scale
+    from .calibrate import length_scale
 
     enc = encode_reviews(vae, texts, batch_size=batch_size, progress=False)
     if not isinstance(head, LinearHead):  # heads that read the sentences' μ, not a pooled vector
@@ -1100,10 +1112,8 @@ def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256,
     if n_empty := int((n_sent == 0).sum()):
         _log(f"warning: {n_empty} text(s) have no sentence: predicted from the bias alone")
     scales = length_scales if length_scales is not None else head.meta.get("length_scales")
-    if scales:
-        z = head.decision(X) if isinstance(head, LinearHead) else head_logits(head, X)
-        p1 = 1.0 / (1.0 + np.exp(-length_scale(scales, n_sent) * z))
-        proba = np.stack([1.0 - p1, p1], axis=1)
+    if scales:  # every head's decision() reads its own X: pooled features, or the sentence set
+        proba = scaled_proba(head.decision(X), length_scale(scales, n_sent))
     else:
         proba = head.predict_proba(X)
     return [{"text": t, "label": head.classes[int(p[1] > 0.5)], "p_" + head.classes[0]: float(p[0]),
@@ -1270,9 +1280,7 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     s1 = float(length_scale(head.meta.get("length_scales"), np.ones(1))[0])  # one sentence (calibrate.py)
 
     def proba(codes: np.ndarray, lv: np.ndarray) -> np.ndarray:  # (N, 2) for N one-sentence codes
-        p1 = 1.0 / (1.0 + np.exp(-s1 * head.decision(pool(codes, lv, np.arange(len(codes)), len(codes),
-                                                         head.pooling))))
-        return np.stack([1.0 - p1, p1], axis=1)
+        return scaled_proba(head.decision(pool(codes, lv, np.arange(len(codes)), len(codes), head.pooling)), s1)
 
     p_classes = proba(mu, logvar)[0]  # (2,) for μ
     if to is None:
@@ -1463,6 +1471,7 @@ def run_classify(args) -> int:
     from .reviewcode import ReviewCodeHead, train_review_head
 
     ckpt = resolve(args.checkpoint)
+    head_cls = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead, "review": ReviewCodeHead}[args.head]
     set_head = args.head == "set"
     if args.finetune_epochs < 1 or not args.finetune_lr > 0 or not args.finetune_elbo >= 0:
         raise ClassifyError("--finetune-epochs must be >= 1, --finetune-lr > 0 and --finetune-elbo >= 0")
@@ -1471,8 +1480,7 @@ def run_classify(args) -> int:
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     if args.texts:
         # the head before the model: a missing head fails fast
-        head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead,
-                "review": ReviewCodeHead}[args.head].load(ckpt)
+        head = head_cls.load(ckpt)
         vae = _latent_model(ckpt, args.device)
         if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
             _log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit with --train")
@@ -1498,8 +1506,7 @@ def run_classify(args) -> int:
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else ckpt / "features"
     progress = not args.no_progress
     if args.calibrate:
-        head = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead,
-                "review": ReviewCodeHead}[args.head].load(ckpt)
+        head = head_cls.load(ckpt)
         if head.meta.get("model_sha256") not in (None, model_id):
             raise ClassifyError(f"the classifier head was fitted on other weights than {ckpt}: refit it with --train")
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,

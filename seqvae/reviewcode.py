@@ -152,6 +152,10 @@ class ReviewCodeHead:
     def mean(self) -> np.ndarray:  # the sentence-μ standardisation: its length is the latent size it reads
         return self.encoder.mean
 
+    def decision(self, S: SentenceSet) -> np.ndarray:
+        """(n_reviews,) logits of the positive class."""
+        return self.linear.decision(self.encoder.embed(S))
+
     def predict_proba(self, S: SentenceSet) -> np.ndarray:
         return self.linear.predict_proba(self.encoder.embed(S))
 
