@@ -1435,8 +1435,8 @@ def _split_values(text: str, flag: str, cast, what: str) -> list:
 def _parse_budgets(text: str) -> list[int]:
     budgets = _split_values(text, "--budgets", lambda b: int(b.replace("_", "")), "integers")
     if not budgets or min(budgets) < 4:
-        raise ClassifyError("--budgets: every budget must be an integer >= 4 (two reviews of each class to fit "
-                            "on and one of each to choose C on)")
+        raise ClassifyError("--budgets: every budget must be an integer >= 4 (two reviews of each class, the "
+                            "fewest that cross-validation can choose C with)")
     return budgets
 
 
