@@ -148,11 +148,19 @@ def _cmd_train(args) -> int:
             raise ConfigError("train needs --data DIR and --out RUN_DIR (or --resume RUN_DIR)")
         cfg = build_run_config(args)
         trainer = Trainer(cfg, args.data, args.out, device=args.device, progress=progress, overwrite=args.overwrite)
+    main = trainer.ranks.main  # under torchrun, only the first process speaks
     kind = "VAE" if trainer.cfg.model.latent else "LM"
-    print(f"{kind}: {trainer.model.num_parameters():,} parameters, {len(trainer.train_set):,} train sentences, "
-          f"device {trainer.device}", file=sys.stderr)
-    summary = trainer.fit()
-    print(json.dumps(summary, indent=2))
+    if main:
+        where = f"{trainer.ranks.world} processes on {trainer.device.type}" if trainer.ranks.world > 1 else \
+            f"device {trainer.device}"
+        print(f"{kind}: {trainer.model.num_parameters():,} parameters, {len(trainer.train_set):,} train sentences, "
+              f"{where}", file=sys.stderr)
+    try:
+        summary = trainer.fit()
+    finally:
+        trainer.close()
+    if main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -10,6 +10,11 @@ one JSON row per log step (split "train") and per evaluation (split "valid").
 Speed notes: batches come from length-sorted pools (little padding), logits are computed
 only at real target positions, and nothing synchronises with the device between log steps
 (running sums stay on the device; token counts come from CPU-side lengths).
+
+Several devices: launched by torchrun (`torchrun --nproc_per_node 4 -m seqvae.cli train ...`), each
+process takes 1/world of every batch (DistributedDataParallel averages the gradients), so
+`batch_size` stays the sentences per optimisation step and a run on N devices follows the same
+batches, steps and loss as on one. Only the first process evaluates, logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +44,59 @@ from .model import SentenceVAE
 from .tokenizer import load_tokenizer, same_tokenizer
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a torchrun launch (one process per device), or the only process."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0  # rank on this machine: the CUDA device it trains on
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Ranks":
+        """From torchrun's WORLD_SIZE, RANK and LOCAL_RANK (absent: a single process)."""
+        try:
+            world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+        except ValueError:
+            raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (torchrun sets them)") from None
+        if world < 1 or not 0 <= rank < world or local < 0:
+            raise ConfigError(f"bad torchrun environment: RANK {rank}, WORLD_SIZE {world}, LOCAL_RANK {local}")
+        return cls(rank, world, local)
+
+
+def _process_device(device: str | torch.device | None, ranks: Ranks) -> torch.device:
+    """The device of this process: under torchrun with CUDA, cuda:LOCAL_RANK."""
+    dev = resolve_device(device)
+    if ranks.world > 1 and dev.type == "cuda":
+        if dev.index is not None:
+            raise ConfigError(f"device {device!r}: under torchrun each process trains on cuda:LOCAL_RANK; "
+                              "pass --device cuda (or nothing)")
+        dev = resolve_device(f"cuda:{ranks.local}")
+        torch.cuda.set_device(dev)
+    return dev
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, data_dir: str | Path, out_dir: str | Path, *,
                  device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
                  _state: dict[str, Any] | None = None):
         self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
-        self.progress = progress
-        self.device = resolve_device(device)
+        self.ranks = Ranks.from_env()
+        self.progress = progress and self.ranks.main
+        self.device = _process_device(device, self.ranks)
         tc = cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
         if _state is None and self._holds_run():
             if not overwrite:
                 raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
-            self._clear_run()
+            if self.ranks.main:
+                self._clear_run()
 
         self.data_meta = {**read_meta(self.data_dir), "data_dir": str(self.data_dir)}
         self.tokenizer = load_tokenizer(self.data_dir)
@@ -77,8 +123,60 @@ class Trainer:
         self.train_time = 0.0
         if _state is not None:
             self._load_state(_state)
-        elif tc.init_from:
-            self._init_from(tc.init_from)
+        else:
+            if tc.init_from:
+                self._init_from(tc.init_from)
+            if not self.ranks.main:  # the same initial weights everywhere, then each its own noise
+                torch.manual_seed(self._rank_seed())
+        self.ddp = self._join_processes() if self.ranks.world > 1 else None
+
+    # ------------------------------------------------------------------ processes (torchrun)
+    def _join_processes(self):
+        """Join torchrun's process group and wrap the model in DistributedDataParallel."""
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not dist.is_initialized():
+            if "MASTER_ADDR" not in os.environ:
+                raise ConfigError(f"WORLD_SIZE is {self.ranks.world} but MASTER_ADDR is not set: launch several "
+                                  "processes with torchrun")
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if dist.get_world_size() != self.ranks.world:
+            raise ConfigError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says "
+                              f"{self.ranks.world}")
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
+
+    def _rank_seed(self) -> int:
+        """The RNG seed of a process other than the first (word dropout, z noise), from (seed, rank, step)."""
+        return int(np.random.SeedSequence([self.cfg.train.seed, self.ranks.rank, self.step]).generate_state(1)[0])
+
+    def _sum_over_ranks(self, acc: torch.Tensor, tokens: int) -> tuple[torch.Tensor, int]:
+        import torch.distributed as dist
+
+        total = torch.cat([acc.double(), torch.full((1,), float(tokens), dtype=torch.float64, device=acc.device)])
+        dist.all_reduce(total)
+        return total[:-1], int(total[-1].item())
+
+    def _from_main(self, obj):
+        """The first process's `obj`, in every process."""
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self) -> None:
+        """Leave torchrun's process group together (a single process has nothing to do). NCCL's group
+        is destroyed, as PyTorch asks; gloo's is left to process exit: destroying it hung one process
+        in about one CPU run of ten here (torch 2.13), exiting never did."""
+        import torch.distributed as dist
+
+        if self.ddp is not None and dist.is_initialized():
+            dist.barrier()
+            if dist.get_backend() == "nccl":
+                dist.destroy_process_group()
+        self.ddp = None
 
     # ------------------------------------------------------------------ run dir
     def _run_entries(self) -> list[Path]:
@@ -136,18 +234,38 @@ class Trainer:
         self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
         self.stopped_early = bool(state.get("stopped_early", False))
         self.train_time = float(state.get("train_time", 0.0))
-        torch.set_rng_state(state["rng_cpu"])
-        if self.device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
-        self._truncate_log(self.step)
+        rngs = state.get("rng_ranks") or [{k: state[k] for k in ("rng_cpu", "rng_cuda") if k in state}]
+        if len(rngs) == self.ranks.world:  # the same number of processes as the saved run: each its own RNG
+            torch.set_rng_state(rngs[self.ranks.rank]["rng_cpu"])
+            if self.device.type == "cuda" and "rng_cuda" in rngs[self.ranks.rank]:
+                torch.cuda.set_rng_state(rngs[self.ranks.rank]["rng_cuda"], self.device)
+        elif self.ranks.main:  # another number: the first process continues the saved RNG, the others reseed
+            torch.set_rng_state(state["rng_cpu"])
+            if self.device.type == "cuda" and "rng_cuda" in state:
+                torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        else:
+            torch.manual_seed(self._rank_seed())
+        if self.ranks.main:
+            self._truncate_log(self.step)
+
+    def _rng(self) -> dict[str, torch.Tensor]:
+        rng = {"rng_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return rng
 
     def _state(self) -> dict[str, Any]:
+        """What --resume needs besides the weights. Under torchrun a collective: every process's RNG."""
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir),
-                 "rng_cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+                 **self._rng()}
+        if self.ranks.world > 1:
+            import torch.distributed as dist
+
+            rngs = [None] * self.ranks.world
+            dist.all_gather_object(rngs, {k: v.cpu() for k, v in self._rng().items()})
+            state["rng_ranks"] = rngs
         return state
 
     # ------------------------------------------------------------------ logging
@@ -156,6 +274,8 @@ class Trainer:
         return self.out_dir / "metrics.jsonl"
 
     def _log(self, row: dict[str, Any]) -> None:
+        if not self.ranks.main:
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
@@ -183,20 +303,25 @@ class Trainer:
 
     def train_step(self, idx) -> tuple[torch.Tensor, int]:
         """One optimisation step on the sentences `idx`. Returns (device-side stats, target tokens)."""
-        tc, mc = self.cfg.train, self.cfg.model
+        tc, mc, world = self.cfg.train, self.cfg.model, self.ranks.world
         idx = np.asarray(idx)
         idx = idx[np.argsort(-self.train_set.lengths[idx], kind="stable")]  # longest first: packs without a sync
+        n_step = len(idx)  # sentences in this optimisation step, over all processes
+        if world > 1:  # every process a slice of the same length profile (no process waits long for another)
+            idx = idx[self.ranks.rank :: world]
         cpu_batch = collate([self.train_set[i] for i in idx], pad_id=mc.pad_id, bos_id=mc.bos_id, eos_id=mc.eos_id)
         n_tokens = cpu_batch.num_target_tokens
         batch = cpu_batch.to(self.device)
         dec_in = word_dropout(batch.dec_in, tc.word_dropout, unk_id=mc.unk_id, pad_id=mc.pad_id)
         beta = kl_weight(self.step, tc)
         with self._autocast():
-            out = self.model(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
-                             free_bits=tc.free_bits)
+            out = (self.ddp or self.model)(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
+                                           free_bits=tc.free_bits)
             loss = elbo_loss(out.rec, out.kl, beta)
-            if tc.bow_weight > 0:
+            if tc.bow_weight > 0 or (world > 1 and out.bow is not None):  # DDP waits for every parameter's grad
                 loss = loss + tc.bow_weight * out.bow.mean()
+            if world > 1:  # DDP averages the processes' gradients: weigh each by its share of the step
+                loss = loss * (batch.size * world / n_step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
@@ -207,10 +332,12 @@ class Trainer:
             raw_kl = gaussian_kl(out.mu, out.logvar) if out.mu is not None else out.kl
             bow = out.bow.detach().float().sum() if out.bow is not None else torch.zeros((), device=loss.device)
             # (loss, rec sum, kl sum, bow sum, sentences, steps): summed on the device, read at log steps only
-            # (torch.full, not torch.tensor: a host-to-device copy would synchronise on a GPU)
-            stats = torch.stack([loss.detach().float(), out.rec.detach().float().sum(), raw_kl.detach().float().sum(),
-                                 bow, torch.full((), float(batch.size), device=loss.device),
-                                 torch.ones((), device=loss.device)])
+            # (torch.full, not torch.tensor: a host-to-device copy would synchronise on a GPU); under torchrun
+            # each process holds 1/world of the step's loss and step, summed over the processes at log steps
+            stats = torch.stack([loss.detach().float() / world, out.rec.detach().float().sum(),
+                                 raw_kl.detach().float().sum(), bow,
+                                 torch.full((), float(batch.size), device=loss.device),
+                                 torch.full((), 1.0 / world, device=loss.device)])
         return stats, n_tokens
 
     def validate(self) -> dict[str, Any]:
@@ -220,7 +347,9 @@ class Trainer:
                         seed=tc.seed)
 
     def _evaluate_and_save(self) -> None:
-        res = self.validate()
+        res = self.validate() if self.ranks.main else None  # the others wait: the weights are the same
+        if self.ranks.world > 1:
+            res = self._from_main(res)
         score = res["nll"]  # exact NLL for the LM, -ELBO (beta = 1, no free bits) for the VAE
         improved = score < self.best
         if improved:
@@ -232,11 +361,14 @@ class Trainer:
         if self.cfg.train.patience and self.bad_evals >= self.cfg.train.patience:
             self.stopped_early = True  # before last/ is written, so that a resume stays stopped
         meta = {"step": self.step, "valid": res}
+        state = self._state()  # every process takes part (its RNG), the first one writes
+        if not self.ranks.main:
+            return
         if improved:
             checkpoint.save(self.out_dir / "best", self.model, self.tokenizer, train_cfg=self.cfg.train,
                             data_meta=self.data_meta, metrics=meta)
         checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
-                        data_meta=self.data_meta, metrics=meta, trainer_state=self._state())
+                        data_meta=self.data_meta, metrics=meta, trainer_state=state)
         if self.progress:
             tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
                        f"ppl {res['ppl']:.1f} au {res['au']} mi {res['mi']:.2f}" + ("  (best)" if improved else ""))
@@ -254,6 +386,8 @@ class Trainer:
             while self.batch_pos < len(batches) and self.step < stop and not self.stopped_early:
                 idx = batches[self.batch_pos]
                 self.batch_pos += 1
+                if len(idx) < self.ranks.world:  # an epoch's short last batch: too few for every process
+                    continue
                 t = time.perf_counter()
                 stats, n_tok = self.train_step(idx)
                 self.train_time += time.perf_counter() - t
@@ -261,6 +395,8 @@ class Trainer:
                 tokens += n_tok
                 bar.update(1)
                 if self.step % tc.log_every == 0 and acc is not None:
+                    if self.ranks.world > 1:
+                        acc, tokens = self._sum_over_ranks(acc, tokens)
                     now = time.perf_counter()
                     loss_sum, rec, kl, bow, n, steps = acc.tolist()  # the only device sync between evaluations
                     row = {"step": self.step, "split": "train", "loss": loss_sum / steps,
@@ -285,4 +421,8 @@ class Trainer:
 def train(cfg: RunConfig | None = None, data_dir: str | Path = "data/imdb", out_dir: str | Path = "runs/default",
           **kwargs) -> dict[str, Any]:
     """One call: build a Trainer and fit it."""
-    return Trainer(cfg or RunConfig(), data_dir, out_dir, **kwargs).fit()
+    trainer = Trainer(cfg or RunConfig(), data_dir, out_dir, **kwargs)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

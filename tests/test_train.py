@@ -14,10 +14,10 @@ from seqvae.train import Trainer
 TINY_MODEL = ModelConfig(embed_dim=16, hidden_dim=32, latent_dim=8)
 
 
-def tiny_cfg(**train):
+def tiny_cfg(model=TINY_MODEL, **train):
     base = dict(batch_size=16, max_steps=20, eval_every=10, log_every=5, kl_schedule="logistic", kl_x0=10,
                 kl_k=0.3, word_dropout=0.2, seed=0)
-    return RunConfig(model=TINY_MODEL, train=TrainConfig(**{**base, **train}))
+    return RunConfig(model=model, train=TrainConfig(**{**base, **train}))
 
 
 @pytest.mark.parametrize("interrupt_at", [10, 17])
@@ -210,3 +210,95 @@ def test_init_from_starts_from_the_checkpoint_weights_and_checks_it_fits(tiny_da
     with pytest.raises(ConfigError, match="tokenizer"):
         Trainer(tiny_cfg(init_from=str(tmp_path / "base")), swapped, tmp_path / "sw", device="cpu", progress=False)
     assert not (tmp_path / "other").exists() and not (tmp_path / "sw").exists()
+
+
+# ---------------------------------------------------------------------------- several processes (torchrun)
+def _torchrun(args, nproc=2):
+    """`seqvae train ARGS` in `nproc` CPU processes under torchrun (gloo), as a user launches it."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "seqvae.cli", "train", "--device", "cpu", "--no-progress", *map(str, args)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _config_file(path, cfg):
+    path.write_text(json.dumps({"model": cfg.model.to_dict(), "train": cfg.train.to_dict()}))
+    return path
+
+
+def _rows(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_train_what_one_does(tiny_data_dir, tmp_path):
+    """torchrun splits every batch over the processes and DDP averages the gradients with each
+    process's share as weight: a deterministic model (the LM, no dropout) ends where one process
+    ends, batch for batch, also when a batch (7 sentences) does not split evenly."""
+    from safetensors.torch import load_file
+
+    cfg = tiny_cfg(TINY_MODEL.replace(latent=False, embed_dropout=0.0), batch_size=7, max_steps=30,
+                   word_dropout=0.0, lr=3e-3)
+    Trainer(cfg, tiny_data_dir, tmp_path / "one", device="cpu", progress=False).fit()
+    res = _torchrun(["--data", tiny_data_dir, "--out", tmp_path / "two",
+                     "--config", _config_file(tmp_path / "lm.json", cfg)])
+    assert "2 processes on cpu" in res.stderr and json.loads(res.stdout)["step"] == 30  # printed once
+    one, two = (load_file(tmp_path / run / "last" / "model.safetensors") for run in ("one", "two"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5)
+    rows_one, rows_two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    assert [(r["step"], r["split"]) for r in rows_two] == [(r["step"], r["split"]) for r in rows_one]  # once each
+    for a, b in zip(rows_one, rows_two):
+        for key in ("loss", "rec", "nll"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+
+
+def test_two_processes_resume_exactly(tiny_data_dir, tmp_path):
+    """A VAE under torchrun (word dropout, z noise: each process its own RNG stream, all saved in
+    last/) resumed at step 10 ends bit for bit where the uninterrupted run ends."""
+    cfg = tiny_cfg(TINY_MODEL.replace(bow_head=True), max_steps=20, bow_weight=0.5)
+    common = ["--config", _config_file(tmp_path / "vae.json", cfg), "--data", tiny_data_dir]
+    _torchrun([*common, "--out", tmp_path / "full"])
+    _torchrun([*common, "--out", tmp_path / "part", "--max-steps", "10"])
+    state = checkpoint.load_trainer_state(tmp_path / "part" / "last")
+    assert len(state["rng_ranks"]) == 2 and not torch.equal(state["rng_ranks"][0]["rng_cpu"],
+                                                            state["rng_ranks"][1]["rng_cpu"])
+    _torchrun(["--resume", tmp_path / "part", "--max-steps", "20"])
+    full = (tmp_path / "full" / "last" / "model.safetensors").read_bytes()
+    assert (tmp_path / "part" / "last" / "model.safetensors").read_bytes() == full
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]  # noqa: E731
+    assert strip(_rows(tmp_path / "part")) == strip(_rows(tmp_path / "full"))
+
+
+def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
+    from seqvae.train import Ranks
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ConfigError, match="RANK 2, WORLD_SIZE 2"):
+        Ranks.from_env()
+    monkeypatch.setenv("RANK", "one")
+    with pytest.raises(ConfigError, match="must be integers"):
+        Ranks.from_env()
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert Ranks.from_env() == Ranks(1, 2, 1) and not Ranks.from_env().main
+
+
+def test_world_size_without_torchrun_is_a_one_line_error(tiny_data_dir, tmp_path, monkeypatch, capsys):
+    from seqvae.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    assert main(["train", "--data", str(tiny_data_dir), "--out", str(tmp_path / "run"), "--preset", "tiny",
+                 "--device", "cpu", "--no-progress"]) == 2
+    assert "MASTER_ADDR is not set" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
