@@ -319,7 +319,7 @@ def _add_classify(sub) -> None:
 
 
 def _add_steer(sub) -> None:
-    from .classify import add_steer_args, run_steer
+    from .steer import add_steer_args, run_steer
 
     p = sub.add_parser("steer", help="move a sentence's z along the classifier's direction and decode it")
     add_steer_args(p)

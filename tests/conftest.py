@@ -157,3 +157,16 @@ def tiny(tmp_path_factory):
     model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=4))
     ckpt = checkpoint.save(base / "ckpt", model, tok)
     return ckpt, root
+
+
+@pytest.fixture
+def one_line(capsys):
+    """one_line(argv, pattern): `seqvae ARGV` exits 2 with one stderr line, "seqvae: error: ..." with `pattern`."""
+    from seqvae.cli import main
+
+    def check(argv, pattern):
+        assert main([str(a) for a in argv]) == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("seqvae: error:") and pattern in lines[0], lines
+
+    return check

@@ -95,7 +95,9 @@ def test_calibrate_cli_adds_scales_that_texts_apply(tiny, tmp_path, capsys):
     from seqvae.api import SeqVAE
 
     vae = SeqVAE.from_pretrained(ckpt)  # steering reads one sentence as --texts does: calibrated
-    r = C.steer(vae, C.LinearHead.load(ckpt), texts[0], to="positive", strength=0.0)
+    from seqvae.steer import steer
+
+    r = steer(vae, C.LinearHead.load(ckpt), texts[0], to="positive", strength=0.0)
     assert r.p_target_before == pytest.approx(rows[0]["p_positive"], abs=1e-6)
     # a head fitted on other weights is not calibrated against this model
     cfg = json.loads((ckpt / C.HEAD_CONFIG).read_text())

@@ -1,5 +1,5 @@
 """classify: pooling, feature cache, the saved LR head, label-budget sampling, the curve end to end,
-steering, and one-line CLI errors. Tiny untrained models and a handful of fake reviews: fast."""
+and one-line CLI errors. Tiny untrained models and a handful of fake reviews: fast."""
 
 import gzip
 import importlib.util
@@ -370,7 +370,7 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert "per sentence + set MLP (attention)" in (out / "curve.md").read_text()
 
 
-def test_train_predict_and_steer(tiny, vae, capsys):
+def test_train_and_predict(tiny, capsys):
     from seqvae.cli import main
 
     ckpt, root = tiny
@@ -382,18 +382,6 @@ def test_train_predict_and_steer(tiny, vae, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["text"] for r in rows] == ["The movie was great.", "The plot was dull."]
     assert all(abs(r["p_positive"] + r["p_negative"] - 1) < 1e-9 for r in rows)
-
-    r0 = C.steer(vae, head, "the plot was dull .", to="positive", strength=0.0)
-    assert r0.steered == r0.reconstruction and r0.overlap_f1 == 1.0 and r0.distance == 0.0
-    assert r0.p_target_latent == pytest.approx(r0.p_target_before)
-    r = C.steer(vae, head, "the plot was dull .", to="positive", strength=3.0)
-    assert r.p_target_latent > r0.p_target_before  # moving along the direction raises p(target)
-    assert r.distance == pytest.approx(3.0 * head.meta["direction_std"])
-    neg = C.steer(vae, head, "the plot was dull .", to="negative", strength=3.0, unit="l2")
-    assert neg.distance == 3.0 and neg.p_target_latent > 1 - r0.p_target_before
-    assert main(["steer", str(ckpt), "the plot was dull .", "--strength", "0", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["steered"] == out["reconstruction"]
 
 
 def test_set_head_train_and_predict(tiny, tmp_path, capsys):
@@ -430,54 +418,14 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
     assert C.SetMLP.load(ckpt).pool == "attention"
 
 
-def test_steering_report(tiny, vae, tmp_path, capsys):
-    from seqvae.cli import main
-
-    ckpt, root = tiny
-    assert main(["classify", str(ckpt), "--train", "--data-root", str(root), "--no-progress", "--no-cache"]) == 0
-    head = C.LinearHead.load(ckpt)
-    sentences = ["the plot was dull .", "a moving and wonderful film .", "it was fine ."]
-    rep = C.steering_report(vae, head, sentences, strengths=(0.0, 50.0))
-    assert rep["sentences"] == 3 and len(rep["examples"]) == 3
-    zero, far = rep["strengths"]["0"], rep["strengths"]["50"]
-    assert zero["mean_overlap_f1"] == 1.0  # strength 0: the reconstruction itself (its flips are the noise floor)
-    for row in rep["examples"]:  # toward the class the head does not give the sentence
-        assert row[0]["to"] != row[0]["label_before"] and row[1]["p_target_latent"] > row[0]["p_target_latent"]
-        assert row[0]["steered"] == row[0]["reconstruction"]
-    for j, r in enumerate((zero, far)):
-        assert r["flip_rate"] == np.mean([row[j]["flipped"] for row in rep["examples"]])
-        assert r["flipped_and_close_rate"] == np.mean([row[j]["flipped"] and row[j]["overlap_f1"] >= 0.5
-                                                       for row in rep["examples"]])
-
-    capsys.readouterr()
-    out = tmp_path / "steer.json"
-    assert main(["steer", str(ckpt), "--report", "4", "--strengths", "0,2", "--data-root", str(root),
-                 "--out", str(out)]) == 0
-    table = capsys.readouterr().out
-    assert table.splitlines()[2].startswith("| 0 |") and "| 1.00 |" in table.splitlines()[2]
-    saved = json.loads(out.read_text())
-    assert saved["sentences"] == 4 and set(saved["strengths"]) == {"0", "2"}
-
-
-def test_one_line_errors(tiny, tmp_path, capsys, monkeypatch):
+def test_one_line_errors(tiny, tmp_path, one_line, monkeypatch):
     import shutil
     import sys
-
-    from seqvae.cli import main
 
     bare = tmp_path / "bare"
     shutil.copytree(tiny[0], bare, ignore=shutil.ignore_patterns("classifier.*", "features"))
 
-    def one_line(argv, pattern):
-        assert main([str(a) for a in argv]) == 2
-        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("seqvae: error:") and pattern in lines[0], lines
-
     one_line(["classify", bare, "--texts", "a fine film"], "no classifier head")
-    one_line(["steer", bare, "a fine film"], "no classifier head")
-    one_line(["steer", bare], "either a text to steer or --report")
-    one_line(["steer", bare, "a fine film", "--report", "3"], "either a text to steer or --report")
-    one_line(["steer", bare, "--report", "3", "--strengths", "1,x"], "--strengths")
     one_line(["classify", bare, "--curve", "--budgets", "ten"], "--budgets")
     one_line(["classify", bare, "--curve", "--budgets", "3,100"], "--budgets")
     one_line(["classify", bare, "--curve", "--out", tmp_path / "c", "--data-root", tmp_path / "none"], "none")

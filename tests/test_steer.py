@@ -1,0 +1,83 @@
+"""steer: moving a sentence's code along the LR head's direction, the flip report, one-line CLI
+errors. A tiny untrained checkpoint with an LR head fitted on a handful of fake reviews: fast."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from seqvae import classify as C
+from seqvae import steer as S
+from seqvae.cli import main
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def with_head(tiny, tmp_path_factory):
+    """(checkpoint with an LR head, data root, the model)."""
+    from seqvae.api import SeqVAE
+
+    ckpt = tmp_path_factory.mktemp("steer") / "ckpt"
+    shutil.copytree(tiny[0], ckpt, ignore=shutil.ignore_patterns("*classifier.*", "features"))
+    assert main(["classify", str(ckpt), "--train", "--data-root", str(tiny[1]), "--no-progress", "--no-cache"]) == 0
+    return ckpt, tiny[1], SeqVAE.from_pretrained(ckpt, device="cpu")
+
+
+def test_unigram_f1():
+    assert S.unigram_f1([], []) == 1.0 and S.unigram_f1(["a"], []) == 0.0
+    assert S.unigram_f1("a b b c".split(), "b b d".split()) == pytest.approx(2 * (2 / 4) * (2 / 3) / (2 / 4 + 2 / 3))
+
+
+def test_steer(with_head, capsys):
+    ckpt, _, vae = with_head
+    capsys.readouterr()
+    head = C.LinearHead.load(ckpt)
+    r0 = S.steer(vae, head, "the plot was dull .", to="positive", strength=0.0)
+    assert r0.steered == r0.reconstruction and r0.overlap_f1 == 1.0 and r0.distance == 0.0
+    assert r0.p_target_latent == pytest.approx(r0.p_target_before)
+    r = S.steer(vae, head, "the plot was dull .", to="positive", strength=3.0)
+    assert r.p_target_latent > r0.p_target_before  # moving along the direction raises p(target)
+    assert r.distance == pytest.approx(3.0 * head.meta["direction_std"])
+    neg = S.steer(vae, head, "the plot was dull .", to="negative", strength=3.0, unit="l2")
+    assert neg.distance == 3.0 and neg.p_target_latent > 1 - r0.p_target_before
+    assert main(["steer", str(ckpt), "the plot was dull .", "--strength", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steered"] == out["reconstruction"]
+
+
+def test_steering_report(with_head, tmp_path, capsys):
+    ckpt, root, vae = with_head
+    head = C.LinearHead.load(ckpt)
+    sentences = ["the plot was dull .", "a moving and wonderful film .", "it was fine ."]
+    rep = S.steering_report(vae, head, sentences, strengths=(0.0, 50.0))
+    assert rep["sentences"] == 3 and len(rep["examples"]) == 3
+    zero, far = rep["strengths"]["0"], rep["strengths"]["50"]
+    assert zero["mean_overlap_f1"] == 1.0  # strength 0: the reconstruction itself (its flips are the noise floor)
+    for row in rep["examples"]:  # toward the class the head does not give the sentence
+        assert row[0]["to"] != row[0]["label_before"] and row[1]["p_target_latent"] > row[0]["p_target_latent"]
+        assert row[0]["steered"] == row[0]["reconstruction"]
+    for j, r in enumerate((zero, far)):
+        assert r["flip_rate"] == np.mean([row[j]["flipped"] for row in rep["examples"]])
+        assert r["flipped_and_close_rate"] == np.mean([row[j]["flipped"] and row[j]["overlap_f1"] >= 0.5
+                                                       for row in rep["examples"]])
+
+    capsys.readouterr()
+    out = tmp_path / "steer.json"
+    assert main(["steer", str(ckpt), "--report", "4", "--strengths", "0,2", "--data-root", str(root),
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[2].startswith("| 0 |") and "| 1.00 |" in table.splitlines()[2]
+    saved = json.loads(out.read_text())
+    assert saved["sentences"] == 4 and set(saved["strengths"]) == {"0", "2"}
+
+
+def test_one_line_errors(tiny, tmp_path, one_line):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny[0], bare, ignore=shutil.ignore_patterns("*classifier.*", "features"))
+
+    one_line(["steer", bare, "a fine film"], "no classifier head")
+    one_line(["steer", bare], "either a text to steer or --report")
+    one_line(["steer", bare, "a fine film", "--report", "3"], "either a text to steer or --report")
+    one_line(["steer", bare, "--report", "3", "--strengths", "1,x"], "--strengths")
