@@ -90,7 +90,8 @@ class SeqVAE:
         return vae
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write a checkpoint dir (config, weights, tokenizer, metrics); dtype=torch.float16 halves it."""
+        """Write a checkpoint dir (config, weights, tokenizer, metrics); dtype=torch.float16 halves it.
+        An existing checkpoint at `path` is replaced whole; a file or a non-checkpoint dir there is an error."""
         train = self.config.get("train")
         return checkpoint.save(path, self.model, self.tokenizer,
                                train_cfg=TrainConfig.from_dict(train) if train else None,

@@ -54,8 +54,18 @@ def resolve(path: str | Path) -> Path:
 def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
          data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
          dtype: torch.dtype | None = None) -> Path:
-    """Write a checkpoint dir atomically. `dtype` (e.g. torch.float16) shrinks the weights."""
+    """Write a checkpoint dir atomically. `dtype` (e.g. torch.float16) shrinks the weights.
+
+    An existing checkpoint dir at `path` is replaced whole (with whatever else it held: heads fitted
+    on the old weights, a model card). Anything else at `path`, a file or a directory with contents
+    but no config.json, is refused, never replaced.
+    """
     final = Path(path)
+    if final.exists():
+        if not final.is_dir():
+            raise CheckpointError(f"{final}: exists and is not a directory; not replacing it with a checkpoint")
+        if not (final / CONFIG_FILE).is_file() and any(final.iterdir()):
+            raise CheckpointError(f"{final}: exists and is not a checkpoint dir (no {CONFIG_FILE}); not replacing it")
     tmp = atomic.temp_dir_for(final)
     try:
         config = {"format": FORMAT_VERSION, "model": model.cfg.to_dict(),

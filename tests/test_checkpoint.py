@@ -100,3 +100,25 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, model_and_tok, monkeypa
     assert checkpoint.read_metrics(path) == {"v": 1}
     checkpoint.load(path)  # still complete
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temp dirs left behind
+
+
+def test_save_replaces_a_checkpoint_but_nothing_else(tmp_path, model_and_tok):
+    model, tok = model_and_tok
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(checkpoint.CheckpointError, match="not a directory"):
+        checkpoint.save(a_file, model, tok)
+    assert a_file.read_text() == "mine"
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "code.py").write_text("x = 1")
+    with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint dir"):
+        checkpoint.save(project, model, tok)
+    assert (project / "src" / "code.py").read_text() == "x = 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "project"]  # no temp or parked dirs left
+    (tmp_path / "empty").mkdir()
+    checkpoint.save(tmp_path / "empty", model, tok)  # an empty dir is fine
+    old = checkpoint.save(tmp_path / "ck", model, tok, metrics={"nll": 1.0})
+    (old / "eval-test.json").write_text("{}")  # a file beside the weights goes with the old checkpoint
+    checkpoint.save(old, model, tok, metrics={"nll": 2.0})
+    assert checkpoint.read_metrics(old)["nll"] == 2.0 and not (old / "eval-test.json").exists()
