@@ -1326,6 +1326,11 @@ def run_classify(args) -> int:
         raise ClassifyError("--finetune-epochs must be >= 1, --finetune-lr > 0 and --finetune-elbo >= 0")
     if args.review_epochs < 1:
         raise ClassifyError("--review-epochs must be >= 1")
+    if args.batch_size < 1 or args.seed < 0:
+        raise ClassifyError("--batch-size must be >= 1 and --seed >= 0")
+    if min(args.max_train_reviews, args.max_test_reviews, args.max_unlabelled_reviews) < 0:
+        raise ClassifyError("--max-train-reviews, --max-test-reviews and --max-unlabelled-reviews must be >= 0 "
+                            "(0 = all)")
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     if args.texts:
         # the head before the model: a missing head fails fast

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -157,6 +158,10 @@ class TrainConfig(_JSONMixin):
                                    # schedule); its model config and tokenizer must match the run's
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         if self.kl_schedule not in ("logistic", "linear", "cyclical", "constant"):
             raise ConfigError(f"kl_schedule must be logistic, linear, cyclical or constant, got {self.kl_schedule!r}")
         if self.batch_size < 1 or self.max_steps < 1 or self.eval_every < 1:

@@ -78,6 +78,8 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
         raise ClassifyError(f"--to must be one of {', '.join(head.classes)}, got {to!r}")
     if unit not in ("std", "l2"):
         raise ClassifyError(f"unit must be 'std' or 'l2', got {unit!r}")
+    if not (np.isfinite(strength) and strength >= 0):
+        raise ClassifyError(f"strength must be a finite number >= 0 (--to gives the direction), got {strength}")
     sentence = " ".join(review_to_sentences(text)) or text.strip()
     if not sentence:
         raise ClassifyError("nothing to steer: the text is empty")

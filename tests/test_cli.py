@@ -65,7 +65,9 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     assert_one_line_error(code, err, "--lr, --word-dropout")  # flags a resume would silently ignore
 
     for args, msg in ((["--device", "tpu"], "unknown device"), (["--device", "cuda:7"], "cuda:7"),
-                      (["--set", "train.lr=-1"], "lr must be > 0"), (["--set", "train.log_every=0"], "log_every")):
+                      (["--set", "train.lr=-1"], "lr must be > 0"), (["--set", "train.log_every=0"], "log_every"),
+                      (["--set", "train.lr=inf"], "lr must be a finite number"),
+                      (["--set", "train.kl_max=nan"], "kl_max must be a finite number")):
         code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--no-progress", *args)
         assert_one_line_error(code, err, msg)
     assert not (tmp_path / "r").exists()

@@ -73,7 +73,7 @@ def test_steering_report(with_head, tmp_path, capsys):
     assert saved["sentences"] == 4 and set(saved["strengths"]) == {"0", "2"}
 
 
-def test_one_line_errors(tiny, tmp_path, one_line):
+def test_one_line_errors(tiny, with_head, tmp_path, one_line):
     bare = tmp_path / "bare"
     shutil.copytree(tiny[0], bare, ignore=shutil.ignore_patterns("*classifier.*", "features"))
 
@@ -81,3 +81,5 @@ def test_one_line_errors(tiny, tmp_path, one_line):
     one_line(["steer", bare], "either a text to steer or --report")
     one_line(["steer", bare, "a fine film", "--report", "3"], "either a text to steer or --report")
     one_line(["steer", bare, "--report", "3", "--strengths", "1,x"], "--strengths")
+    for bad in ("nan", "inf", "-1"):  # --to gives the direction; a strength is a distance
+        one_line(["steer", with_head[0], "a fine film", "--strength", bad], "strength must be a finite number >= 0")
