@@ -58,6 +58,8 @@ def _start(model: SentenceVAE, z: torch.Tensor | None,
             z = z[None]
         if z.dim() != 2 or z.shape[1] != cfg.latent_dim:
             raise DecodingError(f"z must have shape (B, {cfg.latent_dim}), got {tuple(z.shape)}")
+        if not bool(torch.isfinite(z).all()):  # NaN / inf would decode to a string of <unk>, silently
+            raise DecodingError("z must be finite (it has NaN or inf entries)")
         z = z.to(device=device, dtype=model.decoder.embedding.weight.dtype)
         B = z.shape[0]
     else:

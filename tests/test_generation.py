@@ -102,6 +102,9 @@ def test_bad_options(model, z):
             generate(model, z, **opts)
     with pytest.raises(DecodingError, match="shape"):
         generate(model, torch.zeros(2, model.cfg.latent_dim + 1))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(DecodingError, match="finite"):
+            generate(model, torch.zeros(2, model.cfg.latent_dim).index_fill(1, torch.tensor([0]), bad))
     with pytest.raises(DecodingError, match="needs z"):
         generate(model, None)
 
