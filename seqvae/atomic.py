@@ -2,6 +2,7 @@
 
     write_text(path, text) / write_json(path, obj) / write_bytes(path, data)
     write_with(path, lambda tmp: np.savez(tmp, ...))   for libraries that want a path to write to
+    check_file_path(path) / check_dir_path(path)        fail fast, before the work, on a path that cannot be written
     tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
     recover_dir(final)                                  finishes a swap a crash interrupted
 
@@ -25,9 +26,45 @@ def _umask() -> int:
     return mask
 
 
-def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
-    """Call writer(tmp) on a temporary path beside `path` (same suffix), then rename it to `path`."""
+class OutputError(ValueError):
+    """An output path that cannot take what is to be written there (one-line message)."""
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of `path` when it is not a directory (then nothing can go below it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_file_path(path: str | Path) -> Path:
+    """`path` can become a file: it is no directory and no ancestor of it is a file."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; give a file path")
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        raise OutputError(f"{path}: {blocker} is a file, not a directory")
+    return path
+
+
+def check_dir_path(path: str | Path) -> Path:
+    """`path` can be (or already is) a directory: neither it nor an ancestor is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a directory")
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        raise OutputError(f"{path}: {blocker} is a file, not a directory")
+    return path
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
+    """Call writer(tmp) on a temporary path beside `path` (same suffix), then rename it to `path`.
+    Missing parent directories are created."""
+    path = check_file_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)

@@ -1320,6 +1320,8 @@ def run_classify(args) -> int:
     from .reviewcode import ReviewCodeHead, train_review_head
 
     ckpt = resolve(args.checkpoint)
+    if args.curve and args.out:
+        atomic.check_dir_path(args.out)  # before hours of work
     head_cls = {"set": SetMLP, "linear": LinearHead, "finetuned": FinetunedHead, "review": ReviewCodeHead}[args.head]
     set_head = args.head == "set"
     if args.finetune_epochs < 1 or not args.finetune_lr > 0 or not args.finetune_elbo >= 0:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
@@ -202,6 +201,7 @@ def _cmd_evaluate(args) -> int:
         raise ConfigError("--batch-size must be >= 1, --samples and --max-sentences >= 0")
     device = resolve_device(args.device)
     ckpt = checkpoint.resolve(args.checkpoint)
+    out = atomic.check_file_path(args.json_out or ckpt / f"eval-{args.split}.json")  # before the work
     model, _, cfg = checkpoint.load(ckpt, map_location=device)
     data_dir = args.data or (cfg.get("data") or {}).get("data_dir")
     if not data_dir:
@@ -210,7 +210,6 @@ def _cmd_evaluate(args) -> int:
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
                    max_sentences=args.max_sentences, seed=args.seed, per_sentence=args.per_sentence, progress=True)
     res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(data_dir)})
-    out = Path(args.json_out) if args.json_out else ckpt / f"eval-{args.split}.json"
     atomic.write_json(out, res)
     print(format_table([(ckpt.parent.name if ckpt.name == "best" else ckpt.name, res)]))
     print(f"wrote {out}", file=sys.stderr)
@@ -343,12 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input (reported as one line), not a bug."""
     from .api import InputError
+    from .atomic import OutputError
     from .checkpoint import CheckpointError
     from .corpus import DataError
     from .generation import DecodingError
     from .tokenizer import TokenizerError
 
-    return (ConfigError, CheckpointError, DataError, TokenizerError, FileNotFoundError, PermissionError,
+    return (ConfigError, CheckpointError, DataError, TokenizerError, OutputError, FileNotFoundError, PermissionError,
             InputError, DecodingError)
 
 

@@ -205,6 +205,8 @@ def run_steer(args) -> int:
     if args.report is not None and args.report < 1:
         raise ClassifyError("--report must be >= 1")
     strengths = _parse_floats(args.strengths, "--strengths")
+    if args.out:
+        atomic.check_file_path(args.out)
     ckpt = resolve(args.checkpoint)
     head = LinearHead.load(ckpt)
     vae = _latent_model(ckpt, args.device)

@@ -85,7 +85,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig, data_dir: str | Path, out_dir: str | Path, *,
                  device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
                  _state: dict[str, Any] | None = None):
-        self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
+        self.data_dir, self.out_dir = Path(data_dir), atomic.check_dir_path(out_dir)
         self.ranks = Ranks.from_env()
         self.progress = progress and self.ranks.main
         self.device = _process_device(device, self.ranks)

@@ -72,3 +72,21 @@ def test_checkpoint_reader_recovers_an_interrupted_save(tiny_data_dir, tmp_path)
     os.replace(tmp_path / "run" / "best", tmp_path / "run" / ".best.old")  # "crashed" mid-swap
     assert checkpoint.resolve(tmp_path / "run") == tmp_path / "run" / "best"
     checkpoint.load(tmp_path / "run")
+
+
+def test_output_paths_are_checked_and_parents_made(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(atomic.OutputError, match="is a directory"):
+        atomic.write_text(tmp_path / "d", "x")
+    with pytest.raises(atomic.OutputError, match="is a file, not a directory"):
+        atomic.write_text(tmp_path / "f" / "a" / "b.txt", "x")
+    with pytest.raises(atomic.OutputError, match="exists and is not a directory"):
+        atomic.check_dir_path(tmp_path / "f")
+    with pytest.raises(atomic.OutputError, match="is a file, not a directory"):
+        atomic.check_dir_path(tmp_path / "f" / "run")
+    assert atomic.check_dir_path(tmp_path / "d") == tmp_path / "d"
+    assert atomic.check_dir_path(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert (tmp_path / "f").read_text() == "mine" and sorted(os.listdir(tmp_path / "d")) == []
+    atomic.write_json(tmp_path / "new" / "deep" / "r.json", {"x": 1})  # missing parents are made
+    assert (tmp_path / "new" / "deep" / "r.json").read_text() == '{\n  "x": 1\n}\n'

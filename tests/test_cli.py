@@ -28,6 +28,8 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     assert code == 0 and json.loads(out)["step"] == 20
     code, out, _ = run(capsys, "train", "--resume", run_dir, "--max-steps", 30, "--no-progress")
     assert code == 0 and json.loads(out)["step"] == 30
+    code, _, err = run(capsys, "evaluate", run_dir, "--json", tmp_path)  # a directory: refused before the work
+    assert_one_line_error(code, err, "is a directory")
     code, out, _ = run(capsys, "evaluate", run_dir, "--split", "test", "--samples", 4)
     assert code == 0 and "NLL" in out
     res = json.loads((run_dir / "best" / "eval-test.json").read_text())
@@ -50,6 +52,10 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     assert_one_line_error(code, err, "kl_schedule")
     code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--preset", "huge")
     assert_one_line_error(code, err, "unknown preset")
+    (tmp_path / "a_file").write_text("mine")
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "a_file", "--no-progress")
+    assert_one_line_error(code, err, "exists and is not a directory")
+    assert (tmp_path / "a_file").read_text() == "mine"
     assert not (tmp_path / "r").exists()
 
     code, _, err = run(capsys, "evaluate", tmp_path / "nope")
