@@ -20,7 +20,8 @@ import time
 import torch
 
 from seqvae.api import SeqVAE
-from seqvae.config import ModelConfig, preset
+from seqvae.cli import user_errors
+from seqvae.config import ConfigError, ModelConfig, preset
 from seqvae.model import SentenceVAE
 
 
@@ -63,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if not (args.checkpoint or args.random):
+        p.error("give a CHECKPOINT or --random PRESET")
+    try:
+        return bench_all(args)
+    except user_errors() as e:  # bad input: one line, exit 2
+        print(f"bench_sampling: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def bench_all(args) -> int:
+    if min(args.batch_sizes + [args.max_len, args.repeats, args.min_sentences, args.vocab]) < 1 or args.threads < 0:
+        raise ConfigError("--batch-sizes, --max-len, --repeats, --min-sentences and --vocab must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.random:
@@ -70,11 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         vae = SeqVAE(SentenceVAE(cfg).to(args.device), tokenizer=None)
         what = f"untrained '{args.random}' model, vocab {args.vocab} (token ids, no detokenization)"
-    elif args.checkpoint:
+    else:
         vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
         what = args.checkpoint
-    else:
-        p.error("give a CHECKPOINT or --random PRESET")
     c: ModelConfig = vae.model.cfg
     print(f"{what}: E={c.embed_dim} H={c.hidden_dim} Z={c.latent_dim} V={c.vocab_size} layers={c.num_layers}, "
           f"{vae.model.num_parameters():,} params; device {args.device}, {torch.get_num_threads()} threads, "

@@ -18,8 +18,8 @@ instead of the Triton kernel, which the model picks for CUDA tensors).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import tempfile
 import time
 
@@ -27,7 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqvae.config import ModelConfig, RunConfig, TrainConfig
+from seqvae import atomic
+from seqvae.cli import user_errors
+from seqvae.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from seqvae.data import collate, word_dropout
 from seqvae.losses import kl_weight
 from seqvae.train import Trainer
@@ -53,7 +55,7 @@ def padded_step(trainer: Trainer, idx: np.ndarray, step: int) -> float:
     return loss.item()  # the per-step sync
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="prepared data dir (e.g. data/ptb)")
     ap.add_argument("--steps", type=int, default=40, help="timed steps per loop per round")
@@ -70,6 +72,19 @@ def main() -> None:
                     help="also time seqvae's loop with the PyTorch reparameterization + KL instead of the Triton kernel")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    try:
+        return bench(args)
+    except user_errors() as e:  # bad input: one line, exit 2
+        print(f"bench_train: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+
+
+def bench(args) -> int:
+    if min(args.steps, args.rounds, args.embed_dim, args.hidden_dim, args.latent_dim, args.batch_size) < 1 \
+            or args.warmup < 0 or args.threads < 0:
+        raise ConfigError("--steps, --rounds and the sizes must be >= 1, --warmup and --threads >= 0")
+    if args.json:
+        atomic.check_file_path(args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -91,6 +106,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(train_set))
     random_batches = [perm[i : i + args.batch_size] for i in range(0, len(perm), args.batch_size)]
+    need = args.warmup + args.steps * args.rounds
+    if need > min(len(random_batches), len(loops["seqvae"].sampler)):
+        raise ConfigError(f"{args.data}: one epoch has {len(random_batches)} batches of {args.batch_size}; "
+                          f"--warmup + --steps x --rounds asks for {need}")
 
     def run(name: str, batches) -> tuple[int, float]:
         tr = loops[name]
@@ -143,9 +162,9 @@ def main() -> None:
         print(f"{name:>16} {res[name]:10.0f} {res[name] / res['padded']:9.2f}x "
               f"{statistics.median(p):17.2f}x [{p[0]:.2f}, {p[-1]:.2f}]")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        atomic.write_json(args.json, res)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
