@@ -55,7 +55,7 @@ def padded_step(trainer: Trainer, idx: np.ndarray, step: int) -> float:
     return loss.item()  # the per-step sync
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="prepared data dir (e.g. data/ptb)")
     ap.add_argument("--steps", type=int, default=40, help="timed steps per loop per round")
@@ -71,7 +71,7 @@ def main() -> int:
     ap.add_argument("--torch-kl", action="store_true",
                     help="also time seqvae's loop with the PyTorch reparameterization + KL instead of the Triton kernel")
     ap.add_argument("--json", help="also write the results here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     try:
         return bench(args)
     except user_errors() as e:  # bad input: one line, exit 2

@@ -245,3 +245,16 @@ def test_bench_sampling_runs(tiny_vae_ckpt, capsys):
                        "--strategies", "sample", "beam"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 + 4 and lines[-1].split()[:2] == ["beam", "8"]
+
+
+def test_benchmarks_reject_bad_input_in_one_line(tiny_vae_ckpt, tiny_data_dir, tmp_path, capsys):
+    train, sampling = _script("bench_train"), _script("bench_sampling")
+    for main, argv, msg in ((train.main, ["--data", tiny_data_dir, "--steps", "0"], "--steps"),
+                            (train.main, ["--data", tmp_path / "none"], "none"),
+                            (train.main, ["--data", tiny_data_dir, "--steps", "1000"], "asks for"),
+                            (train.main, ["--data", tiny_data_dir, "--json", tmp_path], "is a directory"),
+                            (sampling.main, [tmp_path / "none"], "no such checkpoint"),
+                            (sampling.main, [tiny_vae_ckpt, "--batch-sizes", "0"], "--batch-sizes")):
+        assert main([str(a) for a in argv]) == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and "error:" in err[0] and msg in err[0], err
