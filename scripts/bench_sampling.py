@@ -20,7 +20,7 @@ import time
 import torch
 
 from seqvae.api import SeqVAE
-from seqvae.cli import user_errors
+from seqvae.cli import reporting_errors
 from seqvae.config import ConfigError, ModelConfig, preset
 from seqvae.model import SentenceVAE
 
@@ -66,11 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.checkpoint or args.random):
         p.error("give a CHECKPOINT or --random PRESET")
-    try:
-        return bench_all(args)
-    except user_errors() as e:  # bad input: one line, exit 2
-        print(f"bench_sampling: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return reporting_errors("bench_sampling", lambda: bench_all(args))
 
 
 def bench_all(args) -> int:

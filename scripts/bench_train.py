@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from seqvae import atomic
-from seqvae.cli import user_errors
+from seqvae.cli import reporting_errors
 from seqvae.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from seqvae.data import collate, word_dropout
 from seqvae.losses import kl_weight
@@ -72,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time seqvae's loop with the PyTorch reparameterization + KL instead of the Triton kernel")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
-    try:
-        return bench(args)
-    except user_errors() as e:  # bad input: one line, exit 2
-        print(f"bench_train: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return reporting_errors("bench_train", lambda: bench(args))
 
 
 def bench(args) -> int:

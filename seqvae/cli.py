@@ -352,17 +352,23 @@ def user_errors() -> tuple[type[BaseException], ...]:
             InputError, DecodingError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
+    """run(), with bad input (user_errors) reported as one line "PROG: error: ..." and exit code 2,
+    and Ctrl-C as "PROG: interrupted" and 130. The `seqvae` command and the scripts use it."""
     try:
-        return int(args.func(args) or 0)
+        return int(run() or 0)
     except user_errors() as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"seqvae: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("seqvae: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return reporting_errors("seqvae", lambda: args.func(args))
 
 
 if __name__ == "__main__":

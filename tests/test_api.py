@@ -249,12 +249,13 @@ def test_bench_sampling_runs(tiny_vae_ckpt, capsys):
 
 def test_benchmarks_reject_bad_input_in_one_line(tiny_vae_ckpt, tiny_data_dir, tmp_path, capsys):
     train, sampling = _script("bench_train"), _script("bench_sampling")
-    for main, argv, msg in ((train.main, ["--data", tiny_data_dir, "--steps", "0"], "--steps"),
-                            (train.main, ["--data", tmp_path / "none"], "none"),
-                            (train.main, ["--data", tiny_data_dir, "--steps", "1000"], "asks for"),
-                            (train.main, ["--data", tiny_data_dir, "--json", tmp_path], "is a directory"),
-                            (sampling.main, [tmp_path / "none"], "no such checkpoint"),
-                            (sampling.main, [tiny_vae_ckpt, "--batch-sizes", "0"], "--batch-sizes")):
-        assert main([str(a) for a in argv]) == 2
+    cases = ((train.main, ["--data", tiny_data_dir, "--steps", "0"], "--steps"),
+             (train.main, ["--data", tmp_path / "none"], "none"),
+             (train.main, ["--data", tiny_data_dir, "--steps", "1000"], "asks for"),
+             (train.main, ["--data", tiny_data_dir, "--json", tmp_path], "is a directory"),
+             (sampling.main, [tmp_path / "none"], "no such checkpoint"),
+             (sampling.main, [tiny_vae_ckpt, "--batch-sizes", "0"], "--batch-sizes"))
+    for script_main, argv, msg in cases:
+        assert script_main([str(a) for a in argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(err) == 1 and "error:" in err[0] and msg in err[0], err
