@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     from seqvae import atomic
     from seqvae.api import SeqVAE
     from seqvae.checkpoint import CheckpointError
-    from seqvae.classify import ClassifyError, load_reviews
+    from seqvae.classify import load_reviews
+    from seqvae.features import ClassifyError
     from seqvae.cli import format_table
     from seqvae.config import ConfigError
     from seqvae.corpus import DataError

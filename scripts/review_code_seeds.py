@@ -39,8 +39,9 @@ def main(argv=None) -> int:
     from seqvae import atomic
     from seqvae.api import SeqVAE
     from seqvae.checkpoint import CheckpointError, resolve
-    from seqvae.classify import (ClassifyError, Method, _parse_budgets, _parse_ints, _val_split, checkpoint_id,
-                                 label_budget_curve, load_reviews, load_unlabelled, sentence_features)
+    from seqvae.classify import (Method, _parse_budgets, _parse_ints, _val_split, label_budget_curve, load_reviews,
+                                 load_unlabelled)
+    from seqvae.features import ClassifyError, checkpoint_id, sentence_features
     from seqvae.config import ConfigError
     from seqvae.corpus import DataError
     from seqvae.reviewcode import fit_review_encoder

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .classify import ClassifyError, LinearHead, SentenceSet, pool
+from .classify import LinearHead
+from .features import ClassifyError, SentenceSet, pool
 
 MAX_SENTENCES = 16  # K: scales are fitted for snippets of 1..K sentences
 
@@ -104,7 +105,7 @@ def calibrate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, model
     """Fit the length scales of a head of any kind (LinearHead, SetMLP, ReviewCodeHead,
     finetune.FinetunedHead) on the labelled reviews `texts` and put them in its meta; returns them.
     A fine-tuned head's sentence means come from its own encoder (not cached)."""
-    from .classify import encode_reviews, sentence_features
+    from .features import encode_reviews, sentence_features
     from .finetune import FinetunedHead
 
     if isinstance(head, FinetunedHead):

@@ -34,8 +34,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .classify import (ClassifyError, SentenceSet, SetMLP, _checkpoint_error, _log, _read_head, _val_split,
-                       _write_head, encode_reviews, fit_set_mlp)
+from .classify import SetMLP, _checkpoint_error, _log, _read_head, _val_split, _write_head, fit_set_mlp
+from .features import ClassifyError, SentenceSet, encode_reviews
 
 FT_HEAD_WEIGHTS = "finetuned_classifier.safetensors"
 FT_HEAD_CONFIG = "finetuned_classifier.json"

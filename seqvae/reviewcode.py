@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .classify import (CLASSES, ClassifyError, LinearHead, SentenceSet, _checkpoint_error, _read_head, _write_head,
-                       fit_linear_head, model_sha256, sentence_features)
+from .classify import CLASSES, LinearHead, _checkpoint_error, _read_head, _write_head, fit_linear_head
+from .features import ClassifyError, SentenceSet, model_sha256, sentence_features
 
 REVIEW_HEAD_WEIGHTS = "review_classifier.safetensors"  # --train --head review
 REVIEW_HEAD_CONFIG = "review_classifier.json"

@@ -21,8 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import atomic
-from .classify import (CLASSES, ClassifyError, LinearHead, _latent_model, _parse_floats, load_reviews, pool,
-                       scaled_proba)
+from .classify import CLASSES, LinearHead, _latent_model, _parse_floats, load_reviews, scaled_proba
+from .features import ClassifyError, pool
 
 
 def unigram_f1(a: Sequence[str], b: Sequence[str]) -> float:

@@ -8,6 +8,7 @@ import pytest
 
 from seqvae import calibrate as K
 from seqvae import classify as C
+from seqvae import features as Fe
 
 
 def test_best_scale_recovers_the_true_temperature():
@@ -25,7 +26,7 @@ def test_best_scale_recovers_the_true_temperature():
 
 def test_snippets_and_scale_lookup_on_a_hand_made_example():
     mu = np.arange(6, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
-    S = C.SentenceSet(mu, np.array([0, 0, 0, 1, 2, 2]), 3)  # reviews of 3, 1 and 2 sentences
+    S = Fe.SentenceSet(mu, np.array([0, 0, 0, 1, 2, 2]), 3)  # reviews of 3, 1 and 2 sentences
     part, keep = K.snippets(S, 2, np.random.default_rng(0))
     np.testing.assert_array_equal(keep, [0, 2])  # the one-sentence review has no 2-sentence snippet
     assert part.n_reviews == 2 and list(part.owner) == [0, 0, 1, 1]
@@ -41,13 +42,13 @@ def _reviews(n, rng, n_sent=8, Z=4):
     y = np.arange(n) % 2
     mu = rng.normal(size=(n * n_sent, Z)).astype(np.float32)
     mu[:, 0] += 0.6 * np.repeat(2 * y - 1, n_sent)
-    return C.SentenceSet(mu, np.repeat(np.arange(n), n_sent), n), y
+    return Fe.SentenceSet(mu, np.repeat(np.arange(n), n_sent), n), y
 
 
 def test_scales_grow_with_the_evidence_and_fix_single_sentence_overconfidence():
     rng = np.random.default_rng(1)
     S, y = _reviews(2000, rng)
-    head = C.fit_linear_head(C.pool(S.mu, S.mu, S.owner, S.n_reviews, "mean"), y, seed=0)
+    head = C.fit_linear_head(Fe.pool(S.mu, S.mu, S.owner, S.n_reviews, "mean"), y, seed=0)
     scales = K.fit_length_scales(head, S, y, max_sentences=8)
     assert len(scales) == 8 and scales[0] < 0.5 * scales[-1]  # one sentence: far less sure
     assert all(a <= b + 0.05 for a, b in zip(scales, scales[1:]))

@@ -9,43 +9,12 @@ import numpy as np
 import pytest
 
 from seqvae import classify as C
+from seqvae import features as Fe
 
 sklearn = pytest.importorskip("sklearn")
 
 
 # ---------------------------------------------------------------------------- pure parts
-def test_pooling_on_a_hand_made_example():
-    mu = np.array([[1.0, 2.0], [3.0, -4.0], [5.0, 6.0]], dtype=np.float32)   # (S=3, Z=2)
-    logvar = np.array([[-1.0, -2.0], [-3.0, -4.0], [0.0, 2.0]], dtype=np.float32)
-    owner = np.array([0, 0, 2])  # review 1 has no sentence
-    mean = C.pool(mu, logvar, owner, 3, "mean")
-    np.testing.assert_allclose(mean, [[2.0, -1.0], [0.0, 0.0], [5.0, 6.0]])
-    meanmax = C.pool(mu, logvar, owner, 3, "meanmax")
-    np.testing.assert_allclose(meanmax, [[2.0, -1.0, 3.0, 2.0], [0, 0, 0, 0], [5.0, 6.0, 5.0, 6.0]])
-    mlv = C.pool(mu, logvar, owner, 3, "mean_logvar")
-    np.testing.assert_allclose(mlv, [[2.0, -1.0, -2.0, -3.0], [0, 0, 0, 0], [5.0, 6.0, 0.0, 2.0]])
-    assert mean.dtype == np.float32
-    with pytest.raises(C.ClassifyError, match="pooling"):
-        C.pool(mu, logvar, owner, 3, "median")
-
-
-def test_sentence_set_selects_and_renumbers_reviews():
-    mu = np.arange(10, dtype=np.float32).reshape(5, 2)   # rows 0-1: review 0, none for 1, rows 2-4: review 2
-    S = C.SentenceSet(mu, np.array([0, 0, 2, 2, 2]), 3)
-    np.testing.assert_array_equal(S.offsets, [0, 2, 2, 5])
-    sub = S[np.array([2, 1, 0])]
-    assert len(sub) == 3
-    np.testing.assert_array_equal(sub.owner, [0, 0, 0, 2, 2])
-    np.testing.assert_array_equal(sub.mu, mu[[2, 3, 4, 0, 1]])
-    assert len(S[np.array([1])].mu) == 0
-    both = S.concat(sub)
-    assert len(both) == 6 and both.n_reviews == 6
-    np.testing.assert_array_equal(both.owner, [0, 0, 2, 2, 2, 3, 3, 3, 5, 5])
-    np.testing.assert_array_equal(both[np.array([3, 5])].mu, sub[np.array([0, 2])].mu)
-    with pytest.raises(ValueError, match="non-decreasing"):
-        C.SentenceSet(mu, np.array([0, 2, 1, 2, 2]), 3)
-
-
 def _xor_reviews(n, seed):
     """Reviews of 1-6 two-dimensional 'sentences'; the label is the sign of the mean of x0 * x1,
     which no linear function of the mean sentence can read."""
@@ -54,7 +23,7 @@ def _xor_reviews(n, seed):
     owner = np.repeat(np.arange(n), sizes)
     mu = rng.normal(size=(len(owner), 2)).astype(np.float32)
     score = np.bincount(owner, weights=mu[:, 0] * mu[:, 1], minlength=n) / sizes
-    return C.SentenceSet(mu, owner, n), (score > 0).astype(np.int64)
+    return Fe.SentenceSet(mu, owner, n), (score > 0).astype(np.int64)
 
 
 def test_set_mlp_reads_what_mean_pooling_loses(tmp_path):
@@ -66,12 +35,12 @@ def test_set_mlp_reads_what_mean_pooling_loses(tmp_path):
     model = C.fit_set_mlp(S, y, seed=0, hidden=32)
     assert torch.equal(torch.random.get_rng_state(), state)  # seeded without touching the global RNG
     set_acc = (model.predict(S_te) == y_te).mean()
-    mean_lr = C.fit_linear_head(C.pool(S.mu, S.mu, S.owner, len(S), "mean"), y, seed=0)
-    lr_acc = (mean_lr.predict(C.pool(S_te.mu, S_te.mu, S_te.owner, len(S_te), "mean")) == y_te).mean()
+    mean_lr = C.fit_linear_head(Fe.pool(S.mu, S.mu, S.owner, len(S), "mean"), y, seed=0)
+    lr_acc = (mean_lr.predict(Fe.pool(S_te.mu, S_te.mu, S_te.owner, len(S_te), "mean")) == y_te).mean()
     assert set_acc > 0.85 and lr_acc < 0.65, (set_acc, lr_acc)
     again = C.fit_set_mlp(S, y, seed=0, hidden=32)
     np.testing.assert_array_equal(again.predict_proba(S_te), model.predict_proba(S_te))  # reproducible
-    empty = C.SentenceSet(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), 2)  # reviews with no sentence
+    empty = Fe.SentenceSet(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), 2)  # reviews with no sentence
     p = model.predict_proba(empty)
     assert p.shape == (2, 2) and np.allclose(p[:, 1], torch.sigmoid(model.b).item())
     with pytest.raises(C.ClassifyError, match="both classes"):
@@ -92,7 +61,7 @@ def _loudest_reviews(n, seed):
     mu = rng.normal(size=(len(owner), 2)).astype(np.float32)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     loudest = np.array([a + np.argmax(mu[a : a + k, 1]) for a, k in zip(starts, sizes)])
-    return C.SentenceSet(mu, owner, n), (mu[loudest, 0] > 0).astype(np.int64)
+    return Fe.SentenceSet(mu, owner, n), (mu[loudest, 0] > 0).astype(np.int64)
 
 
 def test_attention_pool_finds_the_sentence_that_decides(tmp_path):
@@ -112,7 +81,7 @@ def test_attention_pool_on_a_hand_made_example():
     import torch
 
     mu = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, -1.0], [-2.0, 1.0]], dtype=np.float32)
-    S = C.SentenceSet(mu, np.array([0, 0, 0, 2]), 3)  # review 1 has no sentence
+    S = Fe.SentenceSet(mu, np.array([0, 0, 0, 2]), 3)  # review 1 has no sentence
     head = C.SetMLP(np.zeros(2), np.ones(2), hidden=4, pool="attention")
     head.net.eval()  # no dropout
     with torch.no_grad():
@@ -169,7 +138,7 @@ def _linear_reviews(n, seed, d=16):
     owner = np.repeat(np.arange(n), sizes)
     mu = rng.normal(size=(len(owner), d)).astype(np.float32)
     score = np.bincount(owner, weights=mu.sum(1), minlength=n) / sizes
-    return C.SentenceSet(mu, owner, n), (score > 0).astype(np.int64)
+    return Fe.SentenceSet(mu, owner, n), (score > 0).astype(np.int64)
 
 
 def test_self_training_uses_unlabelled_reviews_and_holds_out_real_labels_only():
@@ -285,38 +254,6 @@ def vae(tiny):
     return SeqVAE.from_pretrained(tiny[0], device="cpu")
 
 
-def test_review_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monkeypatch):
-    from seqvae.corpus import review_to_sentences
-
-    texts, labels = C.load_reviews("train", data_root=tiny[1])
-    assert len(texts) == 40 and sorted(set(labels.tolist())) == [0, 1]
-    texts = texts[:6] + ["<br /><br />"]  # the last review has no sentence
-    f = C.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path)
-    assert f.X.shape == (7, 4) and not f.cached and f.n_empty == 1
-    np.testing.assert_array_equal(f.X[-1], 0.0)
-    sents = review_to_sentences(texts[2])
-    np.testing.assert_allclose(f.X[2], vae.encode(sents).mu.numpy().mean(0), atol=1e-6)
-    assert f.n_sentences == sum(len(review_to_sentences(t)) for t in texts)
-
-    def boom(*a, **k):
-        raise AssertionError("the encoder ran although the features are cached")
-
-    monkeypatch.setattr(C, "encode_sentences", boom)
-    again = C.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path)
-    assert again.cached and again.n_empty == 1
-    np.testing.assert_array_equal(again.X, f.X)
-    other = C.review_features(vae, texts, pooling="meanmax", split="train", cache_dir=tmp_path)  # written on the miss
-    assert other.X.shape == (7, 8)
-    sents = C.sentence_features(vae, texts, split="train", cache_dir=tmp_path)  # also written on the miss
-    assert len(sents) == 7 and len(sents.mu) == f.n_sentences and sents.offsets[-2] == sents.offsets[-1]
-    np.testing.assert_allclose(sents.mu[sents.owner == 2], vae.encode(review_to_sentences(texts[2])).mu.numpy(),
-                               atol=1e-6)
-    with pytest.raises(AssertionError, match="encoder ran"):  # other texts: another key
-        C.review_features(vae, texts[:5], pooling="mean", split="train", cache_dir=tmp_path)
-    with pytest.raises(AssertionError, match="encoder ran"):  # other weights: another key
-        C.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path, model_id="other")
-
-
 def test_curve_end_to_end(tiny, tmp_path, capsys):
     from seqvae.cli import main
 
@@ -406,7 +343,7 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
 
     on_cli_device = SeqVAE.from_pretrained(ckpt)  # the CLI's default device: CUDA when there is one
     head = C.SetMLP.load(ckpt)
-    z = head.logits(C.sentence_features(on_cli_device, texts, progress=False)).detach().numpy()
+    z = head.logits(Fe.sentence_features(on_cli_device, texts, progress=False)).detach().numpy()
     s = head.meta["length_scales"]  # fitted with the head; the texts have 2 and 1 sentences
     assert [r["sentences"] for r in rows] == [2, 1]
     np.testing.assert_allclose([r["p_positive"] for r in rows], 1 / (1 + np.exp(-np.array([s[1], s[0]]) * z)),

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seqvae import classify as C
+from seqvae import features as Fe
 from seqvae import finetune as F
 
 _POS = ["great", "wonderful", "brilliant"]
@@ -64,7 +65,7 @@ def test_tokenized_reviews_give_the_same_sentence_means_as_encode_reviews(blind)
     sents, owner = F._flatten(reviews)
     with torch.no_grad():
         mu = F._sentence_mu(vae.model, sents, sub_batch=2).numpy()
-    want = C.encode_reviews(vae, texts, progress=False).sentence_set()
+    want = Fe.encode_reviews(vae, texts, progress=False).sentence_set()
     np.testing.assert_array_equal(owner.numpy(), want.owner)
     np.testing.assert_allclose(mu, want.mu, atol=1e-5)
 
@@ -74,8 +75,8 @@ def test_finetuning_learns_what_the_frozen_means_cannot_and_leaves_the_model_alo
     before = _encoder_state(vae)
     texts, y = _reviews(240, seed=0)
     test_texts, y_test = _reviews(60, seed=1)
-    frozen = C.fit_set_mlp(C.sentence_features(vae, texts, progress=False), y, seed=0)
-    frozen_acc = (frozen.predict(C.sentence_features(vae, test_texts, progress=False)) == y_test).mean()
+    frozen = C.fit_set_mlp(Fe.sentence_features(vae, texts, progress=False), y, seed=0)
+    frozen_acc = (frozen.predict(Fe.sentence_features(vae, test_texts, progress=False)) == y_test).mean()
     assert frozen_acc == 0.5  # every μ is 0: the head sees one point
     ft = F.finetune_set_head(vae, texts, y, seed=0, epochs=6, lr=1e-2, head_lr=3e-3, progress=False)
     assert (ft.predict(vae, test_texts) == y_test).mean() >= 0.9
@@ -202,7 +203,7 @@ def test_cli_train_and_curve(tiny, tmp_path, capsys):
     cap = capsys.readouterr()
     assert "no length calibration" not in cap.err
     tuned = ft.apply(SeqVAE.from_pretrained(ckpt))
-    z = ft.head.logits(C.sentence_features(tuned, texts, progress=False)).detach().numpy()
+    z = ft.head.logits(Fe.sentence_features(tuned, texts, progress=False)).detach().numpy()
     s = saved["length_scales"]
     want = 1 / (1 + np.exp(-np.array([s[0], s[min(2, len(s)) - 1]]) * z))
     np.testing.assert_allclose([r["p_positive"] for r in json.loads(cap.out)], want, atol=1e-6)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from seqvae import classify as C
+from seqvae import features as Fe
 from seqvae import reviewcode as R
 
 pytest.importorskip("sklearn")
@@ -15,7 +16,7 @@ pytest.importorskip("sklearn")
 def test_split_halves_on_a_hand_made_example():
     # reviews of 1, 2, 3, 4 and 0 sentences
     owner = np.array([0, 1, 1, 2, 2, 2, 3, 3, 3, 3])
-    S = C.SentenceSet(np.arange(10, dtype=np.float32)[:, None], owner, 5)
+    S = Fe.SentenceSet(np.arange(10, dtype=np.float32)[:, None], owner, 5)
     rows, view = R.split_halves(S, np.random.default_rng(0))
     assert sorted(rows.tolist()) == list(range(10))  # every sentence once
     np.testing.assert_array_equal(view // 2, owner[rows])  # each stays in its own review
@@ -39,7 +40,7 @@ def _shared_sign_reviews(n, seed, d=8):
     agree = np.where(rng.random(len(owner)) < 0.9, 1.0, -1.0)
     mu = rng.normal(size=(len(owner), d))
     mu[:, 1] = np.abs(mu[:, 1]) * np.sign(mu[:, 0]) * s[owner] * agree
-    return C.SentenceSet(mu.astype(np.float32), owner, n), (s > 0).astype(np.int64)
+    return Fe.SentenceSet(mu.astype(np.float32), owner, n), (s > 0).astype(np.int64)
 
 
 def test_review_code_learns_what_a_review_says_throughout_without_labels(tmp_path):
@@ -54,8 +55,8 @@ def test_review_code_learns_what_a_review_says_throughout_without_labels(tmp_pat
     assert coder.meta["trained_on"] == 3000 and coder.meta["loss"][-1] < coder.meta["loss"][0]
     head = R.fit_review_head(S, y, coder, seed=0)
     code_acc = (head.predict(T) == y_t).mean()
-    mean_lr = C.fit_linear_head(C.pool(S.mu, S.mu, S.owner, len(S), "mean"), y, seed=0)
-    mean_acc = (mean_lr.predict(C.pool(T.mu, T.mu, T.owner, len(T), "mean")) == y_t).mean()
+    mean_lr = C.fit_linear_head(Fe.pool(S.mu, S.mu, S.owner, len(S), "mean"), y, seed=0)
+    mean_acc = (mean_lr.predict(Fe.pool(T.mu, T.mu, T.owner, len(T), "mean")) == y_t).mean()
     untrained = R.fit_review_encoder(U, epochs=1, batch_reviews=3000, hidden=64, dim=16, lr=1e-12, seed=0,
                                      progress=False)  # one step at a negligible rate: an untrained encoder
     raw_acc = (R.fit_review_head(S, y, untrained, seed=0).predict(T) == y_t).mean()
@@ -63,7 +64,7 @@ def test_review_code_learns_what_a_review_says_throughout_without_labels(tmp_pat
     again = R.fit_review_encoder(U, epochs=20, batch_reviews=128, hidden=64, dim=16, lr=3e-3, seed=0, progress=False)
     np.testing.assert_array_equal(again.embed(T), coder.embed(T))  # reproducible
     # a review with no sentence gets the zero code
-    empty = C.SentenceSet(np.zeros((0, 8), np.float32), np.zeros(0, np.int64), 2)
+    empty = Fe.SentenceSet(np.zeros((0, 8), np.float32), np.zeros(0, np.int64), 2)
     np.testing.assert_array_equal(coder.embed(empty), np.zeros((2, 16), np.float32))
     # save / load round trip
     head.meta["note"] = "kept"
@@ -81,7 +82,7 @@ def test_review_code_learns_what_a_review_says_throughout_without_labels(tmp_pat
 
 
 def test_review_encoder_refuses_what_it_cannot_train_on():
-    one = C.SentenceSet(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), 3)  # no review has two sentences
+    one = Fe.SentenceSet(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), 3)  # no review has two sentences
     with pytest.raises(C.ClassifyError, match="two or more sentences"):
         R.fit_review_encoder(one, progress=False)
     U, _ = _shared_sign_reviews(10, 0)
@@ -109,7 +110,7 @@ def test_review_head_cli_and_curve_row(tiny, tmp_path, capsys):
     from seqvae.api import SeqVAE
 
     head = R.ReviewCodeHead.load(ckpt)
-    z = head.linear.decision(head.encoder.embed(C.sentence_features(SeqVAE.from_pretrained(ckpt), texts,
+    z = head.linear.decision(head.encoder.embed(Fe.sentence_features(SeqVAE.from_pretrained(ckpt), texts,
                                                                     progress=False)))
     s = head.meta["length_scales"]  # fitted with the head; the texts have 2 and 1 sentences
     np.testing.assert_allclose([r["p_positive"] for r in rows], 1 / (1 + np.exp(-np.array([s[1], s[0]]) * z)),

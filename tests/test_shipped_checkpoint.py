@@ -40,7 +40,7 @@ HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set", "finetuned", "
 
 @pytest.mark.parametrize("path,kind", HEADS, ids=[f"{p.name}-{k}" for p, k in HEADS])
 def test_shipped_sentiment_head_fits_its_weights(path, kind):
-    from seqvae import classify, finetune, reviewcode
+    from seqvae import classify, features, finetune, reviewcode
 
     cls, config = {"linear": (classify.LinearHead, classify.HEAD_CONFIG),
                    "set": (classify.SetMLP, classify.SET_HEAD_CONFIG),
@@ -49,7 +49,7 @@ def test_shipped_sentiment_head_fits_its_weights(path, kind):
     if not (path / config).is_file():
         pytest.skip(f"{path.name} ships no {kind} sentiment head")
     head = cls.load(path)
-    assert head.meta["model_sha256"] == classify.checkpoint_id(path), "head fitted on other weights: refit --train"
+    assert head.meta["model_sha256"] == features.checkpoint_id(path), "head fitted on other weights: refit --train"
     scales = head.meta.get("length_scales")  # shipped heads are calibrated for short texts (calibrate.py)
     assert scales and all(s > 0 for s in scales) and scales[0] < scales[-1], "no length calibration: --calibrate"
     vae = SeqVAE.from_pretrained(path, device="cpu")

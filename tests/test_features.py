@@ -1,0 +1,80 @@
+"""features: pooling on a hand-made example, the sentence set, and features that match the API and
+are cached (and never read stale). Tiny untrained model, a handful of fake reviews: fast."""
+
+import numpy as np
+import pytest
+
+from seqvae import features as F
+from seqvae.classify import load_reviews
+
+
+def test_pooling_on_a_hand_made_example():
+    mu = np.array([[1.0, 2.0], [3.0, -4.0], [5.0, 6.0]], dtype=np.float32)   # (S=3, Z=2)
+    logvar = np.array([[-1.0, -2.0], [-3.0, -4.0], [0.0, 2.0]], dtype=np.float32)
+    owner = np.array([0, 0, 2])  # review 1 has no sentence
+    mean = F.pool(mu, logvar, owner, 3, "mean")
+    np.testing.assert_allclose(mean, [[2.0, -1.0], [0.0, 0.0], [5.0, 6.0]])
+    meanmax = F.pool(mu, logvar, owner, 3, "meanmax")
+    np.testing.assert_allclose(meanmax, [[2.0, -1.0, 3.0, 2.0], [0, 0, 0, 0], [5.0, 6.0, 5.0, 6.0]])
+    mlv = F.pool(mu, logvar, owner, 3, "mean_logvar")
+    np.testing.assert_allclose(mlv, [[2.0, -1.0, -2.0, -3.0], [0, 0, 0, 0], [5.0, 6.0, 0.0, 2.0]])
+    assert mean.dtype == np.float32
+    with pytest.raises(F.ClassifyError, match="pooling"):
+        F.pool(mu, logvar, owner, 3, "median")
+
+
+def test_sentence_set_selects_and_renumbers_reviews():
+    mu = np.arange(10, dtype=np.float32).reshape(5, 2)   # rows 0-1: review 0, none for 1, rows 2-4: review 2
+    S = F.SentenceSet(mu, np.array([0, 0, 2, 2, 2]), 3)
+    np.testing.assert_array_equal(S.offsets, [0, 2, 2, 5])
+    sub = S[np.array([2, 1, 0])]
+    assert len(sub) == 3
+    np.testing.assert_array_equal(sub.owner, [0, 0, 0, 2, 2])
+    np.testing.assert_array_equal(sub.mu, mu[[2, 3, 4, 0, 1]])
+    assert len(S[np.array([1])].mu) == 0
+    both = S.concat(sub)
+    assert len(both) == 6 and both.n_reviews == 6
+    np.testing.assert_array_equal(both.owner, [0, 0, 2, 2, 2, 3, 3, 3, 5, 5])
+    np.testing.assert_array_equal(both[np.array([3, 5])].mu, sub[np.array([0, 2])].mu)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        F.SentenceSet(mu, np.array([0, 2, 1, 2, 2]), 3)
+
+
+# ---------------------------------------------------------------------------- a tiny checkpoint and tiny IMDB
+@pytest.fixture(scope="module")
+def vae(tiny):
+    from seqvae.api import SeqVAE
+
+    return SeqVAE.from_pretrained(tiny[0], device="cpu")
+
+
+def test_review_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monkeypatch):
+    from seqvae.corpus import review_to_sentences
+
+    texts, labels = load_reviews("train", data_root=tiny[1])
+    assert len(texts) == 40 and sorted(set(labels.tolist())) == [0, 1]
+    texts = texts[:6] + ["<br /><br />"]  # the last review has no sentence
+    f = F.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path)
+    assert f.X.shape == (7, 4) and not f.cached and f.n_empty == 1
+    np.testing.assert_array_equal(f.X[-1], 0.0)
+    sents = review_to_sentences(texts[2])
+    np.testing.assert_allclose(f.X[2], vae.encode(sents).mu.numpy().mean(0), atol=1e-6)
+    assert f.n_sentences == sum(len(review_to_sentences(t)) for t in texts)
+
+    def boom(*a, **k):
+        raise AssertionError("the encoder ran although the features are cached")
+
+    monkeypatch.setattr(F, "encode_sentences", boom)
+    again = F.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path)
+    assert again.cached and again.n_empty == 1
+    np.testing.assert_array_equal(again.X, f.X)
+    other = F.review_features(vae, texts, pooling="meanmax", split="train", cache_dir=tmp_path)  # written on the miss
+    assert other.X.shape == (7, 8)
+    sents = F.sentence_features(vae, texts, split="train", cache_dir=tmp_path)  # also written on the miss
+    assert len(sents) == 7 and len(sents.mu) == f.n_sentences and sents.offsets[-2] == sents.offsets[-1]
+    np.testing.assert_allclose(sents.mu[sents.owner == 2], vae.encode(review_to_sentences(texts[2])).mu.numpy(),
+                               atol=1e-6)
+    with pytest.raises(AssertionError, match="encoder ran"):  # other texts: another key
+        F.review_features(vae, texts[:5], pooling="mean", split="train", cache_dir=tmp_path)
+    with pytest.raises(AssertionError, match="encoder ran"):  # other weights: another key
+        F.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path, model_id="other")
