@@ -1012,6 +1012,8 @@ def run_classify(args) -> int:
     if min(args.max_train_reviews, args.max_test_reviews, args.max_unlabelled_reviews) < 0:
         raise ClassifyError("--max-train-reviews, --max-test-reviews and --max-unlabelled-reviews must be >= 0 "
                             "(0 = all)")
+    if 0 < args.max_train_reviews < 4:
+        raise ClassifyError("--max-train-reviews: at least 4 (two of each class), or 0 for all")
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     if args.texts:
         # the head before the model: a missing head fails fast

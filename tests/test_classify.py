@@ -368,6 +368,7 @@ def test_one_line_errors(tiny, tmp_path, one_line, monkeypatch):
     one_line(["classify", bare, "--texts", "a fine film", "--batch-size", "0"], "--batch-size")
     one_line(["classify", bare, "--curve", "--seed", "-1"], "--seed")
     one_line(["classify", bare, "--curve", "--max-train-reviews", "-1"], "--max-train-reviews")
+    one_line(["classify", bare, "--curve", "--max-train-reviews", "3"], "at least 4")
     one_line(["classify", bare, "--curve", "--out", tmp_path / "c", "--data-root", tmp_path / "none"], "none")
     assert not (tmp_path / "c").exists()  # nothing written when the data cannot be read
     one_line(["classify", tmp_path / "nope", "--train"], "no such checkpoint")
