@@ -51,6 +51,15 @@ def resolve(path: str | Path) -> Path:
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
 
 
+def _is_checkpoint_dir(d: Path) -> bool:
+    """A config.json with a 'model' section: what save() writes (another library's config.json is not)."""
+    try:
+        cfg = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and isinstance(cfg.get("model"), dict)
+
+
 def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
          data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
          dtype: torch.dtype | None = None) -> Path:
@@ -58,14 +67,14 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
 
     An existing checkpoint dir at `path` is replaced whole (with whatever else it held: heads fitted
     on the old weights, a model card). Anything else at `path`, a file or a directory with contents
-    but no config.json, is refused, never replaced.
+    that is not a seqvae checkpoint, is refused, never replaced.
     """
     final = Path(path)
     if final.exists():
         if not final.is_dir():
             raise CheckpointError(f"{final}: exists and is not a directory; not replacing it with a checkpoint")
-        if not (final / CONFIG_FILE).is_file() and any(final.iterdir()):
-            raise CheckpointError(f"{final}: exists and is not a checkpoint dir (no {CONFIG_FILE}); not replacing it")
+        if any(final.iterdir()) and not _is_checkpoint_dir(final):
+            raise CheckpointError(f"{final}: exists and is not a seqvae checkpoint dir; not replacing it")
     tmp = atomic.temp_dir_for(final)
     try:
         config = {"format": FORMAT_VERSION, "model": model.cfg.to_dict(),

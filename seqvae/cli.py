@@ -154,10 +154,8 @@ def _cmd_train(args) -> int:
             f"device {trainer.device}"
         print(f"{kind}: {trainer.model.num_parameters():,} parameters, {len(trainer.train_set):,} train sentences, "
               f"{where}", file=sys.stderr)
-    try:
-        summary = trainer.fit()
-    finally:
-        trainer.close()
+    summary = trainer.fit()
+    trainer.close()  # not on an error: a process that fails exits, and torchrun stops the others
     if main:
         print(json.dumps(summary, indent=2))
     return 0

@@ -422,7 +422,6 @@ def train(cfg: RunConfig | None = None, data_dir: str | Path = "data/imdb", out_
           **kwargs) -> dict[str, Any]:
     """One call: build a Trainer and fit it."""
     trainer = Trainer(cfg or RunConfig(), data_dir, out_dir, **kwargs)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.close()
+    summary = trainer.fit()
+    trainer.close()  # not on an error: waiting there for the other processes could hang this one
+    return summary

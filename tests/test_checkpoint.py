@@ -112,7 +112,10 @@ def test_save_replaces_a_checkpoint_but_nothing_else(tmp_path, model_and_tok):
     project = tmp_path / "project"
     (project / "src").mkdir(parents=True)
     (project / "src" / "code.py").write_text("x = 1")
-    with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint dir"):
+    with pytest.raises(checkpoint.CheckpointError, match="not a seqvae checkpoint dir"):
+        checkpoint.save(project, model, tok)
+    (project / "config.json").write_text('{"model_type": "bert"}')  # another library's model dir
+    with pytest.raises(checkpoint.CheckpointError, match="not a seqvae checkpoint dir"):
         checkpoint.save(project, model, tok)
     assert (project / "src" / "code.py").read_text() == "x = 1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "project"]  # no temp or parked dirs left
