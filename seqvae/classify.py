@@ -899,7 +899,8 @@ def add_classify_args(p) -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--train", action="store_true", help="fit the LR head on all train reviews and save it "
                       f"in the checkpoint ({HEAD_WEIGHTS} + {HEAD_CONFIG})")
-    mode.add_argument("--texts", nargs="+", metavar="TEXT", help="predict the sentiment of these reviews/sentences")
+    mode.add_argument("--texts", nargs="+", metavar="TEXT",
+                      help="predict the sentiment of these reviews/sentences ('-': one per line from stdin)")
     mode.add_argument("--curve", action="store_true", help="label-budget curve with baselines (JSON, table, plot)")
     mode.add_argument("--calibrate", action="store_true",
                       help="fit the saved --head's length calibration (how sure it may be of a text of n "
@@ -1016,6 +1017,11 @@ def run_classify(args) -> int:
         raise ClassifyError("--max-train-reviews: at least 4 (two of each class), or 0 for all")
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     if args.texts:
+        texts = list(args.texts)
+        if texts == ["-"]:
+            texts = [line.strip() for line in sys.stdin if line.strip()]
+            if not texts:
+                raise ClassifyError("--texts -: no texts on stdin")
         # the head before the model: a missing head fails fast
         head = head_cls.load(ckpt)
         vae = _latent_model(ckpt, args.device)
@@ -1027,7 +1033,7 @@ def run_classify(args) -> int:
                  f"add it with `seqvae classify {ckpt} --calibrate --head {args.head}`")
         if isinstance(head, FinetunedHead):
             vae, head = head.apply(vae), head.head
-        rows = predict_texts(vae, head, args.texts, batch_size=args.batch_size, length_scales=scales)
+        rows = predict_texts(vae, head, texts, batch_size=args.batch_size, length_scales=scales)
         if args.json:
             print(json.dumps(rows, indent=2))
         for r in rows if not args.json else []:

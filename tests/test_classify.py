@@ -307,7 +307,9 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert "per sentence + set MLP (attention)" in (out / "curve.md").read_text()
 
 
-def test_train_and_predict(tiny, capsys):
+def test_train_and_predict(tiny, capsys, monkeypatch):
+    import io
+
     from seqvae.cli import main
 
     ckpt, root = tiny
@@ -319,6 +321,12 @@ def test_train_and_predict(tiny, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["text"] for r in rows] == ["The movie was great.", "The plot was dull."]
     assert all(abs(r["p_positive"] + r["p_negative"] - 1) < 1e-9 for r in rows)
+    monkeypatch.setattr("sys.stdin", io.StringIO("The movie was great.\n\n  The plot was dull.\n"))
+    assert main(["classify", str(ckpt), "--texts", "-", "--json"]) == 0  # one text per line, blank lines skipped
+    assert json.loads(capsys.readouterr().out) == rows
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["classify", str(ckpt), "--texts", "-"]) == 2
+    assert "no texts on stdin" in capsys.readouterr().err
 
 
 def test_set_head_train_and_predict(tiny, tmp_path, capsys):
