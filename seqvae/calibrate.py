@@ -31,10 +31,10 @@ def head_logits(head, S: SentenceSet) -> np.ndarray:
     """(n_reviews,) positive-class logits of a LinearHead (on S pooled as it pools), SetMLP or
     ReviewCodeHead on the reviews of S."""
     if isinstance(head, LinearHead):
-        if head.pooling == "mean_logvar":
-            raise ClassifyError("length calibration needs a head that reads posterior means only "
-                                "(pooling mean or meanmax), not mean_logvar")
-        return head.decision(pool(S.mu, S.mu, S.owner, S.n_reviews, head.pooling))
+        if head.pooling == "mean_logvar" and S.logvar is None:
+            raise ClassifyError("a mean_logvar head needs the sentences' logσ² as well as their μ")
+        logvar = S.mu if S.logvar is None else S.logvar  # mean / meanmax pooling read μ only
+        return head.decision(pool(S.mu, logvar, S.owner, S.n_reviews, head.pooling))
     return head.decision(S)
 
 
@@ -44,7 +44,7 @@ def snippets(S: SentenceSet, k: int, rng: np.random.Generator) -> tuple[Sentence
     keep = np.flatnonzero(n >= k)
     rows = [S.offsets[r] + np.sort(rng.permutation(n[r])[:k]) for r in keep]
     rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    return SentenceSet(S.mu[rows], np.repeat(np.arange(len(keep)), k), len(keep)), keep
+    return S.rows(rows, np.repeat(np.arange(len(keep)), k), len(keep)), keep
 
 
 MAX_SCALE = 100.0  # where the snippets are perfectly separated the loss falls forever: stop here
@@ -114,7 +114,8 @@ def calibrate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, model
         inner = head.head
     else:
         S = sentence_features(vae, texts, split="train", model_id=model_id, cache_dir=cache_dir,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, progress=progress,
+                              logvar=getattr(head, "pooling", None) == "mean_logvar")
         inner = head
     scales = fit_length_scales(inner, S, np.asarray(labels), seed=seed)
     head.meta.update(calibration_meta(scales, len(labels)))

@@ -731,18 +731,18 @@ def load_unlabelled(*, source: str = "local", data_root: str | Path | None = Non
 def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = "mean", seed: int = 0,
                model_id: str | None = None, cache_dir: str | Path | None = None, split: str = "train",
                batch_size: int = 256, progress: bool = True) -> tuple[LinearHead, Features]:
-    """Fit the LR head on the features of `texts`; records the steering unit, provenance and (pooling
-    mean or meanmax) the length calibration (calibrate.py) in meta."""
+    """Fit the LR head on the features of `texts`; records the steering unit, provenance and the
+    length calibration (calibrate.py) in meta."""
     from .calibrate import calibration_meta, fit_length_scales
 
     model_id = model_id or model_sha256(vae)
     if pooling not in POOLINGS:
         raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     feats, S = _cached(vae, texts, [pooling, SENTENCES], split=split, model_id=model_id, tag="vae",
-                       cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+                       cache_dir=cache_dir, batch_size=batch_size, progress=progress,
+                       logvar=pooling == "mean_logvar")
     head = fit_linear_head(feats.X, labels, pooling=pooling, seed=seed)
-    if pooling != "mean_logvar":  # the snippets' pooled features need posterior means only
-        head.meta.update(calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels)))
+    head.meta.update(calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels)))
     d = head.latent_direction(vae.latent_dim)
     head.meta.update({
         # std of sentence posterior means along the steering direction: the unit of steer(unit="std")

@@ -133,16 +133,20 @@ class Features:
 @dataclass
 class SentenceSet:
     """Posterior means of every sentence of a list of reviews, grouped by review: the input of the
-    set classifier, which scores sentences before it pools (review_features pool first)."""
+    set classifier, which scores sentences before it pools (review_features pool first). `logvar`
+    rides along where it is known (what `mean_logvar` pooling of a few sentences needs)."""
 
     mu: np.ndarray       # (S, Z) float32, sentences of review 0 first, then review 1, ...
     owner: np.ndarray    # (S,) int64 review index of each row, non-decreasing
     n_reviews: int
+    logvar: np.ndarray | None = None  # (S, Z) float32 or None
 
     def __post_init__(self) -> None:
         self.owner = np.asarray(self.owner, dtype=np.int64)
         if len(self.owner) != len(self.mu) or np.any(np.diff(self.owner) < 0):
             raise ValueError("owner must give one non-decreasing review index per row of mu")
+        if self.logvar is not None and self.logvar.shape != self.mu.shape:
+            raise ValueError("logvar must have the shape of mu")
         self.offsets = np.searchsorted(self.owner, np.arange(self.n_reviews + 1))  # review r: rows offsets[r:r+2]
 
     def __len__(self) -> int:
@@ -153,12 +157,17 @@ class SentenceSet:
         idx = np.asarray(idx, dtype=np.int64)
         starts, stops = self.offsets[idx], self.offsets[idx + 1]
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
-        return SentenceSet(self.mu[rows], np.repeat(np.arange(len(idx)), stops - starts), len(idx))
+        return self.rows(rows, np.repeat(np.arange(len(idx)), stops - starts), len(idx))
+
+    def rows(self, rows: np.ndarray, owner: np.ndarray, n_reviews: int) -> "SentenceSet":
+        """The sentences `rows` (with their logσ² where known), regrouped into reviews by `owner`."""
+        return SentenceSet(self.mu[rows], owner, n_reviews, None if self.logvar is None else self.logvar[rows])
 
     def concat(self, other: "SentenceSet") -> "SentenceSet":
         """The reviews of self, then those of other (renumbered from len(self))."""
         owner = np.concatenate([self.owner, other.owner + self.n_reviews])
-        return SentenceSet(np.concatenate([self.mu, other.mu]), owner, self.n_reviews + other.n_reviews)
+        logvar = None if self.logvar is None or other.logvar is None else np.concatenate([self.logvar, other.logvar])
+        return SentenceSet(np.concatenate([self.mu, other.mu]), owner, self.n_reviews + other.n_reviews, logvar)
 
 
 @dataclass
@@ -182,7 +191,7 @@ class Encoded:
                         sent_cov.astype(np.float32), self.seconds)
 
     def sentence_set(self) -> SentenceSet:
-        return SentenceSet(self.mu, self.owner, self.n_reviews)
+        return SentenceSet(self.mu, self.owner, self.n_reviews, self.logvar)
 
 
 def encode_reviews(vae, texts: Sequence[str], *, batch_size: int = 256, progress: bool = True,
@@ -293,20 +302,24 @@ SENTENCES = "sentences"  # cache name of the unpooled sentence set
 
 def _save_sentences(path: Path, enc: Encoded) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_with(path, lambda tmp: np.savez(tmp, mu=enc.mu, owner=enc.owner, n_reviews=enc.n_reviews))
+    atomic.write_with(path, lambda tmp: np.savez(tmp, mu=enc.mu, logvar=enc.logvar, owner=enc.owner,
+                                                 n_reviews=enc.n_reviews))
 
 
 def _load_sentences(path: Path) -> SentenceSet | None:
+    """The cached sentence set; its logvar is None in files written before it was kept."""
     try:
         with np.load(path) as z:
-            return SentenceSet(z["mu"], z["owner"], int(z["n_reviews"]))
+            return SentenceSet(z["mu"], z["owner"], int(z["n_reviews"]), z["logvar"] if "logvar" in z else None)
     except (OSError, KeyError, ValueError):
         return None
 
 
 def _cached(vae, texts: Sequence[str], wants: Sequence[str], *, split: str, model_id: str | None, tag: str,
-            cache_dir: str | Path | None, batch_size: int, progress: bool) -> list[Features | SentenceSet]:
-    """`wants` (poolings and/or SENTENCES) of `texts` from the cache; a miss encodes once and writes all."""
+            cache_dir: str | Path | None, batch_size: int, progress: bool,
+            logvar: bool = False) -> list[Features | SentenceSet]:
+    """`wants` (poolings and/or SENTENCES) of `texts` from the cache; a miss encodes once and writes all.
+    logvar=True: a cached sentence set without logσ² (an older file) counts as a miss."""
     paths = None
     if cache_dir is not None:
         model_id = model_id or model_sha256(vae)
@@ -315,7 +328,8 @@ def _cached(vae, texts: Sequence[str], wants: Sequence[str], *, split: str, mode
                  for p in (*POOLINGS, SENTENCES)}
         hits = [(_load_sentences(paths[w]) if w == SENTENCES else _load_features(paths[w], w))
                 if paths[w].is_file() else None for w in wants]
-        if all(h is not None and h.n_reviews == len(texts) for h in hits):
+        if all(h is not None and h.n_reviews == len(texts) and not (logvar and isinstance(h, SentenceSet)
+                                                                      and h.logvar is None) for h in hits):
             return hits
     enc = encode_reviews(vae, texts, batch_size=batch_size, progress=progress, desc=f"{tag} {split}")
     if paths is not None:
@@ -341,7 +355,8 @@ def review_features(vae, texts: Sequence[str], *, pooling: str = "mean", split: 
 
 def sentence_features(vae, texts: Sequence[str], *, split: str = "custom", model_id: str | None = None,
                       tag: str = "vae", cache_dir: str | Path | None = None, batch_size: int = 256,
-                      progress: bool = True) -> SentenceSet:
-    """The unpooled sentence posterior means of `texts` (for the set classifier), cached like review_features."""
+                      progress: bool = True, logvar: bool = False) -> SentenceSet:
+    """The unpooled sentence posterior means of `texts` (for the set classifier), cached like
+    review_features; logvar=True makes sure their logσ² comes with them."""
     return _cached(vae, texts, [SENTENCES], split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
-                   batch_size=batch_size, progress=progress)[0]
+                   batch_size=batch_size, progress=progress, logvar=logvar)[0]

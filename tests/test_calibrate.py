@@ -62,17 +62,25 @@ def test_scales_grow_with_the_evidence_and_fix_single_sentence_overconfidence():
     assert loss(scales[0] * z) < loss(z) - 0.05
     with pytest.raises(C.ClassifyError, match="both classes"):
         K.fit_length_scales(head, S, np.zeros(len(y)))
-    with pytest.raises(C.ClassifyError, match="mean_logvar"):
-        K.head_logits(C.LinearHead(np.ones(8), 0.0, np.zeros(8), np.ones(8), "mean_logvar"), S)
+    # a mean_logvar head pools the snippets' logσ² too: snippets carry them along with μ
+    mlv = C.LinearHead(np.arange(8.0), 0.5, np.zeros(8), np.ones(8), "mean_logvar")
+    with pytest.raises(C.ClassifyError, match="logσ²"):
+        K.head_logits(mlv, S)
+    S_lv = Fe.SentenceSet(S.mu, S.owner, S.n_reviews, logvar=3 * S.mu + 1)
+    two, _ = K.snippets(S_lv, 2, np.random.default_rng(4))
+    np.testing.assert_allclose(two.logvar, 3 * two.mu + 1)
+    np.testing.assert_allclose(K.head_logits(mlv, two),
+                               mlv.decision(Fe.pool(two.mu, two.logvar, two.owner, two.n_reviews, "mean_logvar")))
 
 
-def test_calibrate_cli_adds_scales_that_texts_apply(tiny, tmp_path, capsys):
+@pytest.mark.parametrize("pooling", ["mean", "mean_logvar"])
+def test_calibrate_cli_adds_scales_that_texts_apply(tiny, tmp_path, capsys, pooling):
     from seqvae.cli import main
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny[0], ckpt)
     base = ["classify", str(ckpt), "--no-progress", "--data-root", str(tiny[1]), "--no-cache"]
-    assert main(base + ["--train"]) == 0
+    assert main(base + ["--train", "--pooling", pooling]) == 0
     capsys.readouterr()
     head = C.LinearHead.load(ckpt)
     fitted = head.meta.pop("length_scales")

@@ -38,6 +38,10 @@ def test_sentence_set_selects_and_renumbers_reviews():
     np.testing.assert_array_equal(both[np.array([3, 5])].mu, sub[np.array([0, 2])].mu)
     with pytest.raises(ValueError, match="non-decreasing"):
         F.SentenceSet(mu, np.array([0, 2, 1, 2, 2]), 3)
+    with_lv = F.SentenceSet(mu, S.owner, 3, logvar=mu + 100)  # logσ² follows its sentences where known
+    np.testing.assert_array_equal(with_lv[np.array([2, 0])].logvar, with_lv[np.array([2, 0])].mu + 100)
+    np.testing.assert_array_equal(with_lv.concat(with_lv).logvar, np.concatenate([mu, mu]) + 100)
+    assert with_lv.concat(S).logvar is None and S[np.array([0])].logvar is None
 
 
 # ---------------------------------------------------------------------------- a tiny checkpoint and tiny IMDB
@@ -72,8 +76,16 @@ def test_review_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monke
     assert other.X.shape == (7, 8)
     sents = F.sentence_features(vae, texts, split="train", cache_dir=tmp_path)  # also written on the miss
     assert len(sents) == 7 and len(sents.mu) == f.n_sentences and sents.offsets[-2] == sents.offsets[-1]
-    np.testing.assert_allclose(sents.mu[sents.owner == 2], vae.encode(review_to_sentences(texts[2])).mu.numpy(),
-                               atol=1e-6)
+    post = vae.encode(review_to_sentences(texts[2]))
+    np.testing.assert_allclose(sents.mu[sents.owner == 2], post.mu.numpy(), atol=1e-6)
+    np.testing.assert_allclose(sents.logvar[sents.owner == 2], post.logvar.numpy(), atol=1e-6)  # kept with μ
+    assert F.sentence_features(vae, texts, split="train", cache_dir=tmp_path, logvar=True).logvar is not None
+    (path,) = tmp_path.glob("vae-train-sentences-*.npz")  # as written before logσ² was kept
+    with np.load(path) as z:
+        np.savez(path, mu=z["mu"], owner=z["owner"], n_reviews=z["n_reviews"])
+    assert F.sentence_features(vae, texts, split="train", cache_dir=tmp_path).logvar is None  # still a hit
+    with pytest.raises(AssertionError, match="encoder ran"):  # but not for a head that needs logσ²
+        F.sentence_features(vae, texts, split="train", cache_dir=tmp_path, logvar=True)
     with pytest.raises(AssertionError, match="encoder ran"):  # other texts: another key
         F.review_features(vae, texts[:5], pooling="mean", split="train", cache_dir=tmp_path)
     with pytest.raises(AssertionError, match="encoder ran"):  # other weights: another key
