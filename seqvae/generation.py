@@ -24,6 +24,7 @@ import torch
 from .model import SentenceVAE
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
+DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
 
 
 class DecodingError(ValueError):
@@ -306,17 +307,33 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     Sampling uses `generator`, or a fresh one from `seed`. Runs in eval mode under inference_mode.
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams)
+    gen = None
+    if strategy not in ("greedy", "beam"):
+        gen = generator if generator is not None else make_generator(model.device, seed)
+
+    def run(z_part, n_part):
+        if strategy == "greedy":
+            return greedy(model, z_part, max_len=max_len, batch_size=n_part)
+        if strategy == "beam":
+            return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
+                        batch_size=n_part)
+        return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
+                      generator=gen, batch_size=n_part)
+
+    if z is not None:
+        z = torch.as_tensor(z)
+    rows = batch_size if z is None else (len(z) if z.dim() == 2 else None)
+    chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else 1))
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            if strategy == "greedy":
-                return greedy(model, z, max_len=max_len, batch_size=batch_size)
-            if strategy == "beam":
-                return beam(model, z, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
-                            batch_size=batch_size)
-            gen = generator if generator is not None else make_generator(model.device, seed)
-            return sample(model, z, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                          generator=gen, batch_size=batch_size)
+            if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
+                return run(z, batch_size)
+            out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on
+            for start in range(0, rows, chunk):
+                stop = min(start + chunk, rows)
+                out += run(None, stop - start) if z is None else run(z[start:stop], None)
+            return out
     finally:
         model.train(was_training)
