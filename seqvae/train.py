@@ -236,13 +236,9 @@ class Trainer:
         self.train_time = float(state.get("train_time", 0.0))
         rngs = state.get("rng_ranks") or [{k: state[k] for k in ("rng_cpu", "rng_cuda") if k in state}]
         if len(rngs) == self.ranks.world:  # the same number of processes as the saved run: each its own RNG
-            torch.set_rng_state(rngs[self.ranks.rank]["rng_cpu"])
-            if self.device.type == "cuda" and "rng_cuda" in rngs[self.ranks.rank]:
-                torch.cuda.set_rng_state(rngs[self.ranks.rank]["rng_cuda"], self.device)
-        elif self.ranks.main:  # another number: the first process continues the saved RNG, the others reseed
-            torch.set_rng_state(state["rng_cpu"])
-            if self.device.type == "cuda" and "rng_cuda" in state:
-                torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+            self._set_rng(rngs[self.ranks.rank])
+        elif self.ranks.main:  # another number: the first process continues the saved (first) RNG, the others reseed
+            self._set_rng(rngs[0])
         else:
             torch.manual_seed(self._rank_seed())
         if self.ranks.main:
@@ -254,17 +250,24 @@ class Trainer:
             rng["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return rng
 
+    def _set_rng(self, rng: dict[str, torch.Tensor]) -> None:
+        """Restore what _rng() returned (its CUDA part only on CUDA)."""
+        torch.set_rng_state(rng["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in rng:
+            torch.cuda.set_rng_state(rng["rng_cuda"], self.device)
+
     def _state(self) -> dict[str, Any]:
         """What --resume needs besides the weights. Under torchrun a collective: every process's RNG."""
+        rng = self._rng()
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir),
-                 **self._rng()}
+                 **rng}
         if self.ranks.world > 1:
             import torch.distributed as dist
 
             rngs = [None] * self.ranks.world
-            dist.all_gather_object(rngs, {k: v.cpu() for k, v in self._rng().items()})
+            dist.all_gather_object(rngs, {k: v.cpu() for k, v in rng.items()})
             state["rng_ranks"] = rngs
         return state
 
