@@ -736,8 +736,6 @@ def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = 
     from .calibrate import calibration_meta, fit_length_scales
 
     model_id = model_id or model_sha256(vae)
-    if pooling not in POOLINGS:
-        raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     feats, S = _cached(vae, texts, [pooling, SENTENCES], split=split, model_id=model_id, tag="vae",
                        cache_dir=cache_dir, batch_size=batch_size, progress=progress,
                        logvar=pooling == "mean_logvar")

@@ -320,6 +320,9 @@ def _cached(vae, texts: Sequence[str], wants: Sequence[str], *, split: str, mode
             logvar: bool = False) -> list[Features | SentenceSet]:
     """`wants` (poolings and/or SENTENCES) of `texts` from the cache; a miss encodes once and writes all.
     logvar=True: a cached sentence set without logσ² (an older file) counts as a miss."""
+    for w in wants:
+        if w != SENTENCES and w not in POOLINGS:
+            raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {w!r}")
     paths = None
     if cache_dir is not None:
         model_id = model_id or model_sha256(vae)
@@ -347,8 +350,6 @@ def review_features(vae, texts: Sequence[str], *, pooling: str = "mean", split: 
     `model_id` identifies the weights (default: sha256 of the checkpoint's model.safetensors).
     A miss computes and caches every pooling and the sentence set, so switching later is free too.
     """
-    if pooling not in POOLINGS:
-        raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     return _cached(vae, texts, [pooling], split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
                    batch_size=batch_size, progress=progress)[0]
 

@@ -21,6 +21,8 @@ def test_pooling_on_a_hand_made_example():
     assert mean.dtype == np.float32
     with pytest.raises(F.ClassifyError, match="pooling"):
         F.pool(mu, logvar, owner, 3, "median")
+    with pytest.raises(F.ClassifyError, match="pooling"):  # checked before any model or cache is touched
+        F.review_features(None, ["a fine film"], pooling="median", cache_dir="/nonexistent")
 
 
 def test_sentence_set_selects_and_renumbers_reviews():
