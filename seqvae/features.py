@@ -282,7 +282,6 @@ def _cache_path(cache_dir: Path, tag: str, split: str, pooling: str, key: str) -
 
 
 def _save_features(path: Path, f: Features) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_with(path, lambda tmp: np.savez(
         tmp, X=f.X, n_reviews=f.n_reviews, n_sentences=f.n_sentences, n_empty=f.n_empty,
         n_truncated=f.n_truncated, sent_mean=f.sent_mean, sent_cov=f.sent_cov, seconds=f.seconds))
@@ -301,7 +300,6 @@ SENTENCES = "sentences"  # cache name of the unpooled sentence set
 
 
 def _save_sentences(path: Path, enc: Encoded) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_with(path, lambda tmp: np.savez(tmp, mu=enc.mu, logvar=enc.logvar, owner=enc.owner,
                                                  n_reviews=enc.n_reviews))
 
