@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from seqvae import atomic
 from seqvae.api import InputError, SeqVAE
 from seqvae.checkpoint import CheckpointError
 from seqvae.generation import DecodingError
@@ -189,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, InputError, DecodingError, OSError) as e:
         print(f"generation_report: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report + "\n", encoding="utf-8")
+    out = atomic.write_text(args.out, report + "\n")  # parent dirs made as needed
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
