@@ -11,7 +11,7 @@ import pytest
 from seqvae import corpus as C
 from seqvae.config import ConfigError, DataConfig
 from seqvae.corpus import (DataError, clean_text, load_imdb, load_ptb, load_split, prepare, read_meta,
-                           review_to_sentences, split_sentences)
+                           review_to_clauses, review_to_sentences, split_clauses, split_sentences)
 from seqvae.tokenizer import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +66,34 @@ def test_review_to_sentences_uses_br_as_boundary():
     raw = "A fine film<br /><br />The end was sad... but good!<br />10/10 <i>would</i> watch again"
     assert review_to_sentences(raw) == ["A fine film", "The end was sad... but good!", "10/10 would watch again"]
     assert review_to_sentences("<br /><br />") == []
+
+
+CLAUSE_CASES = [
+    ("I loved the acting, but the plot was a mess.", ["I loved the acting", "but the plot was a mess."]),
+    ("The cast is fine but the script is weak.", ["The cast is fine", "but the script is weak."]),  # before "but"
+    ("Although it starts slowly, the second half is wonderful; go see it soon.",
+     ["Although it starts slowly", "the second half is wonderful", "go see it soon."]),
+    ("The music by a real master (and his band) is the best part - truly the best.",
+     ["The music by a real master", "and his band", "is the best part", "truly the best."]),
+    ("But the end was good, though short.", ["But the end was good, though short."]),  # short piece rejoins
+    ("Well, I liked it a lot.", ["Well, I liked it a lot."]),          # a short first piece joins the next
+    ("Yes, yes, it is a very good film, I think.", ["Yes, yes, it is a very good film, I think."]),
+    ("Great film.", ["Great film."]),
+    ("  spaced out , really  ", ["spaced out , really"]),
+    ("*** , ***", []),
+]
+
+
+@pytest.mark.parametrize("sentence,expected", CLAUSE_CASES)
+def test_split_clauses(sentence, expected):
+    assert split_clauses(sentence) == expected
+
+
+def test_review_to_clauses_cuts_each_sentence():
+    raw = "A fine film, with a cast that cares.<br />Dull, slow and long. The end, however, is a joy to watch."
+    assert review_to_clauses(raw) == ["A fine film", "with a cast that cares.", "Dull, slow and long.",
+                                      "The end, however", "is a joy to watch."]
+    assert review_to_clauses("<br />") == []
 
 
 # ---------------------------------------------------------------------------- tiny fake corpora
