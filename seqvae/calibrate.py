@@ -10,7 +10,8 @@ of n sentences carries less evidence than a review, so its logit is scaled down:
 s_1 ... s_K are fitted per head on the labelled train reviews: for each k, one random k-sentence
 snippet of every review with at least k sentences, labelled with its review's label; s_k is the
 scale with the lowest log-loss there (a convex 1-D problem, solved by Newton's method). Texts of
-more than K sentences use s_K. The scale never changes a verdict, only how sure it is.
+more than K sentences use s_K. The scale never changes a verdict, only how sure it is. For a
+head that reads clauses (--unit clause), n counts clauses: snippets are k clauses.
 `seqvae classify CKPT --calibrate --head H` adds the scales to a saved head; `--train` fits them
 with every head; `--texts` applies them (predict_texts).
 """
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .classify import LinearHead
+from .classify import LinearHead, head_unit
 from .features import ClassifyError, SentenceSet, pool
 
 MAX_SENTENCES = 16  # K: scales are fitted for snippets of 1..K sentences
@@ -115,7 +116,7 @@ def calibrate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, model
     else:
         S = sentence_features(vae, texts, split="train", model_id=model_id, cache_dir=cache_dir,
                               batch_size=batch_size, progress=progress,
-                              logvar=getattr(head, "pooling", None) == "mean_logvar")
+                              logvar=getattr(head, "pooling", None) == "mean_logvar", unit=head_unit(head))
         inner = head
     scales = fit_length_scales(inner, S, np.asarray(labels), seed=seed)
     head.meta.update(calibration_meta(scales, len(labels)))

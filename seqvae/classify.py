@@ -9,7 +9,8 @@
 
 The features come from seqvae/features.py: review -> sentences (the corpus' own splitter) ->
 posterior means μ per sentence -> one vector per review (pooling), or the unpooled SentenceSet;
-cached on disk. This module reads top to bottom:
+cached on disk. `--unit clause` cuts the sentences into clauses first (LR and set heads, curve);
+a head records its unit and --texts / --calibrate read texts the same way. This module reads top to bottom:
   heads      LinearHead: logistic regression on standardised features, C picked by k-fold
              cross-validated log-loss; saved as classifier.safetensors + classifier.json (no pickle). An MLP head
              (scikit-learn) for the curve. SetMLP scores each sentence's μ with a small MLP and
@@ -43,8 +44,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import atomic
-from .features import (POOLINGS, SENTENCES, ClassifyError, Features, SentenceSet, _cached, checkpoint_id,
-                       encode_reviews, latent_part, model_sha256, sentence_features, untrained_like)
+from .features import (POOLINGS, SENTENCES, UNITS, ClassifyError, Features, SentenceSet, _cached, check_unit,
+                       checkpoint_id, encode_reviews, latent_part, model_sha256, sentence_features,
+                       untrained_like)
 
 SET_POOLS = ("mean", "attention")  # how the set MLP weighs a review's sentence scores
 ATTENTION_HIDDEN = 64  # hidden units of the set MLP's attention scorer g
@@ -312,6 +314,15 @@ def fit_mlp(X: np.ndarray, y: np.ndarray, *, seed: int = 0, hidden: int = 256):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.fit(X, y)
+
+
+def head_unit(head) -> str:
+    """What a saved head reads a text as: "sentence" (every head before clauses existed) or "clause"."""
+    unit = head.meta.get("unit", "sentence")
+    if unit not in UNITS:
+        raise _checkpoint_error(f"the classifier head reads texts as {unit!r}: this version knows "
+                                f"{', '.join(UNITS)}")
+    return unit
 
 
 def check_set_pool(pool: str) -> None:
@@ -730,15 +741,15 @@ def load_unlabelled(*, source: str = "local", data_root: str | Path | None = Non
 
 def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = "mean", seed: int = 0,
                model_id: str | None = None, cache_dir: str | Path | None = None, split: str = "train",
-               batch_size: int = 256, progress: bool = True) -> tuple[LinearHead, Features]:
-    """Fit the LR head on the features of `texts`; records the steering unit, provenance and the
-    length calibration (calibrate.py) in meta."""
+               batch_size: int = 256, progress: bool = True, unit: str = "sentence") -> tuple[LinearHead, Features]:
+    """Fit the LR head on the features of `texts` (pooled over their sentences, or clauses); records
+    the unit, the steering unit, provenance and the length calibration (calibrate.py) in meta."""
     from .calibrate import calibration_meta, fit_length_scales
 
     model_id = model_id or model_sha256(vae)
     feats, S = _cached(vae, texts, [pooling, SENTENCES], split=split, model_id=model_id, tag="vae",
                        cache_dir=cache_dir, batch_size=batch_size, progress=progress,
-                       logvar=pooling == "mean_logvar")
+                       logvar=pooling == "mean_logvar", unit=unit)
     head = fit_linear_head(feats.X, labels, pooling=pooling, seed=seed)
     head.meta.update(calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels)))
     d = head.latent_direction(vae.latent_dim)
@@ -747,36 +758,41 @@ def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = 
         "direction_std": float(np.sqrt(max(d @ feats.sent_cov.astype(np.float64) @ d, 0.0))),
         "model_sha256": model_id, "train_accuracy": float((head.predict(feats.X) == labels).mean()),
         "features": {k: v for k, v in feats.summary().items() if k not in ("seconds", "cached")},
+        **({"unit": unit} if unit != "sentence" else {}),
     })
     return head, feats
 
 
 def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int = 0, model_id: str | None = None,
                    cache_dir: str | Path | None = None, split: str = "train", batch_size: int = 256,
-                   pool: str = "mean", progress: bool = True) -> SetMLP:
-    """Fit the set MLP head (`pool` mean or attention) on the sentences of `texts`; records provenance
-    and the length calibration (calibrate.py) in meta."""
+                   pool: str = "mean", progress: bool = True, unit: str = "sentence") -> SetMLP:
+    """Fit the set MLP head (`pool` mean or attention) on the sentences (or clauses) of `texts`;
+    records the unit, provenance and the length calibration (calibrate.py) in meta."""
     from .calibrate import calibration_meta, fit_length_scales
 
     model_id = model_id or model_sha256(vae)
     S = sentence_features(vae, texts, split=split, model_id=model_id, cache_dir=cache_dir, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, unit=unit)
     head = fit_set_mlp(S, labels, seed=seed, pool=pool)
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
-                      "sentences": int(len(S.mu)), **calibration_meta(fit_length_scales(head, S, labels, seed=seed),
-                                                                      len(labels))})
+                      "sentences" if unit == "sentence" else "clauses": int(len(S.mu)),
+                      **({"unit": unit} if unit != "sentence" else {}),
+                      **calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels))})
     return head
 
 
 def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256,
                   length_scales: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """Sentiment of each text (a review or a sentence) with a saved head (LinearHead, SetMLP or
-    reviewcode.ReviewCodeHead): label, probabilities and its number of sentences. With length
-    scales (`length_scales`, else the head's meta; seqvae/calibrate.py) a text of n sentences has
-    p = σ(s_n · logit): short texts are not read as surely as whole reviews."""
+    reviewcode.ReviewCodeHead): label, probabilities and its number of sentences (and of clauses,
+    for a head that reads clauses). With length scales (`length_scales`, else the head's meta;
+    seqvae/calibrate.py) a text of n sentences (clauses) has p = σ(s_n · logit): short texts are
+    not read as surely as whole reviews."""
     from .calibrate import length_scale
+    from .corpus import review_to_sentences
 
-    enc = encode_reviews(vae, texts, batch_size=batch_size, progress=False)
+    unit = head_unit(head)
+    enc = encode_reviews(vae, texts, batch_size=batch_size, progress=False, unit=unit)
     if not isinstance(head, LinearHead):  # heads that read the sentences' μ, not a pooled vector
         X, want, got = enc.sentence_set(), len(head.mean), enc.mu.shape[1]
     else:
@@ -785,16 +801,18 @@ def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256,
     if got != want:
         raise ClassifyError(f"the classifier head expects {want} features, this model gives {got}: "
                             f"refit it with --train")
-    n_sent = np.bincount(enc.owner, minlength=len(texts))
-    if n_empty := int((n_sent == 0).sum()):
+    n_units = np.bincount(enc.owner, minlength=len(texts))
+    if n_empty := int((n_units == 0).sum()):
         _log(f"warning: {n_empty} text(s) have no sentence: predicted from the bias alone")
     scales = length_scales if length_scales is not None else head.meta.get("length_scales")
     if scales:  # every head's decision() reads its own X: pooled features, or the sentence set
-        proba = scaled_proba(head.decision(X), length_scale(scales, n_sent))
+        proba = scaled_proba(head.decision(X), length_scale(scales, n_units))
     else:
         proba = head.predict_proba(X)
+    n_sent = n_units if unit == "sentence" else [len(review_to_sentences(t)) for t in texts]
     return [{"text": t, "label": head.classes[int(p[1] > 0.5)], "p_" + head.classes[0]: float(p[0]),
-             "p_" + head.classes[1]: float(p[1]), "sentences": int(n)} for t, p, n in zip(texts, proba, n_sent)]
+             "p_" + head.classes[1]: float(p[1]), "sentences": int(ns), **({"clauses": int(n)} if unit == "clause" else {})}
+            for t, p, ns, n in zip(texts, proba, n_sent, n_units)]
 
 
 def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
@@ -803,7 +821,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
               set_mlp: bool = True, set_pool: str = "mean", self_train: bool = False,
               max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None,
-              review_code: dict[str, Any] | None = None, batch_size: int = 256,
+              review_code: dict[str, Any] | None = None, unit: str = "sentence", batch_size: int = 256,
               progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The label-budget experiment: features, heads, baselines; writes curve.json, curve.md, curve.png.
 
@@ -815,16 +833,22 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     `review_code` (fit_review_encoder's options, {} for its defaults) adds, for each encoder, the LR
     on a review code learned without labels (seqvae/reviewcode.py) from the sentence means of the
     unlabelled reviews and of the train reviews; one review encoder serves every budget and draw.
+    `unit` "clause" gives every encoder row (LR, MLP, set MLP, self-trained) the reviews' clauses
+    instead of their sentences; the fine-tuned and review-code rows read sentences only.
     """
     out = Path(out_dir)
     _sklearn()  # fail before the expensive part
     check_set_pool(set_pool)
+    check_unit(unit)
+    if unit != "sentence" and (finetune is not None or review_code is not None):
+        raise ClassifyError("the fine-tuned and review-code rows read sentences: drop --unit clause or them")
     tr_texts, y_tr = load_reviews("train", source=source, data_root=data_root, max_reviews=max_train_reviews, seed=seed)
     te_texts, y_te = load_reviews("test", source=source, data_root=data_root, max_reviews=max_test_reviews, seed=seed)
     train_set = set(tr_texts)
     overlap = sum(t in train_set for t in te_texts)  # aclImdb has a few test reviews that are also in train
     _log(f"{len(tr_texts):,} train / {len(te_texts):,} test reviews ({overlap} test reviews also in train)")
 
+    pooled = "" if unit == "sentence" else f" of {unit}s"  # the LR / MLP rows' features: the units' mean
     encoders = [("vae", "VAE μ", vae, model_id)]
     if baselines:
         rand, rand_id = untrained_like(vae)
@@ -838,20 +862,21 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     set_name, set_label = ("", "") if set_pool == "mean" else (f"_{set_pool}", f" ({set_pool})")
     for tag, label, enc, ident in encoders:
         (f_tr, *s_tr), (f_te, *s_te) = (_cached(enc, texts, wants, split=split, model_id=ident, tag=tag,
-                                                cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+                                                cache_dir=cache_dir, batch_size=batch_size, progress=progress,
+                                                unit=unit)
                                         for texts, split in ((tr_texts, "train"), (te_texts, "test")))
         feature_info[tag] = {"train": f_tr.summary(), "test": f_te.summary()}
         _log(f"{tag} features: train {f_tr.summary()}, test {f_te.summary()}")
-        methods.append(Method(f"{tag}_lr", f"{label} + LR", "lr", f_tr.X, f_te.X))
+        methods.append(Method(f"{tag}_lr", f"{label}{pooled} + LR", "lr", f_tr.X, f_te.X))
         if mlp:
-            methods.append(Method(f"{tag}_mlp", f"{label} + MLP", "mlp", f_tr.X, f_te.X))
+            methods.append(Method(f"{tag}_mlp", f"{label}{pooled} + MLP", "mlp", f_tr.X, f_te.X))
         if set_mlp:
-            methods.append(Method(f"{tag}_set{set_name}", f"{label} per sentence + set MLP{set_label}", "set",
+            methods.append(Method(f"{tag}_set{set_name}", f"{label} per {unit} + set MLP{set_label}", "set",
                                   s_tr[0], s_te[0], options=set_opts))
         if (self_train and tag == "vae") or review_code is not None:
             S_un = sentence_features(enc, un_texts, split="unsup", model_id=ident, tag=tag, cache_dir=cache_dir,
-                                     batch_size=batch_size, progress=progress)
-            feature_info["unlabelled"] = {"reviews": len(un_texts), "sentences": int(len(S_un.mu))}
+                                     batch_size=batch_size, progress=progress, unit=unit)
+            feature_info["unlabelled"] = {"reviews": len(un_texts), f"{unit}s": int(len(S_un.mu))}
         if review_code is not None:  # also for the untrained encoder: how much is the VAE's, how much the coder's
             from .reviewcode import fit_review_encoder
 
@@ -861,7 +886,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
             methods.append(Method(f"{tag}_review_lr", f"{label} per sentence -> review code + LR", "lr",
                                   coder.embed(s_tr[0]), coder.embed(s_te[0])))
         if self_train and tag == "vae":
-            methods.append(Method(f"{tag}_set_self{set_name}", f"{label} per sentence + set MLP{set_label}, "
+            methods.append(Method(f"{tag}_set_self{set_name}", f"{label} per {unit} + set MLP{set_label}, "
                                   f"{self_label}", "set_self", s_tr[0], s_te[0], S_un, options=set_opts))
         if finetune is not None and tag == "vae":
             methods.append(Method(f"{tag}_finetuned{set_name}", f"fine-tuned encoder μ per sentence + set MLP"
@@ -880,7 +905,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
                                   X_un))
 
     curve = label_budget_curve(methods, y_tr, y_te, budgets=budgets, draws=draws, seed=seed, progress=progress)
-    curve.update({"pooling": pooling, "features": feature_info, "test_reviews_in_train": overlap,
+    curve.update({"pooling": pooling, "unit": unit, "features": feature_info, "test_reviews_in_train": overlap,
                   **({"set_pool": set_pool} if set_mlp or self_train or finetune is not None else {}),
                   **({"finetune": dict(finetune)} if finetune is not None else {}),
                   **({"review_code": dict(review_code)} if review_code is not None else {}), **(extra or {})})
@@ -905,6 +930,10 @@ def add_classify_args(p) -> None:
                            "sentences) on the train reviews and save it in the head (--train does this too)")
     p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
+    p.add_argument("--unit", choices=UNITS, default=None,
+                   help="--train (linear and set heads) / --curve: encode each review's sentences (default), or "
+                        "its clauses (sentences cut at , ; : ( ) dashes and before but/although/...); a saved head "
+                        "records its unit, which --texts and --calibrate follow")
     p.add_argument("--head", choices=["linear", "set", "finetuned", "review"], default="linear",
                    help="--train/--texts/--calibrate: the LR head on pooled μ (default; steering uses it), the set MLP "
                         f"that scores each sentence's μ ({SET_HEAD_WEIGHTS}), that head trained end to end "
@@ -1014,6 +1043,15 @@ def run_classify(args) -> int:
     if 0 < args.max_train_reviews < 4:
         raise ClassifyError("--max-train-reviews: at least 4 (two of each class), or 0 for all")
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
+    unit = args.unit or "sentence"
+    if args.train and unit != "sentence" and args.head in ("finetuned", "review"):
+        raise ClassifyError(f"--head {args.head} reads sentences: --unit clause works with the linear and set heads")
+
+    def check_head_unit(head) -> None:  # --texts / --calibrate follow the head's unit
+        if args.unit and args.unit != head_unit(head):
+            raise ClassifyError(f"this head reads {head_unit(head)}s, not {args.unit}s: leave out --unit, "
+                                f"or refit the head with --train --unit {args.unit}")
+
     if args.texts:
         texts = list(args.texts)
         if texts == ["-"]:
@@ -1022,6 +1060,7 @@ def run_classify(args) -> int:
                 raise ClassifyError("--texts -: no texts on stdin")
         # the head before the model: a missing head fails fast
         head = head_cls.load(ckpt)
+        check_head_unit(head)
         vae = _latent_model(ckpt, args.device)
         if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
             _log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit with --train")
@@ -1048,6 +1087,7 @@ def run_classify(args) -> int:
     progress = not args.no_progress
     if args.calibrate:
         head = head_cls.load(ckpt)
+        check_head_unit(head)
         if head.meta.get("model_sha256") not in (None, model_id):
             raise ClassifyError(f"the classifier head was fitted on other weights than {ckpt}: refit it with --train")
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
@@ -1081,12 +1121,12 @@ def run_classify(args) -> int:
             return 0
         if set_head:
             head = train_set_head(vae, texts, labels, seed=args.seed, model_id=model_id, cache_dir=cache_dir,
-                                  pool=args.set_pool, batch_size=args.batch_size, progress=progress)
+                                  pool=args.set_pool, batch_size=args.batch_size, progress=progress, unit=unit)
             paths = head.save(ckpt)
             print(json.dumps({**head.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0
         head, feats = train_head(vae, texts, labels, pooling=args.pooling, seed=args.seed, model_id=model_id,
-                                 cache_dir=cache_dir, batch_size=args.batch_size, progress=progress)
+                                 cache_dir=cache_dir, batch_size=args.batch_size, progress=progress, unit=unit)
         paths = head.save(ckpt)
         print(json.dumps({"C": head.meta["C"], "cv_log_loss": head.meta["cv_log_loss"],
                           "train_accuracy": head.meta["train_accuracy"], "features": feats.summary(),
@@ -1102,7 +1142,7 @@ def run_classify(args) -> int:
                       max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
                       finetune=ft_options if args.finetune else None,
                       review_code={"epochs": args.review_epochs} if args.review_code else None,
-                      progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
+                      unit=unit, progress=progress, extra={"checkpoint": str(ckpt), "model_sha256": model_id})
     print(curve_markdown(curve), end="")
     _log(f"wrote {out / 'curve.json'}, {out / 'curve.md'}" + (", curve.png" if (out / "curve.png").exists() else ""))
     return 0

@@ -1,14 +1,16 @@
 """Review features from a sentence VAE: split each review into sentences (the corpus' own
 cleaning and splitter), encode every sentence to its posterior mean μ (and logσ²), no sampling,
 and pool them into one vector per review, or keep them per sentence (SentenceSet) for the heads
-that score sentences first. Used by classify.py (heads, curve), reviewcode.py, finetune.py,
+that score sentences first. unit="clause" cuts each sentence further into clauses
+(corpus.split_clauses) and encodes those instead: finer codes, each of a span the size of the
+sentences the VAE was trained on. Used by classify.py (heads, curve), reviewcode.py, finetune.py,
 calibrate.py and steer.py.
 
     S = sentence_features(vae, texts, split="train", cache_dir="runs/features")   # SentenceSet
     F = review_features(vae, texts, pooling="mean", split="train", cache_dir=...)  # Features, F.X (N, Z)
 
-Features are cached as .npz keyed by the weights' sha256, the pooling, the split and the exact
-review texts (and FEATURE_VERSION), so nothing stale is ever read; a miss computes every pooling
+Features are cached as .npz keyed by the weights' sha256, the pooling, the unit, the split and
+the exact review texts (and FEATURE_VERSION), so nothing stale is ever read; a miss computes every pooling
 and the sentence set at once.
 """
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from . import atomic
 from .config import ConfigError
+from .corpus import UNITS
 
 POOLINGS = ("mean", "meanmax", "mean_logvar")
 FEATURE_VERSION = 1   # bump when the feature computation changes: old cache files are then ignored
@@ -33,6 +36,11 @@ UNTRAINED_SEED = 0    # init seed of the untrained-encoder baseline
 
 class ClassifyError(ConfigError):
     """Bad input to feature extraction, classification or steering (one-line message; the CLI exits 2)."""
+
+
+def check_unit(unit: str) -> None:
+    if unit not in UNITS:
+        raise ClassifyError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
 
 
 # ---------------------------------------------------------------------------- pooling
@@ -116,7 +124,7 @@ class Features:
     X: np.ndarray                 # (N, D) float32, one row per review
     pooling: str
     n_reviews: int
-    n_sentences: int
+    n_sentences: int              # rows encoded: sentences (or clauses, unit="clause")
     n_empty: int                  # reviews with no sentence: zero rows
     n_truncated: int              # sentences cut to the model's maximum length
     sent_mean: np.ndarray         # (Z,) mean of sentence posterior means (for steering units)
@@ -195,12 +203,12 @@ class Encoded:
 
 
 def encode_reviews(vae, texts: Sequence[str], *, batch_size: int = 256, progress: bool = True,
-                   desc: str = "encode") -> Encoded:
-    """Split each review into sentences (the corpus' own splitter) and encode every sentence."""
-    from .corpus import review_to_sentences
-
+                   desc: str = "encode", unit: str = "sentence") -> Encoded:
+    """Split each review into sentences (the corpus' own splitter), or into clauses, and encode
+    each one (the rows of the result; "sentence" below means either)."""
+    check_unit(unit)
     t0 = time.perf_counter()
-    split = [review_to_sentences(t) for t in texts]
+    split = [UNITS[unit](t) for t in texts]
     owner_of_sent, uniq, index = [], [], {}
     for r, sents in enumerate(split):
         for s in sents:
@@ -233,10 +241,11 @@ def texts_sha256(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def feature_key(model_id: str, pooling: str, split: str, texts_hash: str) -> str:
-    """Cache key: model identity (weights' sha256 or untrained-init recipe) + pooling + split + texts."""
+def feature_key(model_id: str, pooling: str, split: str, texts_hash: str, unit: str = "sentence") -> str:
+    """Cache key: model identity (weights' sha256 or untrained-init recipe) + pooling + unit + split +
+    texts (the sentence unit is left out of the key, as before clauses existed)."""
     raw = json.dumps({"v": FEATURE_VERSION, "model": model_id, "pooling": pooling, "split": split,
-                      "texts": texts_hash}, sort_keys=True)
+                      "texts": texts_hash, **({"unit": unit} if unit != "sentence" else {})}, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -315,24 +324,26 @@ def _load_sentences(path: Path) -> SentenceSet | None:
 
 def _cached(vae, texts: Sequence[str], wants: Sequence[str], *, split: str, model_id: str | None, tag: str,
             cache_dir: str | Path | None, batch_size: int, progress: bool,
-            logvar: bool = False) -> list[Features | SentenceSet]:
-    """`wants` (poolings and/or SENTENCES) of `texts` from the cache; a miss encodes once and writes all.
-    logvar=True: a cached sentence set without logσ² (an older file) counts as a miss."""
+            logvar: bool = False, unit: str = "sentence") -> list[Features | SentenceSet]:
+    """`wants` (poolings and/or SENTENCES) of `texts` cut into `unit`s, from the cache; a miss
+    encodes once and writes all. logvar=True: a cached sentence set without logσ² (an older file)
+    counts as a miss."""
     for w in wants:
         if w != SENTENCES and w not in POOLINGS:
             raise ClassifyError(f"pooling must be one of {', '.join(POOLINGS)}, got {w!r}")
+    check_unit(unit)
     paths = None
     if cache_dir is not None:
         model_id = model_id or model_sha256(vae)
         th = texts_sha256(texts)
-        paths = {p: _cache_path(Path(cache_dir), tag, split, p, feature_key(model_id, p, split, th))
+        paths = {p: _cache_path(Path(cache_dir), tag, split, p, feature_key(model_id, p, split, th, unit))
                  for p in (*POOLINGS, SENTENCES)}
         hits = [(_load_sentences(paths[w]) if w == SENTENCES else _load_features(paths[w], w))
                 if paths[w].is_file() else None for w in wants]
         if all(h is not None and h.n_reviews == len(texts) and not (logvar and isinstance(h, SentenceSet)
                                                                       and h.logvar is None) for h in hits):
             return hits
-    enc = encode_reviews(vae, texts, batch_size=batch_size, progress=progress, desc=f"{tag} {split}")
+    enc = encode_reviews(vae, texts, batch_size=batch_size, progress=progress, desc=f"{tag} {split}", unit=unit)
     if paths is not None:
         for p in POOLINGS:
             _save_features(paths[p], enc.features(p))
@@ -342,20 +353,21 @@ def _cached(vae, texts: Sequence[str], wants: Sequence[str], *, split: str, mode
 
 def review_features(vae, texts: Sequence[str], *, pooling: str = "mean", split: str = "custom",
                     model_id: str | None = None, tag: str = "vae", cache_dir: str | Path | None = None,
-                    batch_size: int = 256, progress: bool = True) -> Features:
+                    batch_size: int = 256, progress: bool = True, unit: str = "sentence") -> Features:
     """Features of `texts` with one pooling, read from / written to `cache_dir` (None: no cache).
 
     `model_id` identifies the weights (default: sha256 of the checkpoint's model.safetensors).
     A miss computes and caches every pooling and the sentence set, so switching later is free too.
+    `unit` "clause" pools the reviews' clauses instead of their sentences.
     """
     return _cached(vae, texts, [pooling], split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
-                   batch_size=batch_size, progress=progress)[0]
+                   batch_size=batch_size, progress=progress, unit=unit)[0]
 
 
 def sentence_features(vae, texts: Sequence[str], *, split: str = "custom", model_id: str | None = None,
                       tag: str = "vae", cache_dir: str | Path | None = None, batch_size: int = 256,
-                      progress: bool = True, logvar: bool = False) -> SentenceSet:
-    """The unpooled sentence posterior means of `texts` (for the set classifier), cached like
-    review_features; logvar=True makes sure their logσ² comes with them."""
+                      progress: bool = True, logvar: bool = False, unit: str = "sentence") -> SentenceSet:
+    """The unpooled sentence (or, unit="clause", clause) posterior means of `texts` (for the set
+    classifier), cached like review_features; logvar=True makes sure their logσ² comes with them."""
     return _cached(vae, texts, [SENTENCES], split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
-                   batch_size=batch_size, progress=progress, logvar=logvar)[0]
+                   batch_size=batch_size, progress=progress, logvar=logvar, unit=unit)[0]

@@ -305,6 +305,13 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert set(res4["methods"]) == {"vae_lr", "vae_set_attention"} and res4["set_pool"] == "attention"
     assert res4["features"]["vae"]["train"]["cached"]
     assert "per sentence + set MLP (attention)" in (out / "curve.md").read_text()
+    # every encoder row on the reviews' clauses: their own cache entries
+    assert main(argv + ["--no-mlp", "--unit", "clause"]) == 0
+    res5 = json.loads((out / "curve.json").read_text())
+    assert set(res5["methods"]) == {"vae_lr", "vae_set", "untrained_lr", "untrained_set", "tfidf_lr"}
+    assert res5["unit"] == "clause" and not res5["features"]["vae"]["train"]["cached"]
+    table = (out / "curve.md").read_text()
+    assert "| VAE μ of clauses + LR |" in table and "| VAE μ per clause + set MLP |" in table
 
 
 def test_train_and_predict(tiny, capsys, monkeypatch):
@@ -361,6 +368,40 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
     assert main(argv + ["--train", "--set-pool", "attention", "--data-root", str(tiny[1]), "--no-cache"]) == 0
     capsys.readouterr()
     assert C.SetMLP.load(ckpt).pool == "attention"
+
+
+def test_clause_heads_read_texts_by_clause(tiny, tmp_path, capsys, one_line):
+    import shutil
+
+    from seqvae.api import SeqVAE
+    from seqvae.cli import main
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny[0], ckpt)
+    train = ["classify", str(ckpt), "--train", "--unit", "clause", "--data-root", str(tiny[1]), "--no-cache",
+             "--no-progress"]
+    assert main(train + ["--head", "set"]) == 0
+    assert json.loads(capsys.readouterr().out)["unit"] == "clause"
+    head = C.SetMLP.load(ckpt)
+    assert C.head_unit(head) == "clause"
+    texts = ["The movie was great, but the plot was dull.", "The acting was boring."]
+    assert main(["classify", str(ckpt), "--head", "set", "--texts", *texts, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["sentences"], r["clauses"]) for r in rows] == [(1, 2), (1, 1)]
+    z = head.decision(Fe.sentence_features(SeqVAE.from_pretrained(ckpt), texts, progress=False, unit="clause"))
+    s = head.meta["length_scales"]  # scales by clause count
+    np.testing.assert_allclose([r["p_positive"] for r in rows], 1 / (1 + np.exp(-np.array([s[1], s[0]]) * z)),
+                               atol=1e-6)
+    assert main(train) == 0  # the LR head on clause means; steering still reads one sentence
+    assert json.loads((ckpt / C.HEAD_CONFIG).read_text())["unit"] == "clause"
+    capsys.readouterr()
+    one_line(["classify", ckpt, "--texts", "A fine film.", "--unit", "sentence"], "this head reads clauses")
+    one_line(["classify", ckpt, "--calibrate", "--head", "set", "--unit", "sentence"], "this head reads clauses")
+    one_line(["classify", ckpt, "--train", "--head", "review", "--unit", "clause"], "--head review reads sentences")
+    one_line(["classify", ckpt, "--curve", "--unit", "clause", "--finetune"], "read sentences")
+    cfg = json.loads((ckpt / C.HEAD_CONFIG).read_text())
+    (ckpt / C.HEAD_CONFIG).write_text(json.dumps({**cfg, "unit": "word"}))
+    one_line(["classify", ckpt, "--texts", "A fine film."], "reads texts as 'word'")
 
 
 def test_one_line_errors(tiny, tmp_path, one_line, monkeypatch):

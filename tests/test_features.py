@@ -92,3 +92,27 @@ def test_review_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monke
         F.review_features(vae, texts[:5], pooling="mean", split="train", cache_dir=tmp_path)
     with pytest.raises(AssertionError, match="encoder ran"):  # other weights: another key
         F.review_features(vae, texts, pooling="mean", split="train", cache_dir=tmp_path, model_id="other")
+
+
+def test_clause_unit_encodes_clauses_and_caches_apart(tiny, vae, tmp_path, monkeypatch):
+    from seqvae.corpus import review_to_clauses
+
+    texts = ["The movie was great, but the plot was dull.", "The acting was boring.", "<br />"]
+    S = F.sentence_features(vae, texts, split="custom", cache_dir=tmp_path, unit="clause")
+    np.testing.assert_array_equal(S.owner, [0, 0, 1])  # two clauses, one, none
+    np.testing.assert_allclose(S.mu[:2], vae.encode(review_to_clauses(texts[0])).mu.numpy(), atol=1e-6)
+    f = F.review_features(vae, texts, split="custom", cache_dir=tmp_path, unit="clause")  # written on the miss
+    assert f.cached and f.n_sentences == 3
+    sentences = F.review_features(vae, texts, split="custom", cache_dir=tmp_path / "s")
+    assert sentences.n_sentences == 2 and not np.allclose(sentences.X[0], f.X[0])
+
+    def boom(*a, **k):
+        raise AssertionError("the encoder ran")
+
+    monkeypatch.setattr(F, "encode_sentences", boom)
+    with pytest.raises(AssertionError, match="encoder ran"):  # the sentence cache is not the clause cache
+        F.review_features(vae, texts, split="custom", cache_dir=tmp_path)
+    np.testing.assert_array_equal(F.review_features(vae, texts, split="custom", cache_dir=tmp_path / "s",
+                                                    unit="sentence").X, sentences.X)
+    with pytest.raises(F.ClassifyError, match="unit must be one of sentence, clause"):
+        F.review_features(None, texts, unit="word", cache_dir="/nonexistent")
