@@ -57,11 +57,6 @@ SPLIT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text,expected", SPLIT_CASES)
-def test_split_sentences(text, expected):
-    assert split_sentences(text) == expected
-
-
 def test_review_to_sentences_uses_br_as_boundary():
     raw = "A fine film<br /><br />The end was sad... but good!<br />10/10 <i>would</i> watch again"
     assert review_to_sentences(raw) == ["A fine film", "The end was sad... but good!", "10/10 would watch again"]
@@ -84,9 +79,10 @@ CLAUSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("sentence,expected", CLAUSE_CASES)
-def test_split_clauses(sentence, expected):
-    assert split_clauses(sentence) == expected
+@pytest.mark.parametrize("split,text,expected", [(split_sentences, *c) for c in SPLIT_CASES]
+                         + [(split_clauses, *c) for c in CLAUSE_CASES])
+def test_split_sentences_and_clauses(split, text, expected):
+    assert split(text) == expected
 
 
 def test_review_to_clauses_cuts_each_sentence():
