@@ -775,7 +775,7 @@ def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int =
                           progress=progress, unit=unit)
     head = fit_set_mlp(S, labels, seed=seed, pool=pool)
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
-                      "sentences" if unit == "sentence" else "clauses": int(len(S.mu)),
+                      f"{unit}s": int(len(S.mu)),
                       **({"unit": unit} if unit != "sentence" else {}),
                       **calibration_meta(fit_length_scales(head, S, labels, seed=seed), len(labels))})
     return head
