@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench_all(args) -> int:
     if min(args.batch_sizes + [args.max_len, args.repeats, args.min_sentences, args.vocab]) < 1 or args.threads < 0:
-        raise ConfigError("--batch-sizes, --max-len, --repeats, --min-sentences and --vocab must be >= 1")
+        raise ConfigError("--batch-sizes, --max-len, --repeats, --min-sentences and --vocab must be >= 1, "
+                          "--threads >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.random:
