@@ -120,6 +120,28 @@ def test_set_heads_saved_before_attention_load_as_mean_pooled(tmp_path):
     np.testing.assert_array_equal(back.predict_proba(S), head.predict_proba(S))
 
 
+def test_set_mlp_refit_trains_on_all_labels_for_the_chosen_epochs():
+    S, y = _xor_reviews(400, 0)
+    T, _ = _xor_reviews(100, 1)
+    kept = C.fit_set_mlp(S, y, seed=0, hidden=16, refit=False)
+    refit = C.fit_set_mlp(S, y, seed=0, hidden=16)  # the default
+    m = kept.meta
+    assert m["refit"] is False and refit.meta["refit"] is True and m["n_fit"] == 340 and refit.meta["n_fit"] == 400
+    assert 1 <= m["epochs"] <= 40 and refit.meta["epochs"] == m["epochs"]  # one selection, two heads
+    assert refit.meta["val_accuracy"] == m["val_accuracy"]
+    val = C._val_split(y, 0.15, 0)[1]
+    assert m["val_accuracy"] == pytest.approx((kept.predict(S[val]) == y[val]).mean())
+    # the refitted head is the run without a hold-out for that many epochs, standardised on every row
+    same, epochs, _ = C._train_set_mlp(S, y, np.arange(400), np.zeros(0, np.int64), m["epochs"], seed=0, hidden=16,
+                                       pool="mean", batch_reviews=128, patience=6, weight_decay=1e-2)
+    assert epochs == m["epochs"]
+    np.testing.assert_array_equal(same.decision(T), refit.decision(T))
+    np.testing.assert_allclose(refit.mean, S.mu.mean(0), rtol=1e-5)
+    assert not np.array_equal(refit.decision(T), kept.decision(T))
+    small = C.fit_set_mlp(S[np.arange(100)], y[:100], seed=0, hidden=16, epochs=4)  # nothing held out: no refit
+    assert "refit" not in small.meta and small.meta["n_fit"] == 100
+
+
 def test_pseudo_labels_are_the_surest_reviews_half_per_class():
     S, y = _xor_reviews(400, 0)
     U, _ = _xor_reviews(101, 1)
@@ -153,9 +175,11 @@ def test_self_training_uses_unlabelled_reviews_and_holds_out_real_labels_only():
     # 200 labels leave the direction noisy in 16 dims; 1,000 confident pseudo-labels pin it down
     acc_plain, acc_st = (plain.predict(T) == y_t).mean(), (st.predict(T) == y_t).mean()
     assert acc_st > acc_plain + 0.04, (acc_plain, acc_st)
-    assert st.meta["n_pseudo"] == 1000 and st.meta["n_train"] == 200 and st.meta["n_fit"] == 170 + 1000
+    assert st.meta["n_pseudo"] == 1000 and st.meta["n_train"] == 200 and st.meta["n_fit"] == 200 + 1000  # refitted
+    kept = C.self_train_set_mlp(S, y, U, seed=0, hidden=32, refit=False)
+    assert kept.meta["n_fit"] == 170 + 1000
     val = C._val_split(y, 0.15, 0)[1]  # the early-stopping hold-out: the real labels' 15%, nothing else
-    assert st.meta["val_accuracy"] == pytest.approx((st.predict(S[val]) == y[val]).mean())
+    assert kept.meta["val_accuracy"] == pytest.approx((kept.predict(S[val]) == y[val]).mean())
     again = C.self_train_set_mlp(S, y, U, seed=0, hidden=32)
     np.testing.assert_array_equal(again.predict_proba(T), st.predict_proba(T))
 
@@ -306,6 +330,7 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert main(argv + ["--no-mlp", "--no-baselines", "--set-pool", "attention"]) == 0
     res4 = json.loads((out / "curve.json").read_text())
     assert set(res4["methods"]) == {"vae_lr", "vae_set_attention"} and res4["set_pool"] == "attention"
+    assert res4["set_refit"] is True and res3["set_refit"] is True and "set_refit" not in res2
     assert res4["features"]["vae"]["train"]["cached"]
     assert "per sentence + set MLP (attention)" in (out / "curve.md").read_text()
     # every encoder row on the reviews' clauses: their own cache entries
@@ -339,7 +364,7 @@ def test_train_and_predict(tiny, capsys, monkeypatch):
     assert "no texts on stdin" in capsys.readouterr().err
 
 
-def test_set_head_train_and_predict(tiny, tmp_path, capsys):
+def test_set_head_train_and_predict(tiny, tmp_path, capsys, monkeypatch):
     import shutil
 
     from seqvae.checkpoint import CheckpointError
@@ -354,6 +379,7 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
     assert main(argv + ["--train", "--data-root", str(tiny[1]), "--no-cache"]) == 0
     saved = json.loads(capsys.readouterr().out)
     assert saved["n_train"] == 40 and saved["sentences"] > 40 and len(saved["saved"]) == 2
+    fit_set_mlp = C.fit_set_mlp
     texts = ["The movie was great. The plot was dull.", "The acting was boring."]
     assert main(argv + ["--texts", *texts, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -368,9 +394,12 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys):
                                atol=1e-6)
     assert {p.name: p.read_bytes() for p in (ckpt / C.HEAD_WEIGHTS, ckpt / C.HEAD_CONFIG) if p.exists()} == linear
     assert json.loads((ckpt / C.SET_HEAD_CONFIG).read_text())["pool"] == "mean"
-    assert main(argv + ["--train", "--set-pool", "attention", "--data-root", str(tiny[1]), "--no-cache"]) == 0
+    fits = []  # --no-refit reaches the fit (40 labels hold nothing out, so the head itself cannot show it)
+    monkeypatch.setattr(C, "fit_set_mlp", lambda *a, **k: fits.append(k["refit"]) or fit_set_mlp(*a, **k))
+    assert main(argv + ["--train", "--set-pool", "attention", "--data-root", str(tiny[1]), "--no-cache",
+                        "--no-refit"]) == 0
     capsys.readouterr()
-    assert C.SetMLP.load(ckpt).pool == "attention"
+    assert C.SetMLP.load(ckpt).pool == "attention" and fits == [False]
 
 
 def test_clause_heads_read_texts_by_clause(tiny, tmp_path, capsys, one_line):
