@@ -180,9 +180,11 @@ def review_to_sentences(text: str) -> list[str]:
 # ---------------------------------------------------------------------------- clause splitting
 # Where a sentence may be cut into clauses: at , ; : and parentheses, at a dash between spaces,
 # and before a word that turns the sentence ("the cast is fine, but the plot ..."); the cut
-# word opens the next clause. A sentence-initial "But" is no cut (no space before it). Changing
-# the cut changes cached classifier features: bump features.FEATURE_VERSION with it.
-_CLAUSE_CUT = re.compile(r"\s*(?:[,;:()]|\s--?\s)\s*"
+# word opens the next clause. A sentence-initial "But" is no cut (no space before it), nor is a
+# comma or colon between digits ("$6,000", "at 2:00"). Changing the cut changes cached
+# classifier features: bump CLAUSE_CUT_VERSION (part of their cache key) with it.
+CLAUSE_CUT_VERSION = 2  # 1: commas and colons inside numbers were cuts too
+_CLAUSE_CUT = re.compile(r"\s*(?:[;()]|(?<!\d)[,:]|[,:](?!\d)|\s--?\s)\s*"
                          r"|\s+(?=(?:but|although|though|however|yet|whereas|except|unless)\b)", re.I)
 MIN_CLAUSE_WORDS = 3  # a shorter piece joins its neighbour: "Well, I liked it" stays whole
 

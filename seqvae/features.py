@@ -27,7 +27,7 @@ import numpy as np
 
 from . import atomic
 from .config import ConfigError
-from .corpus import UNITS
+from .corpus import CLAUSE_CUT_VERSION, UNITS
 
 POOLINGS = ("mean", "meanmax", "mean_logvar")
 FEATURE_VERSION = 1   # bump when the feature computation changes: old cache files are then ignored
@@ -242,10 +242,12 @@ def texts_sha256(texts: Sequence[str]) -> str:
 
 
 def feature_key(model_id: str, pooling: str, split: str, texts_hash: str, unit: str = "sentence") -> str:
-    """Cache key: model identity (weights' sha256 or untrained-init recipe) + pooling + unit + split +
-    texts (the sentence unit is left out of the key, as before clauses existed)."""
+    """Cache key: model identity (weights' sha256 or untrained-init recipe) + pooling + unit (with
+    the clause cut's version) + split + texts (the sentence unit is left out of the key, as before
+    clauses existed)."""
+    unit_key = {} if unit == "sentence" else {"unit": unit, "cut": CLAUSE_CUT_VERSION}
     raw = json.dumps({"v": FEATURE_VERSION, "model": model_id, "pooling": pooling, "split": split,
-                      "texts": texts_hash, **({"unit": unit} if unit != "sentence" else {})}, sort_keys=True)
+                      "texts": texts_hash, **unit_key}, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 

@@ -74,6 +74,8 @@ CLAUSE_CASES = [
     ("Well, I liked it a lot.", ["Well, I liked it a lot."]),          # a short first piece joins the next
     ("Yes, yes, it is a very good film, I think.", ["Yes, yes, it is a very good film, I think."]),
     ("Great film.", ["Great film."]),
+    ("It cost $6,000 to make, but it looks really cheap.", ["It cost $6,000 to make", "but it looks really cheap."]),
+    ("We left the cinema at 2:00, bored to tears.", ["We left the cinema at 2:00", "bored to tears."]),  # in numbers: no cut
     ("  spaced out , really  ", ["spaced out , really"]),
     ("*** , ***", []),
 ]

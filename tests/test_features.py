@@ -114,5 +114,9 @@ def test_clause_unit_encodes_clauses_and_caches_apart(tiny, vae, tmp_path, monke
         F.review_features(vae, texts, split="custom", cache_dir=tmp_path)
     np.testing.assert_array_equal(F.review_features(vae, texts, split="custom", cache_dir=tmp_path / "s",
                                                     unit="sentence").X, sentences.X)
+    monkeypatch.setattr(F, "CLAUSE_CUT_VERSION", F.CLAUSE_CUT_VERSION + 1)  # a new cut: clause files are stale
+    with pytest.raises(AssertionError, match="encoder ran"):
+        F.review_features(vae, texts, split="custom", cache_dir=tmp_path, unit="clause")
+    F.review_features(vae, texts, split="custom", cache_dir=tmp_path / "s")  # the sentence files are not
     with pytest.raises(F.ClassifyError, match="unit must be one of sentence, clause"):
         F.review_features(None, texts, unit="word", cache_dir="/nonexistent")
