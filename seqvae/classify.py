@@ -15,7 +15,7 @@ a head records its unit and --texts / --calibrate read texts the same way. This 
              cross-validated log-loss; saved as classifier.safetensors + classifier.json (no pickle). An MLP head
              (scikit-learn) for the curve. SetMLP scores each sentence's μ with a small MLP and
              averages the scores per review, plainly or with learned attention weights (torch;
-             --head set saves it as set_classifier.*);
+             --head set saves it as set_classifier.*); SetBag averages several of them (--set-members);
              self_train_set_mlp adds pseudo-labelled unlabelled reviews (curve --self-train).
              seqvae/finetune.py trains the set MLP end to end through the encoder (--head finetuned).
              seqvae/reviewcode.py learns a review code from unlabelled reviews' sentence μ, with
@@ -330,7 +330,20 @@ def check_set_pool(pool: str) -> None:
         raise ClassifyError(f"the set classifier's pool must be one of {', '.join(SET_POOLS)}, got {pool!r}")
 
 
-class SetMLP:
+class _ReviewLogits:
+    """predict_proba / predict of a head whose decision(S) gives the positive-class logits."""
+
+    def predict_proba(self, S: SentenceSet) -> np.ndarray:
+        import torch
+
+        p = torch.sigmoid(torch.from_numpy(self.decision(S)).float()).numpy().astype(np.float64)
+        return np.stack([1 - p, p], axis=1)
+
+    def predict(self, S: SentenceSet) -> np.ndarray:
+        return (self.predict_proba(S)[:, 1] > 0.5).astype(np.int64)
+
+
+class SetMLP(_ReviewLogits):
     """A review classifier that scores sentences, then pools: logit(review) = b + sum_s w_s f(μ_s).
 
     f is a one-hidden-layer MLP on standardised sentence posterior means, trained (AdamW, torch)
@@ -396,15 +409,6 @@ class SetMLP:
         with torch.no_grad():
             return self.logits(S).numpy().astype(np.float64)
 
-    def predict_proba(self, S: SentenceSet) -> np.ndarray:
-        import torch
-
-        p = torch.sigmoid(torch.from_numpy(self.decision(S)).float()).numpy().astype(np.float64)
-        return np.stack([1 - p, p], axis=1)
-
-    def predict(self, S: SentenceSet) -> np.ndarray:
-        return (self.predict_proba(S)[:, 1] > 0.5).astype(np.int64)
-
     def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(weights, config) as saved; finetune stores them beside its encoder weights."""
         weights = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
@@ -434,10 +438,54 @@ class SetMLP:
         return _write_head(Path(ckpt_dir), SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, weights, {"kind": "set_mlp", **cfg})
 
     @classmethod
-    def load(cls, ckpt_dir: str | Path) -> "SetMLP":
+    def load(cls, ckpt_dir: str | Path) -> "SetMLP | SetBag":
+        """The saved set head: a SetMLP, or a SetBag where the file holds several (--set-members)."""
         d = Path(ckpt_dir)
         cfg, w = _read_head(d, SET_HEAD_WEIGHTS, SET_HEAD_CONFIG, "set_mlp", " --head set")
+        if "members" in cfg:
+            return SetBag.from_arrays(w, cfg, d / SET_HEAD_WEIGHTS)
         return cls.from_arrays(w, cfg, d / SET_HEAD_WEIGHTS)
+
+
+class SetBag(_ReviewLogits):
+    """Several SetMLP heads fitted with different seeds (so on different held-out slices and
+    orders) whose logits are averaged: a review's logit is the members' mean logit. Saved in the
+    set head's files, each member's arrays under "m{i}."; the members share the unit and the
+    length calibration, which live in the bag's meta."""
+
+    def __init__(self, members: Sequence[SetMLP], meta: dict[str, Any] | None = None):
+        if not members:
+            raise ClassifyError("a bag of set heads needs at least one member")
+        self.members = list(members)
+        first = self.members[0]
+        self.mean, self.pool, self.hidden, self.classes = first.mean, first.pool, first.hidden, first.classes
+        self.meta = dict(meta or {})
+
+    def decision(self, S: SentenceSet) -> np.ndarray:
+        return np.mean([m.decision(S) for m in self.members], axis=0)
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        weights, cfg = {}, {"classes": list(self.classes), "members": len(self.members), **self.meta}
+        for i, m in enumerate(self.members):
+            w, c = m.arrays()
+            weights.update({f"m{i}.{k}": v for k, v in w.items()})
+            cfg[f"m{i}"] = {k: c[k] for k in ("feature_dim", "hidden", "pool")}
+        return weights, cfg
+
+    @classmethod
+    def from_arrays(cls, w: dict[str, np.ndarray], cfg: dict[str, Any], where: Path) -> "SetBag":
+        try:
+            n = int(cfg.pop("members"))
+            members = [SetMLP.from_arrays({k[len(f"m{i}."):]: v for k, v in w.items() if k.startswith(f"m{i}.")},
+                                          dict(cfg.pop(f"m{i}")), where) for i in range(n)]
+        except (KeyError, TypeError, ValueError) as e:
+            raise _checkpoint_error(f"{where}: inconsistent bag of set classifier heads ({e})") from None
+        classes = tuple(cfg.pop("classes", CLASSES))
+        bag = cls(members, cfg)
+        bag.classes = classes
+        return bag
+
+    save = SetMLP.save  # the same files, the members' arrays inside
 
 
 def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 256, pool: str = "mean",
@@ -524,6 +572,21 @@ def _train_set_mlp(S: SentenceSet, y: np.ndarray, fit_idx: np.ndarray, val_idx: 
         model.net.load_state_dict(best_state)
     model.net.eval()
     return model, best_epoch, best
+
+
+def fit_set_bag(S: SentenceSet, y: np.ndarray, *, members: int = 1, seed: int = 0,
+                **fit_kwargs) -> SetMLP | SetBag:
+    """`members` heads of fit_set_mlp (seeds seed, seed+1, ...) as one SetBag; members=1: the
+    plain SetMLP of fit_set_mlp(seed=seed)."""
+    if members < 1:
+        raise ClassifyError(f"a bag of set heads needs at least one member, got {members}")
+    if members == 1:
+        return fit_set_mlp(S, y, seed=seed, **fit_kwargs)
+    heads = [fit_set_mlp(S, y, seed=seed + i, **fit_kwargs) for i in range(members)]
+    meta = {k: heads[0].meta[k] for k in ("n_train", "n_fit", "refit") if k in heads[0].meta}
+    meta.update({f"{k}_per_member": [h.meta[k] for h in heads]
+                 for k in ("val_accuracy", "epochs") if k in heads[0].meta})
+    return SetBag(heads, meta)
 
 
 def pseudo_label(p_positive: np.ndarray, frac: float) -> tuple[np.ndarray, np.ndarray]:
@@ -625,7 +688,7 @@ def _fit_predict(m: Method, idx: np.ndarray, y: np.ndarray, seed: int) -> tuple[
     if m.kind == "mlp":
         return fit_mlp(Xtr, y, seed=seed).predict(m.X_test), {}
     if m.kind == "set":
-        return fit_set_mlp(Xtr, y, seed=seed, **m.options).predict(m.X_test), {}
+        return fit_set_bag(Xtr, y, seed=seed, **m.options).predict(m.X_test), {}
     if m.kind == "set_self":
         head = self_train_set_mlp(Xtr, y, m.unlabelled, seed=seed, **m.options)
         return head.predict(m.X_test), {"pseudo_labelled": head.meta["n_pseudo"]}
@@ -788,15 +851,17 @@ def train_head(vae, texts: Sequence[str], labels: np.ndarray, *, pooling: str = 
 
 def train_set_head(vae, texts: Sequence[str], labels: np.ndarray, *, seed: int = 0, model_id: str | None = None,
                    cache_dir: str | Path | None = None, split: str = "train", batch_size: int = 256,
-                   pool: str = "mean", progress: bool = True, unit: str = "sentence", refit: bool = True) -> SetMLP:
-    """Fit the set MLP head (`pool` mean or attention; `refit` as fit_set_mlp) on the sentences (or
-    clauses) of `texts`; records the unit, provenance and the length calibration (calibrate.py) in meta."""
+                   pool: str = "mean", progress: bool = True, unit: str = "sentence", refit: bool = True,
+                   members: int = 1) -> SetMLP | SetBag:
+    """Fit the set MLP head (`pool` mean or attention; `refit` as fit_set_mlp; `members` > 1: a
+    SetBag of that many, fit_set_bag) on the sentences (or clauses) of `texts`; records the unit,
+    provenance and the length calibration (calibrate.py) in meta."""
     from .calibrate import calibration_meta, fit_length_scales
 
     model_id = model_id or model_sha256(vae)
     S = sentence_features(vae, texts, split=split, model_id=model_id, cache_dir=cache_dir, batch_size=batch_size,
                           progress=progress, unit=unit)
-    head = fit_set_mlp(S, labels, seed=seed, pool=pool, refit=refit)
+    head = fit_set_bag(S, labels, members=members, seed=seed, pool=pool, refit=refit)
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
                       f"{unit}s": int(len(S.mu)),
                       **({"unit": unit} if unit != "sentence" else {}),
@@ -842,7 +907,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
               budgets: Sequence[int] = DEFAULT_BUDGETS, draws: int = 5, max_train_reviews: int = 0,
               max_test_reviews: int = 0, seed: int = 0, source: str = "local", data_root: str | Path | None = None,
               cache_dir: str | Path | None = None, baselines: bool = True, mlp: bool = True,
-              set_mlp: bool = True, set_pool: str = "mean", set_refit: bool = True, self_train: bool = False,
+              set_mlp: bool = True, set_pool: str = "mean", set_refit: bool = True, set_members: int = 1,
+              self_train: bool = False,
               max_unlabelled_reviews: int = 0, finetune: dict[str, Any] | None = None,
               review_code: dict[str, Any] | None = None, unit: str = "sentence", batch_size: int = 256,
               progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -853,7 +919,8 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     `finetune` (finetune_set_head's options, {} for its defaults) adds the set MLP trained end to
     end through the VAE's encoder; each fit re-encodes the test reviews with its tuned encoder.
     `set_pool` (mean or attention) is the pooling of every set MLP row (plain, self-trained, fine-tuned);
-    `set_refit` (fit_set_mlp's refit) applies to the plain and self-trained ones.
+    `set_refit` (fit_set_mlp's refit) applies to the plain and self-trained ones, `set_members`
+    (fit_set_bag's members) to the plain one.
     `review_code` (fit_review_encoder's options, {} for its defaults) adds, for each encoder, the LR
     on a review code learned without labels (seqvae/reviewcode.py) from the sentence means of the
     unlabelled reviews and of the train reviews; one review encoder serves every budget and draw.
@@ -895,8 +962,9 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
         if mlp:
             methods.append(Method(f"{tag}_mlp", f"{label}{pooled} + MLP", "mlp", f_tr.X, f_te.X))
         if set_mlp:
-            methods.append(Method(f"{tag}_set{set_name}", f"{label} per {unit} + set MLP{set_label}", "set",
-                                  s_tr[0], s_te[0], options=set_opts))
+            bag = f", {set_members} averaged" if set_members > 1 else ""
+            methods.append(Method(f"{tag}_set{set_name}", f"{label} per {unit} + set MLP{set_label}{bag}", "set",
+                                  s_tr[0], s_te[0], options={**set_opts, "members": set_members}))
         if (self_train and tag == "vae") or review_code is not None:
             S_un = sentence_features(enc, un_texts, split="unsup", model_id=ident, tag=tag, cache_dir=cache_dir,
                                      batch_size=batch_size, progress=progress, unit=unit)
@@ -932,6 +1000,7 @@ def run_curve(vae, out_dir: str | Path, *, model_id: str, pooling: str = "mean",
     curve.update({"pooling": pooling, "unit": unit, "features": feature_info, "test_reviews_in_train": overlap,
                   **({"set_pool": set_pool} if set_mlp or self_train or finetune is not None else {}),
                   **({"set_refit": set_refit} if set_mlp or self_train else {}),
+                  **({"set_members": set_members} if set_mlp else {}),
                   **({"finetune": dict(finetune)} if finetune is not None else {}),
                   **({"review_code": dict(review_code)} if review_code is not None else {}), **(extra or {})})
     out.mkdir(parents=True, exist_ok=True)
@@ -971,6 +1040,9 @@ def add_classify_args(p) -> None:
                    help="the set MLP (--head set, the curve's set rows): keep the head early-stopped on 15%% of "
                         "the labels instead of refitting it on all of them for the epochs chosen there "
                         "(the recipe before 2026-11-30)")
+    p.add_argument("--set-members", type=int, default=1,
+                   help="the set MLP (--head set, the curve's set rows): average the logits of this many heads "
+                        "fitted with seeds --seed, --seed+1, ... (default 1)")
     p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="labelled train reviews, comma-separated")
     p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
     p.add_argument("--max-train-reviews", type=int, default=0, help="use a stratified subset of the train reviews (0 = all)")
@@ -1064,6 +1136,8 @@ def run_classify(args) -> int:
         raise ClassifyError("--finetune-epochs must be >= 1, --finetune-lr > 0 and --finetune-elbo >= 0")
     if args.review_epochs < 1:
         raise ClassifyError("--review-epochs must be >= 1")
+    if args.set_members < 1:
+        raise ClassifyError("--set-members must be >= 1")
     if args.batch_size < 1 or args.seed < 0:
         raise ClassifyError("--batch-size must be >= 1 and --seed >= 0")
     if min(args.max_train_reviews, args.max_test_reviews, args.max_unlabelled_reviews) < 0:
@@ -1151,7 +1225,7 @@ def run_classify(args) -> int:
         if set_head:
             head = train_set_head(vae, texts, labels, seed=args.seed, model_id=model_id, cache_dir=cache_dir,
                                   pool=args.set_pool, batch_size=args.batch_size, progress=progress, unit=unit,
-                                  refit=not args.no_refit)
+                                  refit=not args.no_refit, members=args.set_members)
             paths = head.save(ckpt)
             print(json.dumps({**head.meta, "saved": [str(p) for p in paths]}, indent=2))
             return 0
@@ -1169,6 +1243,7 @@ def run_classify(args) -> int:
                       seed=args.seed, source=args.source, data_root=args.data_root, cache_dir=cache_dir,
                       baselines=not args.no_baselines, mlp=not args.no_mlp,
                       set_mlp=not args.no_set, set_pool=args.set_pool, set_refit=not args.no_refit,
+                      set_members=args.set_members,
                       self_train=args.self_train,
                       max_unlabelled_reviews=args.max_unlabelled_reviews, batch_size=args.batch_size,
                       finetune=ft_options if args.finetune else None,

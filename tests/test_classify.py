@@ -142,6 +142,34 @@ def test_set_mlp_refit_trains_on_all_labels_for_the_chosen_epochs():
     assert "refit" not in small.meta and small.meta["n_fit"] == 100
 
 
+def test_set_bag_averages_its_members_logits_and_round_trips(tmp_path):
+    from seqvae.checkpoint import CheckpointError
+
+    S, y = _xor_reviews(400, 0)
+    T, _ = _xor_reviews(100, 1)
+    bag = C.fit_set_bag(S, y, members=3, seed=5, hidden=16, epochs=3)
+    singles = [C.fit_set_mlp(S, y, seed=s, hidden=16, epochs=3) for s in (5, 6, 7)]
+    z = np.mean([h.decision(T) for h in singles], axis=0)
+    np.testing.assert_allclose(bag.decision(T), z, rtol=1e-6)
+    np.testing.assert_array_equal(bag.predict(T), (z > 0).astype(np.int64))
+    assert bag.meta["n_train"] == 400 and bag.meta["epochs_per_member"] == [h.meta["epochs"] for h in singles]
+    bag.meta["note"] = "kept"
+    bag.save(tmp_path)
+    back = C.SetMLP.load(tmp_path)  # the set head's loader reads a bag too
+    assert isinstance(back, C.SetBag) and len(back.members) == 3 and back.meta["note"] == "kept"
+    np.testing.assert_array_equal(back.decision(T), bag.decision(T))
+    one = C.fit_set_bag(S, y, members=1, seed=5, hidden=16, epochs=3)  # one member: the plain head
+    assert isinstance(one, C.SetMLP)
+    np.testing.assert_array_equal(one.decision(T), singles[0].decision(T))
+    with pytest.raises(C.ClassifyError, match="at least one member"):
+        C.fit_set_bag(S, y, members=0)
+    cfg_path = tmp_path / C.SET_HEAD_CONFIG
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "members": 4}))  # a member the weights do not hold
+    with pytest.raises(CheckpointError, match="inconsistent"):
+        C.SetMLP.load(tmp_path)
+
+
 def test_pseudo_labels_are_the_surest_reviews_half_per_class():
     S, y = _xor_reviews(400, 0)
     U, _ = _xor_reviews(101, 1)
@@ -327,10 +355,11 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert "set MLP, self-trained on 20 unlabelled" in table and "tf-idf 1-2gram + LR, self-trained on 20" in table
     assert res3["methods"]["tfidf_lr_self"]["budgets"]["40"]["mean"] == 1.0
     # the set rows with attention pooling: named apart, from the same cached sentence means
-    assert main(argv + ["--no-mlp", "--no-baselines", "--set-pool", "attention"]) == 0
+    assert main(argv + ["--no-mlp", "--no-baselines", "--set-pool", "attention", "--set-members", "2"]) == 0
     res4 = json.loads((out / "curve.json").read_text())
     assert set(res4["methods"]) == {"vae_lr", "vae_set_attention"} and res4["set_pool"] == "attention"
     assert res4["set_refit"] is True and res3["set_refit"] is True and "set_refit" not in res2
+    assert res4["set_members"] == 2 and "set MLP (attention), 2 averaged" in (out / "curve.md").read_text()
     assert res4["features"]["vae"]["train"]["cached"]
     assert "per sentence + set MLP (attention)" in (out / "curve.md").read_text()
     # every encoder row on the reviews' clauses: their own cache entries
@@ -400,6 +429,15 @@ def test_set_head_train_and_predict(tiny, tmp_path, capsys, monkeypatch):
                         "--no-refit"]) == 0
     capsys.readouterr()
     assert C.SetMLP.load(ckpt).pool == "attention" and fits == [False]
+    monkeypatch.undo()
+    assert main(argv + ["--train", "--set-members", "2", "--data-root", str(tiny[1]), "--no-cache"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_train"] == 40
+    bag = C.SetMLP.load(ckpt)
+    assert isinstance(bag, C.SetBag) and len(bag.members) == 2 and bag.meta["length_scales"]
+    assert main(argv + ["--texts", *texts, "--json"]) == 0
+    assert [r["sentences"] for r in json.loads(capsys.readouterr().out)] == [2, 1]
+    assert main(argv + ["--train", "--set-members", "0"]) == 2
+    assert "--set-members must be >= 1" in capsys.readouterr().err
 
 
 def test_clause_heads_read_texts_by_clause(tiny, tmp_path, capsys, one_line):
