@@ -518,9 +518,9 @@ def fit_set_mlp(S: SentenceSet, y: np.ndarray, *, seed: int = 0, hidden: int = 2
         model, best_epoch, best = _train_set_mlp(S, y, fit_idx, val_idx, epochs if early else max(epochs // 2, 1),
                                                  seed=seed, hidden=hidden, pool=pool, batch_reviews=batch_reviews,
                                                  patience=patience, weight_decay=1e-2 if early else 1e-1)
-        if early and refit:
+        if early and refit:  # best_epoch >= 1: the first epoch always beats the (-1, 0) start
             fit_idx = np.arange(len(y))
-            model, _, _ = _train_set_mlp(S, y, fit_idx, val_idx[:0], max(best_epoch, 1), seed=seed, hidden=hidden,
+            model, _, _ = _train_set_mlp(S, y, fit_idx, val_idx[:0], best_epoch, seed=seed, hidden=hidden,
                                          pool=pool, batch_reviews=batch_reviews, patience=patience, weight_decay=1e-2)
     model.meta.update({"n_train": n_labelled, "n_fit": int(len(fit_idx)),
                        **({"n_pseudo": len(y) - n_labelled} if extra is not None else {}),
@@ -899,7 +899,8 @@ def predict_texts(vae, head, texts: Sequence[str], batch_size: int = 256,
         proba = head.predict_proba(X)
     n_sent = n_units if unit == "sentence" else [len(review_to_sentences(t)) for t in texts]
     return [{"text": t, "label": head.classes[int(p[1] > 0.5)], "p_" + head.classes[0]: float(p[0]),
-             "p_" + head.classes[1]: float(p[1]), "sentences": int(ns), **({"clauses": int(n)} if unit == "clause" else {})}
+             "p_" + head.classes[1]: float(p[1]), "sentences": int(ns),
+             **({"clauses": int(n)} if unit == "clause" else {})}
             for t, p, ns, n in zip(texts, proba, n_sent, n_units)]
 
 

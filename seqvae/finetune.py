@@ -186,7 +186,8 @@ def finetune_set_head(vae, texts: Sequence[str], y: np.ndarray, *, seed: int = 0
     with torch.no_grad():
         sents, owner = _flatten(reviews)
         S = SentenceSet(_sentence_mu(model, sents).float().cpu().numpy(), owner.numpy(), len(reviews))
-    head = fit_set_mlp(S, y, seed=seed, pool=pool, val_frac=val_frac, refit=False)  # its held-out reviews are val_idx below
+    # kept early-stopped: its held-out reviews (val_idx below) must stay unseen
+    head = fit_set_mlp(S, y, seed=seed, pool=pool, val_frac=val_frac, refit=False)
     early = len(y) >= 200
     fit_idx, val_idx = _val_split(y, val_frac, seed) if early else (np.arange(len(y)), np.zeros(0, np.int64))
     head.net.to(model.device)
