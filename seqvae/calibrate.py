@@ -101,23 +101,31 @@ def calibration_meta(scales: list[float], n_reviews: int) -> dict[str, Any]:
     return {"length_scales": scales, "length_calibration": {"reviews": int(n_reviews), "max_sentences": len(scales)}}
 
 
-def calibrate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, model_id: str | None = None,
-                   cache_dir=None, batch_size: int = 256, progress: bool = True, seed: int = 0) -> list[float]:
-    """Fit the length scales of a head of any kind (LinearHead, SetMLP, ReviewCodeHead,
-    finetune.FinetunedHead) on the labelled reviews `texts` and put them in its meta; returns them.
-    A fine-tuned head's sentence means come from its own encoder (not cached)."""
-    from .features import encode_reviews, sentence_features
+def head_sentences(vae, head, texts: Sequence[str], *, split: str, model_id: str | None = None,
+                   cache_dir=None, batch_size: int = 256, progress: bool = True) -> tuple[SentenceSet, Any]:
+    """(the sentences, or clauses, of `texts` as `head` reads them, the head that scores them):
+    a fine-tuned head's sentence means come from its own encoder (cached by those weights' hash)
+    and are scored by its set MLP; every other head reads the checkpoint's (with logσ² for a
+    mean_logvar head) and scores them itself (head_logits)."""
+    from .features import sentence_features
     from .finetune import FinetunedHead
 
     if isinstance(head, FinetunedHead):
-        S = encode_reviews(head.apply(vae), texts, batch_size=batch_size, progress=progress,
-                           desc="encode (tuned)").sentence_set()
-        inner = head.head
+        vae, model_id, inner, tag = head.apply(vae), None, head.head, "tuned"
     else:
-        S = sentence_features(vae, texts, split="train", model_id=model_id, cache_dir=cache_dir,
-                              batch_size=batch_size, progress=progress,
-                              logvar=getattr(head, "pooling", None) == "mean_logvar", unit=head_unit(head))
-        inner = head
+        inner, tag = head, "vae"
+    S = sentence_features(vae, texts, split=split, model_id=model_id, tag=tag, cache_dir=cache_dir,
+                          batch_size=batch_size, progress=progress,
+                          logvar=getattr(head, "pooling", None) == "mean_logvar", unit=head_unit(head))
+    return S, inner
+
+
+def calibrate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, model_id: str | None = None,
+                   cache_dir=None, batch_size: int = 256, progress: bool = True, seed: int = 0) -> list[float]:
+    """Fit the length scales of a head of any kind (LinearHead, SetMLP, ReviewCodeHead,
+    finetune.FinetunedHead) on the labelled reviews `texts` and put them in its meta; returns them."""
+    S, inner = head_sentences(vae, head, texts, split="train", model_id=model_id, cache_dir=cache_dir,
+                              batch_size=batch_size, progress=progress)
     scales = fit_length_scales(inner, S, np.asarray(labels), seed=seed)
     head.meta.update(calibration_meta(scales, len(labels)))
     return scales

@@ -6,6 +6,7 @@
     seqvae classify runs/imdb-vae --train --head finetuned     # that head with the encoder fine-tuned (finetune.py)
     seqvae classify runs/imdb-vae --train --head review        # LR on a review code learned without labels
     seqvae classify runs/imdb-vae --curve --out results/       # label-budget curve with baselines
+    seqvae classify runs/imdb-vae --evaluate --head set        # score a saved head on the test reviews
 
 The features come from seqvae/features.py: review -> sentences (the corpus' own splitter) ->
 posterior means μ per sentence -> one vector per review (pooling), or the unpooled SentenceSet;
@@ -25,7 +26,8 @@ a head records its unit and --texts / --calibrate read texts the same way. This 
   curve      stratified label budgets (200, 1k, 5k, all), several draws each, scored on the test set.
 
 Latent steering along the LR head's direction is seqvae/steer.py (`seqvae steer`); the length
-calibration of every head for short texts is seqvae/calibrate.py.
+calibration of every head for short texts is seqvae/calibrate.py, and scoring a saved head on
+labelled reviews and snippets (--evaluate) seqvae/head_eval.py.
 
 scikit-learn (the `classify` extra) is needed to fit heads and baselines, not to predict with a
 saved head; matplotlib (the `plot` extra) only for the curve's PNG.
@@ -673,7 +675,8 @@ class Method:
     name: str        # key in the JSON, e.g. "vae_lr"
     label: str       # row label in the table and legend
     kind: str        # lr | mlp | set | set_self | tfidf | tfidf_self | finetuned
-    X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf; texts (object array) for finetuned
+    X_train: Any     # (N_train, D) array; a SentenceSet for set; a sparse matrix for tfidf;
+                     # texts (object array) for finetuned
     X_test: Any      # (N_test, D)
     unlabelled: Any = None  # set_self / tfidf_self: the unlabelled reviews' SentenceSet / tf-idf rows
     vae: Any = None         # finetuned: the model whose encoder is tuned (a copy is; it is left as it was)
@@ -1023,6 +1026,12 @@ def add_classify_args(p) -> None:
     mode.add_argument("--calibrate", action="store_true",
                       help="fit the saved --head's length calibration (how sure it may be of a text of n "
                            "sentences) on the train reviews and save it in the head (--train does this too)")
+    mode.add_argument("--evaluate", action="store_true",
+                      help="score the saved --head on the labelled test reviews: accuracy, log-loss and calibration, "
+                           "raw and length-calibrated (seqvae/head_eval.py)")
+    p.add_argument("--snippets", default="", metavar="K,...",
+                   help="--evaluate: also score one random K-sentence snippet of each test review (with at least "
+                        "K sentences), labelled with its review's label: how sure the head is of short texts")
     p.add_argument("--out", help="--curve: output dir (default: CKPT/curve)")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence -> review pooling (default mean)")
     p.add_argument("--unit", choices=UNITS, default=None,
@@ -1044,10 +1053,13 @@ def add_classify_args(p) -> None:
     p.add_argument("--set-members", type=int, default=1,
                    help="the set MLP (--head set, the curve's set rows): average the logits of this many heads "
                         "fitted with seeds --seed, --seed+1, ... (default 1)")
-    p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="labelled train reviews, comma-separated")
+    p.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)),
+                   help="labelled train reviews, comma-separated")
     p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
-    p.add_argument("--max-train-reviews", type=int, default=0, help="use a stratified subset of the train reviews (0 = all)")
-    p.add_argument("--max-test-reviews", type=int, default=0, help="score on a stratified subset of the test reviews (0 = all)")
+    p.add_argument("--max-train-reviews", type=int, default=0,
+                   help="use a stratified subset of the train reviews (0 = all)")
+    p.add_argument("--max-test-reviews", type=int, default=0,
+                   help="score on a stratified subset of the test reviews (0 = all)")
     p.add_argument("--no-baselines", action="store_true", help="--curve: skip tf-idf and the untrained encoder")
     p.add_argument("--no-mlp", action="store_true", help="--curve: skip the MLP heads")
     p.add_argument("--no-set", action="store_true",
@@ -1078,7 +1090,7 @@ def add_classify_args(p) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
     p.add_argument("--batch-size", type=int, default=256, help="sentences per encoder batch")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--json", action="store_true", help="--texts: print JSON")
+    p.add_argument("--json", action="store_true", help="--texts, --evaluate: print JSON")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -1146,6 +1158,9 @@ def run_classify(args) -> int:
                             "(0 = all)")
     if 0 < args.max_train_reviews < 4:
         raise ClassifyError("--max-train-reviews: at least 4 (two of each class), or 0 for all")
+    snippets = _parse_ints(args.snippets, "--snippets") if args.snippets.strip() else []
+    if snippets and (not args.evaluate or min(snippets) < 1):
+        raise ClassifyError("--snippets: sentence counts >= 1, with --evaluate")
     ft_options = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "elbo_weight": args.finetune_elbo}
     unit = args.unit or "sentence"
     if args.train and unit != "sentence" and args.head in ("finetuned", "review"):
@@ -1189,11 +1204,21 @@ def run_classify(args) -> int:
     model_id = checkpoint_id(ckpt)
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else ckpt / "features"
     progress = not args.no_progress
-    if args.calibrate:
+    if args.calibrate or args.evaluate:
         head = head_cls.load(ckpt)
         check_head_unit(head)
         if head.meta.get("model_sha256") not in (None, model_id):
             raise ClassifyError(f"the classifier head was fitted on other weights than {ckpt}: refit it with --train")
+    if args.evaluate:
+        from .head_eval import evaluate_head, evaluation_markdown
+
+        texts, labels = load_reviews("test", source=args.source, data_root=args.data_root,
+                                     max_reviews=args.max_test_reviews, seed=args.seed)
+        rows = evaluate_head(vae, head, texts, labels, snippets=snippets, seed=args.seed, model_id=model_id,
+                             cache_dir=cache_dir, batch_size=args.batch_size, progress=progress)
+        print(json.dumps(rows, indent=2) if args.json else evaluation_markdown(rows, head_unit(head)).rstrip())
+        return 0
+    if args.calibrate:
         texts, labels = load_reviews("train", source=args.source, data_root=args.data_root,
                                      max_reviews=args.max_train_reviews, seed=args.seed)
         scales = calibrate_head(vae, head, texts, labels, model_id=model_id, cache_dir=cache_dir,
