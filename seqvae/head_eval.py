@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .calibrate import head_logits, head_sentences, length_scale
+from .corpus import review_to_sentences
 from .features import ClassifyError
 
 ECE_BINS = 10
@@ -30,14 +31,16 @@ ECE_BINS = 10
 def snippet_texts(texts: Sequence[str], labels: np.ndarray, k: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """(k random sentences of each review with at least k, in order, joined by spaces; their
     reviews' labels). Seeded by (seed, k): the same snippets on every run."""
-    from .corpus import review_to_sentences
+    return _snippets([review_to_sentences(t) for t in texts], labels, k, seed)
 
+
+def _snippets(sentences: Sequence[list[str]], labels: np.ndarray, k: int, seed: int) -> tuple[list[str], np.ndarray]:
+    """snippet_texts from the reviews' sentences, split once for every k."""
     if k < 1:
         raise ClassifyError(f"a snippet needs at least one sentence, got k={k}")
     rng = np.random.default_rng([seed, 6007, k])
     out, keep = [], []
-    for i, text in enumerate(texts):
-        sents = review_to_sentences(text)
+    for i, sents in enumerate(sentences):
         if len(sents) >= k:
             out.append(" ".join(sents[j] for j in np.sort(rng.permutation(len(sents))[:k])))
             keep.append(i)
@@ -71,10 +74,11 @@ def evaluate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, snippe
     if len(labels) != len(texts):
         raise ClassifyError(f"{len(texts)} texts but {len(labels)} labels")
     scales = head.meta.get("length_scales")
+    sentences = [review_to_sentences(t) for t in texts] if snippets else []
     rows = []
     for k in ["reviews", *snippets]:
         t0 = time.perf_counter()
-        part, y = (list(texts), labels) if k == "reviews" else snippet_texts(texts, labels, k, seed)
+        part, y = (list(texts), labels) if k == "reviews" else _snippets(sentences, labels, k, seed)
         S, inner = head_sentences(vae, head, part, split=split if k == "reviews" else f"{split}-k{k}",
                                   model_id=model_id, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
         z, n_units = head_logits(inner, S), np.diff(S.offsets)
