@@ -81,7 +81,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="run dir to create (best/, last/, metrics.jsonl)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last/ checkpoint")
     p.add_argument("--config", help="JSON file with 'model' and 'train' sections")
-    p.add_argument("--preset", help="named preset: tiny, small, base")
+    p.add_argument("--preset", help="named preset: tiny, small, base, imdb (the flagship)")
     p.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights (fine-tuning, fresh "
                    "optimizer and schedule); the model config comes from it, the data dir must use its tokenizer")
     p.add_argument("--lm", action="store_true", help="train the GRU language model baseline (no latent)")
@@ -120,8 +120,9 @@ def build_run_config(args) -> RunConfig:
     for flag, (section, name) in _TRAIN_FLAGS.items():
         if getattr(args, flag) is not None:
             sections[section][name] = getattr(args, flag)
-    if args.lm:
-        sections["model"]["latent"] = False
+    if args.lm:  # the preset's decoder alone: no encoder, no z, no bag-of-words head
+        sections["model"].update(latent=False, bow_head=False)
+        sections["train"]["bow_weight"] = 0.0
     if args.cpu_bf16:
         sections["train"]["cpu_bf16"] = True
     cfg = RunConfig(model=cfg.model.replace(**sections["model"]), train=cfg.train.replace(**sections["train"]))

@@ -64,7 +64,12 @@ class Decoder(nn.Module):
         self.gru = nn.GRU(cfg.embed_dim + z_in, cfg.hidden_dim, cfg.num_layers, batch_first=True)
         self.init_state = nn.Linear(cfg.latent_dim, cfg.num_layers * cfg.hidden_dim) if cfg.latent else None
         self.dropout = nn.Dropout(cfg.embed_dropout)
-        if cfg.tie_embeddings:
+        self.adaptive = None
+        if cfg.softmax == "adaptive":
+            # Frequent ids get a full-rank head; each rarer cluster a projection of H / 2^k dims.
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden_dim, cfg.vocab_size, cfg.cutoffs(), div_value=2.0)
+            self.out = None
+        elif cfg.tie_embeddings:
             # logits = proj(h) @ embedding.T + b; no second V x E matrix.
             self.out_proj = nn.Linear(cfg.hidden_dim, cfg.embed_dim) if cfg.hidden_dim != cfg.embed_dim else nn.Identity()
             self.out_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
@@ -98,11 +103,32 @@ class Decoder(nn.Module):
         return out, h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(..., H) -> (..., V)."""
+        """(..., H) -> (..., V); for the adaptive softmax these are normalised log-probabilities."""
         hidden = self.dropout(hidden)
+        if self.adaptive is not None:
+            return self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:-1], -1)
         if self.out is not None:
             return self.out(hidden)
         return F.linear(self.out_proj(hidden), self.embedding.weight, self.out_bias)
+
+    def target_nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """-log p(target) at each position: hidden (N, H), target (N,) -> (N,) fp32.
+
+        The adaptive softmax scores only the clusters the targets fall in (no (N, V) logits)."""
+        if self.adaptive is None:
+            return F.cross_entropy(self.logits(hidden).float(), target, reduction="none")
+        # AdaptiveLogSoftmaxWithLoss.forward, with each cluster's log-softmax in fp32 (under bf16 autocast its
+        # own forward mixes dtypes): log p(x) = log p_head(x) in the head, log p_head(cluster) + log p_cluster(x)
+        ada, hidden = self.adaptive, self.dropout(hidden)
+        head = F.log_softmax(ada.head(hidden).float(), dim=-1)  # (N, shortlist + clusters)
+        logp = head.gather(1, target.clamp(max=ada.shortlist_size - 1)[:, None]).squeeze(1)  # (N,)
+        for i, (lo, hi) in enumerate(zip(ada.cutoffs[:-1], ada.cutoffs[1:])):
+            rows = torch.nonzero((target >= lo) & (target < hi)).squeeze(1)
+            if rows.numel():
+                tail = F.log_softmax(ada.tail[i](hidden.index_select(0, rows)).float(), dim=-1)
+                inside = tail.gather(1, (target.index_select(0, rows) - lo)[:, None]).squeeze(1)
+                logp = logp.index_copy(0, rows, head[rows, ada.shortlist_size + i] + inside)
+        return -logp
 
 
 @dataclass
@@ -151,8 +177,8 @@ class SentenceVAE(nn.Module):
         B, T, H = hidden.shape
         if positions is None:
             positions = torch.nonzero((target != self.cfg.pad_id).flatten()).squeeze(1)
-        logits = self.decoder.logits(hidden.reshape(B * T, H).index_select(0, positions))  # (N, V)
-        nll = F.cross_entropy(logits.float(), target.flatten().index_select(0, positions), reduction="none")  # (N,)
+        nll = self.decoder.target_nll(hidden.reshape(B * T, H).index_select(0, positions),
+                                      target.flatten().index_select(0, positions))  # (N,)
         return torch.zeros(B * T, dtype=nll.dtype, device=nll.device).index_copy_(0, positions, nll).view(B, T).sum(1)
 
     def bow_nll(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

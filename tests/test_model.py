@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from seqvae.config import ModelConfig
+from seqvae.config import ConfigError, ModelConfig
 from seqvae.data import collate
 from seqvae.model import SentenceVAE
 
@@ -14,7 +14,7 @@ def make(**kw):
 
 
 @pytest.mark.parametrize("sentences", [[[5]], [[5, 6, 7]], [[5, 6, 7], [8], [9, 10]], [[4] * 20] * 3])
-@pytest.mark.parametrize("kw", [{}, {"tie_embeddings": True}, {"num_layers": 2}])
+@pytest.mark.parametrize("kw", [{}, {"tie_embeddings": True}, {"num_layers": 2}, {"softmax": "adaptive"}])
 def test_shapes(sentences, kw):
     model = make(**kw)
     b = collate(sentences)
@@ -62,8 +62,9 @@ def test_posterior_does_not_depend_on_the_batch_order():
     assert torch.allclose(mu_b[order], mu_s, atol=1e-6) and torch.allclose(lv_b[order], lv_s, atol=1e-6)
 
 
-def test_token_nll_matches_full_softmax():
-    model = make()
+@pytest.mark.parametrize("kw", [{}, {"softmax": "adaptive"}, {"softmax": "adaptive", "adaptive_cutoffs": [6, 12]}])
+def test_token_nll_matches_full_softmax(kw):
+    model = make(**kw)
     b = collate([[5, 6, 7], [8]])
     z = torch.randn(2, 5)
     hidden, _ = model.decoder(b.dec_in, z)
@@ -105,3 +106,15 @@ def test_bow_nll_is_the_bag_of_words_likelihood_given_z():
     assert out.bow.shape == (2,) and (out.bow > 0).all()
     assert make().bow is None and make()(b.src, b.src_lens, b.dec_in, b.target).bow is None
     assert make(latent=False, bow_head=True).bow is None  # an LM has no z to predict from
+
+
+def test_adaptive_softmax_is_a_distribution_and_checks_its_cutoffs():
+    model = make(softmax="adaptive", adaptive_cutoffs=[6, 12])
+    logp = model.decoder.logits(torch.randn(3, 4, model.cfg.hidden_dim))  # (3, 4, V)
+    assert logp.shape[-1] == model.cfg.vocab_size
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(3, 4), atol=1e-5)
+    for bad in ([12, 6], [0, 6], [6, 10_000], ["6"]):
+        with pytest.raises(ConfigError, match="adaptive_cutoffs"):
+            ModelConfig(vocab_size=20, softmax="adaptive", adaptive_cutoffs=bad).validate()
+    with pytest.raises(ConfigError, match="tie_embeddings"):
+        ModelConfig(softmax="adaptive", tie_embeddings=True).validate()
