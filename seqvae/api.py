@@ -4,7 +4,7 @@
     vae = SeqVAE.from_pretrained("checkpoints/ptb-vae")          # a checkpoint dir, or a run dir (its best/)
     post = vae.encode(["the movie was great", "i hated it"])      # Posterior: .mean (N, Z), .std, .sample(n)
     vae.decode(post.mean, strategy="beam", num_beams=4)           # -> list[str]
-    vae.sample(5, strategy="top-p", top_p=0.9, seed=0)            # z ~ N(0, I) -> list[str]
+    vae.sample(5, strategy="top-p", top_p=0.9, seed=0)            # z ~ the aggregate prior (if fitted) or N(0, I)
     vae.reconstruct(["the movie was great"])                      # posterior mean -> greedy decode
     z, texts = vae.interpolate("the movie was great", "i hated it", steps=8, method="slerp")
     vae.score(["the movie was great"], samples=100)               # (N,) importance-weighted NLL in nats
@@ -31,6 +31,7 @@ from .data import collate
 from .generation import make_generator
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
+from .prior import PRIORS, AggregatePrior, PriorError, load_prior
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
 INTERPOLATION_METHODS = ("lerp", "slerp")
@@ -69,11 +70,13 @@ class Posterior:
 class SeqVAE:
     """A trained sentence VAE (or GRU language model) with its tokenizer: the object users hold."""
 
-    def __init__(self, model: SentenceVAE, tokenizer, config: dict[str, Any] | None = None):
+    def __init__(self, model: SentenceVAE, tokenizer, config: dict[str, Any] | None = None,
+                 prior: AggregatePrior | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or {"model": model.cfg.to_dict(), "train": None, "data": None}
         self.metrics: dict[str, Any] = {}
+        self.prior = prior.to(self.device) if prior is not None else None  # aggregate posterior density, if fitted
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -85,7 +88,13 @@ class SeqVAE:
         device = resolve_device(device)
         d = checkpoint.resolve(path)
         model, tokenizer, config = checkpoint.load(d, map_location=device)
-        vae = cls(model, tokenizer, config)
+        prior = None
+        if model.cfg.latent:
+            try:
+                prior = load_prior(d, model.cfg.latent_dim)
+            except PriorError as e:
+                raise checkpoint.CheckpointError(str(e)) from None
+        vae = cls(model, tokenizer, config, prior)
         vae.metrics = checkpoint.read_metrics(d)
         return vae
 
@@ -95,7 +104,8 @@ class SeqVAE:
         train = self.config.get("train")
         return checkpoint.save(path, self.model, self.tokenizer,
                                train_cfg=TrainConfig.from_dict(train) if train else None,
-                               data_meta=self.config.get("data"), metrics=self.metrics, dtype=dtype)
+                               data_meta=self.config.get("data"), metrics=self.metrics, dtype=dtype,
+                               extra=self.prior.save if self.prior is not None else None)
 
     @property
     def device(self) -> torch.device:
@@ -112,6 +122,8 @@ class SeqVAE:
 
     def to(self, device: str | torch.device) -> "SeqVAE":
         self.model.to(device)
+        if self.prior is not None:
+            self.prior.to(device)
         return self
 
     def __repr__(self) -> str:
@@ -164,7 +176,15 @@ class SeqVAE:
         batches of `batch_size`.
         """
         self._need_latent("encode")
-        ids = self.tokenize(texts)
+        return self.encode_ids(self.tokenize(texts), batch_size)
+
+    @torch.no_grad()
+    def encode_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> Posterior:
+        """q(z|x) for sentences given as token ids (no BOS/EOS), in input order."""
+        self._need_latent("encode")
+        ids = [list(row)[:MAX_TOKENS] for row in ids]
+        if not ids or not all(ids):
+            raise InputError("encode_ids needs at least one sentence, and no empty one")
         Z = self.latent_dim
         mu = torch.empty(len(ids), Z, device=self.device)
         logvar = torch.empty(len(ids), Z, device=self.device)
@@ -206,19 +226,53 @@ class SeqVAE:
         num_beams, length_penalty, seed (or generator); see seqvae.generation.generate."""
         return self.detokenize(self.decode_ids(z, **opts))
 
-    def sample_ids(self, n: int, *, seed: int | None = None, generator: torch.Generator | None = None,
-                   **opts) -> list[list[int]]:
-        """n prior samples as token ids: z ~ N(0, I), then decode (one seeded generator for both)."""
+    def fit_prior(self, sentences: Sequence[str] | Sequence[Sequence[int]], components: int = 64,
+                  seed: int = 0) -> AggregatePrior:
+        """Fit the aggregate prior (a Gaussian mixture, seqvae.prior) on the posterior means of
+        `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with
+        `vae.prior.save(checkpoint_dir)` or `save_pretrained`."""
+        self._need_latent("fit_prior")
+        sentences = list(sentences)
+        ids = self.tokenize(sentences) if sentences and isinstance(sentences[0], str) else sentences
+        try:
+            self.prior = AggregatePrior.fit(self.encode_ids(ids).mean, components=components, seed=seed).to(self.device)
+        except PriorError as e:
+            raise InputError(str(e)) from None
+        return self.prior
+
+    def prior_codes(self, n: int, prior: str | None = None, *, seed: int | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes (n, Z) from `prior`: "aggregate" (the density fitted on training codes, `seqvae fit-prior`),
+        "standard" (N(0, I)), or None: aggregate when the checkpoint has one, else standard."""
+        self._need_latent("prior_codes")
+        if n < 0:
+            raise InputError(f"n must be >= 0, got {n}")
+        prior = prior or ("aggregate" if self.prior is not None else "standard")
+        if prior not in PRIORS:
+            raise InputError(f"unknown prior {prior!r} (choose from {', '.join(PRIORS)})")
+        gen = generator if generator is not None else make_generator(self.device, seed)
+        if prior == "aggregate":
+            if self.prior is None:
+                raise InputError("this checkpoint has no aggregate prior (fit one with `seqvae fit-prior`)")
+            return self.prior.sample(n, generator=gen)
+        return torch.randn(n, self.latent_dim, generator=gen, device=self.device)  # (n, Z)
+
+    def sample_ids(self, n: int, *, prior: str | None = None, seed: int | None = None,
+                   generator: torch.Generator | None = None, **opts) -> list[list[int]]:
+        """n samples as token ids: z from `prior` (see prior_codes), then decode (one seeded generator for both)."""
         if n < 0:
             raise InputError(f"n must be >= 0, got {n}")
         gen = generator if generator is not None else make_generator(self.device, seed)
         if not self.latent:
+            if prior is not None:
+                raise InputError("a language model has no latent prior to choose")
             return generation.generate(self.model, None, batch_size=n, generator=gen, **opts)
-        z = torch.randn(n, self.latent_dim, generator=gen, device=self.device)  # (n, Z)
+        z = self.prior_codes(n, prior, generator=gen)
         return generation.generate(self.model, z, generator=gen, **opts)
 
     def sample(self, n: int, **opts) -> list[str]:
-        """n sentences from the prior (language model: from the LM). Same seed, same sentences."""
+        """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when
+        the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences."""
         return self.detokenize(self.sample_ids(n, **opts))
 
     def reconstruct(self, texts: str | Sequence[str], **opts) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -62,8 +62,9 @@ def _is_checkpoint_dir(d: Path) -> bool:
 
 def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
          data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
-         dtype: torch.dtype | None = None) -> Path:
+         dtype: torch.dtype | None = None, extra: Callable[[Path], None] | None = None) -> Path:
     """Write a checkpoint dir atomically. `dtype` (e.g. torch.float16) shrinks the weights.
+    `extra(dir)` writes more files into the new dir before it goes into place (e.g. a fitted prior).
 
     An existing checkpoint dir at `path` is replaced whole (with whatever else it held: heads fitted
     on the old weights, a model card). Anything else at `path`, a file or a directory with contents
@@ -87,6 +88,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n", encoding="utf-8")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)
+        if extra is not None:
+            extra(tmp)
         atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

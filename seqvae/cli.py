@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
@@ -241,8 +242,11 @@ def _decoding_opts(args) -> dict[str, Any]:
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="sentences from the prior: z ~ N(0, I), then decode")
+    p = sub.add_parser("sample", help="sentences from the prior: z from the aggregate prior or N(0, I), then decode")
     p.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
+    p.add_argument("--prior", choices=["aggregate", "standard"], default=None,
+                   help="where z comes from: the density fitted on training codes (`seqvae fit-prior`) or N(0, I) "
+                        "(default: aggregate when the checkpoint has one)")
     _add_decoding_args(p, "sample")
     p.set_defaults(func=_cmd_sample)
 
@@ -250,9 +254,12 @@ def _add_sample(sub) -> None:
 def _cmd_sample(args) -> int:
     from .api import SeqVAE
 
-    texts = SeqVAE.from_pretrained(args.checkpoint, device=args.device).sample(args.n, **_decoding_opts(args))
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    texts = vae.sample(args.n, prior=args.prior, **_decoding_opts(args))
     if args.as_json:
-        print(json.dumps({"checkpoint": args.checkpoint, **_decoding_opts(args), "samples": texts}, indent=2))
+        prior = None if not vae.latent else args.prior or ("aggregate" if vae.prior is not None else "standard")
+        print(json.dumps({"checkpoint": args.checkpoint, "prior": prior, **_decoding_opts(args), "samples": texts},
+                         indent=2))
     else:
         print("\n".join(texts))
     return 0
@@ -326,8 +333,104 @@ def _add_steer(sub) -> None:
 
 # ---------------------------------------------------------------------------- main
 # Each entry adds one subcommand; other modules' commands are registered the same way.
+# ---------------------------------------------------------------------------- fit-prior / report
+def _add_fit_prior(sub) -> None:
+    p = sub.add_parser("fit-prior", help="fit the aggregate prior (a Gaussian mixture on training codes) into a "
+                                         "checkpoint, for sampling")
+    p.add_argument("checkpoint", help="checkpoint dir (the prior is written into it)")
+    p.add_argument("--data", help="prepared data dir whose train split to encode (default: the model's)")
+    p.add_argument("--sentences", type=int, default=100_000, help="train sentences to encode (default 100000)")
+    p.add_argument("--components", type=int, default=64, help="mixture components (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(func=_cmd_fit_prior)
+
+
+def _model_data_dir(vae, given: str | None) -> str:
+    data = given or (vae.config.get("data") or {}).get("data_dir")
+    if not data or not Path(data).is_dir():
+        raise ConfigError(f"no prepared data dir {data or ''} (pass --data DIR)".replace("dir  (", "dir ("))
+    return data
+
+
+def _cmd_fit_prior(args) -> int:
+    import numpy as np
+
+    from .api import SeqVAE
+    from .checkpoint import resolve
+    from .data import SentenceDataset
+    from .tokenizer import same_tokenizer
+
+    if args.sentences < 1 or args.components < 1:
+        raise ConfigError("--sentences and --components must be >= 1")
+    ckpt = resolve(args.checkpoint)
+    vae = SeqVAE.from_pretrained(ckpt, device=args.device)
+    data = _model_data_dir(vae, args.data)
+    if not same_tokenizer(ckpt, data):
+        raise ConfigError(f"{data}: its tokenizer is not the checkpoint's; pass the data dir the model was trained on")
+    train = SentenceDataset.from_dir(data, "train")
+    pick = np.random.default_rng(args.seed).permutation(len(train))[: args.sentences]
+    prior = vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.components, seed=args.seed)
+    prior.save(ckpt)
+    print(f"{ckpt}: aggregate prior of {prior.components} components fitted on {len(pick)} training codes "
+          f"(mean log density {prior.meta['mean_log_density']:.2f}, converged {prior.meta['converged']})")
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="what a checkpoint writes, measured: reconstruction BLEU, interpolation "
+                                      "endpoints, judged fluency of samples, KL/MI/AU (seqvae.quality)")
+    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
+    p.add_argument("--judge", help="language-model checkpoint that judges fluency (e.g. checkpoints/imdb-lm)")
+    p.add_argument("--data", help="prepared data dir: held-out test sentences and training words (default: the "
+                                  "model's)")
+    p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
+    p.add_argument("-n", type=int, default=1000, help="held-out sentences (default 1000, of 5-25 words)")
+    p.add_argument("--samples", type=int, default=500, help="prior samples per prior and strategy (default 500)")
+    p.add_argument("--iw-samples", type=int, default=100, help="importance samples for the IW-NLL (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write report.json and report.md into this dir")
+    p.add_argument("--device")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from . import atomic, quality
+    from .api import SeqVAE
+
+    if args.n < 2:
+        raise ConfigError("-n must be >= 2")
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    if not vae.latent:
+        raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")
+    judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
+    data = None if args.texts and not args.data else _model_data_dir(vae, args.data)
+    note = ""
+    if args.texts:
+        texts = [t.strip() for t in Path(args.texts).read_text(encoding="utf-8").splitlines() if t.strip()]
+        if len(texts) > args.n:
+            texts = texts[: args.n]
+        elif len(texts) < args.n:
+            note = f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all"
+    else:
+        texts, note = quality.held_out(data, args.n, seed=args.seed)
+    if note:
+        print(f"seqvae report: note: {note}", file=sys.stderr)
+    train = quality.TrainingText.from_data_dir(data) if data else None
+    rep = quality.build_report(vae, texts, judge=judge, train=train, n_samples=args.samples,
+                               iw_samples=args.iw_samples, seed=args.seed, note=note)
+    rep["checkpoint"] = str(args.checkpoint)
+    md = quality.to_markdown(rep, str(args.checkpoint))
+    if args.out:
+        atomic.write_json(Path(args.out) / "report.json", rep)
+        atomic.write_text(Path(args.out) / "report.md", md)
+    print(md)
+    print(quality.summary_line(rep), file=sys.stderr)
+    return 0
+
+
 COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, _add_sample, _add_interpolate, _add_reconstruct,
-                           _add_classify, _add_steer]
+                           _add_fit_prior, _add_report, _add_classify, _add_steer]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,10 +448,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .checkpoint import CheckpointError
     from .corpus import DataError
     from .generation import DecodingError
+    from .quality import ReportError
     from .tokenizer import TokenizerError
 
     return (ConfigError, CheckpointError, DataError, TokenizerError, OutputError, FileNotFoundError, PermissionError,
-            InputError, DecodingError)
+            InputError, DecodingError, ReportError)
 
 
 def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:

@@ -69,15 +69,16 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
     return torch.logsumexp(torch.cat(log_w, 1), dim=1) - math.log(k)
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
-                       chunk: int = 1024) -> float:
-    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z)."""
+def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                             chunk: int = 1024) -> torch.Tensor:
+    """Per-sentence terms log q(z_i|x_i) - log q(z_i), z_i ~ q(z|x_i), whose mean estimates I(x; z);
+    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64."""
     mu, logvar = mu.double(), logvar.double()
     N, Z = mu.shape
     if N < 2:
-        return 0.0
-    # E_x E_q[log q(z|x)] = -entropy, in closed form for a diagonal Gaussian
-    neg_entropy = (-0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(-1)).mean()
+        return torch.zeros(N, dtype=torch.float64)
+    # E_q[log q(z|x_i)] = -entropy of q(z|x_i), in closed form for a diagonal Gaussian
+    neg_entropy = -0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(-1)  # (N,)
     z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     inv_var = torch.exp(-logvar)  # (N, Z)
     const = (mu**2 * inv_var + logvar + LOG_2PI).sum(-1)  # (N,)
@@ -88,7 +89,16 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.
         quad = (zi**2) @ inv_var.T - 2 * zi @ (mu * inv_var).T
         log_q_ij = -0.5 * (quad + const[None, :])
         log_qz.append(torch.logsumexp(log_q_ij, dim=1) - math.log(N))
-    return float(neg_entropy - torch.cat(log_qz).mean())
+    return (neg_entropy - torch.cat(log_qz)).cpu()
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                       chunk: int = 1024) -> float:
+    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z). At most log N: with much
+    information in z every sentence's code is far from the others' and the estimate saturates there."""
+    if mu.shape[0] < 2:
+        return 0.0
+    return float(mutual_information_terms(mu, logvar, generator, chunk).mean())
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> tuple[int, list[float]]:
@@ -163,9 +173,12 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
         if mi_sentences and len(mu_all) > mi_sentences:
             pick = torch.from_numpy(np.random.default_rng(seed).choice(len(mu_all), mi_sentences, replace=False))
             mu_all, logvar_all = mu_all[pick], logvar_all[pick]
-        res["mi"] = mutual_information(mu_all, logvar_all, generator=cpu_gen)
+        terms = mutual_information_terms(mu_all, logvar_all, generator=cpu_gen)
+        res["mi"] = float(terms.mean()) if len(terms) > 1 else 0.0
+        res["mi_se"] = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else 0.0
+        res["mi_max"] = math.log(len(terms))  # the estimator's ceiling (see mutual_information)
     else:
-        res["au"], res["au_variances"], res["mi"] = 0, [], 0.0
+        res["au"], res["au_variances"], res["mi"], res["mi_se"] = 0, [], 0.0, 0.0
     if per_sentence:
         res["per_sentence_nll"] = nll_of.tolist()
     return res

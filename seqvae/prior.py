@@ -1,0 +1,144 @@
+"""Priors to sample z from: the standard normal, or an aggregate-posterior density fitted after training.
+
+A VAE that keeps many nats in z has an aggregate posterior q(z) = E_x q(z|x) that covers N(0, I)
+only in part: codes drawn from N(0, I) land in holes between the training sentences and decode to
+broken text. Ex-post density estimation (Ghosh et al. 2020) fits a density on the training
+sentences' posterior means after training and samples from it instead.
+
+    prior = AggregatePrior.fit(mu, components=64, seed=0)     # mu: (N, Z) posterior means
+    prior.save(ckpt_dir)                                       # prior.json + prior.safetensors beside the model
+    prior = load_prior(ckpt_dir, latent_dim=Z)                 # None when the checkpoint has none
+    z = prior.sample(n, generator=gen)                         # (n, Z), seeded, global RNG untouched
+
+The density is a Gaussian mixture with full covariances, fitted by scikit-learn's EM (only the
+fit needs scikit-learn; sampling and loading are plain torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import atomic
+
+PRIOR_JSON = "prior.json"
+PRIOR_WEIGHTS = "prior.safetensors"
+PRIORS = ("aggregate", "standard")  # what `sample(prior=...)` accepts
+
+
+class PriorError(ValueError):
+    """A saved prior is missing a part, corrupt, or does not fit the model (one-line message)."""
+
+
+class AggregatePrior:
+    """A K-component Gaussian mixture over z: weights (K,), means (K, Z), Cholesky factors (K, Z, Z)."""
+
+    def __init__(self, weights: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor,
+                 meta: dict[str, Any] | None = None):
+        K, Z = means.shape
+        if weights.shape != (K,) or scale_tril.shape != (K, Z, Z):
+            raise PriorError(f"mixture parts disagree: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "
+                             f"scale_tril {tuple(scale_tril.shape)}")
+        if not (torch.isfinite(weights).all() and torch.isfinite(means).all() and torch.isfinite(scale_tril).all()):
+            raise PriorError("mixture parameters are not all finite")
+        if (weights < 0).any() or not abs(float(weights.sum()) - 1.0) < 1e-4:
+            raise PriorError("mixture weights must be >= 0 and sum to 1")
+        self.weights, self.means, self.scale_tril = weights.float(), means.float(), scale_tril.float()
+        self.meta = dict(meta or {})
+
+    @property
+    def latent_dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def components(self) -> int:
+        return self.means.shape[0]
+
+    @classmethod
+    def fit(cls, mu: torch.Tensor, components: int = 64, seed: int = 0, max_iter: int = 200) -> "AggregatePrior":
+        """EM fit of a full-covariance mixture on posterior means mu (N, Z)."""
+        from sklearn.mixture import GaussianMixture
+
+        x = torch.as_tensor(mu).detach().double().cpu().numpy()
+        if x.ndim != 2 or x.shape[0] < 2 * components:
+            raise PriorError(f"fitting {components} components needs at least {2 * components} codes, "
+                             f"got {x.shape[0] if x.ndim == 2 else 'a non-matrix'}")
+        gm = GaussianMixture(components, covariance_type="full", max_iter=max_iter, reg_covar=1e-4,
+                             random_state=seed).fit(x)
+        chol = torch.linalg.cholesky(torch.from_numpy(gm.covariances_))
+        meta = {"kind": "gmm", "components": components, "fitted_on": int(x.shape[0]), "seed": seed,
+                "converged": bool(gm.converged_), "mean_log_density": float(gm.score(x))}
+        return cls(torch.from_numpy(gm.weights_), torch.from_numpy(gm.means_), chol, meta)
+
+    def to(self, device: torch.device | str) -> "AggregatePrior":
+        self.weights, self.means, self.scale_tril = (t.to(device) for t in (self.weights, self.means, self.scale_tril))
+        return self
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes (n, Z): a component by its weight, then its Gaussian. Uses only `generator`."""
+        dev = self.means.device
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
+            torch.zeros(0, dtype=torch.long, device=dev)
+        eps = torch.randn(n, self.latent_dim, 1, generator=generator, device=dev)
+        return self.means[k] + (self.scale_tril[k] @ eps).squeeze(-1)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log density of codes z (N, Z) under the mixture: (N,)."""
+        mix = torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(probs=self.weights),
+            torch.distributions.MultivariateNormal(self.means, scale_tril=self.scale_tril))
+        return mix.log_prob(z.float())
+
+    def save(self, directory: str | Path) -> None:
+        """prior.safetensors, then prior.json into `directory`, each written atomically. The JSON is the
+        commit mark: it names the weights file's sha256, so an interrupted save (new weights, old or no
+        JSON) is never read as a whole prior."""
+        d = Path(directory)
+        tensors = {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}
+        atomic.write_with(d / PRIOR_WEIGHTS, lambda p: save_file({k: v.contiguous().cpu() for k, v in tensors.items()},
+                                                                 str(p)))
+        atomic.write_json(d / PRIOR_JSON, {**self.meta, "latent_dim": self.latent_dim,
+                                           "sha256": _sha256(d / PRIOR_WEIGHTS)})
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def has_prior(directory: str | Path) -> bool:
+    return (Path(directory) / PRIOR_JSON).is_file()
+
+
+def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
+    """The aggregate prior saved in a checkpoint dir, or None if it has none. Strict: a partial or
+    mismatched prior is a PriorError, never silently the standard normal."""
+    d = Path(directory)
+    if not has_prior(d):
+        return None  # (a prior.safetensors alone is what an interrupted first save leaves: not a prior)
+    try:
+        meta = json.loads((d / PRIOR_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise PriorError(f"{d / PRIOR_JSON}: unreadable ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != "gmm":
+        raise PriorError(f"{d / PRIOR_JSON}: not a Gaussian-mixture prior")
+    if not (d / PRIOR_WEIGHTS).is_file():
+        raise PriorError(f"{d}: {PRIOR_JSON} without {PRIOR_WEIGHTS}")
+    if meta.get("sha256") != _sha256(d / PRIOR_WEIGHTS):
+        raise PriorError(f"{d / PRIOR_WEIGHTS}: does not match the sha256 in {PRIOR_JSON} (an interrupted save?); "
+                         "fit the prior again")
+    try:
+        t = load_file(str(d / PRIOR_WEIGHTS))
+    except Exception as e:  # safetensors' error type differs across versions
+        raise PriorError(f"{d / PRIOR_WEIGHTS}: unreadable ({str(e).splitlines()[0]})") from None
+    expected = {"weights", "means", "scale_tril"}
+    if set(t) != expected:
+        raise PriorError(f"{d / PRIOR_WEIGHTS}: expected tensors {sorted(expected)}, found {sorted(t)}")
+    prior = AggregatePrior(t["weights"], t["means"], t["scale_tril"], meta)
+    if prior.latent_dim != latent_dim:
+        raise PriorError(f"{d}: the prior is over {prior.latent_dim} dims, the model's z has {latent_dim}")
+    return prior

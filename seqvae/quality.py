@@ -1,0 +1,390 @@
+"""The latent-quality report: what a checkpoint writes, measured (`seqvae report CKPT`).
+
+Statistics say whether z is used; text says whether it is useful. On N held-out sentences
+(default 1,000 test sentences of 5-25 words from the checkpoint's data dir):
+
+  reconstruction  decode each posterior mean, greedy and beam 4: corpus BLEU-4 (sacrebleu, on
+                  detokenized text), exact match, word F1 (bag of lowercased words)
+  interpolation   N/2 pairs (A, B), a 5-point straight path from mu_A to mu_B: BLEU of the first
+                  point against A and of the last against B; the judge's perplexity of the inner points
+  samples         z from each prior (aggregate, standard) x decoding strategy: the judge's perplexity
+                  of the samples over that of the real held-out sentences, distinct-1/2, self-BLEU,
+                  the invented-word rate (share of words seen < 5 times in the training sentences,
+                  beside the same rate for the real sentences) and the copy rate (samples that are a
+                  training sentence verbatim)
+  latent          -ELBO / IW-NLL, KL, MI (with its standard error, never a bare negative number), AU,
+                  and the IW-NLL's paired difference to the judge's exact NLL on the same sentences
+
+The judge is a language model other than the VAE: a `--lm` checkpoint (checkpoints/imdb-lm is the
+same-budget subword GRU-LM; it saw the training sentences, none of the held-out ones). The report
+shows that it can tell: real sentences must score a lower perplexity than the same sentences
+word-shuffled, with one word replaced by an invented string of subword pieces, and two half
+sentences spliced together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import sacrebleu
+import torch
+
+from . import atomic
+from .api import InputError, SeqVAE
+from .data import SentenceDataset
+from .metrics import evaluate, paired_difference
+from .tokenizer import load_tokenizer
+
+SAMPLE_STRATEGIES = {  # label -> decoding options
+    "greedy": {"strategy": "greedy"},
+    "top-p 0.9": {"strategy": "top-p", "top_p": 0.9},
+    "sample T=1": {"strategy": "sample"},
+}
+INVENTED_BELOW = 5       # a word seen fewer times than this in the training sentences is "invented"
+INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+WORDS_CACHE = "report_words.npz"  # written into the data dir: training word counts and sentence hashes
+
+
+class ReportError(ValueError):
+    """The report cannot run as asked (one-line message)."""
+
+
+# ---------------------------------------------------------------------------- text measures
+def words(text: str) -> list[str]:
+    """Lowercased words: runs of letters (with an inner apostrophe), digits, or other single symbols."""
+    return re.findall(r"[a-z]+(?:'[a-z]+)?|\d+|[^\sa-z\d]", text.lower())
+
+
+def alpha_words(text: str) -> list[str]:
+    return [w for w in words(text) if w[0].isalpha()]
+
+
+def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
+    """Corpus BLEU-4 of hypotheses against one reference each (sacrebleu, 13a tokenization)."""
+    if len(hyps) != len(refs) or not hyps:
+        raise ValueError("corpus_bleu needs as many hypotheses as references, at least one")
+    return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score)
+
+
+def word_f1(hyp: str, ref: str) -> float:
+    h, r = Counter(words(hyp)), Counter(words(ref))
+    overlap = sum((h & r).values())
+    if not overlap:
+        return 0.0
+    p, q = overlap / sum(h.values()), overlap / sum(r.values())
+    return 2 * p * q / (p + q)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def reconstruction_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    return {"bleu": corpus_bleu(hyps, refs),
+            "exact": float(np.mean([_norm(h) == _norm(r) for h, r in zip(hyps, refs)])),
+            "word_f1": float(np.mean([word_f1(h, r) for h, r in zip(hyps, refs)]))}
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    grams = [tuple(w[i : i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def self_bleu(texts: Sequence[str], most: int = 200) -> float:
+    """Mean sentence BLEU of each of the first `most` texts against the others (Zhu et al. 2018)."""
+    texts = list(texts)[:most]
+    if len(texts) < 2:
+        return 0.0
+    return float(np.mean([sacrebleu.sentence_bleu(t, texts[:i] + texts[i + 1 :]).score for i, t in enumerate(texts)]))
+
+
+# ---------------------------------------------------------------------------- the judge
+class Judge:
+    """A language-model checkpoint that scores text: perplexity per token, EOS included."""
+
+    def __init__(self, lm: SeqVAE, name: str):
+        if lm.latent:
+            raise ReportError(f"{name}: the judge must be a language model checkpoint (trained with --lm)")
+        self.lm, self.name = lm, name
+        tok = lm.tokenizer
+        self._pieces = [p for p in (tok.id_to_piece(i).lstrip("\u2581") for i in range(4, len(tok)))
+                        if p.isalpha() and len(p) >= 2]
+
+    def nll(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(NLL in nats, tokens incl. EOS) per text; empty texts score as EOS alone."""
+        texts = [t if t.strip() else "." for t in texts]
+        ids = self.lm.tokenize(texts)
+        return self.lm.score(texts).double().numpy(), np.array([len(i) + 1 for i in ids], dtype=np.float64)
+
+    def ppl(self, texts: Sequence[str]) -> float:
+        nll, tok = self.nll(texts)
+        return math.exp(nll.sum() / tok.sum())
+
+    def invented_word(self, rng: np.random.Generator) -> str:
+        """A string of 2-3 subword pieces of letters glued into one word the corpus never had."""
+        return "".join(rng.choice(self._pieces, size=int(rng.integers(2, 4))))
+
+    def checks(self, sentences: Sequence[str], seed: int = 0) -> dict[str, Any]:
+        """The judge's perplexity on real sentences and three corruptions of them, and for each corruption
+        the share of sentences it ranks below the real one (per-token NLL)."""
+        rng = np.random.default_rng(seed)
+        real = [s for s in sentences if len(s.split()) >= 4]
+        if len(real) < 2:
+            raise ReportError("the judge checks need at least two sentences of four or more words")
+        split = [s.split() for s in real]
+        corrupt = {
+            "shuffled": [" ".join(rng.permutation(w)) for w in split],
+            "invented word": [" ".join(w[:j] + [self.invented_word(rng)] + w[j + 1 :])
+                              for w in split for j in [int(rng.integers(len(w)))]],
+            "spliced": [" ".join(a[: len(a) // 2] + b[len(b) // 2 :]) for a, b in zip(split, split[1:] + split[:1])],
+        }
+        nll, tok = self.nll(real)
+        out: dict[str, Any] = {"real": {"ppl": math.exp(nll.sum() / tok.sum())}}
+        for name, texts in corrupt.items():
+            c_nll, c_tok = self.nll(texts)
+            out[name] = {"ppl": math.exp(c_nll.sum() / c_tok.sum()),
+                         "real_ranked_higher": float(np.mean(nll / tok < c_nll / c_tok))}
+        out["passes"] = all(out[k]["ppl"] > out["real"]["ppl"] for k in corrupt)
+        return out
+
+
+# ---------------------------------------------------------------------------- training vocabulary
+class TrainingText:
+    """Word counts and sentence hashes of a data dir's train split (cached in the data dir)."""
+
+    def __init__(self, counts: dict[str, int], hashes: np.ndarray):
+        self.counts, self.hashes = counts, hashes
+
+    @staticmethod
+    def _hash(texts: Sequence[str]) -> np.ndarray:
+        return np.array([int.from_bytes(hashlib.blake2b(_norm(t).lower().encode(), digest_size=8).digest(), "little")
+                         for t in texts], dtype=np.uint64)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | Path) -> "TrainingText":
+        d = Path(data_dir)
+        cache = d / WORDS_CACHE
+        if cache.is_file() and cache.stat().st_mtime >= (d / "train.npz").stat().st_mtime:
+            z = np.load(cache, allow_pickle=False)
+            return cls(dict(zip(z["words"].tolist(), z["counts"].tolist())), z["hashes"])
+        tok, train = load_tokenizer(d), SentenceDataset.from_dir(d, "train")
+        texts = [tok.decode(train[i].tolist()) for i in range(len(train))]
+        counts = Counter(w for t in texts for w in alpha_words(t))
+        hashes = np.unique(cls._hash(texts))
+        keys = sorted(counts)
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as f:
+                np.savez_compressed(f, words=np.array(keys), counts=np.array([counts[k] for k in keys]), hashes=hashes)
+
+        atomic.write_with(cache, write)
+        return cls(dict(counts), hashes)
+
+    def invented_rate(self, texts: Sequence[str]) -> float:
+        ws = [w for t in texts for w in alpha_words(t)]
+        return float(np.mean([self.counts.get(w, 0) < INVENTED_BELOW for w in ws])) if ws else 0.0
+
+    def copy_rate(self, texts: Sequence[str]) -> float:
+        return float(np.isin(self._hash(texts), self.hashes).mean()) if texts else 0.0
+
+
+# ---------------------------------------------------------------------------- held-out sentences
+def held_out(data_dir: str | Path, n: int, seed: int = 0, min_words: int = 5,
+             max_words: int = 25) -> tuple[list[str], str]:
+    """n test sentences of min..max words (shuffled with seed), and a note when fewer exist."""
+    d = Path(data_dir)
+    tok, test = load_tokenizer(d), SentenceDataset.from_dir(d, "test")
+    texts = [tok.decode(test[i].tolist()) for i in range(len(test))]
+    texts = [t for t in texts if min_words <= len(t.split()) <= max_words]
+    rng = np.random.default_rng(seed)
+    texts = [texts[i] for i in rng.permutation(len(texts))]
+    note = ""
+    if len(texts) < n:
+        note = f"asked for {n} sentences, the test split has {len(texts)} of {min_words}-{max_words} words: using all"
+    return texts[:n], note
+
+
+# ---------------------------------------------------------------------------- the report
+def _decode(vae: SeqVAE, z: torch.Tensor, **opts) -> list[str]:
+    return vae.decode(z, max_len=64, **opts)
+
+
+def reconstruction(vae: SeqVAE, texts: Sequence[str], show: int) -> dict[str, Any]:
+    mu = vae.encode(texts).mean
+    out: dict[str, Any] = {}
+    for label, opts in (("greedy", {}), ("beam 4", {"strategy": "beam", "num_beams": 4})):
+        hyps = _decode(vae, mu, **opts)
+        out[label] = {**reconstruction_scores(hyps, texts),
+                      "examples": [{"input": t, "output": h} for t, h in zip(texts[:show], hyps[:show])]}
+    return out
+
+
+def interpolation(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, real_ppl: float | None,
+                  show: int) -> dict[str, Any]:
+    a, b = list(texts[0::2]), list(texts[1::2])
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    mu = vae.encode(a + b).mean
+    t = torch.linspace(0, 1, INTERPOLATION_STEPS, device=mu.device)[None, :, None]  # (1, S, 1)
+    path = (1 - t) * mu[:n, None] + t * mu[n:, None]  # (n, S, Z)
+    out_text = _decode(vae, path.reshape(n * INTERPOLATION_STEPS, -1))
+    rows = [out_text[i * INTERPOLATION_STEPS : (i + 1) * INTERPOLATION_STEPS] for i in range(n)]
+    inner = [s for r in rows for s in r[1:-1]]
+    res: dict[str, Any] = {"pairs": n, "steps": INTERPOLATION_STEPS,
+                           "bleu_first_vs_a": corpus_bleu([r[0] for r in rows], a),
+                           "bleu_last_vs_b": corpus_bleu([r[-1] for r in rows], b),
+                           "inner_equal_to_an_endpoint": float(np.mean(
+                               [s in (r[0], r[-1]) for r in rows for s in r[1:-1]])),
+                           "examples": [{"a": x, "b": y, "path": r} for x, y, r in zip(a[:show], b[:show], rows)]}
+    if judge is not None:
+        res["inner_judge_ppl"] = judge.ppl(inner)
+        res["inner_ppl_ratio"] = res["inner_judge_ppl"] / real_ppl
+    return res
+
+
+def samples(vae: SeqVAE, n: int, judge: Judge | None, real_ppl: float | None, train: TrainingText | None,
+            seed: int, show: int) -> list[dict[str, Any]]:
+    priors = (["aggregate"] if vae.prior is not None else []) + ["standard"]
+    rows = []
+    for prior in priors:
+        for label, opts in SAMPLE_STRATEGIES.items():
+            texts = vae.sample(n, prior=prior, seed=seed, max_len=64, **opts)
+            row: dict[str, Any] = {"prior": prior, "strategy": label, "n": n,
+                                   "mean_words": float(np.mean([len(t.split()) for t in texts])),
+                                   "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+                                   "self_bleu": self_bleu(texts)}
+            if judge is not None:
+                row["judge_ppl"] = judge.ppl(texts)
+                row["ppl_ratio"] = row["judge_ppl"] / real_ppl
+            if train is not None:
+                row["invented_rate"] = train.invented_rate(texts)
+                row["copy_rate"] = train.copy_rate(texts)
+            row["examples"] = texts[:show]
+            rows.append(row)
+    return rows
+
+
+def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: int, seed: int) -> dict[str, Any]:
+    ds = SentenceDataset.from_lists(vae.tokenize(texts))
+    res = evaluate(vae.model, ds, k=iw_samples, batch_size=32, seed=seed, per_sentence=True)
+    per = res.pop("per_sentence_nll")
+    res.pop("au_variances", None)
+    if judge is not None:
+        order = list(texts)  # evaluate keeps dataset order: the input order
+        lm_nll, _ = judge.nll(order)
+        res["vs_judge"] = paired_difference(per, lm_nll.tolist())
+        res["judge_nll"] = float(lm_nll.mean())
+    return res
+
+
+def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = None, train: TrainingText | None = None,
+                 n_samples: int = 500, iw_samples: int = 100, seed: int = 0, show: int = 5,
+                 note: str = "") -> dict[str, Any]:
+    """Every measure of the module docstring, as a JSON-ready dict."""
+    if not vae.latent:
+        raise InputError("this checkpoint is a language model (latent=False): it has no latent space to report on")
+    texts = list(texts)
+    if len(texts) < 2:
+        raise ReportError(f"the report needs at least 2 held-out sentences, got {len(texts)}")
+    if n_samples < 1 or iw_samples < 1:
+        raise ReportError("--samples and --iw-samples must be >= 1")
+    rep: dict[str, Any] = {"sentences": len(texts), "note": note, "seed": seed,
+                           "prior": vae.prior.meta if vae.prior is not None else None}
+    real_ppl = None
+    if judge is not None:
+        rep["judge"] = {"checkpoint": judge.name, **judge.checks(texts, seed)}
+        real_ppl = rep["judge"]["real"]["ppl"]
+    if train is not None:
+        rep["real_invented_rate"] = train.invented_rate(texts)
+    rep["reconstruction"] = reconstruction(vae, texts, show)
+    rep["interpolation"] = interpolation(vae, texts, judge, real_ppl, show=2)
+    rep["samples"] = samples(vae, n_samples, judge, real_ppl, train, seed, show)
+    rep["latent"] = latent(vae, texts, judge, iw_samples, seed)
+    return rep
+
+
+# ---------------------------------------------------------------------------- formatting
+def format_mi(mi: float, se: float | None = None) -> str:
+    """MI for display: never a bare negative number (an estimate below 0 shows as 0, the raw value beside)."""
+    spread = f" ± {se:.2f}" if se is not None else ""
+    if mi < 0:
+        return f"0 (estimate {mi:.2f}{spread}, clipped)"
+    return f"{mi:.2f}{spread}"
+
+
+def _f(x: Any, fmt: str = ".1f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def to_markdown(rep: dict[str, Any], title: str) -> str:
+    lines = [f"# Quality report: {title}", "", f"{rep['sentences']} held-out sentences, seed {rep['seed']}."]
+    if rep["note"]:
+        lines.append(f"Note: {rep['note']}.")
+    lat = rep["latent"]
+    lines += ["", "## Latent", "", "| IW-NLL | -ELBO | KL | MI | AU | judge LM NLL | IW-NLL - LM (± se) |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    vs = lat.get("vs_judge")
+    lines.append(f"| {lat['nll']:.2f} | {lat['neg_elbo']:.2f} | {lat['kl']:.2f} | "
+                 f"{format_mi(lat['mi'], lat.get('mi_se'))} (max {lat.get('mi_max', 0):.2f}) | {lat['au']} | "
+                 f"{_f(lat.get('judge_nll'), '.2f')} | "
+                 + (f"{vs['mean_diff']:+.2f} ± {vs['se']:.2f}" if vs else "-") + " |")
+    lines += ["", f"IW-NLL with {lat['iw_samples']} samples; MI saturates at log N = the 'max' beside it.",
+              "", "## Reconstruction from the posterior mean", "", "| decoding | BLEU-4 | exact | word F1 |",
+              "|---|---:|---:|---:|"]
+    for label, r in rep["reconstruction"].items():
+        lines.append(f"| {label} | {r['bleu']:.1f} | {100 * r['exact']:.1f}% | {r['word_f1']:.3f} |")
+    lines += ["", "| input | greedy reconstruction |", "|---|---|"]
+    lines += [f"| {_md(e['input'])} | {_md(e['output'])} |" for e in rep["reconstruction"]["greedy"]["examples"]]
+    it = rep["interpolation"]
+    lines += ["", "## Interpolation", "",
+              f"{it['pairs']} pairs, {it['steps']} points each (lerp of the means, greedy): first point vs A "
+              f"BLEU {it['bleu_first_vs_a']:.1f}, last vs B BLEU {it['bleu_last_vs_b']:.1f}; inner points: "
+              + (f"judge perplexity {it['inner_judge_ppl']:.1f} (x{it['inner_ppl_ratio']:.2f} the real sentences'), "
+                 if "inner_judge_ppl" in it else "")
+              + f"{100 * it['inner_equal_to_an_endpoint']:.0f}% equal to an endpoint.", ""]
+    for ex in it["examples"]:
+        lines += [f"- A: {ex['a']}", f"- B: {ex['b']}"] + [f"  {i}. {s}" for i, s in enumerate(ex["path"])]
+    lines += ["", "## Prior samples", ""]
+    if "judge" in rep:
+        j = rep["judge"]
+        lines.append(f"Judge `{j['checkpoint']}`: perplexity {j['real']['ppl']:.1f} on the real sentences; "
+                     + ", ".join(f"{k} {j[k]['ppl']:.1f} (real ranked higher {100 * j[k]['real_ranked_higher']:.0f}%)"
+                                 for k in ("shuffled", "invented word", "spliced"))
+                     + (" — it can tell." if j["passes"] else " — it CANNOT tell: the fluency figures mean little."))
+    if "real_invented_rate" in rep:
+        lines.append(f"Invented-word rate of the real sentences: {100 * rep['real_invented_rate']:.2f}%.")
+    lines += ["", "| prior | decoding | judge PPL | x real | invented | copies | distinct-1 | distinct-2 | "
+              "self-BLEU | words |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rep["samples"]:
+        inv, cp = r.get("invented_rate"), r.get("copy_rate")
+        lines.append(f"| {r['prior']} | {r['strategy']} | {_f(r.get('judge_ppl'))} | {_f(r.get('ppl_ratio'), '.2f')} | "
+                     f"{_f(None if inv is None else 100 * inv, '.2f')}% | {_f(None if cp is None else 100 * cp)}% | "
+                     f"{r['distinct_1']:.3f} | {r['distinct_2']:.3f} | {r['self_bleu']:.1f} | {r['mean_words']:.1f} |")
+    for r in rep["samples"]:
+        lines += ["", f"{r['prior']} prior, {r['strategy']}:"] + [f"- {_md(s)}" for s in r["examples"]]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def summary_line(rep: dict[str, Any]) -> str:
+    """The headline figures on one line."""
+    best = min((r for r in rep["samples"] if "ppl_ratio" in r), key=lambda r: r["ppl_ratio"], default=None)
+    lat, it = rep["latent"], rep["interpolation"]
+    parts = [f"BLEU {rep['reconstruction']['greedy']['bleu']:.1f} (greedy from mu)",
+             f"exact {100 * rep['reconstruction']['greedy']['exact']:.1f}%",
+             f"interpolation endpoints {it['bleu_first_vs_a']:.1f}/{it['bleu_last_vs_b']:.1f}",
+             f"KL {lat['kl']:.1f}", f"MI {format_mi(lat['mi'], lat.get('mi_se'))}", f"AU {lat['au']}"]
+    if best is not None:
+        parts.append(f"samples x{best['ppl_ratio']:.2f} real PPL ({best['prior']}, {best['strategy']})")
+    if "vs_judge" in lat:
+        parts.append(f"IW-NLL - LM {lat['vs_judge']['mean_diff']:+.2f}")
+    return "; ".join(parts)

@@ -1,0 +1,91 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from seqvae import checkpoint, quality
+from seqvae.api import SeqVAE
+from seqvae.cli import main
+from seqvae.config import ModelConfig
+from seqvae.model import SentenceVAE
+from seqvae.tokenizer import load_tokenizer
+
+
+def test_bleu_through_our_wrapper():
+    refs = ["the movie was great and i loved it .", "the plot was slow at times ."]
+    assert quality.corpus_bleu(refs, refs) == pytest.approx(100.0)
+    assert quality.corpus_bleu(["purple zebras eat quietly", "seven ships sail north"], refs) < 5
+    with pytest.raises(ValueError):
+        quality.corpus_bleu(refs, refs[:1])
+    scores = quality.reconstruction_scores(refs, [refs[0], "something else entirely ."])
+    assert scores["exact"] == 0.5 and 0.5 < scores["word_f1"] < 1
+
+
+def test_diversity_measures():
+    same = ["the movie was great ."] * 4
+    varied = ["the movie was great .", "a film i hated", "slow plot , fine actors", "never again !"]
+    assert quality.distinct_n(same, 2) < quality.distinct_n(varied, 2) == 1.0
+    assert quality.self_bleu(same) == pytest.approx(100.0) and quality.self_bleu(varied) < 20
+
+
+def test_mi_is_never_shown_as_a_bare_negative_number():
+    assert not quality.format_mi(-0.17, 0.2).startswith("-")
+    assert "clipped" in quality.format_mi(-0.17) and quality.format_mi(3.456, 0.1) == "3.46 ± 0.10"
+
+
+def test_the_judge_ranks_real_sentences_above_corrupted_ones(trained_tiny_lm, tiny_lm_ckpt):
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    judge = quality.Judge(lm, "tiny-lm")
+    real = [s for s in trained_tiny_lm[2] if len(s.split()) >= 4]
+    checks = judge.checks(real, seed=0)
+    assert checks["shuffled"]["ppl"] > checks["real"]["ppl"]
+    assert checks["shuffled"]["real_ranked_higher"] > 0.5
+    assert checks["invented word"]["ppl"] > checks["real"]["ppl"]
+
+
+def test_judge_must_be_a_language_model(tiny_vae_ckpt):
+    with pytest.raises(quality.ReportError, match="language model"):
+        quality.Judge(SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu"), "vae")
+
+
+def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
+    data = shutil.copytree(tiny_data_dir, tmp_path / "data")
+    train = quality.TrainingText.from_data_dir(data)
+    assert (data / quality.WORDS_CACHE).is_file()
+    again = quality.TrainingText.from_data_dir(data)  # from the cache
+    assert again.counts == train.counts and np.array_equal(again.hashes, train.hashes)
+    tok = load_tokenizer(data)
+    from seqvae.data import SentenceDataset
+
+    seen = tok.decode(SentenceDataset.from_dir(data, "train")[0].tolist())
+    assert train.invented_rate([seen]) == 0.0 and train.invented_rate(["zorblax quinthe"]) == 1.0
+    assert train.copy_rate([seen, "zorblax quinthe"]) == 0.5
+
+
+def _vae_on(data_dir, path):
+    tok = load_tokenizer(data_dir)
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=3))
+    return checkpoint.save(path, model, tok)
+
+
+def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
+    data = shutil.copytree(tiny_data_dir, tmp_path / "data")
+    ckpt = _vae_on(data, tmp_path / "vae")
+    argv = ["report", str(ckpt), "--data", str(data), "--judge", str(tiny_lm_ckpt), "-n", "1000",
+            "--samples", "4", "--iw-samples", "2", "--out", str(tmp_path / "rep"), "--device", "cpu"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "asked for 1000 sentences" in err and "using all" in err  # the clamp is stated
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert 2 <= rep["sentences"] < 1000 and "using all" in rep["note"]
+    assert set(rep["reconstruction"]) == {"greedy", "beam 4"}
+    assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 3
+    assert rep["latent"]["mi_se"] >= 0 and "vs_judge" in rep["latent"]
+    assert "## Reconstruction" in (tmp_path / "rep" / "report.md").read_text() and "## Latent" in out
+
+
+def test_report_refuses_a_language_model(tiny_lm_ckpt, one_line):
+    one_line(["report", tiny_lm_ckpt, "--device", "cpu"], "no latent space")
