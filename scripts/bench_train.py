@@ -11,7 +11,7 @@ SentenceVAE (same size, same optimizer, same word dropout and KL schedule); only
 Reports target tokens per second (words + EOS, padding excluded) for each loop and their ratio.
 Loops alternate in rounds (seqvae, padded, [variants], seqvae, ...) so that machine noise hits all.
 Variants of seqvae's loop (its default is fp32 on either device): --bf16 (bf16 autocast: the
-config's cpu_bf16 on CPU, amp on CUDA), --torch-kl (the plain PyTorch reparameterization + KL
+config's cpu_bf16 on CPU, amp on CUDA), --adaptive (the adaptive softmax with bf16 autocast), --torch-kl (the plain PyTorch reparameterization + KL
 instead of the Triton kernel, which the model picks for CUDA tensors).
 """
 
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="also time seqvae's loop with bf16 autocast (CPU: AMX; CUDA: amp)")
+    ap.add_argument("--adaptive", action="store_true",
+                    help="also time seqvae's loop with the adaptive softmax (model.softmax='adaptive') and bf16 autocast")
     ap.add_argument("--torch-kl", action="store_true",
                     help="also time seqvae's loop with the PyTorch reparameterization + KL instead of the Triton kernel")
     ap.add_argument("--json", help="also write the results here")
@@ -89,6 +91,9 @@ def bench(args) -> int:
     variants = {"seqvae": cfg, "padded": cfg}
     if args.bf16:
         variants["seqvae-bf16"] = RunConfig(model=cfg.model, train=cfg.train.replace(cpu_bf16=True, amp=True))
+    if args.adaptive:
+        variants["seqvae-adaptive-bf16"] = RunConfig(model=cfg.model.replace(softmax="adaptive"),
+                                                     train=cfg.train.replace(cpu_bf16=True, amp=True))
     if args.torch_kl:
         variants["seqvae-torch-kl"] = cfg
     with tempfile.TemporaryDirectory() as tmp:

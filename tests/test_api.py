@@ -224,21 +224,6 @@ def _script(name):
     return mod
 
 
-def test_generation_report(tiny_vae_ckpt, tiny_lm_ckpt, tmp_path):
-    report = _script("generation_report")
-    assert report.bleu("a b c d".split(), ["a b c d".split()]) == pytest.approx(1.0)
-    assert report.bleu("a b".split(), ["c d".split()]) == 0.0
-    assert report.distinct_n([["a", "b", "a"], ["a"]], 1) == pytest.approx(2 / 4)
-    assert report.token_accuracy([1, 2, 3], [1, 5, 3, 4]) == pytest.approx(2 / 4)
-    out = tmp_path / "report.md"
-    assert report.main([str(tiny_vae_ckpt), "--out", str(out), "-n", "6", "--num-recon", "4"]) == 0
-    md = out.read_text()
-    for heading in ("## Prior samples", "| top-p 0.9 |", "## Reconstructions", "## Interpolation 2"):
-        assert heading in md
-    assert report.main([str(tiny_lm_ckpt), "--out", str(out), "-n", "4"]) == 0
-    assert "no latent space" in out.read_text()
-
-
 def test_bench_sampling_runs(tiny_vae_ckpt, capsys):
     bench = _script("bench_sampling")
     assert bench.main([str(tiny_vae_ckpt), "--batch-sizes", "1", "8", "--repeats", "1", "--min-sentences", "2",
