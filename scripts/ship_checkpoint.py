@@ -1,11 +1,11 @@
 """Turn a training run into a shippable checkpoint dir with test metrics, a quality report and a model card.
 
     python scripts/ship_checkpoint.py runs/imdb checkpoints/imdb --lm runs/imdb-lm --judge checkpoints/imdb-lm \
-        --prior-components 64 --samples 100 --max-sentences 2000
+        --prior-components 32 --samples 100 --max-sentences 2000
 
 Loads RUN/best, evaluates it on the test split of the data it was trained on (importance-weighted
 NLL with --samples samples, KL, MI, AU), and, when given, on a GRU-LM baseline run (--lm RUN_DIR),
-fits the aggregate prior (--prior-components K, on 100,000 training codes), runs `seqvae report`
+fits the aggregate prior (--prior-components K, on 20,000 training codes), runs `seqvae report`
 with --judge, and writes weights in --dtype, config.json, the tokenizer, prior.*, metrics.json
 ({"valid", "test", "lm_test", "training"}), report.md / report.json and a README.md model card.
 Everything is written to a temporary dir and renamed into place.
@@ -35,7 +35,7 @@ INTERP = ("i loved every minute of this film .", "the script is a complete mess 
 def regenerate_command(args) -> str:
     """The command line that rebuilds this checkpoint dir (every option that was given)."""
     parts = ["python scripts/ship_checkpoint.py", args.run, args.out, "--samples", str(args.samples),
-             "--dtype", args.dtype]
+             "--dtype", args.dtype, "--which", args.which]
     if args.max_sentences:
         parts += ["--max-sentences", str(args.max_sentences)]
     if args.lm:
@@ -90,6 +90,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=100, help="importance samples for the test NLL")
     ap.add_argument("--max-sentences", type=int, default=0, help="evaluate on the first N test sentences")
     ap.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--which", default="best", choices=["best", "last"],
+                    help="ship the run's best/ (lowest validation -ELBO) or last/ checkpoint")
     ap.add_argument("--judge", help="LM checkpoint that judges the quality report's fluency (no report without it)")
     ap.add_argument("--prior-components", type=int, default=0, help="fit an aggregate prior of K components (0: none)")
     ap.add_argument("--hardware", default=f"CPU ({platform.processor() or platform.machine()}), "
@@ -97,8 +99,8 @@ def main() -> int:
     args = ap.parse_args()
 
     run = Path(args.run)
-    vae = SeqVAE.from_pretrained(run / "best", device="cpu")
-    cfg = checkpoint.read_config(run / "best")
+    vae = SeqVAE.from_pretrained(run / args.which, device="cpu")
+    cfg = checkpoint.read_config(run / args.which)
     data_dir = args.data or cfg["data"]["data_dir"]
     test = SentenceDataset.from_dir(data_dir, "test")
     # Evaluate the weights as shipped (rounded to --dtype), so the card's numbers are the file's numbers.
@@ -107,7 +109,7 @@ def main() -> int:
         for p in vae.model.parameters():
             p.copy_(p.to(dtype).float())
     res = evaluate(vae.model, test, k=args.samples, max_sentences=args.max_sentences, progress=True)
-    metrics = {"valid": json.loads((run / "best" / "metrics.json").read_text())["valid"], "test": res,
+    metrics = {"valid": json.loads((run / args.which / "metrics.json").read_text())["valid"], "test": res,
                "training": run_summary(run), "weights_dtype": args.dtype}
     rows = [(run.name, res)]
     if args.lm:
@@ -122,7 +124,7 @@ def main() -> int:
 
     train = SentenceDataset.from_dir(data_dir, "train")
     if args.prior_components:
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:100_000]
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:20_000]
         vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.prior_components, seed=0)
     report = None
     if args.judge:

@@ -226,7 +226,7 @@ class SeqVAE:
         num_beams, length_penalty, seed (or generator); see seqvae.generation.generate."""
         return self.detokenize(self.decode_ids(z, **opts))
 
-    def fit_prior(self, sentences: Sequence[str] | Sequence[Sequence[int]], components: int = 64,
+    def fit_prior(self, sentences: Sequence[str] | Sequence[Sequence[int]], components: int = 32,
                   seed: int = 0) -> AggregatePrior:
         """Fit the aggregate prior (a Gaussian mixture, seqvae.prior) on the posterior means of
         `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with

@@ -289,7 +289,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # adaptive softmax and bf16 autocast make each CPU step ~5x cheaper than a full fp32 softmax.
     "imdb": {
         "model": {"embed_dim": 128, "hidden_dim": 256, "latent_dim": 64, "softmax": "adaptive", "bow_head": True},
-        "train": {"batch_size": 128, "max_steps": 24000, "eval_every": 1500, "eval_batches": 40,
+        "train": {"batch_size": 128, "max_steps": 16500, "eval_every": 1500, "eval_batches": 40,
                   "kl_schedule": "logistic", "kl_x0": 2000, "kl_k": 0.0025, "free_bits": 1.25,
                   "word_dropout": 0.25, "bow_weight": 1.0, "cpu_bf16": True, "num_threads": 1, "log_every": 100},
     },

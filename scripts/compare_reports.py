@@ -1,0 +1,55 @@
+"""Side-by-side table of several `seqvae report` results (their report.json files), as markdown.
+
+    python scripts/compare_reports.py checkpoints/imdb/report.json results/report-imdb-small/report.json
+
+One row per report: reconstruction BLEU (greedy and beam) and exact match, interpolation endpoint
+BLEU, the best prior sample set's judged perplexity ratio with its distinct-2 and invented-word
+rate, KL, MI, AU and the IW-NLL gap to the judge language model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from seqvae.quality import format_mi
+
+
+def row(rep: dict, name: str) -> str:
+    rec, it, lat = rep["reconstruction"], rep["interpolation"], rep["latent"]
+    judged = [r for r in rep["samples"] if "ppl_ratio" in r]
+    best = min(judged, key=lambda r: r["ppl_ratio"]) if judged else None
+    vs = lat.get("vs_judge")
+    cells = [name, f"{rec['greedy']['bleu']:.1f}", f"{rec['beam 4']['bleu']:.1f}",
+             f"{100 * rec['greedy']['exact']:.1f}%", f"{it['bleu_first_vs_a']:.1f} / {it['bleu_last_vs_b']:.1f}",
+             f"{best['ppl_ratio']:.2f} ({best['prior']}, {best['strategy']})" if best else "-",
+             f"{best['distinct_2']:.2f}" if best else "-",
+             f"{100 * best['invented_rate']:.1f}%" if best and "invented_rate" in best else "-",
+             f"{lat['kl']:.1f}", format_mi(lat["mi"], lat.get("mi_se")), str(lat["au"]),
+             f"{vs['mean_diff']:+.1f} ± {vs['se']:.1f}" if vs else "-"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reports", nargs="+", help="report.json files (from seqvae report --out DIR)")
+    args = ap.parse_args(argv)
+    rows = []
+    for path in args.reports:
+        try:
+            rep = json.loads(Path(path).read_text(encoding="utf-8"))
+            rows.append(row(rep, rep.get("checkpoint", path)))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"compare_reports: error: {path}: {e!r}", file=sys.stderr)
+            return 2
+    print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | samples x real PPL (best) | distinct-2 | "
+          "invented | KL | MI | AU | IW-NLL - LM |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
