@@ -8,7 +8,9 @@
 
 A training run dir holds two such checkpoints, `best/` and `last/`. Every checkpoint is
 written into a temporary sibling and renamed into place, so a crash never leaves a
-half-written checkpoint where a reader would look.
+half-written checkpoint where a reader would look. Readers change nothing on disk: between
+the two renames of a replacement (or after a crash there) they read the parked previous
+version, and load() starts again if the checkpoint was replaced while it read it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import atomic
+from . import atomic, faultpoint
 from .config import ConfigError, ModelConfig, load_json, TrainConfig
 from .model import SentenceVAE
 from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
@@ -39,13 +41,12 @@ class CheckpointError(ValueError):
 
 def resolve(path: str | Path) -> Path:
     """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir)."""
-    p = Path(path)
-    atomic.recover_dir(p)
-    atomic.recover_dir(p / "best")
+    p = atomic.current_dir(path)
     if (p / CONFIG_FILE).is_file():
         return p
-    if (p / "best" / CONFIG_FILE).is_file():
-        return p / "best"
+    best = atomic.current_dir(p / "best")
+    if (best / CONFIG_FILE).is_file():
+        return best
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint directory")
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
@@ -87,6 +88,7 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n", encoding="utf-8")
         if trainer_state is not None:
             torch.save(trainer_state, tmp / STATE_FILE)
+        faultpoint.reached("checkpoint-filled")
         atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -107,9 +109,38 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
+READ_TRIES = 5  # load() attempts while a trainer keeps replacing the checkpoint under it
+
+
+def _identity(d: Path) -> tuple[int, int] | None:
+    """The directory's inode: a replacement by rename gives `d` a new one."""
+    try:
+        st = d.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
-    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys."""
-    d = resolve(path)
+    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys.
+
+    A whole checkpoint even while a trainer replaces it: if the directory read was renamed away
+    during the read (its files may then come from two versions, or vanish), it reads again."""
+    for _ in range(READ_TRIES):
+        d = resolve(path)
+        before = _identity(d)
+        try:
+            loaded = _load_dir(d, map_location)
+        except (CheckpointError, OSError):
+            if _identity(d) == before:
+                raise  # nothing moved: the checkpoint itself is bad
+            continue
+        if _identity(d) == before:
+            return loaded
+    raise CheckpointError(f"{path}: replaced {READ_TRIES} times while being read; try again")
+
+
+def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
     cfg = read_config(d)
     try:
         model_cfg = ModelConfig.from_dict(cfg["model"])

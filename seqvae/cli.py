@@ -345,9 +345,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .corpus import DataError
     from .generation import DecodingError
     from .tokenizer import TokenizerError
+    from .train import TrainingError
 
     return (ConfigError, CheckpointError, DataError, TokenizerError, OutputError, FileNotFoundError, PermissionError,
-            InputError, DecodingError)
+            InputError, DecodingError, TrainingError)
 
 
 def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
