@@ -16,6 +16,7 @@ version, and load() starts again if the checkpoint was replaced while it read it
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
+STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
 
 class CheckpointError(ValueError):
@@ -169,8 +171,8 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     try:
         tokenizer = load_tokenizer(d)
-    except TokenizerError as e:
-        raise CheckpointError(f"{d}: {e}") from None
+    except TokenizerError as e:  # its message names the file
+        raise CheckpointError(str(e)) from None
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{d}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model_cfg.vocab_size}")
     model.to(map_location).eval()
@@ -182,9 +184,16 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"{Path(path)}: no {STATE_FILE} to resume from")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused an object: loading it could run code
+        raise CheckpointError(f"{p}: refused: it holds Python objects other than tensors and plain data, which "
+                              "could run code when loaded; seqvae only writes plain state there") from None
     except Exception as e:  # torch raises many types for a corrupt pickle/zip
         raise CheckpointError(f"{p}: unreadable trainer state ({str(e).splitlines()[0]})") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{p}: not a seqvae trainer state (no {', '.join(missing)})")
+    return state
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
