@@ -60,8 +60,8 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 os.close(fd)
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
+                if e.errno not in (errno.EAGAIN, errno.EACCES):  # a filesystem without locks
+                    raise ConfigError(f"{self.path}: cannot lock the run dir ({e.strerror})") from None
                 info = holder(self.path)
                 who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
                 raise RunDirBusy(f"{self.path.parent} is being written by another trainer ({who}, lock "
