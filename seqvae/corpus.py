@@ -275,8 +275,10 @@ def _check_rows(ds, what: str, columns: Sequence[str]):
     for col in columns:
         if col not in ds.column_names:
             raise DataError(f"{what}: rows have no {col!r} field (found: {', '.join(ds.column_names) or 'none'})")
-    texts = ds["text"]
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    try:
+        bad = next((i for i, t in enumerate(ds["text"]) if not isinstance(t, str)), None)
+    except UnicodeDecodeError as e:  # json.gz bytes that are not UTF-8 surface here, as pyarrow decodes them
+        raise DataError(f"{what}: a text is not valid UTF-8 ({_one_line(e)})") from None
     if bad is not None:
         raise DataError(f"{what}: row {bad} has no text")
     return ds

@@ -420,3 +420,14 @@ def test_a_damaged_ptb_file_is_one_line_and_nothing_is_written(tmp_path, one_lin
     train.write_bytes(damage(train.read_bytes()))
     one_line(["prepare", "--dataset", "ptb", "--data-root", root, "--out", tmp_path / "d"], pattern)
     assert not (tmp_path / "d").exists()
+
+
+def test_an_imdb_review_that_is_not_utf8_is_one_line(tmp_path, one_line):
+    from conftest import write_fake_imdb
+
+    root = write_fake_imdb(tmp_path / "raw", n_train=10, n_test=4, n_unsup=4)
+    train = root / "imdb" / "train.jsonl.gz"
+    train.write_bytes(gzip.compress(gzip.decompress(train.read_bytes()) + b'{"text": "bad \xff\xfe", "label": 1}\n'))
+    one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
+              "--valid-reviews", 2], "a text is not valid UTF-8")
+    assert not (tmp_path / "d").exists()
