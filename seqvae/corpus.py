@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import html
 import json
 import re
@@ -278,7 +279,7 @@ def _check_rows(ds, what: str, columns: Sequence[str]):
     try:
         bad = next((i for i, t in enumerate(ds["text"]) if not isinstance(t, str)), None)
     except UnicodeDecodeError as e:  # json.gz bytes that are not UTF-8 surface here, as pyarrow decodes them
-        raise DataError(f"{what}: a text is not valid UTF-8 ({_one_line(e)})") from None
+        raise DataError(f"{what}: a text is not valid UTF-8 ({e.reason} at byte {e.start})") from None
     if bad is not None:
         raise DataError(f"{what}: row {bad} has no text")
     return ds
@@ -293,6 +294,8 @@ def load_imdb(split: str, source: str = "local", data_root: str | Path = DataCon
     """
     if split not in IMDB_SPLITS:
         raise DataError(f"imdb split must be one of {', '.join(IMDB_SPLITS)}, got {split!r}")
+    if source == "local":
+        _check_not_empty_gzip(resolve_data_root(data_root) / f"imdb/{split}.jsonl.gz")
     ds, what = _load_local_or_hub(source, data_root, f"imdb/{split}.jsonl.gz", "json",
                                   "imdb", _HUB_IMDB_SPLIT[split], cache_dir)
     _check_rows(ds, what, ("text", "label"))
@@ -341,6 +344,17 @@ def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE) -> None:
         if len(line) > max_line:
             raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one sentence here "
                             f"(at most {max_line:,} bytes)")
+
+
+def _check_not_empty_gzip(path: Path) -> None:
+    """An empty .gz (or one of nothing) is a clear error; a damaged one is left to the reader's message."""
+    try:
+        with gzip.open(path, "rb") as f:
+            empty = not f.read(1)
+    except (OSError, EOFError):
+        return
+    if empty:
+        raise DataError(f"{path}: empty file")
 
 
 def _line_of(data: bytes, offset: int) -> int:

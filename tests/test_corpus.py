@@ -431,3 +431,13 @@ def test_an_imdb_review_that_is_not_utf8_is_one_line(tmp_path, one_line):
     one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
               "--valid-reviews", 2], "a text is not valid UTF-8")
     assert not (tmp_path / "d").exists()
+
+
+def test_an_empty_imdb_file_is_one_line(tmp_path, one_line):
+    from conftest import write_fake_imdb
+
+    root = write_fake_imdb(tmp_path / "raw", n_train=10, n_test=4, n_unsup=4)
+    (root / "imdb" / "test.jsonl.gz").write_bytes(gzip.compress(b""))
+    one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
+              "--valid-reviews", 2], "test.jsonl.gz: empty file")
+    assert not (tmp_path / "d").exists()
