@@ -1175,7 +1175,7 @@ def run_classify(args) -> int:
     if args.texts:
         texts = list(args.texts)
         if texts == ["-"]:
-            texts = read_lines(sys.stdin.buffer, "stdin")
+            texts = read_lines(sys.stdin, "stdin")
             if not texts:
                 raise ClassifyError("--texts -: no texts on stdin")
         # the head before the model: a missing head fails fast

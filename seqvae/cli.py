@@ -312,7 +312,7 @@ def _cmd_reconstruct(args) -> int:
 
     texts = list(args.texts)
     if not texts or texts == ["-"]:
-        texts = read_lines(sys.stdin.buffer, "stdin")
+        texts = read_lines(sys.stdin, "stdin")
         if not texts:
             raise ConfigError("reconstruct: no sentences on stdin")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)

@@ -1,6 +1,6 @@
 """Texts from the command line and stdin: UTF-8, no NUL, one per line.
 
-    texts = read_lines(sys.stdin.buffer, "stdin")   # the non-empty lines, stripped
+    texts = read_lines(sys.stdin, "stdin")          # the non-empty lines, stripped
     why = problem(text)                             # None, or what makes one text unusable
 
 Python hands over command-line bytes that are not UTF-8 as lone surrogates, and stdin's decoding
@@ -11,7 +11,7 @@ A long line is not an error: the api cuts every input to its first MAX_TOKENS to
 from __future__ import annotations
 
 import re
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # how os.fsdecode / surrogateescape carry undecodable bytes
 
@@ -29,15 +29,19 @@ def problem(text: str) -> str | None:
     return None
 
 
-def read_lines(stream: BinaryIO, what: str = "stdin") -> list[str]:
-    """The stripped non-empty lines of a byte stream, decoded as strict UTF-8."""
-    data = stream.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise TextInputError(f"{what} line {line} is not valid UTF-8") from None
-    if "\0" in text:
-        raise TextInputError(f"{what} line {text.count(chr(10), 0, text.index(chr(0))) + 1} contains a NUL "
-                             "character (binary input?)")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+def read_lines(stream: TextIO | BinaryIO, what: str = "stdin") -> list[str]:
+    """The stripped non-empty lines of a stream (sys.stdin: its bytes, decoded as strict UTF-8)."""
+    data = getattr(stream, "buffer", stream).read()
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise TextInputError(f"{what} line {line} is not valid UTF-8") from None
+    # else a text stream with no bytes under it (io.StringIO): already decoded
+    lines = data.replace("\r\n", "\n").split("\n")
+    for n, line in enumerate(lines, 1):
+        why = problem(line)
+        if why:
+            raise TextInputError(f"{what} line {n} {why}")
+    return [line.strip() for line in lines if line.strip()]
