@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import checkpoint, generation
+from . import checkpoint, generation, textinput
 from .config import TrainConfig, resolve_device
 from .data import collate
 from .generation import make_generator
@@ -139,6 +139,8 @@ class SeqVAE:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InputError(f"sentence {i}: expected a string, got {type(text).__name__}")
+            if textinput.problem(text):
+                raise InputError(f"sentence {i} {textinput.problem(text)}")
         ids = self.tokenizer.encode_batch([text.strip() for text in texts])
         for i, toks in enumerate(ids):
             if not toks:

@@ -4,7 +4,9 @@
     write_with(path, lambda tmp: np.savez(tmp, ...))   for libraries that want a path to write to
     check_file_path(path) / check_dir_path(path)        fail fast, before the work, on a path that cannot be written
     tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
-    recover_dir(final)                                  finishes a swap a crash interrupted
+    recover_dir(final)                                  finishes a swap a crash interrupted (writers only)
+    current_dir(final)                                  where a reader finds the whole version of `final`
+    leftovers(final)                                    temporary files and dirs a killed writer left for `final`
 
 Everything is written beside its destination (same filesystem, so os.replace is atomic) and
 gets ordinary permissions from the umask, not the 0600/0700 that mkstemp/mkdtemp use.
@@ -18,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from . import faultpoint
 
 
 def _umask() -> int:
@@ -105,6 +109,25 @@ def temp_dir_for(final: str | Path) -> Path:
     return tmp
 
 
+def current_dir(final: str | Path) -> Path:
+    """Where a reader finds the whole version of dir `final` without changing anything: `final`, or the
+    previous version parked by a replace_dir that is between its two renames (or crashed there)."""
+    final = Path(final)
+    old = old_path(final)
+    return old if not final.exists() and old.is_dir() else final
+
+
+def leftovers(final: str | Path) -> list[Path]:
+    """Temporary dirs (temp_dir_for) and files (write_with) for `final` that a killed writer left behind.
+    Only the one writer of `final` may remove them: another live writer's are in this list too."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    found = list(final.parent.glob(f".{final.name}.tmp-*"))
+    found += final.parent.glob(f".{final.stem}.*.tmp{final.suffix}")
+    return sorted(set(found))
+
+
 def recover_dir(final: str | Path) -> None:
     """Finish an interrupted replace_dir: bring back the previous version or drop its leftover."""
     final = Path(final)
@@ -122,7 +145,8 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
 
     Files directly inside `tmp` get ordinary permissions (the umask's). The previous version is
     renamed to old_path(final) first and deleted last; if a crash falls between the two renames,
-    recover_dir(final) (called by every reader in seqvae) restores it.
+    recover_dir(final) (called by the next writer; readers use current_dir) restores it. If the
+    second rename fails (disk full, permission lost), the previous version is renamed back.
     """
     tmp, final = Path(tmp), Path(final)
     for f in tmp.iterdir():  # some writers (safetensors) create 0600 files
@@ -131,7 +155,12 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     recover_dir(final)
     if final.exists():
         os.replace(final, old_path(final))
-        os.replace(tmp, final)
+        faultpoint.reached("swap")
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old_path(final), final)
+            raise
         shutil.rmtree(old_path(final), ignore_errors=True)
     else:
         os.replace(tmp, final)

@@ -8,12 +8,15 @@
 
 A training run dir holds two such checkpoints, `best/` and `last/`. Every checkpoint is
 written into a temporary sibling and renamed into place, so a crash never leaves a
-half-written checkpoint where a reader would look.
+half-written checkpoint where a reader would look. Readers change nothing on disk: between
+the two renames of a replacement (or after a crash there) they read the parked previous
+version, and load() starts again if the checkpoint was replaced while it read it.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +24,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import atomic
+from . import atomic, faultpoint
 from .config import ConfigError, ModelConfig, load_json, TrainConfig
 from .model import SentenceVAE
 from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
@@ -31,6 +34,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
+STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
 
 class CheckpointError(ValueError):
@@ -39,13 +43,12 @@ class CheckpointError(ValueError):
 
 def resolve(path: str | Path) -> Path:
     """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir)."""
-    p = Path(path)
-    atomic.recover_dir(p)
-    atomic.recover_dir(p / "best")
+    p = atomic.current_dir(path)
     if (p / CONFIG_FILE).is_file():
         return p
-    if (p / "best" / CONFIG_FILE).is_file():
-        return p / "best"
+    best = atomic.current_dir(p / "best")
+    if (best / CONFIG_FILE).is_file():
+        return best
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint directory")
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
@@ -90,6 +93,7 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
             torch.save(trainer_state, tmp / STATE_FILE)
         if extra is not None:
             extra(tmp)
+        faultpoint.reached("checkpoint-filled")
         atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -110,9 +114,38 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
+READ_TRIES = 5  # load() attempts while a trainer keeps replacing the checkpoint under it
+
+
+def _identity(d: Path) -> tuple[int, int] | None:
+    """The directory's inode: a replacement by rename gives `d` a new one."""
+    try:
+        st = d.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
-    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys."""
-    d = resolve(path)
+    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys.
+
+    A whole checkpoint even while a trainer replaces it: if the directory read was renamed away
+    during the read (its files may then come from two versions, or vanish), it reads again."""
+    for _ in range(READ_TRIES):
+        d = resolve(path)
+        before = _identity(d)
+        try:
+            loaded = _load_dir(d, map_location)
+        except (CheckpointError, OSError):
+            if _identity(d) == before:
+                raise  # nothing moved: the checkpoint itself is bad
+            continue
+        if _identity(d) == before:
+            return loaded
+    raise CheckpointError(f"{path}: replaced {READ_TRIES} times while being read; try again")
+
+
+def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
     cfg = read_config(d)
     try:
         model_cfg = ModelConfig.from_dict(cfg["model"])
@@ -141,8 +174,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Se
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     try:
         tokenizer = load_tokenizer(d)
-    except TokenizerError as e:
-        raise CheckpointError(f"{d}: {e}") from None
+    except TokenizerError as e:  # its message names the file
+        raise CheckpointError(str(e)) from None
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{d}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model_cfg.vocab_size}")
     model.to(map_location).eval()
@@ -154,9 +187,16 @@ def load_trainer_state(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"{Path(path)}: no {STATE_FILE} to resume from")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused an object: loading it could run code
+        raise CheckpointError(f"{p}: refused: it holds Python objects other than tensors and plain data, which "
+                              "could run code when loaded; seqvae only writes plain state there") from None
     except Exception as e:  # torch raises many types for a corrupt pickle/zip
         raise CheckpointError(f"{p}: unreadable trainer state ({str(e).splitlines()[0]})") from None
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{p}: not a seqvae trainer state (no {', '.join(missing)})")
+    return state
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:

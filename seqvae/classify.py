@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import atomic
+from .textinput import read_lines
 from .features import (POOLINGS, SENTENCES, UNITS, ClassifyError, Features, SentenceSet, _cached, check_unit,
                        checkpoint_id, encode_reviews, latent_part, model_sha256, sentence_features,
                        untrained_like)
@@ -1174,7 +1175,7 @@ def run_classify(args) -> int:
     if args.texts:
         texts = list(args.texts)
         if texts == ["-"]:
-            texts = [line.strip() for line in sys.stdin if line.strip()]
+            texts = read_lines(sys.stdin, "stdin")
             if not texts:
                 raise ClassifyError("--texts -: no texts on stdin")
         # the head before the model: a missing head fails fast

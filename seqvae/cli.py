@@ -235,7 +235,22 @@ def _add_decoding_args(p, default_strategy: str) -> None:
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
 
 
+# Bounds on the sizes a command line asks for, so that a typo (-n 1e12) is one line, not an allocation
+# failure minutes later; the Python API takes any size (memory and time grow with it).
+MAX_SAMPLES = 1_000_000  # sample -n (about 0.3 GB of z and text at Z=32); run several seeds for more
+MAX_PATH_STEPS = 10_000  # interpolate --steps
+MAX_LEN = 1_024          # --max-len (the model never saw sentences a tenth as long)
+MAX_BEAMS = 256          # --num-beams
+
+
+def _check_size(flag: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
+
+
 def _decoding_opts(args) -> dict[str, Any]:
+    _check_size("--max-len", args.max_len, 1, MAX_LEN)
+    _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
     return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
             "top_k": args.top_k, "top_p": args.top_p, "num_beams": args.num_beams,
             "length_penalty": args.length_penalty, "seed": args.seed}
@@ -254,6 +269,7 @@ def _add_sample(sub) -> None:
 def _cmd_sample(args) -> int:
     from .api import SeqVAE
 
+    _check_size("-n", args.n, 1, MAX_SAMPLES)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     texts = vae.sample(args.n, prior=args.prior, **_decoding_opts(args))
     if args.as_json:
@@ -278,6 +294,7 @@ def _add_interpolate(sub) -> None:
 def _cmd_interpolate(args) -> int:
     from .api import SeqVAE
 
+    _check_size("--steps", args.steps, 2, MAX_PATH_STEPS)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     _, texts = vae.interpolate(args.a, args.b, steps=args.steps, method=args.method, **_decoding_opts(args))
     ts = [i / (args.steps - 1) for i in range(args.steps)]
@@ -299,10 +316,11 @@ def _add_reconstruct(sub) -> None:
 
 def _cmd_reconstruct(args) -> int:
     from .api import SeqVAE
+    from .textinput import read_lines
 
     texts = list(args.texts)
     if not texts or texts == ["-"]:
-        texts = [line.strip() for line in sys.stdin if line.strip()]
+        texts = read_lines(sys.stdin, "stdin")
         if not texts:
             raise ConfigError("reconstruct: no sentences on stdin")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
@@ -449,10 +467,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .corpus import DataError
     from .generation import DecodingError
     from .quality import ReportError
+    from .textinput import TextInputError
     from .tokenizer import TokenizerError
+    from .train import TrainingError
 
     return (ConfigError, CheckpointError, DataError, TokenizerError, OutputError, FileNotFoundError, PermissionError,
-            InputError, DecodingError, ReportError)
+            InputError, DecodingError, TrainingError, TextInputError, ReportError)
 
 
 def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:

@@ -175,6 +175,8 @@ class TrainConfig(_JSONMixin):
     num_threads: int = 0           # torch CPU threads (0 = torch default)
     seed: int = 0                  # all randomness (init, batching, dropout, z)
     log_every: int = 50            # metrics.jsonl train rows every N steps
+    max_bad_steps: int = 10        # stop after this many steps in a row whose loss or gradient norm is not
+                                   # finite (each such step is skipped: no update, counted in metrics.jsonl)
     init_from: str = ""            # start from this checkpoint's weights (fine-tuning: fresh optimizer and
                                    # schedule); its model config and tokenizer must match the run's
 
@@ -197,8 +199,8 @@ class TrainConfig(_JSONMixin):
             raise ConfigError("kl_cycles must be >= 1")
         if not self.lr > 0:
             raise ConfigError("lr must be > 0")
-        if self.log_every < 1 or self.bucket_size < 1:
-            raise ConfigError("log_every and bucket_size must be >= 1")
+        if self.log_every < 1 or self.bucket_size < 1 or self.max_bad_steps < 1:
+            raise ConfigError("log_every, bucket_size and max_bad_steps must be >= 1")
         for name in ("weight_decay", "grad_clip", "eval_batches", "patience", "kl_max", "kl_k", "kl_warmup",
                      "num_threads", "bow_weight"):
             if getattr(self, name) < 0:

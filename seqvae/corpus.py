@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import html
 import json
 import re
@@ -275,8 +276,10 @@ def _check_rows(ds, what: str, columns: Sequence[str]):
     for col in columns:
         if col not in ds.column_names:
             raise DataError(f"{what}: rows have no {col!r} field (found: {', '.join(ds.column_names) or 'none'})")
-    texts = ds["text"]
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    try:
+        bad = next((i for i, t in enumerate(ds["text"]) if not isinstance(t, str)), None)
+    except UnicodeDecodeError as e:  # json.gz bytes that are not UTF-8 surface here, as pyarrow decodes them
+        raise DataError(f"{what}: a text is not valid UTF-8 ({e.reason} at byte {e.start})") from None
     if bad is not None:
         raise DataError(f"{what}: row {bad} has no text")
     return ds
@@ -291,6 +294,8 @@ def load_imdb(split: str, source: str = "local", data_root: str | Path = DataCon
     """
     if split not in IMDB_SPLITS:
         raise DataError(f"imdb split must be one of {', '.join(IMDB_SPLITS)}, got {split!r}")
+    if source == "local":
+        _check_not_empty_gzip(resolve_data_root(data_root) / f"imdb/{split}.jsonl.gz")
     ds, what = _load_local_or_hub(source, data_root, f"imdb/{split}.jsonl.gz", "json",
                                   "imdb", _HUB_IMDB_SPLIT[split], cache_dir)
     _check_rows(ds, what, ("text", "label"))
@@ -308,11 +313,52 @@ def load_ptb(split: str, source: str = "local", data_root: str | Path = DataConf
     """
     if split not in PTB_SPLITS:
         raise DataError(f"ptb split must be one of {', '.join(PTB_SPLITS)}, got {split!r}")
+    if source == "local":
+        _check_line_file(resolve_data_root(data_root) / f"ptb/ptb.{split}.txt")
     ds, what = _load_local_or_hub(source, data_root, f"ptb/ptb.{split}.txt", "text",
                                   "ptb_text_only", _HUB_PTB_SPLIT[split], cache_dir)
     if "sentence" in ds.column_names:  # the hub's column name
         ds = ds.rename_column("sentence", "text")
     return _check_rows(ds, what, ("text",))
+
+
+PTB_MAX_LINE = 10_000  # bytes per line of a PTB file: its longest sentence is under 1,000
+
+
+def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE) -> None:
+    """A file of one sentence per line (PTB): UTF-8, no NUL, lines of at most `max_line` bytes, not empty.
+    Each problem is a one-line DataError naming the line, before anything reads the file for real."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{path}: empty file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: line {_line_of(data, e.start)} is not valid UTF-8") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise DataError(f"{path}: line {_line_of(data, nul)} contains a NUL byte (a binary file?)")
+    for n, line in enumerate(data.split(b"\n"), 1):
+        if len(line) > max_line:
+            raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one sentence here "
+                            f"(at most {max_line:,} bytes)")
+
+
+def _check_not_empty_gzip(path: Path) -> None:
+    """An empty .gz (or one of nothing) is a clear error; a damaged one is left to the reader's message."""
+    try:
+        with gzip.open(path, "rb") as f:
+            empty = not f.read(1)
+    except (OSError, EOFError):
+        return
+    if empty:
+        raise DataError(f"{path}: empty file")
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
 
 
 def _load_local_or_hub(source, data_root, local_path, local_builder, hub_name, hub_split, cache_dir):

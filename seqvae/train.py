@@ -15,6 +15,13 @@ Several devices: launched by torchrun (`torchrun --nproc_per_node 4 -m seqvae.cl
 process takes 1/world of every batch (DistributedDataParallel averages the gradients), so
 `batch_size` stays the sentences per optimisation step and a run on N devices follows the same
 batches, steps and loss as on one. Only the first process evaluates, logs and writes checkpoints.
+
+Faults: a step whose loss or gradient norm is not finite makes no update (it is counted, and
+train.max_bad_steps of them in a row stop the run with a TrainingError); the first process holds
+the run dir's lock (runlock.py) while it may write there, so a second trainer on the same dir
+stops with one line; a checkpoint that cannot be written (disk full, permission lost) is a
+TrainingError that leaves the previous checkpoint whole. A SIGKILL at any moment leaves only whole
+checkpoints, and --resume then ends where the uninterrupted run ends (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import atomic, checkpoint
+from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, RunConfig, resolve_device
 from .corpus import read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, word_dropout
@@ -41,7 +48,13 @@ from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight
 from .metrics import evaluate
 from .model import SentenceVAE
+from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: steps that stay non-finite, a checkpoint or log that cannot be written
+    (one-line message that says what was kept and what to try)."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +105,9 @@ class Trainer:
         tc = cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
-        if _state is None and self._holds_run():
-            if not overwrite:
-                raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
-            if self.ranks.main:
-                self._clear_run()
+        clear = _state is None and self._holds_run()
+        if clear and not overwrite:
+            raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
 
         self.data_meta = {**read_meta(self.data_dir), "data_dir": str(self.data_dir)}
         self.tokenizer = load_tokenizer(self.data_dir)
@@ -121,6 +132,11 @@ class Trainer:
         self.bad_evals = 0
         self.stopped_early = False
         self.train_time = 0.0
+        # Steps whose loss or gradient was not finite (skipped): in a row now, and the longest run since the
+        # last check. Python ints when the host decides, 0-dim device tensors when the device does.
+        self.bad_streak: int | torch.Tensor = 0
+        self.worst_streak: int | torch.Tensor = 0
+        self.lock = RunLock(self.out_dir)
         if _state is not None:
             self._load_state(_state)
         else:
@@ -129,6 +145,14 @@ class Trainer:
             if not self.ranks.main:  # the same initial weights everywhere, then each its own noise
                 torch.manual_seed(self._rank_seed())
         self.ddp = self._join_processes() if self.ranks.world > 1 else None
+        # Nothing in the run dir changes before here (a bad flag leaves it as it was), and nothing after
+        # without the lock. A new run's dir is created (and locked) by fit().
+        if self.ranks.main and self.out_dir.exists():
+            self._take_run_dir()
+            if clear:
+                self._clear_run()
+            if _state is not None:
+                self._truncate_log(self.step)
 
     # ------------------------------------------------------------------ processes (torchrun)
     def _join_processes(self):
@@ -184,6 +208,18 @@ class Trainer:
         dirs = [self.out_dir / "best", self.out_dir / "last"]
         return dirs + [atomic.old_path(d) for d in dirs] + [self.log_path]
 
+    def _take_run_dir(self) -> None:
+        """Lock the run dir (RunDirBusy if another trainer has it), then finish or drop what a killed
+        writer left: a checkpoint parked between two renames comes back, temporary copies go."""
+        self.lock.acquire()
+        for d in (self.out_dir / "best", self.out_dir / "last"):
+            atomic.recover_dir(d)
+        for leftover in [p for f in self._run_entries() for p in atomic.leftovers(f)]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
     def _holds_run(self) -> bool:
         return any(path.exists() for path in self._run_entries())
 
@@ -199,8 +235,7 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | Path, *, data_dir: str | Path | None = None, max_steps: int | None = None,
                device: str | torch.device | None = None, progress: bool = True) -> "Trainer":
-        last = Path(run_dir) / "last"
-        atomic.recover_dir(last)
+        last = atomic.current_dir(Path(run_dir) / "last")  # read only: the run dir is not ours until locked
         cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
         if cfg_dict is None:
             raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from")
@@ -241,8 +276,7 @@ class Trainer:
             self._set_rng(rngs[0])
         else:
             torch.manual_seed(self._rank_seed())
-        if self.ranks.main:
-            self._truncate_log(self.step)
+        self.bad_streak = int(state.get("bad_streak", 0))
 
     def _rng(self) -> dict[str, torch.Tensor]:
         rng = {"rng_cpu": torch.get_rng_state()}
@@ -262,7 +296,7 @@ class Trainer:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir),
-                 **rng}
+                 "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
             import torch.distributed as dist
 
@@ -279,9 +313,12 @@ class Trainer:
     def _log(self, row: dict[str, Any]) -> None:
         if not self.ranks.main:
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        try:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise TrainingError(f"step {self.step}: cannot append to {self.log_path} ({e.strerror or e}); "
+                                f"{self._kept()}") from None
 
     def _truncate_log(self, step: int) -> None:
         """Drop log rows written after the checkpoint we resume from (a crashed run's tail)."""
@@ -305,7 +342,10 @@ class Trainer:
         return contextlib.nullcontext()
 
     def train_step(self, idx) -> tuple[torch.Tensor, int]:
-        """One optimisation step on the sentences `idx`. Returns (device-side stats, target tokens)."""
+        """One optimisation step on the sentences `idx`. Returns (device-side stats, target tokens).
+
+        A step whose loss or gradient norm is not finite changes neither the weights nor the optimizer
+        state; it counts as a step (the batch is used up, the KL schedule moves on) and in bad_streak."""
         tc, mc, world = self.cfg.train, self.cfg.model, self.ranks.world
         idx = np.asarray(idx)
         idx = idx[np.argsort(-self.train_set.lengths[idx], kind="stable")]  # longest first: packs without a sync
@@ -328,8 +368,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-        self.optimizer.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        # The norm is the same in every process (DDP averaged the gradients), the loss is each one's own:
+        # under torchrun the norm alone decides, so that all processes skip the same steps.
+        finite = grad_norm.isfinite() if world > 1 else grad_norm.isfinite() & loss.detach().isfinite()
+        faultpoint.reached("step")
+        ok = self._guarded_update(finite)
         self.step += 1
         with torch.no_grad():
             raw_kl = gaussian_kl(out.mu, out.logvar) if out.mu is not None else out.kl
@@ -341,7 +387,60 @@ class Trainer:
                                  raw_kl.detach().float().sum(), bow,
                                  torch.full((), float(batch.size), device=loss.device),
                                  torch.full((), 1.0 / world, device=loss.device)])
-        return stats, n_tokens
+            # a skipped step adds nothing to the sums above (NaN * 0 is NaN: select, do not multiply),
+            # and 1 (its share: 1/world) to a seventh entry, the skipped steps
+            if isinstance(ok, bool):
+                stats = stats if ok else torch.zeros_like(stats)
+                skipped = torch.full((1,), 0.0 if ok else 1.0 / world, device=loss.device)
+            else:
+                stats = torch.where(ok, stats, torch.zeros_like(stats))
+                skipped = (~ok).float().reshape(1) / world
+        return torch.cat([stats, skipped]), n_tokens
+
+    def _guarded_update(self, finite: torch.Tensor) -> bool | torch.Tensor:
+        """optimizer.step() if `finite` (a 0-dim bool tensor), else nothing; counts bad_streak.
+
+        Two ways to decide, one per kind of optimizer:
+        - plain AdamW (CPU): on the host. Reading a CPU scalar costs nothing, and skipping the step
+          leaves everything as it was, so --resume stays bit-exact. Returns a bool.
+        - fused AdamW (CUDA): on the device, as torch.amp.GradScaler does: the fused kernel reads
+          `found_inf` and, where it is 1, leaves the weights, moments and step count unchanged. No
+          host sync per step; bad_streak is a device tensor that fit() reads at log steps only (so a
+          run that went bad stops up to log_every steps later than on CPU). Returns the tensor.
+        """
+        if not self.optimizer.defaults.get("fused"):
+            ok = bool(finite)
+            if ok:
+                self.optimizer.step()
+            self.bad_streak = 0 if ok else int(self.bad_streak) + 1
+            self.worst_streak = max(int(self.worst_streak), self.bad_streak)
+            return ok
+        self.optimizer.found_inf = (~finite).float()
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf
+        self.bad_streak = torch.where(finite, 0, self.bad_streak + 1)
+        self.worst_streak = torch.maximum(self.bad_streak, torch.as_tensor(self.worst_streak, device=finite.device))
+        return finite
+
+    def _check_bad_steps(self) -> None:
+        """TrainingError once max_bad_steps steps in a row were not finite. A host sync where the
+        device decides (fit calls it at log and evaluation steps only, then)."""
+        worst, limit = int(self.worst_streak), self.cfg.train.max_bad_steps
+        self.worst_streak = self.bad_streak
+        if worst < limit:
+            return
+        raise TrainingError(
+            f"step {self.step}: {worst} steps in a row with a loss or gradient that is not finite (each skipped; "
+            f"train.max_bad_steps is {limit}); {self._kept()}. Try a lower --lr, a smaller train.grad_clip, "
+            "or fp32 (no --cpu-bf16 / train.amp)")
+
+    def _kept(self) -> str:
+        """What a stopped run leaves for --resume (for its one-line error)."""
+        state = self.out_dir / "last" / checkpoint.STATE_FILE
+        return (f"{self.out_dir / 'last'} holds the last good checkpoint" if state.is_file()
+                else "no checkpoint was written yet")
 
     def validate(self) -> dict[str, Any]:
         tc = self.cfg.train
@@ -367,23 +466,43 @@ class Trainer:
         state = self._state()  # every process takes part (its RNG), the first one writes
         if not self.ranks.main:
             return
-        if improved:
-            checkpoint.save(self.out_dir / "best", self.model, self.tokenizer, train_cfg=self.cfg.train,
-                            data_meta=self.data_meta, metrics=meta)
-        checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
-                        data_meta=self.data_meta, metrics=meta, trainer_state=state)
+        kept = self._kept()
+        try:
+            if improved:
+                checkpoint.save(self.out_dir / "best", self.model, self.tokenizer, train_cfg=self.cfg.train,
+                                data_meta=self.data_meta, metrics=meta)
+            checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
+                            data_meta=self.data_meta, metrics=meta, trainer_state=state)
+        except OSError as e:  # disk full, permission lost: save() removed its temporary dir
+            raise TrainingError(f"step {self.step}: cannot write a checkpoint in {self.out_dir} "
+                                f"({e.strerror or e}); {kept}") from None
         if self.progress:
             tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
                        f"ppl {res['ppl']:.1f} au {res['au']} mi {res['mi']:.2f}" + ("  (best)" if improved else ""))
 
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
-        """Train to max_steps (or stop after `until_step`, as if interrupted). Returns a summary."""
+        """Train to max_steps (or stop after `until_step`, as if interrupted). Returns a summary.
+
+        Holds the run dir's lock meanwhile (RunDirBusy if another trainer has it)."""
+        if self.ranks.main:
+            self._take_run_dir()
+        bar = tqdm(total=self.cfg.train.max_steps, initial=self.step, disable=not self.progress, desc="train",
+                   dynamic_ncols=True)
+        try:
+            self._loop(self.cfg.train.max_steps if until_step is None else min(self.cfg.train.max_steps, until_step),
+                       bar)
+        finally:
+            bar.close()
+            self.lock.release()
+        return {"step": self.step, "best_valid_nll": self.best, "stopped_early": self.stopped_early,
+                "train_time_s": self.train_time, "run_dir": str(self.out_dir)}
+
+    def _loop(self, stop: int, bar) -> None:
         tc = self.cfg.train
-        stop = tc.max_steps if until_step is None else min(tc.max_steps, until_step)
+        host_decides = not self.optimizer.defaults.get("fused")  # see _guarded_update
         self.model.train()
         acc = None
-        tokens, t_log = 0, time.perf_counter()
-        bar = tqdm(total=tc.max_steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        tokens, t_log, skipped = 0, time.perf_counter(), 0
         while self.step < stop and not self.stopped_early:
             batches = self.sampler.batches(self.epoch)
             while self.batch_pos < len(batches) and self.step < stop and not self.stopped_early:
@@ -397,28 +516,40 @@ class Trainer:
                 acc = stats if acc is None else acc + stats
                 tokens += n_tok
                 bar.update(1)
-                if self.step % tc.log_every == 0 and acc is not None:
+                log_now = self.step % tc.log_every == 0
+                if host_decides and self.bad_streak >= tc.max_bad_steps:
+                    log_now = True  # the row with the skipped steps goes to the log before the error
+                if log_now and acc is not None:
                     if self.ranks.world > 1:
                         acc, tokens = self._sum_over_ranks(acc, tokens)
                     now = time.perf_counter()
-                    loss_sum, rec, kl, bow, n, steps = acc.tolist()  # the only device sync between evaluations
-                    row = {"step": self.step, "split": "train", "loss": loss_sum / steps,
-                           "rec": rec / n, "kl": kl / n, "beta": kl_weight(self.step - 1, tc),
-                           "tokens_per_s": tokens / (now - t_log), "epoch": self.epoch}
+                    loss_sum, rec, kl, bow, n, steps, bad = acc.tolist()  # the only device sync between evaluations
+                    row = {"step": self.step, "split": "train", "loss": loss_sum / steps if steps else None,
+                           "rec": rec / n if n else None, "kl": kl / n if n else None,
+                           "beta": kl_weight(self.step - 1, tc), "tokens_per_s": tokens / (now - t_log),
+                           "epoch": self.epoch}
                     if self.model.bow is not None:
-                        row["bow"] = bow / n
+                        row["bow"] = bow / n if n else None
+                    if bad:
+                        row["nonfinite_steps"] = round(bad)  # skipped: no update (only present when some were)
                     self._log(row)
-                    bar.set_postfix(loss=f"{row['loss']:.2f}", rec=f"{row['rec']:.2f}", kl=f"{row['kl']:.2f}",
-                                    beta=f"{row['beta']:.2f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                    skipped += round(bad)
+                    bar.set_postfix(loss=_fmt(row["loss"]), rec=_fmt(row["rec"]), kl=_fmt(row["kl"]),
+                                    beta=f"{row['beta']:.2f}", tok_s=f"{row['tokens_per_s']:.0f}",
+                                    **({"nonfinite": skipped} if skipped else {}))
                     acc, tokens, t_log = None, 0, now
+                    self._check_bad_steps()
                 if self.step % tc.eval_every == 0 or self.step == tc.max_steps:
+                    self._check_bad_steps()  # where the device decides: a sync, as the evaluation is anyway
                     self._evaluate_and_save()
+                    faultpoint.reached("evaluated")
                     acc, tokens, t_log = None, 0, time.perf_counter()
             if self.batch_pos >= len(batches):
                 self.epoch, self.batch_pos = self.epoch + 1, 0
-        bar.close()
-        return {"step": self.step, "best_valid_nll": self.best, "stopped_early": self.stopped_early,
-                "train_time_s": self.train_time, "run_dir": str(self.out_dir)}
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def train(cfg: RunConfig | None = None, data_dir: str | Path = "data/imdb", out_dir: str | Path = "runs/default",

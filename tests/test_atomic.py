@@ -60,7 +60,7 @@ def test_recover_dir_after_a_crash_between_the_renames(tmp_path):
     assert (final / "w.bin").read_text() == "previous" and not (tmp_path / ".last.old").exists()
 
 
-def test_checkpoint_reader_recovers_an_interrupted_save(tiny_data_dir, tmp_path):
+def test_checkpoint_reader_reads_an_interrupted_save_without_changing_it(tiny_data_dir, tmp_path):
     from seqvae import checkpoint
     from seqvae.config import ModelConfig
     from seqvae.model import SentenceVAE
@@ -70,8 +70,13 @@ def test_checkpoint_reader_recovers_an_interrupted_save(tiny_data_dir, tmp_path)
     model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=8, latent_dim=4))
     checkpoint.save(tmp_path / "run" / "best", model, tok)
     os.replace(tmp_path / "run" / "best", tmp_path / "run" / ".best.old")  # "crashed" mid-swap
-    assert checkpoint.resolve(tmp_path / "run") == tmp_path / "run" / "best"
+    # a reader reads the parked version and leaves the repair to the run's one writer
+    assert checkpoint.resolve(tmp_path / "run") == tmp_path / "run" / ".best.old"
     checkpoint.load(tmp_path / "run")
+    assert not (tmp_path / "run" / "best").exists()
+    checkpoint.save(tmp_path / "run" / "best", model, tok)  # the next writer brings it back, then replaces it
+    assert checkpoint.resolve(tmp_path / "run") == tmp_path / "run" / "best"
+    assert sorted(os.listdir(tmp_path / "run")) == ["best"]
 
 
 def test_output_paths_are_checked_and_parents_made(tmp_path):

@@ -125,3 +125,37 @@ def test_save_replaces_a_checkpoint_but_nothing_else(tmp_path, model_and_tok):
     (old / "eval-test.json").write_text("{}")  # a file beside the weights goes with the old checkpoint
     checkpoint.save(old, model, tok, metrics={"nll": 2.0})
     assert checkpoint.read_metrics(old)["nll"] == 2.0 and not (old / "eval-test.json").exists()
+
+
+def test_a_reader_sees_a_whole_checkpoint_while_a_writer_replaces_it(tmp_path, model_and_tok):
+    """A writer keeps replacing ck with one of two models of different sizes; every load gets one of
+    them whole (a config of one with the weights of the other would not load). Readers take no lock."""
+    import threading
+
+    model, tok = model_and_tok
+    other = SentenceVAE(model.cfg.replace(hidden_dim=20)).eval()
+    checkpoint.save(tmp_path / "ck", model, tok)
+    stop, seen = threading.Event(), set()
+
+    def write():
+        i = 0
+        while not stop.is_set():
+            checkpoint.save(tmp_path / "ck", (model, other)[i % 2], tok, metrics={"i": i})
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(60):
+            try:
+                loaded, _, cfg = checkpoint.load(tmp_path / "ck")
+            except checkpoint.CheckpointError as e:  # only if replaced READ_TRIES times during one read
+                assert "while being read" in str(e)
+                continue
+            assert loaded.cfg.hidden_dim == cfg["model"]["hidden_dim"]
+            seen.add(loaded.cfg.hidden_dim)
+    finally:
+        stop.set()
+        writer.join()
+    assert seen == {12, 20}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]

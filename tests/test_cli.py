@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from seqvae.cli import main
 
@@ -115,3 +116,101 @@ def test_train_init_from_takes_the_model_config_from_the_checkpoint(tiny_data_di
     assert not (tmp_path / "bad").exists()
     code, _, err = run(capsys, "train", "--resume", tmp_path / "tuned", "--init-from", base, "--no-progress")
     assert_one_line_error(code, err, "--init-from")
+
+
+# ---------------------------------------------------------------------------- the bad-input sweep (docs/faults.md)
+def _corrupt(ckpt, tmp_path, how):
+    """A copy of checkpoint `ckpt` broken in one way."""
+    import shutil
+
+    d = tmp_path / how
+    shutil.copytree(ckpt, d)
+    weights = d / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size * 9 // 10])
+    elif how == "bad-json":
+        (d / "config.json").write_text('{"model": {"hidden_dim": 8')
+    elif how == "sizes":
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["model"]["hidden_dim"] += 4
+        (d / "config.json").write_text(json.dumps(cfg))
+    elif how == "no-tokenizer":
+        for f in ("vocab.txt", "tokenizer.model"):
+            (d / f).unlink(missing_ok=True)
+    return d
+
+
+@pytest.mark.parametrize("argv,stdin,pattern", [
+    (["reconstruct", "{ckpt}", ""], None, "sentence 0 is empty"),
+    (["reconstruct", "{ckpt}", "the movie \udcff was"], None, "sentence 0 is not valid UTF-8"),  # argv bytes
+    (["reconstruct", "{ckpt}", "the movie\0was"], None, "sentence 0 contains a NUL"),
+    (["reconstruct", "{ckpt}", "-"], b"", "no sentences on stdin"),
+    (["reconstruct", "{ckpt}", "-"], b"the movie\nthe \xff plot\n", "stdin line 2 is not valid UTF-8"),
+    (["reconstruct", "{ckpt}", "-"], b"the movie\0was great\n", "stdin line 1 contains a NUL"),
+    (["interpolate", "{ckpt}", "   ", "the plot"], None, "sentence 0 is empty"),
+    (["interpolate", "{ckpt}", "a", "b", "--steps", "1"], None, "--steps must be between 2"),
+    (["interpolate", "{ckpt}", "a", "b", "--steps", "10000000000"], None, "--steps must be between 2"),
+    (["sample", "{ckpt}", "-n", "0"], None, "-n must be between 1 and 1,000,000, got 0"),
+    (["sample", "{ckpt}", "-n", "-3"], None, "-n must be between 1"),
+    (["sample", "{ckpt}", "-n", "1000000000000"], None, "-n must be between 1"),
+    (["sample", "{ckpt}", "--max-len", "1000000000"], None, "--max-len must be between 1"),
+    (["sample", "{ckpt}", "--strategy", "beam", "--num-beams", "100000000"], None, "--num-beams must be between"),
+    (["sample", "{ckpt}", "--temperature", "0"], None, "temperature must be > 0"),
+    (["sample", "{ckpt}", "--top-p", "0"], None, "top_p must be in (0, 1]"),
+    (["sample", "{ckpt}", "--top-p", "1.5"], None, "top_p must be in (0, 1]"),
+    (["sample", "{ckpt}", "--strategy", "top-k", "--top-k", "0"], None, "needs top_k >= 1"),
+    (["sample", "{ckpt}", "--device", "cuda:99"], None, "cuda:99"),
+    (["sample", "{truncated}"], None, "unreadable weights"),
+    (["sample", "{bad-json}"], None, "invalid JSON"),
+    (["sample", "{sizes}"], None, "config implies"),
+    (["sample", "{no-tokenizer}"], None, "no tokenizer file"),
+    (["evaluate", "{truncated}"], None, "unreadable weights"),
+])
+def test_bad_input_sweep(tiny_vae_ckpt, tmp_path, capsys, monkeypatch, argv, stdin, pattern):
+    """Each bad input of docs/faults.md: one line on stderr, exit 2, nothing on stdout."""
+    import io
+
+    names = {"ckpt": tiny_vae_ckpt}
+    for how in ("truncated", "bad-json", "sizes", "no-tokenizer"):
+        if "{" + how + "}" in argv:
+            names[how] = _corrupt(tiny_vae_ckpt, tmp_path, how)
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    before = sorted(p.name for p in tiny_vae_ckpt.iterdir())
+    code, out, err = run(capsys, *[names.get(a.strip("{}"), a) if a.startswith("{") else a for a in argv])
+    assert_one_line_error(code, err, pattern)
+    assert out == ""
+    assert sorted(p.name for p in tiny_vae_ckpt.iterdir()) == before  # nothing written beside it
+
+
+def test_a_long_line_is_cut_not_refused(tiny_vae_ckpt, capsys, monkeypatch):
+    """1 MB of text on stdin: cut to the api's MAX_TOKENS like any long input, decoded as usual."""
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"the movie was great " * 52_000 + b"\n")))
+    code, out, err = run(capsys, "reconstruct", tiny_vae_ckpt, "-", "--max-len", 8)
+    assert code == 0 and len(out.splitlines()) == 1 and err == ""
+
+
+def test_a_trainer_state_that_would_run_code_is_refused(tiny_vae_ckpt, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (shutil.copy, (str(tiny_vae_ckpt / "config.json"), str(marker)))
+
+    last = tmp_path / "run" / "last"
+    shutil.copytree(tiny_vae_ckpt, last)
+    cfg = json.loads((last / "config.json").read_text())
+    (last / "config.json").write_text(json.dumps({**cfg, "train": {}}))
+    torch.save({"step": 1, "optimizer": Payload()}, last / "trainer_state.pt")
+    code, out, err = run(capsys, "train", "--resume", tmp_path / "run", "--no-progress")
+    assert_one_line_error(code, err, "could run code")
+    assert not marker.exists() and out == ""
+    torch.save({"step": 1}, last / "trainer_state.pt")  # plain data, but not what a trainer saves
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "run", "--no-progress")
+    assert_one_line_error(code, err, "not a seqvae trainer state")

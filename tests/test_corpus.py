@@ -404,3 +404,40 @@ def test_relative_data_root_is_resolved_from_the_current_dir(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     assert C.resolve_data_root("raw") == tmp_path / "raw"
     assert len(load_ptb("valid", data_root="raw")) == 2
+
+
+@pytest.mark.parametrize("damage,pattern", [
+    (lambda b: b"", "empty file"),
+    (lambda b: b + b" the movie \xff\xfe was \n", "line 31 is not valid UTF-8"),
+    (lambda b: b + b" the movie\x00 was \n", "line 31 contains a NUL byte"),
+    (lambda b: b + b"the movie was great " * 52_000 + b"\n", "line 31 is 1,040,000 bytes long"),
+])
+def test_a_damaged_ptb_file_is_one_line_and_nothing_is_written(tmp_path, one_line, damage, pattern):
+    from conftest import write_fake_ptb
+
+    root = write_fake_ptb(tmp_path / "raw", n_train=30, n_eval=5)
+    train = root / "ptb" / "ptb.train.txt"
+    train.write_bytes(damage(train.read_bytes()))
+    one_line(["prepare", "--dataset", "ptb", "--data-root", root, "--out", tmp_path / "d"], pattern)
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_imdb_review_that_is_not_utf8_is_one_line(tmp_path, one_line):
+    from conftest import write_fake_imdb
+
+    root = write_fake_imdb(tmp_path / "raw", n_train=10, n_test=4, n_unsup=4)
+    train = root / "imdb" / "train.jsonl.gz"
+    train.write_bytes(gzip.compress(gzip.decompress(train.read_bytes()) + b'{"text": "bad \xff\xfe", "label": 1}\n'))
+    one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
+              "--valid-reviews", 2], "a text is not valid UTF-8")
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_empty_imdb_file_is_one_line(tmp_path, one_line):
+    from conftest import write_fake_imdb
+
+    root = write_fake_imdb(tmp_path / "raw", n_train=10, n_test=4, n_unsup=4)
+    (root / "imdb" / "test.jsonl.gz").write_bytes(gzip.compress(b""))
+    one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
+              "--valid-reviews", 2], "test.jsonl.gz: empty file")
+    assert not (tmp_path / "d").exists()

@@ -1,0 +1,39 @@
+"""A test hook: stop a process at a named point so that a test can kill it there (tests/test_faults.py).
+
+    SEQVAE_PAUSE_AT=checkpoint-filled:2 SEQVAE_PAUSE_MARKER=/tmp/m seqvae train ...
+
+pauses the second time the code reaches `faultpoint.reached("checkpoint-filled")`: it writes the
+marker file (so the test knows the process is there) and sleeps until it is killed. With the
+variable unset, reached() is one comparison. Points: "step" (inside an optimisation step, after the
+backward pass, before the update), "evaluated" (right after an evaluation and its checkpoints),
+"checkpoint-filled" (a checkpoint's files written to its temporary dir, before the rename) and
+"swap" (between the two renames that replace an existing checkpoint dir).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PAUSE_ENV = "SEQVAE_PAUSE_AT"
+MARKER_ENV = "SEQVAE_PAUSE_MARKER"
+
+_point, _, _nth = os.environ.get(PAUSE_ENV, "").partition(":")
+_target = int(_nth) if _nth.isdigit() else 1
+_hits = 0
+
+
+def reached(point: str) -> None:
+    """Pause here for good if SEQVAE_PAUSE_AT names this point and this is its n-th visit."""
+    global _hits
+    if point != _point:
+        return
+    _hits += 1
+    if _hits != _target:
+        return
+    marker = os.environ.get(MARKER_ENV)
+    if marker:
+        Path(marker).write_text(f"{os.getpid()} {point}:{_hits}\n", encoding="utf-8")
+    while True:
+        time.sleep(3600)

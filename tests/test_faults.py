@@ -1,0 +1,237 @@
+"""Training under faults: SIGKILL at chosen points, non-finite steps, a second trainer, failing writes."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqvae import atomic, checkpoint
+from seqvae.config import ModelConfig, RunConfig, TrainConfig
+from seqvae.train import Trainer
+
+TINY_MODEL = ModelConfig(embed_dim=16, hidden_dim=32, latent_dim=8)
+RUN_FILES = {"best", "last", "metrics.jsonl"}  # what a run dir holds once no trainer is in it
+
+
+def tiny_cfg(**train):
+    base = dict(batch_size=16, max_steps=20, eval_every=10, log_every=5, kl_schedule="logistic", kl_x0=10,
+                kl_k=0.3, word_dropout=0.2, seed=0, num_threads=1)
+    return RunConfig(model=TINY_MODEL, train=TrainConfig(**{**base, **train}))
+
+
+@pytest.fixture
+def stops_with(capsys):
+    """stops_with(argv, pattern): `seqvae ARGV` starts (its banner line), then exits 2 with one error line."""
+    from seqvae.cli import main
+
+    def check(argv, pattern):
+        assert main([str(a) for a in argv]) == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(lines) == 2 and lines[0].startswith("VAE: ") and lines[1].startswith("seqvae: error:"), lines
+        assert pattern in lines[1], lines[1]
+
+    return check
+
+
+def rows(run):
+    return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"}
+            for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def whole_checkpoints(run: Path) -> dict[str, int]:
+    """Every checkpoint dir in the run dir, parked ones included, loads strictly: {name: its step}."""
+    found = {}
+    for name in ("best", "last", ".best.old", ".last.old"):
+        d = run / name
+        if d.exists():
+            checkpoint.load(d)  # strict: raises on anything missing, cut short or mismatched
+            found[name] = json.loads((d / "metrics.json").read_text())["step"]
+            if name.endswith("last") or name == ".last.old":
+                assert checkpoint.load_trainer_state(d)["step"] == found[name]
+    return found
+
+
+# ---------------------------------------------------------------------------- SIGKILL
+def _env(**extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           **extra}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SEQVAE_PAUSE_AT", "SEQVAE_PAUSE_MARKER"):
+        if var not in extra:
+            env.pop(var, None)
+    return env
+
+
+def _train(args, pause=None, marker=None):
+    """`seqvae train ARGS` in a subprocess; with `pause`, stopped at that point (see seqvae/faultpoint.py)."""
+    cmd = [sys.executable, "-m", "seqvae.cli", "train", "--device", "cpu", "--no-progress", *map(str, args)]
+    extra = {"SEQVAE_PAUSE_AT": pause, "SEQVAE_PAUSE_MARKER": str(marker)} if pause else {}
+    return subprocess.Popen(cmd, env=_env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_paused(proc, marker, timeout=120):
+    t0 = time.time()
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer exited ({proc.returncode}) before its pause point: {proc.stderr.read()}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("trainer did not reach its pause point")
+        time.sleep(0.05)
+    return int(marker.read_text().split()[0])
+
+
+def test_sigkill_anywhere_leaves_whole_checkpoints_and_resume_ends_where_an_uninterrupted_run_does(
+        tiny_data_dir, tmp_path, one_line):
+    """Kill -9 inside a step, right after an evaluation, with a checkpoint's files written but not yet
+    renamed, and between the two renames that replace a checkpoint; resume after each. Every checkpoint
+    on disk is whole at every kill, and the last run ends bit for bit where an uninterrupted one ends."""
+    cfg = tiny_cfg(max_steps=40)
+    conf = tmp_path / "cfg.json"
+    conf.write_text(json.dumps({"model": cfg.model.to_dict(), "train": cfg.train.to_dict()}))
+    run, marker = tmp_path / "run", tmp_path / "paused"
+    # (pause point, the last/ step a reader sees after the kill)
+    kills = [("step:13", 10),            # inside step 13: steps 11-13 are lost
+             ("evaluated:1", 20),        # right after the step-20 evaluation (resumed from 10)
+             ("checkpoint-filled:1", 20),  # step 30's first checkpoint written to its temp dir, not renamed
+             ("swap:1", 20)]             # step 30's first replacement between its renames: parked, not gone
+    for i, (point, last_step) in enumerate(kills):
+        args = ["--data", tiny_data_dir, "--out", run, "--config", conf] if i == 0 else ["--resume", run]
+        proc = _train(args, pause=point, marker=marker)
+        pid = _wait_paused(proc, marker)
+        if i == 0:  # a second trainer on a run dir in use: one line naming the holder, nothing touched
+            before = sorted(os.listdir(run))
+            one_line(["train", "--resume", run, "--device", "cpu", "--no-progress"], f"pid {pid} on ")
+            assert sorted(os.listdir(run)) == before
+        os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        proc.stdout.close(), proc.stderr.close()
+        marker.unlink()
+        found = whole_checkpoints(run)
+        parked = point == "swap:1"
+        assert any(n.endswith(".old") for n in found) == parked, found
+        # what a reader (from_pretrained, evaluate, resume) finds: a whole checkpoint at the expected step
+        seen = json.loads((atomic.current_dir(run / "last") / "metrics.json").read_text())["step"]
+        assert seen == last_step or (parked and seen == 30), (point, found)
+        checkpoint.load(run)  # best/, or its parked version
+        assert (run / "train.lock").exists()  # left by the killed trainer: stale, the next one takes it
+    res = subprocess.run([sys.executable, "-m", "seqvae.cli", "train", "--resume", run, "--device", "cpu",
+                          "--no-progress"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert set(os.listdir(run)) == RUN_FILES  # no temp dirs, no parked copy, no lock left behind
+
+    ref = Trainer(cfg, tiny_data_dir, tmp_path / "ref", device="cpu", progress=False)
+    ref.fit()
+    assert (run / "last" / "model.safetensors").read_bytes() == \
+        (tmp_path / "ref" / "last" / "model.safetensors").read_bytes()
+    assert (run / "best" / "model.safetensors").read_bytes() == \
+        (tmp_path / "ref" / "best" / "model.safetensors").read_bytes()
+    assert rows(run) == rows(tmp_path / "ref")
+
+
+# ---------------------------------------------------------------------------- non-finite steps
+def _poison_at(monkeypatch, calls, where):
+    """Make the loss (where="loss") or one gradient (where="grad") NaN at the train steps in `calls`."""
+    import seqvae.train as train_mod
+
+    real, count = train_mod.elbo_loss, [0]
+
+    def elbo(rec, kl, beta):
+        count[0] += 1
+        loss = real(rec, kl, beta)
+        if count[0] in calls:
+            if where == "loss":
+                return loss * float("nan")
+            loss.register_hook(lambda g: g * float("nan"))  # a finite loss whose gradient is not
+        return loss
+    monkeypatch.setattr(train_mod, "elbo_loss", elbo)
+
+
+def _skip_update_at(tr, steps):
+    """The reference: the same run with the optimizer step of `steps` (1-based) left out by hand."""
+    real = tr.optimizer.step
+
+    def step(*a, **k):
+        if tr.step + 1 not in steps:
+            return real(*a, **k)
+    tr.optimizer.step = step
+
+
+@pytest.mark.parametrize("where,fused", [("loss", False), ("grad", False), ("loss", True)])
+def test_a_non_finite_step_makes_no_update_and_is_counted(tiny_data_dir, tmp_path, monkeypatch, where, fused):
+    """fused=True takes the device path (the decision stays on the device, as on CUDA) on CPU."""
+    def trainer(name):
+        tr = Trainer(tiny_cfg(max_steps=12, log_every=4), tiny_data_dir, tmp_path / name, device="cpu",
+                     progress=False)
+        if fused:
+            tr.optimizer = torch.optim.AdamW(tr.model.parameters(), lr=tr.cfg.train.lr, fused=True)
+        return tr
+
+    ref = trainer("ref")
+    _skip_update_at(ref, {7})
+    ref.fit()
+    _poison_at(monkeypatch, {7}, where)
+    bad = trainer("bad")
+    bad.fit()
+    a, b = ref.model.state_dict(), bad.model.state_dict()
+    assert all(torch.isfinite(b[k]).all() for k in b)
+    assert all(torch.equal(a[k], b[k]) for k in a), "the NaN step changed the weights"
+    assert torch.equal(ref.optimizer.state_dict()["state"][0]["exp_avg"], bad.optimizer.state_dict()["state"][0]["exp_avg"])
+    counted = {r["step"]: r.get("nonfinite_steps", 0) for r in rows(tmp_path / "bad") if r["split"] == "train"}
+    assert counted == {4: 0, 8: 1, 12: 0}
+    assert all(r["loss"] == r["loss"] for r in rows(tmp_path / "bad") if r["split"] == "train")  # no NaN averages
+
+
+def test_persistent_nan_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path,
+                                                                             monkeypatch, stops_with):
+    cfg = tiny_cfg(max_steps=40, max_bad_steps=4)
+    conf = tmp_path / "cfg.json"
+    conf.write_text(json.dumps({"model": cfg.model.to_dict(), "train": cfg.train.to_dict()}))
+    _poison_at(monkeypatch, set(range(13, 100)), "loss")
+    run = tmp_path / "run"
+    stops_with(["train", "--data", tiny_data_dir, "--out", run, "--config", conf, "--device", "cpu",
+                "--no-progress"], "step 16: 4 steps in a row")
+    assert whole_checkpoints(run) == {"best": 10, "last": 10}
+    train = [r for r in rows(run) if r["split"] == "train"]
+    assert train[-1]["step"] == 16 and sum(r.get("nonfinite_steps", 0) for r in train) == 4  # 13-15, then 16
+    assert set(os.listdir(run)) == RUN_FILES  # the lock is released on the error too
+
+
+# ---------------------------------------------------------------------------- failing writes
+def _fail_once(monkeypatch, module, name, exc, when):
+    real = getattr(module, name)
+
+    def failing(*a, **k):
+        if when(*a):
+            raise exc
+        return real(*a, **k)
+    monkeypatch.setattr(module, name, failing)
+
+
+@pytest.mark.parametrize("fault", ["disk full", "permission lost at the rename"])
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_previous_one(tiny_data_dir, tmp_path,
+                                                                                 monkeypatch, stops_with, fault):
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, run, device="cpu", progress=False).fit()
+    before = (run / "last" / "model.safetensors").read_bytes()
+    if fault == "disk full":
+        _fail_once(monkeypatch, checkpoint, "save_file", OSError(errno.ENOSPC, "No space left on device"),
+                   lambda *a: True)
+        expect = "No space left on device"
+    else:  # the second rename of replace_dir: last/ is already parked as .last.old
+        _fail_once(monkeypatch, atomic.os, "replace", PermissionError(errno.EACCES, "Permission denied"),
+                   lambda src, dst: Path(dst).name == "last" and ".tmp-" in Path(src).name)
+        expect = "Permission denied"
+    stops_with(["train", "--resume", run, "--max-steps", 20, "--device", "cpu", "--no-progress"],
+               f"step 20: cannot write a checkpoint in {run} ({expect}); {run / 'last'} holds the last good checkpoint")
+    monkeypatch.undo()
+    assert whole_checkpoints(run)["last"] == 10
+    assert (run / "last" / "model.safetensors").read_bytes() == before
+    assert set(os.listdir(run)) == RUN_FILES  # no temp dir, no parked copy, no lock
+    assert Trainer.resume(run, max_steps=20, device="cpu", progress=False).fit()["step"] == 20

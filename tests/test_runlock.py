@@ -1,0 +1,57 @@
+"""The run dir lock: one holder, named in the refusal; released on exit; a dead holder's file is stale."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqvae.runlock import LOCK_FILE, RunDirBusy, RunLock, holder
+
+
+def test_one_holder_at_a_time_and_release_frees_the_dir(tmp_path):
+    first = RunLock(tmp_path / "run")
+    first.acquire()
+    assert holder(tmp_path / "run" / LOCK_FILE) == {"pid": os.getpid(), "host": socket.gethostname()}
+    first.acquire()  # already ours: nothing happens
+    with pytest.raises(RunDirBusy, match=f"pid {os.getpid()} on {socket.gethostname()}"):
+        RunLock(tmp_path / "run").acquire()  # another open of the lock file, even in this process
+    first.release()
+    assert os.listdir(tmp_path / "run") == []
+    second = RunLock(tmp_path / "run")
+    second.acquire()
+    assert second.held
+    second.release()
+
+
+def test_a_lock_file_left_by_a_dead_process_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run / LOCK_FILE).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    lock = RunLock(run)
+    lock.acquire()
+    assert holder(run / LOCK_FILE)["pid"] == os.getpid()
+    lock.release()
+
+
+def test_a_live_holder_in_another_process_is_named(tmp_path):
+    run = tmp_path / "run"
+    code = ("import sys, time; from seqvae.runlock import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirBusy, match=f"pid {proc.pid} on "):
+            RunLock(run).acquire()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    lock = RunLock(run)  # killed: the kernel dropped its lock, the file it left is stale
+    lock.acquire()
+    lock.release()
