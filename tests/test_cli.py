@@ -115,3 +115,13 @@ def test_train_init_from_takes_the_model_config_from_the_checkpoint(tiny_data_di
     assert not (tmp_path / "bad").exists()
     code, _, err = run(capsys, "train", "--resume", tmp_path / "tuned", "--init-from", base, "--no-progress")
     assert_one_line_error(code, err, "--init-from")
+
+
+def test_the_table_never_shows_a_bare_negative_mi():
+    from seqvae.cli import format_table
+
+    row = {"nll": 170.0, "nll_per_token": 6.2, "ppl": 492.7, "neg_elbo": 171.0, "rec": 170.9, "kl": 0.06, "au": 4}
+    lines = format_table([("collapsed", {**row, "mi": -0.17, "mi_se": 0.05}), ("used", {**row, "mi": 3.456})])
+    head, collapsed, used = lines.splitlines()
+    assert collapsed.split()[7] == "0" and collapsed.endswith("0 (estimate -0.17 ± 0.05, clipped)        4")
+    assert used.split()[7] == "3.46" and len({len(head), len(collapsed), len(used)}) == 1  # columns stay aligned
