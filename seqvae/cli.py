@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
+from .display import format_mi
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -181,14 +182,17 @@ def _add_evaluate(sub) -> None:
 
 
 def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A small fixed-width table of the headline metrics, one row per model."""
+    """A small fixed-width table of the headline metrics, one row per model (MI: display.format_mi)."""
     cols = [("nll", "NLL", ".2f"), ("nll_per_token", "NLL/tok", ".3f"), ("ppl", "PPL", ".1f"),
-            ("neg_elbo", "-ELBO", ".2f"), ("rec", "rec", ".2f"), ("kl", "KL", ".2f"), ("mi", "MI", ".2f"),
+            ("neg_elbo", "-ELBO", ".2f"), ("rec", "rec", ".2f"), ("kl", "KL", ".2f"), ("mi", "MI", None),
             ("au", "AU", "d")]
+    cells = [[format_mi(r[k], r.get("mi_se")) if fmt is None else format(r[k], fmt) for k, _, fmt in cols]
+             for _, r in rows]
+    widths = [max([8] + [len(row[i]) for row in cells]) for i in range(len(cols))]
     name_w = max([len("model")] + [len(n) for n, _ in rows])
-    lines = [f"{'model':<{name_w}} " + " ".join(f"{h:>8}" for _, h, _ in cols)]
-    for name, r in rows:
-        lines.append(f"{name:<{name_w}} " + " ".join(f"{r[k]:>8{fmt}}" for k, _, fmt in cols))
+    lines = [f"{'model':<{name_w}} " + " ".join(f"{h:>{w}}" for (_, h, _), w in zip(cols, widths))]
+    for (name, _), row in zip(rows, cells):
+        lines.append(f"{name:<{name_w}} " + " ".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ import torch
 from . import atomic
 from .api import InputError, SeqVAE
 from .data import SentenceDataset
+from .display import format_mi
 from .metrics import evaluate, paired_difference
 from .tokenizer import load_tokenizer
 
@@ -310,14 +311,6 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
 
 
 # ---------------------------------------------------------------------------- formatting
-def format_mi(mi: float, se: float | None = None) -> str:
-    """MI for display: never a bare negative number (an estimate below 0 shows as 0, the raw value beside)."""
-    spread = f" ± {se:.2f}" if se is not None else ""
-    if mi < 0:
-        return f"0 (estimate {mi:.2f}{spread}, clipped)"
-    return f"{mi:.2f}{spread}"
-
-
 def _f(x: Any, fmt: str = ".1f") -> str:
     return "-" if x is None else format(x, fmt)
 

@@ -44,6 +44,7 @@ from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, RunConfig, resolve_device
 from .corpus import read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, word_dropout
+from .display import format_mi
 from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight
 from .metrics import evaluate
@@ -478,7 +479,8 @@ class Trainer:
                                 f"({e.strerror or e}); {kept}") from None
         if self.progress:
             tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
-                       f"ppl {res['ppl']:.1f} au {res['au']} mi {res['mi']:.2f}" + ("  (best)" if improved else ""))
+                       f"ppl {res['ppl']:.1f} au {res['au']} mi {format_mi(res['mi'], res['mi_se'])}"
+                       + ("  (best)" if improved else ""))
 
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
         """Train to max_steps (or stop after `until_step`, as if interrupted). Returns a summary.

@@ -214,3 +214,13 @@ def test_a_trainer_state_that_would_run_code_is_refused(tiny_vae_ckpt, tmp_path,
     torch.save({"step": 1}, last / "trainer_state.pt")  # plain data, but not what a trainer saves
     code, _, err = run(capsys, "train", "--resume", tmp_path / "run", "--no-progress")
     assert_one_line_error(code, err, "not a seqvae trainer state")
+
+
+def test_the_table_never_shows_a_bare_negative_mi():
+    from seqvae.cli import format_table
+
+    row = {"nll": 170.0, "nll_per_token": 6.2, "ppl": 492.7, "neg_elbo": 171.0, "rec": 170.9, "kl": 0.06, "au": 4}
+    lines = format_table([("collapsed", {**row, "mi": -0.17, "mi_se": 0.05}), ("used", {**row, "mi": 3.456})])
+    head, collapsed, used = lines.splitlines()
+    assert collapsed.split()[7] == "0" and collapsed.endswith("0 (estimate -0.17 ± 0.05, clipped)        4")
+    assert used.split()[7] == "3.46" and len({len(head), len(collapsed), len(used)}) == 1  # columns stay aligned
