@@ -308,15 +308,15 @@ def _cmd_reconstruct(args) -> int:
 
 # ---------------------------------------------------------------------------- classify / steer
 def _add_classify(sub) -> None:
-    from .classify import add_classify_args, run_classify
+    from .sentiment.cli import add_classify_args, run_classify
 
-    p = sub.add_parser("classify", help="sentiment from posterior means: --train a head, --texts, or --curve")
+    p = sub.add_parser("classify", help="sentiment from posterior means: fit, predict, evaluate, calibrate, curve")
     add_classify_args(p)
     p.set_defaults(func=run_classify)
 
 
 def _add_steer(sub) -> None:
-    from .steer import add_steer_args, run_steer
+    from .sentiment.cli import add_steer_args, run_steer
 
     p = sub.add_parser("steer", help="move a sentence's z along the classifier's direction and decode it")
     add_steer_args(p)
