@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import ClassifyError, HeadConfig
 from .features import SentenceSet, mean_mu
-from .head import Head, checkpoint_error
+from .head import Head, checkpoint_error, scaled_proba
 
 
 def sklearn():
@@ -138,8 +138,13 @@ def fit_linear(X: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> 
             lr.fit((Xf - mean) / std, yf)
         return LinearHead(lr.coef_[0].copy(), float(lr.intercept_[0]), mean, std)
 
+    class OnRows:  # select_c scores a model by predict_proba on feature rows
+        def __init__(self, head: LinearHead):
+            self.predict_proba = lambda Xv: scaled_proba(head.decision(Xv))
+
     Cs = cfg.c_grid
-    C, scores = select_c(fit, X, y, Cs, cfg.c_folds, cfg.seed) if len(Cs) > 1 else (Cs[0], {})
+    C, scores = (select_c(lambda *a: OnRows(fit(*a)), X, y, Cs, cfg.c_folds, cfg.seed) if len(Cs) > 1
+                 else (Cs[0], {}))
     head = fit(X, y, C)
     head.meta.update({"C": C, "cv_log_loss": scores, "n_train": int(len(y))})
     return head
