@@ -86,9 +86,8 @@ def encoder_methods(tag: str, label: str, S_tr, S_te, cfg: CurveConfig) -> list[
         def set_mlp(idx, y, seed):
             return SetHead.fit(S_tr[idx], y, s.replace(seed=seed)).predict(S_te), {}
 
-        name = "" if s.pool == "mean" else f"_{s.pool}"
-        desc = ("" if s.pool == "mean" else f" ({s.pool})") + (f", {s.members} averaged" if s.members > 1 else "")
-        rows.append(Method(f"{tag}_set{name}", f"{label} per {cfg.unit} + set MLP{desc}", set_mlp))
+        desc = f"{s.pool}" + (f", {s.members} averaged" if s.members > 1 else "")
+        rows.append(Method(f"{tag}_set", f"{label} per {cfg.unit} + set MLP ({desc})", set_mlp))
     return rows
 
 
