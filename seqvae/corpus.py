@@ -17,8 +17,8 @@ A prepared data dir holds:
     samples.txt                   the first train sentences, decoded, for eyeballing
 It is written to a temporary sibling dir and renamed into place only when complete.
 
-Command line (scripts/prepare_data.py and `seqvae prepare` share `add_prepare_args`/`run_prepare`):
-    python scripts/prepare_data.py --dataset imdb --out data/imdb
+Command line (`seqvae prepare`, through `add_prepare_args`/`run_prepare`):
+    seqvae prepare --dataset imdb --out data/imdb
 """
 
 from __future__ import annotations
@@ -565,7 +565,7 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
 
 # ---------------------------------------------------------------------------- command line
 def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The prepare flags (one per DataConfig field); shared by scripts/prepare_data.py and the CLI."""
+    """The prepare flags (one per DataConfig field); for `seqvae prepare`."""
     d = DataConfig()
     add = parser.add_argument
     add("--dataset", choices=["imdb", "ptb"], default=d.dataset, help=f"corpus (default {d.dataset})")

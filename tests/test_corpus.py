@@ -1,7 +1,6 @@
 """Corpus: cleaning, sentence splitting, prepare end to end on tiny fake IMDB/PTB files, readers."""
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from seqvae.corpus import (DataError, clean_text, load_imdb, load_ptb, load_spli
                            review_to_sentences, split_sentences)
 from seqvae.tokenizer import load_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------- cleaning
@@ -349,25 +347,23 @@ def test_readers_report_missing_and_corrupt_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------- command line
-def _script():
-    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "scripts" / "prepare_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _prepare(argv):
+    from seqvae.cli import main
+
+    return main(["prepare", *argv])
 
 
-def test_script_errors_are_one_line_exit_2(tmp_path, capsys):
-    script = _script()
-    rc = script.main(["--dataset", "ptb", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+def test_prepare_errors_are_one_line_exit_2(tmp_path, capsys):
+    rc = _prepare(["--dataset", "ptb", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "nowhere" in err and not (tmp_path / "o").exists()
-    assert script.main(["--min-tokens", "0", "--out", str(tmp_path / "o")]) == 2
+    assert _prepare(["--min-tokens", "0", "--out", str(tmp_path / "o")]) == 2
     assert "min_tokens" in capsys.readouterr().err
 
 
-def test_script_runs_prepare(tmp_path, capsys):
+def test_prepare_command_runs(tmp_path, capsys):
     root = write_fake_ptb(tmp_path / "raw")
-    assert _script().main(["--dataset", "ptb", "--data-root", str(root), "--out", str(tmp_path / "o")]) == 0
+    assert _prepare(["--dataset", "ptb", "--data-root", str(root), "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert "train" in err and "vocab 13" in err  # the statistics table
     assert read_meta(tmp_path / "o")["data_config"]["data_root"] == str(root)
