@@ -80,8 +80,8 @@ def action_parser(action: str) -> argparse.ArgumentParser:
         _head_arg(p)
     if action in ("fit", "curve"):
         p.add_argument("--unit", choices=UNITS, default=None,
-                       help="encode each review's sentences or clauses (default: the head's recipe, linear: "
-                            "sentence, set: clause; curve: sentence)")
+                       help="encode each review's sentences or clauses (default: " +
+                            ("the head's recipe, linear: sentence, set: clause)" if action == "fit" else "sentence)"))
     if action == "fit":
         p.add_argument("--members", type=int, default=5, help="set head: members averaged (default 5)")
         p.add_argument("--pool", choices=["attention", "mean"], default="attention",
@@ -98,7 +98,7 @@ def action_parser(action: str) -> argparse.ArgumentParser:
                        help="also score one random K-sentence snippet of each test review with at least K "
                             "sentences, labelled with its review's label")
         p.add_argument("--json", action="store_true", help="print JSON")
-    _subset_arg(p, "test" if action == "evaluate" else "train (and, curve, test)" if action == "curve" else "train")
+    _subset_arg(p, {"evaluate": "test", "curve": "train and N test"}.get(action, "train"))
     return p
 
 
@@ -162,13 +162,12 @@ def _fit(a, ckpt: Path) -> int:
     from .config import HeadConfig
     from .features import checkpoint_id
     from .heads import fit_head
+    from .linear import sklearn
 
     cfg = HeadConfig(kind=a.head, unit=a.unit, seed=a.seed, members=a.members if a.head == "set" else 1,
                      pool=a.pool)
-    model_id = checkpoint_id(ckpt)
-    from .linear import sklearn
-
     sklearn()  # before the expensive part
+    model_id = checkpoint_id(ckpt)
     vae = latent_model(ckpt, a.device)
     texts, labels = _reviews(a, "train")
     head = fit_head(vae, texts, labels, cfg, model_id=model_id, cache_dir=_cache(a, ckpt), progress=not a.no_progress)

@@ -7,7 +7,7 @@ seqvae/config.py does for the VAE. `HeadConfig()` is the linear head a user gets
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from ..config import ConfigError
 
@@ -46,7 +46,6 @@ class HeadConfig:
     val_frac: float = 0.15       # held-out share of the labels that picks the epoch
     min_holdout: int = 200       # fewer labels: nothing held out, a fixed number of epochs, weight decay 0.1
     refit: bool = True           # refit on all labels for the chosen epochs (False: keep the early-stopped head)
-    extra: dict = field(default_factory=dict, compare=False)  # free-form notes copied into the head's meta
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -66,4 +65,4 @@ class HeadConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "extra"}
+        return asdict(self)

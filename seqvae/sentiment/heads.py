@@ -54,7 +54,7 @@ def fit_head(vae, texts: Sequence[str], labels: np.ndarray, cfg: HeadConfig = He
     summary = {k: v for k, v in S.summary(cfg.unit).items() if k != "cached"}
     head.meta.update({"model_sha256": model_id, "train_accuracy": float((head.predict(S) == labels).mean()),
                       "features": summary, "config": cfg.to_dict(),
-                      **({"unit": cfg.unit} if cfg.unit != "sentence" else {}), **cfg.extra})
+                      **({"unit": cfg.unit} if cfg.unit != "sentence" else {})})
     head.meta.update(calibration_meta(fit_length_scales(head, S, labels, seed=cfg.seed), len(labels)))
     return head
 

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import CLASSES, ClassifyError, HeadConfig
+from .config import ClassifyError, HeadConfig
 from .data import holdout_split
 from .features import SentenceSet
 from .head import Head, checkpoint_error
