@@ -33,7 +33,7 @@ def load_head(ckpt_dir: str | Path, kind: str = "linear", *, model_id: str | Non
     """The `kind` head saved in `ckpt_dir`. With `model_id` (checkpoint_id of the model it will read),
     a head fitted on other weights is a one-line error."""
     head = head_class(kind).load(ckpt_dir)
-    head.unit  # noqa: B018  an unknown unit fails here, before any model is loaded
+    _ = head.unit  # an unknown unit fails here, before any model is loaded
     if model_id is not None and head.meta.get("model_sha256") not in (None, model_id):
         raise ClassifyError(f"the classifier head was fitted on other weights than {ckpt_dir}: refit it with "
                             f"`seqvae classify fit {ckpt_dir} --head {kind}`")
