@@ -29,7 +29,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 SHAPES = [(64, 32), (1024, 64), (8192, 128), (65536, 256)]
 SMOKE_SHAPES = [(8, 5), (33, 17)]
@@ -180,7 +179,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.cpu_interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported anywhere in this process
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
     import torch
 

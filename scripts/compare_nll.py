@@ -15,10 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from seqvae.config import ConfigError, load_json  # noqa: E402
-from seqvae.metrics import paired_difference  # noqa: E402
+from seqvae.config import ConfigError, load_json
+from seqvae.metrics import paired_difference
 
 
 def per_sentence(path: str) -> tuple[dict, list[float]]:

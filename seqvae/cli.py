@@ -59,6 +59,15 @@ _TRAIN_FLAGS = {
     "threads": ("train", "num_threads"),
     "embed_dim": ("model", "embed_dim"), "hidden_dim": ("model", "hidden_dim"), "latent_dim": ("model", "latent_dim"),
 }
+_TRAIN_FLAG_HELP = {  # each flag sets the config field above (seqvae/config.py has its default)
+    "max_steps": "optimisation steps in total", "batch_size": "sentences per batch", "lr": "AdamW learning rate",
+    "eval_every": "validate and checkpoint every N steps",
+    "kl_schedule": "KL weight schedule: logistic, linear, cyclical or constant",
+    "free_bits": "free bits: nats per latent dimension on the batch-mean KL (0 = off)",
+    "word_dropout": "rate of decoder input tokens replaced by <unk>", "seed": "seed of all randomness",
+    "threads": "torch CPU threads (0 = torch's default)", "embed_dim": "word embedding size",
+    "hidden_dim": "GRU hidden size", "latent_dim": "size of z",
+}
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -90,7 +99,7 @@ def _add_train(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set train.kl_x0=1000 (repeatable)")
     for flag in _TRAIN_FLAGS:
-        p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None,
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None, help=_TRAIN_FLAG_HELP[flag],
                        type=str if flag == "kl_schedule" else (float if flag in ("lr", "free_bits", "word_dropout") else int))
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on CPU (fast with AMX/AVX512-BF16)")
@@ -338,15 +347,15 @@ def _cmd_reconstruct(args) -> int:
 
 # ---------------------------------------------------------------------------- classify / steer
 def _add_classify(sub) -> None:
-    from .classify import add_classify_args, run_classify
+    from .sentiment.cli import add_classify_args, run_classify
 
-    p = sub.add_parser("classify", help="sentiment from posterior means: --train a head, --texts, or --curve")
+    p = sub.add_parser("classify", help="sentiment from posterior means: fit, predict, evaluate, calibrate, curve")
     add_classify_args(p)
     p.set_defaults(func=run_classify)
 
 
 def _add_steer(sub) -> None:
-    from .steer import add_steer_args, run_steer
+    from .sentiment.cli import add_steer_args, run_steer
 
     p = sub.add_parser("steer", help="move a sentence's z along the classifier's direction and decode it")
     add_steer_args(p)

@@ -5,7 +5,6 @@
 
 `review_to_sentences` (clean + split) is the one function that turns a review into sentences;
 the classifier calls it on raw reviews, so training data and features never drift apart.
-`review_to_clauses` cuts those sentences further (split_clauses), for classifier features only.
 
 A prepared data dir holds:
     tokenizer.model | vocab.txt   the tokenizer (see seqvae.tokenizer)
@@ -18,8 +17,8 @@ A prepared data dir holds:
     samples.txt                   the first train sentences, decoded, for eyeballing
 It is written to a temporary sibling dir and renamed into place only when complete.
 
-Command line (scripts/prepare_data.py and `seqvae prepare` share `add_prepare_args`/`run_prepare`):
-    python scripts/prepare_data.py --dataset imdb --out data/imdb
+Command line (`seqvae prepare`, through `add_prepare_args`/`run_prepare`):
+    seqvae prepare --dataset imdb --out data/imdb
 """
 
 from __future__ import annotations
@@ -176,48 +175,6 @@ def split_sentences(text: str) -> list[str]:
 def review_to_sentences(text: str) -> list[str]:
     """A raw review (HTML and all) -> its sentences. The exact function `prepare` uses."""
     return split_sentences(clean_text(text))
-
-
-# ---------------------------------------------------------------------------- clause splitting
-# Where a sentence may be cut into clauses: at , ; : and parentheses, at a dash between spaces,
-# and before a word that turns the sentence ("the cast is fine, but the plot ..."); the cut
-# word opens the next clause. A sentence-initial "But" is no cut (no space before it), nor is a
-# comma or colon between digits ("$6,000", "at 2:00"). Changing the cut changes cached
-# classifier features: bump CLAUSE_CUT_VERSION (part of their cache key) with it.
-CLAUSE_CUT_VERSION = 2  # 1: commas and colons inside numbers were cuts too
-_CLAUSE_CUT = re.compile(r"\s*(?:[;()]|(?<!\d)[,:]|[,:](?!\d)|\s--?\s)\s*"
-                         r"|\s+(?=(?:but|although|though|however|yet|whereas|except|unless)\b)", re.I)
-MIN_CLAUSE_WORDS = 3  # a shorter piece joins its neighbour: "Well, I liked it" stays whole
-
-
-def split_clauses(sentence: str) -> list[str]:
-    """Split one sentence into clauses (see _CLAUSE_CUT); a piece of fewer than MIN_CLAUSE_WORDS
-    words is joined to the piece before it (the first piece, if short, to the one after it), with
-    the text between them kept. A sentence with no cut, or only short pieces, comes back whole:
-    [sentence.strip()]; one without any letter or digit gives []."""
-    spans, start = [], 0
-    for m in _CLAUSE_CUT.finditer(sentence):
-        spans.append((start, m.start()))
-        start = m.end()
-    spans.append((start, len(sentence)))
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if not _HAS_WORD.search(sentence[a:b]):
-            continue
-        short = len(sentence[a:b].split()) < MIN_CLAUSE_WORDS
-        if merged and (short or len(sentence[merged[-1][0] : merged[-1][1]].split()) < MIN_CLAUSE_WORDS):
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return [sentence[a:b].strip() for a, b in merged]
-
-
-def review_to_clauses(text: str) -> list[str]:
-    """A raw review -> its clauses: each sentence of review_to_sentences through split_clauses."""
-    return [c for s in review_to_sentences(text) for c in split_clauses(s)]
-
-
-UNITS = {"sentence": review_to_sentences, "clause": review_to_clauses}  # what a review is cut into
 
 
 # ---------------------------------------------------------------------------- reading the raw data
@@ -654,7 +611,7 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
 
 # ---------------------------------------------------------------------------- command line
 def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The prepare flags (one per DataConfig field); shared by scripts/prepare_data.py and the CLI."""
+    """The prepare flags (one per DataConfig field); for `seqvae prepare`."""
     d = DataConfig()
     add = parser.add_argument
     add("--dataset", choices=["imdb", "ptb"], default=d.dataset, help=f"corpus (default {d.dataset})")

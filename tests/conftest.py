@@ -114,7 +114,7 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 # ---------------------------------------------------------------------------------------------
-# Tiny IMDB files and an untrained checkpoint for them (classify and finetune tests).
+# Tiny IMDB files and an untrained checkpoint for them (the sentiment tests).
 IMDB_POS = ["great", "wonderful", "brilliant", "funny", "moving"]
 IMDB_NEG = ["awful", "boring", "terrible", "dull", "slow"]
 IMDB_SUBJ = ["the movie", "this film", "the plot", "the acting", "the ending", "the music"]

@@ -1,7 +1,6 @@
 """Corpus: cleaning, sentence splitting, prepare end to end on tiny fake IMDB/PTB files, readers."""
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import pytest
 from seqvae import corpus as C
 from seqvae.config import ConfigError, DataConfig
 from seqvae.corpus import (DataError, clean_text, load_imdb, load_ptb, load_split, prepare, read_meta,
-                           review_to_clauses, review_to_sentences, split_clauses, split_sentences)
+                           review_to_sentences, split_sentences)
 from seqvae.tokenizer import load_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------- cleaning
@@ -63,35 +61,9 @@ def test_review_to_sentences_uses_br_as_boundary():
     assert review_to_sentences("<br /><br />") == []
 
 
-CLAUSE_CASES = [
-    ("I loved the acting, but the plot was a mess.", ["I loved the acting", "but the plot was a mess."]),
-    ("The cast is fine but the script is weak.", ["The cast is fine", "but the script is weak."]),  # before "but"
-    ("Although it starts slowly, the second half is wonderful; go see it soon.",
-     ["Although it starts slowly", "the second half is wonderful", "go see it soon."]),
-    ("The music by a real master (and his band) is the best part - truly the best.",
-     ["The music by a real master", "and his band", "is the best part", "truly the best."]),
-    ("But the end was good, though short.", ["But the end was good, though short."]),  # short piece rejoins
-    ("Well, I liked it a lot.", ["Well, I liked it a lot."]),          # a short first piece joins the next
-    ("Yes, yes, it is a very good film, I think.", ["Yes, yes, it is a very good film, I think."]),
-    ("Great film.", ["Great film."]),
-    ("It cost $6,000 to make, but it looks really cheap.", ["It cost $6,000 to make", "but it looks really cheap."]),
-    ("We left the cinema at 2:00, bored to tears.", ["We left the cinema at 2:00", "bored to tears."]),  # in numbers: no cut
-    ("  spaced out , really  ", ["spaced out , really"]),
-    ("*** , ***", []),
-]
-
-
-@pytest.mark.parametrize("split,text,expected", [(split_sentences, *c) for c in SPLIT_CASES]
-                         + [(split_clauses, *c) for c in CLAUSE_CASES])
-def test_split_sentences_and_clauses(split, text, expected):
-    assert split(text) == expected
-
-
-def test_review_to_clauses_cuts_each_sentence():
-    raw = "A fine film, with a cast that cares.<br />Dull, slow and long. The end, however, is a joy to watch."
-    assert review_to_clauses(raw) == ["A fine film", "with a cast that cares.", "Dull, slow and long.",
-                                      "The end, however", "is a joy to watch."]
-    assert review_to_clauses("<br />") == []
+@pytest.mark.parametrize("text,expected", SPLIT_CASES)
+def test_split_sentences(text, expected):
+    assert split_sentences(text) == expected
 
 
 # ---------------------------------------------------------------------------- tiny fake corpora
@@ -375,25 +347,23 @@ def test_readers_report_missing_and_corrupt_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------- command line
-def _script():
-    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "scripts" / "prepare_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _prepare(argv):
+    from seqvae.cli import main
+
+    return main(["prepare", *argv])
 
 
-def test_script_errors_are_one_line_exit_2(tmp_path, capsys):
-    script = _script()
-    rc = script.main(["--dataset", "ptb", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+def test_prepare_errors_are_one_line_exit_2(tmp_path, capsys):
+    rc = _prepare(["--dataset", "ptb", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "nowhere" in err and not (tmp_path / "o").exists()
-    assert script.main(["--min-tokens", "0", "--out", str(tmp_path / "o")]) == 2
+    assert _prepare(["--min-tokens", "0", "--out", str(tmp_path / "o")]) == 2
     assert "min_tokens" in capsys.readouterr().err
 
 
-def test_script_runs_prepare(tmp_path, capsys):
+def test_prepare_command_runs(tmp_path, capsys):
     root = write_fake_ptb(tmp_path / "raw")
-    assert _script().main(["--dataset", "ptb", "--data-root", str(root), "--out", str(tmp_path / "o")]) == 0
+    assert _prepare(["--dataset", "ptb", "--data-root", str(root), "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err
     assert "train" in err and "vocab 13" in err  # the statistics table
     assert read_meta(tmp_path / "o")["data_config"]["data_root"] == str(root)

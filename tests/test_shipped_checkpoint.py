@@ -35,31 +35,25 @@ def test_shipped_checkpoint_loads_and_generates(path):
     assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
 
 
-HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set", "finetuned", "review")]
+HEADS = [(p, kind) for p in SHIPPED for kind in ("linear", "set")
+         if (p / {"linear": "classifier.json", "set": "set_classifier.json"}[kind]).is_file()]
 
 
 @pytest.mark.parametrize("path,kind", HEADS, ids=[f"{p.name}-{k}" for p, k in HEADS])
 def test_shipped_sentiment_head_fits_its_weights(path, kind):
-    from seqvae import classify, features, finetune, reviewcode
+    """Every head a shipped checkpoint holds (none is skipped: the list is of heads that exist)."""
+    from seqvae.sentiment.features import checkpoint_id
+    from seqvae.sentiment.heads import load_head
 
-    cls, config = {"linear": (classify.LinearHead, classify.HEAD_CONFIG),
-                   "set": (classify.SetMLP, classify.SET_HEAD_CONFIG),
-                   "finetuned": (finetune.FinetunedHead, finetune.FT_HEAD_CONFIG),
-                   "review": (reviewcode.ReviewCodeHead, reviewcode.REVIEW_HEAD_CONFIG)}[kind]
-    if not (path / config).is_file():
-        pytest.skip(f"{path.name} ships no {kind} sentiment head")
-    head = cls.load(path)
-    assert head.meta["model_sha256"] == features.checkpoint_id(path), "head fitted on other weights: refit --train"
+    head = load_head(path, kind, model_id=checkpoint_id(path))  # fitted on these weights, or a one-line error
     scales = head.meta.get("length_scales")  # shipped heads are calibrated for short texts (calibrate.py)
-    assert scales and all(s > 0 for s in scales) and scales[0] < scales[-1], "no length calibration: --calibrate"
+    assert scales and all(s > 0 for s in scales) and scales[0] < scales[-1], "no length calibration: calibrate"
     vae = SeqVAE.from_pretrained(path, device="cpu")
-    if kind == "finetuned":
-        vae, head = head.apply(vae), head.head
     torch.set_num_threads(1)
     pos = ["A wonderful film, moving and beautifully acted.", "I loved this movie, it is a masterpiece.",
            "One of the best films of the year.", "Great performances and a beautiful story."]
     neg = ["A dull, boring mess and a waste of time.", "This is the worst movie I have ever seen.",
            "Terrible acting and an awful script.", "Avoid this film at all costs."]
-    p_pos = [p["p_positive"] for p in classify.predict_texts(vae, head, pos + neg, length_scales=scales)]
+    p_pos = [p["p_positive"] for p in head.predict_texts(vae, pos + neg)]
     # a small probe is not right on every sentence, but it must rank plain praise above plain pans
     assert sum(p_pos[:4]) / 4 > sum(p_pos[4:]) / 4 + 0.2, p_pos

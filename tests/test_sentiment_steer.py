@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from seqvae import classify as C
-from seqvae import steer as S
 from seqvae.cli import main
+from seqvae.sentiment import steer as S
+from seqvae.sentiment.heads import load_head
 
 pytest.importorskip("sklearn")
 
@@ -21,7 +21,7 @@ def with_head(tiny, tmp_path_factory):
 
     ckpt = tmp_path_factory.mktemp("steer") / "ckpt"
     shutil.copytree(tiny[0], ckpt, ignore=shutil.ignore_patterns("*classifier.*", "features"))
-    assert main(["classify", str(ckpt), "--train", "--data-root", str(tiny[1]), "--no-progress", "--no-cache"]) == 0
+    assert main(["classify", "fit", str(ckpt), "--data-root", str(tiny[1]), "--no-progress", "--no-cache"]) == 0
     return ckpt, tiny[1], SeqVAE.from_pretrained(ckpt, device="cpu")
 
 
@@ -33,7 +33,7 @@ def test_unigram_f1():
 def test_steer(with_head, capsys):
     ckpt, _, vae = with_head
     capsys.readouterr()
-    head = C.LinearHead.load(ckpt)
+    head = load_head(ckpt)
     r0 = S.steer(vae, head, "the plot was dull .", to="positive", strength=0.0)
     assert r0.steered == r0.reconstruction and r0.overlap_f1 == 1.0 and r0.distance == 0.0
     assert r0.p_target_latent == pytest.approx(r0.p_target_before)
@@ -49,7 +49,7 @@ def test_steer(with_head, capsys):
 
 def test_steering_report(with_head, tmp_path, capsys):
     ckpt, root, vae = with_head
-    head = C.LinearHead.load(ckpt)
+    head = load_head(ckpt)
     sentences = ["the plot was dull .", "a moving and wonderful film .", "it was fine ."]
     rep = S.steering_report(vae, head, sentences, strengths=(0.0, 50.0))
     assert rep["sentences"] == 3 and len(rep["examples"]) == 3

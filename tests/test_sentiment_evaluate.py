@@ -1,16 +1,18 @@
-"""Scoring a saved head (seqvae/head_eval.py, `seqvae classify --evaluate`)."""
+"""Scoring a saved head (sentiment/evaluate.py, `seqvae classify evaluate`)."""
 
 import json
 import shutil
 
 import numpy as np
 import pytest
-import torch
 
-from seqvae import classify as C
-from seqvae import head_eval as H
 from seqvae.corpus import review_to_sentences
-from seqvae.features import ClassifyError, sentence_features
+from seqvae.sentiment import evaluate as H
+from seqvae.sentiment.config import ClassifyError
+from seqvae.sentiment.data import load_reviews
+from seqvae.sentiment.features import sentence_features
+from seqvae.sentiment.heads import load_head
+from seqvae.sentiment.setmlp import SetHead
 
 
 def test_logit_metrics_on_a_hand_made_example():
@@ -48,21 +50,21 @@ def test_snippets_are_ordered_sentences_of_long_enough_reviews_and_reproducible(
 
 def test_evaluate_cli_scores_the_saved_head_as_predict_does(tiny, tmp_path, capsys, one_line):
     from seqvae.api import SeqVAE
-    from seqvae.calibrate import length_scale
     from seqvae.cli import main
+    from seqvae.sentiment.calibrate import length_scale
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny[0], ckpt)
-    base = ["classify", str(ckpt), "--no-progress", "--data-root", str(tiny[1]), "--head", "set"]
-    assert main(base + ["--train", "--no-cache"]) == 0
+    opts = [str(ckpt), "--no-progress", "--data-root", str(tiny[1]), "--head", "set"]
+    assert main(["classify", "fit", *opts, "--no-cache", "--unit", "sentence", "--members", "2"]) == 0
     capsys.readouterr()
-    assert main(base + ["--evaluate", "--json", "--snippets", "1,2"]) == 0
+    assert main(["classify", "evaluate", *opts, "--json", "--snippets", "1,2"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["texts"] for r in rows] == ["reviews", 1, 2]
-    head, vae = C.SetMLP.load(ckpt), SeqVAE.from_pretrained(ckpt)
-    texts, y = C.load_reviews("test", data_root=tiny[1])
+    head, vae = load_head(ckpt, "set"), SeqVAE.from_pretrained(ckpt)
+    texts, y = load_reviews("test", data_root=tiny[1])
     S = sentence_features(vae, texts, progress=False)
-    z = head.decision(S)
+    z = head.logits(S)
     assert rows[0]["n"] == len(y) and rows[0]["raw"]["accuracy"] == pytest.approx(100 * ((z > 0) == y).mean(),
                                                                                      abs=1e-3)
     want = H.logit_metrics(z * length_scale(head.meta["length_scales"], np.diff(S.offsets)), y)
@@ -70,37 +72,12 @@ def test_evaluate_cli_scores_the_saved_head_as_predict_does(tiny, tmp_path, caps
     n_long = sum(len(review_to_sentences(t)) >= 2 for t in texts)
     assert rows[1]["n"] == len(y) and rows[2]["n"] == n_long < len(y)  # the fixture's reviews have 1-3 sentences
     assert rows[1]["units_per_text"] == 1.0
-    assert main(base + ["--evaluate"]) == 0  # the markdown table, from the cache this time
+    assert main(["classify", "evaluate", *opts]) == 0  # the markdown table, from the cache this time
     out = capsys.readouterr().out
     assert out.startswith("| texts |") and "| whole reviews | 20 |" in out and "→" in out
-    one_line(base + ["--evaluate", "--snippets", "0"], "--snippets")
-    one_line(base + ["--train", "--snippets", "1"], "--snippets")
-    one_line(["classify", ckpt, "--evaluate", "--head", "review"], "no classifier head")
-    cfg = json.loads((ckpt / C.SET_HEAD_CONFIG).read_text())
-    (ckpt / C.SET_HEAD_CONFIG).write_text(json.dumps({**cfg, "model_sha256": "0" * 64}))
-    one_line(base + ["--evaluate"], "other weights")
-
-
-def test_a_finetuned_head_is_scored_through_its_own_encoder_and_cached_by_its_weights(tiny, tmp_path):
-    from seqvae.api import SeqVAE
-    from seqvae.finetune import FinetunedHead
-
-    vae = SeqVAE.from_pretrained(tiny[0])
-    texts, y = C.load_reviews("test", data_root=tiny[1])
-    S = sentence_features(vae, texts, progress=False)
-    set_head = C.fit_set_mlp(S, y, seed=0)
-    heads = []
-    for scale in (1.5, -1.0):  # two tuned encoders: the frozen weights, stretched or flipped
-        state = {k: v * scale if k.startswith("to_stats") else v for k, v in vae.model.encoder.state_dict().items()}
-        heads.append(FinetunedHead(state, set_head))
-    frozen = vae.model.encoder.state_dict()["to_stats.weight"]
-    assert not torch.equal(heads[0].encoder_state["to_stats.weight"], frozen)  # the checkpoint is left alone
-    cache = tmp_path / "cache"
-    for ft in heads:
-        rows = H.evaluate_head(vae, ft, texts, y, cache_dir=cache, progress=False)
-        want = (ft.predict(vae, texts) == y).mean()
-        assert rows[0]["raw"]["accuracy"] == pytest.approx(100 * want, abs=1e-3) and rows[0]["calibrated"] is None
-        again = H.evaluate_head(vae, ft, texts, y, cache_dir=cache, progress=False)
-        assert again[0]["raw"] == rows[0]["raw"]
-    assert len(list(cache.glob("tuned-test-sentences-*.npz"))) == 2  # one file per tuned encoder
-    assert not list(cache.glob("vae-*"))
+    one_line(["classify", "evaluate", *opts, "--snippets", "0"], "--snippets")
+    one_line(["classify", "evaluate", *opts, "--snippets", "1,x"], "--snippets")
+    one_line(["classify", "evaluate", ckpt], "no classifier head")  # the linear head was never fitted here
+    cfg = json.loads((ckpt / SetHead.files[1]).read_text())
+    (ckpt / SetHead.files[1]).write_text(json.dumps({**cfg, "model_sha256": "0" * 64}))
+    one_line(["classify", "evaluate", *opts], "other weights")

@@ -1,17 +1,17 @@
 """How good is a saved sentiment head? Accuracy, log-loss and calibration on labelled reviews,
 whole and cut to k-sentence snippets: the numbers docs/results.md reports for the shipped heads.
 
-    seqvae classify checkpoints/imdb-bow-gpu --evaluate --head set                    # 25,000 test reviews
-    seqvae classify checkpoints/imdb-bow-gpu --evaluate --head set --snippets 1,3,8   # and short texts
+    seqvae classify evaluate checkpoints/imdb --head set                    # 25,000 test reviews
+    seqvae classify evaluate checkpoints/imdb --head set --snippets 1,3,8   # and short texts
 
-A head scores a text as `--texts` does: the text's sentences (or clauses, for a head that reads
-clauses) encoded to posterior means, the head's logit, and with the head's length calibration
-(calibrate.py) that logit scaled by the text's length. A k-sentence snippet is k random sentences
-of a review with at least k, in their order, joined by spaces, and labelled with the review's
-label: a noisy label (one sentence is often plot summary) that shows how sure a head may be of a
-short text. Each row reports, raw and calibrated: accuracy (%; the same both ways, a positive
-scale never flips a verdict), log-loss (nats per text), ECE (%, expected calibration error over
-ten equal bins of confidence in [0.5, 1]) and the mean confidence (%).
+A head scores a text as `predict` does: the text's units encoded to posterior means, the head's
+logit, and with the head's length calibration (calibrate.py) that logit scaled by the text's
+length. A k-sentence snippet is k random sentences of a review with at least k, in their order,
+joined by spaces, and labelled with the review's label: a noisy label (one sentence is often plot
+summary) that shows how sure a head may be of a short text. Each row reports, raw and calibrated:
+accuracy (%; the same both ways, a positive scale never flips a verdict), log-loss (nats per
+text), ECE (%, expected calibration error over ten equal bins of confidence in [0.5, 1]) and the
+mean confidence (%).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .calibrate import head_logits, head_sentences, length_scale
-from .corpus import review_to_sentences
-from .features import ClassifyError
+from ..corpus import review_to_sentences
+from .config import ClassifyError
+from .features import sentence_features
 
 ECE_BINS = 10
 
@@ -68,23 +68,22 @@ def evaluate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, snippe
                   batch_size: int = 256, progress: bool = True) -> list[dict[str, Any]]:
     """One row per text set, the whole reviews first, then one per k in `snippets`: {"texts":
     "reviews" or k, "n": texts scored, "units_per_text", "raw": logit_metrics, "calibrated": the
-    same after the head's length scales (None for a head without them), "seconds"}. The sentence
+    same after the head's length scales (None for a head without them), "seconds"}. The unit
     means are cached under `split` (snippets: split-k{k}) as every other feature is."""
     labels = np.asarray(labels)
     if len(labels) != len(texts):
         raise ClassifyError(f"{len(texts)} texts but {len(labels)} labels")
-    scales = head.meta.get("length_scales")
+    calibrated = bool(head.meta.get("length_scales"))
     sentences = [review_to_sentences(t) for t in texts] if snippets else []
     rows = []
     for k in ["reviews", *snippets]:
         t0 = time.perf_counter()
         part, y = (list(texts), labels) if k == "reviews" else _snippets(sentences, labels, k, seed)
-        S, inner = head_sentences(vae, head, part, split=split if k == "reviews" else f"{split}-k{k}",
-                                  model_id=model_id, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
-        z, n_units = head_logits(inner, S), np.diff(S.offsets)
-        rows.append({"texts": k, "n": int(len(y)), "units_per_text": round(float(n_units.mean()), 2),
-                     "raw": logit_metrics(z, y),
-                     "calibrated": logit_metrics(z * length_scale(scales, n_units), y) if scales else None,
+        S = sentence_features(vae, part, unit=head.unit, split=split if k == "reviews" else f"{split}-k{k}",
+                              model_id=model_id, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+        rows.append({"texts": k, "n": int(len(y)), "units_per_text": round(float(S.units_per_review().mean()), 2),
+                     "raw": logit_metrics(head.logits(S), y),
+                     "calibrated": logit_metrics(head.calibrated_logits(S), y) if calibrated else None,
                      "seconds": round(time.perf_counter() - t0, 1)})
     return rows
 

@@ -1,18 +1,17 @@
 """Latent steering: move a sentence's posterior mean along a sentiment classifier's direction in z,
 decode it, and check whether the classifier's label flips while the sentence stays close.
 
-    seqvae steer runs/imdb-vae "the plot was dull ." --to positive --strength 2
-    seqvae steer runs/imdb-vae --report 200 --out results/steer_report.json   # flip rate vs closeness
+    seqvae steer checkpoints/imdb "the plot was dull ." --to positive --strength 2
+    seqvae steer checkpoints/imdb --report 200 --out results/steer_report.json   # flip rate vs closeness
 
-z' = μ ± strength · unit · direction, where the direction is the saved LR head's weights mapped
-back to latent space (classify.LinearHead.latent_direction) and the unit the spread of training
+z' = μ ± strength · unit · direction, where the direction is the saved linear head's weights
+mapped back to latent space (LinearHead.latent_direction) and the unit the spread of training
 sentences' codes along it; both codes are decoded greedily and the steered sentence is encoded
-and classified again. The head comes from `seqvae classify CKPT --train`.
+and classified again. The head comes from `seqvae classify fit CKPT`.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import atomic
-from .classify import CLASSES, LinearHead, _latent_model, _parse_floats, load_reviews, scaled_proba
-from .features import ClassifyError, pool
+from .calibrate import length_scale
+from .config import ClassifyError
+from .data import load_reviews
+from .head import scaled_proba
+from .linear import LinearHead
 
 
 def unigram_f1(a: Sequence[str], b: Sequence[str]) -> float:
@@ -68,11 +69,11 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     distance in z, which is also the prior's std along any direction). Both codes are decoded
     greedily; the steered sentence is encoded again and classified to see whether its label flipped.
     The probabilities are those of one sentence: with the head's length calibration (calibrate.py)
-    when it has one, as `seqvae classify --texts` gives them.
+    when it has one, as `seqvae classify predict` gives them.
     """
     import torch
 
-    from .corpus import review_to_sentences
+    from ..corpus import review_to_sentences
 
     if to is not None and to not in head.classes:
         raise ClassifyError(f"--to must be one of {', '.join(head.classes)}, got {to!r}")
@@ -83,36 +84,32 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     sentence = " ".join(review_to_sentences(text)) or text.strip()
     if not sentence:
         raise ClassifyError("nothing to steer: the text is empty")
-    from .calibrate import length_scale
-
-    Z = vae.latent_dim
-    post = vae.encode([sentence])
-    mu, logvar = post.mu.float().cpu().numpy(), post.logvar.float().cpu().numpy()  # (1, Z) each
-    d = head.latent_direction(Z)  # (Z,) toward the positive class
+    mu = vae.encode([sentence]).mu.float().cpu().numpy()  # (1, Z)
+    d = head.latent_direction()  # (Z,) toward the positive class
     s1 = float(length_scale(head.meta.get("length_scales"), np.ones(1))[0])  # one sentence (calibrate.py)
 
-    def proba(codes: np.ndarray, lv: np.ndarray) -> np.ndarray:  # (N, 2) for N one-sentence codes
-        return scaled_proba(head.decision(pool(codes, lv, np.arange(len(codes)), len(codes), head.pooling)), s1)
+    def proba(codes: np.ndarray) -> np.ndarray:  # (N, 2) for N one-sentence codes: their mean μ is μ
+        return scaled_proba(head.decision(codes), s1)
 
-    p_classes = proba(mu, logvar)[0]  # (2,) for μ
+    p_classes = proba(mu)[0]  # (2,) for μ
     if to is None:
         to = head.classes[0] if p_classes[1] > 0.5 else head.classes[1]
     sign = 1.0 if head.classes.index(to) == 1 else -1.0
     scale = head.meta.get("direction_std") if unit == "std" else 1.0
     if scale is None:
-        raise ClassifyError("the classifier head has no direction_std (refit it with --train) or use unit='l2'")
+        raise ClassifyError("the classifier head has no direction_std (refit it with `seqvae classify fit`) "
+                            "or use unit='l2'")
     distance = float(strength * scale)
     z = np.concatenate([mu, mu + sign * distance * d[None].astype(np.float32)])  # (2, Z): original, steered
     rec, steered = vae.decode(torch.from_numpy(z).to(vae.device), strategy="greedy", max_len=max_len)
 
-    def p_target(codes: np.ndarray, lv: np.ndarray) -> np.ndarray:
-        return proba(codes, lv)[:, head.classes.index(to)]
+    def p_target(codes: np.ndarray) -> float:
+        return float(proba(codes)[0, head.classes.index(to)])
 
     p_before = float(p_classes[head.classes.index(to)])
-    p_latent = float(p_target(z[1:], logvar)[0])
+    p_latent = p_target(z[1:])
     if steered.strip():
-        post2 = vae.encode([steered])
-        p_after = float(p_target(post2.mu.float().cpu().numpy(), post2.logvar.float().cpu().numpy())[0])
+        p_after = p_target(vae.encode([steered]).mu.float().cpu().numpy())
     else:
         p_after = float(p_latent)  # nothing decoded: nothing to re-encode, fall back to the code's label
     label = lambda p: to if p > 0.5 else head.classes[1 - head.classes.index(to)]  # noqa: E731
@@ -125,7 +122,7 @@ def report_sentences(n: int, *, seed: int = 0, source: str = "local", data_root:
                      min_words: int = 5, max_words: int = 30) -> list[str]:
     """n test sentences for a steering report: the first sentence of min..max words from each of a
     stratified draw of test reviews (half negative, half positive reviews), in a seeded order."""
-    from .corpus import review_to_sentences
+    from ..corpus import review_to_sentences
 
     texts, _ = load_reviews("test", source=source, data_root=data_root, max_reviews=min(3 * n, 25000), seed=seed)
     out = []
@@ -175,58 +172,3 @@ def steering_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"{report['sentences']} test sentences, each steered toward the class the head does not give it; "
               "the steered sentence is encoded again and classified."]
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------- command line (registered in cli.py)
-def add_steer_args(p) -> None:
-    p.add_argument("checkpoint", help="checkpoint dir with a classifier head (from `seqvae classify CKPT --train`)")
-    p.add_argument("text", nargs="?", help="the sentence to steer (or --report N)")
-    p.add_argument("--report", type=int, metavar="N", help="instead of one text: steer N IMDB test sentences toward "
-                   "the other class at each of --strengths and report flip rate and closeness")
-    p.add_argument("--strengths", default="0,1,2,4",
-                   help="--report: comma-separated strengths (default 0,1,2,4; 0 = the reconstruction alone)")
-    p.add_argument("--out", help="--report: also write the report (with every example) as JSON here")
-    p.add_argument("--seed", type=int, default=0, help="--report: which test reviews")
-    p.add_argument("--data-root", help="--report: folder holding imdb/*.jsonl.gz (default: the corpus module's)")
-    p.add_argument("--to", default="positive", choices=list(CLASSES), help="target sentiment (default positive)")
-    p.add_argument("--strength", type=float, default=2.0, help="how far to move (in --unit units; default 2)")
-    p.add_argument("--unit", default="std", choices=["std", "l2"],
-                   help="std: std of sentence codes along the direction (default); l2: plain distance in z")
-    p.add_argument("--max-len", type=int, default=40, help="decoded tokens at most (EOS included)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-def run_steer(args) -> int:
-    from .checkpoint import resolve
-
-    if (args.text is None) == (args.report is None):
-        raise ClassifyError("give either a text to steer or --report N, not both")
-    if args.report is not None and args.report < 1:
-        raise ClassifyError("--report must be >= 1")
-    strengths = _parse_floats(args.strengths, "--strengths")
-    if args.out:
-        atomic.check_file_path(args.out)
-    ckpt = resolve(args.checkpoint)
-    head = LinearHead.load(ckpt)
-    vae = _latent_model(ckpt, args.device)
-    if args.report is not None:
-        sentences = report_sentences(args.report, seed=args.seed, data_root=args.data_root)
-        report = steering_report(vae, head, sentences, strengths=strengths, unit=args.unit, max_len=args.max_len)
-        if args.out:
-            atomic.write_json(args.out, {"checkpoint": str(ckpt), **report})
-        print(json.dumps({k: v for k, v in report.items() if k != "examples"}, indent=2) if args.json
-              else steering_markdown(report), end="\n" if args.json else "")
-        return 0
-    r = steer(vae, head, args.text, to=args.to, strength=args.strength, unit=args.unit, max_len=args.max_len)
-    if args.json:
-        print(json.dumps(r.to_dict(), indent=2))
-        return 0
-    print(f"input:          {r.text}")
-    print(f"reconstruction: {r.reconstruction}")
-    print(f"steered:        {r.steered}")
-    print(f"moved {r.strength:g} {r.unit} (L2 {r.distance:.3f}) toward {r.to}; p({r.to}): "
-          f"{r.p_target_before:.3f} -> {r.p_target_latent:.3f} (code) -> {r.p_target_after:.3f} (re-encoded)")
-    print(f"label: {r.label_before} -> {r.label_after} ({'flipped' if r.flipped else 'not flipped'}); "
-          f"unigram F1 vs reconstruction {r.overlap_f1:.2f}")
-    return 0

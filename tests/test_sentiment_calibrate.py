@@ -1,4 +1,4 @@
-"""Length calibration (seqvae/calibrate.py): a text of n sentences gets p = σ(s_n · logit)."""
+"""Length calibration (sentiment/calibrate.py): a text of n sentences gets p = σ(s_n · logit)."""
 
 import json
 import shutil
@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from seqvae import calibrate as K
-from seqvae import classify as C
-from seqvae import features as Fe
+from seqvae.sentiment import calibrate as K
+from seqvae.sentiment import features as Fe
+from seqvae.sentiment.config import ClassifyError
+from seqvae.sentiment.heads import load_head
+from seqvae.sentiment.linear import LinearHead
 
 
 def test_best_scale_recovers_the_true_temperature():
@@ -48,54 +50,44 @@ def _reviews(n, rng, n_sent=8, Z=4):
 def test_scales_grow_with_the_evidence_and_fix_single_sentence_overconfidence():
     rng = np.random.default_rng(1)
     S, y = _reviews(2000, rng)
-    head = C.fit_linear_head(Fe.pool(S.mu, S.mu, S.owner, S.n_reviews, "mean"), y, seed=0)
-    scales = K.fit_length_scales(head, S, y, max_sentences=8)
+    head = LinearHead.fit(S, y)
+    scales = K.fit_length_scales(head, S, y, max_units=8)
     assert len(scales) == 8 and scales[0] < 0.5 * scales[-1]  # one sentence: far less sure
     assert all(a <= b + 0.05 for a, b in zip(scales, scales[1:]))
     T, y_t = _reviews(2000, np.random.default_rng(2))  # fresh reviews: calibrated on 1-sentence snippets
     one, keep = K.snippets(T, 1, np.random.default_rng(3))
-    z, yy = K.head_logits(head, one), y_t[keep]
+    z, yy = head.logits(one), y_t[keep]
 
     def loss(v):
         return np.mean(np.logaddexp(0, -v * (2 * yy - 1)))
 
     assert loss(scales[0] * z) < loss(z) - 0.05
-    with pytest.raises(C.ClassifyError, match="both classes"):
+    with pytest.raises(ClassifyError, match="both classes"):
         K.fit_length_scales(head, S, np.zeros(len(y)))
-    # a mean_logvar head pools the snippets' logσ² too: snippets carry them along with μ
-    mlv = C.LinearHead(np.arange(8.0), 0.5, np.zeros(8), np.ones(8), "mean_logvar")
-    with pytest.raises(C.ClassifyError, match="logσ²"):
-        K.head_logits(mlv, S)
-    S_lv = Fe.SentenceSet(S.mu, S.owner, S.n_reviews, logvar=3 * S.mu + 1)
-    two, _ = K.snippets(S_lv, 2, np.random.default_rng(4))
-    np.testing.assert_allclose(two.logvar, 3 * two.mu + 1)
-    np.testing.assert_allclose(K.head_logits(mlv, two),
-                               mlv.decision(Fe.pool(two.mu, two.logvar, two.owner, two.n_reviews, "mean_logvar")))
 
 
-@pytest.mark.parametrize("pooling", ["mean", "mean_logvar"])
-def test_calibrate_cli_adds_scales_that_texts_apply(tiny, tmp_path, capsys, pooling):
+def test_calibrate_cli_adds_scales_that_predict_applies(tiny, tmp_path, capsys):
     from seqvae.cli import main
 
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny[0], ckpt)
-    base = ["classify", str(ckpt), "--no-progress", "--data-root", str(tiny[1]), "--no-cache"]
-    assert main(base + ["--train", "--pooling", pooling]) == 0
+    opts = [str(ckpt), "--no-progress", "--data-root", str(tiny[1]), "--no-cache"]
+    assert main(["classify", "fit", *opts]) == 0
     capsys.readouterr()
-    head = C.LinearHead.load(ckpt)
+    head = load_head(ckpt)
     fitted = head.meta.pop("length_scales")
     assert 1 <= len(fitted) <= 3 and all(s > 0 for s in fitted)  # the fixture's reviews have 1-3 sentences
     head.meta.pop("length_calibration")
     head.save(ckpt)  # as a head saved before calibration existed
     texts = ["The movie was great.", "The plot was dull. The acting was boring."]
-    assert main(["classify", str(ckpt), "--texts", *texts, "--json"]) == 0
+    assert main(["classify", "predict", str(ckpt), *texts, "--json"]) == 0
     cap = capsys.readouterr()
     raw = [r["p_positive"] for r in json.loads(cap.out)]
-    assert "no length calibration" in cap.err and "--calibrate" in cap.err
-    assert main(base + ["--calibrate"]) == 0
+    assert "no length calibration" in cap.err and "seqvae classify calibrate" in cap.err
+    assert main(["classify", "calibrate", *opts]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["length_scales"] == fitted and C.LinearHead.load(ckpt).meta["length_scales"] == fitted
-    assert main(["classify", str(ckpt), "--texts", *texts, "--json"]) == 0
+    assert out["length_scales"] == fitted and load_head(ckpt).meta["length_scales"] == fitted
+    assert main(["classify", "predict", str(ckpt), *texts, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     z = np.log(np.array(raw) / (1 - np.array(raw)))
     want = 1 / (1 + np.exp(-np.array([fitted[0], fitted[min(2, len(fitted)) - 1]]) * z))
@@ -104,12 +96,12 @@ def test_calibrate_cli_adds_scales_that_texts_apply(tiny, tmp_path, capsys, pool
     from seqvae.api import SeqVAE
 
     vae = SeqVAE.from_pretrained(ckpt)  # steering reads one sentence as --texts does: calibrated
-    from seqvae.steer import steer
+    from seqvae.sentiment.steer import steer
 
-    r = steer(vae, C.LinearHead.load(ckpt), texts[0], to="positive", strength=0.0)
+    r = steer(vae, load_head(ckpt), texts[0], to="positive", strength=0.0)
     assert r.p_target_before == pytest.approx(rows[0]["p_positive"], abs=1e-6)
     # a head fitted on other weights is not calibrated against this model
-    cfg = json.loads((ckpt / C.HEAD_CONFIG).read_text())
-    (ckpt / C.HEAD_CONFIG).write_text(json.dumps({**cfg, "model_sha256": "0" * 64}))
-    assert main(base + ["--calibrate"]) == 2
+    cfg = json.loads((ckpt / LinearHead.files[1]).read_text())
+    (ckpt / LinearHead.files[1]).write_text(json.dumps({**cfg, "model_sha256": "0" * 64}))
+    assert main(["classify", "calibrate", *opts]) == 2
     assert "other weights" in capsys.readouterr().err

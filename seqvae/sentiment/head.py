@@ -1,0 +1,150 @@
+"""The Head interface: every sentiment head reads the posterior means of a review's units
+(a SentenceSet) and gives one positive-class logit per review.
+
+    head = LinearHead.fit(S, y, HeadConfig())      # or SetHead.fit(S, y, HeadConfig(kind="set"))
+    head.logits(S)                                  # (N,) on encoded features
+    head.predict_texts(vae, ["A gem.", "Dull."])    # on texts, with the head's length calibration
+    head.save(ckpt_dir); heads.load_head(ckpt_dir, "set")
+
+A head is saved in its checkpoint as two files: safetensors for the arrays, JSON for the rest,
+which names the head's kind, its unit and the sha256 of the weights it was fitted on
+(model_sha256). Callers (calibration, evaluation, steering, the CLI) use only what is here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from .. import atomic
+from .calibrate import length_scale
+from .config import CLASSES, UNITS, ClassifyError, HeadConfig
+from .features import SentenceSet, encode_reviews
+
+FORMAT = 1  # the saved JSON's format number
+
+
+def checkpoint_error(msg: str) -> Exception:
+    """A one-line CheckpointError (imports torch: only when there is an error to raise)."""
+    from ..checkpoint import CheckpointError
+
+    return CheckpointError(msg)
+
+
+def scaled_proba(z: np.ndarray, scale=1.0) -> np.ndarray:
+    """(N, 2) p(negative), p(positive) = σ(scale · z) for positive-class logits z (scale: a
+    number, or one per row: the length scales)."""
+    p1 = 1.0 / (1.0 + np.exp(-scale * np.asarray(z, dtype=np.float64)))
+    return np.stack([1.0 - p1, p1], axis=1)
+
+
+class Head:
+    """What every head is. Subclasses set the class attributes and implement logits, arrays,
+    from_arrays and fit; meta holds provenance (model_sha256), unit, length_scales and fit notes."""
+
+    kind: ClassVar[str]          # the CLI's name: linear | set
+    saved_kind: ClassVar[str]    # the JSON's "kind"
+    files: ClassVar[tuple[str, str]]  # (weights, config) file names in a checkpoint dir
+    classes: tuple[str, ...] = CLASSES
+    meta: dict[str, Any]
+
+    # -- to implement
+    def logits(self, S: SentenceSet) -> np.ndarray:
+        """(n_reviews,) float64 logits of the positive class from the reviews' unit means."""
+        raise NotImplementedError
+
+    @property
+    def latent_dim(self) -> int:
+        """The width of the μ the head reads."""
+        raise NotImplementedError
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(weights, config) as saved."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, weights: dict[str, np.ndarray], cfg: dict[str, Any], where: Path) -> "Head":
+        """The inverse of arrays(); a one-line CheckpointError naming `where` if they do not fit."""
+        raise NotImplementedError
+
+    @classmethod
+    def fit(cls, S: SentenceSet, y: np.ndarray, cfg: HeadConfig) -> "Head":
+        raise NotImplementedError
+
+    # -- shared
+    @property
+    def unit(self) -> str:
+        """What the head reads a text as: "sentence" (every head before clauses existed) or "clause"."""
+        unit = self.meta.get("unit", "sentence")
+        if unit not in UNITS:
+            raise checkpoint_error(f"the classifier head reads texts as {unit!r}: this version knows "
+                                   f"{', '.join(UNITS)}")
+        return unit
+
+    def predict_proba(self, S: SentenceSet) -> np.ndarray:
+        """(N, 2): p(negative), p(positive), uncalibrated (the head as fitted on whole reviews)."""
+        return scaled_proba(self.logits(S))
+
+    def predict(self, S: SentenceSet) -> np.ndarray:
+        return (self.logits(S) > 0).astype(np.int64)
+
+    def calibrated_logits(self, S: SentenceSet) -> np.ndarray:
+        """logits(S) times each review's length scale (calibrate.py); the plain logits without scales."""
+        return self.logits(S) * length_scale(self.meta.get("length_scales"), S.units_per_review())
+
+    def predict_texts(self, vae, texts: Sequence[str], batch_size: int = 256) -> list[dict[str, Any]]:
+        """Sentiment of each text (a review or a sentence): label, probabilities and its number of
+        sentences (and of clauses, for a head that reads clauses). With the head's length scales a
+        text of n units has p = σ(s_n · logit): short texts are not read as surely as reviews."""
+        from ..corpus import review_to_sentences
+
+        S = encode_reviews(vae, texts, unit=self.unit, batch_size=batch_size, progress=False)
+        if S.mu.shape[1] != self.latent_dim:
+            raise ClassifyError(f"the classifier head expects {self.latent_dim} features, this model gives "
+                                f"{S.mu.shape[1]}: refit it with `seqvae classify fit`")
+        proba = scaled_proba(self.calibrated_logits(S))
+        n_units = S.units_per_review()
+        n_sent = n_units if self.unit == "sentence" else [len(review_to_sentences(t)) for t in texts]
+        return [{"text": t, "label": self.classes[int(p[1] > 0.5)], "p_" + self.classes[0]: float(p[0]),
+                 "p_" + self.classes[1]: float(p[1]), "sentences": int(ns),
+                 **({"clauses": int(n)} if self.unit == "clause" else {})}
+                for t, p, ns, n in zip(texts, proba, n_sent, n_units)]
+
+    def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
+        """Arrays to safetensors, the rest to JSON, both atomically; returns the two paths."""
+        from safetensors.numpy import save_file
+
+        weights, cfg = self.arrays()
+        d = Path(ckpt_dir)
+        w_path, c_path = d / self.files[0], d / self.files[1]
+        atomic.write_with(w_path, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}))
+        atomic.write_json(c_path, {"format": FORMAT, "kind": self.saved_kind, "classes": list(self.classes),
+                                   "model_sha256": self.meta.get("model_sha256"), **cfg})
+        return w_path, c_path
+
+    @classmethod
+    def load(cls, ckpt_dir: str | Path) -> "Head":
+        """This kind's head saved in `ckpt_dir`; a one-line CheckpointError if missing or unreadable."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        d = Path(ckpt_dir)
+        w_path, c_path = d / cls.files[0], d / cls.files[1]
+        if not w_path.is_file() or not c_path.is_file():
+            raise checkpoint_error(f"{d}: no classifier head ({cls.files[0]}); fit one with "
+                                   f"`seqvae classify fit {d} --head {cls.kind}`")
+        try:
+            cfg = json.loads(c_path.read_text(encoding="utf-8"))
+            weights = load_file(str(w_path))
+        except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
+            raise checkpoint_error(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
+        if not isinstance(cfg, dict) or cfg.pop("format", FORMAT) > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
+            raise checkpoint_error(f"{c_path}: classifier head of an unknown format or kind")
+        cfg.pop("feature_dim", None)  # written for readers of the JSON; the weights' shapes rule
+        classes = tuple(cfg.pop("classes", CLASSES))
+        head = cls.from_arrays(weights, cfg, c_path)
+        head.classes = classes
+        return head

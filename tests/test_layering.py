@@ -1,0 +1,63 @@
+"""The package's shape: the core never imports the sentiment layer (only cli.py registers its
+commands), the sentiment modules import each other without a circle and no private names of
+any seqvae module, and each sentiment module stays under 500 lines."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "seqvae"
+SENTIMENT = PKG / "sentiment"
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(absolute module, imported names) of every import in a seqvae source file."""
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            names = [a.name for a in node.names]
+            if not node.module:  # `from . import x`: each x is a module
+                out += [(f"{mod}.{n}", []) for n in names]
+            else:
+                out.append((mod, names))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+    return out
+
+
+def test_no_core_module_imports_the_sentiment_layer():
+    core = [p for p in PKG.rglob("*.py") if SENTIMENT not in p.parents and p.name != "cli.py"]
+    assert len(core) > 10
+    bad = [(p.name, m) for p in core for m, _ in _imports(p) if m.startswith("seqvae.sentiment")]
+    assert not bad, bad
+
+
+def test_sentiment_modules_form_no_circle_and_share_no_private_names():
+    graph = {}
+    for p in SENTIMENT.glob("*.py"):
+        mod = "seqvae.sentiment" + ("" if p.stem == "__init__" else f".{p.stem}")
+        deps = _imports(p)
+        private = [(m, n) for m, names in deps for n in names if n.startswith("_") and m.startswith("seqvae")]
+        assert not private, (p.name, private)
+        graph[mod] = {m for m, _ in deps if m.startswith("seqvae.sentiment.") and m != mod}
+    state = {}
+
+    def visit(m, path):
+        assert state.get(m) != "open", " -> ".join(path + [m])
+        if state.get(m) is None:
+            state[m] = "open"
+            for d in graph.get(m, ()):
+                visit(d, path + [m])
+            state[m] = "done"
+
+    for m in graph:
+        if m != "seqvae.sentiment":  # the package's __init__ re-exports, it is imported by none of its modules
+            visit(m, [])
+
+
+def test_sentiment_modules_are_small():
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in SENTIMENT.glob("*.py")}
+    assert max(sizes.values()) < 500, sizes
