@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from seqvae.quality import format_mi
+from seqvae.display import format_mi
 
 
 def row(rep: dict, name: str) -> str:

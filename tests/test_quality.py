@@ -8,6 +8,7 @@ import torch
 from seqvae import checkpoint, quality
 from seqvae.api import SeqVAE
 from seqvae.cli import main
+from seqvae.display import format_mi
 from seqvae.config import ModelConfig
 from seqvae.model import SentenceVAE
 from seqvae.tokenizer import load_tokenizer
@@ -31,8 +32,8 @@ def test_diversity_measures():
 
 
 def test_mi_is_never_shown_as_a_bare_negative_number():
-    assert not quality.format_mi(-0.17, 0.2).startswith("-")
-    assert "clipped" in quality.format_mi(-0.17) and quality.format_mi(3.456, 0.1) == "3.46 ± 0.10"
+    assert not format_mi(-0.17, 0.2).startswith("-")
+    assert "clipped" in format_mi(-0.17) and format_mi(3.456, 0.1) == "3.46 ± 0.10"
 
 
 def test_the_judge_ranks_real_sentences_above_corrupted_ones(trained_tiny_lm, tiny_lm_ckpt):
