@@ -33,7 +33,9 @@ def reached(point: str) -> None:
     if _hits != _target:
         return
     marker = os.environ.get(MARKER_ENV)
-    if marker:
-        Path(marker).write_text(f"{os.getpid()} {point}:{_hits}\n", encoding="utf-8")
+    if marker:  # written whole, then renamed: whoever sees the file can read the pid
+        tmp = Path(f"{marker}.{os.getpid()}.tmp")
+        tmp.write_text(f"{os.getpid()} {point}:{_hits}\n", encoding="utf-8")
+        os.replace(tmp, marker)
     while True:
         time.sleep(3600)
