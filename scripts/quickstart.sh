@@ -13,7 +13,8 @@ DATA_ROOT=${DATA_ROOT:-../shared/data}
 FLAGSHIP=${FLAGSHIP:-checkpoints/imdb}
 if [ "${QUICK:-0}" = 1 ]; then  # every command, on 2,000 sentences and 20 steps: checks the script, not the model
   OUT=${OUT:-runs/quickstart-smoke}; DATA=${DATA:-data/imdb-smoke}
-  PREPARE=(--max-sentences 2000 --valid-reviews 20); TRAIN=(--max-steps 20 --eval-every 10); EVAL=(--samples 2 --max-sentences 50)
+  PREPARE=(--max-sentences 2000 --valid-reviews 20); TRAIN=(--max-steps 20 --eval-every 10)
+  EVAL=(--samples 2 --max-sentences 50)
 else
   OUT=${OUT:-runs/quickstart}; DATA=${DATA:-data/imdb-quick}
   PREPARE=(--max-sentences 60000); TRAIN=(); EVAL=(--samples 20 --max-sentences 500)
