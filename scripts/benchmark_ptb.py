@@ -24,6 +24,7 @@ from pathlib import Path
 
 from seqvae import atomic
 from seqvae.cli import format_table
+from seqvae.display import format_mi
 from seqvae.metrics import paired_difference
 
 # Published PTB test numbers (Bowman et al. 2016, CoNLL, Table 2; NLL per sentence in nats).
@@ -131,7 +132,8 @@ def main() -> int:
     for name, r in results.items():
         vs = f"{r['vs_lm']['mean_diff']:+.2f} ± {r['vs_lm']['se']:.2f}" if "vs_lm" in r else ""
         md.append(f"| {name} | {r['nll']:.2f} | {vs} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {r['kl']:.2f} | "
-                  f"{r['mi']:.2f} | {r['au']}/{len(r['au_variances']) or '-'} | {r['best_step']} |")
+                  f"{format_mi(r['mi'], r.get('mi_se'))} | {r['au']}/{len(r['au_variances']) or '-'} | "
+                  f"{r['best_step']} |")
     for name, r in PUBLISHED:
         md.append(f"| {name} (published) | {r['nll']:.0f} | | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
     atomic.write_text(out / "results.md", "\n".join(md) + "\n")
