@@ -4,7 +4,7 @@
 # (prepare a slice of IMDB, train, evaluate, sample, reconstruct).
 #
 #     bash scripts/quickstart.sh                 # DATA_ROOT=../shared/data, OUT=runs/quickstart, DATA=data/imdb-quick
-#     FLAGSHIP=checkpoints/imdb-bow-gpu bash scripts/quickstart.sh   # demonstrate another checkpoint
+#     FLAGSHIP=runs/my-vae bash scripts/quickstart.sh   # demonstrate another checkpoint
 #     QUICK=1 bash scripts/quickstart.sh         # a smoke run of every step in seconds (tests/test_quickstart.py)
 #
 # Real runs: see README.md (seqvae prepare / train / evaluate with the full data and a larger preset).
@@ -33,7 +33,7 @@ if [ -d "$FLAGSHIP" ]; then
   seqvae interpolate "$FLAGSHIP" "$A" "$B" --steps 6
 else
   echo "quickstart: no checkpoint at $FLAGSHIP: skipping its demonstration" \
-       "(set FLAGSHIP to a checkpoint dir, e.g. FLAGSHIP=checkpoints/imdb-bow-gpu)" >&2
+       "(set FLAGSHIP to a checkpoint dir, e.g. FLAGSHIP=checkpoints/imdb)" >&2
 fi
 
 echo "== 2/2  Train your own: a tiny VAE (preset tiny, 1M parameters) on 60,000 IMDB sentences"

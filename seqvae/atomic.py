@@ -100,6 +100,12 @@ def old_path(final: str | Path) -> Path:
     return final.with_name(f".{final.name}.old")
 
 
+def is_parked(path: str | Path) -> bool:
+    """Whether `path` is a version parked by replace_dir (old_path of some dir): it is about to go."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".old") and len(name) > len("..old")
+
+
 def temp_dir_for(final: str | Path) -> Path:
     """A new empty dir beside `final` (created with the parents), to fill and then replace_dir()."""
     final = Path(final)

@@ -137,9 +137,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Se
         try:
             loaded = _load_dir(d, map_location)
         except (CheckpointError, OSError):
-            if _identity(d) == before:
+            if _identity(d) == before and not atomic.is_parked(d):
                 raise  # nothing moved: the checkpoint itself is bad
-            continue
+            continue  # replaced during the read, or a parked version that its writer was removing
         if _identity(d) == before:
             return loaded
     raise CheckpointError(f"{path}: replaced {READ_TRIES} times while being read; try again")

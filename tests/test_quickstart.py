@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import synthetic_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
-STAND_IN = ROOT / "checkpoints" / "imdb-bow-gpu"  # the flagship, checkpoints/imdb, is not shipped yet
+FLAGSHIP = ROOT / "checkpoints" / "imdb"
 
 
 def write_reviews(root: Path) -> Path:
@@ -49,7 +49,7 @@ def sections(stdout: str) -> list[tuple[str, list[str]]]:
 
 
 def test_quickstart_runs_every_command(tmp_path):
-    proc = quickstart(tmp_path, DATA_ROOT=str(write_reviews(tmp_path / "raw")), FLAGSHIP=str(STAND_IN))
+    proc = quickstart(tmp_path, DATA_ROOT=str(write_reviews(tmp_path / "raw")), FLAGSHIP=str(FLAGSHIP))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "data" / "meta.json").is_file()
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
