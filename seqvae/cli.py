@@ -92,7 +92,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="run dir to create (best/, last/, metrics.jsonl)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last/ checkpoint")
     p.add_argument("--config", help="JSON file with 'model' and 'train' sections")
-    p.add_argument("--preset", help="named preset: tiny, small, base, imdb (the flagship)")
+    p.add_argument("--preset", help="named preset: tiny, small, base, imdb (the flagship, for a GPU), imdb-cpu")
     p.add_argument("--init-from", metavar="CKPT", help="start from this checkpoint's weights (fine-tuning, fresh "
                    "optimizer and schedule); the model config comes from it, the data dir must use its tokenizer")
     p.add_argument("--lm", action="store_true", help="train the GRU language model baseline (no latent)")

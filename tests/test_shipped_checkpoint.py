@@ -31,6 +31,11 @@ def test_shipped_checkpoint_loads_and_generates(path):
     assert len(samples) == 4 and all(isinstance(s, str) for s in samples)
     assert sum(len(s.split()) for s in samples) > 4  # not empty strings
     assert samples == vae.sample(4, strategy="greedy", seed=0, max_len=30)
+    if not vae.latent:  # the shipped GRU-LM baseline: it samples and scores, it has no encoder
+        assert torch.isfinite(vae.score(["a dull , boring film ."])).all()
+        return
+    if vae.prior is not None:  # a shipped aggregate prior: strictly loaded, and the default for sampling
+        assert samples == vae.sample(4, strategy="greedy", seed=0, max_len=30, prior="aggregate")
     post = vae.encode(["the acting was wonderful and the story moved me .", "a dull , boring film ."])
     assert post.mean.shape == (2, cfg["model"]["latent_dim"]) and torch.isfinite(post.mean).all()
 
