@@ -3,8 +3,8 @@
     python scripts/compare_reports.py checkpoints/imdb/report.json results/report-imdb-small/report.json
 
 One row per report: reconstruction BLEU (greedy and beam) and exact match, interpolation endpoint
-BLEU, the best prior sample set's judged perplexity ratio with its distinct-2 and invented-word
-rate, KL, MI, AU and the IW-NLL gap to the judge language model.
+BLEU, the best prior sample set's judged perplexity ratio (quality.best_samples: the lowest among the
+diverse sets) with its distinct-2 and invented-word rate, KL, MI, AU and the IW-NLL gap to the judge language model.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from seqvae.display import format_mi
+from seqvae.quality import best_samples
 
 
 def row(rep: dict, name: str) -> str:
     rec, it, lat = rep["reconstruction"], rep["interpolation"], rep["latent"]
-    judged = [r for r in rep["samples"] if "ppl_ratio" in r]
-    best = min(judged, key=lambda r: r["ppl_ratio"]) if judged else None
+    best = best_samples(rep)
     vs = lat.get("vs_judge")
     cells = [name, f"{rec['greedy']['bleu']:.1f}", f"{rec['beam 4']['bleu']:.1f}",
              f"{100 * rec['greedy']['exact']:.1f}%", f"{it['bleu_first_vs_a']:.1f} / {it['bleu_last_vs_b']:.1f}",

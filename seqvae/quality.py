@@ -368,16 +368,28 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+DIVERSE = 0.8  # distinct-2 at or above which a sample set counts as diverse (the goal's bar)
+
+
+def best_samples(rep: dict[str, Any]) -> dict[str, Any] | None:
+    """The judged sample set closest to real text: the lowest perplexity ratio among the diverse sets
+    (distinct-2 >= DIVERSE; greedy decoding is fluent but repeats itself), else among all."""
+    judged = [r for r in rep["samples"] if "ppl_ratio" in r]
+    diverse = [r for r in judged if r["distinct_2"] >= DIVERSE]
+    return min(diverse or judged, key=lambda r: r["ppl_ratio"], default=None)
+
+
 def summary_line(rep: dict[str, Any]) -> str:
     """The headline figures on one line."""
-    best = min((r for r in rep["samples"] if "ppl_ratio" in r), key=lambda r: r["ppl_ratio"], default=None)
+    best = best_samples(rep)
     lat, it = rep["latent"], rep["interpolation"]
     parts = [f"BLEU {rep['reconstruction']['greedy']['bleu']:.1f} (greedy from mu)",
              f"exact {100 * rep['reconstruction']['greedy']['exact']:.1f}%",
              f"interpolation endpoints {it['bleu_first_vs_a']:.1f}/{it['bleu_last_vs_b']:.1f}",
              f"KL {lat['kl']:.1f}", f"MI {format_mi(lat['mi'], lat.get('mi_se'))}", f"AU {lat['au']}"]
     if best is not None:
-        parts.append(f"samples x{best['ppl_ratio']:.2f} real PPL ({best['prior']}, {best['strategy']})")
+        parts.append(f"samples x{best['ppl_ratio']:.2f} real PPL, distinct-2 {best['distinct_2']:.2f} "
+                     f"({best['prior']}, {best['strategy']})")
     if "vs_judge" in lat:
         parts.append(f"IW-NLL - LM {lat['vs_judge']['mean_diff']:+.2f}")
     return "; ".join(parts)
