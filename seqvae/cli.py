@@ -380,7 +380,7 @@ def _add_fit_prior(sub) -> None:
 def _model_data_dir(vae, given: str | None) -> str:
     data = given or (vae.config.get("data") or {}).get("data_dir")
     if not data or not Path(data).is_dir():
-        raise ConfigError(f"no prepared data dir {data or ''} (pass --data DIR)".replace("dir  (", "dir ("))
+        raise ConfigError(f"no prepared data dir{' ' + data if data else ''} (pass --data DIR)")
     return data
 
 
