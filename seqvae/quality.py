@@ -36,7 +36,7 @@ import sacrebleu
 import torch
 
 from . import atomic
-from .api import InputError, SeqVAE
+from .api import InputError, SeqVAE, interpolate_codes
 from .data import SentenceDataset
 from .display import format_mi
 from .metrics import evaluate, paired_difference
@@ -232,9 +232,8 @@ def interpolation(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, real_p
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
     mu = vae.encode(a + b).mean
-    t = torch.linspace(0, 1, INTERPOLATION_STEPS, device=mu.device)[None, :, None]  # (1, S, 1)
-    path = (1 - t) * mu[:n, None] + t * mu[n:, None]  # (n, S, Z)
-    out_text = _decode(vae, path.reshape(n * INTERPOLATION_STEPS, -1))
+    path = torch.cat([interpolate_codes(mu[i], mu[n + i], INTERPOLATION_STEPS) for i in range(n)])  # (n*S, Z)
+    out_text = _decode(vae, path)
     rows = [out_text[i * INTERPOLATION_STEPS : (i + 1) * INTERPOLATION_STEPS] for i in range(n)]
     inner = [s for r in rows for s in r[1:-1]]
     res: dict[str, Any] = {"pairs": n, "steps": INTERPOLATION_STEPS,
@@ -277,8 +276,7 @@ def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: i
     per = res.pop("per_sentence_nll")
     res.pop("au_variances", None)
     if judge is not None:
-        order = list(texts)  # evaluate keeps dataset order: the input order
-        lm_nll, _ = judge.nll(order)
+        lm_nll, _ = judge.nll(texts)  # in input order, as evaluate's per-sentence NLLs
         res["vs_judge"] = paired_difference(per, lm_nll.tolist())
         res["judge_nll"] = float(lm_nll.mean())
     return res
