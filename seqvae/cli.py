@@ -72,7 +72,7 @@ _TRAIN_FLAG_HELP = {  # each flag sets the config field above (seqvae/config.py 
 
 # ---------------------------------------------------------------------------- prepare
 def _add_prepare(sub) -> None:
-    from .corpus import add_prepare_args
+    from .prepare import add_prepare_args
 
     p = sub.add_parser("prepare", help="read a corpus, split sentences, train the tokenizer, write arrays")
     add_prepare_args(p)
@@ -80,7 +80,7 @@ def _add_prepare(sub) -> None:
 
 
 def _cmd_prepare(args) -> int:
-    from .corpus import run_prepare
+    from .prepare import run_prepare
 
     return run_prepare(args)
 

@@ -1,52 +1,25 @@
-"""Corpus preparation: raw reviews (or PTB lines) -> cleaned sentences -> token ids on disk.
+"""Reading the raw corpora through `datasets`: IMDB reviews and PTB lines, each file checked first.
 
-    reviews ──clean_text──► text with line breaks ──split_sentences──► sentences
-            ──tokenizer──► ids ──length filter, dedup──► {train,valid,test}.npz + meta.json
+    ds = load_imdb("train")          # datasets.Dataset with `text`, `label` (-1 = unlabelled)
+    ds = load_ptb("valid")           # datasets.Dataset with `text`, one sentence per row
 
-`review_to_sentences` (clean + split) is the one function that turns a review into sentences;
-the classifier calls it on raw reviews, so training data and features never drift apart.
-
-A prepared data dir holds:
-    tokenizer.model | vocab.txt   the tokenizer (see seqvae.tokenizer)
-    {train,valid,test}.npz        ids int32 (all sentences back to back, no BOS/EOS),
-                                  offsets int64 (N+1; sentence i = ids[offsets[i]:offsets[i+1]]),
-                                  review int64 (row of the source file; PTB: line number),
-                                  origin int8 (ORIGINS), label int8 (-1 = unlabelled)
-    meta.json                     format, dataset, tokenizer kind, vocab size, special ids,
-                                  data_config, stats per split
-    samples.txt                   the first train sentences, decoded, for eyeballing
-It is written to a temporary sibling dir and renamed into place only when complete.
-
-Command line (`seqvae prepare`, through `add_prepare_args`/`run_prepare`):
-    seqvae prepare --dataset imdb --out data/imdb
+Local files live under a data root (`resolve_data_root`): imdb/{train,test,unsup}.jsonl.gz and
+ptb/ptb.{train,valid,test}.txt; source="hub" asks the Hugging Face hub instead. Every problem with
+the input is a one-line DataError. Turning the rows into a prepared data dir is seqvae.prepare's job.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
-import html
-import json
-import re
-import shutil
-import sys
-import time
-import unicodedata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from . import atomic
-from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json
-from .tokenizer import Tokenizer, _one_line, build_word_tokenizer, train_sentencepiece
+from .config import DataConfig
+from .display import one_line
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "valid", "test")
-ORIGINS = {"imdb_train": 0, "imdb_unsup": 1, "imdb_test": 2, "ptb": 3}  # the `origin` column
-META_FILE = "meta.json"
-SAMPLES_FILE = "samples.txt"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,130 +27,6 @@ class DataError(ValueError):
     """Input data is missing or malformed, or a prepared dir is unreadable (message is one line)."""
 
 
-# ---------------------------------------------------------------------------- cleaning
-_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)                 # <br />, <br>, <BR/>, < br / >
-_BLOCK_TAG = re.compile(r"</?\s*(?:p|div|hr|li|ul|ol|h[1-6])\b[^<>]*>", re.IGNORECASE)
-_TAG = re.compile(r"</?[A-Za-z][^<>]*>")                             # any other tag; not "<3" or "a < b"
-_CTRL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")                      # control chars except \n
-_SPACES = re.compile(r"[^\S\n]+")                                    # whitespace other than \n
-_NEWLINES = re.compile(r"\s*\n\s*")
-# C1 control characters are Windows-1252 bytes mis-decoded as Latin-1 ('\x85' is "…", '\x96' "–").
-_CP1252 = {}
-for _b in range(0x80, 0xA0):
-    try:
-        _CP1252[_b] = bytes([_b]).decode("cp1252")
-    except UnicodeDecodeError:
-        _CP1252[_b] = " "
-# Typographic apostrophes and quotes -> ASCII (NFKC would turn '´' into a space + combining accent).
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u00b4": "'", "\u201a": "'", "\u2032": "'",
-                         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"'})
-
-
-def clean_text(text: str) -> str:
-    """Raw review -> clean text whose lines ("\\n") are hard sentence boundaries.
-
-    <br /> variants and block tags become line breaks, other HTML tags are dropped, entities
-    unescaped, Windows-1252 leftovers repaired, quotes/apostrophes made ASCII, NFKC applied,
-    and whitespace collapsed (single spaces inside lines, no empty lines, nothing at the ends).
-    """
-    text = _BR.sub("\n", text)
-    text = _BLOCK_TAG.sub("\n", text)
-    text = _TAG.sub("", text)
-    text = html.unescape(text)
-    text = text.translate(_CP1252).translate(_QUOTES)
-    text = unicodedata.normalize("NFKC", text)
-    text = _CTRL.sub(" ", text)
-    text = _SPACES.sub(" ", text)
-    text = _NEWLINES.sub("\n", text)
-    return text.strip()
-
-
-# ---------------------------------------------------------------------------- sentence splitting
-# A candidate boundary: a run of terminators, closing quotes/brackets that belong to the sentence,
-# then whitespace, the end of the line, or (a common typo) directly a capitalised word ("film.The").
-_BOUNDARY = re.compile(r"""([.!?]+)(["'»)\]]*)(\s+|$|(?=[A-Z][a-z]))""")
-_FIRST_WORD = re.compile(r"""\s*["'«(\[]*(\S*)""")
-# Titles and abbreviations that (practically) never end a sentence.
-_HARD_ABBREV = {
-    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "mt", "lt", "col", "capt", "sgt", "rev",
-    "hon", "gov", "sen", "e.g", "i.e", "cf", "approx", "esp", "ft", "feat",
-}
-# Abbreviations that end no sentence when a number follows ("No. 5", "Vol. 2").
-_NUMBER_ABBREV = {"no", "nos", "vol", "vols", "ch", "p", "pp", "fig", "ep", "pt"}
-# Abbreviations that do end sentences sometimes ("...made in the U.S. The film"): a boundary only
-# when the next word is a frequent sentence opener.
-_SOFT_ABBREV = {"etc", "al", "inc", "ltd", "co", "corp", "bros"}
-_OPENERS = set("""
-the this that these those it its i i'm i've i'd i'll he she they we you his her their my our your
-but and so or if when while then there here what why how who where which yes no not a an in on at
-as for after before although though however also even still yet now all some most many one
-overall well anyway unfortunately sadly luckily finally besides plus oh ok okay
-""".split())
-_ACRONYM = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$|^[A-Za-z]+\.[A-Za-z]+(?:\.[A-Za-z]+)*$")  # U.S, Ph.D
-_HAS_WORD = re.compile(r"\w")
-_STRAY = re.compile(r"^(?:[.!?]+|[:;=8][-']?[()\[\]DPpOo/|*3]+)$")  # lone terminators, emoticons
-
-
-def _is_boundary(line: str, start: int, m: re.Match) -> bool:
-    """Decide whether the candidate `m` in `line` (current sentence began at `start`) ends a sentence."""
-    term, closers, gap = m.group(1), m.group(2), m.group(3)
-    if m.end() >= len(line):
-        return True                                      # end of line: always a boundary
-    nxt = _FIRST_WORD.match(line, m.end()).group(1)      # next word, opening quotes stripped
-    if _STRAY.match(nxt):
-        return False                                     # "Great! :) Next", "Hmm... ?": the stray bit stays
-    lower_next = nxt[:1].islower()
-    before = line[start : m.start()].split()
-    prev = before[-1].lstrip("\"'«([") if before else ""  # the word the terminator ends
-    if not gap:                                          # "film.The": only after a real word
-        if not (len(prev) >= 2 and prev[-1].islower() and prev.isalpha()) or prev.lower() in _HARD_ABBREV:
-            return False
-    if lower_next and (closers or term.startswith("..")):
-        return False                                     # '"Really?" she said', "Well... maybe"
-    if term != ".":
-        return True                                      # "!", "?", "?!", "...", "!!!"
-    low = prev.lower()
-    if low in _HARD_ABBREV or (low in _NUMBER_ABBREV and nxt[:1].isdigit()):
-        return False
-    if len(prev) == 1 and prev.isalpha() and prev.isupper() and prev != "I":
-        return False                                     # an initial: "J. R. R. Tolkien", "George W. Bush"
-    if low in _SOFT_ABBREV or _ACRONYM.match(prev):
-        return nxt.lower().strip("\"',") in _OPENERS and not lower_next
-    return True
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split clean text (see clean_text) into sentences.
-
-    Line breaks are boundaries. Within a line a boundary is a run of . ! ? (with any closing
-    quotes/brackets kept on the sentence) followed by a space or the line end, except after
-    abbreviations (Mr. Dr. St. vs. e.g. i.e. ...), single initials (J. R. R. Tolkien), soft
-    abbreviations (etc. U.S.) unless a typical sentence opener follows, and ellipses or quoted
-    ?/! followed by a lowercase word; a stray "?" or emoticon after a terminator stays with its
-    sentence ("Great! :) Bye"). Decimals (3.5) never match. Pieces without any letter or digit
-    (e.g. "***") are dropped.
-    """
-    out = []
-    for line in text.split("\n"):
-        start = 0
-        for m in _BOUNDARY.finditer(line):
-            if _is_boundary(line, start, m):
-                sent = line[start : m.end(2)].strip()
-                if _HAS_WORD.search(sent):
-                    out.append(sent)
-                start = m.end()
-        rest = line[start:].strip()
-        if rest and _HAS_WORD.search(rest):
-            out.append(rest)
-    return out
-
-
-def review_to_sentences(text: str) -> list[str]:
-    """A raw review (HTML and all) -> its sentences. The exact function `prepare` uses."""
-    return split_sentences(clean_text(text))
-
-
-# ---------------------------------------------------------------------------- reading the raw data
 IMDB_SPLITS = ("train", "test", "unsup")
 PTB_SPLITS = ("train", "valid", "test")
 _HUB_IMDB_SPLIT = {"train": "train", "test": "test", "unsup": "unsupervised"}
@@ -224,7 +73,7 @@ def _load(builder: str, what: str, *, data_files: Path | None = None, split: str
                 return datasets.load_dataset(builder, data_files=str(data_files), split=split, cache_dir=cache_dir)
             return datasets.load_dataset(builder, split=split, cache_dir=cache_dir)
         except Exception as e:  # datasets raises many types (DatasetGenerationError, ValueError, OSError, ...)
-            raise DataError(f"{what}: cannot load ({type(e).__name__}: {_one_line(e)})") from None
+            raise DataError(f"{what}: cannot load ({type(e).__name__}: {one_line(e)})") from None
 
 
 def _check_rows(ds, what: str, columns: Sequence[str]):
@@ -249,12 +98,9 @@ def load_imdb(split: str, source: str = "local", data_root: str | Path = DataCon
     source="local" reads `{data_root}/imdb/{split}.jsonl.gz`; source="hub" asks the Hugging Face
     hub for "imdb" (needs network). Rows keep the file order (row i = review i).
     """
-    if split not in IMDB_SPLITS:
-        raise DataError(f"imdb split must be one of {', '.join(IMDB_SPLITS)}, got {split!r}")
-    if source == "local":
-        _check_not_empty_gzip(resolve_data_root(data_root) / f"imdb/{split}.jsonl.gz")
-    ds, what = _load_local_or_hub(source, data_root, f"imdb/{split}.jsonl.gz", "json",
-                                  "imdb", _HUB_IMDB_SPLIT[split], cache_dir)
+    ds, what = _load_local_or_hub("imdb", split, IMDB_SPLITS, source, data_root, cache_dir,
+                                  local_path=f"imdb/{split}.jsonl.gz", local_builder="json",
+                                  check_local=_check_not_empty_gzip, hub_name="imdb", hub_splits=_HUB_IMDB_SPLIT)
     _check_rows(ds, what, ("text", "label"))
     labels = np.asarray(ds["label"])
     if labels.dtype.kind not in "iu" or not np.isin(labels, (-1, 0, 1)).all():
@@ -268,12 +114,9 @@ def load_ptb(split: str, source: str = "local", data_root: str | Path = DataConf
 
     source="local" reads `{data_root}/ptb/ptb.{split}.txt`; "hub" loads "ptb_text_only" (network).
     """
-    if split not in PTB_SPLITS:
-        raise DataError(f"ptb split must be one of {', '.join(PTB_SPLITS)}, got {split!r}")
-    if source == "local":
-        _check_line_file(resolve_data_root(data_root) / f"ptb/ptb.{split}.txt")
-    ds, what = _load_local_or_hub(source, data_root, f"ptb/ptb.{split}.txt", "text",
-                                  "ptb_text_only", _HUB_PTB_SPLIT[split], cache_dir)
+    ds, what = _load_local_or_hub("ptb", split, PTB_SPLITS, source, data_root, cache_dir,
+                                  local_path=f"ptb/ptb.{split}.txt", local_builder="text",
+                                  check_local=_check_line_file, hub_name="ptb_text_only", hub_splits=_HUB_PTB_SPLIT)
     if "sentence" in ds.column_names:  # the hub's column name
         ds = ds.rename_column("sentence", "text")
     return _check_rows(ds, what, ("text",))
@@ -318,330 +161,19 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def _load_local_or_hub(source, data_root, local_path, local_builder, hub_name, hub_split, cache_dir):
-    """(dataset, what) from `{data_root}/{local_path}` read by `local_builder`, or from the hub."""
+def _load_local_or_hub(corpus: str, split: str, splits: Sequence[str], source: str, data_root: str | Path,
+                       cache_dir: str | None, *, local_path: str, local_builder: str,
+                       check_local: Callable[[Path], None], hub_name: str, hub_splits: dict[str, str]):
+    """(dataset, what) of `split` (one of `splits`) of `corpus`: from `{data_root}/{local_path}`, first
+    checked by `check_local`, then read by `local_builder`; or from the hub's `hub_name`."""
+    if split not in splits:
+        raise DataError(f"{corpus} split must be one of {', '.join(splits)}, got {split!r}")
     if source == "local":
         path = resolve_data_root(data_root) / local_path
+        check_local(path)
         return _load(local_builder, str(path), data_files=path, cache_dir=cache_dir), str(path)
     if source == "hub":
+        hub_split = hub_splits[split]
         what = f"hub {hub_name}/{hub_split}"
         return _load(hub_name, what, split=hub_split, cache_dir=cache_dir), what
     raise DataError(f"source must be 'local' or 'hub', got {source!r}")
-
-
-# ---------------------------------------------------------------------------- prepare
-class _Split:
-    """Sentences of one output split with where each came from, plus counters for the stats."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.sentences: list[str] = []
-        self.review: list[int] = []
-        self.origin: list[int] = []
-        self.label: list[int] = []
-        self.seen: set[str] = set()
-        self.reviews = 0            # source rows read into this split
-        self.raw = 0                # sentences before any filtering
-        self.dropped = {"short": 0, "long": 0, "dup": 0, "cap": 0, "in_train": 0}
-
-    def add(self, sentence: str, review: int, origin: int, label: int, dedup: bool,
-            exclude: set[str] | None = None) -> None:
-        self.raw += 1
-        if exclude is not None and sentence in exclude:
-            self.dropped["in_train"] += 1
-            return
-        if dedup:
-            if sentence in self.seen:
-                self.dropped["dup"] += 1
-                return
-            self.seen.add(sentence)
-        self.sentences.append(sentence)
-        self.review.append(review)
-        self.origin.append(origin)
-        self.label.append(label)
-
-
-def _progress(iterable, progress: bool, desc: str, total: int | None = None):
-    if not progress:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, unit_scale=True, leave=False, file=sys.stderr)
-
-
-def _collect_imdb(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Split]:
-    """Read IMDB, hold out validation reviews, split every review into sentences (deduped)."""
-    if cfg.valid_reviews < 1:
-        raise ConfigError("valid_reviews must be >= 1 for IMDB")
-    data = {s: load_imdb(s, cfg.source, root) for s in IMDB_SPLITS}
-    n_train = len(data["train"])
-    if cfg.valid_reviews >= n_train:
-        raise ConfigError(f"valid_reviews ({cfg.valid_reviews}) must be smaller than the number of "
-                          f"train reviews ({n_train})")
-    rng = np.random.default_rng(cfg.seed)
-    held = rng.permutation(n_train)
-    valid_rows, rest_rows = held[: cfg.valid_reviews], held[cfg.valid_reviews :]
-    # (origin, row) of every train review, shuffled together: official train minus valid, plus unsup.
-    pool = [(ORIGINS["imdb_train"], int(r)) for r in rest_rows]
-    pool += [(ORIGINS["imdb_unsup"], r) for r in range(len(data["unsup"]))]
-    pool = [pool[i] for i in rng.permutation(len(pool))]
-    plan = {
-        "train": pool,
-        "valid": [(ORIGINS["imdb_train"], int(r)) for r in valid_rows],
-        "test": [(ORIGINS["imdb_test"], int(r)) for r in rng.permutation(len(data["test"]))],
-    }
-    source_of = {ORIGINS["imdb_train"]: "train", ORIGINS["imdb_unsup"]: "unsup", ORIGINS["imdb_test"]: "test"}
-    columns = {s: (list(ds["text"]), list(ds["label"])) for s, ds in data.items()}
-    # With a sentence cap, read only about twice the sentences it keeps (filters drop some).
-    raw_cap = 2 * cfg.max_sentences + 1000 if cfg.max_sentences > 0 else None
-    splits: dict[str, _Split] = {}
-    in_train: set[str] | None = None  # with dedup: valid/test keep only sentences the model never trained on
-    for name, rows in plan.items():  # train first
-        sp = splits[name] = _Split(name)
-        for origin, row in _progress(rows, progress, f"split {name}"):
-            texts, labels = columns[source_of[origin]]
-            for sent in review_to_sentences(texts[row]):
-                sp.add(sent, row, origin, int(labels[row]), cfg.dedup, exclude=in_train)
-            sp.reviews += 1
-            if name == "train" and raw_cap is not None and len(sp.sentences) >= raw_cap:
-                break
-        if name == "train" and cfg.dedup:
-            in_train = sp.seen
-        else:
-            sp.seen.clear()
-    if in_train is not None:
-        in_train.clear()
-    return splits
-
-
-def _collect_ptb(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Split]:
-    """PTB: each line is a sentence, kept as is (no dedup: numbers stay comparable)."""
-    splits = {}
-    for name in PTB_SPLITS:
-        sp = splits[name] = _Split(name)
-        for i, line in enumerate(load_ptb(name, cfg.source, root)["text"]):
-            sp.reviews += 1
-            sent = " ".join(line.split())
-            if not sent:
-                sp.raw += 1
-                sp.dropped["short"] += 1  # an empty line; the real files have none
-                continue
-            sp.add(sent, i, ORIGINS["ptb"], -1, dedup=False)
-    return splits
-
-
-def _build_tokenizer(cfg: DataConfig, train_sentences: list[str], progress: bool) -> Tokenizer:
-    kind = cfg.tokenizer if cfg.tokenizer != "auto" else ("word" if cfg.dataset == "ptb" else "sentencepiece")
-    if progress:
-        print(f"training {kind} tokenizer on {len(train_sentences):,} sentences ...", file=sys.stderr, flush=True)
-    if kind == "word":
-        # PTB's vocabulary is fixed by its preprocessing (10k words incl. <unk>): keep it whole.
-        return build_word_tokenizer(train_sentences, max_size=None if cfg.dataset == "ptb" else cfg.vocab_size)
-    return train_sentencepiece(train_sentences, vocab_size=cfg.vocab_size, model_type=cfg.sp_model_type,
-                               seed=cfg.seed)
-
-
-def _encode_split(sp: _Split, tok: Tokenizer, cfg: DataConfig, progress: bool,
-                  chunk: int = 50_000) -> dict[str, np.ndarray]:
-    """Tokenize a split, apply the length filter (not for PTB) and the train cap; -> npz arrays."""
-    filter_lengths = cfg.dataset != "ptb"
-    cap = cfg.max_sentences if (sp.name == "train" and cfg.max_sentences > 0) else None
-    flat, lengths, keep = [], [], []
-    starts = range(0, len(sp.sentences), chunk)
-    for start in _progress(starts, progress, f"encode {sp.name}", total=len(starts)):
-        for j, ids in enumerate(tok.encode_batch(sp.sentences[start : start + chunk]), start):
-            n = len(ids)
-            if filter_lengths and n < cfg.min_tokens:
-                sp.dropped["short"] += 1
-            elif filter_lengths and n > cfg.max_tokens:
-                sp.dropped["long"] += 1
-            elif cap is not None and len(keep) >= cap:
-                sp.dropped["cap"] += 1
-            else:
-                keep.append(j)
-                lengths.append(n)
-                flat.append(np.asarray(ids, dtype=np.int32))
-    keep_idx = np.asarray(keep, dtype=np.int64)
-    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
-    np.cumsum(np.asarray(lengths, dtype=np.int64), out=offsets[1:])
-    return {
-        "ids": np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32),
-        "offsets": offsets,
-        "review": np.asarray(sp.review, dtype=np.int64)[keep_idx],
-        "origin": np.asarray(sp.origin, dtype=np.int8)[keep_idx],
-        "label": np.asarray(sp.label, dtype=np.int8)[keep_idx],
-    }
-
-
-def _split_stats(sp: _Split, arrays: dict[str, np.ndarray], unk_id: int) -> dict[str, Any]:
-    n, ids = len(arrays["offsets"]) - 1, arrays["ids"]
-    lengths = np.diff(arrays["offsets"])
-    return {
-        "sentences": int(n), "tokens": int(len(ids)), "reviews": sp.reviews,
-        "mean_tokens": round(float(lengths.mean()), 3) if n else 0.0,
-        "max_tokens": int(lengths.max()) if n else 0,
-        "unk_rate": round(float((ids == unk_id).mean()), 6) if len(ids) else 0.0,
-        "raw_sentences": sp.raw,
-        "dropped_short": sp.dropped["short"], "dropped_long": sp.dropped["long"],
-        "dropped_dup": sp.dropped["dup"], "dropped_cap": sp.dropped["cap"], "dropped_in_train": sp.dropped["in_train"],
-    }
-
-
-def _check_out_dir(out: Path) -> None:
-    """Refuse to replace anything but an earlier prepared dir (or an empty dir)."""
-    if out.exists():
-        if not out.is_dir():
-            raise DataError(f"{out}: exists and is not a directory")
-        if any(out.iterdir()) and not (out / META_FILE).is_file():
-            raise DataError(f"{out}: exists and is not a prepared data dir (no {META_FILE}); not replacing it")
-
-
-def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Build a prepared data dir at `out_dir` from the raw corpus; returns the stats per split.
-
-    IMDB: whole train reviews are held out for validation (cfg.valid_reviews, chosen with
-    cfg.seed); train = the other train reviews + unsup; test = test. Reviews are shuffled,
-    split into sentences (review_to_sentences), exact duplicates dropped per split (first kept)
-    and, for valid and test, sentences that also occur in train dropped (no test sentence was
-    trained on: IMDB's test reviews overlap train and unsup, and short sentences recur), then
-    sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on the
-    (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
-    """
-    t0 = time.perf_counter()
-    cfg.validate()
-    if cfg.max_sentences < 0 or cfg.valid_reviews < 0:
-        raise ConfigError("max_sentences and valid_reviews must be >= 0")
-    out = Path(out_dir)
-    _check_out_dir(out)
-    root = resolve_data_root(cfg.data_root) if cfg.source == "local" else Path(cfg.data_root)
-    if cfg.source == "local":
-        sub = root / cfg.dataset
-        if not sub.is_dir():
-            raise DataError(f"{sub}: no such directory (set --data-root to the folder holding {cfg.dataset}/)")
-    collect = _collect_imdb if cfg.dataset == "imdb" else _collect_ptb
-    splits = collect(cfg, root, progress)
-    if not splits["train"].sentences:
-        raise DataError(f"{cfg.dataset}: the train split has no sentences")
-    tok = _build_tokenizer(cfg, splits["train"].sentences, progress)
-    arrays = {name: _encode_split(sp, tok, cfg, progress) for name, sp in splits.items()}
-    stats = {name: _split_stats(splits[name], arrays[name], tok.unk_id) for name in SPLITS}
-    if stats["train"]["sentences"] == 0:
-        raise DataError(f"{cfg.dataset}: no train sentence has {cfg.min_tokens}..{cfg.max_tokens} tokens")
-    meta = {
-        "format": FORMAT_VERSION, "dataset": cfg.dataset, "tokenizer": tok.kind, "vocab_size": tok.vocab_size,
-        "pad_id": PAD_ID, "unk_id": UNK_ID, "bos_id": BOS_ID, "eos_id": EOS_ID,
-        "data_config": cfg.to_dict(), "data_root": str(root), "stats": stats,
-    }
-
-    tmp = atomic.temp_dir_for(out)
-    try:
-        tok.save(tmp)
-        for name in SPLITS:
-            np.savez_compressed(tmp / f"{name}.npz", **arrays[name])
-        train = arrays["train"]
-        samples = [tok.decode(train["ids"][train["offsets"][i] : train["offsets"][i + 1]])
-                   for i in range(min(20, len(train["offsets"]) - 1))]
-        (tmp / SAMPLES_FILE).write_text("\n".join(samples) + "\n", encoding="utf-8")
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        atomic.replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if progress:
-        print(format_stats(meta, seconds=time.perf_counter() - t0, out=out), file=sys.stderr)
-    return stats
-
-
-def format_stats(meta: dict[str, Any], seconds: float | None = None, out: Path | None = None) -> str:
-    """A small table of the per-split statistics in `meta`."""
-    head = f"{'split':<6} {'sentences':>10} {'tokens':>11} {'reviews':>8} {'mean':>6} {'max':>4} {'unk%':>7} " \
-           f"{'short':>7} {'long':>7} {'dup':>7} {'in-train':>9}"
-    lines = [f"{meta['dataset']}: {meta['tokenizer']} tokenizer, vocab {meta['vocab_size']:,}"
-             + (f", {seconds:.1f} s" if seconds is not None else "") + (f" -> {out}" if out else ""), head]
-    for name, s in meta["stats"].items():
-        lines.append(f"{name:<6} {s['sentences']:>10,} {s['tokens']:>11,} {s['reviews']:>8,} {s['mean_tokens']:>6.1f} "
-                     f"{s['max_tokens']:>4} {100 * s['unk_rate']:>7.3f} {s['dropped_short']:>7,} "
-                     f"{s['dropped_long']:>7,} {s['dropped_dup']:>7,} {s.get('dropped_in_train', 0):>9,}")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- reading a prepared dir
-_SPLIT_ARRAYS = {"ids": "iu", "offsets": "iu", "review": "iu", "origin": "iu", "label": "i"}
-
-
-def read_meta(data_dir: str | Path) -> dict[str, Any]:
-    """meta.json of a prepared data dir, checked for the keys readers rely on."""
-    path = Path(data_dir) / META_FILE
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (is {Path(data_dir)} a prepared data dir? run `seqvae prepare`)")
-    meta = load_json(path, error=DataError, expect_object=True)
-    missing = [k for k in ("format", "dataset", "tokenizer", "vocab_size", "stats") if k not in meta]
-    if missing:
-        raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
-    if not isinstance(meta["format"], int) or meta["format"] > FORMAT_VERSION:
-        raise DataError(f"{path}: data format {meta['format']!r} is not supported (this seqvae reads {FORMAT_VERSION})")
-    return meta
-
-
-def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(ids int32, offsets int64, {"review", "origin", "label"}) of one split of a prepared dir."""
-    if split not in SPLITS:
-        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    path = Path(data_dir) / f"{split}.npz"
-    if not path.is_file():
-        raise DataError(f"{path}: no such file (is {Path(data_dir)} a prepared data dir? run `seqvae prepare`)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, EOFError ...
-        raise DataError(f"{path}: unreadable ({type(e).__name__}: {_one_line(e)})") from None
-    for key, kinds in _SPLIT_ARRAYS.items():
-        if key not in arrays:
-            raise DataError(f"{path}: missing array {key!r}")
-        if arrays[key].ndim != 1 or arrays[key].dtype.kind not in kinds:
-            raise DataError(f"{path}: array {key!r} must be 1-D integers")
-    ids, offsets = arrays.pop("ids"), arrays.pop("offsets")
-    n = len(offsets) - 1
-    if n < 0 or offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
-        raise DataError(f"{path}: offsets must rise from 0 to len(ids)")
-    if any(len(arrays[k]) != n for k in ("review", "origin", "label")):
-        raise DataError(f"{path}: review/origin/label must have one entry per sentence ({n})")
-    return ids, offsets, arrays
-
-
-# ---------------------------------------------------------------------------- command line
-def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The prepare flags (one per DataConfig field); for `seqvae prepare`."""
-    d = DataConfig()
-    add = parser.add_argument
-    add("--dataset", choices=["imdb", "ptb"], default=d.dataset, help=f"corpus (default {d.dataset})")
-    add("--out", help="prepared data dir to create or replace (default data/<dataset>)")
-    add("--data-root", default=d.data_root,
-        help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, relative to the current dir (default {d.data_root})")
-    add("--source", choices=["local", "hub"], default=d.source,
-        help="local files under --data-root, or the Hugging Face hub (needs network)")
-    add("--tokenizer", choices=["auto", "sentencepiece", "word"], default=d.tokenizer,
-        help="auto: word for PTB, sentencepiece for IMDB")
-    add("--vocab-size", type=int, default=d.vocab_size,
-        help=f"vocabulary incl. 4 special ids (default {d.vocab_size}; PTB's word vocabulary is kept whole)")
-    add("--sp-model-type", choices=["unigram", "bpe"], default=d.sp_model_type, help="sentencepiece model type")
-    add("--min-tokens", type=int, default=d.min_tokens, help=f"drop shorter sentences (IMDB; default {d.min_tokens})")
-    add("--max-tokens", type=int, default=d.max_tokens, help=f"drop longer sentences (IMDB; default {d.max_tokens})")
-    add("--valid-reviews", type=int, default=d.valid_reviews,
-        help=f"IMDB train reviews held out for validation (default {d.valid_reviews})")
-    add("--max-sentences", type=int, default=d.max_sentences, help="cap on train sentences (0 = all)")
-    add("--no-dedup", action="store_true", help="keep duplicate sentences (IMDB)")
-    add("--seed", type=int, default=d.seed, help="shuffling and held-out selection")
-    add("--quiet", action="store_true", help="no progress bars or statistics table")
-    return parser
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    """Run `prepare` from parsed `add_prepare_args` flags. Errors propagate (callers print one line)."""
-    cfg = DataConfig(dataset=args.dataset, source=args.source, data_root=args.data_root, tokenizer=args.tokenizer,
-                     vocab_size=args.vocab_size, sp_model_type=args.sp_model_type, min_tokens=args.min_tokens,
-                     max_tokens=args.max_tokens, valid_reviews=args.valid_reviews,
-                     max_sentences=args.max_sentences, dedup=not args.no_dedup, seed=args.seed)
-    prepare(cfg, args.out or Path("data") / cfg.dataset, progress=not args.quiet)
-    return 0
-

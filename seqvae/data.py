@@ -1,6 +1,6 @@
 """Tokenized sentences in memory, length-bucketed batching, collation, word dropout.
 
-A split is two flat numpy arrays (see corpus.prepare): `ids` holds every sentence's
+A split is two flat numpy arrays (see seqvae.prepare): `ids` holds every sentence's
 token ids back to back and `offsets[i]:offsets[i+1]` is sentence i. Nothing is padded
 on disk; padding happens per batch, and batches are drawn from length-sorted pools so
 that there is little of it.
@@ -30,7 +30,7 @@ class SentenceDataset:
 
     @classmethod
     def from_dir(cls, data_dir: str | Path, split: str) -> "SentenceDataset":
-        from .corpus import load_split
+        from .prepare import load_split
 
         ids, offsets, _ = load_split(data_dir, split)
         return cls(ids, offsets)

@@ -1,5 +1,5 @@
-"""Numbers as people read them: the formatting that the CLI, the trainer's progress line and the
-quality report share."""
+"""Numbers and errors as people read them: the formatting that the CLI, the trainer's progress line,
+the quality report and the one-line error messages share."""
 
 from __future__ import annotations
 
@@ -10,3 +10,9 @@ def format_mi(mi: float, se: float | None = None) -> str:
     if mi < 0:
         return f"0 (estimate {mi:.2f}{spread}, clipped)"
     return f"{mi:.2f}{spread}"
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for one-line errors."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 
 from . import atomic
 from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from .display import one_line
 
 TOKENIZER_FILES = ("tokenizer.model", "vocab.txt")
 SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")  # ids 0..3; the text of each special id
@@ -37,11 +38,6 @@ SP_TRAIN_THREADS = 2  # fixed, not os.cpu_count(): the trained model depends on 
 
 class TokenizerError(ValueError):
     """A tokenizer file is missing, corrupt, or cannot be trained (message is one line)."""
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 # ---------------------------------------------------------------------------- base class
@@ -116,7 +112,7 @@ class SentencePieceTokenizer(Tokenizer):
         try:
             self.sp.LoadFromSerializedProto(proto)
         except Exception as e:  # sentencepiece raises RuntimeError/OSError for a bad proto
-            raise TokenizerError(f"{where}: not a valid sentencepiece model ({_one_line(e)})") from None
+            raise TokenizerError(f"{where}: not a valid sentencepiece model ({one_line(e)})") from None
         self._proto = proto
         got = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
         if got != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
@@ -199,7 +195,7 @@ def train_sentencepiece(sentences: Iterable[str], vocab_size: int = 8000, model_
             minloglevel=2,  # quiet; errors still raise
         )
     except (RuntimeError, OSError) as e:
-        raise TokenizerError(f"sentencepiece training failed: {_one_line(e)}") from None
+        raise TokenizerError(f"sentencepiece training failed: {one_line(e)}") from None
     return SentencePieceTokenizer(buf.getvalue())
 
 
@@ -270,7 +266,7 @@ class WordTokenizer(Tokenizer):
         except FileNotFoundError:
             raise TokenizerError(f"{path}: no such tokenizer file") from None
         except (UnicodeDecodeError, OSError) as e:
-            raise TokenizerError(f"{path}: unreadable vocabulary ({_one_line(e)})") from None
+            raise TokenizerError(f"{path}: unreadable vocabulary ({one_line(e)})") from None
         try:
             return cls(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"))
         except TokenizerError as e:

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, RunConfig, resolve_device
-from .corpus import read_meta
+from .prepare import read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl

@@ -37,9 +37,9 @@ def write_fake_ptb(root: Path, n_train: int = 240, n_eval: int = 40) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
-    """A prepared data dir (word tokenizer) made by seqvae.corpus.prepare from synthetic PTB files."""
+    """A prepared data dir (word tokenizer) made by seqvae.prepare.prepare from synthetic PTB files."""
     from seqvae.config import DataConfig
-    from seqvae.corpus import prepare
+    from seqvae.prepare import prepare
 
     root = write_fake_ptb(tmp_path_factory.mktemp("raw"))
     out = tmp_path_factory.mktemp("prepared") / "ptb"

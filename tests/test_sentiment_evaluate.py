@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from seqvae.corpus import review_to_sentences
+from seqvae.sentences import review_to_sentences
 from seqvae.sentiment import evaluate as H
 from seqvae.sentiment.config import ClassifyError
 from seqvae.sentiment.data import load_reviews

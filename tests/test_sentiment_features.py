@@ -44,7 +44,7 @@ def vae(tiny):
 
 
 def test_sentence_features_match_the_api_and_are_cached(tiny, vae, tmp_path, monkeypatch):
-    from seqvae.corpus import review_to_sentences
+    from seqvae.sentences import review_to_sentences
 
     texts, labels = load_reviews("train", data_root=tiny[1])
     assert len(texts) == 40 and sorted(set(labels.tolist())) == [0, 1]

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import atomic
-from ..corpus import review_to_sentences
+from ..sentences import review_to_sentences
 from .config import ClassifyError, HeadConfig
 from .data import stratified_sample
 from .features import sentence_features, untrained_like

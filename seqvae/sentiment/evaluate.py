@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..corpus import review_to_sentences
+from ..sentences import review_to_sentences
 from .config import ClassifyError
 from .features import sentence_features
 

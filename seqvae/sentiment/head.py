@@ -99,7 +99,7 @@ class Head:
         """Sentiment of each text (a review or a sentence): label, probabilities and its number of
         sentences (and of clauses, for a head that reads clauses). With the head's length scales a
         text of n units has p = σ(s_n · logit): short texts are not read as surely as reviews."""
-        from ..corpus import review_to_sentences
+        from ..sentences import review_to_sentences
 
         S = encode_reviews(vae, texts, unit=self.unit, batch_size=batch_size, progress=False)
         if S.mu.shape[1] != self.latent_dim:

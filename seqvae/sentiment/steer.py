@@ -73,7 +73,7 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
     """
     import torch
 
-    from ..corpus import review_to_sentences
+    from ..sentences import review_to_sentences
 
     if to is not None and to not in head.classes:
         raise ClassifyError(f"--to must be one of {', '.join(head.classes)}, got {to!r}")
@@ -122,7 +122,7 @@ def report_sentences(n: int, *, seed: int = 0, source: str = "local", data_root:
                      min_words: int = 5, max_words: int = 30) -> list[str]:
     """n test sentences for a steering report: the first sentence of min..max words from each of a
     stratified draw of test reviews (half negative, half positive reviews), in a seeded order."""
-    from ..corpus import review_to_sentences
+    from ..sentences import review_to_sentences
 
     texts, _ = load_reviews("test", source=source, data_root=data_root, max_reviews=min(3 * n, 25000), seed=seed)
     out = []

@@ -1,4 +1,4 @@
-"""What a review is cut into before its pieces are encoded: sentences (the corpus' own splitter)
+"""What a review is cut into before its pieces are encoded: sentences (seqvae.sentences' own splitter)
 or clauses, each sentence cut further at , ; : ( ) dashes and before a word that turns it.
 
     review_to_clauses("A fine film, but the plot was dull.")   # ["A fine film", "but the plot was dull."]
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..corpus import review_to_sentences
+from ..sentences import review_to_sentences
 
 # Where a sentence may be cut into clauses: at , ; : and parentheses, at a dash between spaces,
 # and before a word that turns the sentence ("the cast is fine, but the plot ..."); the cut

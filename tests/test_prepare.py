@@ -1,0 +1,318 @@
+"""Prepare: a prepared data dir end to end on tiny fake IMDB/PTB files, its readers, `seqvae prepare`."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqvae import prepare as P
+from seqvae.config import ConfigError, DataConfig
+from seqvae.corpus import DataError, load_imdb, load_ptb
+from seqvae.prepare import load_split, prepare, read_meta
+from seqvae.sentences import review_to_sentences
+from seqvae.tokenizer import load_tokenizer
+
+
+# ---------------------------------------------------------------------------- tiny fake corpora
+POS = ["The movie was great and I loved every minute of it.", "What a wonderful cast, really.",
+       "Dr. Smith gave a brilliant performance.", "The ending made me smile for days."]
+NEG = ["This film is terrible and the plot makes no sense.", "I watched it twice and it was boring.",
+       "The director should have cut twenty minutes.", "Mr. Jones was awful as the villain."]
+DUP = "I would watch it again."           # in every review: deduplicated per split
+LONG = " ".join(["very"] * 80) + " long."  # always too long
+SHORT = "Ok."                             # always too short
+
+
+def _review(i: int, label: int) -> str:
+    pool = POS if label == 1 else NEG
+    parts = [pool[i % 4], f"Review number {i} is here.", DUP]
+    if i % 5 == 0:
+        parts.append(LONG)
+    if i % 3 == 0:
+        parts.append(SHORT)
+    return " ".join(parts[:2]) + "<br /><br />" + " ".join(parts[2:]) + " &amp; that is it."
+
+
+def write_fake_imdb(root: Path, n_train=40, n_test=16, n_unsup=12) -> Path:
+    d = root / "imdb"
+    d.mkdir(parents=True, exist_ok=True)
+    for split, n, base in (("train", n_train, 0), ("test", n_test, 1000), ("unsup", n_unsup, 2000)):
+        rows = [{"text": _review(base + i, (i >= n // 2) if split != "unsup" else i % 2),
+                 "label": int(i >= n // 2) if split != "unsup" else -1} for i in range(n)]
+        with gzip.open(d / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return root
+
+
+def write_fake_ptb(root: Path) -> Path:
+    d = root / "ptb"
+    d.mkdir(parents=True, exist_ok=True)
+    lines = {"train": [" the cat sat on the mat ", " a <unk> dog ran ", " the cat sat on the mat ", " yes "] * 5,
+             "valid": [" the dog sat ", " a <unk> cat "], "test": [" the mat ran ", " zebra "]}
+    for split, ls in lines.items():
+        (d / f"ptb.{split}.txt").write_text("".join(line + "\n" for line in ls))
+    return root
+
+
+IMDB_CFG = dict(dataset="imdb", vocab_size=120, min_tokens=5, max_tokens=40, valid_reviews=6, seed=3)
+
+
+@pytest.fixture(scope="module")
+def imdb(tmp_path_factory):
+    """(raw data root, prepared dir, stats) for the fake IMDB."""
+    base = tmp_path_factory.mktemp("imdb")
+    root = write_fake_imdb(base / "raw")
+    cfg = DataConfig(data_root=str(root), **IMDB_CFG)
+    stats = prepare(cfg, base / "out", progress=False)
+    return root, base / "out", stats
+
+
+def _source_rows(root: Path, split: str) -> list[dict]:
+    with gzip.open(root / "imdb" / f"{split}.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+# ---------------------------------------------------------------------------- prepare: IMDB
+def test_prepare_imdb_layout(imdb):
+    _, out, stats = imdb
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "samples.txt", "test.npz", "tokenizer.model",
+                                                      "train.npz", "valid.npz"]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dir left behind
+    meta = read_meta(out)
+    assert meta["format"] == 1 and meta["dataset"] == "imdb" and meta["tokenizer"] == "sentencepiece"
+    assert (meta["pad_id"], meta["unk_id"], meta["bos_id"], meta["eos_id"]) == (0, 1, 2, 3)
+    assert meta["data_config"] == DataConfig(data_root=meta["data_config"]["data_root"], **IMDB_CFG).to_dict()
+    assert meta["stats"] == stats
+    tok = load_tokenizer(out)
+    assert meta["vocab_size"] == tok.vocab_size <= 120
+    for split in ("train", "valid", "test"):
+        with np.load(out / f"{split}.npz") as z:
+            assert sorted(z.files) == ["ids", "label", "offsets", "origin", "review"]
+            assert (z["ids"].dtype, z["offsets"].dtype, z["review"].dtype, z["origin"].dtype, z["label"].dtype) == \
+                (np.int32, np.int64, np.int64, np.int8, np.int8)
+        ids, offsets, extra = load_split(out, split)
+        s = stats[split]
+        lengths = np.diff(offsets)
+        assert len(offsets) == s["sentences"] + 1 and offsets[0] == 0 and offsets[-1] == len(ids) == s["tokens"]
+        assert lengths.min() >= 5 and lengths.max() <= 40 and lengths.max() == s["max_tokens"]
+        assert not np.isin(ids, [0, 2, 3]).any()  # no PAD/BOS/EOS in the data
+        assert s["raw_sentences"] == (s["sentences"] + s["dropped_short"] + s["dropped_long"] + s["dropped_dup"]
+                                      + s["dropped_cap"] + s["dropped_in_train"])
+        if split == "train":
+            assert s["dropped_long"] > 0 and s["dropped_short"] > 0 and s["dropped_dup"] > 0
+        else:  # the fixture's repeated, too-long and too-short sentences all occur in train first
+            assert s["dropped_in_train"] > 0
+        assert all(len(v) == s["sentences"] for v in extra.values())
+    samples = (out / "samples.txt").read_text().splitlines()
+    ids, offsets, _ = load_split(out, "train")
+    assert samples[:3] == [tok.decode(ids[offsets[i] : offsets[i + 1]]) for i in range(3)]
+
+
+def test_prepare_imdb_splits_origins_labels_and_dedup(imdb):
+    root, out, stats = imdb
+    src = {0: _source_rows(root, "train"), 1: _source_rows(root, "unsup"), 2: _source_rows(root, "test")}
+    tok = load_tokenizer(out)
+    got = {}
+    for split in ("train", "valid", "test"):
+        ids, offsets, extra = load_split(out, split)
+        sents = [tok.decode(ids[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
+        seqs = [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+        assert len(set(sents)) == len(sents)                 # exact duplicates dropped within the split
+        assert sents.count(DUP) == (1 if split == "train" else 0)  # valid/test: nothing seen in train
+        assert not any("very very" in s for s in sents) and SHORT not in sents
+        for seq, r, o, lab in zip(seqs, extra["review"], extra["origin"], extra["label"]):
+            row = src[int(o)][int(r)]
+            assert lab == row["label"]                        # label carried from the source row
+            # and the sentence really is one of that row's (compared as ids: rare letters are <unk>)
+            assert seq in tok.encode_batch(review_to_sentences(row["text"]))
+        got[split] = extra
+        got[split + "_seqs"] = seqs
+    train_seqs = {tuple(q) for q in got["train_seqs"]}
+    assert not any(tuple(q) in train_seqs for q in got["valid_seqs"] + got["test_seqs"])
+    assert stats["test"]["dropped_in_train"] > 0 and stats["train"]["dropped_in_train"] == 0
+    assert set(np.unique(got["train"]["origin"])) == {0, 1}   # train reviews + unsup
+    assert set(np.unique(got["valid"]["origin"])) == {0}
+    assert set(np.unique(got["test"]["origin"])) == {2}
+    valid_reviews = set(got["valid"]["review"].tolist())
+    train_reviews = set(got["train"]["review"][got["train"]["origin"] == 0].tolist())
+    assert valid_reviews and not valid_reviews & train_reviews  # held out as whole reviews
+    assert stats["valid"]["reviews"] == 6 and stats["train"]["reviews"] == 40 - 6 + 12 and stats["test"]["reviews"] == 16
+    assert set(np.unique(got["valid"]["label"])) <= {0, 1} and set(np.unique(got["train"]["label"])) == {-1, 0, 1}
+
+
+def test_prepare_is_deterministic_and_caps(imdb, tmp_path):
+    root, out, stats = imdb
+    cfg = DataConfig(data_root=str(root), **IMDB_CFG)
+    again = tmp_path / "again"
+    assert prepare(cfg, again, progress=False) == stats
+    for split in ("train", "valid", "test"):
+        a, b = load_split(out, split), load_split(again, split)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[2]["review"], b[2]["review"])
+    # a sentence cap keeps the first sentences; replacing an earlier prepared dir is allowed
+    capped = prepare(cfg.replace(max_sentences=7), again, progress=False)
+    assert capped["train"]["sentences"] == 7 and capped["train"]["dropped_cap"] > 0
+    assert capped["valid"] == stats["valid"]
+    np.testing.assert_array_equal(load_split(again, "train")[0], load_split(out, "train")[0][: load_split(again, "train")[1][-1]])
+
+
+# ---------------------------------------------------------------------------- prepare: PTB
+def test_prepare_ptb_keeps_lines_and_maps_unk(tmp_path):
+    root = write_fake_ptb(tmp_path / "raw")
+    stats = prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "ptb", progress=False)
+    meta = read_meta(tmp_path / "ptb")
+    assert meta["tokenizer"] == "word" and (tmp_path / "ptb" / "vocab.txt").is_file()
+    tok = load_tokenizer(tmp_path / "ptb")
+    # words of train: the cat sat on mat a dog ran yes (<unk> is the special) -> 4 + 9
+    assert tok.vocab_size == meta["vocab_size"] == 13
+    ids, offsets, extra = load_split(tmp_path / "ptb", "train")
+    assert stats["train"]["sentences"] == 20 and stats["train"]["dropped_dup"] == 0  # no dedup
+    assert np.diff(offsets).min() == 1                                            # no length filter
+    assert tok.decode(ids[offsets[1] : offsets[2]]) == "a <unk> dog ran"
+    assert ids[offsets[1] + 1] == 1
+    assert extra["review"].tolist() == list(range(20)) and set(extra["origin"]) == {3} and set(extra["label"]) == {-1}
+    ids, offsets, _ = load_split(tmp_path / "ptb", "test")
+    assert tok.decode(ids[offsets[1] : offsets[2]]) == "<unk>"                    # unseen word
+    assert stats["train"]["unk_rate"] == pytest.approx(5 / stats["train"]["tokens"], abs=1e-6)
+
+
+def test_prepare_ptb_with_sentencepiece(tmp_path):
+    root = write_fake_ptb(tmp_path / "raw")
+    prepare(DataConfig(dataset="ptb", tokenizer="sentencepiece", vocab_size=40, data_root=str(root)),
+            tmp_path / "ptb", progress=False)
+    assert read_meta(tmp_path / "ptb")["tokenizer"] == "sentencepiece"
+    assert (tmp_path / "ptb" / "tokenizer.model").is_file()
+
+
+# ---------------------------------------------------------------------------- atomic output and errors
+def test_failed_prepare_leaves_nothing_and_keeps_old_output(imdb, tmp_path, monkeypatch):
+    root = write_fake_ptb(tmp_path / "raw")
+    cfg = DataConfig(dataset="ptb", data_root=str(root))
+    calls = []
+
+    def fail_on_second(path, **arrays):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        np.savez(path, **arrays)
+
+    monkeypatch.setattr(P.np, "savez_compressed", fail_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        prepare(cfg, tmp_path / "out", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # no out dir, no temp dir
+    monkeypatch.undo()
+    prepare(cfg, tmp_path / "out", progress=False)
+    before = (tmp_path / "out" / "meta.json").read_text()
+    calls.clear()
+    monkeypatch.setattr(P.np, "savez_compressed", fail_on_second)
+    with pytest.raises(OSError):
+        prepare(cfg.replace(seed=1), tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "meta.json").read_text() == before  # the old dir is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
+
+
+def test_prepare_refuses_to_replace_a_foreign_dir(tmp_path):
+    root = write_fake_ptb(tmp_path / "raw")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    with pytest.raises(DataError, match="not a prepared data dir"):
+        prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "mine", progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+
+
+def test_missing_data_root_and_files(tmp_path):
+    with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
+        prepare(DataConfig(dataset="imdb", data_root=str(tmp_path / "nowhere")), tmp_path / "out", progress=False)
+    root = write_fake_imdb(tmp_path / "raw")
+    (root / "imdb" / "unsup.jsonl.gz").unlink()
+    with pytest.raises(DataError, match="unsup.jsonl.gz: no such file"):
+        prepare(DataConfig(data_root=str(root), **IMDB_CFG), tmp_path / "out", progress=False)
+    with pytest.raises(DataError, match="ptb.valid.txt: no such file"):
+        load_ptb("valid", data_root=tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_and_invalid_files(tmp_path):
+    root = write_fake_imdb(tmp_path / "raw")
+    with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
+        f.write("")
+    with pytest.raises(DataError, match="test.jsonl.gz"):
+        load_imdb("test", data_root=root)
+    with pytest.raises(DataError):
+        prepare(DataConfig(data_root=str(root), **IMDB_CFG), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
+        f.write('{"text": "fine", "label": 1}\n{"label": 0}\n')
+    with pytest.raises(DataError, match="row 1 has no text"):
+        load_imdb("test", data_root=root)
+    with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
+        f.write('{"text": "fine", "label": 1}\n{"text": broken\n')
+    with pytest.raises(DataError, match="cannot load"):
+        load_imdb("test", data_root=root)
+    write_fake_ptb(root)
+    (root / "ptb" / "ptb.test.txt").write_text("")
+    with pytest.raises(DataError, match="ptb.test.txt"):
+        prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "out", progress=False)
+
+
+def test_config_errors(tmp_path):
+    root = write_fake_imdb(tmp_path / "raw")
+    with pytest.raises(ConfigError, match="valid_reviews"):
+        prepare(DataConfig(data_root=str(root), **{**IMDB_CFG, "valid_reviews": 40}), tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError):
+        prepare(DataConfig(data_root=str(root), **{**IMDB_CFG, "min_tokens": 0}), tmp_path / "out", progress=False)
+
+
+def test_readers_report_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(DataError, match="meta.json: no such file"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(DataError, match="invalid JSON"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"format": 99, "dataset": "x", "tokenizer": "word",
+                                                    "vocab_size": 5, "stats": {}}))
+    with pytest.raises(DataError, match="not supported"):
+        read_meta(tmp_path)
+    with pytest.raises(DataError, match="train.npz: no such file"):
+        load_split(tmp_path, "train")
+    with pytest.raises(DataError, match="split must be"):
+        load_split(tmp_path, "dev")
+    (tmp_path / "train.npz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="unreadable"):
+        load_split(tmp_path, "train")
+    good = dict(ids=np.arange(5, dtype=np.int32), offsets=np.array([0, 2, 5]), review=np.zeros(2, np.int64),
+                origin=np.zeros(2, np.int8), label=np.zeros(2, np.int8))
+    np.savez(tmp_path / "train.npz", **{**good, "offsets": np.array([0, 2, 4])})
+    with pytest.raises(DataError, match="offsets"):
+        load_split(tmp_path, "train")
+    np.savez(tmp_path / "train.npz", **{k: v for k, v in good.items() if k != "label"})
+    with pytest.raises(DataError, match="missing array 'label'"):
+        load_split(tmp_path, "train")
+    np.savez(tmp_path / "train.npz", **good)
+    ids, offsets, extra = load_split(tmp_path, "train")
+    assert ids.tolist() == [0, 1, 2, 3, 4] and sorted(extra) == ["label", "origin", "review"]
+
+
+# ---------------------------------------------------------------------------- command line
+def _prepare(argv):
+    from seqvae.cli import main
+
+    return main(["prepare", *argv])
+
+
+def test_prepare_errors_are_one_line_exit_2(tmp_path, capsys):
+    rc = _prepare(["--dataset", "ptb", "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "nowhere" in err and not (tmp_path / "o").exists()
+    assert _prepare(["--min-tokens", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "min_tokens" in capsys.readouterr().err
+
+
+def test_prepare_command_runs(tmp_path, capsys):
+    root = write_fake_ptb(tmp_path / "raw")
+    assert _prepare(["--dataset", "ptb", "--data-root", str(root), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "train" in err and "vocab 13" in err  # the statistics table
+    assert read_meta(tmp_path / "o")["data_config"]["data_root"] == str(root)
