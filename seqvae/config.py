@@ -118,6 +118,9 @@ class ModelConfig(_JSONMixin):
     adaptive_cutoffs: list = field(default_factory=list)  # ids where the head and each cluster end, increasing,
                                    # below vocab_size ([] = vocab_size/8 and 3*vocab_size/8)
     latent: bool = True            # False: plain GRU language model (the baseline), no encoder, no z
+    z_skip: bool = False           # also add a linear map of z to the decoder's output at every step, before the
+                                   # softmax (a skip connection, Dieng et al. 2019): words can be read off z without
+                                   # passing through the GRU's state
     bow_head: bool = False         # also a linear z -> vocab head for the bag-of-words loss (train.bow_weight)
     pad_id: int = PAD_ID
     unk_id: int = UNK_ID

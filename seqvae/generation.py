@@ -41,7 +41,7 @@ def step(model: SentenceVAE, tokens: torch.Tensor, z: torch.Tensor | None,
     dec = model.decoder
     x = dec.inputs(tokens[:, None], z)  # (b, 1, E[+Z])
     out, h = dec.gru(x, h)  # (b, 1, H), (L, b, H)
-    logits = dec.logits(out[:, 0])  # (b, V)
+    logits = dec.logits(dec.readout(out, z)[:, 0])  # (b, V)
     logits[:, model.cfg.pad_id] = float("-inf")  # never targets in training: never generated
     logits[:, model.cfg.bos_id] = float("-inf")
     return logits, h

@@ -63,6 +63,7 @@ class Decoder(nn.Module):
         z_in = cfg.latent_dim if cfg.latent else 0
         self.gru = nn.GRU(cfg.embed_dim + z_in, cfg.hidden_dim, cfg.num_layers, batch_first=True)
         self.init_state = nn.Linear(cfg.latent_dim, cfg.num_layers * cfg.hidden_dim) if cfg.latent else None
+        self.z_skip = nn.Linear(cfg.latent_dim, cfg.hidden_dim, bias=False) if cfg.latent and cfg.z_skip else None
         self.dropout = nn.Dropout(cfg.embed_dropout)
         self.adaptive = None
         if cfg.softmax == "adaptive":
@@ -90,9 +91,15 @@ class Decoder(nn.Module):
             x = torch.cat([x, z.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E+Z)
         return x
 
+    def readout(self, out: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """What the softmax layer reads from the GRU's outputs (B, T, H): the outputs, plus W z with model.z_skip."""
+        if self.z_skip is None or z is None:
+            return out
+        return out + self.z_skip(z.to(out.dtype)).unsqueeze(1)
+
     def forward(self, tokens: torch.Tensor, z: torch.Tensor | None,
                 h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden states for every position: (B, T, H), and the last state (L, B, H).
+        """What the softmax reads at every position: (B, T, H) (`readout`), and the last GRU state (L, B, H).
 
         Trailing padding needs no packing here: the GRU is causal, so pads after a
         sentence's end never change its outputs; they are simply not scored.
@@ -100,7 +107,7 @@ class Decoder(nn.Module):
         if h is None:
             h = self.initial_state(z, tokens.shape[0])
         out, h = self.gru(self.inputs(tokens, z), h)
-        return out, h
+        return self.readout(out, z), h
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., H) -> (..., V); for the adaptive softmax these are normalised log-probabilities."""

@@ -118,3 +118,33 @@ def test_adaptive_softmax_is_a_distribution_and_checks_its_cutoffs():
             ModelConfig(vocab_size=20, softmax="adaptive", adaptive_cutoffs=bad).validate()
     with pytest.raises(ConfigError, match="tie_embeddings"):
         ModelConfig(softmax="adaptive", tie_embeddings=True).validate()
+
+
+@pytest.mark.parametrize("kw", [{}, {"z_skip": True}, {"z_skip": True, "softmax": "adaptive", "num_layers": 2}])
+def test_step_by_step_decoding_scores_as_the_teacher_forced_pass(kw):
+    """generation.step, one token at a time, gives the teacher-forced pass's logits (bar the masked PAD and BOS)."""
+    from seqvae.generation import step
+
+    model = make(**kw)
+    b = collate([[5, 6, 7, 8]])
+    z = torch.randn(1, 5, generator=torch.Generator().manual_seed(1))
+    hidden, _ = model.decoder(b.dec_in, z)
+    whole = model.decoder.logits(hidden)[0]  # (T, V)
+    h = model.decoder.initial_state(z, 1)
+    for t in range(b.dec_in.shape[1]):
+        logits, h = step(model, b.dec_in[:, t], z, h)
+        kept = torch.isfinite(logits[0])
+        assert int((~kept).sum()) == 2
+        assert torch.allclose(logits[0][kept], whole[t][kept], atol=1e-5)
+
+
+def test_z_skip_gives_z_a_path_to_the_softmax():
+    with_skip, plain = make(z_skip=True), make()
+    assert with_skip.decoder.z_skip is not None and plain.decoder.z_skip is None
+    assert make(z_skip=True, latent=False).decoder.z_skip is None  # a language model has no z
+    b = collate([[5, 6, 7]])
+    z = torch.randn(1, 5, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        with_skip.decoder.z_skip.weight.zero_()  # a zero skip is the plain decoder: same init otherwise
+    plain.load_state_dict({k: v for k, v in with_skip.state_dict().items() if "z_skip" not in k})
+    assert torch.allclose(with_skip.token_nll(b.dec_in, b.target, z), plain.token_nll(b.dec_in, b.target, z))
