@@ -51,6 +51,13 @@ def regenerate_command(args) -> str:
     return " ".join(parts)
 
 
+def lm_summary(lm: Path) -> dict:
+    """The LM's training summary: from its run dir, or as its shipped checkpoint recorded it."""
+    if (lm / "metrics.jsonl").is_file():
+        return run_summary(lm)
+    return json.loads((lm / "metrics.json").read_text())["training"]
+
+
 def run_summary(run_dir: Path) -> dict:
     """Steps, best step and training wall time from a run's last/ checkpoint and log."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -85,7 +92,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="training run dir (with best/ and last/)")
     ap.add_argument("out", help="checkpoint dir to write")
-    ap.add_argument("--lm", help="GRU-LM baseline run dir, evaluated on the same test split")
+    ap.add_argument("--lm", help="GRU-LM baseline (run dir or shipped checkpoint), evaluated on the same test split")
     ap.add_argument("--data", help="prepared data dir (default: the one the run recorded)")
     ap.add_argument("--samples", type=int, default=100, help="importance samples for the test NLL")
     ap.add_argument("--max-sentences", type=int, default=0, help="evaluate on the first N test sentences")
@@ -113,9 +120,9 @@ def main() -> int:
                "training": run_summary(run), "weights_dtype": args.dtype}
     rows = [(run.name, res)]
     if args.lm:
-        lm, _, _ = checkpoint.load(Path(args.lm) / "best")
+        lm, _, _ = checkpoint.load(args.lm)  # a run dir (its best/) or a shipped LM checkpoint
         metrics["lm_test"] = evaluate(lm, test, max_sentences=args.max_sentences, progress=True)
-        metrics["lm_training"] = run_summary(Path(args.lm))
+        metrics["lm_training"] = lm_summary(Path(args.lm))
         rows.append((Path(args.lm).name + " (LM)", metrics["lm_test"]))
     table = format_table(rows)
     print(table)
