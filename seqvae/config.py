@@ -121,6 +121,12 @@ class ModelConfig(_JSONMixin):
     z_skip: bool = False           # also add a linear map of z to the decoder's output at every step, before the
                                    # softmax (a skip connection, Dieng et al. 2019): words can be read off z without
                                    # passing through the GRU's state
+    encoder_slots: int = 0         # the encoder also reads its outputs with this many learned attention queries,
+                                   # beside its final states, before mapping to mu and logvar: every position can
+                                   # reach z directly, not only through the final states (0 = off)
+    z_slots: int = 0               # the decoder attends over this many H-dim vectors computed from z (a linear map of
+                                   # z), with its GRU output as the query, at every step; the read vector joins the
+                                   # softmax's input. Different positions read different parts of z (0 = off)
     bow_head: bool = False         # also a linear z -> vocab head for the bag-of-words loss (train.bow_weight)
     pad_id: int = PAD_ID
     unk_id: int = UNK_ID
@@ -131,6 +137,9 @@ class ModelConfig(_JSONMixin):
         for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim", "num_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1")
+        for name in ("z_slots", "encoder_slots"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.{name} must be >= 0")
         if not 0.0 <= self.embed_dropout < 1.0:
             raise ConfigError("model.embed_dropout must be in [0, 1)")
         if self.softmax not in ("full", "adaptive"):

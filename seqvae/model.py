@@ -1,8 +1,10 @@
 """The sentence VAE: bi-GRU encoder -> q(z|x) -> reparameterization/KL kernel -> GRU decoder.
 
 Reads top to bottom:
-  Encoder      tokens -> (mu, logvar) of a diagonal Gaussian q(z|x)
-  Decoder      z -> initial state, and z concatenated to every input embedding -> next-token logits
+  Encoder      tokens -> (mu, logvar) of a diagonal Gaussian q(z|x); optionally (encoder_slots) from K
+               attention reads of its outputs too
+  Decoder      z -> initial state, and z concatenated to every input embedding -> next-token logits;
+               optionally (z_slots) attention over K vectors computed from z at every step
   SentenceVAE  ties them together; with ModelConfig.latent=False it is the plain GRU
                language model used as the baseline (same decoder, no encoder, no z).
                With ModelConfig.bow_head it also has a linear z -> vocab head for the
@@ -18,19 +20,23 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 from .kernels import reparameterize_kl
 
 
 class Encoder(nn.Module):
-    """Bidirectional GRU over the sentence; its final states map to mu and logvar."""
+    """Bidirectional GRU over the sentence; its final states (and, with model.encoder_slots, K attention reads
+    of its outputs) map to mu and logvar."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.gru = nn.GRU(cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, batch_first=True, bidirectional=True)
-        self.to_stats = nn.Linear(2 * cfg.hidden_dim, 2 * cfg.latent_dim)
+        H, K = cfg.hidden_dim, cfg.encoder_slots
+        self.gru = nn.GRU(cfg.embed_dim, H, cfg.num_layers, batch_first=True, bidirectional=True)
+        self.queries = nn.Parameter(torch.randn(K, 2 * H) / (2 * H) ** 0.5) if K else None  # (K, 2H)
+        self.read_proj = nn.Linear(2 * H, H // 2) if K else None  # each read, (2H) -> (H/2)
+        self.to_stats = nn.Linear(2 * H + K * (H // 2), 2 * cfg.latent_dim)
         self.dropout = nn.Dropout(cfg.embed_dropout)
 
     def forward(self, emb: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,14 +45,23 @@ class Encoder(nn.Module):
         x = self.dropout(emb)
         lens = src_lens.cpu().clamp(min=1)
         if bool((lens == x.shape[1]).all()):
-            _, h = self.gru(x)  # no padding in this batch: skip packing
+            out, h = self.gru(x)  # no padding in this batch: skip packing
         else:
             # A batch already sorted by length (the trainer sorts its batches) packs without a reordering
             # index, whose host-to-device copy would synchronise a GPU.
             ordered = bool((lens[:-1] >= lens[1:]).all())
-            _, h = self.gru(pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=ordered))
-        h = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H): last layer, forward and backward
-        mu, logvar = self.to_stats(h).float().chunk(2, dim=-1)  # (B, Z) each
+            out, h = self.gru(pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=ordered))
+            if self.queries is not None:
+                out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        feats = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H): last layer, forward and backward
+        if self.queries is not None:
+            B, T, _ = out.shape
+            pad = torch.arange(T)[None, :] >= lens[:, None]  # (B, T) True past each sentence's end
+            scores = (out @ self.queries.to(out.dtype).T).float() / out.shape[-1] ** 0.5  # (B, T, K)
+            scores = scores.masked_fill(pad.to(scores.device)[:, :, None], float("-inf"))
+            reads = torch.softmax(scores, dim=1).to(out.dtype).transpose(1, 2) @ out  # (B, K, 2H)
+            feats = torch.cat([feats, self.read_proj(reads).flatten(1)], dim=-1)  # (B, 2H + K*H/2)
+        mu, logvar = self.to_stats(feats).float().chunk(2, dim=-1)  # (B, Z) each
         return mu, logvar
 
 
@@ -64,6 +79,10 @@ class Decoder(nn.Module):
         self.gru = nn.GRU(cfg.embed_dim + z_in, cfg.hidden_dim, cfg.num_layers, batch_first=True)
         self.init_state = nn.Linear(cfg.latent_dim, cfg.num_layers * cfg.hidden_dim) if cfg.latent else None
         self.z_skip = nn.Linear(cfg.latent_dim, cfg.hidden_dim, bias=False) if cfg.latent and cfg.z_skip else None
+        self.slots = self.query = None
+        if cfg.latent and cfg.z_slots:
+            self.slots = nn.Linear(cfg.latent_dim, cfg.z_slots * cfg.hidden_dim)  # z -> K memory vectors of H
+            self.query = nn.Linear(cfg.hidden_dim, cfg.hidden_dim, bias=False)
         self.dropout = nn.Dropout(cfg.embed_dropout)
         self.adaptive = None
         if cfg.softmax == "adaptive":
@@ -92,10 +111,19 @@ class Decoder(nn.Module):
         return x
 
     def readout(self, out: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """What the softmax layer reads from the GRU's outputs (B, T, H): the outputs, plus W z with model.z_skip."""
-        if self.z_skip is None or z is None:
+        """What the softmax layer reads from the GRU's outputs (B, T, H): the outputs, plus W z with model.z_skip,
+        plus with model.z_slots what each position reads from the K vectors computed from z (dot-product attention,
+        the output as the query)."""
+        if z is None:
             return out
-        return out + self.z_skip(z.to(out.dtype)).unsqueeze(1)
+        if self.z_skip is not None:
+            out = out + self.z_skip(z.to(out.dtype)).unsqueeze(1)
+        if self.slots is not None:
+            B, H = out.shape[0], out.shape[-1]
+            memory = self.slots(z.to(out.dtype)).view(B, -1, H)  # (B, K, H)
+            scores = self.query(out) @ memory.transpose(1, 2) / H ** 0.5  # (B, T, K)
+            out = out + torch.softmax(scores.float(), dim=-1).to(memory.dtype) @ memory  # (B, T, H)
+        return out
 
     def forward(self, tokens: torch.Tensor, z: torch.Tensor | None,
                 h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -120,7 +120,8 @@ def test_adaptive_softmax_is_a_distribution_and_checks_its_cutoffs():
         ModelConfig(softmax="adaptive", tie_embeddings=True).validate()
 
 
-@pytest.mark.parametrize("kw", [{}, {"z_skip": True}, {"z_skip": True, "softmax": "adaptive", "num_layers": 2}])
+@pytest.mark.parametrize("kw", [{}, {"z_skip": True}, {"z_skip": True, "softmax": "adaptive", "num_layers": 2},
+                                {"z_slots": 3}, {"z_slots": 1, "num_layers": 2, "softmax": "adaptive"}])
 def test_step_by_step_decoding_scores_as_the_teacher_forced_pass(kw):
     """generation.step, one token at a time, gives the teacher-forced pass's logits (bar the masked PAD and BOS)."""
     from seqvae.generation import step
@@ -148,3 +149,48 @@ def test_z_skip_gives_z_a_path_to_the_softmax():
         with_skip.decoder.z_skip.weight.zero_()  # a zero skip is the plain decoder: same init otherwise
     plain.load_state_dict({k: v for k, v in with_skip.state_dict().items() if "z_skip" not in k})
     assert torch.allclose(with_skip.token_nll(b.dec_in, b.target, z), plain.token_nll(b.dec_in, b.target, z))
+
+
+def test_z_slots_read_different_parts_of_z_at_different_positions():
+    """The slot read is attention over K linear views of z: rows sum to one, it changes the outputs, and a
+    language model has none; a run with K = 0 is the plain decoder."""
+    slotted = make(z_slots=4)
+    dec = slotted.decoder
+    assert dec.slots.out_features == 4 * 12 and make(z_slots=4, latent=False).decoder.slots is None
+    assert make().decoder.slots is None
+    b = collate([[5, 6, 7, 8, 9]])
+    z = torch.randn(1, 5, generator=torch.Generator().manual_seed(3))
+    out, _ = dec.gru(dec.inputs(b.dec_in, z), dec.initial_state(z, 1))
+    memory = dec.slots(z).view(1, 4, 12)
+    weights = torch.softmax(dec.query(out) @ memory.transpose(1, 2) / 12 ** 0.5, dim=-1)  # (1, T, 4)
+    assert torch.allclose(weights.sum(-1), torch.ones(1, out.shape[1]))
+    assert torch.allclose(dec.readout(out, z), out + weights @ memory, atol=1e-6)
+    assert weights[0].std(0).max() > 0  # positions attend differently
+    with pytest.raises(ConfigError, match="z_slots"):
+        ModelConfig(z_slots=-1).validate()
+
+
+def test_encoder_slots_read_every_position_and_ignore_padding():
+    """With model.encoder_slots the posterior of a sentence is the same alone or padded in a batch, and with
+    the reads zeroed it is the plain encoder's (the reads only add inputs to the map to mu and logvar)."""
+    model = make(encoder_slots=3, z_slots=2)
+    assert model.encoder.queries.shape == (3, 24) and make().encoder.queries is None
+    sentences = [[5, 6, 7, 8, 9], [10, 11], [12]]
+    b = collate(sentences)
+    mu, logvar = model.encode(b.src, b.src_lens)
+    for i, s in enumerate(sentences):
+        one = collate([s])
+        mu1, logvar1 = model.encode(one.src, one.src_lens)
+        assert torch.allclose(mu1[0], mu[i], atol=1e-6) and torch.allclose(logvar1[0], logvar[i], atol=1e-6)
+    with torch.no_grad():
+        model.encoder.read_proj.weight.zero_()
+        model.encoder.read_proj.bias.zero_()
+    plain = make()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                           if not k.startswith(("encoder.queries", "encoder.read_proj", "decoder.slots", "decoder.query"))
+                           and k != "encoder.to_stats.weight"}, strict=False)
+    with torch.no_grad():  # zero reads: the reads' columns of to_stats see nothing, so the rest is the plain encoder
+        plain.encoder.to_stats.weight.copy_(model.encoder.to_stats.weight[:, :24])
+    assert torch.allclose(model.encode(b.src, b.src_lens)[0], plain.encode(b.src, b.src_lens)[0], atol=1e-6)
+    with pytest.raises(ConfigError, match="encoder_slots"):
+        ModelConfig(encoder_slots=-2).validate()
