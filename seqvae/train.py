@@ -235,7 +235,10 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     @classmethod
     def resume(cls, run_dir: str | Path, *, data_dir: str | Path | None = None, max_steps: int | None = None,
-               device: str | torch.device | None = None, progress: bool = True) -> "Trainer":
+               device: str | torch.device | None = None, num_threads: int | None = None,
+               progress: bool = True) -> "Trainer":
+        """The run in run_dir, ready to continue from last/. `num_threads` changes only the CPU threads (the
+        result is then equal to the uninterrupted run's up to float rounding, not bit for bit)."""
         last = atomic.current_dir(Path(run_dir) / "last")  # read only: the run dir is not ours until locked
         cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
         if cfg_dict is None:
@@ -247,6 +250,8 @@ class Trainer:
                 raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
                                   f"({cfg.train.max_steps}); it cannot be changed on resume")
             cfg = RunConfig(model=cfg.model, train=cfg.train.replace(max_steps=max_steps))
+        if num_threads is not None:
+            cfg = RunConfig(model=cfg.model, train=cfg.train.replace(num_threads=num_threads))
         state["_weights_dir"] = str(last)
         return cls(cfg, data_dir or state["data_dir"], run_dir, device=device, progress=progress, _state=state)
 

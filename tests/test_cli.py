@@ -27,8 +27,9 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     code, out, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, "--preset", "tiny",
                        "--max-steps", 20, "--eval-every", 10, "--no-progress", "--set", "train.log_every=5")
     assert code == 0 and json.loads(out)["step"] == 20
-    code, out, _ = run(capsys, "train", "--resume", run_dir, "--max-steps", 30, "--no-progress")
+    code, out, _ = run(capsys, "train", "--resume", run_dir, "--max-steps", 30, "--threads", 1, "--no-progress")
     assert code == 0 and json.loads(out)["step"] == 30
+    assert json.loads((run_dir / "last" / "config.json").read_text())["train"]["num_threads"] == 1  # --threads taken
     code, _, err = run(capsys, "evaluate", run_dir, "--json", tmp_path)  # a directory: refused before the work
     assert_one_line_error(code, err, "is a directory")
     code, out, _ = run(capsys, "evaluate", run_dir, "--split", "test", "--samples", 4)
