@@ -147,11 +147,13 @@ def _cmd_train(args) -> int:
     if args.resume:
         given = [flag for flag in ("config", "preset", "out") if getattr(args, flag)]
         given += [flag for flag in ("lm", "overwrite", "cpu_bf16", "init_from") if getattr(args, flag)]
-        given += [flag for flag in _TRAIN_FLAGS if flag not in ("max_steps", "threads") and getattr(args, flag) is not None]
+        given += [flag for flag in _TRAIN_FLAGS
+                  if flag not in ("max_steps", "threads") and getattr(args, flag) is not None]
         given += ["set"] if args.set else []
         if given:
             raise ConfigError("--resume continues a run with its saved config; it takes only --max-steps, --data, "
-                              "--device, --threads and --no-progress, not " + ", ".join("--" + g.replace("_", "-") for g in given))
+                              "--device, --threads and --no-progress, not "
+                              + ", ".join("--" + g.replace("_", "-") for g in given))
         trainer = Trainer.resume(args.resume, data_dir=args.data, max_steps=args.max_steps, device=args.device,
                                  num_threads=args.threads, progress=progress)
     else:

@@ -245,13 +245,14 @@ class Trainer:
             raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from")
         state = checkpoint.load_trainer_state(last)
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
+        changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}
         if max_steps is not None and max_steps != cfg.train.max_steps:
             if cfg.train.kl_schedule == "cyclical":
                 raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
                                   f"({cfg.train.max_steps}); it cannot be changed on resume")
-            cfg = RunConfig(model=cfg.model, train=cfg.train.replace(max_steps=max_steps))
-        if num_threads is not None:
-            cfg = RunConfig(model=cfg.model, train=cfg.train.replace(num_threads=num_threads))
+            changes["max_steps"] = max_steps
+        if changes:
+            cfg = RunConfig(model=cfg.model, train=cfg.train.replace(**changes))
         state["_weights_dir"] = str(last)
         return cls(cfg, data_dir or state["data_dir"], run_dir, device=device, progress=progress, _state=state)
 

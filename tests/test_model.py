@@ -152,8 +152,8 @@ def test_z_skip_gives_z_a_path_to_the_softmax():
 
 
 def test_z_slots_read_different_parts_of_z_at_different_positions():
-    """The slot read is attention over K linear views of z: rows sum to one, it changes the outputs, and a
-    language model has none; a run with K = 0 is the plain decoder."""
+    """The slot read is attention over K linear views of z: weights sum to one over the slots, differ by
+    position, and are added to the GRU outputs; a language model, or K = 0, has no slots."""
     slotted = make(z_slots=4)
     dec = slotted.decoder
     assert dec.slots.out_features == 4 * 12 and make(z_slots=4, latent=False).decoder.slots is None
@@ -186,9 +186,9 @@ def test_encoder_slots_read_every_position_and_ignore_padding():
         model.encoder.read_proj.weight.zero_()
         model.encoder.read_proj.bias.zero_()
     plain = make()
+    slot_keys = ("encoder.queries", "encoder.read_proj", "decoder.slots", "decoder.query")
     plain.load_state_dict({k: v for k, v in model.state_dict().items()
-                           if not k.startswith(("encoder.queries", "encoder.read_proj", "decoder.slots", "decoder.query"))
-                           and k != "encoder.to_stats.weight"}, strict=False)
+                           if not k.startswith(slot_keys) and k != "encoder.to_stats.weight"}, strict=False)
     with torch.no_grad():  # zero reads: the reads' columns of to_stats see nothing, so the rest is the plain encoder
         plain.encoder.to_stats.weight.copy_(model.encoder.to_stats.weight[:, :24])
     assert torch.allclose(model.encode(b.src, b.src_lens)[0], plain.encode(b.src, b.src_lens)[0], atol=1e-6)
