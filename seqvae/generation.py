@@ -32,16 +32,18 @@ class DecodingError(ValueError):
 
 
 # ---------------------------------------------------------------------------- one step
-def step(model: SentenceVAE, tokens: torch.Tensor, z: torch.Tensor | None,
-         h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def step(model: SentenceVAE, tokens: torch.Tensor, z: torch.Tensor | None, h: torch.Tensor,
+         memory: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoder step for every row at once.
 
     tokens (b,) previous token per row, z (b, Z) or None, h (L, b, H) -> logits (b, V), h (L, b, H).
+    memory: the decoder's slot vectors for these rows (`Decoder.slot_memory(z)`), computed once per sentence
+    by the caller; without it they are computed from z here.
     """
     dec = model.decoder
     x = dec.inputs(tokens[:, None], z)  # (b, 1, E[+Z])
     out, h = dec.gru(x, h)  # (b, 1, H), (L, b, H)
-    logits = dec.logits(dec.readout(out, z)[:, 0])  # (b, V)
+    logits = dec.logits(dec.readout(out, z, memory)[:, 0])  # (b, V)
     logits[:, model.cfg.pad_id] = float("-inf")  # never targets in training: never generated
     logits[:, model.cfg.bos_id] = float("-inf")
     return logits, h
@@ -159,19 +161,21 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
     """Shared loop of greedy and sampling: `pick` maps logits (b, V) to next tokens (b,)."""
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
+    memory = model.decoder.slot_memory(z, h.dtype)  # (B, K, H) or None
     B = tokens.shape[0]
     out = torch.full((B, max_len), cfg.pad_id, dtype=torch.long, device=tokens.device)  # (B, max_len)
     rows = torch.arange(B, device=tokens.device)  # (b,) the output row of each live row
     for t in range(max_len):
         if rows.numel() == 0:
             break
-        logits, h = step(model, tokens, z, h)  # (b, V), (L, b, H)
+        logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
         tokens = pick(logits)  # (b,)
         out[rows, t] = tokens
         live = tokens != cfg.eos_id  # (b,)
         if not bool(live.all()):  # some rows just finished: drop them from the batch
             rows, tokens, h = rows[live], tokens[live], h[:, live]
             z = z[live] if z is not None else None
+            memory = memory[live] if memory is not None else None
     return _to_lists(out, cfg.eos_id, cfg.pad_id)
 
 
@@ -215,6 +219,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     h = h.repeat_interleave(K, dim=1)  # (L, B*K, H)
     z = z.repeat_interleave(K, dim=0) if z is not None else None  # (B*K, Z)
     tokens = tokens.repeat_interleave(K)  # (B*K,)
+    memory = model.decoder.slot_memory(z, h.dtype)  # (B*K, K_slots, H) or None
     scores = torch.zeros(B, K, device=device)  # (B, K) summed log-probs
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only beam 0 at the first step
     lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # tokens so far, EOS included
@@ -230,7 +235,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         if rows.numel() == 0:
             break
         b = rows.numel()
-        logits, h = step(model, tokens, z, h)  # (b*K, V)
+        logits, h = step(model, tokens, z, h, memory)  # (b*K, V)
         logits = logits.float()
         # Within a beam all extensions share a length, so the K best overall are among each
         # beam's K most likely tokens: rank K*K candidates per row instead of K*V.
@@ -259,6 +264,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
             beams = live.repeat_interleave(K)  # (b*K,)
             h, tokens = h[:, beams], tokens[beams]
             z = z[beams] if z is not None else None
+            memory = memory[beams] if memory is not None else None
     for r, seq in zip(rows.tolist(), _to_lists(history[:, 0], cfg.eos_id, cfg.pad_id)):
         results[r] = seq  # rows cut at max_len
     return results

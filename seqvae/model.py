@@ -110,17 +110,24 @@ class Decoder(nn.Module):
             x = torch.cat([x, z.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E+Z)
         return x
 
-    def readout(self, out: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    def slot_memory(self, z: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """The K vectors the decoder attends over (model.z_slots), (B, K, H); None without slots or z.
+        They depend on z alone: decoding computes them once per sentence, not once per step."""
+        if z is None or self.slots is None:
+            return None
+        return self.slots(z.to(dtype)).view(z.shape[0], -1, self.cfg.hidden_dim)
+
+    def readout(self, out: torch.Tensor, z: torch.Tensor | None, memory: torch.Tensor | None = None) -> torch.Tensor:
         """What the softmax layer reads from the GRU's outputs (B, T, H): the outputs, plus W z with model.z_skip,
         plus with model.z_slots what each position reads from the K vectors computed from z (dot-product attention,
-        the output as the query)."""
+        the output as the query). `memory` is `slot_memory(z)` if the caller has it already."""
         if z is None:
             return out
         if self.z_skip is not None:
             out = out + self.z_skip(z.to(out.dtype)).unsqueeze(1)
         if self.slots is not None:
-            B, H = out.shape[0], out.shape[-1]
-            memory = self.slots(z.to(out.dtype)).view(B, -1, H)  # (B, K, H)
+            H = out.shape[-1]
+            memory = self.slot_memory(z, out.dtype) if memory is None else memory.to(out.dtype)  # (B, K, H)
             scores = self.query(out) @ memory.transpose(1, 2) / H ** 0.5  # (B, T, K)
             out = out + torch.softmax(scores.float(), dim=-1).to(memory.dtype) @ memory  # (B, T, H)
         return out

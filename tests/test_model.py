@@ -121,9 +121,11 @@ def test_adaptive_softmax_is_a_distribution_and_checks_its_cutoffs():
 
 
 @pytest.mark.parametrize("kw", [{}, {"z_skip": True}, {"z_skip": True, "softmax": "adaptive", "num_layers": 2},
-                                {"z_slots": 3}, {"z_slots": 1, "num_layers": 2, "softmax": "adaptive"}])
+                                {"z_slots": 3}, {"z_slots": 1, "num_layers": 2, "softmax": "adaptive"},
+                                {"z_slots": 3, "encoder_slots": 2}])
 def test_step_by_step_decoding_scores_as_the_teacher_forced_pass(kw):
-    """generation.step, one token at a time, gives the teacher-forced pass's logits (bar the masked PAD and BOS)."""
+    """generation.step, one token at a time, gives the teacher-forced pass's logits (bar the masked PAD and BOS),
+    with the slot memory computed inside the step or passed in once."""
     from seqvae.generation import step
 
     model = make(**kw)
@@ -131,12 +133,16 @@ def test_step_by_step_decoding_scores_as_the_teacher_forced_pass(kw):
     z = torch.randn(1, 5, generator=torch.Generator().manual_seed(1))
     hidden, _ = model.decoder(b.dec_in, z)
     whole = model.decoder.logits(hidden)[0]  # (T, V)
-    h = model.decoder.initial_state(z, 1)
+    memory = model.decoder.slot_memory(z, hidden.dtype)
+    assert (memory is None) == (model.decoder.slots is None)
+    h = h_cached = model.decoder.initial_state(z, 1)
     for t in range(b.dec_in.shape[1]):
         logits, h = step(model, b.dec_in[:, t], z, h)
+        cached, h_cached = step(model, b.dec_in[:, t], z, h_cached, memory)
         kept = torch.isfinite(logits[0])
         assert int((~kept).sum()) == 2
         assert torch.allclose(logits[0][kept], whole[t][kept], atol=1e-5)
+        assert torch.equal(cached, logits)
 
 
 def test_z_skip_gives_z_a_path_to_the_softmax():
