@@ -5,8 +5,9 @@
 
 Loads RUN/best, evaluates it on the test split of the data it was trained on (importance-weighted
 NLL with --samples samples, KL, MI, AU), and, when given, on a GRU-LM baseline run (--lm RUN_DIR),
-fits the aggregate prior (--prior-components K, on 20,000 training codes), runs `seqvae report`
-with --judge, and writes weights in --dtype, config.json, the tokenizer, prior.*, metrics.json
+fits the aggregate prior (--prior-components K, on 20,000 training codes), attaches the word list
+(--words MIN_COUNT), runs `seqvae report` with --judge, and writes weights in --dtype, config.json,
+the tokenizer, prior.*, words.txt, metrics.json
 ({"valid", "test", "lm_test", "training"}), report.md / report.json and a README.md model card.
 Everything is written to a temporary dir and renamed into place.
 """
@@ -26,6 +27,7 @@ from seqvae import SeqVAE, atomic, checkpoint, quality
 from seqvae.cli import format_table
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
+from seqvae.wordlist import KnownWords
 
 RECON = ["the acting was wonderful and the story moved me .", "this is the worst movie i have ever seen .",
          "the plot makes no sense at all ."]
@@ -44,6 +46,8 @@ def regenerate_command(args) -> str:
         parts += ["--judge", args.judge]
     if args.prior_components:
         parts += ["--prior-components", str(args.prior_components)]
+    if args.words:
+        parts += ["--words", str(args.words)]
     if args.data:
         parts += ["--data", args.data]
     if args.hardware:
@@ -101,6 +105,9 @@ def main() -> int:
                     help="ship the run's best/ (lowest validation -ELBO) or last/ checkpoint")
     ap.add_argument("--judge", help="LM checkpoint that judges the quality report's fluency (no report without it)")
     ap.add_argument("--prior-components", type=int, default=0, help="fit an aggregate prior of K components (0: none)")
+    ap.add_argument("--words", type=int, default=0, metavar="MIN_COUNT",
+                    help="ship a word list: the training words used at least MIN_COUNT times (0: none), which "
+                         "decoding then keeps to by default (`seqvae words`)")
     ap.add_argument("--hardware", default=f"CPU ({platform.processor() or platform.machine()}), "
                                           f"{torch.get_num_threads()} threads")
     args = ap.parse_args()
@@ -133,6 +140,8 @@ def main() -> int:
     if args.prior_components:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:20_000]
         vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.prior_components, seed=0)
+    if args.words:
+        vae.words = KnownWords.from_counts(quality.TrainingText.from_data_dir(data_dir).counts, args.words)
     report = None
     if args.judge:
         texts, note = quality.held_out(data_dir, 1000, seed=0)
@@ -149,7 +158,7 @@ def main() -> int:
 
     tmp = checkpoint.save(Path(args.out).with_name(f".{Path(args.out).name}.build"), vae.model, vae.tokenizer,
                           train_cfg=None, data_meta=cfg.get("data"), metrics=metrics, dtype=dtype,
-                          extra=vae.prior.save if vae.prior is not None else None)
+                          extra=vae.save_extras)
     if report is not None:
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(quality.to_markdown(report, args.out))

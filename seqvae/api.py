@@ -11,7 +11,9 @@
 
 Decoding options (every method that decodes takes them; see seqvae.generation):
     strategy="greedy"|"sample"|"top-k"|"top-p"|"beam", max_len=40 (tokens, EOS included),
-    temperature=1.0, top_k=0, top_p=1.0, num_beams=4, length_penalty=1.0, seed=None.
+    temperature=1.0, top_k=0, top_p=1.0, num_beams=4, length_penalty=1.0, seed=None,
+    words="known"|"any" (default: "known" when the checkpoint has a word list, `seqvae words`:
+    no word outside it is written; seqvae.wordlist).
 A language-model checkpoint (trained with --lm, no latent space) can `sample` and `score`;
 `encode`, `decode(z)`, `reconstruct` and `interpolate` raise InputError.
 """
@@ -32,9 +34,11 @@ from .generation import make_generator
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior
+from .wordlist import KnownWords, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
 INTERPOLATION_METHODS = ("lerp", "slerp")
+WORDS = ("known", "any")  # the `words` decoding option
 
 
 class InputError(ValueError):
@@ -71,12 +75,13 @@ class SeqVAE:
     """A trained sentence VAE (or GRU language model) with its tokenizer: the object users hold."""
 
     def __init__(self, model: SentenceVAE, tokenizer, config: dict[str, Any] | None = None,
-                 prior: AggregatePrior | None = None):
+                 prior: AggregatePrior | None = None, words: KnownWords | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or {"model": model.cfg.to_dict(), "train": None, "data": None}
         self.metrics: dict[str, Any] = {}
         self.prior = prior.to(self.device) if prior is not None else None  # aggregate posterior density, if fitted
+        self.words = words  # the words decoding may write (words="known"), if the checkpoint has a list
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -89,23 +94,33 @@ class SeqVAE:
         d = checkpoint.resolve(path)
         model, tokenizer, config = checkpoint.load(d, map_location=device)
         prior = None
-        if model.cfg.latent:
-            try:
+        try:
+            if model.cfg.latent:
                 prior = load_prior(d, model.cfg.latent_dim)
-            except PriorError as e:
-                raise checkpoint.CheckpointError(str(e)) from None
-        vae = cls(model, tokenizer, config, prior)
+            words = load_words(d)
+        except (PriorError, WordListError) as e:
+            raise checkpoint.CheckpointError(str(e)) from None
+        vae = cls(model, tokenizer, config, prior, words)
         vae.metrics = checkpoint.read_metrics(d)
         return vae
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write a checkpoint dir (config, weights, tokenizer, metrics); dtype=torch.float16 halves it.
-        An existing checkpoint at `path` is replaced whole; a file or a non-checkpoint dir there is an error."""
+        """Write a checkpoint dir (config, weights, tokenizer, metrics, and the prior and word list if it has
+        them); dtype=torch.float16 halves it. An existing checkpoint at `path` is replaced whole; a file or a
+        non-checkpoint dir there is an error."""
         train = self.config.get("train")
         return checkpoint.save(path, self.model, self.tokenizer,
                                train_cfg=TrainConfig.from_dict(train) if train else None,
                                data_meta=self.config.get("data"), metrics=self.metrics, dtype=dtype,
-                               extra=self.prior.save if self.prior is not None else None)
+                               extra=self.save_extras)
+
+    def save_extras(self, directory: str | Path) -> None:
+        """Write what the checkpoint holds beside the model into `directory`: the aggregate prior and the word
+        list, each if present (each file atomically)."""
+        if self.prior is not None:
+            self.prior.save(directory)
+        if self.words is not None:
+            self.words.save(directory)
 
     @property
     def device(self) -> torch.device:
@@ -218,14 +233,28 @@ class SeqVAE:
         return nll
 
     # ------------------------------------------------------------------ decoder side
-    def decode_ids(self, z: torch.Tensor, **opts) -> list[list[int]]:
+    def _word_filter(self, words: str | None):
+        """The decoding filter for the `words` option: "known" (the checkpoint's word list), "any" (none),
+        None (known if the checkpoint has a list)."""
+        if words is None:
+            words = "known" if self.words is not None else "any"
+        if words not in WORDS:
+            raise InputError(f"unknown words option {words!r} (choose from {', '.join(WORDS)})")
+        if words == "any":
+            return None
+        if self.words is None:
+            raise InputError("this checkpoint has no word list (add one with `seqvae words`)")
+        return self.words.filter(self.tokenizer.piece_texts(), self.tokenizer.eos_id)
+
+    def decode_ids(self, z: torch.Tensor, *, words: str | None = None, **opts) -> list[list[int]]:
         """Token ids (no BOS/EOS) for each row of z (B, Z) (or (Z,) for one); options as in decode."""
         self._need_latent("decode(z)")
-        return generation.generate(self.model, torch.as_tensor(z), **opts)
+        return generation.generate(self.model, torch.as_tensor(z), words=self._word_filter(words), **opts)
 
     def decode(self, z: torch.Tensor, **opts) -> list[str]:
         """One sentence per row of z (B, Z). Options: strategy, max_len, temperature, top_k, top_p,
-        num_beams, length_penalty, seed (or generator); see seqvae.generation.generate."""
+        num_beams, length_penalty, seed (or generator), see seqvae.generation.generate; and words:
+        "known" holds decoding to the checkpoint's word list, "any" does not (default: known if it has one)."""
         return self.detokenize(self.decode_ids(z, **opts))
 
     def fit_prior(self, sentences: Sequence[str] | Sequence[Sequence[int]], components: int = 32,
@@ -260,17 +289,18 @@ class SeqVAE:
         return torch.randn(n, self.latent_dim, generator=gen, device=self.device)  # (n, Z)
 
     def sample_ids(self, n: int, *, prior: str | None = None, seed: int | None = None,
-                   generator: torch.Generator | None = None, **opts) -> list[list[int]]:
+                   generator: torch.Generator | None = None, words: str | None = None, **opts) -> list[list[int]]:
         """n samples as token ids: z from `prior` (see prior_codes), then decode (one seeded generator for both)."""
         if n < 0:
             raise InputError(f"n must be >= 0, got {n}")
         gen = generator if generator is not None else make_generator(self.device, seed)
+        filt = self._word_filter(words)
         if not self.latent:
             if prior is not None:
                 raise InputError("a language model has no latent prior to choose")
-            return generation.generate(self.model, None, batch_size=n, generator=gen, **opts)
+            return generation.generate(self.model, None, batch_size=n, generator=gen, words=filt, **opts)
         z = self.prior_codes(n, prior, generator=gen)
-        return generation.generate(self.model, z, generator=gen, **opts)
+        return generation.generate(self.model, z, generator=gen, words=filt, **opts)
 
     def sample(self, n: int, **opts) -> list[str]:
         """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when

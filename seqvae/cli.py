@@ -246,6 +246,9 @@ def _add_decoding_args(p, default_strategy: str) -> None:
     g.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam: rank by logp / length**L (0 = raw sum, default 1)")
     g.add_argument("--seed", type=int, default=None, help="seed for z and sampling (default: fresh randomness)")
+    g.add_argument("--words", choices=["known", "any"], default=None,
+                   help="known: write only words of the checkpoint's word list (`seqvae words`); any: no list "
+                        "(default: known when the checkpoint has one)")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
 
@@ -268,7 +271,12 @@ def _decoding_opts(args) -> dict[str, Any]:
     _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
     return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
             "top_k": args.top_k, "top_p": args.top_p, "num_beams": args.num_beams,
-            "length_penalty": args.length_penalty, "seed": args.seed}
+            "length_penalty": args.length_penalty, "seed": args.seed, "words": args.words}
+
+
+def _shown_opts(vae, args) -> dict[str, Any]:
+    """The decoding options as --json prints them: with the word list's use resolved."""
+    return {**_decoding_opts(args), "words": args.words or ("known" if vae.words is not None else "any")}
 
 
 def _add_sample(sub) -> None:
@@ -289,7 +297,7 @@ def _cmd_sample(args) -> int:
     texts = vae.sample(args.n, prior=args.prior, **_decoding_opts(args))
     if args.as_json:
         prior = None if not vae.latent else args.prior or ("aggregate" if vae.prior is not None else "standard")
-        print(json.dumps({"checkpoint": args.checkpoint, "prior": prior, **_decoding_opts(args), "samples": texts},
+        print(json.dumps({"checkpoint": args.checkpoint, "prior": prior, **_shown_opts(vae, args), "samples": texts},
                          indent=2))
     else:
         print("\n".join(texts))
@@ -316,7 +324,7 @@ def _cmd_interpolate(args) -> int:
     if args.as_json:
         path = [{"t": round(t, 4), "text": text} for t, text in zip(ts, texts)]
         print(json.dumps({"checkpoint": args.checkpoint, "a": args.a, "b": args.b, "method": args.method,
-                          **_decoding_opts(args), "path": path}, indent=2))
+                          **_shown_opts(vae, args), "path": path}, indent=2))
     else:
         print("\n".join(f"{t:.2f}  {text}" for t, text in zip(ts, texts)))
     return 0
@@ -410,6 +418,36 @@ def _cmd_fit_prior(args) -> int:
     return 0
 
 
+def _add_words(sub) -> None:
+    p = sub.add_parser("words", help="write the word list into a checkpoint: the words its training sentences use "
+                                     "at least --min-count times; decoding then writes no other word")
+    p.add_argument("checkpoint", help="checkpoint dir (words.txt is written into it)")
+    p.add_argument("--data", help="prepared data dir whose train split to count (default: the model's)")
+    p.add_argument("--min-count", type=int, default=None, help="least count of a known word (default 5)")
+    p.add_argument("--device")
+    p.set_defaults(func=_cmd_words)
+
+
+def _cmd_words(args) -> int:
+    from . import quality
+    from .api import SeqVAE
+    from .checkpoint import resolve
+    from .wordlist import MIN_COUNT, KnownWords
+
+    min_count = MIN_COUNT if args.min_count is None else args.min_count
+    if min_count < 1:
+        raise ConfigError("--min-count must be >= 1")
+    ckpt = resolve(args.checkpoint)
+    vae = SeqVAE.from_pretrained(ckpt, device=args.device)
+    data = _model_data_dir(vae, args.data)
+    words = KnownWords.from_counts(quality.TrainingText.from_data_dir(data).counts, min_count)
+    if not len(words):
+        raise ConfigError(f"{data}: no word is used {min_count} times in its train split")
+    path = words.save(ckpt)
+    print(f"{path}: {len(words):,} words used at least {min_count} times in {data}'s train split")
+    return 0
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="what a checkpoint writes, measured: reconstruction BLEU, interpolation "
                                       "endpoints, judged fluency of samples, KL/MI/AU (seqvae.quality)")
@@ -463,7 +501,7 @@ def _cmd_report(args) -> int:
 
 
 COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, _add_sample, _add_interpolate, _add_reconstruct,
-                           _add_fit_prior, _add_report, _add_classify, _add_steer]
+                           _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -485,9 +523,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .textinput import TextInputError
     from .tokenizer import TokenizerError
     from .train import TrainingError
+    from .wordlist import WordListError
 
     return (ConfigError, CheckpointError, DataError, TokenizerError, OutputError, FileNotFoundError, PermissionError,
-            InputError, DecodingError, TrainingError, TextInputError, ReportError)
+            InputError, DecodingError, TrainingError, TextInputError, ReportError, WordListError)
 
 
 def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:

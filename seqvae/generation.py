@@ -22,8 +22,10 @@ from typing import Callable
 import torch
 
 from .model import SentenceVAE
+from .wordlist import WordFilter
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
+WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one (some may be refused)
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
 
 
@@ -157,38 +159,44 @@ def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator 
 
 
 def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, max_len: int,
-                 pick: Callable[[torch.Tensor], torch.Tensor]) -> list[list[int]]:
-    """Shared loop of greedy and sampling: `pick` maps logits (b, V) to next tokens (b,)."""
+                 pick: Callable[[torch.Tensor], torch.Tensor], words: WordFilter | None) -> list[list[int]]:
+    """Shared loop of greedy and sampling: `pick` maps logits (b, V) to next tokens (b,); `words` holds it
+    to known words."""
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
     memory = model.decoder.slot_memory(z, h.dtype)  # (B, K, H) or None
     B = tokens.shape[0]
+    if words is not None:
+        words.start(B)
     out = torch.full((B, max_len), cfg.pad_id, dtype=torch.long, device=tokens.device)  # (B, max_len)
     rows = torch.arange(B, device=tokens.device)  # (b,) the output row of each live row
     for t in range(max_len):
         if rows.numel() == 0:
             break
         logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
-        tokens = pick(logits)  # (b,)
+        tokens = pick(logits) if words is None else words.choose(logits, pick)  # (b,)
         out[rows, t] = tokens
         live = tokens != cfg.eos_id  # (b,)
         if not bool(live.all()):  # some rows just finished: drop them from the batch
             rows, tokens, h = rows[live], tokens[live], h[:, live]
             z = z[live] if z is not None else None
             memory = memory[live] if memory is not None else None
+            if words is not None:
+                words.keep(live)
     return _to_lists(out, cfg.eos_id, cfg.pad_id)
 
 
-def greedy(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40,
-           batch_size: int | None = None) -> list[list[int]]:
-    """The most likely next token at every step."""
-    return _decode_loop(model, z, batch_size, max_len, lambda logits: logits.argmax(dim=-1))
+def greedy(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, batch_size: int | None = None,
+           words: WordFilter | None = None) -> list[list[int]]:
+    """The most likely next token at every step (among those `words` allows)."""
+    return _decode_loop(model, z, batch_size, max_len, lambda logits: logits.argmax(dim=-1), words)
 
 
 def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
-           batch_size: int | None = None) -> list[list[int]]:
-    """Ancestral sampling from softmax(logits / temperature), optionally restricted to top-k / top-p."""
+           batch_size: int | None = None, words: WordFilter | None = None) -> list[list[int]]:
+    """Ancestral sampling from softmax(logits / temperature), optionally restricted to top-k / top-p (and to
+    the tokens `words` allows)."""
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -197,12 +205,13 @@ def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, tem
         logits = filter_logits(logits, top_k=top_k)  # top-p is applied by rejection, below
         return draw(logits, generator) if top_p >= 1.0 else draw_nucleus(logits, top_p, generator)  # (b,)
 
-    return _decode_loop(model, z, batch_size, max_len, pick)
+    return _decode_loop(model, z, batch_size, max_len, pick, words)
 
 
 # ---------------------------------------------------------------------------- beam search
 def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_len: int = 40,
-         length_penalty: float = 1.0, batch_size: int | None = None) -> list[list[int]]:
+         length_penalty: float = 1.0, batch_size: int | None = None,
+         words: WordFilter | None = None) -> list[list[int]]:
     """Beam search, batched over rows: the B rows' K beams are one batch of B*K decoder rows.
 
     Hypotheses are ranked by log p / length**length_penalty (length counts EOS; 0 = the raw sum,
@@ -210,7 +219,8 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     frozen (it can only continue with <pad> at no cost), so it competes with live beams until
     something better displaces it. A row is done when all its beams have finished; done rows
     leave the batch. The best-ranked beam of each row is returned. With num_beams=1 this is
-    exactly greedy.
+    exactly greedy. With `words`, each beam's extensions are its likeliest tokens that the filter
+    allows (among its WORD_CANDIDATES * K likeliest).
     """
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
@@ -220,6 +230,8 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     z = z.repeat_interleave(K, dim=0) if z is not None else None  # (B*K, Z)
     tokens = tokens.repeat_interleave(K)  # (B*K,)
     memory = model.decoder.slot_memory(z, h.dtype)  # (B*K, K_slots, H) or None
+    if words is not None:
+        words.start(B * K)
     scores = torch.zeros(B, K, device=device)  # (B, K) summed log-probs
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only beam 0 at the first step
     lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # tokens so far, EOS included
@@ -239,7 +251,13 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         logits = logits.float()
         # Within a beam all extensions share a length, so the K best overall are among each
         # beam's K most likely tokens: rank K*K candidates per row instead of K*V.
-        top_logit, top_tok = logits.topk(k, dim=-1)  # (b*K, k)
+        if words is None:
+            top_logit, top_tok = logits.topk(k, dim=-1)  # (b*K, k)
+        else:  # the k best among each beam's likeliest tokens that the filter allows
+            cand_logit, cand_tok = logits.topk(min(V, WORD_CANDIDATES * k), dim=-1)  # (b*K, c)
+            ok, after = words.allowed(torch.arange(b * K), cand_tok)
+            top_logit, pos = cand_logit.masked_fill(~ok, float("-inf")).topk(k, dim=-1)  # (b*K, k)
+            top_tok = cand_tok.gather(1, pos)
         top_lp = (top_logit - logits.logsumexp(dim=-1, keepdim=True)).view(b, K, k)  # log-probs
         top_lp = torch.where(done[..., None], end_lp, top_lp)
         top_tok = top_tok.view(b, K, k).masked_fill(done[..., None], cfg.pad_id)
@@ -251,9 +269,14 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         tok = top_tok.view(b, K * k).gather(1, idx)  # (b, K) token it appends
         scores = cand.view(b, K * k).gather(1, idx)
         lengths = cand_len.gather(1, src)
-        done = done.gather(1, src) | (tok == cfg.eos_id)
+        was_done = done.gather(1, src)  # (b, K) the new beam continues a finished one (with <pad>)
+        done = was_done | (tok == cfg.eos_id)
         history = torch.cat([history.gather(1, src[..., None].expand(-1, -1, t)), tok[..., None]], dim=-1)
         flat = (torch.arange(b, device=device)[:, None] * K + src).view(-1)  # (b*K,) decoder row continued
+        if words is not None:  # each new beam's open word: its source beam's, after the token it appended
+            j = pos[flat, (idx % k).view(-1)].tolist()  # (b*K,) the appended token's place in its beam's candidates
+            words.tails = [words.tails[r] if fin else after[r][c] or ""
+                           for r, c, fin in zip(flat.tolist(), j, was_done.view(-1).tolist())]
         h, tokens = h[:, flat], tok.view(-1)
         finished = done.all(dim=1)  # (b,) rows whose every beam has ended
         if bool(finished.any()):
@@ -265,6 +288,8 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
             h, tokens = h[:, beams], tokens[beams]
             z = z[beams] if z is not None else None
             memory = memory[beams] if memory is not None else None
+            if words is not None:
+                words.keep(beams)
     for r, seq in zip(rows.tolist(), _to_lists(history[:, 0], cfg.eos_id, cfg.pad_id)):
         results[r] = seq  # rows cut at max_len
     return results
@@ -305,12 +330,13 @@ def make_generator(device: torch.device | str, seed: int | None) -> torch.Genera
 def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str = "greedy", max_len: int = 40,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 4,
              length_penalty: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
-             batch_size: int | None = None) -> list[list[int]]:
+             batch_size: int | None = None, words: WordFilter | None = None) -> list[list[int]]:
     """Token ids (no BOS/EOS) for each row of z (B, Z), or for `batch_size` LM samples when z is None.
 
     strategy: "greedy"; "sample" (temperature, and top_k / top_p if set); "top-k" and "top-p"
     (sampling that requires that filter to be set); "beam" (num_beams, length_penalty).
     Sampling uses `generator`, or a fresh one from `seed`. Runs in eval mode under inference_mode.
+    words: a seqvae.wordlist.WordFilter that holds every strategy to known words (None: any word).
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams)
     gen = None
@@ -319,12 +345,12 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
 
     def run(z_part, n_part):
         if strategy == "greedy":
-            return greedy(model, z_part, max_len=max_len, batch_size=n_part)
+            return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words)
         if strategy == "beam":
             return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
-                        batch_size=n_part)
+                        batch_size=n_part, words=words)
         return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                      generator=gen, batch_size=n_part)
+                      generator=gen, batch_size=n_part, words=words)
 
     if z is not None:
         z = torch.as_tensor(z)

@@ -41,13 +41,14 @@ from .data import SentenceDataset
 from .display import format_mi
 from .metrics import evaluate, paired_difference
 from .tokenizer import load_tokenizer
+from .wordlist import MIN_COUNT, WORD
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
     "greedy": {"strategy": "greedy"},
     "top-p 0.9": {"strategy": "top-p", "top_p": 0.9},
     "sample T=1": {"strategy": "sample"},
 }
-INVENTED_BELOW = 5       # a word seen fewer times than this in the training sentences is "invented"
+INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
 WORDS_CACHE = "report_words.npz"  # written into the data dir: training word counts and sentence hashes
 
@@ -59,7 +60,7 @@ class ReportError(ValueError):
 # ---------------------------------------------------------------------------- text measures
 def words(text: str) -> list[str]:
     """Lowercased words: runs of letters (with an inner apostrophe), digits, or other single symbols."""
-    return re.findall(r"[a-z]+(?:'[a-z]+)?|\d+|[^\sa-z\d]", text.lower())
+    return re.findall(rf"{WORD}|\d+|[^\sa-z\d]", text.lower())
 
 
 def alpha_words(text: str) -> list[str]:
@@ -217,9 +218,14 @@ def _decode(vae: SeqVAE, z: torch.Tensor, **opts) -> list[str]:
 
 
 def reconstruction(vae: SeqVAE, texts: Sequence[str], show: int) -> dict[str, Any]:
+    """Greedy and beam decoding of the posterior means (held to the checkpoint's word list if it has one,
+    then greedy again without it)."""
     mu = vae.encode(texts).mean
     out: dict[str, Any] = {}
-    for label, opts in (("greedy", {}), ("beam 4", {"strategy": "beam", "num_beams": 4})):
+    decodings = [("greedy", {}), ("beam 4", {"strategy": "beam", "num_beams": 4})]
+    if vae.words is not None:
+        decodings.append(("greedy, any word", {"words": "any"}))
+    for label, opts in decodings:
         hyps = _decode(vae, mu, **opts)
         out[label] = {**reconstruction_scores(hyps, texts),
                       "examples": [{"input": t, "output": h} for t, h in zip(texts[:show], hyps[:show])]}
@@ -250,12 +256,16 @@ def interpolation(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, real_p
 
 def samples(vae: SeqVAE, n: int, judge: Judge | None, real_ppl: float | None, train: TrainingText | None,
             seed: int, show: int) -> list[dict[str, Any]]:
+    """Each prior and strategy of SAMPLE_STRATEGIES (held to the checkpoint's word list if it has one, and
+    then top-p 0.9 without it)."""
     priors = (["aggregate"] if vae.prior is not None else []) + ["standard"]
+    words = ["known", "any"] if vae.words is not None else ["any"]
     rows = []
     for prior in priors:
-        for label, opts in SAMPLE_STRATEGIES.items():
-            texts = vae.sample(n, prior=prior, seed=seed, max_len=64, **opts)
-            row: dict[str, Any] = {"prior": prior, "strategy": label, "n": n,
+        for label, opts, word in [(label, opts, words[0]) for label, opts in SAMPLE_STRATEGIES.items()] + \
+                [("top-p 0.9", SAMPLE_STRATEGIES["top-p 0.9"], w) for w in words[1:]]:
+            texts = vae.sample(n, prior=prior, seed=seed, max_len=64, words=word, **opts)
+            row: dict[str, Any] = {"prior": prior, "strategy": label, "words": word, "n": n,
                                    "mean_words": float(np.mean([len(t.split()) for t in texts])),
                                    "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
                                    "self_bleu": self_bleu(texts)}
@@ -350,15 +360,18 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
                      + (" — it can tell." if j["passes"] else " — it CANNOT tell: the fluency figures mean little."))
     if "real_invented_rate" in rep:
         lines.append(f"Invented-word rate of the real sentences: {100 * rep['real_invented_rate']:.2f}%.")
-    lines += ["", "| prior | decoding | judge PPL | x real | invented | copies | distinct-1 | distinct-2 | "
-              "self-BLEU | words |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "Words: `known` holds decoding to the checkpoint's word list (`seqvae words`), `any` does not.",
+              "", "| prior | decoding | words | judge PPL | x real | invented | copies | distinct-1 | distinct-2 | "
+              "self-BLEU | length |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rep["samples"]:
         inv, cp = r.get("invented_rate"), r.get("copy_rate")
-        lines.append(f"| {r['prior']} | {r['strategy']} | {_f(r.get('judge_ppl'))} | {_f(r.get('ppl_ratio'), '.2f')} | "
+        lines.append(f"| {r['prior']} | {r['strategy']} | {r.get('words', 'any')} | {_f(r.get('judge_ppl'))} | "
+                     f"{_f(r.get('ppl_ratio'), '.2f')} | "
                      f"{_f(None if inv is None else 100 * inv, '.2f')}% | {_f(None if cp is None else 100 * cp)}% | "
                      f"{r['distinct_1']:.3f} | {r['distinct_2']:.3f} | {r['self_bleu']:.1f} | {r['mean_words']:.1f} |")
     for r in rep["samples"]:
-        lines += ["", f"{r['prior']} prior, {r['strategy']}:"] + [f"- {_md(s)}" for s in r["examples"]]
+        lines += ["", f"{r['prior']} prior, {r['strategy']}, {r.get('words', 'any')} words:"] + \
+            [f"- {_md(s)}" for s in r["examples"]]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,11 @@ class Tokenizer:
     def id_to_piece(self, i: int) -> str:
         raise NotImplementedError
 
+    def piece_texts(self) -> list[str | None]:
+        """What each id adds to a decoded sentence, in id order: None for ids decode never writes as text
+        (the special ids, and UNK), a leading space where the token starts a new word."""
+        raise NotImplementedError
+
     def save(self, directory: str | Path) -> Path:
         """Write the tokenizer file into `directory` (atomically); returns its path."""
         raise NotImplementedError
@@ -149,6 +154,10 @@ class SentencePieceTokenizer(Tokenizer):
         if not 0 <= int(i) < self.vocab_size:
             raise TokenizerError(f"token id {i} is outside the vocabulary (size {self.vocab_size})")
         return SPECIAL_PIECES[int(i)] if int(i) < len(SPECIAL_PIECES) else self.sp.id_to_piece(int(i))
+
+    def piece_texts(self) -> list[str | None]:
+        return [None if i < len(SPECIAL_PIECES) or self.sp.is_byte(i) else self.sp.id_to_piece(i).replace("\u2581", " ")
+                for i in range(self.vocab_size)]
 
     def serialized(self) -> bytes:
         return self._proto
@@ -252,6 +261,9 @@ class WordTokenizer(Tokenizer):
         if not 0 <= int(i) < self.vocab_size:
             raise TokenizerError(f"token id {i} is outside the vocabulary (size {self.vocab_size})")
         return self.words[int(i)]
+
+    def piece_texts(self) -> list[str | None]:
+        return [None if i < len(SPECIAL_PIECES) else " " + w for i, w in enumerate(self.words)]
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / self.filename

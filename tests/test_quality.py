@@ -86,6 +86,14 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 3
     assert rep["latent"]["mi_se"] >= 0 and "vs_judge" in rep["latent"]
     assert "## Reconstruction" in (tmp_path / "rep" / "report.md").read_text() and "## Latent" in out
+    assert {r["words"] for r in rep["samples"]} == {"any"}
+    assert main(["words", str(ckpt), "--data", str(data)]) == 0  # with a word list: rows with and without it
+    assert main(argv) == 0
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word"}
+    assert [(r["strategy"], r["words"]) for r in rep["samples"]] == [
+        ("greedy", "known"), ("top-p 0.9", "known"), ("sample T=1", "known"), ("top-p 0.9", "any")]
+    assert all(r["invented_rate"] == 0 for r in rep["samples"] if r["words"] == "known")
 
 
 def test_report_refuses_a_language_model(tiny_lm_ckpt, one_line):

@@ -1,0 +1,204 @@
+"""Known words: the whole words a corpus uses, and a decoding filter that writes only those.
+
+A subword decoder can glue pieces into words no review has ("Forcaroting", "spisodicate").
+A checkpoint may carry a word list (`words.txt`: the lowercased words seen at least MIN_COUNT
+times in its training sentences). Decoding can then be held to it: a token is accepted only if
+every word it completes is in the list and the word it leaves open is the start of one
+(`WordFilter`). Sampling stays exact: a rejected token is removed and the row drawn again from
+what is left, which is drawing from the model's distribution restricted to the allowed tokens.
+
+    words = KnownWords.from_counts(counts)       # word -> count, e.g. quality.TrainingText.counts
+    words.save(ckpt_dir); words = load_words(ckpt_dir)   # None if the dir has no words.txt
+    filt = words.filter(piece_texts)             # piece_texts[i]: the text token i adds (None: never)
+
+A word is a run of letters a-z with at most one inner apostrophe, lowercased (`WORD`); digits
+and other symbols are not words and are never held back.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from . import atomic
+
+WORD = r"[a-z]+(?:'[a-z]+)?"  # one word of lowercased text
+MIN_COUNT = 5                 # a word seen fewer times than this in the training sentences is not known
+WORDS_FILE = "words.txt"
+HEADER = "# seqvae known words"
+TRIES = 20                    # rejections per row and step before the filter checks every token of the row
+
+_WORD_RE = re.compile(WORD)
+_GOES_ON = {*"abcdefghijklmnopqrstuvwxyz'", ""}  # a token starting so (or empty) may go on with the open word
+
+
+class WordListError(ValueError):
+    """A word list that cannot be read or used (one-line message)."""
+
+
+class KnownWords:
+    """A set of lowercased words, with every prefix of them (to accept a word still being written)."""
+
+    def __init__(self, words: Iterable[str], min_count: int = MIN_COUNT):
+        self.words = frozenset(words)
+        self.min_count = min_count
+        bad = next((w for w in self.words if not _WORD_RE.fullmatch(w)), None)
+        if bad is not None:
+            raise WordListError(f"not a lowercased word: {bad!r}")
+        self.prefixes = frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_count: int = MIN_COUNT) -> "KnownWords":
+        return cls((w for w, c in counts.items() if c >= min_count and _WORD_RE.fullmatch(w)), min_count)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.words
+
+    def save(self, directory: str | Path) -> Path:
+        """words.txt in `directory`, written atomically: a header line, then one word per line, sorted."""
+        path = Path(directory) / WORDS_FILE
+        lines = [f"{HEADER}: min_count={self.min_count} words={len(self.words)}", *sorted(self.words)]
+        atomic.write_text(path, "\n".join(lines) + "\n")
+        return path
+
+    def advance(self, tail: str, text: str) -> str | None:
+        """Write `text` after the open word `tail`: the new open word ("" if none), or None if the text
+        completes a word not in the list or opens one that no listed word starts with.
+
+        A word is open while it touches the end of the text (it may go on), or is followed only by an
+        apostrophe (which may be inner: "don'" + "t"). Lowercases the text."""
+        s = tail + text.lower()
+        open_at = None
+        for m in _WORD_RE.finditer(s):
+            end = m.end()
+            if end == len(s) or (end == len(s) - 1 and s[end] == "'"):
+                w = s[m.start():]
+                if w not in self.prefixes and not (w.endswith("'") and w[:-1] in self.words):
+                    return None
+                open_at = m.start()
+            elif m.group() not in self.words:
+                return None
+        return s[open_at:] if open_at is not None else ""
+
+    def filter(self, piece_texts: Sequence[str | None], end_id: int) -> "WordFilter":
+        return WordFilter(self, piece_texts, end_id)
+
+
+def load_words(directory: str | Path) -> KnownWords | None:
+    """The word list in a checkpoint dir, or None if it has none. Strict: a file that is not a whole
+    word list (no header, a count that does not match, a line that is not a word) is a WordListError."""
+    path = Path(directory) / WORDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise WordListError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
+    m = re.fullmatch(re.escape(HEADER) + r": min_count=(\d+) words=(\d+)", lines[0]) if lines else None
+    if m is None:
+        raise WordListError(f"{path}: not a seqvae word list (its first line should start with {HEADER!r})")
+    if int(m.group(2)) != len(lines) - 1:
+        raise WordListError(f"{path}: the header says {m.group(2)} words, the file has {len(lines) - 1} "
+                            "(a partial copy?)")
+    try:
+        return KnownWords(lines[1:], int(m.group(1)))
+    except WordListError as e:
+        raise WordListError(f"{path}: {e}") from None
+
+
+class WordFilter:
+    """Per-row state of a decoding held to known words: the open word of each row.
+
+    The decoder calls `start(n)` once, `choose(logits, pick)` at every step (it returns the rows'
+    next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search checks its
+    candidates with `allowed(rows, tokens)` and sets `tails` itself when it reorders its beams.
+    """
+
+    def __init__(self, words: KnownWords, piece_texts: Sequence[str | None], end_id: int):
+        self.words = words
+        self.texts = list(piece_texts)
+        self.texts[end_id] = " "  # the end of the sentence closes the open word
+        self.tails: list[str] = []
+        # For `allowed_all`: what each token may do with no word open, which tokens close an open word (they
+        # start with neither a letter nor an apostrophe), and the others by their first character.
+        self.free_ok = torch.tensor([t is not None and words.advance("", t) is not None for t in self.texts])
+        self.closing = torch.tensor([t is not None and t[:1].lower() not in _GOES_ON for t in self.texts])
+        self.going_on: dict[str, list[int]] = {}  # first character ("" for an empty text) -> tokens
+        for i, t in enumerate(self.texts):
+            if t is not None and t[:1].lower() in _GOES_ON:
+                self.going_on.setdefault(t[:1].lower(), []).append(i)
+
+    def start(self, n: int) -> None:
+        self.tails = [""] * n
+
+    def keep(self, mask: torch.Tensor) -> None:
+        self.tails = [t for t, k in zip(self.tails, mask.tolist()) if k]
+
+    def step(self, row: int, token: int) -> str | None:
+        """Row `row`'s open word after `token`, or None if the token is not allowed there."""
+        text = self.texts[token] if 0 <= token < len(self.texts) else None
+        return None if text is None else self.words.advance(self.tails[row], text)
+
+    def allowed(self, rows: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, list[list[str | None]]]:
+        """For each row i and candidate tokens[i, j]: whether allowed (bool (n, k)), and the open word after it."""
+        after = [[self.step(r, t) for t in toks] for r, toks in zip(rows.tolist(), tokens.tolist())]
+        ok = torch.tensor([[a is not None for a in row] for row in after], dtype=torch.bool, device=tokens.device)
+        return ok.view(tokens.shape), after
+
+    def allowed_all(self, tail: str) -> torch.Tensor:
+        """(V,) bool: the tokens allowed after the open word `tail`, all of them. Equal to checking every token
+        with `KnownWords.advance`, in far fewer checks: a closing token needs `tail` to be a word and is then
+        judged as with nothing open; a token going on needs `tail` + its first letter to start a word."""
+        if not tail:
+            return self.free_ok
+        w = self.words
+        complete = tail in w.words or (tail.endswith("'") and tail[:-1] in w.words)
+        ok = self.closing & self.free_ok if complete else torch.zeros_like(self.free_ok)
+        for first, ids in self.going_on.items():
+            if first in ("'", "") or tail + first in w.prefixes:
+                for i in ids:
+                    ok[i] = w.advance(tail, self.texts[i]) is not None
+        return ok
+
+    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Next token of every row, (b,): `pick` (argmax, or a draw) over the allowed tokens of `logits` (b, V).
+
+        A rejected token is set to -inf and the row picked again; after TRIES rejections the row's
+        allowed tokens are found by checking the whole vocabulary. A row with no allowed token at all
+        (rare: an open word no piece can go on with) takes the unfiltered pick.
+        """
+        logits = logits.clone()
+        V = logits.shape[1]
+        first = pick(logits)  # (b,)
+        tokens = first.clone()
+        after: list[str | None] = [None] * len(tokens)
+        todo, rest = list(range(len(tokens))), []  # rows to check; rows for the whole-vocabulary check
+        for _ in range(TRIES):
+            redo = []
+            for i in todo:
+                t = int(tokens[i])
+                after[i] = self.step(i, t)
+                if after[i] is None:
+                    if 0 <= t < V:
+                        logits[i, t] = float("-inf")
+                    (redo if bool(torch.isfinite(logits[i]).any()) else rest).append(i)
+            todo = redo
+            if not todo:
+                break
+            idx = torch.tensor(todo, device=logits.device)
+            tokens[idx] = pick(logits[idx])
+        for i in rest + todo:  # rows still refused: mask everything they may not write, then pick once more
+            ok = self.allowed_all(self.tails[i]).to(logits.device)
+            if bool(ok.any()):
+                tokens[i] = pick(logits[i:i + 1].masked_fill(~ok, float("-inf")))[0]
+                after[i] = self.step(i, int(tokens[i]))
+            else:
+                tokens[i], after[i] = first[i], ""
+        self.tails = [a if a is not None else "" for a in after]
+        return tokens

@@ -1,0 +1,163 @@
+"""Known words (seqvae.wordlist): the word list, its file in a checkpoint, and decoding held to it."""
+
+import shutil
+
+import pytest
+import torch
+
+from seqvae import SeqVAE, generation
+from seqvae.api import InputError
+from seqvae.checkpoint import CheckpointError
+from seqvae.wordlist import WORDS_FILE, KnownWords, WordListError, load_words
+
+EOS = 3
+
+
+def test_advance_accepts_known_words_and_starts_of_them():
+    kw = KnownWords(["the", "movie", "don't", "don", "a"])
+    assert kw.advance("", " the") == "the"  # open: may go on
+    assert kw.advance("the", " mov") == "mov"  # "the" closed (known), "mov" starts "movie"
+    assert kw.advance("mov", "ie.") == ""  # "movie" closed by the full stop
+    assert kw.advance("", " Movie") == "movie"  # lowercased
+    assert kw.advance("", " theatre") is None  # no known word starts so
+    assert kw.advance("mov", " ") is None  # closes "mov", not a word
+    assert kw.advance("don", "'") == "don'"  # an apostrophe may be inner ("don't")...
+    assert kw.advance("don'", "t") == "don't"
+    assert kw.advance("don'", " a") == "a"  # ...or close "don"
+    assert kw.advance("", " 1984, (") == ""  # digits and symbols are not words
+    assert kw.advance("the", "s") is None  # "thes" starts no known word
+
+
+def test_from_counts_keeps_frequent_words_only():
+    kw = KnownWords.from_counts({"great": 5, "grate": 4, "c3po": 9, "it's": 7}, min_count=5)
+    assert kw.words == {"great", "it's"} and kw.min_count == 5
+    with pytest.raises(WordListError, match="lowercased word"):
+        KnownWords(["Great"])
+
+
+def test_word_list_file_round_trip_and_strict_loading(tmp_path):
+    assert load_words(tmp_path) is None  # no list: decoding writes any word
+    kw = KnownWords(["b", "a", "it's"], min_count=3)
+    path = kw.save(tmp_path)
+    assert path.read_text().splitlines() == ["# seqvae known words: min_count=3 words=3", "a", "b", "it's"]
+    back = load_words(tmp_path)
+    assert back.words == kw.words and back.min_count == 3
+    path.write_text("# seqvae known words: min_count=3 words=4\na\nb\nit's\n")
+    with pytest.raises(WordListError, match="partial"):
+        load_words(tmp_path)
+    path.write_text("a\nb\n")
+    with pytest.raises(WordListError, match="not a seqvae word list"):
+        load_words(tmp_path)
+    path.write_text("# seqvae known words: min_count=3 words=2\na\nB C\n")
+    with pytest.raises(WordListError, match="lowercased word"):
+        load_words(tmp_path)
+
+
+def toy_filter():
+    """Ids: 0-2 special, 3 EOS, then " ab", " zz", " abc", "c", "!"; known words: ab, abc."""
+    texts = [None, None, None, None, " ab", " zz", " abc", "c", "!"]
+    return KnownWords(["ab", "abc"]).filter(texts, EOS)
+
+
+def test_sampling_under_the_filter_is_the_restricted_distribution():
+    """Rejecting and redrawing gives p restricted to the allowed tokens, renormalised: from an empty
+    start, " ab", " abc" and "!" are allowed, and so is the end (nothing is open)."""
+    filt = toy_filter()
+    logits = torch.tensor([[-9.0, -9.0, -9.0, 0.0, 0.5, 2.0, -0.5, 1.5, 0.2]]).repeat(20000, 1)
+    gen = torch.Generator().manual_seed(0)
+    filt.start(len(logits))
+    tokens = filt.choose(logits, lambda lg: generation.draw(lg, gen))
+    allowed = torch.tensor([3, 4, 6, 8])
+    expect = torch.softmax(logits[0, allowed], dim=0)
+    freq = torch.stack([(tokens == t).float().mean() for t in allowed])
+    assert torch.allclose(freq, expect, atol=0.015), (freq, expect)
+    assert set(tokens.tolist()) <= set(allowed.tolist())
+    assert set(filt.tails) == {"ab", "abc", ""}
+
+
+def test_greedy_under_the_filter_takes_the_best_allowed_token_and_moves_the_state():
+    filt = toy_filter()
+    filt.start(2)
+    filt.tails = ["ab", ""]
+    logits = torch.tensor([[0.0, 0, 0, 1.0, 0.0, 9.0, 0.0, 5.0, 0.0],    # "ab" + "c" -> "abc": allowed
+                           [0.0, 0, 0, 1.0, 0.0, 9.0, 0.0, 5.0, 0.0]])   # "" + "c": starts no word; EOS next best
+    tokens = filt.choose(logits, lambda lg: lg.argmax(dim=-1))
+    assert tokens.tolist() == [7, 3] and filt.tails == ["abc", ""]
+    filt.keep(torch.tensor([False, True]))
+    assert filt.tails == [""]
+
+
+def test_allowed_all_equals_checking_every_token():
+    """The fallback's pruned scan gives exactly the tokens `advance` accepts, for open words of every kind."""
+    texts = [None, None, None, None, " ab", " zz", " abc", "c", "!", "'", "'s", "s", "t", "1984", " Don", "n't", ""]
+    filt = KnownWords(["ab", "abc", "don't", "dogs", "dog's", "a"]).filter(texts, EOS)
+    for tail in ["", "a", "ab", "abc", "d", "do", "don", "don'", "dog", "dogs", "dogs'", "dog'", "abcd"]:
+        brute = [t is not None and filt.words.advance(tail, t) is not None for t in filt.texts]
+        assert filt.allowed_all(tail).tolist() == brute, tail
+
+
+@pytest.fixture
+def ckpt_with_words(tiny_vae_ckpt, tmp_path):
+    """A copy of the tiny VAE with a word list that leaves out two of its words."""
+    d = tmp_path / "ckpt"
+    shutil.copytree(tiny_vae_ckpt, d)
+    vae = SeqVAE.from_pretrained(d, device="cpu")
+    words = {w for w in vae.tokenizer.words[4:] if w.isalpha()} - {"great", "boring"}
+    KnownWords(words).save(d)
+    return d
+
+
+@pytest.mark.parametrize("opts", [{"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3},
+                                  {"strategy": "sample", "temperature": 2.0}])
+def test_decoding_writes_only_listed_words(ckpt_with_words, opts):
+    vae = SeqVAE.from_pretrained(ckpt_with_words, device="cpu")
+    assert vae.words is not None and "great" not in vae.words
+    z = torch.randn(64, vae.latent_dim, generator=torch.Generator().manual_seed(0)) * 2
+    free = vae.decode(z, words="any", seed=1, **opts)
+    held = vae.decode(z, seed=1, **opts)  # the default, with a list: known words only
+    assert any(w in ("great", "boring") for t in free for w in t.split())  # the filter has work to do
+    assert all(w in vae.words for t in held for w in t.split())
+    assert held == vae.decode(z, words="known", seed=1, **opts)
+    kept = [f == h for f, h in zip(free, held) if not {"great", "boring"} & set(f.split())]
+    if opts["strategy"] == "greedy":  # a sentence that needs no refusal comes out the same
+        assert kept and all(kept)
+
+
+def test_a_list_of_every_word_changes_nothing(tiny_vae_ckpt, tmp_path):
+    d = tmp_path / "all"
+    shutil.copytree(tiny_vae_ckpt, d)
+    vae = SeqVAE.from_pretrained(d, device="cpu")
+    KnownWords({w for w in vae.tokenizer.words[4:] if w.isalpha()}).save(d)
+    listed = SeqVAE.from_pretrained(d, device="cpu")
+    z = torch.randn(16, vae.latent_dim, generator=torch.Generator().manual_seed(2))
+    for opts in ({}, {"strategy": "beam"}, {"strategy": "top-p", "top_p": 0.9, "seed": 3}):
+        assert listed.decode(z, **opts) == vae.decode(z, **opts)
+
+
+def test_word_option_errors_and_saving(ckpt_with_words, tiny_vae_ckpt, tmp_path):
+    plain = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    with pytest.raises(InputError, match="no word list"):
+        plain.sample(2, words="known")
+    with pytest.raises(InputError, match="unknown words option"):
+        plain.sample(2, words="some")
+    vae = SeqVAE.from_pretrained(ckpt_with_words, device="cpu")
+    out = vae.save_pretrained(tmp_path / "copy")
+    assert (out / WORDS_FILE).read_text() == (ckpt_with_words / WORDS_FILE).read_text()
+    (ckpt_with_words / WORDS_FILE).write_text("# seqvae known words: min_count=5 words=9\nthe\n")
+    with pytest.raises(CheckpointError, match="partial"):
+        SeqVAE.from_pretrained(ckpt_with_words, device="cpu")
+
+
+def test_cli_words_writes_the_list(tiny_vae_ckpt, tiny_data_dir, tmp_path, capsys, one_line):
+    from seqvae.cli import main
+
+    d = tmp_path / "ckpt"
+    shutil.copytree(tiny_vae_ckpt, d)
+    assert main(["words", str(d), "--data", str(tiny_data_dir), "--min-count", "1"]) == 0
+    assert "words used at least 1 times" in capsys.readouterr().out
+    kw = load_words(d)
+    assert {"the", "movie", "great"} <= kw.words
+    assert main(["sample", str(d), "-n", "3", "--seed", "0", "--json"]) == 0
+    assert '"words": "known"' in capsys.readouterr().out
+    one_line(["words", d, "--data", tiny_data_dir, "--min-count", "0"], "--min-count")
+    one_line(["words", d, "--data", tiny_data_dir, "--min-count", "100000"], "no word is used")
