@@ -39,7 +39,8 @@ fi
 echo "== 2/2  Train your own: a tiny VAE (preset tiny, 1M parameters) on 60,000 IMDB sentences"
 echo "   About 5 minutes on a CPU. Expect a latent that is used (KL about 7 nats, MI about 5, all 16 units"
 echo "   active) but not readable text: after 1,200 steps, two thirds of a pass over the sentences, the"
-echo "   decoder strings review words and made-up subwords together, and a reconstruction keeps little"
+echo "   decoder strings review words together (held to the words its training sentences use, by"
+echo "   \`seqvae words\`; without that list it also makes up words), and a reconstruction keeps little"
 echo "   more than a sentence's length. Fluent text takes the flagship's hours of training (part 1/2 above)."
 if [ ! -f "$DATA/meta.json" ]; then
   seqvae prepare --dataset imdb --data-root "$DATA_ROOT" --out "$DATA" --vocab-size 4000 --max-tokens 40 \
@@ -47,6 +48,7 @@ if [ ! -f "$DATA/meta.json" ]; then
 fi
 seqvae train --data "$DATA" --out "$OUT" --preset tiny --overwrite "${TRAIN[@]}"
 seqvae evaluate "$OUT" --split test "${EVAL[@]}"
+seqvae words "$OUT" --data "$DATA"   # decoding then writes only words its training sentences use 5+ times
 echo "-- five samples from your model's prior (top-p 0.9):"
 seqvae sample "$OUT" -n 5 --strategy top-p --top-p 0.9 --seed 0
 echo "-- the same three sentences through your model:"

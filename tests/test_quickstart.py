@@ -54,6 +54,7 @@ def test_quickstart_runs_every_command(tmp_path):
     assert (tmp_path / "data" / "meta.json").is_file()
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "run" / "last" / "metrics.json").read_text())["step"] == 20
+    assert (tmp_path / "run" / "best" / "words.txt").is_file()  # `seqvae words`: the tiny model's samples keep to it
     # the flagship's samples, reconstructions and interpolation, then the tiny model's samples and reconstructions
     parts = sections(proc.stdout)
     assert [len(lines) for _, lines in parts] == [5, 3, 6, 5, 3], parts
