@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-sentences", type=int, default=64, help="sentences per timed round at least")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--words", choices=["known", "any"], default=None,
+                   help="decode held to the checkpoint's word list or not (default: held if it has one)")
     args = p.parse_args(argv)
     if not (args.checkpoint or args.random):
         p.error("give a CHECKPOINT or --random PRESET")
@@ -84,14 +86,15 @@ def bench_all(args) -> int:
         vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
         what = args.checkpoint
     c: ModelConfig = vae.model.cfg
+    words = args.words or ("known" if vae.words is not None else "any")
     print(f"{what}: E={c.embed_dim} H={c.hidden_dim} Z={c.latent_dim} V={c.vocab_size} layers={c.num_layers}, "
           f"{vae.model.num_parameters():,} params; device {args.device}, {torch.get_num_threads()} threads, "
-          f"max_len {args.max_len}, median of {args.repeats}")
+          f"max_len {args.max_len}, {words} words, median of {args.repeats}")
     unit = "tokens" if vae.tokenizer is None else "words"
     print(f"{'strategy':<8} {'batch':>6} {'sent/s':>10} {'ms/call':>10} {'mean len (' + unit + ')':>18}")
     for name in args.strategies:
         for b in args.batch_sizes:
-            r = bench(vae, STRATEGY_OPTS[name], b, max_len=args.max_len, repeats=args.repeats,
+            r = bench(vae, {**STRATEGY_OPTS[name], "words": words}, b, max_len=args.max_len, repeats=args.repeats,
                       min_sentences=args.min_sentences)
             print(f"{name:<8} {b:>6} {r['sent_per_s']:>10.1f} {r['ms_per_call']:>10.1f} {r['mean_len']:>18.1f}",
                   flush=True)

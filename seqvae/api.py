@@ -34,7 +34,7 @@ from .generation import make_generator
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior
-from .wordlist import KnownWords, WordListError, load_words
+from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
 INTERPOLATION_METHODS = ("lerp", "slerp")
@@ -82,6 +82,7 @@ class SeqVAE:
         self.metrics: dict[str, Any] = {}
         self.prior = prior.to(self.device) if prior is not None else None  # aggregate posterior density, if fitted
         self.words = words  # the words decoding may write (words="known"), if the checkpoint has a list
+        self._filter: tuple[KnownWords, WordFilter] | None = None  # the word filter's tables, built once per list
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
@@ -244,7 +245,9 @@ class SeqVAE:
             return None
         if self.words is None:
             raise InputError("this checkpoint has no word list (add one with `seqvae words`)")
-        return self.words.filter(self.tokenizer.piece_texts(), self.tokenizer.eos_id)
+        if self._filter is None or self._filter[0] is not self.words:
+            self._filter = (self.words, self.words.filter(self.tokenizer.piece_texts(), self.tokenizer.eos_id))
+        return self._filter[1].fresh()
 
     def decode_ids(self, z: torch.Tensor, *, words: str | None = None, **opts) -> list[list[int]]:
         """Token ids (no BOS/EOS) for each row of z (B, Z) (or (Z,) for one); options as in decode."""

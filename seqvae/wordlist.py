@@ -17,6 +17,7 @@ and other symbols are not words and are never held back.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -29,7 +30,8 @@ WORD = r"[a-z]+(?:'[a-z]+)?"  # one word of lowercased text
 MIN_COUNT = 5                 # a word seen fewer times than this in the training sentences is not known
 WORDS_FILE = "words.txt"
 HEADER = "# seqvae known words"
-TRIES = 20                    # rejections per row and step before the filter checks every token of the row
+MEMO_SIZE = 1 << 20           # advance answers remembered (then forgotten all at once)
+TRIES = 4                     # rejections per row and step before the filter works out all the row's allowed tokens
 
 _WORD_RE = re.compile(WORD)
 _GOES_ON = {*"abcdefghijklmnopqrstuvwxyz'", ""}  # a token starting so (or empty) may go on with the open word
@@ -49,6 +51,7 @@ class KnownWords:
         if bad is not None:
             raise WordListError(f"not a lowercased word: {bad!r}")
         self.prefixes = frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
+        self._seen: dict[tuple[str, str], str | None] = {}  # advance's answers, kept for the next calls
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int], min_count: int = MIN_COUNT) -> "KnownWords":
@@ -73,6 +76,15 @@ class KnownWords:
 
         A word is open while it touches the end of the text (it may go on), or is followed only by an
         apostrophe (which may be inner: "don'" + "t"). Lowercases the text."""
+        key = (tail, text)
+        if key in self._seen:
+            return self._seen[key]
+        if len(self._seen) >= MEMO_SIZE:
+            self._seen.clear()
+        self._seen[key] = out = self._advance(tail, text)
+        return out
+
+    def _advance(self, tail: str, text: str) -> str | None:
         s = tail + text.lower()
         open_at = None
         for m in _WORD_RE.finditer(s):
@@ -134,6 +146,12 @@ class WordFilter:
             if t is not None and t[:1].lower() in _GOES_ON:
                 self.going_on.setdefault(t[:1].lower(), []).append(i)
 
+    def fresh(self) -> "WordFilter":
+        """A filter with no rows yet that shares this one's tables (cheap: one per decoding call)."""
+        new = copy.copy(self)
+        new.tails = []
+        return new
+
     def start(self, n: int) -> None:
         self.tails = [""] * n
 
@@ -170,35 +188,37 @@ class WordFilter:
         """Next token of every row, (b,): `pick` (argmax, or a draw) over the allowed tokens of `logits` (b, V).
 
         A rejected token is set to -inf and the row picked again; after TRIES rejections the row's
-        allowed tokens are found by checking the whole vocabulary. A row with no allowed token at all
-        (rare: an open word no piece can go on with) takes the unfiltered pick.
+        allowed tokens are all worked out (`allowed_all`) and the row picked among them. A row with no
+        allowed token at all (rare: an open word no piece can go on with) takes the unfiltered pick.
         """
         logits = logits.clone()
         V = logits.shape[1]
         first = pick(logits)  # (b,)
         tokens = first.clone()
         after: list[str | None] = [None] * len(tokens)
-        todo, rest = list(range(len(tokens))), []  # rows to check; rows for the whole-vocabulary check
+        todo = list(range(len(tokens)))  # rows whose token is still to be checked
         for _ in range(TRIES):
-            redo = []
-            for i in todo:
-                t = int(tokens[i])
+            refused = []
+            for i, t in zip(todo, tokens[todo].tolist()):
                 after[i] = self.step(i, t)
                 if after[i] is None:
-                    if 0 <= t < V:
-                        logits[i, t] = float("-inf")
-                    (redo if bool(torch.isfinite(logits[i]).any()) else rest).append(i)
-            todo = redo
+                    refused.append((i, t))
+            todo = [i for i, _ in refused]
             if not todo:
                 break
+            masked = [(i, t) for i, t in refused if 0 <= t < V]
+            if masked:
+                rows, toks = zip(*masked)
+                logits[list(rows), list(toks)] = float("-inf")
             idx = torch.tensor(todo, device=logits.device)
             tokens[idx] = pick(logits[idx])
-        for i in rest + todo:  # rows still refused: mask everything they may not write, then pick once more
-            ok = self.allowed_all(self.tails[i]).to(logits.device)
-            if bool(ok.any()):
-                tokens[i] = pick(logits[i:i + 1].masked_fill(~ok, float("-inf")))[0]
-                after[i] = self.step(i, int(tokens[i]))
-            else:
-                tokens[i], after[i] = first[i], ""
+        if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
+            ok = torch.stack([self.allowed_all(self.tails[i]) for i in todo]).to(logits.device)  # (r, V)
+            idx = torch.tensor(todo, device=logits.device)
+            some = ok.any(dim=1)  # (r,) rows with an allowed token; the others keep the unfiltered pick
+            masked = logits[idx].masked_fill(~ok & some[:, None], float("-inf"))  # rows with none: as they were
+            tokens[idx] = torch.where(some, pick(masked), first[idx])
+            for i, t, has in zip(todo, tokens[idx].tolist(), some.tolist()):
+                after[i] = self.step(i, t) if has else ""
         self.tails = [a if a is not None else "" for a in after]
         return tokens

@@ -87,6 +87,22 @@ def test_greedy_under_the_filter_takes_the_best_allowed_token_and_moves_the_stat
     assert filt.tails == [""]
 
 
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_row_with_no_allowed_token_takes_the_unfiltered_pick(sampled):
+    """An open word that nothing may follow (here "b", set by hand: no listed word starts so) cannot stall
+    decoding: the row keeps its first pick and its open word is dropped."""
+    filt = toy_filter()
+    filt.start(2)
+    filt.tails = ["b", ""]
+    logits = torch.tensor([[-9.0, -9, -9, 0.0, 1.0, 3.0, 0.5, 2.0, 0.1]] * 2)
+    gen = torch.Generator().manual_seed(0)
+    pick = (lambda lg: generation.draw(lg, gen)) if sampled else (lambda lg: lg.argmax(dim=-1))
+    tokens = filt.choose(logits, pick)
+    assert filt.tails[0] == "" and int(tokens[1]) in (3, 4, 6, 8)
+    if not sampled:
+        assert int(tokens[0]) == 5  # the unfiltered argmax
+
+
 def test_allowed_all_equals_checking_every_token():
     """The fallback's pruned scan gives exactly the tokens `advance` accepts, for open words of every kind."""
     texts = [None, None, None, None, " ab", " zz", " abc", "c", "!", "'", "'s", "s", "t", "1984", " Don", "n't", ""]
