@@ -34,6 +34,10 @@ from .generation import make_generator
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior
+from .refine import LR as REFINE_LR
+from .refine import STEPS as REFINE_STEPS
+from .refine import WEIGHT as REFINE_WEIGHT
+from .refine import RefineError, check_refine, refine_codes
 from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
@@ -310,11 +314,34 @@ class SeqVAE:
         the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences."""
         return self.detokenize(self.sample_ids(n, **opts))
 
-    def reconstruct(self, texts: str | Sequence[str], **opts) -> list[str]:
-        """Decode each sentence's posterior mean (greedy unless opts say otherwise)."""
-        return self.decode(self.encode(texts).mean, **opts)
+    def refine(self, texts: str | Sequence[str], steps: int = REFINE_STEPS, lr: float = REFINE_LR,
+               weight: float = REFINE_WEIGHT, batch_size: int = 256) -> torch.Tensor:
+        """Codes (N, Z), in input order, that the decoder turns back into the sentences more faithfully than
+        their posterior means: from each mean, `steps` Adam steps (step size `lr`) on log p(x|z) + weight *
+        log q(z|x) (seqvae.refine). steps=0 gives the means."""
+        self._need_latent("refine")
+        try:
+            check_refine(steps, lr, weight)
+        except RefineError as e:
+            raise InputError(str(e)) from None
+        ids = self.tokenize(texts)
+        out = torch.empty(len(ids), self.latent_dim, device=self.device)
+        for pos, batch in self._batches(ids, batch_size):
+            with torch.no_grad():
+                mu, logvar = self.model.encode(batch.src, batch.src_lens)
+            out[pos.to(self.device)] = refine_codes(self.model, batch, mu, logvar, steps=steps, lr=lr, weight=weight)
+        return out
 
-    def interpolate(self, a: str, b: str, steps: int = 8, method: str = "lerp",
+    def _codes(self, texts: Sequence[str], refine_steps: int) -> torch.Tensor:
+        """The posterior means, or refined codes (with the default lr and weight) when refine_steps > 0."""
+        return self.refine(texts, steps=refine_steps) if refine_steps else self.encode(texts).mean
+
+    def reconstruct(self, texts: str | Sequence[str], refine: int = 0, **opts) -> list[str]:
+        """Decode each sentence's posterior mean (greedy unless opts say otherwise); refine=N decodes the
+        code after N refinement steps instead (SeqVAE.refine)."""
+        return self.decode(self._codes(_as_list(texts), refine), **opts)
+
+    def interpolate(self, a: str, b: str, steps: int = 8, method: str = "lerp", refine: int = 0,
                     **opts) -> tuple[torch.Tensor, list[str]]:
         """A path of `steps` codes from a's posterior mean to b's (both included, exactly), and its sentences.
 
@@ -325,12 +352,13 @@ class SeqVAE:
         vectors would also rescale the norm by sin-weights; interpolating it linearly keeps
         it between the endpoint norms. Vectors within ~0.06 degrees of (anti)parallel fall
         back to lerp (the great circle is then undefined or numerically unstable).
+        refine=N: the path runs between the two sentences' refined codes (SeqVAE.refine) instead.
         Returns (z (steps, Z), list of steps sentences).
         """
         self._need_latent("interpolate")
         if steps < 2:
             raise InputError(f"steps must be >= 2 (the two endpoints), got {steps}")
-        mu = self.encode([a, b]).mean
+        mu = self._codes([a, b], refine)
         z = interpolate_codes(mu[0], mu[1], steps, method)
         return z, self.decode(z, **opts)
 

@@ -41,6 +41,9 @@ from .data import SentenceDataset
 from .display import format_mi
 from .metrics import evaluate, paired_difference
 from .tokenizer import load_tokenizer
+from .refine import LR as REFINE_LR
+from .refine import STEPS as REFINE_STEPS
+from .refine import WEIGHT as REFINE_WEIGHT
 from .wordlist import MIN_COUNT, WORD
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
@@ -50,6 +53,7 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
 }
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 WORDS_CACHE = "report_words.npz"  # written into the data dir: training word counts and sentence hashes
 
 
@@ -217,28 +221,40 @@ def _decode(vae: SeqVAE, z: torch.Tensor, **opts) -> list[str]:
     return vae.decode(z, max_len=64, **opts)
 
 
-def reconstruction(vae: SeqVAE, texts: Sequence[str], show: int) -> dict[str, Any]:
+def reconstruction(vae: SeqVAE, texts: Sequence[str], refined: torch.Tensor, show: int) -> dict[str, Any]:
     """Greedy and beam decoding of the posterior means (held to the checkpoint's word list if it has one,
-    then greedy again without it)."""
+    then greedy again without it), and greedy decoding of the refined codes (SeqVAE.refine)."""
     mu = vae.encode(texts).mean
     out: dict[str, Any] = {}
-    decodings = [("greedy", {}), ("beam 4", {"strategy": "beam", "num_beams": 4})]
+    decodings = [("greedy", mu, {}), ("beam 4", mu, {"strategy": "beam", "num_beams": 4})]
     if vae.words is not None:
-        decodings.append(("greedy, any word", {"words": "any"}))
-    for label, opts in decodings:
-        hyps = _decode(vae, mu, **opts)
+        decodings.append(("greedy, any word", mu, {"words": "any"}))
+    decodings.append((REFINED, refined, {}))
+    for label, z, opts in decodings:
+        hyps = _decode(vae, z, **opts)
         out[label] = {**reconstruction_scores(hyps, texts),
                       "examples": [{"input": t, "output": h} for t, h in zip(texts[:show], hyps[:show])]}
     return out
 
 
-def interpolation(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, real_ppl: float | None,
-                  show: int) -> dict[str, Any]:
+def interpolation(vae: SeqVAE, texts: Sequence[str], refined: torch.Tensor, judge: Judge | None,
+                  real_ppl: float | None, show: int) -> dict[str, Any]:
+    """Paths between the posterior means of pairs of sentences (A = the even ones, B = the odd ones), and
+    the same between their refined codes (under "refined")."""
     a, b = list(texts[0::2]), list(texts[1::2])
     n = min(len(a), len(b))
     a, b = a[:n], b[:n]
     mu = vae.encode(a + b).mean
-    path = torch.cat([interpolate_codes(mu[i], mu[n + i], INTERPOLATION_STEPS) for i in range(n)])  # (n*S, Z)
+    res = _paths(vae, mu, a, b, judge, real_ppl, show)
+    res["refined"] = _paths(vae, torch.cat([refined[0::2][:n], refined[1::2][:n]]), a, b, judge, real_ppl, 0)
+    return res
+
+
+def _paths(vae: SeqVAE, codes: torch.Tensor, a: list[str], b: list[str], judge: Judge | None,
+           real_ppl: float | None, show: int) -> dict[str, Any]:
+    """Decode INTERPOLATION_STEPS points from codes[i] (A's) to codes[n + i] (B's) and score them."""
+    n = len(a)
+    path = torch.cat([interpolate_codes(codes[i], codes[n + i], INTERPOLATION_STEPS) for i in range(n)])  # (n*S, Z)
     out_text = _decode(vae, path)
     rows = [out_text[i * INTERPOLATION_STEPS : (i + 1) * INTERPOLATION_STEPS] for i in range(n)]
     inner = [s for r in rows for s in r[1:-1]]
@@ -311,8 +327,10 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
         real_ppl = rep["judge"]["real"]["ppl"]
     if train is not None:
         rep["real_invented_rate"] = train.invented_rate(texts)
-    rep["reconstruction"] = reconstruction(vae, texts, show)
-    rep["interpolation"] = interpolation(vae, texts, judge, real_ppl, show=2)
+    refined = vae.refine(texts)  # the codes of REFINED: one refinement serves both sections
+    rep["refine"] = {"steps": REFINE_STEPS, "lr": REFINE_LR, "weight": REFINE_WEIGHT}
+    rep["reconstruction"] = reconstruction(vae, texts, refined, show)
+    rep["interpolation"] = interpolation(vae, texts, refined, judge, real_ppl, show=2)
     rep["samples"] = samples(vae, n_samples, judge, real_ppl, train, seed, show)
     rep["latent"] = latent(vae, texts, judge, iw_samples, seed)
     return rep
@@ -338,8 +356,12 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
     lines += ["", f"IW-NLL with {lat['iw_samples']} samples; MI saturates at log N = the 'max' beside it.",
               "", "## Reconstruction from the posterior mean", "", "| decoding | BLEU-4 | exact | word F1 |",
               "|---|---:|---:|---:|"]
+    ref = rep.get("refine")
     for label, r in rep["reconstruction"].items():
         lines.append(f"| {label} | {r['bleu']:.1f} | {100 * r['exact']:.1f}% | {r['word_f1']:.3f} |")
+    if ref:
+        lines += ["", f"The refined row decodes codes that are not the posterior mean: from it, {ref['steps']} Adam "
+                  f"steps (step {ref['lr']:g}) on log p(x|z) + {ref['weight']:g} log q(z|x) (`SeqVAE.refine`)."]
     lines += ["", "| input | greedy reconstruction |", "|---|---|"]
     lines += [f"| {_md(e['input'])} | {_md(e['output'])} |" for e in rep["reconstruction"]["greedy"]["examples"]]
     it = rep["interpolation"]
@@ -349,6 +371,13 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
               + (f"judge perplexity {it['inner_judge_ppl']:.1f} (x{it['inner_ppl_ratio']:.2f} the real sentences'), "
                  if "inner_judge_ppl" in it else "")
               + f"{100 * it['inner_equal_to_an_endpoint']:.0f}% equal to an endpoint.", ""]
+    if "refined" in it:
+        r = it["refined"]
+        lines += [f"Between the refined codes: first point vs A BLEU {r['bleu_first_vs_a']:.1f}, last vs B BLEU "
+                  f"{r['bleu_last_vs_b']:.1f}; inner points: "
+                  + (f"judge perplexity {r['inner_judge_ppl']:.1f} (x{r['inner_ppl_ratio']:.2f}), "
+                     if "inner_judge_ppl" in r else "")
+                  + f"{100 * r['inner_equal_to_an_endpoint']:.0f}% equal to an endpoint.", ""]
     for ex in it["examples"]:
         lines += [f"- A: {ex['a']}", f"- B: {ex['b']}"] + [f"  {i}. {s}" for i, s in enumerate(ex["path"])]
     lines += ["", "## Prior samples", ""]
@@ -396,8 +425,11 @@ def summary_line(rep: dict[str, Any]) -> str:
     lat, it = rep["latent"], rep["interpolation"]
     parts = [f"BLEU {rep['reconstruction']['greedy']['bleu']:.1f} (greedy from mu)",
              f"exact {100 * rep['reconstruction']['greedy']['exact']:.1f}%",
-             f"interpolation endpoints {it['bleu_first_vs_a']:.1f}/{it['bleu_last_vs_b']:.1f}",
-             f"KL {lat['kl']:.1f}", f"MI {format_mi(lat['mi'], lat.get('mi_se'))}", f"AU {lat['au']}"]
+             f"interpolation endpoints {it['bleu_first_vs_a']:.1f}/{it['bleu_last_vs_b']:.1f}"]
+    if "refined" in it:
+        parts.append(f"refined codes: BLEU {rep['reconstruction'][REFINED]['bleu']:.1f}, endpoints "
+                     f"{it['refined']['bleu_first_vs_a']:.1f}/{it['refined']['bleu_last_vs_b']:.1f}")
+    parts += [f"KL {lat['kl']:.1f}", f"MI {format_mi(lat['mi'], lat.get('mi_se'))}", f"AU {lat['au']}"]
     if best is not None:
         parts.append(f"samples x{best['ppl_ratio']:.2f} real PPL, distinct-2 {best['distinct_2']:.2f} "
                      f"({best['prior']}, {best['strategy']})")

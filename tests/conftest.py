@@ -96,6 +96,20 @@ def tiny_vae_ckpt(tmp_path_factory, trained_tiny_vae):
     return checkpoint.save(tmp_path_factory.mktemp("ckpt") / "vae", *trained_tiny_vae[:2])
 
 
+@pytest.fixture(scope="module")
+def vae(tiny_vae_ckpt):
+    """The tiny VAE checkpoint loaded through the API (modules may define their own `vae`)."""
+    from seqvae import SeqVAE
+
+    return SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def texts(trained_tiny_vae):
+    """Six of the tiny VAE's training sentences."""
+    return trained_tiny_vae[2][:6]
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_ckpt(tmp_path_factory, trained_tiny_lm):
     from seqvae import checkpoint

@@ -17,16 +17,6 @@ from seqvae.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def vae(tiny_vae_ckpt):
-    return SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def texts(trained_tiny_vae):
-    return trained_tiny_vae[2][:6]
-
-
 # ---------------------------------------------------------------------------- loading and saving
 def test_save_and_reload_give_identical_outputs(vae, texts, tmp_path):
     again = SeqVAE.from_pretrained(vae.save_pretrained(tmp_path / "copy"), device="cpu")

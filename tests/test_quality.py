@@ -82,7 +82,8 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert "asked for 1000 sentences" in err and "using all" in err  # the clamp is stated
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert 2 <= rep["sentences"] < 1000 and "using all" in rep["note"]
-    assert set(rep["reconstruction"]) == {"greedy", "beam 4"}
+    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, refined (50 steps)"}
+    assert {"bleu_first_vs_a", "inner_judge_ppl"} <= set(rep["interpolation"]["refined"])
     assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 3
     assert rep["latent"]["mi_se"] >= 0 and "vs_judge" in rep["latent"]
     assert "## Reconstruction" in (tmp_path / "rep" / "report.md").read_text() and "## Latent" in out
@@ -90,7 +91,7 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert main(["words", str(ckpt), "--data", str(data)]) == 0  # with a word list: rows with and without it
     assert main(argv) == 0
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word"}
+    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word", "greedy, refined (50 steps)"}
     assert [(r["strategy"], r["words"]) for r in rep["samples"]] == [
         ("greedy", "known"), ("top-p 0.9", "known"), ("sample T=1", "known"), ("top-p 0.9", "any")]
     assert all(r["invented_rate"] == 0 for r in rep["samples"] if r["words"] == "known")
