@@ -3,7 +3,7 @@
     python scripts/compare_reports.py checkpoints/imdb/report.json results/report-imdb-small/report.json
 
 One row per report: reconstruction BLEU (greedy and beam) and exact match, interpolation endpoint
-BLEU, the best prior sample set's judged perplexity ratio (quality.best_samples: the lowest among the
+BLEU, the same two from refined codes (reports since refinement), the best prior sample set's judged perplexity ratio (quality.best_samples: the lowest among the
 diverse sets) with its distinct-2 and invented-word rate, KL, MI, AU and the IW-NLL gap to the judge language model.
 """
 
@@ -15,15 +15,18 @@ import sys
 from pathlib import Path
 
 from seqvae.display import format_mi
-from seqvae.quality import best_samples
+from seqvae.quality import REFINED, best_samples
 
 
 def row(rep: dict, name: str) -> str:
     rec, it, lat = rep["reconstruction"], rep["interpolation"], rep["latent"]
     best = best_samples(rep)
     vs = lat.get("vs_judge")
+    ref = it.get("refined")
     cells = [name, f"{rec['greedy']['bleu']:.1f}", f"{rec['beam 4']['bleu']:.1f}",
              f"{100 * rec['greedy']['exact']:.1f}%", f"{it['bleu_first_vs_a']:.1f} / {it['bleu_last_vs_b']:.1f}",
+             f"{rec[REFINED]['bleu']:.1f}; {ref['bleu_first_vs_a']:.1f} / {ref['bleu_last_vs_b']:.1f}"
+             if ref and REFINED in rec else "-",
              f"{best['ppl_ratio']:.2f} ({best['prior']}, {best['strategy']})" if best else "-",
              f"{best['distinct_2']:.2f}" if best else "-",
              f"{100 * best['invented_rate']:.1f}%" if best and "invented_rate" in best else "-",
@@ -44,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as e:
             print(f"compare_reports: error: {path}: {e!r}", file=sys.stderr)
             return 2
-    print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | samples x real PPL (best) | distinct-2 | "
-          "invented | KL | MI | AU | IW-NLL - LM |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | refined: BLEU; A / B | "
+          "samples x real PPL (best) | distinct-2 | invented | KL | MI | AU | IW-NLL - LM |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 
