@@ -86,7 +86,7 @@ def bench_all(args) -> int:
         vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
         what = args.checkpoint
     c: ModelConfig = vae.model.cfg
-    words = args.words or ("known" if vae.words is not None else "any")
+    words = vae.words_option(args.words)
     print(f"{what}: E={c.embed_dim} H={c.hidden_dim} Z={c.latent_dim} V={c.vocab_size} layers={c.num_layers}, "
           f"{vae.model.num_parameters():,} params; device {args.device}, {torch.get_num_threads()} threads, "
           f"max_len {args.max_len}, {words} words, median of {args.repeats}")

@@ -3,8 +3,9 @@
     python scripts/compare_reports.py checkpoints/imdb/report.json results/report-imdb-small/report.json
 
 One row per report: reconstruction BLEU (greedy and beam) and exact match, interpolation endpoint
-BLEU, the same two from refined codes (reports since refinement), the best prior sample set's judged perplexity ratio (quality.best_samples: the lowest among the
-diverse sets) with its distinct-2 and invented-word rate, KL, MI, AU and the IW-NLL gap to the judge language model.
+BLEU, the same two from refined codes (reports since refinement), the best prior sample set's judged
+perplexity ratio (quality.best_samples: the lowest among the diverse sets) with its distinct-2 and
+invented-word rate, KL, MI, AU and the IW-NLL gap to the judge language model.
 """
 
 from __future__ import annotations

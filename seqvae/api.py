@@ -239,17 +239,21 @@ class SeqVAE:
         return nll
 
     # ------------------------------------------------------------------ decoder side
-    def _word_filter(self, words: str | None):
-        """The decoding filter for the `words` option: "known" (the checkpoint's word list), "any" (none),
-        None (known if the checkpoint has a list)."""
+    def words_option(self, words: str | None = None) -> str:
+        """The `words` decoding option resolved: "known" (the checkpoint's word list) or "any"; None means
+        known if the checkpoint has a list. Unknown values, and "known" without a list, are InputErrors."""
         if words is None:
             words = "known" if self.words is not None else "any"
         if words not in WORDS:
             raise InputError(f"unknown words option {words!r} (choose from {', '.join(WORDS)})")
-        if words == "any":
-            return None
-        if self.words is None:
+        if words == "known" and self.words is None:
             raise InputError("this checkpoint has no word list (add one with `seqvae words`)")
+        return words
+
+    def _word_filter(self, words: str | None) -> WordFilter | None:
+        """The decoding filter for the `words` option (words_option), None for "any"."""
+        if self.words_option(words) == "any":
+            return None
         if self._filter is None or self._filter[0] is not self.words:
             self._filter = (self.words, self.words.filter(self.tokenizer.piece_texts(), self.tokenizer.eos_id))
         return self._filter[1].fresh()

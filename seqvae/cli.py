@@ -276,7 +276,7 @@ def _decoding_opts(args) -> dict[str, Any]:
 
 def _shown_opts(vae, args) -> dict[str, Any]:
     """The decoding options as --json prints them: with the word list's use resolved."""
-    return {**_decoding_opts(args), "words": args.words or ("known" if vae.words is not None else "any")}
+    return {**_decoding_opts(args), "words": vae.words_option(args.words)}
 
 
 def _add_sample(sub) -> None:
@@ -396,8 +396,9 @@ def _add_fit_prior(sub) -> None:
     p.set_defaults(func=_cmd_fit_prior)
 
 
-def _model_data_dir(vae, given: str | None) -> str:
-    data = given or (vae.config.get("data") or {}).get("data_dir")
+def _model_data_dir(config: dict[str, Any], given: str | None) -> str:
+    """`given`, or the prepared data dir a checkpoint's config names (its training data)."""
+    data = given or (config.get("data") or {}).get("data_dir")
     if not data or not Path(data).is_dir():
         raise ConfigError(f"no prepared data dir{' ' + data if data else ''} (pass --data DIR)")
     return data
@@ -415,7 +416,7 @@ def _cmd_fit_prior(args) -> int:
         raise ConfigError("--sentences and --components must be >= 1")
     ckpt = resolve(args.checkpoint)
     vae = SeqVAE.from_pretrained(ckpt, device=args.device)
-    data = _model_data_dir(vae, args.data)
+    data = _model_data_dir(vae.config, args.data)
     if not same_tokenizer(ckpt, data):
         raise ConfigError(f"{data}: its tokenizer is not the checkpoint's; pass the data dir the model was trained on")
     train = SentenceDataset.from_dir(data, "train")
@@ -433,22 +434,19 @@ def _add_words(sub) -> None:
     p.add_argument("checkpoint", help="checkpoint dir (words.txt is written into it)")
     p.add_argument("--data", help="prepared data dir whose train split to count (default: the model's)")
     p.add_argument("--min-count", type=int, default=None, help="least count of a known word (default 5)")
-    p.add_argument("--device")
     p.set_defaults(func=_cmd_words)
 
 
 def _cmd_words(args) -> int:
     from . import quality
-    from .api import SeqVAE
-    from .checkpoint import resolve
+    from .checkpoint import read_config, resolve
     from .wordlist import MIN_COUNT, KnownWords
 
     min_count = MIN_COUNT if args.min_count is None else args.min_count
     if min_count < 1:
         raise ConfigError("--min-count must be >= 1")
-    ckpt = resolve(args.checkpoint)
-    vae = SeqVAE.from_pretrained(ckpt, device=args.device)
-    data = _model_data_dir(vae, args.data)
+    ckpt = resolve(args.checkpoint)  # only its config is read: a damaged words.txt there is simply replaced
+    data = _model_data_dir(read_config(ckpt), args.data)
     words = KnownWords.from_counts(quality.TrainingText.from_data_dir(data).counts, min_count)
     if not len(words):
         raise ConfigError(f"{data}: no word is used {min_count} times in its train split")
@@ -484,7 +482,7 @@ def _cmd_report(args) -> int:
     if not vae.latent:
         raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")
     judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
-    data = None if args.texts and not args.data else _model_data_dir(vae, args.data)
+    data = None if args.texts and not args.data else _model_data_dir(vae.config, args.data)
     note = ""
     if args.texts:
         texts = [t.strip() for t in Path(args.texts).read_text(encoding="utf-8").splitlines() if t.strip()]

@@ -40,10 +40,10 @@ from .api import InputError, SeqVAE, interpolate_codes
 from .data import SentenceDataset
 from .display import format_mi
 from .metrics import evaluate, paired_difference
-from .tokenizer import load_tokenizer
 from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
+from .tokenizer import load_tokenizer
 from .wordlist import MIN_COUNT, WORD
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
@@ -221,10 +221,10 @@ def _decode(vae: SeqVAE, z: torch.Tensor, **opts) -> list[str]:
     return vae.decode(z, max_len=64, **opts)
 
 
-def reconstruction(vae: SeqVAE, texts: Sequence[str], refined: torch.Tensor, show: int) -> dict[str, Any]:
-    """Greedy and beam decoding of the posterior means (held to the checkpoint's word list if it has one,
-    then greedy again without it), and greedy decoding of the refined codes (SeqVAE.refine)."""
-    mu = vae.encode(texts).mean
+def reconstruction(vae: SeqVAE, texts: Sequence[str], mu: torch.Tensor, refined: torch.Tensor,
+                   show: int) -> dict[str, Any]:
+    """Greedy and beam decoding of the posterior means mu (held to the checkpoint's word list if it has one,
+    then greedy again without it), and greedy decoding of the refined codes (SeqVAE.refine); both (N, Z)."""
     out: dict[str, Any] = {}
     decodings = [("greedy", mu, {}), ("beam 4", mu, {"strategy": "beam", "num_beams": 4})]
     if vae.words is not None:
@@ -237,24 +237,22 @@ def reconstruction(vae: SeqVAE, texts: Sequence[str], refined: torch.Tensor, sho
     return out
 
 
-def interpolation(vae: SeqVAE, texts: Sequence[str], refined: torch.Tensor, judge: Judge | None,
+def interpolation(vae: SeqVAE, texts: Sequence[str], mu: torch.Tensor, refined: torch.Tensor, judge: Judge | None,
                   real_ppl: float | None, show: int) -> dict[str, Any]:
-    """Paths between the posterior means of pairs of sentences (A = the even ones, B = the odd ones), and
+    """Paths between the posterior means mu of pairs of sentences (A = the even ones, B = the odd ones), and
     the same between their refined codes (under "refined")."""
-    a, b = list(texts[0::2]), list(texts[1::2])
-    n = min(len(a), len(b))
-    a, b = a[:n], b[:n]
-    mu = vae.encode(a + b).mean
-    res = _paths(vae, mu, a, b, judge, real_ppl, show)
-    res["refined"] = _paths(vae, torch.cat([refined[0::2][:n], refined[1::2][:n]]), a, b, judge, real_ppl, 0)
+    n = len(texts) // 2
+    a, b = list(texts[0::2])[:n], list(texts[1::2])[:n]
+    res = _paths(vae, mu[0::2][:n], mu[1::2][:n], a, b, judge, real_ppl, show)
+    res["refined"] = _paths(vae, refined[0::2][:n], refined[1::2][:n], a, b, judge, real_ppl, 0)
     return res
 
 
-def _paths(vae: SeqVAE, codes: torch.Tensor, a: list[str], b: list[str], judge: Judge | None,
+def _paths(vae: SeqVAE, za: torch.Tensor, zb: torch.Tensor, a: list[str], b: list[str], judge: Judge | None,
            real_ppl: float | None, show: int) -> dict[str, Any]:
-    """Decode INTERPOLATION_STEPS points from codes[i] (A's) to codes[n + i] (B's) and score them."""
+    """Decode INTERPOLATION_STEPS points from each za[i] (A's code) to zb[i] (B's) and score them."""
     n = len(a)
-    path = torch.cat([interpolate_codes(codes[i], codes[n + i], INTERPOLATION_STEPS) for i in range(n)])  # (n*S, Z)
+    path = torch.cat([interpolate_codes(za[i], zb[i], INTERPOLATION_STEPS) for i in range(n)])  # (n*S, Z)
     out_text = _decode(vae, path)
     rows = [out_text[i * INTERPOLATION_STEPS : (i + 1) * INTERPOLATION_STEPS] for i in range(n)]
     inner = [s for r in rows for s in r[1:-1]]
@@ -327,10 +325,10 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
         real_ppl = rep["judge"]["real"]["ppl"]
     if train is not None:
         rep["real_invented_rate"] = train.invented_rate(texts)
-    refined = vae.refine(texts)  # the codes of REFINED: one refinement serves both sections
+    mu, refined = vae.encode(texts).mean, vae.refine(texts)  # (N, Z) each: both sections decode these
     rep["refine"] = {"steps": REFINE_STEPS, "lr": REFINE_LR, "weight": REFINE_WEIGHT}
-    rep["reconstruction"] = reconstruction(vae, texts, refined, show)
-    rep["interpolation"] = interpolation(vae, texts, refined, judge, real_ppl, show=2)
+    rep["reconstruction"] = reconstruction(vae, texts, mu, refined, show)
+    rep["interpolation"] = interpolation(vae, texts, mu, refined, judge, real_ppl, show=2)
     rep["samples"] = samples(vae, n_samples, judge, real_ppl, train, seed, show)
     rep["latent"] = latent(vae, texts, judge, iw_samples, seed)
     return rep

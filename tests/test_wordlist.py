@@ -175,5 +175,9 @@ def test_cli_words_writes_the_list(tiny_vae_ckpt, tiny_data_dir, tmp_path, capsy
     assert {"the", "movie", "great"} <= kw.words
     assert main(["sample", str(d), "-n", "3", "--seed", "0", "--json"]) == 0
     assert '"words": "known"' in capsys.readouterr().out
+    (d / WORDS_FILE).write_text("# seqvae known words: min_count=1 words=7\nthe\n")  # damaged: cannot load...
+    one_line(["sample", d, "-n", "1"], "partial")
+    assert main(["words", str(d), "--data", str(tiny_data_dir), "--min-count", "1"]) == 0  # ...but can be rewritten
+    assert load_words(d).words == kw.words
     one_line(["words", d, "--data", tiny_data_dir, "--min-count", "0"], "--min-count")
     one_line(["words", d, "--data", tiny_data_dir, "--min-count", "100000"], "no word is used")
