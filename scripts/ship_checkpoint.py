@@ -27,7 +27,6 @@ from seqvae import SeqVAE, atomic, checkpoint, quality
 from seqvae.cli import format_table
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
-from seqvae.wordlist import KnownWords
 
 RECON = ["the acting was wonderful and the story moved me .", "this is the worst movie i have ever seen .",
          "the plot makes no sense at all ."]
@@ -141,7 +140,7 @@ def main() -> int:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:20_000]
         vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.prior_components, seed=0)
     if args.words:
-        vae.words = KnownWords.from_counts(quality.TrainingText.from_data_dir(data_dir).counts, args.words)
+        vae.words = quality.TrainingText.from_data_dir(data_dir).known_words(args.words)
     report = None
     if args.judge:
         texts, note = quality.held_out(data_dir, 1000, seed=0)

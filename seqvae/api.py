@@ -316,7 +316,8 @@ class SeqVAE:
 
     def sample(self, n: int, **opts) -> list[str]:
         """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when
-        the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences."""
+        the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences.
+        Decoding options as generation.generate, e.g. strategy="top-p", top_p=0.9, candidates=4 (best of 4)."""
         return self.detokenize(self.sample_ids(n, **opts))
 
     def refine(self, texts: str | Sequence[str], steps: int = REFINE_STEPS, lr: float = REFINE_LR,

@@ -245,6 +245,9 @@ def _add_decoding_args(p, default_strategy: str) -> None:
     g.add_argument("--num-beams", type=int, default=4, help="beam width for --strategy beam (default 4)")
     g.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam: rank by logp / length**L (0 = raw sum, default 1)")
+    g.add_argument("--candidates", type=int, default=1,
+                   help="sampling: draw K sentences per code and keep the one the decoder finds likeliest per "
+                        "token (more fluent, less varied; default 1)")
     g.add_argument("--seed", type=int, default=None, help="seed for z and sampling (default: fresh randomness)")
     g.add_argument("--words", choices=["known", "any"], default=None,
                    help="known: write only words of the checkpoint's word list (`seqvae words`); any: no list "
@@ -259,6 +262,7 @@ MAX_SAMPLES = 1_000_000  # sample -n (about 0.3 GB of z and text at Z=32); run s
 MAX_PATH_STEPS = 10_000  # interpolate --steps
 MAX_LEN = 1_024          # --max-len (the model never saw sentences a tenth as long)
 MAX_BEAMS = 256          # --num-beams
+MAX_CANDIDATES = 256     # --candidates
 
 
 def _check_size(flag: str, value: int, low: int, high: int) -> None:
@@ -269,9 +273,11 @@ def _check_size(flag: str, value: int, low: int, high: int) -> None:
 def _decoding_opts(args) -> dict[str, Any]:
     _check_size("--max-len", args.max_len, 1, MAX_LEN)
     _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
+    _check_size("--candidates", args.candidates, 1, MAX_CANDIDATES)
     return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
             "top_k": args.top_k, "top_p": args.top_p, "num_beams": args.num_beams,
-            "length_penalty": args.length_penalty, "seed": args.seed, "words": args.words}
+            "length_penalty": args.length_penalty, "seed": args.seed, "words": args.words,
+            "candidates": args.candidates}
 
 
 def _shown_opts(vae, args) -> dict[str, Any]:
@@ -440,14 +446,14 @@ def _add_words(sub) -> None:
 def _cmd_words(args) -> int:
     from . import quality
     from .checkpoint import read_config, resolve
-    from .wordlist import MIN_COUNT, KnownWords
+    from .wordlist import MIN_COUNT
 
     min_count = MIN_COUNT if args.min_count is None else args.min_count
     if min_count < 1:
         raise ConfigError("--min-count must be >= 1")
     ckpt = resolve(args.checkpoint)  # only its config is read: a damaged words.txt there is simply replaced
     data = _model_data_dir(read_config(ckpt), args.data)
-    words = KnownWords.from_counts(quality.TrainingText.from_data_dir(data).counts, min_count)
+    words = quality.TrainingText.from_data_dir(data).known_words(min_count)
     if not len(words):
         raise ConfigError(f"{data}: no word is used {min_count} times in its train split")
     path = words.save(ckpt)

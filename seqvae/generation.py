@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from .data import collate
 from .model import SentenceVAE
 from .wordlist import WordFilter
 
@@ -275,8 +276,8 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         flat = (torch.arange(b, device=device)[:, None] * K + src).view(-1)  # (b*K,) decoder row continued
         if words is not None:  # each new beam's open word: its source beam's, after the token it appended
             j = pos[flat, (idx % k).view(-1)].tolist()  # (b*K,) the appended token's place in its beam's candidates
-            words.tails = [words.tails[r] if fin else after[r][c] or ""
-                           for r, c, fin in zip(flat.tolist(), j, was_done.view(-1).tolist())]
+            words.reorder(flat.tolist(), [None if fin else after[r][c] or ""
+                                          for r, c, fin in zip(flat.tolist(), j, was_done.view(-1).tolist())])
         h, tokens = h[:, flat], tok.view(-1)
         finished = done.all(dim=1)  # (b,) rows whose every beam has ended
         if bool(finished.any()):
@@ -297,10 +298,14 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
 
 # ---------------------------------------------------------------------------- entry point
 def check_options(strategy: str, max_len: int, temperature: float, top_k: int, top_p: float,
-                  num_beams: int) -> None:
+                  num_beams: int, candidates: int = 1) -> None:
     """Raise DecodingError (one line) for options that make no sense."""
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+    if candidates < 1:
+        raise DecodingError(f"candidates must be >= 1, got {candidates}")
+    if candidates > 1 and strategy in ("greedy", "beam"):
+        raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
     if max_len < 1:
         raise DecodingError(f"max_len must be >= 1, got {max_len}")
     if not temperature > 0:
@@ -330,15 +335,28 @@ def make_generator(device: torch.device | str, seed: int | None) -> torch.Genera
 def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str = "greedy", max_len: int = 40,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 4,
              length_penalty: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
-             batch_size: int | None = None, words: WordFilter | None = None) -> list[list[int]]:
+             batch_size: int | None = None, words: WordFilter | None = None, candidates: int = 1) -> list[list[int]]:
     """Token ids (no BOS/EOS) for each row of z (B, Z), or for `batch_size` LM samples when z is None.
 
     strategy: "greedy"; "sample" (temperature, and top_k / top_p if set); "top-k" and "top-p"
     (sampling that requires that filter to be set); "beam" (num_beams, length_penalty).
     Sampling uses `generator`, or a fresh one from `seed`. Runs in eval mode under inference_mode.
     words: a seqvae.wordlist.WordFilter that holds every strategy to known words (None: any word).
+    candidates: with a sampling strategy, draw this many sentences per row and keep the one the decoder
+    finds likeliest per token (`rank`): more fluent, somewhat less varied (docs/results.md).
     """
-    check_options(strategy, max_len, temperature, top_k, top_p, num_beams)
+    check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates)
+    if candidates > 1:  # each row's code `candidates` times over (shapes and values are checked there)
+        reps = None
+        if z is not None:
+            z = torch.as_tensor(z)
+            reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
+        drawn = generate(model, reps, strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k,
+                         top_p=top_p, seed=seed, generator=generator, words=words,
+                         batch_size=None if z is not None or batch_size is None else batch_size * candidates)
+        if reps is not None:
+            reps = reps.to(device=model.device, dtype=model.decoder.embedding.weight.dtype)
+        return rank(model, drawn, reps, candidates)
     gen = None
     if strategy not in ("greedy", "beam"):
         gen = generator if generator is not None else make_generator(model.device, seed)
@@ -369,3 +387,24 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
             return out
     finally:
         model.train(was_training)
+
+
+def rank(model: SentenceVAE, ids: list[list[int]], z: torch.Tensor | None, candidates: int,
+         batch_size: int = 256) -> list[list[int]]:
+    """Of each run of `candidates` consecutive sentences (decoded from the same code: rows of z), the one with
+    the lowest -log p(x|z) per token (EOS counted), ties to the first."""
+    was_training = model.training
+    model.eval()
+    cfg, per_token = model.cfg, []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(ids), batch_size):
+                part = ids[start:start + batch_size]
+                b = collate(part, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(model.device)
+                nll = model.token_nll(b.dec_in, b.target, None if z is None else z[start:start + batch_size],
+                                      b.positions)  # (b,)
+                per_token += (nll.float().cpu() / (b.src_lens.float() + 1)).tolist()
+    finally:
+        model.train(was_training)
+    best = [min(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
+    return [ids[i] for i in best]

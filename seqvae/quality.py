@@ -44,11 +44,12 @@ from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
 from .tokenizer import load_tokenizer
-from .wordlist import MIN_COUNT, WORD
+from .wordlist import MIN_COUNT, WORD, KnownWords
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
     "greedy": {"strategy": "greedy"},
     "top-p 0.9": {"strategy": "top-p", "top_p": 0.9},
+    "top-p 0.9, best of 4": {"strategy": "top-p", "top_p": 0.9, "candidates": 4},
     "sample T=1": {"strategy": "sample"},
 }
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
@@ -198,6 +199,10 @@ class TrainingText:
 
     def copy_rate(self, texts: Sequence[str]) -> float:
         return float(np.isin(self._hash(texts), self.hashes).mean()) if texts else 0.0
+
+    def known_words(self, min_count: int = MIN_COUNT) -> KnownWords:
+        """The words used at least `min_count` times: the list a checkpoint's decoding keeps to."""
+        return KnownWords.from_counts(self.counts, min_count)
 
 
 # ---------------------------------------------------------------------------- held-out sentences

@@ -129,7 +129,7 @@ class WordFilter:
 
     The decoder calls `start(n)` once, `choose(logits, pick)` at every step (it returns the rows'
     next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search checks its
-    candidates with `allowed(rows, tokens)` and sets `tails` itself when it reorders its beams.
+    candidates with `allowed(rows, tokens)` and calls `reorder` when it regroups its beams.
     """
 
     def __init__(self, words: KnownWords, piece_texts: Sequence[str | None], end_id: int):
@@ -157,6 +157,11 @@ class WordFilter:
 
     def keep(self, mask: torch.Tensor) -> None:
         self.tails = [t for t, k in zip(self.tails, mask.tolist()) if k]
+
+    def reorder(self, sources: Sequence[int], after: Sequence[str | None]) -> None:
+        """Beam search's new rows: row i continues row sources[i] and its open word is then after[i]; None keeps
+        the source row's open word (a finished beam, which appends only <pad>)."""
+        self.tails = [self.tails[s] if a is None else a for s, a in zip(sources, after)]
 
     def step(self, row: int, token: int) -> str | None:
         """Row `row`'s open word after `token`, or None if the token is not allowed there."""

@@ -176,6 +176,10 @@ def test_cli_sample_interpolate_reconstruct(tiny_vae_ckpt, texts, capsys, monkey
     assert res["samples"] == vae.sample(4, strategy="top-p", top_p=0.9, seed=0)
     code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1)
     assert code == 0 and out.splitlines() == vae.sample(3, strategy="sample", seed=1)
+    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1, "--candidates", 4, "--json")
+    res = json.loads(out)
+    assert code == 0 and res["candidates"] == 4
+    assert res["samples"] == vae.sample(3, strategy="sample", seed=1, candidates=4)
 
     code, out, _ = run(capsys, "interpolate", tiny_vae_ckpt, texts[0], texts[1], "--steps", 4, "--method", "slerp",
                        "--json")

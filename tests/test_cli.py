@@ -156,6 +156,8 @@ def _corrupt(ckpt, tmp_path, how):
     (["sample", "{ckpt}", "-n", "1000000000000"], None, "-n must be between 1"),
     (["sample", "{ckpt}", "--max-len", "1000000000"], None, "--max-len must be between 1"),
     (["sample", "{ckpt}", "--strategy", "beam", "--num-beams", "100000000"], None, "--num-beams must be between"),
+    (["sample", "{ckpt}", "--candidates", "0"], None, "--candidates must be between 1"),
+    (["sample", "{ckpt}", "--strategy", "greedy", "--candidates", "4"], None, "needs a sampling strategy"),
     (["sample", "{ckpt}", "--temperature", "0"], None, "temperature must be > 0"),
     (["sample", "{ckpt}", "--top-p", "0"], None, "top_p must be in (0, 1]"),
     (["sample", "{ckpt}", "--top-p", "1.5"], None, "top_p must be in (0, 1]"),

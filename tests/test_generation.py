@@ -109,6 +109,51 @@ def test_bad_options(model, z):
         generate(model, None)
 
 
+def _per_token_nll(model, ids, z):
+    from seqvae.data import collate
+
+    with torch.no_grad():
+        return [float(model.token_nll(b.dec_in, b.target, None if z is None else z[i:i + 1])) / (len(row) + 1)
+                for i, row in enumerate(ids) for b in [collate([row])]]
+
+
+def test_candidates_keep_the_likeliest_of_each_codes_draws(model, z, trained_tiny_lm):
+    """candidates=K draws K sentences per code (those of sampling the code repeated K times, same seed)
+    and keeps, for each code, the one with the lowest -log p(x|z) per token."""
+    K = 4
+    drawn = generate(model, z.repeat_interleave(K, 0), strategy="top-p", top_p=0.9, seed=5)
+    nll = _per_token_nll(model, drawn, z.repeat_interleave(K, 0))
+    kept = generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=K)
+    assert len(kept) == len(z)
+    for i, row in enumerate(kept):
+        group = range(i * K, (i + 1) * K)
+        assert row == drawn[min(group, key=nll.__getitem__)]
+    assert len({tuple(r) for r in drawn}) > len(z)  # the draws differ: the choice is a real one
+    assert generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=1) == \
+        generate(model, z, strategy="top-p", top_p=0.9, seed=5)
+    lm = trained_tiny_lm[0]
+    drawn = generate(lm, None, strategy="sample", batch_size=3 * K, seed=1)
+    nll = _per_token_nll(lm, drawn, None)
+    kept = generate(lm, None, strategy="sample", batch_size=3, seed=1, candidates=K)
+    assert kept == [drawn[min(range(i * K, (i + 1) * K), key=nll.__getitem__)] for i in range(3)]
+
+
+def test_candidates_need_sampling_and_good_codes(model, z, trained_tiny_lm):
+    for opts, msg in [({"strategy": "greedy", "candidates": 2}, "sampling strategy"),
+                      ({"strategy": "beam", "candidates": 2}, "sampling strategy"),
+                      ({"strategy": "sample", "candidates": 0}, "candidates must be >= 1")]:
+        with pytest.raises(DecodingError, match=msg):
+            generate(model, z, **opts)
+    with pytest.raises(DecodingError, match="shape"):
+        generate(model, torch.zeros(2, model.cfg.latent_dim + 1), strategy="sample", candidates=2)
+    with pytest.raises(DecodingError, match="finite"):
+        generate(model, torch.full((2, model.cfg.latent_dim), float("nan")), strategy="sample", candidates=2)
+    with pytest.raises(DecodingError, match="batch_size"):
+        generate(trained_tiny_lm[0], None, strategy="sample", candidates=2)
+    one = generate(model, z[0].double(), strategy="sample", seed=0, candidates=3)  # one code, any float dtype
+    assert one == generate(model, z[:1], strategy="sample", seed=0, candidates=3)
+
+
 # ---------------------------------------------------------------------------- the filters and the sampler
 def test_nucleus_is_the_smallest_set_reaching_p():
     logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()

@@ -84,7 +84,7 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert 2 <= rep["sentences"] < 1000 and "using all" in rep["note"]
     assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, refined (50 steps)"}
     assert {"bleu_first_vs_a", "inner_judge_ppl"} <= set(rep["interpolation"]["refined"])
-    assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 3
+    assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 4
     assert rep["latent"]["mi_se"] >= 0 and "vs_judge" in rep["latent"]
     assert "## Reconstruction" in (tmp_path / "rep" / "report.md").read_text() and "## Latent" in out
     assert {r["words"] for r in rep["samples"]} == {"any"}
@@ -93,7 +93,8 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word", "greedy, refined (50 steps)"}
     assert [(r["strategy"], r["words"]) for r in rep["samples"]] == [
-        ("greedy", "known"), ("top-p 0.9", "known"), ("sample T=1", "known"), ("top-p 0.9", "any")]
+        ("greedy", "known"), ("top-p 0.9", "known"), ("top-p 0.9, best of 4", "known"), ("sample T=1", "known"),
+        ("top-p 0.9", "any")]
     assert all(r["invented_rate"] == 0 for r in rep["samples"] if r["words"] == "known")
 
 
