@@ -181,6 +181,9 @@ class TrainConfig(_JSONMixin):
     free_bits: float = 0.0         # nats per latent dimension, on the batch-mean KL (0 = off)
     bow_weight: float = 0.0        # weight of the bag-of-words loss (Zhao et al. 2017): z alone must predict the
                                    # sentence's tokens, which pushes content into z; needs model.bow_head
+    mean_rec_weight: float = 0.0   # weight of a second reconstruction term, -log p(x|mu), decoded from the
+                                   # posterior mean (a second decoder pass): the code reconstruct() and the
+                                   # aggregate prior use learns to decode back to its sentence (0 = off)
     bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
     amp: bool = False              # bf16 autocast on CUDA (off: slower than fp32 at these sizes on an H100, docs/results.md)
     cpu_bf16: bool = False         # bf16 autocast on CPU too (fast where the CPU has AMX / AVX512-BF16)
@@ -214,7 +217,7 @@ class TrainConfig(_JSONMixin):
         if self.log_every < 1 or self.bucket_size < 1 or self.max_bad_steps < 1:
             raise ConfigError("log_every, bucket_size and max_bad_steps must be >= 1")
         for name in ("weight_decay", "grad_clip", "eval_batches", "patience", "kl_max", "kl_k", "kl_warmup",
-                     "num_threads", "bow_weight"):
+                     "num_threads", "bow_weight", "mean_rec_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
 
@@ -232,6 +235,8 @@ class RunConfig(_JSONMixin):
     def validate(self) -> None:
         if self.train.bow_weight > 0 and not (self.model.bow_head and self.model.latent):
             raise ConfigError("train.bow_weight > 0 needs a VAE with model.bow_head = true")
+        if self.train.mean_rec_weight > 0 and not self.model.latent:
+            raise ConfigError("train.mean_rec_weight > 0 needs a VAE (a language model has no posterior mean)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":

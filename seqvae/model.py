@@ -181,6 +181,7 @@ class VAEOutput:
     logvar: torch.Tensor | None  # (B, Z)
     z: torch.Tensor | None       # (B, Z)
     bow: torch.Tensor | None = None  # (B,) bag-of-words NLL of the target tokens given z alone (with a bow head)
+    rec_mean: torch.Tensor | None = None  # (B,) -log p(x|mu): the reconstruction from the posterior mean (asked for)
 
 
 class SentenceVAE(nn.Module):
@@ -233,8 +234,9 @@ class SentenceVAE(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, dec_in: torch.Tensor, target: torch.Tensor, *,
                 positions: torch.Tensor | None = None, sample: bool = True, free_bits: float = 0.0,
-                seed: int | None = None) -> VAEOutput:
-        """One pass: encode, draw z (fused kernel), decode. `dec_in` may carry word dropout."""
+                seed: int | None = None, mean_rec: bool = False) -> VAEOutput:
+        """One pass: encode, draw z (fused kernel), decode. `dec_in` may carry word dropout. mean_rec: also
+        decode from the posterior mean (`rec_mean`, a second decoder pass; train.mean_rec_weight)."""
         if self.encoder is None:
             rec = self.token_nll(dec_in, target, None, positions)
             return VAEOutput(rec, torch.zeros_like(rec), None, None, None)
@@ -242,7 +244,8 @@ class SentenceVAE(nn.Module):
         z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample, backend=self.kl_backend)
         rec = self.token_nll(dec_in, target, z, positions)
         bow = self.bow_nll(z, target) if self.bow is not None else None
-        return VAEOutput(rec, kl, mu, logvar, z, bow)
+        rec_mean = self.token_nll(dec_in, target, mu.to(z.dtype), positions) if mean_rec else None
+        return VAEOutput(rec, kl, mu, logvar, z, bow, rec_mean)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

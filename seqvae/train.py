@@ -366,8 +366,10 @@ class Trainer:
         beta = kl_weight(self.step, tc)
         with self._autocast():
             out = (self.ddp or self.model)(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
-                                           free_bits=tc.free_bits)
+                                           free_bits=tc.free_bits, mean_rec=tc.mean_rec_weight > 0)
             loss = elbo_loss(out.rec, out.kl, beta)
+            if out.rec_mean is not None:
+                loss = loss + tc.mean_rec_weight * out.rec_mean.mean()
             if tc.bow_weight > 0 or (world > 1 and out.bow is not None):  # DDP waits for every parameter's grad
                 loss = loss + tc.bow_weight * out.bow.mean()
             if world > 1:  # DDP averages the processes' gradients: weigh each by its share of the step

@@ -200,3 +200,14 @@ def test_encoder_slots_read_every_position_and_ignore_padding():
     assert torch.allclose(model.encode(b.src, b.src_lens)[0], plain.encode(b.src, b.src_lens)[0], atol=1e-6)
     with pytest.raises(ConfigError, match="encoder_slots"):
         ModelConfig(encoder_slots=-2).validate()
+
+
+def test_mean_rec_is_the_reconstruction_from_the_posterior_mean():
+    model = make()
+    b = collate([[5, 6, 5], [8]])
+    out = model(b.src, b.src_lens, b.dec_in, b.target, seed=0, mean_rec=True)
+    assert torch.allclose(out.rec_mean, model.token_nll(b.dec_in, b.target, out.mu), atol=1e-5)
+    assert not torch.allclose(out.rec_mean, out.rec)  # z was drawn, not the mean
+    at_mean = model(b.src, b.src_lens, b.dec_in, b.target, sample=False, mean_rec=True)
+    assert torch.allclose(at_mean.rec_mean, at_mean.rec, atol=1e-5)  # z = mu: the same pass twice
+    assert model(b.src, b.src_lens, b.dec_in, b.target).rec_mean is None  # not asked: no second pass

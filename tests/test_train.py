@@ -182,6 +182,38 @@ def test_bow_loss_is_added_and_logged_and_needs_the_head(tiny_data_dir, tmp_path
     assert torch.equal(model.bow.weight, b2)  # saved and loaded with the model
 
 
+def test_mean_rec_term_is_added_and_needs_a_vae(tiny_data_dir, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="mean_rec_weight > 0 needs a VAE"):
+        tiny_cfg(TINY_MODEL.replace(latent=False), mean_rec_weight=1.0)
+    with pytest.raises(ConfigError, match="mean_rec_weight must be >= 0"):
+        TrainConfig.from_dict({"mean_rec_weight": -1.0})
+    from seqvae import model as model_module
+
+    seen = []  # the training step's loss is the ELBO plus w * mean(-log p(x|mu)), from the same forward pass
+    forward = model_module.SentenceVAE.forward
+
+    def spy(self, *a, **kw):
+        out = forward(self, *a, **kw)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(model_module.SentenceVAE, "forward", spy)
+    losses = {}
+    for w in (0.0, 2.0):
+        seen.clear()
+        Trainer(tiny_cfg(max_steps=1, log_every=1, kl_schedule="constant", mean_rec_weight=w), tiny_data_dir,
+                tmp_path / f"m{w}",
+                device="cpu", progress=False).fit()
+        step = seen[0]
+        assert (step.rec_mean is None) == (w == 0)
+        losses[w] = json.loads((tmp_path / f"m{w}" / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+        if w:
+            elbo = float((step.rec + step.kl).mean().detach())  # beta 1 (constant schedule), no free bits
+            expected = elbo + w * float(step.rec_mean.mean().detach())
+    assert losses[2.0] > losses[0.0]
+    assert expected == pytest.approx(losses[2.0], rel=1e-4)
+
+
 def test_init_from_starts_from_the_checkpoint_weights_and_checks_it_fits(tiny_data_dir, tmp_path):
     Trainer(tiny_cfg(max_steps=5), tiny_data_dir, tmp_path / "base", device="cpu", progress=False).fit()
     base, _, _ = checkpoint.load(tmp_path / "base" / "last")
