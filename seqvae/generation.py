@@ -4,6 +4,7 @@
     ids = greedy(model, z, max_len=40)                              # list[list[int]]: no BOS, no EOS
     ids = sample(model, z, temperature=0.8, top_k=40, generator=g)
     ids = beam(model, z, num_beams=4, length_penalty=1.0)
+    ids = generate(model, z, strategy="top-p", top_p=0.9, candidates=4)  # best of 4 draws per code (`rank`)
 
 `z` is (B, Z) latent codes; for a language model (ModelConfig.latent=False) pass z=None
 and batch_size=B instead. Every strategy runs ONE decoder GRU step for the whole batch per
