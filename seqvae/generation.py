@@ -401,10 +401,11 @@ def rank(model: SentenceVAE, ids: list[list[int]], z: torch.Tensor | None, candi
         with torch.inference_mode():
             for start in range(0, len(ids), batch_size):
                 part = ids[start:start + batch_size]
-                b = collate(part, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(model.device)
+                cpu = collate(part, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+                b = cpu.to(model.device)
                 nll = model.token_nll(b.dec_in, b.target, None if z is None else z[start:start + batch_size],
                                       b.positions)  # (b,)
-                per_token += (nll.float().cpu() / (b.src_lens.float() + 1)).tolist()
+                per_token += (nll.float().cpu() / (cpu.src_lens.float() + 1)).tolist()  # EOS counts
     finally:
         model.train(was_training)
     best = [min(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
