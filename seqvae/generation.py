@@ -375,38 +375,28 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
         z = torch.as_tensor(z)
     rows = batch_size if z is None else (len(z) if z.dim() == 2 else None)
     chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else 1))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
-                return run(z, batch_size)
-            out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on
-            for start in range(0, rows, chunk):
-                stop = min(start + chunk, rows)
-                out += run(None, stop - start) if z is None else run(z[start:stop], None)
-            return out
-    finally:
-        model.train(was_training)
+    with model.evaluating(), torch.inference_mode():
+        if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
+            return run(z, batch_size)
+        out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on
+        for start in range(0, rows, chunk):
+            stop = min(start + chunk, rows)
+            out += run(None, stop - start) if z is None else run(z[start:stop], None)
+        return out
 
 
 def rank(model: SentenceVAE, ids: list[list[int]], z: torch.Tensor | None, candidates: int,
          batch_size: int = 256) -> list[list[int]]:
     """Of each run of `candidates` consecutive sentences (decoded from the same code: rows of z), the one with
     the lowest -log p(x|z) per token (EOS counted), ties to the first."""
-    was_training = model.training
-    model.eval()
     cfg, per_token = model.cfg, []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(ids), batch_size):
-                part = ids[start:start + batch_size]
-                cpu = collate(part, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
-                b = cpu.to(model.device)
-                nll = model.token_nll(b.dec_in, b.target, None if z is None else z[start:start + batch_size],
-                                      b.positions)  # (b,)
-                per_token += (nll.float().cpu() / (cpu.src_lens.float() + 1)).tolist()  # EOS counts
-    finally:
-        model.train(was_training)
+    with model.evaluating(), torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            part = ids[start:start + batch_size]
+            cpu = collate(part, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
+            b = cpu.to(model.device)
+            nll = model.token_nll(b.dec_in, b.target, None if z is None else z[start:start + batch_size],
+                                  b.positions)  # (b,)
+            per_token += (nll.float().cpu() / (cpu.src_lens.float() + 1)).tolist()  # EOS counts
     best = [min(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
     return [ids[i] for i in best]

@@ -119,8 +119,6 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     in dataset order, for paired comparisons of two models on the same sentences.
     Deterministic under `seed`; does not touch the global RNG.
     """
-    was_training = model.training
-    model.eval()
     device = model.device
     if max_sentences:
         dataset = dataset.subset(max_sentences)
@@ -132,28 +130,29 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     mus, logvars = [], []
     nll_of = torch.full((len(dataset),), float("nan"), dtype=torch.float64)  # per sentence, dataset order
     batches = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False).batches()
-    for idx in tqdm(batches, desc="eval", disable=not progress, leave=False):
-        batch = collate([dataset[i] for i in idx], pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(device)
-        n_sent += batch.size
-        n_tok += batch.num_target_tokens
-        if not cfg.latent:
-            rec = model.token_nll(batch.dec_in, batch.target, None)
+    with model.evaluating():
+        for idx in tqdm(batches, desc="eval", disable=not progress, leave=False):
+            batch = collate([dataset[i] for i in idx], pad_id=cfg.pad_id, bos_id=cfg.bos_id,
+                            eos_id=cfg.eos_id).to(device)
+            n_sent += batch.size
+            n_tok += batch.num_target_tokens
+            if not cfg.latent:
+                rec = model.token_nll(batch.dec_in, batch.target, None)
+                tot["rec"] += float(rec.sum())
+                tot["nll"] += float(rec.sum())
+                nll_of[torch.as_tensor(idx)] = rec.double().cpu()
+                continue
+            mu, logvar = model.encode(batch.src, batch.src_lens)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=device, generator=gen)
+            rec = model.token_nll(batch.dec_in, batch.target, z)
+            kl = gaussian_kl(mu, logvar)
             tot["rec"] += float(rec.sum())
-            tot["nll"] += float(rec.sum())
-            nll_of[torch.as_tensor(idx)] = rec.double().cpu()
-            continue
-        mu, logvar = model.encode(batch.src, batch.src_lens)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=device, generator=gen)
-        rec = model.token_nll(batch.dec_in, batch.target, z)
-        kl = gaussian_kl(mu, logvar)
-        tot["rec"] += float(rec.sum())
-        tot["kl"] += float(kl.sum())
-        nll = -iw_log_likelihood(model, batch, k, generator=gen) if k > 0 else rec + kl
-        tot["nll"] += float(nll.sum())
-        nll_of[torch.as_tensor(idx)] = nll.double().cpu()
-        mus.append(mu.float().cpu())
-        logvars.append(logvar.float().cpu())
-    model.train(was_training)
+            tot["kl"] += float(kl.sum())
+            nll = -iw_log_likelihood(model, batch, k, generator=gen) if k > 0 else rec + kl
+            tot["nll"] += float(nll.sum())
+            nll_of[torch.as_tensor(idx)] = nll.double().cpu()
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
     if n_sent == 0:
         raise ValueError("cannot evaluate on an empty dataset")
 

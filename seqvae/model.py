@@ -15,7 +15,9 @@ Shapes: B batch, T tokens (+1 with BOS/EOS), E embedding, H hidden, Z latent, V 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -246,6 +248,16 @@ class SentenceVAE(nn.Module):
         bow = self.bow_nll(z, target) if self.bow is not None else None
         rec_mean = self.token_nll(dec_in, target, mu.to(z.dtype), positions) if mean_rec else None
         return VAEOutput(rec, kl, mu, logvar, z, bow, rec_mean)
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator["SentenceVAE"]:
+        """Eval mode (no dropout) inside the block; the mode it had is restored after it, also on an error."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

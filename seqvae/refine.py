@@ -47,18 +47,13 @@ def refine_codes(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: tor
     Only z moves: the gradient is taken with respect to z alone (the model's parameters and their
     .grad are untouched), with the model in eval mode (no dropout)."""
     check_refine(steps, lr, weight)
-    was_training = model.training
-    model.eval()
     mu, inv_std = mu.detach().float(), torch.exp(-0.5 * logvar.detach().float())
     z = mu.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
-    try:
-        with torch.enable_grad():
-            for _ in range(steps):
-                nll = model.token_nll(batch.dec_in, batch.target, z, batch.positions)  # (B,) -log p(x|z)
-                loss = (nll + 0.5 * weight * ((z - mu) * inv_std).pow(2).sum(1)).sum()
-                (z.grad,) = torch.autograd.grad(loss, [z])
-                opt.step()
-    finally:
-        model.train(was_training)
+    with model.evaluating(), torch.enable_grad():
+        for _ in range(steps):
+            nll = model.token_nll(batch.dec_in, batch.target, z, batch.positions)  # (B,) -log p(x|z)
+            loss = (nll + 0.5 * weight * ((z - mu) * inv_std).pow(2).sum(1)).sum()
+            (z.grad,) = torch.autograd.grad(loss, [z])
+            opt.step()
     return z.detach()

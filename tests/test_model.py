@@ -211,3 +211,17 @@ def test_mean_rec_is_the_reconstruction_from_the_posterior_mean():
     at_mean = model(b.src, b.src_lens, b.dec_in, b.target, sample=False, mean_rec=True)
     assert torch.allclose(at_mean.rec_mean, at_mean.rec, atol=1e-5)  # z = mu: the same pass twice
     assert model(b.src, b.src_lens, b.dec_in, b.target).rec_mean is None  # not asked: no second pass
+
+
+def test_evaluating_restores_the_mode_it_found_also_on_an_error():
+    model = make().train()
+    with model.evaluating():
+        assert not model.training and not model.decoder.training
+    assert model.training
+    with pytest.raises(RuntimeError), model.evaluating():
+        raise RuntimeError("boom")
+    assert model.training
+    model.eval()
+    with model.evaluating():
+        pass
+    assert not model.training
