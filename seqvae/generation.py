@@ -4,7 +4,7 @@
     ids = greedy(model, z, max_len=40)                              # list[list[int]]: no BOS, no EOS
     ids = sample(model, z, temperature=0.8, top_k=40, generator=g)
     ids = beam(model, z, num_beams=4, length_penalty=1.0)
-    ids = generate(model, z, strategy="top-p", top_p=0.9, candidates=4)  # best of 4 draws per code (`rank`)
+    ids = generate(model, z, strategy="top-p", top_p=0.9, candidates=4)  # best of 4 draws per code (`best_of`)
 
 `z` is (B, Z) latent codes; for a language model (ModelConfig.latent=False) pass z=None
 and batch_size=B instead. Every strategy runs ONE decoder GRU step for the whole batch per
@@ -22,7 +22,6 @@ from typing import Callable
 
 import torch
 
-from .data import collate
 from .model import SentenceVAE
 from .wordlist import WordFilter
 
@@ -161,9 +160,11 @@ def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator 
 
 
 def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, max_len: int,
-                 pick: Callable[[torch.Tensor], torch.Tensor], words: WordFilter | None) -> list[list[int]]:
+                 pick: Callable[[torch.Tensor], torch.Tensor], words: WordFilter | None,
+                 scores: torch.Tensor | None = None) -> list[list[int]]:
     """Shared loop of greedy and sampling: `pick` maps logits (b, V) to next tokens (b,); `words` holds it
-    to known words."""
+    to known words. scores (B,), if given, gains each row's log p(x|z) under the model (EOS included; before
+    the word filter, temperature and top-k / top-p), so best of K needs no second pass."""
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
     memory = model.decoder.slot_memory(z, h.dtype)  # (B, K, H) or None
@@ -176,7 +177,10 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
         if rows.numel() == 0:
             break
         logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
+        logp = torch.log_softmax(logits.float(), dim=-1) if scores is not None else None  # (b, V)
         tokens = pick(logits) if words is None else words.choose(logits, pick)  # (b,)
+        if logp is not None:
+            scores[rows] += logp.gather(1, tokens[:, None])[:, 0]
         out[rows, t] = tokens
         live = tokens != cfg.eos_id  # (b,)
         if not bool(live.all()):  # some rows just finished: drop them from the batch
@@ -185,6 +189,9 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
             memory = memory[live] if memory is not None else None
             if words is not None:
                 words.keep(live)
+    if scores is not None and rows.numel():  # rows cut at max_len: count the EOS that ends them
+        logits, _ = step(model, tokens, z, h, memory)
+        scores[rows] += torch.log_softmax(logits.float(), dim=-1)[:, cfg.eos_id]
     return _to_lists(out, cfg.eos_id, cfg.pad_id)
 
 
@@ -196,9 +203,10 @@ def greedy(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, bat
 
 def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
-           batch_size: int | None = None, words: WordFilter | None = None) -> list[list[int]]:
+           batch_size: int | None = None, words: WordFilter | None = None,
+           scores: torch.Tensor | None = None) -> list[list[int]]:
     """Ancestral sampling from softmax(logits / temperature), optionally restricted to top-k / top-p (and to
-    the tokens `words` allows)."""
+    the tokens `words` allows). scores: see _decode_loop."""
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -207,7 +215,7 @@ def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, tem
         logits = filter_logits(logits, top_k=top_k)  # top-p is applied by rejection, below
         return draw(logits, generator) if top_p >= 1.0 else draw_nucleus(logits, top_p, generator)  # (b,)
 
-    return _decode_loop(model, z, batch_size, max_len, pick, words)
+    return _decode_loop(model, z, batch_size, max_len, pick, words, scores)
 
 
 # ---------------------------------------------------------------------------- beam search
@@ -344,32 +352,51 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     Sampling uses `generator`, or a fresh one from `seed`. Runs in eval mode under inference_mode.
     words: a seqvae.wordlist.WordFilter that holds every strategy to known words (None: any word).
     candidates: with a sampling strategy, draw this many sentences per row and keep the one the decoder
-    finds likeliest per token (`rank`): more fluent, somewhat less varied (docs/results.md).
+    finds likeliest per token (`best_of`, from the log-probabilities the sampler kept): more fluent, somewhat
+    less varied (docs/results.md).
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates)
-    if candidates > 1:  # each row's code `candidates` times over (shapes and values are checked there)
-        reps = None
-        if z is not None:
-            z = torch.as_tensor(z)
-            reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
-        drawn = generate(model, reps, strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k,
-                         top_p=top_p, seed=seed, generator=generator, words=words,
-                         batch_size=None if z is not None or batch_size is None else batch_size * candidates)
-        if reps is not None:
-            reps = reps.to(device=model.device, dtype=model.decoder.embedding.weight.dtype)
-        return rank(model, drawn, reps, candidates)
+    opts = dict(strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
+                num_beams=num_beams, length_penalty=length_penalty, seed=seed, generator=generator, words=words)
+    if candidates == 1:
+        return _generate(model, z, batch_size, False, **opts)[0]
+    reps = None  # each row's code `candidates` times over (shapes and values are checked in _start)
+    if z is not None:
+        z = torch.as_tensor(z)
+        reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
+    drawn, logp = _generate(model, reps, None if z is not None or batch_size is None else batch_size * candidates,
+                            True, **opts)
+    return [drawn[i] for i in best_of(drawn, logp, candidates)]
+
+
+def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[int]:
+    """Of each run of `candidates` consecutive sentences (drawn from the same code), the index of the one with
+    the highest log p(x|z) per token (EOS counted: len + 1 tokens), ties to the first."""
+    per_token = [lp / (len(row) + 1) for row, lp in zip(ids, logp)]
+    return [max(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
+
+
+def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, scored: bool, *, strategy: str,
+              max_len: int, temperature: float, top_k: int, top_p: float, num_beams: int, length_penalty: float,
+              seed: int | None, generator: torch.Generator | None,
+              words: WordFilter | None) -> tuple[list[list[int]], list[float] | None]:
+    """generate's decoding of every row (in chunks of DECODE_ROWS), with each sentence's log p(x|z) when
+    `scored` (sampling only)."""
     gen = None
     if strategy not in ("greedy", "beam"):
         gen = generator if generator is not None else make_generator(model.device, seed)
 
     def run(z_part, n_part):
         if strategy == "greedy":
-            return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words)
+            return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words), None
         if strategy == "beam":
             return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
-                        batch_size=n_part, words=words)
-        return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                      generator=gen, batch_size=n_part, words=words)
+                        batch_size=n_part, words=words), None
+        rows = len(z_part) if z_part is not None and z_part.dim() == 2 else (n_part or 1)
+        scores = torch.zeros(rows, device=model.device) if scored else None
+        ids = sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
+                     generator=gen, batch_size=n_part, words=words, scores=scores)
+        return ids, None if scores is None else scores.tolist()
 
     if z is not None:
         z = torch.as_tensor(z)
@@ -379,24 +406,11 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
         if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
             return run(z, batch_size)
         out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on
+        logp: list[float] | None = [] if scored else None
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
-            out += run(None, stop - start) if z is None else run(z[start:stop], None)
-        return out
-
-
-def rank(model: SentenceVAE, ids: list[list[int]], z: torch.Tensor | None, candidates: int,
-         batch_size: int = 256) -> list[list[int]]:
-    """Of each run of `candidates` consecutive sentences (decoded from the same code: rows of z), the one with
-    the lowest -log p(x|z) per token (EOS counted), ties to the first."""
-    cfg, per_token = model.cfg, []
-    with model.evaluating(), torch.inference_mode():
-        for start in range(0, len(ids), batch_size):
-            part = ids[start:start + batch_size]
-            cpu = collate(part, pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id)
-            b = cpu.to(model.device)
-            nll = model.token_nll(b.dec_in, b.target, None if z is None else z[start:start + batch_size],
-                                  b.positions)  # (b,)
-            per_token += (nll.float().cpu() / (cpu.src_lens.float() + 1)).tolist()  # EOS counts
-    best = [min(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
-    return [ids[i] for i in best]
+            ids, lp = run(None, stop - start) if z is None else run(z[start:stop], None)
+            out += ids
+            if logp is not None:
+                logp += lp
+        return out, logp

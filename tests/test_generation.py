@@ -138,6 +138,27 @@ def test_candidates_keep_the_likeliest_of_each_codes_draws(model, z, trained_tin
     assert kept == [drawn[min(range(i * K, (i + 1) * K), key=nll.__getitem__)] for i in range(3)]
 
 
+def test_sampler_scores_are_the_teacher_forced_log_likelihood(model, z, monkeypatch):
+    """The log p(x|z) that sampling keeps for best of K equals a teacher-forced pass over the drawn sentence
+    (EOS counted, also for rows cut at max_len), and best of K picks the same in chunks of DECODE_ROWS."""
+    from seqvae.data import collate
+
+    reps = z.repeat_interleave(3, 0)
+    scores = torch.zeros(len(reps))
+    with torch.no_grad():
+        ids = G.sample(model, reps, max_len=6, top_p=0.9, generator=G.make_generator("cpu", 2), scores=scores)
+        assert any(len(row) == 6 for row in ids) and any(len(row) < 6 for row in ids)  # cut rows and ended ones
+        for i, row in enumerate(ids):
+            b = collate([row])
+            assert scores[i].item() == pytest.approx(-model.token_nll(b.dec_in, b.target, reps[i:i + 1]).item(),
+                                                     rel=1e-4, abs=1e-4)
+    monkeypatch.setattr(G, "DECODE_ROWS", 5)  # 24 draws in chunks of 5: a code's draws span two chunks
+    drawn = generate(model, z.repeat_interleave(4, 0), strategy="top-p", top_p=0.9, seed=5)
+    nll = _per_token_nll(model, drawn, z.repeat_interleave(4, 0))
+    chunked = generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=4)
+    assert chunked == [drawn[min(range(i * 4, i * 4 + 4), key=nll.__getitem__)] for i in range(len(z))]
+
+
 def test_candidates_need_sampling_and_good_codes(model, z, trained_tiny_lm):
     for opts, msg in [({"strategy": "greedy", "candidates": 2}, "sampling strategy"),
                       ({"strategy": "beam", "candidates": 2}, "sampling strategy"),
