@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The next flagship candidate and its same-budget GRU language model, trained side by side on one GPU in
+# one call of a lent device (docs/results.md, "The trade-off so far": the CPU cannot train a decoder long
+# enough to read z). Not yet run on a GPU: every session since it was written had none.
+#
+# Each run trains the `imdb` preset (the flagship's recipe) for at most BUDGET seconds of wall clock and
+# checkpoints every EVERY steps, so a run stopped by the budget keeps its best/. The VAE adds what the CPU
+# runs found (VAE_OPTS): a 128-dim z read through attention slots on both sides, and a small weight on the
+# reconstruction from the posterior mean (weight 2 cost 2.8 nats of NLL, so 0.5 here). The LM is the same
+# decoder without z, the same steps and batches. Then each run's best/ is written in float16 as a run dir
+# (best/ and metrics.jsonl) and packed into $OUT/<name>.tar for evaluation on the CPU.
+#
+#   device run, carry ["data/imdb"]:  bash scripts/gpu_flagship.sh          (python3 -m seqvae.cli, no install)
+#   here, after:  tar xf vae.tar -C runs/gpu; tar xf lm.tar -C runs/gpu
+#                 python scripts/ship_checkpoint.py runs/gpu/vae OUT --which best --lm runs/gpu/lm \
+#                     --judge checkpoints/imdb-lm --prior-components 32 --words 5 --data data/imdb
+#   SMOKE=1 bash scripts/gpu_flagship.sh   # a few CPU steps of each on DATA (checks the script, not the models)
+set -euo pipefail
+DATA=${DATA:-data/imdb}; RUNS=${RUNS:-runs/gpu}; OUT=${OUT:-runs/gpu-out}
+DEVICE=${DEVICE:-cuda}; BUDGET=${BUDGET:-420}; STEPS=${STEPS:-32000}; EVERY=${EVERY:-2000}
+CANDIDATE="--set model.latent_dim=128 --set model.z_slots=16 --set model.encoder_slots=16"
+CANDIDATE+=" --set train.mean_rec_weight=0.5"
+VAE_OPTS=${VAE_OPTS:-$CANDIDATE}
+SEQVAE=(python3 -m seqvae.cli)
+EXTRA=()
+if [ "${SMOKE:-0}" = 1 ]; then
+  DEVICE=cpu; STEPS=4; EVERY=2; EXTRA=(--batch-size 8 --set train.eval_batches=1 --threads 1)
+fi
+if [ ! -f "$DATA/meta.json" ]; then
+  echo "gpu_flagship: no prepared data at $DATA (seqvae prepare --out $DATA, then carry it)" >&2; exit 2
+fi
+mkdir -p "$RUNS" "$OUT"
+
+train() {  # name, options: train within the budget; a run stopped by the budget (exit 124) is kept
+  local name=$1; shift
+  local rc=0
+  timeout "$BUDGET" "${SEQVAE[@]}" train --data "$DATA" --out "$RUNS/$name-run" --preset imdb --device "$DEVICE" \
+    --max-steps "$STEPS" --eval-every "$EVERY" --no-progress --overwrite "$@" > "$OUT/$name.log" 2>&1 || rc=$?
+  if [ "$rc" != 0 ] && [ "$rc" != 124 ]; then
+    echo "gpu_flagship: training $name failed (exit $rc); the end of $OUT/$name.log:" >&2
+    tail -n 5 "$OUT/$name.log" >&2; return "$rc"
+  fi
+}
+
+# shellcheck disable=SC2086  # VAE_OPTS is a list of options
+train vae $VAE_OPTS "${EXTRA[@]}" & vae=$!
+train lm --lm --word-dropout 0 "${EXTRA[@]}" & lm=$!
+status=0
+wait "$vae" || status=$?
+wait "$lm" || status=$?
+[ "$status" = 0 ] || exit "$status"
+
+for name in vae lm; do
+  run="$RUNS/$name-run"; half="$RUNS/$name"
+  if [ ! -d "$run/best" ]; then
+    echo "gpu_flagship: $name saved no checkpoint within the budget (raise BUDGET or lower EVERY)" >&2; exit 1
+  fi
+  rm -rf "$half" && mkdir -p "$half"
+  python3 -c 'import sys, torch; from seqvae import SeqVAE
+SeqVAE.from_pretrained(sys.argv[1], device="cpu").save_pretrained(sys.argv[2], dtype=torch.float16)' \
+    "$run/best" "$half/best"
+  cp "$run/metrics.jsonl" "$half/metrics.jsonl"
+  tar cf "$OUT/$name.tar.tmp" -C "$RUNS" "$name" && mv "$OUT/$name.tar.tmp" "$OUT/$name.tar"
+  echo "$name: $(tail -n 1 "$run/metrics.jsonl" | cut -c1-160)"
+done
+ls -l "$OUT"

@@ -1,0 +1,49 @@
+"""scripts/gpu_flagship.sh in its CPU smoke form (SMOKE=1: a few steps of each run): the VAE candidate and its
+language model train, and each comes back as a float16 run dir (best/ and metrics.jsonl) packed in a tar that
+loads; without prepared data it says so in one line and exits non-zero."""
+
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from seqvae import SeqVAE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gpu_flagship(tmp_path, data) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SMOKE": "1", "DATA": str(data), "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", "scripts/gpu_flagship.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
+    proc = gpu_flagship(tmp_path, tiny_data_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    back = tmp_path / "back"
+    for name, latent in (("vae", True), ("lm", False)):
+        with tarfile.open(tmp_path / "out" / f"{name}.tar") as tar:
+            tar.extractall(back, filter="data")
+        run = back / name
+        steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert max(steps) == 4
+        assert {t.dtype for t in load_file(run / "best" / "model.safetensors").values()} == {torch.float16}
+        vae = SeqVAE.from_pretrained(run / "best", device="cpu")
+        assert vae.latent is latent
+        if latent:  # the candidate's options, beyond the flagship's preset
+            cfg = vae.model.cfg
+            assert (cfg.latent_dim, cfg.z_slots, cfg.encoder_slots, cfg.bow_head) == (128, 16, 16, True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lm.log", "lm.tar", "vae.log", "vae.tar"]
+
+
+def test_missing_data_is_one_line_and_no_tar(tmp_path):
+    proc = gpu_flagship(tmp_path, tmp_path / "nowhere")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no prepared data" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*.tar"))
