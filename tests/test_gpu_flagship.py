@@ -39,6 +39,8 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
         if latent:  # the candidate's options, beyond the flagship's preset
             cfg = vae.model.cfg
             assert (cfg.latent_dim, cfg.z_slots, cfg.encoder_slots, cfg.bow_head) == (128, 16, 16, True)
+            train = json.loads((run / "best" / "config.json").read_text())["train"]
+            assert (train["free_bits"], train["mean_rec_weight"], train["kl_schedule"]) == (0.175, 0.5, "cyclical")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lm.log", "lm.tar", "vae.log", "vae.tar"]
 
 
