@@ -161,10 +161,10 @@ def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator 
 
 def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, max_len: int,
                  pick: Callable[[torch.Tensor], torch.Tensor], words: WordFilter | None,
-                 scores: torch.Tensor | None = None) -> list[list[int]]:
+                 scores: list[float] | None = None) -> list[list[int]]:
     """Shared loop of greedy and sampling: `pick` maps logits (b, V) to next tokens (b,); `words` holds it
-    to known words. scores (B,), if given, gains each row's log p(x|z) under the model (EOS included; before
-    the word filter, temperature and top-k / top-p), so best of K needs no second pass."""
+    to known words. scores, if given, is extended by each row's log p(x|z) under the model (EOS included;
+    before the word filter, temperature and top-k / top-p), so best of K needs no second pass."""
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
     memory = model.decoder.slot_memory(z, h.dtype)  # (B, K, H) or None
@@ -173,14 +173,15 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
         words.start(B)
     out = torch.full((B, max_len), cfg.pad_id, dtype=torch.long, device=tokens.device)  # (B, max_len)
     rows = torch.arange(B, device=tokens.device)  # (b,) the output row of each live row
+    logp_sum = torch.zeros(B, device=tokens.device) if scores is not None else None  # (B,)
     for t in range(max_len):
         if rows.numel() == 0:
             break
         logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
-        logp = torch.log_softmax(logits.float(), dim=-1) if scores is not None else None  # (b, V)
+        logp = torch.log_softmax(logits.float(), dim=-1) if logp_sum is not None else None  # (b, V)
         tokens = pick(logits) if words is None else words.choose(logits, pick)  # (b,)
         if logp is not None:
-            scores[rows] += logp.gather(1, tokens[:, None])[:, 0]
+            logp_sum[rows] += logp.gather(1, tokens[:, None])[:, 0]
         out[rows, t] = tokens
         live = tokens != cfg.eos_id  # (b,)
         if not bool(live.all()):  # some rows just finished: drop them from the batch
@@ -189,9 +190,11 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
             memory = memory[live] if memory is not None else None
             if words is not None:
                 words.keep(live)
-    if scores is not None and rows.numel():  # rows cut at max_len: count the EOS that ends them
-        logits, _ = step(model, tokens, z, h, memory)
-        scores[rows] += torch.log_softmax(logits.float(), dim=-1)[:, cfg.eos_id]
+    if logp_sum is not None:
+        if rows.numel():  # rows cut at max_len: count the EOS that ends them
+            logits, _ = step(model, tokens, z, h, memory)
+            logp_sum[rows] += torch.log_softmax(logits.float(), dim=-1)[:, cfg.eos_id]
+        scores.extend(logp_sum.tolist())
     return _to_lists(out, cfg.eos_id, cfg.pad_id)
 
 
@@ -204,7 +207,7 @@ def greedy(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, bat
 def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
            batch_size: int | None = None, words: WordFilter | None = None,
-           scores: torch.Tensor | None = None) -> list[list[int]]:
+           scores: list[float] | None = None) -> list[list[int]]:
     """Ancestral sampling from softmax(logits / temperature), optionally restricted to top-k / top-p (and to
     the tokens `words` allows). scores: see _decode_loop."""
 
@@ -385,18 +388,16 @@ def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None
     gen = None
     if strategy not in ("greedy", "beam"):
         gen = generator if generator is not None else make_generator(model.device, seed)
+    logp: list[float] | None = [] if scored else None  # each sampled sentence's log p(x|z), in row order
 
     def run(z_part, n_part):
         if strategy == "greedy":
-            return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words), None
+            return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words)
         if strategy == "beam":
             return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
-                        batch_size=n_part, words=words), None
-        rows = len(z_part) if z_part is not None and z_part.dim() == 2 else (n_part or 1)
-        scores = torch.zeros(rows, device=model.device) if scored else None
-        ids = sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                     generator=gen, batch_size=n_part, words=words, scores=scores)
-        return ids, None if scores is None else scores.tolist()
+                        batch_size=n_part, words=words)
+        return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
+                      generator=gen, batch_size=n_part, words=words, scores=logp)
 
     if z is not None:
         z = torch.as_tensor(z)
@@ -404,13 +405,9 @@ def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None
     chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else 1))
     with model.evaluating(), torch.inference_mode():
         if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
-            return run(z, batch_size)
-        out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on
-        logp: list[float] | None = [] if scored else None
+            return run(z, batch_size), logp
+        out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on (and logp growing)
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
-            ids, lp = run(None, stop - start) if z is None else run(z[start:stop], None)
-            out += ids
-            if logp is not None:
-                logp += lp
+            out += run(None, stop - start) if z is None else run(z[start:stop], None)
         return out, logp

@@ -144,14 +144,15 @@ def test_sampler_scores_are_the_teacher_forced_log_likelihood(model, z, monkeypa
     from seqvae.data import collate
 
     reps = z.repeat_interleave(3, 0)
-    scores = torch.zeros(len(reps))
+    scores: list[float] = []
     with torch.no_grad():
         ids = G.sample(model, reps, max_len=6, top_p=0.9, generator=G.make_generator("cpu", 2), scores=scores)
+        assert len(scores) == len(reps)
         assert any(len(row) == 6 for row in ids) and any(len(row) < 6 for row in ids)  # cut rows and ended ones
         for i, row in enumerate(ids):
             b = collate([row])
-            assert scores[i].item() == pytest.approx(-model.token_nll(b.dec_in, b.target, reps[i:i + 1]).item(),
-                                                     rel=1e-4, abs=1e-4)
+            assert scores[i] == pytest.approx(-model.token_nll(b.dec_in, b.target, reps[i:i + 1]).item(),
+                                              rel=1e-4, abs=1e-4)
     monkeypatch.setattr(G, "DECODE_ROWS", 5)  # 24 draws in chunks of 5: a code's draws span two chunks
     drawn = generate(model, z.repeat_interleave(4, 0), strategy="top-p", top_p=0.9, seed=5)
     nll = _per_token_nll(model, drawn, z.repeat_interleave(4, 0))
