@@ -22,7 +22,7 @@ from seqvae.quality import REFINED, best_samples
 def row(rep: dict, name: str) -> str:
     rec, it, lat = rep["reconstruction"], rep["interpolation"], rep["latent"]
     best = best_samples(rep)
-    vs = lat.get("vs_judge")
+    vs, vs_fit = lat.get("vs_judge"), lat.get("vs_judge_refined")
     ref = it.get("refined")
     cells = [name, f"{rec['greedy']['bleu']:.1f}", f"{rec['beam 4']['bleu']:.1f}",
              f"{100 * rec['greedy']['exact']:.1f}%", f"{it['bleu_first_vs_a']:.1f} / {it['bleu_last_vs_b']:.1f}",
@@ -32,7 +32,8 @@ def row(rep: dict, name: str) -> str:
              f"{best['distinct_2']:.2f}" if best else "-",
              f"{100 * best['invented_rate']:.1f}%" if best and "invented_rate" in best else "-",
              f"{lat['kl']:.1f}", format_mi(lat["mi"], lat.get("mi_se")), str(lat["au"]),
-             f"{vs['mean_diff']:+.1f} ± {vs['se']:.1f}" if vs else "-"]
+             f"{vs['mean_diff']:+.1f} ± {vs['se']:.1f}" if vs else "-",
+             f"{vs_fit['mean_diff']:+.1f} ± {vs_fit['se']:.1f}" if vs_fit else "-"]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -49,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"compare_reports: error: {path}: {e!r}", file=sys.stderr)
             return 2
     print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | refined: BLEU; A / B | "
-          "samples x real PPL (best) | distinct-2 | invented | KL | MI | AU | IW-NLL - LM |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+          "samples x real PPL (best) | distinct-2 | invented | KL | MI | AU | IW-NLL - LM | fitted proposals |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
 

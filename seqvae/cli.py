@@ -182,6 +182,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", help="prepared data dir (default: the one the model was trained on)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--samples", type=int, default=500, help="importance samples per sentence (0: ELBO only)")
+    p.add_argument("--refine", type=int, default=0,
+                   help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; 0: skip)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only")
     p.add_argument("--seed", type=int, default=0)
@@ -212,8 +214,8 @@ def _cmd_evaluate(args) -> int:
     from .data import SentenceDataset
     from .metrics import evaluate
 
-    if args.batch_size < 1 or args.samples < 0 or args.max_sentences < 0:
-        raise ConfigError("--batch-size must be >= 1, --samples and --max-sentences >= 0")
+    if args.batch_size < 1 or args.samples < 0 or args.max_sentences < 0 or args.refine < 0:
+        raise ConfigError("--batch-size must be >= 1, --samples, --refine and --max-sentences >= 0")
     device = resolve_device(args.device)
     ckpt = checkpoint.resolve(args.checkpoint)
     out = atomic.check_file_path(args.json_out or ckpt / f"eval-{args.split}.json")  # before the work
@@ -223,10 +225,13 @@ def _cmd_evaluate(args) -> int:
         raise ConfigError(f"{ckpt}: the checkpoint does not record its data dir; pass --data")
     dataset = SentenceDataset.from_dir(data_dir, args.split)
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
-                   max_sentences=args.max_sentences, seed=args.seed, per_sentence=args.per_sentence, progress=True)
+                   max_sentences=args.max_sentences, seed=args.seed, refine_steps=args.refine,
+                   per_sentence=args.per_sentence, progress=True)
     res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(data_dir)})
     atomic.write_json(out, res)
     print(format_table([(ckpt.parent.name if ckpt.name == "best" else ckpt.name, res)]))
+    if "nll_refined" in res:
+        print(f"NLL with proposals fitted per sentence ({res['refine_steps']} steps): {res['nll_refined']:.2f}")
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -472,6 +477,9 @@ def _add_report(sub) -> None:
     p.add_argument("-n", type=int, default=1000, help="held-out sentences (default 1000, of 5-25 words)")
     p.add_argument("--samples", type=int, default=500, help="prior samples per prior and strategy (default 500)")
     p.add_argument("--iw-samples", type=int, default=100, help="importance samples for the IW-NLL (default 100)")
+    p.add_argument("--iw-refine", type=int, metavar="STEPS",
+                   help="also the IW-NLL with a proposal fitted per sentence in STEPS Adam steps on its ELBO "
+                        "(default 50, refine.POSTERIOR_STEPS; 0: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write report.json and report.md into this dir")
     p.add_argument("--device")
@@ -481,6 +489,7 @@ def _add_report(sub) -> None:
 def _cmd_report(args) -> int:
     from . import atomic, quality
     from .api import SeqVAE
+    from .refine import POSTERIOR_STEPS
 
     if args.n < 2:
         raise ConfigError("-n must be >= 2")
@@ -502,7 +511,8 @@ def _cmd_report(args) -> int:
         print(f"seqvae report: note: {note}", file=sys.stderr)
     train = quality.TrainingText.from_data_dir(data) if data else None
     rep = quality.build_report(vae, texts, judge=judge, train=train, n_samples=args.samples,
-                               iw_samples=args.iw_samples, seed=args.seed, note=note)
+                               iw_samples=args.iw_samples, seed=args.seed, note=note,
+                               iw_refine=POSTERIOR_STEPS if args.iw_refine is None else args.iw_refine)
     rep["checkpoint"] = str(args.checkpoint)
     md = quality.to_markdown(rep, str(args.checkpoint))
     if args.out:

@@ -36,6 +36,14 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     assert code == 0 and "NLL" in out
     res = json.loads((run_dir / "best" / "eval-test.json").read_text())
     assert res["iw_samples"] == 4 and res["sentences"] > 0 and res["nll"] <= res["neg_elbo"] + 1.0
+    assert "nll_refined" not in res
+    code, out, _ = run(capsys, "evaluate", run_dir, "--split", "test", "--samples", 4, "--refine", 5,
+                       "--max-sentences", 20, "--per-sentence")
+    fitted = json.loads((run_dir / "best" / "eval-test.json").read_text())
+    assert code == 0 and "proposals fitted per sentence (5 steps)" in out and fitted["refine_steps"] == 5
+    assert len(fitted["per_sentence_nll_refined"]) == len(fitted["per_sentence_nll"]) == 20
+    code, _, err = run(capsys, "evaluate", run_dir, "--refine", -1)
+    assert_one_line_error(code, err, "--refine")
 
 
 def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):

@@ -85,12 +85,15 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, refined (50 steps)"}
     assert {"bleu_first_vs_a", "inner_judge_ppl"} <= set(rep["interpolation"]["refined"])
     assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 4
-    assert rep["latent"]["mi_se"] >= 0 and "vs_judge" in rep["latent"]
+    lat = rep["latent"]
+    assert lat["mi_se"] >= 0 and {"vs_judge", "vs_judge_refined"} <= set(lat) and lat["refine_steps"] == 50
     assert "## Reconstruction" in (tmp_path / "rep" / "report.md").read_text() and "## Latent" in out
+    assert "| fitted, 50 steps |" in out and "fitted proposals)" in err  # the table row and the summary line
     assert {r["words"] for r in rep["samples"]} == {"any"}
     assert main(["words", str(ckpt), "--data", str(data)]) == 0  # with a word list: rows with and without it
-    assert main(argv) == 0
+    assert main(argv + ["--iw-refine", "0"]) == 0
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert "nll_refined" not in rep["latent"] and "vs_judge_refined" not in rep["latent"]
     assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word", "greedy, refined (50 steps)"}
     assert [(r["strategy"], r["words"]) for r in rep["samples"]] == [
         ("greedy", "known"), ("top-p 0.9", "known"), ("top-p 0.9, best of 4", "known"), ("sample T=1", "known"),
