@@ -8,6 +8,8 @@ Reads two `seqvae evaluate --per-sentence` JSON files made on the same split and
 the mean per-sentence difference A - B in nats with its standard error and a 95% interval, and
 how often A is the lower of the two. A difference whose interval excludes 0 is more than noise
 of the sentence sample (the importance-sampling noise of each estimate is included in it too).
+A file made with `seqvae evaluate --refine N` also holds the tighter estimate from proposals fitted
+per sentence; that one is used, and the output says so.
 """
 
 import argparse
@@ -19,11 +21,14 @@ from seqvae.config import ConfigError, load_json
 from seqvae.metrics import paired_difference
 
 
-def per_sentence(path: str) -> tuple[dict, list[float]]:
+def per_sentence(path: str) -> tuple[dict, list[float], str]:
+    """(results, per-sentence NLLs, which estimate): the fitted proposals' where the file has them."""
     res = load_json(Path(path), error=ConfigError, expect_object=True)
     if "per_sentence_nll" not in res:
         raise ConfigError(f"{path}: no per_sentence_nll (run seqvae evaluate with --per-sentence)")
-    return res, res["per_sentence_nll"]
+    if "per_sentence_nll_refined" in res:
+        return res, res["per_sentence_nll_refined"], f"IW-NLL from proposals fitted in {res['refine_steps']} steps"
+    return res, res["per_sentence_nll"], "NLL"
 
 
 def main(argv=None) -> int:
@@ -33,19 +38,21 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     try:
-        (ra, a), (rb, b) = per_sentence(args.a), per_sentence(args.b)
+        (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
         if (ra.get("split"), ra.get("data")) != (rb.get("split"), rb.get("data")):
             raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
         res = paired_difference(a, b)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    res["estimates"] = [what_a, what_b]
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         lo, hi = res["ci95"]
         print(f"A - B = {res['mean_diff']:+.3f} nats/sentence (SE {res['se']:.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}]) "
-              f"over {res['sentences']} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them")
+              f"over {res['sentences']} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them "
+              f"(A: {what_a}; B: {what_b})")
     return 0
 
 

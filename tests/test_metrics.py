@@ -160,6 +160,11 @@ def test_paired_difference_and_compare_script(tmp_path, capsys):
         (tmp_path / f"{name}.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": nll}))
     assert main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mean_diff"] == pytest.approx(-0.25)
+    (tmp_path / "f.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": [20.0] * 4,
+                                                  "per_sentence_nll_refined": a, "refine_steps": 50}))
+    assert main([str(tmp_path / "f.json"), str(tmp_path / "b.json")]) == 0  # the tighter estimate, said
+    out = capsys.readouterr().out
+    assert "A - B = -0.250" in out and "A: IW-NLL from proposals fitted in 50 steps; B: NLL" in out
     (tmp_path / "c.json").write_text(json.dumps({"split": "valid", "data": "d", "per_sentence_nll": b}))
     (tmp_path / "n.json").write_text(json.dumps({"split": "test", "data": "d"}))
     for other, msg in (("c.json", "not the same sentences"), ("n.json", "--per-sentence"), ("x.json", "no such file")):
