@@ -493,6 +493,8 @@ def _cmd_report(args) -> int:
 
     if args.n < 2:
         raise ConfigError("-n must be >= 2")
+    if args.samples < 1 or args.iw_samples < 1 or (args.iw_refine or 0) < 0:  # before anything is loaded
+        raise ConfigError("--samples and --iw-samples must be >= 1, --iw-refine >= 0")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     if not vae.latent:
         raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")
