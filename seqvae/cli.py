@@ -357,21 +357,62 @@ def _add_refine_arg(p, what: str) -> None:
                         "so that the decoder writes the sentence back more faithfully (0 = off; 50 is a good value)")
 
 
-def _cmd_reconstruct(args) -> int:
-    from .api import SeqVAE
+def _input_texts(texts: list[str], command: str) -> list[str]:
+    """The sentences given on the command line, or one per stdin line when there are none or '-'."""
     from .textinput import read_lines
 
-    texts = list(args.texts)
+    texts = list(texts)
     if not texts or texts == ["-"]:
         texts = read_lines(sys.stdin, "stdin")
         if not texts:
-            raise ConfigError("reconstruct: no sentences on stdin")
+            raise ConfigError(f"{command}: no sentences on stdin")
+    return texts
+
+
+def _cmd_reconstruct(args) -> int:
+    from .api import SeqVAE
+
+    texts = _input_texts(args.texts, "reconstruct")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     outs = vae.reconstruct(texts, refine=args.refine, **_decoding_opts(args))
     if args.as_json:
         print(json.dumps([{"input": t, "output": o} for t, o in zip(texts, outs)], indent=2))
     else:
         print("\n".join(outs))
+    return 0
+
+
+def _add_score(sub) -> None:
+    p = sub.add_parser("score", help="-log p(x) of sentences in nats (a VAE: importance-weighted estimate; "
+                                     "a language model: exact)")
+    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences; none or '-' reads one per line from stdin")
+    p.add_argument("--samples", type=int, default=100, help="importance samples per sentence (default 100)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="draw them from a Gaussian fitted to each sentence's posterior in STEPS Adam steps instead "
+                        "of from q(z|x): a tighter estimate of the same -log p(x) (0 = off; 50 is a good value)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_score(args) -> int:
+    import math
+
+    from .api import SeqVAE
+
+    if args.samples < 1 or args.refine < 0:
+        raise ConfigError("--samples must be >= 1, --refine >= 0")
+    texts = _input_texts(args.texts, "score")
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    nll = vae.score(texts, samples=args.samples, refine=args.refine, seed=args.seed).tolist()
+    tokens = [len(ids) + 1 for ids in vae.tokenize(texts)]  # what score counts: EOS included
+    rows = [{"text": t, "nll": n, "tokens": k, "ppl": math.exp(n / k)} for t, n, k in zip(texts, nll, tokens)]
+    if args.as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print("\n".join(f"{r['nll']:8.2f} nats  {r['ppl']:8.1f} ppl  {r['text']}" for r in rows))
     return 0
 
 
@@ -526,7 +567,7 @@ def _cmd_report(args) -> int:
 
 
 COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, _add_sample, _add_interpolate, _add_reconstruct,
-                           _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
+                           _add_score, _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
 
 
 def build_parser() -> argparse.ArgumentParser:

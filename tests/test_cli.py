@@ -176,6 +176,10 @@ def _corrupt(ckpt, tmp_path, how):
     (["sample", "{sizes}"], None, "config implies"),
     (["sample", "{no-tokenizer}"], None, "no tokenizer file"),
     (["evaluate", "{truncated}"], None, "unreadable weights"),
+    (["score", "{ckpt}", "-"], b"", "score: no sentences on stdin"),
+    (["score", "{ckpt}", "the movie", "  "], None, "sentence 1 is empty"),
+    (["score", "{ckpt}", "the movie", "--samples", "0"], None, "--samples must be >= 1"),
+    (["score", "{ckpt}", "the movie", "--refine", "-2"], None, "--refine >= 0"),
 ])
 def test_bad_input_sweep(tiny_vae_ckpt, tmp_path, capsys, monkeypatch, argv, stdin, pattern):
     """Each bad input of docs/faults.md: one line on stderr, exit 2, nothing on stdout."""
@@ -235,3 +239,23 @@ def test_the_table_never_shows_a_bare_negative_mi():
     head, collapsed, used = lines.splitlines()
     assert collapsed.split()[7] == "0" and collapsed.endswith("0 (estimate -0.17 ± 0.05, clipped)        4")
     assert used.split()[7] == "3.46" and len({len(head), len(collapsed), len(used)}) == 1  # columns stay aligned
+
+
+def test_score(tiny_vae_ckpt, tiny_lm_ckpt, texts, capsys, monkeypatch):
+    """-log p(x) per sentence: the API's numbers, in input order; stdin; an LM's exact NLL."""
+    import io
+
+    from seqvae import SeqVAE
+
+    code, out, _ = run(capsys, "score", tiny_vae_ckpt, *texts[:3], "--samples", 8, "--refine", 5, "--json")
+    rows = json.loads(out)
+    want = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu").score(texts[:3], samples=8, refine=5)
+    assert code == 0 and [r["text"] for r in rows] == texts[:3]
+    assert [r["nll"] for r in rows] == pytest.approx(want.tolist())
+    assert all(r["ppl"] == pytest.approx(2.718281828 ** (r["nll"] / r["tokens"])) for r in rows)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(texts[:2]).encode())))
+    code, out, _ = run(capsys, "score", tiny_lm_ckpt)
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu").score(texts[:2])
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 and lines[1].endswith(texts[1])
+    assert float(lines[0].split()[0]) == pytest.approx(float(lm[0]), abs=0.01)
