@@ -216,6 +216,8 @@ def _cmd_evaluate(args) -> int:
 
     if args.batch_size < 1 or args.samples < 0 or args.max_sentences < 0 or args.refine < 0:
         raise ConfigError("--batch-size must be >= 1, --samples, --refine and --max-sentences >= 0")
+    if args.refine and not args.samples:
+        raise ConfigError("--refine fits proposals for importance sampling: it needs --samples >= 1")
     device = resolve_device(args.device)
     ckpt = checkpoint.resolve(args.checkpoint)
     out = atomic.check_file_path(args.json_out or ckpt / f"eval-{args.split}.json")  # before the work

@@ -44,6 +44,8 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     assert len(fitted["per_sentence_nll_refined"]) == len(fitted["per_sentence_nll"]) == 20
     code, _, err = run(capsys, "evaluate", run_dir, "--refine", -1)
     assert_one_line_error(code, err, "--refine")
+    code, _, err = run(capsys, "evaluate", run_dir, "--refine", 5, "--samples", 0)
+    assert_one_line_error(code, err, "needs --samples >= 1")
 
 
 def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
