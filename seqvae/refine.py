@@ -19,7 +19,8 @@ The same gap makes q(z|x) a loose proposal for importance sampling, so the IW-NL
 encoder's (mu, logvar), Adam on the ELBO  E_q[log p(x|z)] - KL(q || N(0, I))  over the Gaussian's
 mean and log-variance, one reparameterized draw per step (stochastic variational inference, as in
 Kim et al. 2018's semi-amortized VAEs). Any Gaussian is a valid proposal: the estimate stays an
-estimate of the same log p(x), only with less variance and bias (metrics.iw_log_likelihood).
+estimate of the same log p(x), and one closer to p(z|x) gives less variance and bias
+(metrics.iw_log_likelihood).
 
     mu_x, logvar_x = refine_posterior(model, batch, mu, logvar, steps=50, lr=0.05, generator=gen)
 """
