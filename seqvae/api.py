@@ -6,7 +6,7 @@
     vae.decode(post.mean, strategy="beam", num_beams=4)           # -> list[str]
     vae.sample(5, strategy="top-p", top_p=0.9, seed=0)            # z ~ the aggregate prior (if fitted) or N(0, I)
     vae.reconstruct(["the movie was great"])                      # posterior mean -> greedy decode
-    vae.refine(["the movie was great"], steps=50)                 # (N, Z) codes refined per sentence (seqvae.refine)
+    vae.refine(["the movie was great"], steps=10)                 # (N, Z) codes refined per sentence (seqvae.refine)
     z, texts = vae.interpolate("the movie was great", "i hated it", steps=8, method="slerp")
     vae.score(["the movie was great"], samples=100)               # (N,) importance-weighted NLL in nats
 

@@ -355,8 +355,8 @@ def _add_reconstruct(sub) -> None:
 
 def _add_refine_arg(p, what: str) -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help=f"{what}: STEPS Adam steps from each posterior mean on log p(x|z) + 0.1 log q(z|x), "
-                        "so that the decoder writes the sentence back more faithfully (0 = off; 50 is a good value)")
+                   help=f"{what}: STEPS Adam steps (step 0.1) from each posterior mean on log p(x|z) + 0.1 log q(z|x), "
+                        "so that the decoder writes the sentence back more faithfully (0 = off; 10 is a good value)")
 
 
 def _input_texts(texts: list[str], command: str) -> list[str]:

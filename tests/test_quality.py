@@ -82,7 +82,7 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert "asked for 1000 sentences" in err and "using all" in err  # the clamp is stated
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert 2 <= rep["sentences"] < 1000 and "using all" in rep["note"]
-    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, refined (50 steps)"}
+    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, refined (10 steps)"}
     assert {"bleu_first_vs_a", "inner_judge_ppl"} <= set(rep["interpolation"]["refined"])
     assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 4
     lat = rep["latent"]
@@ -94,7 +94,7 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert main(argv + ["--iw-refine", "0"]) == 0
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert "nll_refined" not in rep["latent"] and "vs_judge_refined" not in rep["latent"]
-    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word", "greedy, refined (50 steps)"}
+    assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, any word", "greedy, refined (10 steps)"}
     assert [(r["strategy"], r["words"]) for r in rep["samples"]] == [
         ("greedy", "known"), ("top-p 0.9", "known"), ("top-p 0.9, best of 4", "known"), ("sample T=1", "known"),
         ("top-p 0.9", "any")]
