@@ -29,6 +29,8 @@ if [ -d "$FLAGSHIP" ]; then
   seqvae sample "$FLAGSHIP" -n 5 --strategy top-p --top-p 0.9 --seed 0
   echo "-- three sentences encoded to z and decoded back (posterior mean, greedy):"
   seqvae reconstruct "$FLAGSHIP" "$A" "$B" "$C"
+  echo "-- the same from codes refined for each sentence (--refine 10: the decoder reads them better than the mean):"
+  seqvae reconstruct "$FLAGSHIP" "$A" "$B" "$C" --refine 10
   echo "-- a straight path in z from the first sentence to the second:"
   seqvae interpolate "$FLAGSHIP" "$A" "$B" --steps 6
 else

@@ -55,11 +55,12 @@ def test_quickstart_runs_every_command(tmp_path):
     assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "run" / "last" / "metrics.json").read_text())["step"] == 20
     assert (tmp_path / "run" / "best" / "words.txt").is_file()  # `seqvae words`: the tiny model's samples keep to it
-    # the flagship's samples, reconstructions and interpolation, then the tiny model's samples and reconstructions
+    # the flagship's samples, reconstructions (from the means, then refined) and interpolation, then the tiny
+    # model's samples and reconstructions
     parts = sections(proc.stdout)
-    assert [len(lines) for _, lines in parts] == [5, 3, 6, 5, 3], parts
-    assert parts[2][1][0].startswith("0.00  ") and parts[2][1][-1].startswith("1.00  ")
-    assert all(line.strip() for line in parts[0][1] + parts[1][1])  # a trained model writes something
+    assert [len(lines) for _, lines in parts] == [5, 3, 3, 6, 5, 3], parts
+    assert parts[3][1][0].startswith("0.00  ") and parts[3][1][-1].startswith("1.00  ")
+    assert all(line.strip() for line in parts[0][1] + parts[1][1] + parts[2][1])  # a trained model writes something
     # the evaluation table's row: NLL NLL/tok PPL -ELBO rec KL MI AU, MI never a bare negative number
     row = next(line for line in proc.stdout.splitlines() if line.startswith("run ")).split()
     assert all(math.isfinite(float(x)) for x in row[1:7]) and not row[7].startswith("-"), row
