@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
 from .display import format_mi
+from .textcli import add_interpolate, add_reconstruct, add_sample, add_score
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -238,186 +239,6 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------- sample / interpolate / reconstruct
-def _add_decoding_args(p, default_strategy: str) -> None:
-    from .generation import STRATEGIES
-
-    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
-    g = p.add_argument_group("decoding")
-    g.add_argument("--strategy", default=default_strategy, choices=STRATEGIES, help=f"default: {default_strategy}")
-    g.add_argument("--max-len", type=int, default=40, help="most tokens per sentence, EOS included (default 40)")
-    g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for sampling (default 1)")
-    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="sample in the nucleus of mass p (1 = off)")
-    g.add_argument("--num-beams", type=int, default=4, help="beam width for --strategy beam (default 4)")
-    g.add_argument("--length-penalty", type=float, default=1.0,
-                   help="beam: rank by logp / length**L (0 = raw sum, default 1)")
-    g.add_argument("--candidates", type=int, default=1,
-                   help="sampling: draw K sentences per code and keep the one the decoder finds likeliest per "
-                        "token (more fluent, less varied; default 1)")
-    g.add_argument("--seed", type=int, default=None, help="seed for z and sampling (default: fresh randomness)")
-    g.add_argument("--words", choices=["known", "any"], default=None,
-                   help="known: write only words of the checkpoint's word list (`seqvae words`); any: no list "
-                        "(default: known when the checkpoint has one)")
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
-    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
-
-
-# Bounds on the sizes a command line asks for, so that a typo (-n 1e12) is one line, not an allocation
-# failure minutes later; the Python API takes any size (memory and time grow with it).
-MAX_SAMPLES = 1_000_000  # sample -n (about 0.3 GB of z and text at Z=32); run several seeds for more
-MAX_PATH_STEPS = 10_000  # interpolate --steps
-MAX_LEN = 1_024          # --max-len (the model never saw sentences a tenth as long)
-MAX_BEAMS = 256          # --num-beams
-MAX_CANDIDATES = 256     # --candidates
-
-
-def _check_size(flag: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
-
-
-def _decoding_opts(args) -> dict[str, Any]:
-    _check_size("--max-len", args.max_len, 1, MAX_LEN)
-    _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
-    _check_size("--candidates", args.candidates, 1, MAX_CANDIDATES)
-    return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
-            "top_k": args.top_k, "top_p": args.top_p, "num_beams": args.num_beams,
-            "length_penalty": args.length_penalty, "seed": args.seed, "words": args.words,
-            "candidates": args.candidates}
-
-
-def _shown_opts(vae, args) -> dict[str, Any]:
-    """The decoding options as --json prints them: with the word list's use resolved."""
-    return {**_decoding_opts(args), "words": vae.words_option(args.words)}
-
-
-def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="sentences from the prior: z from the aggregate prior or N(0, I), then decode")
-    p.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
-    p.add_argument("--prior", choices=["aggregate", "standard"], default=None,
-                   help="where z comes from: the density fitted on training codes (`seqvae fit-prior`) or N(0, I) "
-                        "(default: aggregate when the checkpoint has one)")
-    _add_decoding_args(p, "sample")
-    p.set_defaults(func=_cmd_sample)
-
-
-def _cmd_sample(args) -> int:
-    from .api import SeqVAE
-
-    _check_size("-n", args.n, 1, MAX_SAMPLES)
-    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
-    texts = vae.sample(args.n, prior=args.prior, **_decoding_opts(args))
-    if args.as_json:
-        prior = None if not vae.latent else args.prior or ("aggregate" if vae.prior is not None else "standard")
-        print(json.dumps({"checkpoint": args.checkpoint, "prior": prior, **_shown_opts(vae, args), "samples": texts},
-                         indent=2))
-    else:
-        print("\n".join(texts))
-    return 0
-
-
-def _add_interpolate(sub) -> None:
-    p = sub.add_parser("interpolate", help="decode a path in latent space between two sentences")
-    _add_decoding_args(p, "greedy")
-    p.add_argument("a", help="first sentence")
-    p.add_argument("b", help="second sentence")
-    p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included (default 8)")
-    p.add_argument("--method", default="lerp", choices=["lerp", "slerp"], help="default: lerp")
-    _add_refine_arg(p, "the path runs between the two sentences' refined codes")
-    p.set_defaults(func=_cmd_interpolate)
-
-
-def _cmd_interpolate(args) -> int:
-    from .api import SeqVAE
-
-    _check_size("--steps", args.steps, 2, MAX_PATH_STEPS)
-    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
-    _, texts = vae.interpolate(args.a, args.b, steps=args.steps, method=args.method, refine=args.refine,
-                               **_decoding_opts(args))
-    ts = [i / (args.steps - 1) for i in range(args.steps)]
-    if args.as_json:
-        path = [{"t": round(t, 4), "text": text} for t, text in zip(ts, texts)]
-        print(json.dumps({"checkpoint": args.checkpoint, "a": args.a, "b": args.b, "method": args.method,
-                          **_shown_opts(vae, args), "path": path}, indent=2))
-    else:
-        print("\n".join(f"{t:.2f}  {text}" for t, text in zip(ts, texts)))
-    return 0
-
-
-def _add_reconstruct(sub) -> None:
-    p = sub.add_parser("reconstruct", help="encode sentences and decode their posterior means")
-    _add_decoding_args(p, "greedy")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences; none or '-' reads one per line from stdin")
-    _add_refine_arg(p, "decode refined codes instead of the posterior means")
-    p.set_defaults(func=_cmd_reconstruct)
-
-
-def _add_refine_arg(p, what: str) -> None:
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help=f"{what}: STEPS Adam steps (step 0.1) from each posterior mean on log p(x|z) + 0.1 log q(z|x), "
-                        "so that the decoder writes the sentence back more faithfully (0 = off; 10 is a good value)")
-
-
-def _input_texts(texts: list[str], command: str) -> list[str]:
-    """The sentences given on the command line, or one per stdin line when there are none or '-'."""
-    from .textinput import read_lines
-
-    texts = list(texts)
-    if not texts or texts == ["-"]:
-        texts = read_lines(sys.stdin, "stdin")
-        if not texts:
-            raise ConfigError(f"{command}: no sentences on stdin")
-    return texts
-
-
-def _cmd_reconstruct(args) -> int:
-    from .api import SeqVAE
-
-    texts = _input_texts(args.texts, "reconstruct")
-    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
-    outs = vae.reconstruct(texts, refine=args.refine, **_decoding_opts(args))
-    if args.as_json:
-        print(json.dumps([{"input": t, "output": o} for t, o in zip(texts, outs)], indent=2))
-    else:
-        print("\n".join(outs))
-    return 0
-
-
-def _add_score(sub) -> None:
-    p = sub.add_parser("score", help="-log p(x) of sentences in nats (a VAE: importance-weighted estimate; "
-                                     "a language model: exact)")
-    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences; none or '-' reads one per line from stdin")
-    p.add_argument("--samples", type=int, default=100, help="importance samples per sentence (default 100)")
-    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                   help="draw them from a Gaussian fitted to each sentence's posterior in STEPS Adam steps instead "
-                        "of from q(z|x): a tighter estimate of the same -log p(x) (0 = off; 50 is a good value)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
-    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
-    p.set_defaults(func=_cmd_score)
-
-
-def _cmd_score(args) -> int:
-    import math
-
-    from .api import SeqVAE
-
-    if args.samples < 1 or args.refine < 0:
-        raise ConfigError("--samples must be >= 1, --refine >= 0")
-    texts = _input_texts(args.texts, "score")
-    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
-    nll = vae.score(texts, samples=args.samples, refine=args.refine, seed=args.seed).tolist()
-    tokens = [len(ids) + 1 for ids in vae.tokenize(texts)]  # what score counts: EOS included
-    rows = [{"text": t, "nll": n, "tokens": k, "ppl": math.exp(n / k)} for t, n, k in zip(texts, nll, tokens)]
-    if args.as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print("\n".join(f"{r['nll']:8.2f} nats  {r['ppl']:8.1f} ppl  {r['text']}" for r in rows))
-    return 0
-
-
 # ---------------------------------------------------------------------------- classify / steer
 def _add_classify(sub) -> None:
     from .sentiment.cli import add_classify_args, run_classify
@@ -435,8 +256,6 @@ def _add_steer(sub) -> None:
     p.set_defaults(func=run_steer)
 
 
-# ---------------------------------------------------------------------------- main
-# Each entry adds one subcommand; other modules' commands are registered the same way.
 # ---------------------------------------------------------------------------- fit-prior / report
 def _add_fit_prior(sub) -> None:
     p = sub.add_parser("fit-prior", help="fit the aggregate prior (a Gaussian mixture on training codes) into a "
@@ -568,8 +387,10 @@ def _cmd_report(args) -> int:
     return 0
 
 
-COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, _add_sample, _add_interpolate, _add_reconstruct,
-                           _add_score, _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
+# ---------------------------------------------------------------------------- main
+# Each entry adds one subcommand; other modules' commands are registered the same way.
+COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, add_sample, add_interpolate, add_reconstruct,
+                           add_score, _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
 
 
 def build_parser() -> argparse.ArgumentParser:
