@@ -1,6 +1,7 @@
 """Checkpoint directories: what a user can copy, inspect and load with no code of ours.
 
-    <dir>/config.json          {"format", "model": ModelConfig, "train": TrainConfig, "data": prepared-data meta}
+    <dir>/config.json          {"format", "model": ModelConfig, "train": TrainConfig, "data": prepared-data meta,
+                               "save_id": a random id of this save}
     <dir>/model.safetensors    weights (fp32, or fp16/bf16 for shipped checkpoints)
     <dir>/tokenizer.model      sentencepiece model (or vocab.txt for the PTB word vocabulary)
     <dir>/metrics.json         evaluation results at save time
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -82,7 +84,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
     tmp = atomic.temp_dir_for(final)
     try:
         config = {"format": FORMAT_VERSION, "model": model.cfg.to_dict(),
-                  "train": train_cfg.to_dict() if train_cfg else None, "data": data_meta}
+                  "train": train_cfg.to_dict() if train_cfg else None, "data": data_meta,
+                  "save_id": uuid.uuid4().hex}  # tells readers one save from the next (see _identity)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         weights = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
                    for k, v in model.state_dict().items()}
@@ -117,13 +120,16 @@ def read_config(path: str | Path) -> dict[str, Any]:
 READ_TRIES = 5  # load() attempts while a trainer keeps replacing the checkpoint under it
 
 
-def _identity(d: Path) -> tuple[int, int] | None:
-    """The directory's inode: a replacement by rename gives `d` a new one."""
+def _identity(d: Path) -> tuple[int, int, Any] | None:
+    """Which save `d` is now: its inode and its config's save_id. The inode alone is not enough: a
+    replacement gives `d` a new inode, but the file system reuses freed ones, so after two more
+    replacements during one slow read `d` may have its first inode again (seen in a test, under load)."""
     try:
         st = d.stat()
-    except OSError:
+        save_id = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("save_id")
+    except (OSError, ValueError, AttributeError):
         return None
-    return st.st_dev, st.st_ino
+    return st.st_dev, st.st_ino, save_id
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:

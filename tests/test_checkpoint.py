@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +161,39 @@ def test_a_reader_sees_a_whole_checkpoint_while_a_writer_replaces_it(tmp_path, m
         writer.join()
     assert seen == {12, 20}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_a_reader_is_not_fooled_when_a_replacement_reuses_the_inode(tmp_path, model_and_tok, monkeypatch):
+    """During one read the checkpoint is replaced twice (by the other model, then by the first again), and
+    the file system hands the last version the first one's inode, as it may: the reader must still see
+    that its config and weights came from different saves, and read again."""
+    model, tok = model_and_tok
+    other = SentenceVAE(model.cfg.replace(hidden_dim=20)).eval()
+    ck = checkpoint.save(tmp_path / "ck", model, tok)
+    real_stat, real_load_file = Path.stat, checkpoint.load_file
+
+    def same_inode(self, **kw):  # every version of ck reports inode 1
+        st = real_stat(self, **kw)
+        if self != ck:
+            return st
+        return os.stat_result((st.st_mode, 1, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+                               int(st.st_atime), int(st.st_mtime), int(st.st_ctime)))
+
+    calls = []
+
+    def replaced_while_read(path):
+        calls.append(path)
+        if len(calls) == 1:  # the first read: its config is the first model's, its weights the other's
+            checkpoint.save(ck, other, tok)
+            weights = real_load_file(path)
+            checkpoint.save(ck, model, tok)
+            return weights
+        return real_load_file(path)
+
+    monkeypatch.setattr(Path, "stat", same_inode)
+    monkeypatch.setattr(checkpoint, "load_file", replaced_while_read)
+    loaded, _, cfg = checkpoint.load(ck)
+    assert len(calls) == 2 and loaded.cfg.hidden_dim == cfg["model"]["hidden_dim"] == 12
+    ids = {json.loads((ck / "config.json").read_text())["save_id"]}
+    checkpoint.save(ck, model, tok)
+    assert json.loads((ck / "config.json").read_text())["save_id"] not in ids  # each save has its own
