@@ -184,6 +184,9 @@ class TrainConfig(_JSONMixin):
     mean_rec_weight: float = 0.0   # weight of a second reconstruction term, -log p(x|mu), decoded from the
                                    # posterior mean (a second decoder pass): the code reconstruct() and the
                                    # aggregate prior use learns to decode back to its sentence (0 = off)
+    encoder_deletion: float = 0.0  # delete each token of the encoder's input with this probability (a
+                                   # denoising autoencoder, Shen et al. 2020: similar sentences get nearby
+                                   # codes); the decoder still writes the whole sentence (0 = off)
     bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
     amp: bool = False              # bf16 autocast on CUDA (off: slower than fp32 at these sizes on an H100, docs/results.md)
     cpu_bf16: bool = False         # bf16 autocast on CPU too (fast where the CPU has AMX / AVX512-BF16)
@@ -206,6 +209,8 @@ class TrainConfig(_JSONMixin):
             raise ConfigError("batch_size, max_steps and eval_every must be >= 1")
         if not 0.0 <= self.word_dropout <= 1.0:
             raise ConfigError("word_dropout must be in [0, 1]")
+        if not 0.0 <= self.encoder_deletion < 1.0:
+            raise ConfigError("encoder_deletion must be in [0, 1)")
         if self.free_bits < 0:
             raise ConfigError("free_bits must be >= 0")
         if not 0.0 < self.kl_ratio <= 1.0:
@@ -237,6 +242,8 @@ class RunConfig(_JSONMixin):
             raise ConfigError("train.bow_weight > 0 needs a VAE with model.bow_head = true")
         if self.train.mean_rec_weight > 0 and not self.model.latent:
             raise ConfigError("train.mean_rec_weight > 0 needs a VAE (a language model has no posterior mean)")
+        if self.train.encoder_deletion > 0 and not self.model.latent:
+            raise ConfigError("train.encoder_deletion > 0 needs a VAE (a language model has no encoder)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":

@@ -1,4 +1,4 @@
-"""Tokenized sentences in memory, length-bucketed batching, collation, word dropout.
+"""Tokenized sentences in memory, length-bucketed batching, collation, word dropout, token deletion.
 
 A split is two flat numpy arrays (see seqvae.prepare): `ids` holds every sentence's
 token ids back to back and `offsets[i]:offsets[i+1]` is sentence i. Nothing is padded
@@ -159,3 +159,23 @@ def word_dropout(dec_in: torch.Tensor, rate: float, *, unk_id: int, pad_id: int 
     drop[:, 0] = False
     drop &= dec_in != pad_id
     return dec_in.masked_fill(drop, unk_id)
+
+
+def delete_tokens(src: torch.Tensor, src_lens: torch.Tensor, rate: float, *, pad_id: int = PAD_ID,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Delete each real token of the encoder's input with probability `rate` (the denoising of Shen et al.
+    2020); what is left keeps its order and moves left. A sentence keeps at least its first token. src
+    (B, T) and src_lens (B,) on the CPU, as collate makes them. Returns new (src, src_lens), src as wide
+    as the longest sentence left.
+    """
+    if rate <= 0.0:
+        return src, src_lens
+    B, T = src.shape
+    real = torch.arange(T)[None, :] < src_lens[:, None]
+    keep = (torch.rand((B, T), generator=generator) >= rate) & real
+    keep[:, 0] |= real[:, 0] & ~keep.any(dim=1)  # nothing left: keep the first token
+    lens = keep.sum(dim=1)
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices  # kept tokens first, in order
+    out = src.gather(1, order).masked_fill(torch.arange(T)[None, :] >= lens[:, None], pad_id)
+    width = max(int(lens.max()), 1) if B else 1
+    return out[:, :width].contiguous(), lens

@@ -32,7 +32,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, RunConfig, resolve_device
 from .prepare import read_meta
-from .data import BucketBatchSampler, SentenceDataset, collate, word_dropout
+from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight
@@ -361,6 +361,9 @@ class Trainer:
             idx = idx[self.ranks.rank :: world]
         cpu_batch = collate([self.train_set[i] for i in idx], pad_id=mc.pad_id, bos_id=mc.bos_id, eos_id=mc.eos_id)
         n_tokens = cpu_batch.num_target_tokens
+        if tc.encoder_deletion > 0:  # the encoder reads a damaged copy; the decoder's input and target stay whole
+            src, src_lens = delete_tokens(cpu_batch.src, cpu_batch.src_lens, tc.encoder_deletion, pad_id=mc.pad_id)
+            cpu_batch = replace(cpu_batch, src=src, src_lens=src_lens)
         batch = cpu_batch.to(self.device)
         dec_in = word_dropout(batch.dec_in, tc.word_dropout, unk_id=mc.unk_id, pad_id=mc.pad_id)
         beta = kl_weight(self.step, tc)

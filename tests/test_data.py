@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from seqvae.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from seqvae.data import BucketBatchSampler, SentenceDataset, collate, word_dropout
+from seqvae.data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 
 
 def random_dataset(n=1000, seed=0):
@@ -77,3 +77,26 @@ def test_word_dropout_rate_and_protected_positions(rate):
     # binomial: mean n*rate, std sqrt(n*rate*(1-rate)); 5 sigma
     assert abs(dropped - n * rate) <= 5 * (n * rate * (1 - rate)) ** 0.5 + 1e-9
     assert ((out != batch.dec_in) == (out == UNK_ID) & (batch.dec_in != UNK_ID)).all()
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.9])
+def test_delete_tokens_keeps_an_ordered_subsequence_at_the_rate(rate):
+    lens = torch.randint(0, 30, (400,), generator=torch.Generator().manual_seed(0))
+    sents = [list(range(4 + 100 * b, 4 + 100 * b + int(n))) for b, n in enumerate(lens)]  # increasing, distinct
+    batch = collate(sents)
+    src, new_lens = delete_tokens(batch.src, batch.src_lens, rate, generator=torch.Generator().manual_seed(1))
+    assert src.shape[1] == max(int(new_lens.max()), 1)
+    fallback = 0
+    for b, s in enumerate(sents):
+        n = int(new_lens[b])
+        kept = src[b, :n].tolist()
+        assert (src[b, n:] == PAD_ID).all()
+        assert set(kept) <= set(s) and kept == sorted(kept)  # a subsequence, in order
+        assert n >= min(len(s), 1)  # a non-empty sentence keeps a token; an empty one stays empty
+        fallback += len(s) > 0 and n == 1 and kept == s[:1]
+    total = int(batch.src_lens.sum())
+    deleted = total - int(new_lens.sum())
+    # binomial: mean total*rate, 5 sigma; a sentence that lost everything got its first token back
+    assert abs(deleted - total * rate) <= 5 * (total * rate * (1 - rate)) ** 0.5 + fallback
+    same, same_lens = delete_tokens(batch.src, batch.src_lens, 0.0)
+    assert same is batch.src and same_lens is batch.src_lens

@@ -214,6 +214,46 @@ def test_mean_rec_term_is_added_and_needs_a_vae(tiny_data_dir, tmp_path, monkeyp
     assert expected == pytest.approx(losses[2.0], rel=1e-4)
 
 
+def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(tiny_data_dir, tmp_path,
+                                                                            monkeypatch):
+    with pytest.raises(ConfigError, match="encoder_deletion must be in"):
+        TrainConfig.from_dict({"encoder_deletion": 1.0})
+    with pytest.raises(ConfigError, match="encoder_deletion > 0 needs a VAE"):
+        tiny_cfg(TINY_MODEL.replace(latent=False), encoder_deletion=0.2, word_dropout=0.0)
+    from seqvae import model as model_module
+
+    seen = []
+    forward = model_module.SentenceVAE.forward
+
+    def spy(self, src, src_lens, dec_in, target, **kw):
+        seen.append((src.clone(), src_lens.clone(), target.clone()))
+        return forward(self, src, src_lens, dec_in, target, **kw)
+
+    monkeypatch.setattr(model_module.SentenceVAE, "forward", spy)
+    cfg = tiny_cfg(encoder_deletion=0.5)
+    tr = Trainer(cfg, tiny_data_dir, tmp_path / "run", device="cpu", progress=False)
+    idx = list(range(16))
+    tr.train_step(idx)
+    src, src_lens, target = seen[0]
+    whole = [tr.train_set[i] for i in idx]
+    order = sorted(range(16), key=lambda j: -len(whole[j]))  # the trainer packs longest first
+    expect = collate([whole[j] for j in order])
+    assert torch.equal(target, expect.target)  # the decoder still writes every sentence whole
+    assert (src_lens <= expect.src_lens).all() and src_lens.sum() < expect.src_lens.sum()
+    for row, n, sent in zip(src, src_lens, (whole[j] for j in order)):
+        kept, it = row[: int(n)].tolist(), iter(sent.tolist())
+        assert all(tok in it for tok in kept)  # what the encoder read is the sentence with tokens left out
+    monkeypatch.undo()
+    full = Trainer(cfg, tiny_data_dir, tmp_path / "full", device="cpu", progress=False)
+    full.fit()
+    part = Trainer(cfg, tiny_data_dir, tmp_path / "part", device="cpu", progress=False)
+    part.fit(until_step=15)
+    resumed = Trainer.resume(tmp_path / "part", device="cpu", progress=False)
+    resumed.fit()
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "the deletions were not replayed on resume"
+
+
 def test_init_from_starts_from_the_checkpoint_weights_and_checks_it_fits(tiny_data_dir, tmp_path):
     Trainer(tiny_cfg(max_steps=5), tiny_data_dir, tmp_path / "base", device="cpu", progress=False).fit()
     base, _, _ = checkpoint.load(tmp_path / "base" / "last")
