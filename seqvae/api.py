@@ -316,6 +316,7 @@ class SeqVAE:
             raise InputError(f"n must be >= 0, got {n}")
         gen = generator if generator is not None else make_generator(self.device, seed)
         filt = self._word_filter(words)
+        opts = generation.sampling_defaults(opts)
         if not self.latent:
             if prior is not None:
                 raise InputError("a language model has no latent prior to choose")
@@ -326,7 +327,8 @@ class SeqVAE:
     def sample(self, n: int, **opts) -> list[str]:
         """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when
         the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences.
-        Decoding options as generation.generate, e.g. strategy="top-p", top_p=0.9, candidates=4 (best of 4)."""
+        Decoding options as generation.generate; by default top-p sampling at p = 0.9 (generation.SAMPLE_TOP_P),
+        e.g. strategy="sample" for plain sampling, candidates=4 for the best of 4 draws per code."""
         return self.detokenize(self.sample_ids(n, **opts))
 
     def refine(self, texts: str | Sequence[str], steps: int = REFINE_STEPS, lr: float = REFINE_LR,

@@ -18,7 +18,7 @@ from .config import ConfigError
 
 
 def _add_decoding_args(p, default_strategy: str) -> None:
-    from .generation import STRATEGIES
+    from .generation import SAMPLE_TOP_P, STRATEGIES
 
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
     g = p.add_argument_group("decoding")
@@ -26,7 +26,8 @@ def _add_decoding_args(p, default_strategy: str) -> None:
     g.add_argument("--max-len", type=int, default=40, help="most tokens per sentence, EOS included (default 40)")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for sampling (default 1)")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
-    g.add_argument("--top-p", type=float, default=1.0, help="sample in the nucleus of mass p (1 = off)")
+    g.add_argument("--top-p", type=float, default=None,
+                   help=f"sample in the nucleus of mass p (1 = off; default {SAMPLE_TOP_P} with --strategy top-p, else 1)")
     g.add_argument("--num-beams", type=int, default=4, help="beam width for --strategy beam (default 4)")
     g.add_argument("--length-penalty", type=float, default=1.0,
                    help="beam: rank by logp / length**L (0 = raw sum, default 1)")
@@ -56,11 +57,14 @@ def _check_size(flag: str, value: int, low: int, high: int) -> None:
 
 
 def _decoding_opts(args) -> dict[str, Any]:
+    from .generation import SAMPLE_TOP_P
+
     _check_size("--max-len", args.max_len, 1, MAX_LEN)
     _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
     _check_size("--candidates", args.candidates, 1, MAX_CANDIDATES)
+    top_p = args.top_p if args.top_p is not None else SAMPLE_TOP_P if args.strategy == "top-p" else 1.0
     return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
-            "top_k": args.top_k, "top_p": args.top_p, "num_beams": args.num_beams,
+            "top_k": args.top_k, "top_p": top_p, "num_beams": args.num_beams,
             "length_penalty": args.length_penalty, "seed": args.seed, "words": args.words,
             "candidates": args.candidates}
 
@@ -71,12 +75,14 @@ def _shown_opts(vae, args) -> dict[str, Any]:
 
 
 def add_sample(sub) -> None:
+    from .generation import SAMPLE_STRATEGY
+
     p = sub.add_parser("sample", help="sentences from the prior: z from the aggregate prior or N(0, I), then decode")
     p.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
     p.add_argument("--prior", choices=["aggregate", "standard"], default=None,
                    help="where z comes from: the density fitted on training codes (`seqvae fit-prior`) or N(0, I) "
                         "(default: aggregate when the checkpoint has one)")
-    _add_decoding_args(p, "sample")
+    _add_decoding_args(p, SAMPLE_STRATEGY)
     p.set_defaults(func=_cmd_sample)
 
 

@@ -95,6 +95,14 @@ def test_sample_is_seeded(vae):
     assert vae.sample(0) == []
 
 
+def test_sample_decodes_with_top_p_unless_told(vae):
+    default = vae.sample(8, seed=0)
+    assert default == vae.sample(8, strategy="top-p", top_p=0.9, seed=0)
+    assert default == vae.sample(8, strategy="top-p", seed=0)  # top-p without a p: the same p
+    assert default != vae.sample(8, strategy="sample", seed=0)  # plain sampling keeps the whole distribution
+    assert vae.sample(8, strategy="sample", top_p=0.9, seed=0) == default  # sample with the filter is top-p
+
+
 def test_reconstruct_decodes_the_posterior_mean(vae, texts):
     rec = vae.reconstruct(texts, strategy="greedy")
     assert rec == vae.decode(vae.encode(texts).mean)
@@ -174,12 +182,14 @@ def test_cli_sample_interpolate_reconstruct(tiny_vae_ckpt, texts, capsys, monkey
     assert code == 0 and len(res["samples"]) == 4 and res["strategy"] == "top-p"
     vae = SeqVAE.from_pretrained(tiny_vae_ckpt)  # the CLI's default device (seeded draws differ between CPU and CUDA)
     assert res["samples"] == vae.sample(4, strategy="top-p", top_p=0.9, seed=0)
-    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1)
-    assert code == 0 and out.splitlines() == vae.sample(3, strategy="sample", seed=1)
+    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1)  # the default: top-p 0.9, as the API's
+    assert code == 0 and out.splitlines() == vae.sample(3, strategy="top-p", top_p=0.9, seed=1)
+    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1, "--strategy", "sample")
+    assert code == 0 and out.splitlines() == vae.sample(3, strategy="sample", top_p=1.0, seed=1)
     code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 3, "--seed", 1, "--candidates", 4, "--json")
     res = json.loads(out)
-    assert code == 0 and res["candidates"] == 4
-    assert res["samples"] == vae.sample(3, strategy="sample", seed=1, candidates=4)
+    assert code == 0 and res["candidates"] == 4 and res["top_p"] == 0.9
+    assert res["samples"] == vae.sample(3, seed=1, candidates=4)
 
     code, out, _ = run(capsys, "interpolate", tiny_vae_ckpt, texts[0], texts[1], "--steps", 4, "--method", "slerp",
                        "--json")

@@ -232,3 +232,11 @@ def test_many_rows_are_decoded_in_chunks_with_the_same_result(model, z, trained_
     assert len(again) == 6 and again == generate(model, z, strategy="sample", seed=3)
     lm = trained_tiny_lm[0]
     assert len(generate(lm, None, strategy="sample", batch_size=7, seed=0)) == 7  # LM rows: 4 + 3
+
+
+def test_sampling_defaults_fill_only_what_is_not_named():
+    assert G.sampling_defaults({}) == {"strategy": "top-p", "top_p": 0.9}
+    assert G.sampling_defaults({"strategy": None, "top_p": None}) == {"strategy": "top-p", "top_p": 0.9}
+    assert G.sampling_defaults({"strategy": "top-p", "top_p": 0.5}) == {"strategy": "top-p", "top_p": 0.5}
+    assert G.sampling_defaults({"strategy": "sample"}) == {"strategy": "sample"}  # plain sampling: no filter added
+    assert G.sampling_defaults({"strategy": "greedy", "max_len": 9}) == {"strategy": "greedy", "max_len": 9}
