@@ -270,11 +270,13 @@ class SeqVAE:
     def decode_ids(self, z: torch.Tensor, *, words: str | None = None, **opts) -> list[list[int]]:
         """Token ids (no BOS/EOS) for each row of z (B, Z) (or (Z,) for one); options as in decode."""
         self._need_latent("decode(z)")
+        opts = generation.top_p_default(opts)
         return generation.generate(self.model, torch.as_tensor(z), words=self._word_filter(words), **opts)
 
     def decode(self, z: torch.Tensor, **opts) -> list[str]:
         """One sentence per row of z (B, Z). Options: strategy, max_len, temperature, top_k, top_p,
-        num_beams, length_penalty, seed (or generator), see seqvae.generation.generate; and words:
+        num_beams, length_penalty, seed (or generator), see seqvae.generation.generate (strategy="top-p"
+        without top_p means top_p=0.9, generation.SAMPLE_TOP_P, as for sample); and words:
         "known" holds decoding to the checkpoint's word list, "any" does not (default: known if it has one)."""
         return self.detokenize(self.decode_ids(z, **opts))
 

@@ -36,14 +36,21 @@ SAMPLE_STRATEGY = "top-p"
 SAMPLE_TOP_P = 0.9
 
 
-def sampling_defaults(opts: dict) -> dict:
-    """Decoding options for prior samples: `opts` with SAMPLE_STRATEGY when it names no strategy, and
-    SAMPLE_TOP_P when the strategy is top-p and it names no top_p (None counts as not named)."""
+def top_p_default(opts: dict) -> dict:
+    """`opts` with SAMPLE_TOP_P when the strategy is top-p and it names no top_p (None counts as not named),
+    and without a strategy of None: what every public decoding entry point (SeqVAE.decode / reconstruct /
+    interpolate / sample, and the CLI) applies before generate, which itself insists on a top_p."""
     out = {k: v for k, v in opts.items() if v is not None or k not in ("strategy", "top_p")}
-    out.setdefault("strategy", SAMPLE_STRATEGY)
-    if out["strategy"] == "top-p":
+    if out.get("strategy") == "top-p":
         out.setdefault("top_p", SAMPLE_TOP_P)
     return out
+
+
+def sampling_defaults(opts: dict) -> dict:
+    """Decoding options for prior samples: top_p_default(opts), with SAMPLE_STRATEGY when it names no strategy."""
+    out = {k: v for k, v in opts.items() if v is not None or k != "strategy"}
+    out.setdefault("strategy", SAMPLE_STRATEGY)
+    return top_p_default(out)
 
 
 class DecodingError(ValueError):

@@ -57,13 +57,13 @@ def _check_size(flag: str, value: int, low: int, high: int) -> None:
 
 
 def _decoding_opts(args) -> dict[str, Any]:
-    from .generation import sampling_defaults
+    from .generation import top_p_default
 
     _check_size("--max-len", args.max_len, 1, MAX_LEN)
     _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
     _check_size("--candidates", args.candidates, 1, MAX_CANDIDATES)
     # --top-p left out: the prior samples' rule (0.9 for top-p), on every command; else off
-    top_p = sampling_defaults({"strategy": args.strategy, "top_p": args.top_p}).get("top_p", 1.0)
+    top_p = top_p_default({"strategy": args.strategy, "top_p": args.top_p}).get("top_p", 1.0)
     return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
             "top_k": args.top_k, "top_p": top_p, "num_beams": args.num_beams,
             "length_penalty": args.length_penalty, "seed": args.seed, "words": args.words,

@@ -103,6 +103,16 @@ def test_sample_decodes_with_top_p_unless_told(vae):
     assert vae.sample(8, strategy="sample", top_p=0.9, seed=0) == default  # sample with the filter is top-p
 
 
+def test_top_p_without_a_p_means_the_samples_p_everywhere(vae, texts):
+    z = vae.encode(texts).mean
+    assert vae.decode(z, strategy="top-p", seed=0) == vae.decode(z, strategy="top-p", top_p=0.9, seed=0)
+    assert vae.decode(z, strategy="top-p", seed=0) != vae.decode(z, strategy="sample", seed=0)
+    assert vae.reconstruct(texts, strategy="top-p", seed=1) == vae.decode(z, strategy="top-p", top_p=0.9, seed=1)
+    _, path = vae.interpolate(texts[0], texts[1], steps=4, strategy="top-p", seed=2)
+    assert path == vae.interpolate(texts[0], texts[1], steps=4, strategy="top-p", top_p=0.9, seed=2)[1]
+    assert vae.decode(z) == vae.decode(z, strategy="greedy")  # no strategy: still greedy
+
+
 def test_reconstruct_decodes_the_posterior_mean(vae, texts):
     rec = vae.reconstruct(texts, strategy="greedy")
     assert rec == vae.decode(vae.encode(texts).mean)

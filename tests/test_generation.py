@@ -240,3 +240,11 @@ def test_sampling_defaults_fill_only_what_is_not_named():
     assert G.sampling_defaults({"strategy": "top-p", "top_p": 0.5}) == {"strategy": "top-p", "top_p": 0.5}
     assert G.sampling_defaults({"strategy": "sample"}) == {"strategy": "sample"}  # plain sampling: no filter added
     assert G.sampling_defaults({"strategy": "greedy", "max_len": 9}) == {"strategy": "greedy", "max_len": 9}
+
+
+def test_top_p_default_adds_only_the_p():
+    assert G.top_p_default({}) == {}  # no strategy chosen: generate's own default (greedy) stays
+    assert G.top_p_default({"strategy": "top-p"}) == {"strategy": "top-p", "top_p": 0.9}
+    assert G.top_p_default({"strategy": "top-p", "top_p": None}) == {"strategy": "top-p", "top_p": 0.9}
+    assert G.top_p_default({"strategy": "top-p", "top_p": 0.5}) == {"strategy": "top-p", "top_p": 0.5}
+    assert G.top_p_default({"strategy": "sample", "top_p": None}) == {"strategy": "sample"}
