@@ -90,6 +90,12 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert "## Reconstruction" in (tmp_path / "rep" / "report.md").read_text() and "## Latent" in out
     assert "| fitted, 50 steps |" in out and "fitted proposals)" in err  # the table row and the summary line
     assert {r["words"] for r in rep["samples"]} == {"any"}
+    ref = rep["decoder_reference"]  # the held-out means decoded by top-p 0.9, with the report's seed
+    texts, _ = quality.held_out(data, 1000)
+    vae = SeqVAE.from_pretrained(ckpt)
+    decoded = vae.decode(vae.encode(texts).mean, strategy="top-p", top_p=0.9, seed=0, max_len=64)
+    assert ref["n"] == rep["sentences"] and ref["examples"] == decoded[: len(ref["examples"])]
+    assert ref["ppl_ratio"] > 0 and "| held-out means | top-p 0.9 |" in (tmp_path / "rep" / "report.md").read_text()
     assert main(["words", str(ckpt), "--data", str(data)]) == 0  # with a word list: rows with and without it
     assert main(argv + ["--iw-refine", "0"]) == 0
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
@@ -99,6 +105,7 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
         ("greedy", "known"), ("top-p 0.9", "known"), ("top-p 0.9, best of 4", "known"), ("sample T=1", "known"),
         ("top-p 0.9", "any")]
     assert all(r["invented_rate"] == 0 for r in rep["samples"] if r["words"] == "known")
+    assert rep["decoder_reference"]["words"] == "known" and rep["decoder_reference"]["invented_rate"] == 0
 
 
 def test_report_refuses_a_language_model(tiny_lm_ckpt, one_line):
