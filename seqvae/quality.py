@@ -441,7 +441,8 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
                   "between a prior's row and it is the prior's share of the disfluency, and what it keeps is the "
                   "decoder's."]
     for r in rep["samples"] + ([ref_row] if ref_row else []):
-        lines += ["", f"{r['prior']} prior, {r['strategy']}, {r.get('words', 'any')} words:"] + \
+        source = f"{r['prior']} prior" if r is not ref_row else "the held-out means (reference)"
+        lines += ["", f"{source}, {r['strategy']}, {r.get('words', 'any')} words:"] + \
             [f"- {_md(s)}" for s in r["examples"]]
     return "\n".join(lines) + "\n"
 
