@@ -10,8 +10,9 @@
 # reconstruction, worse samples, 1.5 nats of NLL by fitted proposals; VAE_OPTS runs it), and a small
 # weight on the reconstruction from the posterior mean (weight 2 cost 2.8 nats of NLL). The LM is the same
 # decoder without z, the same steps and batches. Measured on this candidate on the CPU and left out: word
-# dropout 0.5 (worse samples and NLL) and encoder deletion 0.1 / 0.2 (better samples, lower BLEU; docs/
-# results.md, "Denoising"). Then each run's best/ is written in float16 as a run dir (best/ and
+# dropout 0.5 (worse samples and NLL), encoder deletion 0.1 / 0.2 (better samples, lower BLEU; docs/
+# results.md, "Denoising") and a KL budget by length, train.free_nats_per_token (BLEU as for the same nats
+# by free bits; "Where BLEU is lost"). Then each run's best/ is written in float16 as a run dir (best/ and
 # metrics.jsonl) and packed into $OUT/<name>.tar for evaluation on the CPU.
 #
 #   device run, carry ["data/imdb"]:  bash scripts/gpu_flagship.sh          (python3 -m seqvae.cli, no install)

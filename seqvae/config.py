@@ -179,6 +179,9 @@ class TrainConfig(_JSONMixin):
     kl_cycles: int = 4             # cyclical: number of cycles over max_steps (Fu et al. 2019)
     kl_ratio: float = 0.5          # cyclical: fraction of each cycle spent increasing beta
     free_bits: float = 0.0         # nats per latent dimension, on the batch-mean KL (0 = off)
+    free_nats_per_token: float = 0.0  # each sentence's KL counts only above this many nats per target token
+                                   # (EOS included): a long sentence may keep more in z than a short one, where
+                                   # free_bits gives every sentence the same allowance (0 = off)
     bow_weight: float = 0.0        # weight of the bag-of-words loss (Zhao et al. 2017): z alone must predict the
                                    # sentence's tokens, which pushes content into z; needs model.bow_head
     mean_rec_weight: float = 0.0   # weight of a second reconstruction term, -log p(x|mu), decoded from the
@@ -222,7 +225,7 @@ class TrainConfig(_JSONMixin):
         if self.log_every < 1 or self.bucket_size < 1 or self.max_bad_steps < 1:
             raise ConfigError("log_every, bucket_size and max_bad_steps must be >= 1")
         for name in ("weight_decay", "grad_clip", "eval_batches", "patience", "kl_max", "kl_k", "kl_warmup",
-                     "num_threads", "bow_weight", "mean_rec_weight"):
+                     "num_threads", "bow_weight", "mean_rec_weight", "free_nats_per_token"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
 
@@ -244,6 +247,8 @@ class RunConfig(_JSONMixin):
             raise ConfigError("train.mean_rec_weight > 0 needs a VAE (a language model has no posterior mean)")
         if self.train.encoder_deletion > 0 and not self.model.latent:
             raise ConfigError("train.encoder_deletion > 0 needs a VAE (a language model has no encoder)")
+        if self.train.free_nats_per_token > 0 and not self.model.latent:
+            raise ConfigError("train.free_nats_per_token > 0 needs a VAE (a language model has no KL)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":

@@ -7,7 +7,8 @@ Schedules (step counts from 0):
                                                                    Fu et al. 2019 (M cycles, ratio R)
   constant   beta = kl_max
 Free bits live in the reparameterization/KL kernel (seqvae.kernels), which clamps the
-batch-mean KL per dimension; the loss here just weighs whatever KL it is given.
+batch-mean KL per dimension. Free nats per token (length_free_kl) clamp each sentence's KL from
+below at a budget proportional to its length, here.
 """
 
 from __future__ import annotations
@@ -40,3 +41,11 @@ def kl_weight(step: int, cfg: TrainConfig) -> float:
 def elbo_loss(rec: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
     """Mean over sentences of rec + beta * KL; rec and kl are (B,) per-sentence sums."""
     return (rec + beta * kl).mean()
+
+
+def length_free_kl(kl: torch.Tensor, tokens: torch.Tensor, nats_per_token: float) -> torch.Tensor:
+    """Each sentence's KL (B,) raised to nats_per_token x its target tokens (B,): a sentence below its budget
+    adds no KL gradient, so its code may carry that many nats for free, more for a longer sentence."""
+    if nats_per_token <= 0:
+        return kl
+    return torch.maximum(kl, nats_per_token * tokens.to(kl.dtype))

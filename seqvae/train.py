@@ -46,7 +46,7 @@ from .prepare import read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl
-from .losses import elbo_loss, kl_weight
+from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
 from .runlock import RunLock
@@ -370,7 +370,10 @@ class Trainer:
         with self._autocast():
             out = (self.ddp or self.model)(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
                                            free_bits=tc.free_bits, mean_rec=tc.mean_rec_weight > 0)
-            loss = elbo_loss(out.rec, out.kl, beta)
+            kl = out.kl
+            if tc.free_nats_per_token > 0:  # each sentence's KL budget by its length (targets: EOS included)
+                kl = length_free_kl(kl, (batch.target != mc.pad_id).sum(1), tc.free_nats_per_token)
+            loss = elbo_loss(out.rec, kl, beta)
             if out.rec_mean is not None:
                 loss = loss + tc.mean_rec_weight * out.rec_mean.mean()
             if tc.bow_weight > 0 or (world > 1 and out.bow is not None):  # DDP waits for every parameter's grad

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from seqvae.config import TrainConfig
+from seqvae.config import ConfigError, RunConfig, TrainConfig
 from seqvae.kernels import gaussian_kl, reparameterize_kl
-from seqvae.losses import elbo_loss, kl_weight
+from seqvae.losses import elbo_loss, kl_weight, length_free_kl
 
 
 def test_logistic_schedule_values():
@@ -56,3 +56,20 @@ def test_free_bits_clamp_on_batch_mean_kl():
     # without free bits: the plain KL
     _, kl0 = reparameterize_kl(mu.detach(), logvar.detach(), backend="torch")
     assert torch.allclose(kl0, gaussian_kl(mu.detach(), logvar.detach()))
+
+
+def test_length_free_kl_gives_each_sentence_a_budget_by_its_length():
+    mu = torch.tensor([[0.5, 0.5], [2.0, 1.0], [3.0, 0.0]], requires_grad=True)
+    logvar = torch.zeros(3, 2)
+    kl = gaussian_kl(mu, logvar)  # 0.25, 2.5, 4.5
+    tokens = torch.tensor([4, 4, 10])
+    out = length_free_kl(kl, tokens, 0.5)  # budgets 2, 2, 5: the first and third sentences are under theirs
+    assert out.tolist() == pytest.approx([2.0, 2.5, 5.0])
+    out.sum().backward()
+    assert mu.grad[0].abs().sum() == 0 and mu.grad[2].abs().sum() == 0  # under budget: no KL gradient
+    assert mu.grad[1].tolist() == pytest.approx([2.0, 1.0])  # over it: the KL's own gradient (d/dmu = mu)
+    assert length_free_kl(kl, tokens, 0.0) is kl  # off
+    with pytest.raises(ConfigError, match="free_nats_per_token must be >= 0"):
+        TrainConfig.from_dict({"free_nats_per_token": -1.0})
+    with pytest.raises(ConfigError, match="free_nats_per_token > 0 needs a VAE"):
+        RunConfig.from_dict({"model": {"latent": False}, "train": {"free_nats_per_token": 1.0}})

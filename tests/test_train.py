@@ -254,6 +254,22 @@ def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(ti
     assert all(torch.equal(a[k], b[k]) for k in a), "the deletions were not replayed on resume"
 
 
+def test_free_nats_per_token_are_wired_into_the_step(tiny_data_dir, tmp_path):
+    """A budget no tiny sentence reaches takes the KL out of the gradient: the same steps as beta = 0; a small
+    one leaves some sentences above theirs and the steps differ."""
+    def weights(out, **train):
+        tr = Trainer(tiny_cfg(kl_schedule="constant", **train), tiny_data_dir, tmp_path / out, device="cpu",
+                     progress=False)
+        for step in range(4):
+            tr.train_step(list(range(16 * step, 16 * step + 16)))
+        return tr.model.state_dict()
+
+    free, zero = weights("free", kl_max=1.0, free_nats_per_token=1000.0), weights("zero", kl_max=0.0)
+    assert all(torch.equal(free[k], zero[k]) for k in free)
+    some = weights("some", kl_max=1.0, free_nats_per_token=0.01)
+    assert not all(torch.equal(some[k], zero[k]) for k in some)
+
+
 def test_init_from_starts_from_the_checkpoint_weights_and_checks_it_fits(tiny_data_dir, tmp_path):
     Trainer(tiny_cfg(max_steps=5), tiny_data_dir, tmp_path / "base", device="cpu", progress=False).fit()
     base, _, _ = checkpoint.load(tmp_path / "base" / "last")
