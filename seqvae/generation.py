@@ -37,9 +37,9 @@ SAMPLE_TOP_P = 0.9
 
 
 def top_p_default(opts: dict) -> dict:
-    """`opts` with SAMPLE_TOP_P when the strategy is top-p and it names no top_p (None counts as not named),
-    and without a strategy of None: what every public decoding entry point (SeqVAE.decode / reconstruct /
-    interpolate / sample, and the CLI) applies before generate, which itself insists on a top_p."""
+    """`opts` with SAMPLE_TOP_P when the strategy is top-p and it names no top_p; a strategy or top_p of None
+    counts as not named and is dropped. Every public decoding entry point (SeqVAE.decode / reconstruct /
+    interpolate / sample, and the CLI) applies it before generate, which itself insists on a top_p."""
     out = {k: v for k, v in opts.items() if v is not None or k not in ("strategy", "top_p")}
     if out.get("strategy") == "top-p":
         out.setdefault("top_p", SAMPLE_TOP_P)
