@@ -55,6 +55,7 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
     "sample T=1": {"strategy": "sample"},
 }
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
+LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, 10**6))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 WORDS_CACHE = "report_words.npz"  # written into the data dir: training word counts and sentence hashes
@@ -98,6 +99,19 @@ def reconstruction_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str,
     return {"bleu": corpus_bleu(hyps, refs),
             "exact": float(np.mean([_norm(h) == _norm(r) for h, r in zip(hyps, refs)])),
             "word_f1": float(np.mean([word_f1(h, r) for h, r in zip(hyps, refs)]))}
+
+
+def scores_by_length(hyps: Sequence[str], refs: Sequence[str]) -> list[dict[str, Any]]:
+    """reconstruction_scores per LENGTH_BUCKETS of the reference's whitespace words (empty buckets left out):
+    a model that keeps a short sentence and only the gist of a long one shows it here."""
+    out = []
+    for lo, hi in LENGTH_BUCKETS:
+        pick = [i for i, r in enumerate(refs) if lo <= len(r.split()) <= hi]
+        if pick:
+            label = f"{lo}-{hi}" if hi < 10**6 else f"{lo}+"
+            out.append({"words": label, "sentences": len(pick),
+                        **reconstruction_scores([hyps[i] for i in pick], [refs[i] for i in pick])})
+    return out
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -241,6 +255,8 @@ def reconstruction(vae: SeqVAE, texts: Sequence[str], mu: torch.Tensor, refined:
         hyps = _decode(vae, z, **opts)
         out[label] = {**reconstruction_scores(hyps, texts),
                       "examples": [{"input": t, "output": h} for t, h in zip(texts[:show], hyps[:show])]}
+        if label == "greedy":
+            out[label]["by_length"] = scores_by_length(hyps, texts)
     return out
 
 
@@ -395,6 +411,11 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
     ref = rep.get("refine")
     for label, r in rep["reconstruction"].items():
         lines.append(f"| {label} | {r['bleu']:.1f} | {100 * r['exact']:.1f}% | {r['word_f1']:.3f} |")
+    by_length = rep["reconstruction"]["greedy"].get("by_length")  # reports written before it have none
+    if by_length:
+        lines += ["", "Greedy from the mean, by the input's length in words: " + "; ".join(
+            f"{b['words']}: BLEU {b['bleu']:.1f}, exact {100 * b['exact']:.1f}% ({b['sentences']})" for b in by_length)
+            + "."]
     if ref:
         lines += ["", f"The refined row decodes codes that are not the posterior mean: from it, {ref['steps']} Adam "
                   f"steps (step {ref['lr']:g}) on log p(x|z) + {ref['weight']:g} log q(z|x) (`SeqVAE.refine`)."]

@@ -24,6 +24,17 @@ def test_bleu_through_our_wrapper():
     assert scores["exact"] == 0.5 and 0.5 < scores["word_f1"] < 1
 
 
+def test_scores_by_length_split_by_the_inputs_words():
+    short = ["a fine film .", "it was dull ."]  # 4 words each
+    long = ["the plot of this film makes no sense at all and the acting is worse ."]  # 16 words
+    hyps = short + ["purple zebras eat quietly on seven ships sailing north under a grey sky ."]
+    rows = quality.scores_by_length(hyps, short + long)
+    assert [(r["words"], r["sentences"]) for r in rows] == [("1-8", 2), ("13-17", 1)]  # empty buckets left out
+    assert rows[0]["bleu"] == pytest.approx(100.0) and rows[0]["exact"] == 1.0
+    assert rows[1]["bleu"] < 5 and rows[1]["exact"] == 0.0
+    assert quality.scores_by_length(["x"] * 1, ["one two three " * 10])[0]["words"] == "18+"
+
+
 def test_diversity_measures():
     same = ["the movie was great ."] * 4
     varied = ["the movie was great .", "a film i hated", "slow plot , fine actors", "never again !"]
@@ -83,6 +94,9 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert 2 <= rep["sentences"] < 1000 and "using all" in rep["note"]
     assert set(rep["reconstruction"]) == {"greedy", "beam 4", "greedy, refined (10 steps)"}
+    by_length = rep["reconstruction"]["greedy"]["by_length"]
+    assert sum(b["sentences"] for b in by_length) == rep["sentences"]
+    assert "by the input's length in words" in (tmp_path / "rep" / "report.md").read_text()
     assert {"bleu_first_vs_a", "inner_judge_ppl"} <= set(rep["interpolation"]["refined"])
     assert {r["prior"] for r in rep["samples"]} == {"standard"} and len(rep["samples"]) == 4
     lat = rep["latent"]
