@@ -48,9 +48,8 @@ def top_p_default(opts: dict) -> dict:
 
 def sampling_defaults(opts: dict) -> dict:
     """Decoding options for prior samples: top_p_default(opts), with SAMPLE_STRATEGY when it names no strategy."""
-    out = {k: v for k, v in opts.items() if v is not None or k != "strategy"}
-    out.setdefault("strategy", SAMPLE_STRATEGY)
-    return top_p_default(out)
+    strategy = opts.get("strategy")
+    return top_p_default({**opts, "strategy": SAMPLE_STRATEGY if strategy is None else strategy})
 
 
 class DecodingError(ValueError):

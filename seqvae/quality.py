@@ -55,7 +55,7 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
     "sample T=1": {"strategy": "sample"},
 }
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
-LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, 10**6))  # words (inclusive): greedy BLEU from mu by length
+LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 WORDS_CACHE = "report_words.npz"  # written into the data dir: training word counts and sentence hashes
@@ -108,7 +108,7 @@ def scores_by_length(hyps: Sequence[str], refs: Sequence[str]) -> list[dict[str,
     for lo, hi in LENGTH_BUCKETS:
         pick = [i for i, r in enumerate(refs) if lo <= len(r.split()) <= hi]
         if pick:
-            label = f"{lo}-{hi}" if hi < 10**6 else f"{lo}+"
+            label = f"{lo}+" if hi == math.inf else f"{lo}-{hi}"
             out.append({"words": label, "sentences": len(pick),
                         **reconstruction_scores([hyps[i] for i in pick], [refs[i] for i in pick])})
     return out
@@ -450,7 +450,8 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
               "", "| prior | decoding | words | judge PPL | x real | invented | copies | distinct-1 | distinct-2 | "
               "self-BLEU | length |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ref_row = rep.get("decoder_reference")  # reports written before it have none
-    for r in rep["samples"] + ([ref_row] if ref_row else []):
+    rows = rep["samples"] + ([ref_row] if ref_row else [])
+    for r in rows:
         inv, cp = r.get("invented_rate"), r.get("copy_rate")
         lines.append(f"| {r['prior']} | {r['strategy']} | {r.get('words', 'any')} | {_f(r.get('judge_ppl'))} | "
                      f"{_f(r.get('ppl_ratio'), '.2f')} | "
@@ -461,7 +462,7 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
                   "the same way. A prior that put its codes where the data's lie would come near it, so the gap "
                   "between a prior's row and it is the prior's share of the disfluency, and what it keeps is the "
                   "decoder's."]
-    for r in rep["samples"] + ([ref_row] if ref_row else []):
+    for r in rows:
         source = f"{r['prior']} prior" if r is not ref_row else "the held-out means (reference)"
         lines += ["", f"{source}, {r['strategy']}, {r.get('words', 'any')} words:"] + \
             [f"- {_md(s)}" for s in r["examples"]]
