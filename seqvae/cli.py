@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
 from .display import format_mi
-from .textcli import add_interpolate, add_reconstruct, add_sample, add_score
+from .textcli import add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -390,7 +390,7 @@ def _cmd_report(args) -> int:
 # ---------------------------------------------------------------------------- main
 # Each entry adds one subcommand; other modules' commands are registered the same way.
 COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, add_sample, add_interpolate, add_reconstruct,
-                           add_score, _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
+                           add_score, add_encode, add_decode, _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,13 @@
-"""`seqvae sample | interpolate | reconstruct | score`: the commands that write or read sentences with a
-checkpoint, their shared decoding options and the bounds that keep a typo from asking for hours or
+"""`seqvae sample | interpolate | reconstruct | score | encode | decode`: the commands that write or read
+sentences with a checkpoint, their shared decoding options and the bounds that keep a typo from asking for hours or
 gigabytes (registered by cli.py; errors reach the user as one line through it).
 
     seqvae sample runs/ptb-vae -n 10 --strategy top-p --top-p 0.9 --seed 0
     seqvae interpolate runs/ptb-vae "a sentence" "another one" --steps 8 --method slerp
     seqvae reconstruct runs/ptb-vae "a sentence" --refine 10     (or `-`: one sentence per stdin line)
     seqvae score runs/ptb-vae "a sentence" --refine 50
+    seqvae encode runs/ptb-vae "a sentence" "another one" --out codes.npy   (codes: a float32 array (N, Z))
+    seqvae decode runs/ptb-vae codes.npy --strategy beam                   (any such array, e.g. edited in numpy)
 """
 
 from __future__ import annotations
@@ -200,4 +202,106 @@ def _cmd_score(args) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print("\n".join(f"{r['nll']:8.2f} nats  {r['ppl']:8.1f} ppl  {r['text']}" for r in rows))
+    return 0
+
+
+def add_encode(sub) -> None:
+    p = sub.add_parser("encode", help="sentences to codes: the posterior means (N, Z) as a float32 .npy file that "
+                                      "`seqvae decode` and numpy read")
+    p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences; none or '-' reads one per line from stdin")
+    p.add_argument("--out", help="write the codes here (a .npy file, replaced atomically)")
+    _add_refine_arg(p, "write refined codes instead of the posterior means")
+    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--json", action="store_true", dest="as_json",
+                   help="print each sentence's code, mu and logvar as JSON (with or without --out)")
+    p.set_defaults(func=_cmd_encode)
+
+
+def _cmd_encode(args) -> int:
+    import io
+
+    import numpy as np
+
+    from . import atomic
+    from .api import SeqVAE
+
+    if not args.out and not args.as_json:
+        raise ConfigError("encode: give --out FILE.npy, --json, or both")
+    if args.out and not args.out.endswith(".npy"):
+        raise ConfigError(f"encode: --out {args.out}: the codes are written as a .npy file; end the name in .npy")
+    if args.refine < 0:
+        raise ConfigError("--refine must be >= 0")
+    out = atomic.check_file_path(args.out) if args.out else None  # before the work
+    texts = _input_texts(args.texts, "encode")
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    post = vae.encode(texts) if args.as_json or not args.refine else None
+    codes = (vae.refine(texts, steps=args.refine) if args.refine else post.mean).float().cpu().numpy()
+    if out is not None:
+        buf = io.BytesIO()
+        np.save(buf, codes)
+        atomic.write_bytes(out, buf.getvalue())
+    if args.as_json:
+        mu, logvar = post.mean.float().cpu().tolist(), post.logvar.float().cpu().tolist()
+        print(json.dumps([{"text": t, "code": c, "mu": m, "logvar": v}
+                          for t, c, m, v in zip(texts, codes.tolist(), mu, logvar)]))
+    else:
+        what = f"codes refined in {args.refine} steps" if args.refine else "posterior means"
+        print(f"{out}: {len(texts)} {what} of dimension {codes.shape[1]} (float32)")
+    return 0
+
+
+def add_decode(sub) -> None:
+    p = sub.add_parser("decode", help="codes to sentences: each row of a .npy array (N, Z) or (Z,), e.g. from "
+                                      "`seqvae encode`, decoded")
+    _add_decoding_args(p, "greedy")
+    p.add_argument("codes", help="a .npy file of float codes, one per row")
+    p.set_defaults(func=_cmd_decode)
+
+
+def _read_codes(path: str, latent_dim: int):
+    """(N, Z) float32 tensor from a .npy file; anything else is a ConfigError naming what is wrong."""
+    import numpy as np
+    import torch
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+            f.seek(0)
+            arr = np.load(f, allow_pickle=False) if magic == b"\x93NUMPY" else None  # the format's magic string
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a .npy file") from None
+    except (ValueError, OSError, EOFError) as e:  # a damaged or cut file, or an array of Python objects
+        raise ConfigError(f"{path}: unreadable .npy file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+    if arr is None:
+        raise ConfigError(f"{path}: not a .npy file (write codes with np.save or `seqvae encode --out`)")
+    if arr.dtype.kind not in "fiu":
+        raise ConfigError(f"{path}: codes must be numbers, got dtype {arr.dtype}")
+    shape, arr = arr.shape, arr[None, :] if arr.ndim == 1 else arr
+    if arr.ndim != 2 or arr.shape[1] != latent_dim or arr.shape[0] < 1:
+        raise ConfigError(f"{path}: expected codes of shape (N, {latent_dim}) or ({latent_dim},) with N >= 1, got {shape}")
+    _check_size("codes", arr.shape[0], 1, MAX_SAMPLES)
+    codes = torch.from_numpy(arr.astype(np.float32))
+    bad = (~torch.isfinite(codes)).any(1).nonzero()
+    if len(bad):
+        raise ConfigError(f"{path}: row {int(bad[0])} is not finite (nan or inf)")
+    return codes
+
+
+def _cmd_decode(args) -> int:
+    from .api import SeqVAE
+
+    opts = _decoding_opts(args)  # checked before the model loads
+    vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    if not vae.latent:
+        raise ConfigError(f"{args.checkpoint}: a language model has no latent space to decode from")
+    texts = vae.decode(_read_codes(args.codes, vae.latent_dim).to(vae.device), **opts)
+    if args.as_json:
+        print(json.dumps({"checkpoint": args.checkpoint, "codes": args.codes, **_shown_opts(vae, args),
+                          "texts": texts}, indent=2))
+    else:
+        print("\n".join(texts))
     return 0

@@ -182,22 +182,60 @@ def _corrupt(ckpt, tmp_path, how):
     (["score", "{ckpt}", "the movie", "  "], None, "sentence 1 is empty"),
     (["score", "{ckpt}", "the movie", "--samples", "0"], None, "--samples must be >= 1"),
     (["score", "{ckpt}", "the movie", "--refine", "-2"], None, "--refine >= 0"),
+    (["encode", "{ckpt}", "the movie"], None, "give --out FILE.npy, --json, or both"),
+    (["encode", "{ckpt}", "the movie", "--out", "{tmp}/codes.txt"], None, "end the name in .npy"),
+    (["encode", "{ckpt}", "the movie", "  ", "--out", "{tmp}/codes.npy"], None, "sentence 1 is empty"),
+    (["encode", "{ckpt}", "-", "--json"], b"", "encode: no sentences on stdin"),
+    (["encode", "{ckpt}", "the movie", "--json", "--refine", "-1"], None, "--refine must be >= 0"),
+    (["decode", "{ckpt}", "{tmp}/missing.npy"], None, "missing.npy: no such file"),
+    (["decode", "{ckpt}", "{tmp}"], None, "a directory, not a .npy file"),
+    (["decode", "{ckpt}", "{ckpt}/config.json"], None, "not a .npy file"),
+    (["decode", "{ckpt}", "{codes_cut}"], None, "unreadable .npy file"),
+    (["decode", "{ckpt}", "{codes_objects}"], None, "unreadable .npy file"),
+    (["decode", "{ckpt}", "{codes_width}"], None, "expected codes of shape (N, 4) or (4,) with N >= 1, got (2, 5)"),
+    (["decode", "{ckpt}", "{codes_empty}"], None, "got (0, 4)"),
+    (["decode", "{ckpt}", "{codes_3d}"], None, "got (1, 2, 4)"),
+    (["decode", "{ckpt}", "{codes_row}"], None, "got (5,)"),
+    (["decode", "{ckpt}", "{codes_nan}"], None, "row 1 is not finite"),
+    (["decode", "{ckpt}", "{codes_text}"], None, "codes must be numbers"),
+    (["decode", "{ckpt}", "{codes_good}", "--max-len", "0"], None, "--max-len must be between 1"),
 ])
 def test_bad_input_sweep(tiny_vae_ckpt, tmp_path, capsys, monkeypatch, argv, stdin, pattern):
     """Each bad input of docs/faults.md: one line on stderr, exit 2, nothing on stdout."""
     import io
 
-    names = {"ckpt": tiny_vae_ckpt}
+    names = {"ckpt": str(tiny_vae_ckpt), "tmp": str(tmp_path)}
     for how in ("truncated", "bad-json", "sizes", "no-tokenizer"):
         if "{" + how + "}" in argv:
-            names[how] = _corrupt(tiny_vae_ckpt, tmp_path, how)
+            names[how] = str(_corrupt(tiny_vae_ckpt, tmp_path, how))
+    for arg in argv:
+        if arg.startswith("{codes_"):
+            names[arg.strip("{}")] = str(_bad_codes(tmp_path, arg.strip("{}").removeprefix("codes_")))
     if stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
     before = sorted(p.name for p in tiny_vae_ckpt.iterdir())
-    code, out, err = run(capsys, *[names.get(a.strip("{}"), a) if a.startswith("{") else a for a in argv])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, *[a.format(**names) if a.startswith("{") else a for a in argv])
     assert_one_line_error(code, err, pattern)
     assert out == ""
     assert sorted(p.name for p in tiny_vae_ckpt.iterdir()) == before  # nothing written beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == files  # nor a partial output file
+
+
+def _bad_codes(tmp_path, how):
+    """A .npy file of codes for the tiny VAE (Z = 4) that `seqvae decode` must refuse (or accept: good)."""
+    import numpy as np
+
+    path = tmp_path / f"{how}.npy"
+    arrays = {"good": np.zeros((2, 4), np.float32), "width": np.zeros((2, 5)), "empty": np.zeros((0, 4)),
+              "3d": np.zeros((1, 2, 4)), "row": np.zeros(5), "nan": np.array([[0.0] * 4, [0.0, np.inf, 0.0, 0.0]]),
+              "text": np.array(["a", "b", "c", "d"]), "objects": np.array([{"a": 1}], dtype=object)}
+    if how == "cut":
+        np.save(path, np.zeros((8, 4)))
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        np.save(path, arrays[how], allow_pickle=how == "objects")
+    return path
 
 
 def test_a_long_line_is_cut_not_refused(tiny_vae_ckpt, capsys, monkeypatch):
@@ -261,3 +299,47 @@ def test_score(tiny_vae_ckpt, tiny_lm_ckpt, texts, capsys, monkeypatch):
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2 and lines[1].endswith(texts[1])
     assert float(lines[0].split()[0]) == pytest.approx(float(lm[0]), abs=0.01)
+
+
+def test_encode_then_decode(tiny_vae_ckpt, tiny_lm_ckpt, texts, tmp_path, capsys, monkeypatch):
+    """encode writes the API's posterior means (or refined codes) as a float32 .npy, replacing a file
+    atomically; decode turns any such array, edited or not, into the API's sentences."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from seqvae import SeqVAE
+
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    out = tmp_path / "codes.npy"
+    out.write_bytes(b"old")
+    code, printed, _ = run(capsys, "encode", tiny_vae_ckpt, *texts[:3], "--out", out)
+    codes = np.load(out)
+    assert code == 0 and printed.startswith(f"{out}: 3 posterior means of dimension 4")
+    assert codes.dtype == np.float32 and codes.shape == (3, 4)
+    np.testing.assert_allclose(codes, vae.encode(texts[:3]).mean.numpy(), rtol=1e-6, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == ["codes.npy"]  # no temporary file left
+
+    code, printed, _ = run(capsys, "decode", tiny_vae_ckpt, out)
+    assert code == 0 and printed.splitlines() == vae.reconstruct(texts[:3])
+    np.save(tmp_path / "mid.npy", codes[:2].mean(0))  # one code (Z,), made in numpy
+    code, printed, _ = run(capsys, "decode", tiny_vae_ckpt, tmp_path / "mid.npy", "--strategy", "top-p", "--seed", 3,
+                           "--json")
+    shown = json.loads(printed)
+    want = vae.decode(torch.from_numpy(codes[:2].mean(0, keepdims=True)), strategy="top-p", seed=3)
+    assert code == 0 and shown["texts"] == want and shown["top_p"] == 0.9
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(texts[:2]).encode())))
+    code, printed, _ = run(capsys, "encode", tiny_vae_ckpt, "--json", "--refine", 3)
+    rows, post = json.loads(printed), vae.encode(texts[:2])
+    assert code == 0 and [r["text"] for r in rows] == texts[:2]
+    np.testing.assert_allclose([r["code"] for r in rows], vae.refine(texts[:2], steps=3).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([r["mu"] for r in rows], post.mean.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose([r["logvar"] for r in rows], post.logvar.numpy(), rtol=1e-6, atol=1e-6)
+
+    code, _, err = run(capsys, "encode", tiny_lm_ckpt, texts[0], "--out", tmp_path / "lm.npy")
+    assert_one_line_error(code, err, "needs a latent space")
+    code, _, err = run(capsys, "decode", tiny_lm_ckpt, out)
+    assert_one_line_error(code, err, "a language model has no latent space")
+    assert not (tmp_path / "lm.npy").exists()
