@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
 from .display import format_mi
-from .textcli import add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score
+from .textcli import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, add_decode, add_encode, add_interpolate,
+                      add_reconstruct, add_sample, add_score, check_size)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -217,6 +218,8 @@ def _cmd_evaluate(args) -> int:
 
     if args.batch_size < 1 or args.samples < 0 or args.max_sentences < 0 or args.refine < 0:
         raise ConfigError("--batch-size must be >= 1, --samples, --refine and --max-sentences >= 0")
+    check_size("--samples", args.samples, 0, MAX_IW_SAMPLES)
+    check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     if args.refine and not args.samples:
         raise ConfigError("--refine fits proposals for importance sampling: it needs --samples >= 1")
     device = resolve_device(args.device)
@@ -357,6 +360,9 @@ def _cmd_report(args) -> int:
         raise ConfigError("-n must be >= 2")
     if args.samples < 1 or args.iw_samples < 1 or (args.iw_refine or 0) < 0:  # before anything is loaded
         raise ConfigError("--samples and --iw-samples must be >= 1, --iw-refine >= 0")
+    check_size("--samples", args.samples, 1, MAX_SAMPLES)
+    check_size("--iw-samples", args.iw_samples, 1, MAX_IW_SAMPLES)
+    check_size("--iw-refine", args.iw_refine or 0, 0, MAX_REFINE_STEPS)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     if not vae.latent:
         raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")

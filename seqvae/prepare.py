@@ -274,7 +274,10 @@ def format_stats(meta: dict[str, Any], seconds: float | None = None, out: Path |
     """A small table of the per-split statistics in `meta`."""
     head = f"{'split':<6} {'sentences':>10} {'tokens':>11} {'reviews':>8} {'mean':>6} {'max':>4} {'unk%':>7} " \
            f"{'short':>7} {'long':>7} {'dup':>7} {'in-train':>9}"
-    lines = [f"{meta['dataset']}: {meta['tokenizer']} tokenizer, vocab {meta['vocab_size']:,}"
+    asked = meta.get("data_config", {}).get("vocab_size", 0)
+    fewer = f" (asked {asked:,}: the corpus has no more pieces)" \
+        if meta["tokenizer"] == "sentencepiece" and meta["vocab_size"] < asked else ""
+    lines = [f"{meta['dataset']}: {meta['tokenizer']} tokenizer, vocab {meta['vocab_size']:,}{fewer}"
              + (f", {seconds:.1f} s" if seconds is not None else "") + (f" -> {out}" if out else ""), head]
     for name, s in meta["stats"].items():
         lines.append(f"{name:<6} {s['sentences']:>10,} {s['tokens']:>11,} {s['reviews']:>8,} {s['mean_tokens']:>6.1f} "

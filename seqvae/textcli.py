@@ -51,9 +51,11 @@ MAX_PATH_STEPS = 10_000  # interpolate --steps
 MAX_LEN = 1_024          # --max-len (the model never saw sentences a tenth as long)
 MAX_BEAMS = 256          # --num-beams
 MAX_CANDIDATES = 256     # --candidates
+MAX_IW_SAMPLES = 10_000  # importance samples per sentence (score, evaluate, report): all k x Z noise is drawn at once
+MAX_REFINE_STEPS = 10_000  # --refine and the like: each step is a decoder pass over the batch
 
 
-def _check_size(flag: str, value: int, low: int, high: int) -> None:
+def check_size(flag: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ConfigError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
 
@@ -61,9 +63,9 @@ def _check_size(flag: str, value: int, low: int, high: int) -> None:
 def _decoding_opts(args) -> dict[str, Any]:
     from .generation import top_p_default
 
-    _check_size("--max-len", args.max_len, 1, MAX_LEN)
-    _check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
-    _check_size("--candidates", args.candidates, 1, MAX_CANDIDATES)
+    check_size("--max-len", args.max_len, 1, MAX_LEN)
+    check_size("--num-beams", args.num_beams, 1, MAX_BEAMS)
+    check_size("--candidates", args.candidates, 1, MAX_CANDIDATES)
     # --top-p left out: the prior samples' rule (0.9 for top-p), on every command; else off
     top_p = top_p_default({"strategy": args.strategy, "top_p": args.top_p}).get("top_p", 1.0)
     return {"strategy": args.strategy, "max_len": args.max_len, "temperature": args.temperature,
@@ -92,7 +94,7 @@ def add_sample(sub) -> None:
 def _cmd_sample(args) -> int:
     from .api import SeqVAE
 
-    _check_size("-n", args.n, 1, MAX_SAMPLES)
+    check_size("-n", args.n, 1, MAX_SAMPLES)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     texts = vae.sample(args.n, prior=args.prior, **_decoding_opts(args))
     if args.as_json:
@@ -118,7 +120,8 @@ def add_interpolate(sub) -> None:
 def _cmd_interpolate(args) -> int:
     from .api import SeqVAE
 
-    _check_size("--steps", args.steps, 2, MAX_PATH_STEPS)
+    check_size("--steps", args.steps, 2, MAX_PATH_STEPS)
+    check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     _, texts = vae.interpolate(args.a, args.b, steps=args.steps, method=args.method, refine=args.refine,
                                **_decoding_opts(args))
@@ -161,6 +164,7 @@ def _input_texts(texts: list[str], command: str) -> list[str]:
 def _cmd_reconstruct(args) -> int:
     from .api import SeqVAE
 
+    check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     texts = _input_texts(args.texts, "reconstruct")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     outs = vae.reconstruct(texts, refine=args.refine, **_decoding_opts(args))
@@ -191,8 +195,8 @@ def _cmd_score(args) -> int:
 
     from .api import SeqVAE
 
-    if args.samples < 1 or args.refine < 0:
-        raise ConfigError("--samples must be >= 1, --refine >= 0")
+    check_size("--samples", args.samples, 1, MAX_IW_SAMPLES)
+    check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     texts = _input_texts(args.texts, "score")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     nll = vae.score(texts, samples=args.samples, refine=args.refine, seed=args.seed).tolist()
@@ -230,8 +234,7 @@ def _cmd_encode(args) -> int:
         raise ConfigError("encode: give --out FILE.npy, --json, or both")
     if args.out and not args.out.endswith(".npy"):
         raise ConfigError(f"encode: --out {args.out}: the codes are written as a .npy file; end the name in .npy")
-    if args.refine < 0:
-        raise ConfigError("--refine must be >= 0")
+    check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     out = atomic.check_file_path(args.out) if args.out else None  # before the work
     texts = _input_texts(args.texts, "encode")
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
@@ -283,7 +286,7 @@ def _read_codes(path: str, latent_dim: int):
     shape, arr = arr.shape, arr[None, :] if arr.ndim == 1 else arr
     if arr.ndim != 2 or arr.shape[1] != latent_dim or arr.shape[0] < 1:
         raise ConfigError(f"{path}: expected codes of shape (N, {latent_dim}) or ({latent_dim},) with N >= 1, got {shape}")
-    _check_size("codes", arr.shape[0], 1, MAX_SAMPLES)
+    check_size("codes", arr.shape[0], 1, MAX_SAMPLES)
     codes = torch.from_numpy(arr.astype(np.float32))
     bad = (~torch.isfinite(codes)).any(1).nonzero()
     if len(bad):

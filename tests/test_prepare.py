@@ -316,3 +316,15 @@ def test_prepare_command_runs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train" in err and "vocab 13" in err  # the statistics table
     assert read_meta(tmp_path / "o")["data_config"]["data_root"] == str(root)
+
+
+def test_the_stats_line_says_when_the_vocabulary_is_smaller_than_asked(imdb):
+    """sentencepiece gives a small corpus fewer pieces than asked (hard_vocab_limit=False): said, not silent."""
+    from seqvae.prepare import format_stats
+
+    meta = read_meta(imdb[1])
+    small = {**meta, "vocab_size": 50, "data_config": {**meta["data_config"], "vocab_size": 8000}}
+    assert "vocab 50 (asked 8,000: the corpus has no more pieces)" in format_stats(small).splitlines()[0]
+    exact = {**meta, "data_config": {**meta["data_config"], "vocab_size": meta["vocab_size"]}}
+    assert "asked" not in format_stats(exact)
+    assert "asked" not in format_stats({**small, "tokenizer": "word"})  # PTB's word vocabulary is kept whole
