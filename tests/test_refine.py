@@ -61,7 +61,7 @@ def test_cli_refine(tiny_vae_ckpt, texts, capsys, one_line):
     assert main(["reconstruct", str(tiny_vae_ckpt), texts[0], "--refine", "5"]) == 0
     assert capsys.readouterr().out.strip() == SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu").reconstruct(
         texts[:1], refine=5)[0]
-    one_line(["reconstruct", tiny_vae_ckpt, texts[0], "--refine", "-3"], "refine steps must be >= 0")
+    one_line(["reconstruct", tiny_vae_ckpt, texts[0], "--refine", "-3"], "--refine must be between 0 and 10,000, got -3")
 
 
 def _peaked_model(seed: int = 0):
