@@ -216,8 +216,8 @@ def _cmd_evaluate(args) -> int:
     from .data import SentenceDataset
     from .metrics import evaluate
 
-    if args.batch_size < 1 or args.samples < 0 or args.max_sentences < 0 or args.refine < 0:
-        raise ConfigError("--batch-size must be >= 1, --samples, --refine and --max-sentences >= 0")
+    if args.batch_size < 1 or args.max_sentences < 0:
+        raise ConfigError("--batch-size must be >= 1, --max-sentences >= 0")
     check_size("--samples", args.samples, 0, MAX_IW_SAMPLES)
     check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     if args.refine and not args.samples:
@@ -358,9 +358,7 @@ def _cmd_report(args) -> int:
 
     if args.n < 2:
         raise ConfigError("-n must be >= 2")
-    if args.samples < 1 or args.iw_samples < 1 or (args.iw_refine or 0) < 0:  # before anything is loaded
-        raise ConfigError("--samples and --iw-samples must be >= 1, --iw-refine >= 0")
-    check_size("--samples", args.samples, 1, MAX_SAMPLES)
+    check_size("--samples", args.samples, 1, MAX_SAMPLES)  # before anything is loaded
     check_size("--iw-samples", args.iw_samples, 1, MAX_IW_SAMPLES)
     check_size("--iw-refine", args.iw_refine or 0, 0, MAX_REFINE_STEPS)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
@@ -396,7 +394,8 @@ def _cmd_report(args) -> int:
 # ---------------------------------------------------------------------------- main
 # Each entry adds one subcommand; other modules' commands are registered the same way.
 COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, add_sample, add_interpolate, add_reconstruct,
-                           add_score, add_encode, add_decode, _add_fit_prior, _add_words, _add_report, _add_classify, _add_steer]
+                           add_score, add_encode, add_decode, _add_fit_prior, _add_words, _add_report, _add_classify,
+                           _add_steer]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """`seqvae sample | interpolate | reconstruct | score | encode | decode`: the commands that write or read
-sentences with a checkpoint, their shared decoding options and the bounds that keep a typo from asking for hours or
-gigabytes (registered by cli.py; errors reach the user as one line through it).
+sentences with a checkpoint, their shared decoding options and the bounds that keep a typo from asking for
+hours or gigabytes (registered by cli.py; errors reach the user as one line through it).
 
     seqvae sample runs/ptb-vae -n 10 --strategy top-p --top-p 0.9 --seed 0
     seqvae interpolate runs/ptb-vae "a sentence" "another one" --steps 8 --method slerp
@@ -285,7 +285,8 @@ def _read_codes(path: str, latent_dim: int):
         raise ConfigError(f"{path}: codes must be numbers, got dtype {arr.dtype}")
     shape, arr = arr.shape, arr[None, :] if arr.ndim == 1 else arr
     if arr.ndim != 2 or arr.shape[1] != latent_dim or arr.shape[0] < 1:
-        raise ConfigError(f"{path}: expected codes of shape (N, {latent_dim}) or ({latent_dim},) with N >= 1, got {shape}")
+        raise ConfigError(f"{path}: expected codes of shape (N, {latent_dim}) or ({latent_dim},) with N >= 1, "
+                          f"got {shape}")
     check_size("codes", arr.shape[0], 1, MAX_SAMPLES)
     codes = torch.from_numpy(arr.astype(np.float32))
     bad = (~torch.isfinite(codes)).any(1).nonzero()
