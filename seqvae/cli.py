@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
-from .display import format_mi
+from .display import format_mi, one_line
 from .textcli import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, add_decode, add_encode, add_interpolate,
                       add_reconstruct, add_sample, add_score, check_size)
 
@@ -429,8 +429,7 @@ def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
     try:
         return int(run() or 0)
     except user_errors() as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"{prog}: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

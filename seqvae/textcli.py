@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from .config import ConfigError
+from .display import one_line
 
 
 def _add_decoding_args(p, default_strategy: str) -> None:
@@ -223,8 +224,6 @@ def add_encode(sub) -> None:
 
 
 def _cmd_encode(args) -> int:
-    import io
-
     import numpy as np
 
     from . import atomic
@@ -241,9 +240,7 @@ def _cmd_encode(args) -> int:
     post = vae.encode(texts) if args.as_json or not args.refine else None
     codes = (vae.refine(texts, steps=args.refine) if args.refine else post.mean).float().cpu().numpy()
     if out is not None:
-        buf = io.BytesIO()
-        np.save(buf, codes)
-        atomic.write_bytes(out, buf.getvalue())
+        atomic.write_with(out, lambda tmp: np.save(tmp, codes))  # tmp ends in .npy: np.save adds no suffix
     if args.as_json:
         mu, logvar = post.mean.float().cpu().tolist(), post.logvar.float().cpu().tolist()
         print(json.dumps([{"text": t, "code": c, "mu": m, "logvar": v}
@@ -277,8 +274,7 @@ def _read_codes(path: str, latent_dim: int):
     except IsADirectoryError:
         raise ConfigError(f"{path}: a directory, not a .npy file") from None
     except (ValueError, OSError, EOFError) as e:  # a damaged or cut file, or an array of Python objects
-        raise ConfigError(f"{path}: unreadable .npy file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
-            from None
+        raise ConfigError(f"{path}: unreadable .npy file ({one_line(e)})") from None
     if arr is None:
         raise ConfigError(f"{path}: not a .npy file (write codes with np.save or `seqvae encode --out`)")
     if arr.dtype.kind not in "fiu":
