@@ -77,22 +77,38 @@ class _JSONMixin:
 
 @dataclass
 class DataConfig(_JSONMixin):
-    dataset: str = "imdb"          # "imdb" or "ptb"
+    dataset: str = "imdb"          # "imdb", "ptb", or "text": your own files (train_file, valid_file, test_file)
     source: str = "local"          # "local": files under data_root; "hub": datasets' hub name (needs network)
-    data_root: str = "../shared/data"  # folder with imdb/*.jsonl.gz and ptb/ptb.*.txt
+    data_root: str = "../shared/data"  # folder with imdb/*.jsonl.gz and ptb/ptb.*.txt (not used by "text")
+    train_file: str = ""           # "text": UTF-8 file, one sentence (or document, see text_unit) per line
+    valid_file: str = ""           # "text": the same for validation; "" = hold out valid_reviews train lines
+    test_file: str = ""            # "text": the same for test; "" = hold out valid_reviews train lines
+    text_unit: str = "line"        # "text": "line" = a line is a sentence; "document" = split each line into sentences
     tokenizer: str = "auto"        # "sentencepiece", "word" (whitespace vocabulary), "auto": word for PTB, sp otherwise
     vocab_size: int = 8000         # sentencepiece vocabulary size (special ids included)
     sp_model_type: str = "unigram"  # sentencepiece model type: unigram or bpe
     min_tokens: int = 4            # drop sentences shorter than this many tokens (without BOS/EOS)
     max_tokens: int = 60           # drop sentences longer than this
-    valid_reviews: int = 1000      # IMDB: train reviews held out (whole reviews) for validation
+    valid_reviews: int = 1000      # IMDB: train reviews held out (whole reviews) for validation; "text": train
+                                   # lines held out for each of valid and test given no file (at most a tenth each)
     max_sentences: int = 0         # cap on train sentences after shuffling (0 = all); for quick runs
     dedup: bool = True             # drop exact duplicate sentences within a split
     seed: int = 0                  # shuffling and held-out selection
 
     def validate(self) -> None:
-        if self.dataset not in ("imdb", "ptb"):
-            raise ConfigError(f"dataset must be 'imdb' or 'ptb', got {self.dataset!r}")
+        if self.dataset not in ("imdb", "ptb", "text"):
+            raise ConfigError(f"dataset must be 'imdb', 'ptb' or 'text', got {self.dataset!r}")
+        files = [f for f in ("train_file", "valid_file", "test_file") if getattr(self, f)]
+        if self.dataset == "text":
+            if not self.train_file:
+                raise ConfigError("dataset 'text' needs train_file (--train FILE)")
+            if self.source != "local":
+                raise ConfigError("dataset 'text' reads local files: source must be 'local'")
+        elif files:
+            flags = ", ".join(f"{f} (--{f.split('_')[0]})" for f in files)
+            raise ConfigError(f"{flags}: only for dataset 'text', not {self.dataset!r}")
+        if self.text_unit not in ("line", "document"):
+            raise ConfigError(f"text_unit must be 'line' or 'document', got {self.text_unit!r}")
         if self.source not in ("local", "hub"):
             raise ConfigError(f"source must be 'local' or 'hub', got {self.source!r}")
         if self.tokenizer not in ("auto", "sentencepiece", "word"):

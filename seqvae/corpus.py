@@ -2,9 +2,11 @@
 
     ds = load_imdb("train")          # datasets.Dataset with `text`, `label` (-1 = unlabelled)
     ds = load_ptb("valid")           # datasets.Dataset with `text`, one sentence per row
+    ds = load_text("my/train.txt")   # a user's own file: one sentence (or one document) per line
 
 Local files live under a data root (`resolve_data_root`): imdb/{train,test,unsup}.jsonl.gz and
-ptb/ptb.{train,valid,test}.txt; source="hub" asks the Hugging Face hub instead. Every problem with
+ptb/ptb.{train,valid,test}.txt; source="hub" asks the Hugging Face hub instead. A user's text
+files are named directly. Every problem with
 the input is a one-line DataError. Turning the rows into a prepared data dir is seqvae.prepare's job.
 """
 
@@ -123,11 +125,25 @@ def load_ptb(split: str, source: str = "local", data_root: str | Path = DataConf
 
 
 PTB_MAX_LINE = 10_000  # bytes per line of a PTB file: its longest sentence is under 1,000
+DOCUMENT_MAX_LINE = 1_000_000  # bytes per line of a text file of documents (IMDB's longest review: 14,000)
+TEXT_UNITS = ("line", "document")
 
 
-def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE) -> None:
-    """A file of one sentence per line (PTB): UTF-8, no NUL, lines of at most `max_line` bytes, not empty.
-    Each problem is a one-line DataError naming the line, before anything reads the file for real."""
+def load_text(path: str | Path, unit: str = "line", cache_dir: str | None = None):
+    """A user's UTF-8 text file as a datasets.Dataset with a `text` column, one row per line (blank
+    lines included: callers skip them, so row i is line i + 1). unit="line": each line is one sentence
+    (at most 10,000 bytes); "document": each line is a document to split into sentences (1,000,000)."""
+    if unit not in TEXT_UNITS:
+        raise DataError(f"unit must be one of {', '.join(TEXT_UNITS)}, got {unit!r}")
+    path = Path(path).expanduser()
+    _check_line_file(path, PTB_MAX_LINE if unit == "line" else DOCUMENT_MAX_LINE, unit="sentence"
+                     if unit == "line" else "document")
+    return _check_rows(_load("text", str(path), data_files=path, cache_dir=cache_dir), str(path), ("text",))
+
+
+def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE, unit: str = "sentence") -> None:
+    """A file of one sentence (or document) per line: UTF-8, no NUL, lines of at most `max_line` bytes,
+    not empty. Each problem is a one-line DataError naming the line, before anything reads the file."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     data = path.read_bytes()
@@ -142,7 +158,7 @@ def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE) -> None:
         raise DataError(f"{path}: line {_line_of(data, nul)} contains a NUL byte (a binary file?)")
     for n, line in enumerate(data.split(b"\n"), 1):
         if len(line) > max_line:
-            raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one sentence here "
+            raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one {unit} here "
                             f"(at most {max_line:,} bytes)")
 
 

@@ -1,7 +1,7 @@
 """A prepared data dir: building it from a raw corpus (`prepare`), reading it back (`read_meta`,
 `load_split`), and the `seqvae prepare` command line (`add_prepare_args`, `run_prepare`).
 
-    reviews ──review_to_sentences──► sentences (seqvae.sentences)
+    reviews (or a user's lines) ──review_to_sentences──► sentences (seqvae.sentences)
             ──tokenizer──► ids ──length filter, dedup──► {train,valid,test}.npz + meta.json
 
 The raw corpora are read by seqvae.corpus (load_imdb, load_ptb).
@@ -10,7 +10,7 @@ A prepared data dir holds:
     tokenizer.model | vocab.txt   the tokenizer (see seqvae.tokenizer)
     {train,valid,test}.npz        ids int32 (all sentences back to back, no BOS/EOS),
                                   offsets int64 (N+1; sentence i = ids[offsets[i]:offsets[i+1]]),
-                                  review int64 (row of the source file; PTB: line number),
+                                  review int64 (row of the source file; PTB, text: line number - 1),
                                   origin int8 (ORIGINS), label int8 (-1 = unlabelled)
     meta.json                     format, dataset, tokenizer kind, vocab size, special ids,
                                   data_config, stats per split
@@ -19,6 +19,7 @@ It is written to a temporary sibling dir and renamed into place only when comple
 
 Command line (`seqvae prepare`, through `add_prepare_args`/`run_prepare`):
     seqvae prepare --dataset imdb --out data/imdb
+    seqvae prepare --dataset text --train my/train.txt --out data/mine    # your own sentences, one per line
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ import numpy as np
 
 from . import atomic
 from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json
-from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, resolve_data_root
+from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
 from .sentences import review_to_sentences
 from .tokenizer import Tokenizer, build_word_tokenizer, train_sentencepiece
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
-ORIGINS = {"imdb_train": 0, "imdb_unsup": 1, "imdb_test": 2, "ptb": 3}  # the `origin` column
+ORIGINS = {"imdb_train": 0, "imdb_unsup": 1, "imdb_test": 2, "ptb": 3, "text": 4}  # the `origin` column
 META_FILE = "meta.json"
 SAMPLES_FILE = "samples.txt"
 
@@ -61,6 +62,7 @@ class _Split:
         self.reviews = 0            # source rows read into this split
         self.raw = 0                # sentences before any filtering
         self.dropped = {"short": 0, "long": 0, "dup": 0, "cap": 0, "in_train": 0}
+        self.notes: list[str] = []  # what the user should know about how this split was made
 
     def add(self, sentence: str, review: int, origin: int, label: int, dedup: bool,
             exclude: set[str] | None = None) -> None:
@@ -148,6 +150,48 @@ def _collect_ptb(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spli
     return splits
 
 
+def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Split]:
+    """A user's files: each non-blank line a sentence (text_unit "line", whitespace runs made one space) or a
+    document split into sentences ("document"). Valid and test are their files, or else whole train lines held
+    out (valid_reviews each, at most a tenth of the lines, which the split's notes then say). Deduplicated as
+    IMDB is: within each split, and no valid or test sentence that train has."""
+    files = {"train": cfg.train_file, "valid": cfg.valid_file, "test": cfg.test_file}
+    lines = {name: [(i, t) for i, t in enumerate(load_text(f, cfg.text_unit)["text"]) if t.strip()]
+             for name, f in files.items() if f}
+    if not lines["train"]:
+        raise DataError(f"{cfg.train_file}: no line has text")
+    rng = np.random.default_rng(cfg.seed)
+    train = [lines["train"][i] for i in rng.permutation(len(lines["train"]))]
+    missing = [name for name in ("valid", "test") if name not in lines]
+    held, note = max(1, min(cfg.valid_reviews, len(train) // 10)), ""
+    if missing:
+        if cfg.valid_reviews < 1 or len(train) < 10:
+            raise DataError(f"{cfg.train_file}: cannot hold out {' and '.join(missing)} lines from "
+                            f"{len(train)} line(s) with valid_reviews {cfg.valid_reviews} "
+                            f"(give --{' and --'.join(missing)} FILE)")
+        if held < cfg.valid_reviews:
+            note = (f"held out {held:,} train lines, not {cfg.valid_reviews:,}: at most a tenth of the file's "
+                    f"{len(train):,} lines")
+        for name in missing:
+            lines[name], train = train[:held], train[held:]
+    lines["train"] = train
+    splits: dict[str, _Split] = {}
+    in_train: set[str] | None = None
+    for name in SPLITS:  # train first
+        sp = splits[name] = _Split(name)
+        if name in missing and note:
+            sp.notes.append(note)
+        for row, text in _progress(lines[name], progress, f"split {name}"):
+            for sent in [" ".join(text.split())] if cfg.text_unit == "line" else review_to_sentences(text):
+                sp.add(sent, row, ORIGINS["text"], -1, cfg.dedup, exclude=in_train)
+            sp.reviews += 1
+        if name == "train" and cfg.dedup:
+            in_train = sp.seen
+        else:
+            sp.seen.clear()
+    return splits
+
+
 def _build_tokenizer(cfg: DataConfig, train_sentences: list[str], progress: bool) -> Tokenizer:
     kind = cfg.tokenizer if cfg.tokenizer != "auto" else ("word" if cfg.dataset == "ptb" else "sentencepiece")
     if progress:
@@ -224,6 +268,7 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     trained on: IMDB's test reviews overlap train and unsup, and short sentences recur), then
     sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on the
     (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
+    "text": the user's files (cfg.train_file, ...; `_collect_text`), then filtered and deduplicated as IMDB is.
     """
     t0 = time.perf_counter()
     cfg.validate()
@@ -232,23 +277,25 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     out = Path(out_dir)
     _check_out_dir(out)
     root = resolve_data_root(cfg.data_root) if cfg.source == "local" else Path(cfg.data_root)
-    if cfg.source == "local":
+    if cfg.source == "local" and cfg.dataset != "text":
         sub = root / cfg.dataset
         if not sub.is_dir():
             raise DataError(f"{sub}: no such directory (set --data-root to the folder holding {cfg.dataset}/)")
-    collect = _collect_imdb if cfg.dataset == "imdb" else _collect_ptb
+    collect = {"imdb": _collect_imdb, "ptb": _collect_ptb, "text": _collect_text}[cfg.dataset]
     splits = collect(cfg, root, progress)
     if not splits["train"].sentences:
         raise DataError(f"{cfg.dataset}: the train split has no sentences")
     tok = _build_tokenizer(cfg, splits["train"].sentences, progress)
     arrays = {name: _encode_split(sp, tok, cfg, progress) for name, sp in splits.items()}
     stats = {name: _split_stats(splits[name], arrays[name], tok.unk_id) for name in SPLITS}
-    if stats["train"]["sentences"] == 0:
-        raise DataError(f"{cfg.dataset}: no train sentence has {cfg.min_tokens}..{cfg.max_tokens} tokens")
+    for name in SPLITS:  # train first: with no train sentence, that is the news
+        if stats[name]["sentences"] == 0:
+            raise DataError(f"{cfg.dataset}: no {name} sentence has {cfg.min_tokens}..{cfg.max_tokens} tokens")
     meta = {
         "format": FORMAT_VERSION, "dataset": cfg.dataset, "tokenizer": tok.kind, "vocab_size": tok.vocab_size,
         "pad_id": PAD_ID, "unk_id": UNK_ID, "bos_id": BOS_ID, "eos_id": EOS_ID,
         "data_config": cfg.to_dict(), "data_root": str(root), "stats": stats,
+        "notes": [f"{name}: {n}" for name, sp in splits.items() for n in sp.notes],
     }
 
     tmp = atomic.temp_dir_for(out)
@@ -283,6 +330,7 @@ def format_stats(meta: dict[str, Any], seconds: float | None = None, out: Path |
         lines.append(f"{name:<6} {s['sentences']:>10,} {s['tokens']:>11,} {s['reviews']:>8,} {s['mean_tokens']:>6.1f} "
                      f"{s['max_tokens']:>4} {100 * s['unk_rate']:>7.3f} {s['dropped_short']:>7,} "
                      f"{s['dropped_long']:>7,} {s['dropped_dup']:>7,} {s.get('dropped_in_train', 0):>9,}")
+    lines += [f"note: {n}" for n in meta.get("notes", [])]
     return "\n".join(lines)
 
 
@@ -335,23 +383,35 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     """The prepare flags (one per DataConfig field); for `seqvae prepare`."""
     d = DataConfig()
     add = parser.add_argument
-    add("--dataset", choices=["imdb", "ptb"], default=d.dataset, help=f"corpus (default {d.dataset})")
+    add("--dataset", choices=["imdb", "ptb", "text"], default=d.dataset,
+        help=f"corpus (default {d.dataset}); text: your own files, --train and optionally --valid, --test")
+    add("--train", default=d.train_file, metavar="FILE",
+        help="text: UTF-8 file, one sentence per line (or one document per line with --unit document)")
+    add("--valid", default=d.valid_file, metavar="FILE",
+        help="text: validation file like --train (default: --valid-reviews train lines held out)")
+    add("--test", default=d.test_file, metavar="FILE",
+        help="text: test file like --train (default: --valid-reviews train lines held out)")
+    add("--unit", choices=["line", "document"], default=d.text_unit,
+        help="text: a line is one sentence (default), or a document that seqvae splits into sentences")
     add("--out", help="prepared data dir to create or replace (default data/<dataset>)")
     add("--data-root", default=d.data_root,
         help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, relative to the current dir (default {d.data_root})")
     add("--source", choices=["local", "hub"], default=d.source,
         help="local files under --data-root, or the Hugging Face hub (needs network)")
     add("--tokenizer", choices=["auto", "sentencepiece", "word"], default=d.tokenizer,
-        help="auto: word for PTB, sentencepiece for IMDB")
+        help="auto: word for PTB, sentencepiece for IMDB and text")
     add("--vocab-size", type=int, default=d.vocab_size,
         help=f"vocabulary incl. 4 special ids (default {d.vocab_size}; PTB's word vocabulary is kept whole)")
     add("--sp-model-type", choices=["unigram", "bpe"], default=d.sp_model_type, help="sentencepiece model type")
-    add("--min-tokens", type=int, default=d.min_tokens, help=f"drop shorter sentences (IMDB; default {d.min_tokens})")
-    add("--max-tokens", type=int, default=d.max_tokens, help=f"drop longer sentences (IMDB; default {d.max_tokens})")
+    add("--min-tokens", type=int, default=d.min_tokens,
+        help=f"drop shorter sentences (IMDB, text; default {d.min_tokens})")
+    add("--max-tokens", type=int, default=d.max_tokens,
+        help=f"drop longer sentences (IMDB, text; default {d.max_tokens})")
     add("--valid-reviews", type=int, default=d.valid_reviews,
-        help=f"IMDB train reviews held out for validation (default {d.valid_reviews})")
+        help=f"IMDB train reviews held out for validation; text: train lines held out for each of valid and "
+             f"test without a file, at most a tenth of them (default {d.valid_reviews})")
     add("--max-sentences", type=int, default=d.max_sentences, help="cap on train sentences (0 = all)")
-    add("--no-dedup", action="store_true", help="keep duplicate sentences (IMDB)")
+    add("--no-dedup", action="store_true", help="keep duplicate sentences (IMDB, text)")
     add("--seed", type=int, default=d.seed, help="shuffling and held-out selection")
     add("--quiet", action="store_true", help="no progress bars or statistics table")
     return parser
@@ -359,7 +419,8 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Run `prepare` from parsed `add_prepare_args` flags. Errors propagate (callers print one line)."""
-    cfg = DataConfig(dataset=args.dataset, source=args.source, data_root=args.data_root, tokenizer=args.tokenizer,
+    cfg = DataConfig(dataset=args.dataset, source=args.source, data_root=args.data_root, train_file=args.train,
+                     valid_file=args.valid, test_file=args.test, text_unit=args.unit, tokenizer=args.tokenizer,
                      vocab_size=args.vocab_size, sp_model_type=args.sp_model_type, min_tokens=args.min_tokens,
                      max_tokens=args.max_tokens, valid_reviews=args.valid_reviews,
                      max_sentences=args.max_sentences, dedup=not args.no_dedup, seed=args.seed)

@@ -186,6 +186,114 @@ def test_prepare_ptb_with_sentencepiece(tmp_path):
     assert (tmp_path / "ptb" / "tokenizer.model").is_file()
 
 
+# ---------------------------------------------------------------------------- prepare: a user's text files
+def _sentences(out: Path, split: str) -> list[str]:
+    tok = load_tokenizer(out)
+    ids, offsets, _ = load_split(out, split)
+    return [tok.decode(ids[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
+
+
+TEXT_CFG = dict(dataset="text", vocab_size=60, min_tokens=3, max_tokens=60, seed=1)
+
+
+def test_prepare_text_with_its_own_valid_and_test_files(tmp_path):
+    train = [f"line {i} says the cat sat on the mat ." for i in range(30)] + ["", "  the   dog ran  away  .  ",
+                                                                             "line 0 says the cat sat on the mat .", "ok"]
+    (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "valid.txt").write_text("the dog ran away .\nline 3 says the cat sat on the mat .\na cat ran away .\n")
+    (tmp_path / "test.txt").write_text("\r\nthe mat sat on a dog .\r\n")  # CRLF and a blank first line
+    cfg = DataConfig(train_file=str(tmp_path / "train.txt"), valid_file=str(tmp_path / "valid.txt"),
+                     test_file=str(tmp_path / "test.txt"), **TEXT_CFG)
+    stats = prepare(cfg, tmp_path / "out", progress=False)
+    meta = read_meta(tmp_path / "out")
+    assert meta["dataset"] == "text" and meta["tokenizer"] == "sentencepiece" and meta["notes"] == []
+    got = _sentences(tmp_path / "out", "train")
+    assert len(got) == 31 and "the dog ran away ." in got  # whitespace runs made one space
+    assert stats["train"] == {**stats["train"], "reviews": 33, "dropped_dup": 1, "dropped_short": 1}  # blank skipped
+    # valid keeps only what train has not: "the dog ran away ." and "line 3 ..." are train's
+    assert _sentences(tmp_path / "out", "valid") == ["a cat ran away ."] and stats["valid"]["dropped_in_train"] == 2
+    assert _sentences(tmp_path / "out", "test") == ["the mat sat on a dog ."]
+    _, _, extra = load_split(tmp_path / "out", "test")
+    assert extra["review"].tolist() == [1] and extra["origin"].tolist() == [4] and extra["label"].tolist() == [-1]
+    _, _, extra = load_split(tmp_path / "out", "train")
+    lines = (tmp_path / "train.txt").read_text().split("\n")
+    assert [" ".join(lines[r].split()) for r in extra["review"]] == got  # review = the line's row in its file
+
+
+def test_prepare_text_holds_out_train_lines_and_says_when_it_takes_fewer(tmp_path):
+    (tmp_path / "train.txt").write_text("".join(f"sentence number {i} is here .\n" for i in range(50)))
+    cfg = DataConfig(train_file=str(tmp_path / "train.txt"), valid_reviews=3, **TEXT_CFG)
+    stats = prepare(cfg, tmp_path / "a", progress=False)
+    assert (stats["valid"]["sentences"], stats["test"]["sentences"], stats["train"]["sentences"]) == (3, 3, 44)
+    splits = {s: _sentences(tmp_path / "a", s) for s in ("train", "valid", "test")}
+    assert sorted(sum(splits.values(), [])) == sorted(f"sentence number {i} is here ." for i in range(50))
+    assert read_meta(tmp_path / "a")["notes"] == []
+    assert prepare(cfg, tmp_path / "b", progress=False) == stats  # seeded
+    assert _sentences(tmp_path / "b", "valid") == splits["valid"]
+    prepare(cfg.replace(seed=2), tmp_path / "c", progress=False)
+    assert _sentences(tmp_path / "c", "valid") != splits["valid"]
+    # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. The test file is
+    # the train file itself, so test keeps only the held-out valid lines: train never has them.
+    prepare(cfg.replace(valid_reviews=1000, test_file=str(tmp_path / "train.txt")), tmp_path / "d", progress=False)
+    valid = _sentences(tmp_path / "d", "valid")
+    assert len(valid) == 5 and sorted(_sentences(tmp_path / "d", "test")) == sorted(valid)
+    meta = read_meta(tmp_path / "d")
+    assert meta["notes"] == ["valid: held out 5 train lines, not 1,000: at most a tenth of the file's 50 lines"]
+    from seqvae.prepare import format_stats
+
+    assert format_stats(meta).splitlines()[-1] == "note: " + meta["notes"][0]
+
+
+def test_prepare_text_documents_are_split_into_sentences(tmp_path):
+    docs = [f"Review {i} was fine. The cast did well!<br />I would go again. Dr. Who liked it." for i in range(20)]
+    (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
+    cfg = DataConfig(train_file=str(tmp_path / "docs.txt"), text_unit="document", valid_reviews=2, **TEXT_CFG)
+    stats = prepare(cfg, tmp_path / "out", progress=False)
+    assert stats["train"]["reviews"] == 16 and stats["valid"]["reviews"] == stats["test"]["reviews"] == 2
+    assert stats["train"]["raw_sentences"] == 16 * len(review_to_sentences(docs[0])) == 64
+    assert "I would go again." in _sentences(tmp_path / "out", "train")
+
+
+def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
+    good = tmp_path / "train.txt"
+    good.write_text("".join(f"sentence number {i} is here .\n" for i in range(50)))
+    base = DataConfig(train_file=str(good), **TEXT_CFG)
+    cases = [
+        (dict(train_file=""), ConfigError, "needs train_file"),
+        (dict(dataset="imdb", valid_file=str(good)), ConfigError, r"valid_file \(--valid\): only for dataset 'text'"),
+        (dict(source="hub"), ConfigError, "local"),
+        (dict(text_unit="word"), ConfigError, "text_unit"),
+        (dict(train_file=str(tmp_path / "none.txt")), DataError, "none.txt: no such file"),
+        (dict(valid_reviews=0), DataError, "cannot hold out valid and test lines"),
+        (dict(min_tokens=59, max_tokens=60), DataError, "no train sentence has 59..60 tokens"),
+    ]
+    (tmp_path / "few.txt").write_text("one line here .\n\n two lines here .\n")
+    cases.append((dict(train_file=str(tmp_path / "few.txt")), DataError, "from 2 line"))
+    (tmp_path / "nul.txt").write_bytes(b"fine\nbad\0line\n")
+    cases.append((dict(train_file=str(tmp_path / "nul.txt")), DataError, "line 2 contains a NUL"))
+    (tmp_path / "long.txt").write_text("word " * 3000 + "\n")
+    cases.append((dict(train_file=str(tmp_path / "long.txt")), DataError, "line 1 is 15,000 bytes long; a line is one sentence"))
+    (tmp_path / "long2.txt").write_text("word " * 100 + "\n")  # a valid file whose only line the filter drops
+    cases.append((dict(valid_file=str(tmp_path / "long2.txt")), DataError, "no valid sentence"))
+    for change, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            prepare(base.replace(**change) if error is DataError else DataConfig(**{**base.to_dict(), **change}),
+                    tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()
+
+
+def test_prepare_text_from_the_command_line(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("".join(f"sentence number {i} is here .\n" for i in range(50)))
+    out = tmp_path / "o"
+    assert _prepare(["--dataset", "text", "--train", str(tmp_path / "t.txt"), "--vocab-size", "60",
+                     "--min-tokens", "3", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "text: sentencepiece tokenizer" in err and "note: valid: held out 5 train lines" in err
+    assert _prepare(["--dataset", "imdb", "--test", str(tmp_path / "t.txt"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "test_file (--test): only for dataset 'text'" in err
+
+
 # ---------------------------------------------------------------------------- atomic output and errors
 def test_failed_prepare_leaves_nothing_and_keeps_old_output(imdb, tmp_path, monkeypatch):
     root = write_fake_ptb(tmp_path / "raw")
