@@ -6,7 +6,7 @@
     seqvae classify evaluate CKPT --head set --snippets 1,3
     seqvae classify calibrate CKPT --head set      # refit a saved head's length calibration
     seqvae classify curve CKPT --out results/classify
-    seqvae steer CKPT "the plot was dull ." --to positive --strength 2
+    seqvae steer CKPT "The plot was dull." --to positive --strength 2
 
 Each action parses its own options; bad input is one line on stderr and exit code 2.
 """

@@ -1,7 +1,7 @@
 """Latent steering: move a sentence's posterior mean along a sentiment classifier's direction in z,
 decode it, and check whether the classifier's label flips while the sentence stays close.
 
-    seqvae steer checkpoints/imdb "the plot was dull ." --to positive --strength 2
+    seqvae steer checkpoints/imdb "The plot was dull." --to positive --strength 2
     seqvae steer checkpoints/imdb --report 200 --out results/steer_report.json   # flip rate vs closeness
 
 z' = μ ± strength · unit · direction, where the direction is the saved linear head's weights
