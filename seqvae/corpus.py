@@ -5,9 +5,9 @@
     ds = load_text("my/train.txt")   # a user's own file: one sentence (or one document) per line
 
 Local files live under a data root (`resolve_data_root`): imdb/{train,test,unsup}.jsonl.gz and
-ptb/ptb.{train,valid,test}.txt; source="hub" asks the Hugging Face hub instead. A user's text
-files are named directly. Every problem with
-the input is a one-line DataError. Turning the rows into a prepared data dir is seqvae.prepare's job.
+ptb/ptb.{train,valid,test}.txt; source="hub" asks the Hugging Face hub instead. A user's text files
+are named directly. Every problem with the input is a one-line DataError. Turning the rows into a
+prepared data dir is seqvae.prepare's job.
 """
 
 from __future__ import annotations

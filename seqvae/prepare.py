@@ -158,8 +158,6 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
     files = {"train": cfg.train_file, "valid": cfg.valid_file, "test": cfg.test_file}
     lines = {name: [(i, t) for i, t in enumerate(load_text(f, cfg.text_unit)["text"]) if t.strip()]
              for name, f in files.items() if f}
-    if not lines["train"]:
-        raise DataError(f"{cfg.train_file}: no line has text")
     rng = np.random.default_rng(cfg.seed)
     train = [lines["train"][i] for i in rng.permutation(len(lines["train"]))]
     missing = [name for name in ("valid", "test") if name not in lines]
@@ -290,7 +288,10 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     stats = {name: _split_stats(splits[name], arrays[name], tok.unk_id) for name in SPLITS}
     for name in SPLITS:  # train first: with no train sentence, that is the news
         if stats[name]["sentences"] == 0:
-            raise DataError(f"{cfg.dataset}: no {name} sentence has {cfg.min_tokens}..{cfg.max_tokens} tokens")
+            st = stats[name]
+            raise DataError(f"{cfg.dataset}: no {name} sentence is left of {st['raw_sentences']:,}: "
+                            f"{st['dropped_short'] + st['dropped_long']:,} outside {cfg.min_tokens}..{cfg.max_tokens} "
+                            f"tokens, {st['dropped_in_train']:,} also in train, {st['dropped_dup']:,} duplicates")
     meta = {
         "format": FORMAT_VERSION, "dataset": cfg.dataset, "tokenizer": tok.kind, "vocab_size": tok.vocab_size,
         "pad_id": PAD_ID, "unk_id": UNK_ID, "bos_id": BOS_ID, "eos_id": EOS_ID,

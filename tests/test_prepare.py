@@ -265,7 +265,7 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
         (dict(text_unit="word"), ConfigError, "text_unit"),
         (dict(train_file=str(tmp_path / "none.txt")), DataError, "none.txt: no such file"),
         (dict(valid_reviews=0), DataError, "cannot hold out valid and test lines"),
-        (dict(min_tokens=59, max_tokens=60), DataError, "no train sentence has 59..60 tokens"),
+        (dict(min_tokens=59, max_tokens=60), DataError, "no train sentence is left of 40: 40 outside 59..60 tokens"),
     ]
     (tmp_path / "few.txt").write_text("one line here .\n\n two lines here .\n")
     cases.append((dict(train_file=str(tmp_path / "few.txt")), DataError, "from 2 line"))
@@ -274,7 +274,11 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "long.txt").write_text("word " * 3000 + "\n")
     cases.append((dict(train_file=str(tmp_path / "long.txt")), DataError, "line 1 is 15,000 bytes long; a line is one sentence"))
     (tmp_path / "long2.txt").write_text("word " * 100 + "\n")  # a valid file whose only line the filter drops
-    cases.append((dict(valid_file=str(tmp_path / "long2.txt")), DataError, "no valid sentence"))
+    cases.append((dict(valid_file=str(tmp_path / "long2.txt")), DataError, "no valid sentence is left of 1: 1 outside"))
+    (tmp_path / "seen.txt").write_text("sentence number 7 is here .\n")  # a test file of a train sentence
+    (tmp_path / "new.txt").write_text("a sentence train does not have .\n")
+    cases.append((dict(valid_file=str(tmp_path / "new.txt"), test_file=str(tmp_path / "seen.txt")), DataError,
+                  "no test sentence is left of 1: 0 outside 3..60 tokens, 1 also in train, 0 duplicates"))
     for change, error, pattern in cases:
         with pytest.raises(error, match=pattern):
             prepare(base.replace(**change) if error is DataError else DataConfig(**{**base.to_dict(), **change}),
