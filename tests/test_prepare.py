@@ -197,8 +197,8 @@ TEXT_CFG = dict(dataset="text", vocab_size=60, min_tokens=3, max_tokens=60, seed
 
 
 def test_prepare_text_with_its_own_valid_and_test_files(tmp_path):
-    train = [f"line {i} says the cat sat on the mat ." for i in range(30)] + ["", "  the   dog ran  away  .  ",
-                                                                             "line 0 says the cat sat on the mat .", "ok"]
+    train = [f"line {i} says the cat sat on the mat ." for i in range(30)]
+    train += ["", "  the   dog ran  away  .  ", "line 0 says the cat sat on the mat .", "ok"]
     (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
     (tmp_path / "valid.txt").write_text("the dog ran away .\nline 3 says the cat sat on the mat .\na cat ran away .\n")
     (tmp_path / "test.txt").write_text("\r\nthe mat sat on a dog .\r\n")  # CRLF and a blank first line
@@ -272,7 +272,8 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "nul.txt").write_bytes(b"fine\nbad\0line\n")
     cases.append((dict(train_file=str(tmp_path / "nul.txt")), DataError, "line 2 contains a NUL"))
     (tmp_path / "long.txt").write_text("word " * 3000 + "\n")
-    cases.append((dict(train_file=str(tmp_path / "long.txt")), DataError, "line 1 is 15,000 bytes long; a line is one sentence"))
+    cases.append((dict(train_file=str(tmp_path / "long.txt")), DataError,
+                  "line 1 is 15,000 bytes long; a line is one sentence"))
     (tmp_path / "long2.txt").write_text("word " * 100 + "\n")  # a valid file whose only line the filter drops
     cases.append((dict(valid_file=str(tmp_path / "long2.txt")), DataError, "no valid sentence is left of 1: 1 outside"))
     (tmp_path / "seen.txt").write_text("sentence number 7 is here .\n")  # a test file of a train sentence
