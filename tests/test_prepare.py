@@ -274,6 +274,9 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "long.txt").write_text("word " * 3000 + "\n")
     cases.append((dict(train_file=str(tmp_path / "long.txt")), DataError,
                   "line 1 is 15,000 bytes long; a line is one sentence"))
+    (tmp_path / "huge.txt").write_text("fine .\n" + "word " * 200_001 + "\n")
+    cases.append((dict(train_file=str(tmp_path / "huge.txt"), text_unit="document"), DataError,
+                  "line 2 is 1,000,005 bytes long; a line is one document here"))
     (tmp_path / "long2.txt").write_text("word " * 100 + "\n")  # a valid file whose only line the filter drops
     cases.append((dict(valid_file=str(tmp_path / "long2.txt")), DataError, "no valid sentence is left of 1: 1 outside"))
     (tmp_path / "seen.txt").write_text("sentence number 7 is here .\n")  # a test file of a train sentence
