@@ -99,13 +99,14 @@ class DataConfig(_JSONMixin):
         if self.dataset not in ("imdb", "ptb", "text"):
             raise ConfigError(f"dataset must be 'imdb', 'ptb' or 'text', got {self.dataset!r}")
         files = [f for f in ("train_file", "valid_file", "test_file") if getattr(self, f)]
+        files += ["text_unit"] if self.text_unit != "line" else []
         if self.dataset == "text":
             if not self.train_file:
                 raise ConfigError("dataset 'text' needs train_file (--train FILE)")
             if self.source != "local":
                 raise ConfigError("dataset 'text' reads local files: source must be 'local'")
         elif files:
-            flags = ", ".join(f"{f} (--{f.split('_')[0]})" for f in files)
+            flags = ", ".join(f"{f} (--{f.split('_')[0] if f != 'text_unit' else 'unit'})" for f in files)
             raise ConfigError(f"{flags}: only for dataset 'text', not {self.dataset!r}")
         if self.text_unit not in ("line", "document"):
             raise ConfigError(f"text_unit must be 'line' or 'document', got {self.text_unit!r}")

@@ -129,28 +129,40 @@ DOCUMENT_MAX_LINE = 1_000_000  # bytes per line of a text file of documents (IMD
 TEXT_UNITS = ("line", "document")
 
 
-def load_text(path: str | Path, unit: str = "line", cache_dir: str | None = None):
+def load_text(path: str | Path, unit: str = "line"):
     """A user's UTF-8 text file as a datasets.Dataset with a `text` column, one row per line (blank
     lines included: callers skip them, so row i is line i + 1). unit="line": each line is one sentence
-    (at most 10,000 bytes); "document": each line is a document to split into sentences (1,000,000)."""
+    (at most 10,000 bytes); "document": each line is a document to split into sentences (1,000,000).
+    The file is read as named (no glob patterns, no cached copy of an older version): `_read_lines`."""
     if unit not in TEXT_UNITS:
         raise DataError(f"unit must be one of {', '.join(TEXT_UNITS)}, got {unit!r}")
     path = Path(path).expanduser()
-    _check_line_file(path, PTB_MAX_LINE if unit == "line" else DOCUMENT_MAX_LINE, unit="sentence"
-                     if unit == "line" else "document")
-    return _check_rows(_load("text", str(path), data_files=path, cache_dir=cache_dir), str(path), ("text",))
+    if unit == "line":
+        lines = _read_lines(path, PTB_MAX_LINE, "sentence", hint="; --unit document takes one document per line")
+    else:
+        lines = _read_lines(path, DOCUMENT_MAX_LINE, "document")
+    with _quiet_datasets() as datasets:
+        return datasets.Dataset.from_dict({"text": lines})
 
 
-def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE, unit: str = "sentence") -> None:
-    """A file of one sentence (or document) per line: UTF-8, no NUL, lines of at most `max_line` bytes,
-    not empty. Each problem is a one-line DataError naming the line, before anything reads the file."""
+def _check_line_file(path: Path) -> None:
+    """PTB's files, checked before `datasets` reads them: see `_read_lines`."""
+    _read_lines(path, PTB_MAX_LINE, "sentence")
+
+
+def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[str]:
+    """The lines of a file of one sentence (or document) per line, each problem a one-line DataError naming
+    the line: not a file, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A leading byte-order
+    mark is dropped; "\r\n" and a lone "\r" end a line as "\n" does."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    data = path.read_bytes()
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if not data.strip():
         raise DataError(f"{path}: empty file")
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: line {_line_of(data, e.start)} is not valid UTF-8") from None
     nul = data.find(b"\0")
@@ -159,7 +171,8 @@ def _check_line_file(path: Path, max_line: int = PTB_MAX_LINE, unit: str = "sent
     for n, line in enumerate(data.split(b"\n"), 1):
         if len(line) > max_line:
             raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one {unit} here "
-                            f"(at most {max_line:,} bytes)")
+                            f"(at most {max_line:,} bytes{hint})")
+    return text.split("\n")
 
 
 def _check_not_empty_gzip(path: Path) -> None:

@@ -25,6 +25,7 @@ Command line (`seqvae prepare`, through `add_prepare_args`/`run_prepare`):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -39,13 +40,15 @@ from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, loa
 from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
 from .sentences import review_to_sentences
-from .tokenizer import Tokenizer, build_word_tokenizer, train_sentencepiece
+from .tokenizer import SentencePieceTokenizer, Tokenizer, WordTokenizer, build_word_tokenizer, train_sentencepiece
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 ORIGINS = {"imdb_train": 0, "imdb_unsup": 1, "imdb_test": 2, "ptb": 3, "text": 4}  # the `origin` column
 META_FILE = "meta.json"
 SAMPLES_FILE = "samples.txt"
+PREPARED_FILES = {META_FILE, SAMPLES_FILE, SentencePieceTokenizer.filename, WordTokenizer.filename,
+                  *(f"{s}.npz" for s in SPLITS)}  # what a prepared dir holds: nothing else is replaced
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -86,7 +89,8 @@ def _progress(iterable, progress: bool, desc: str, total: int | None = None):
         return iterable
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, unit_scale=True, leave=False, file=sys.stderr)
+    # disable=None: no bars when stderr is not a terminal (a log file would get their carriage returns)
+    return tqdm(iterable, desc=desc, total=total, unit_scale=True, leave=False, file=sys.stderr, disable=None)
 
 
 def _collect_imdb(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Split]:
@@ -155,9 +159,13 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
     document split into sentences ("document"). Valid and test are their files, or else whole train lines held
     out (valid_reviews each, at most a tenth of the lines, which the split's notes then say). Deduplicated as
     IMDB is: within each split, and no valid or test sentence that train has."""
-    files = {"train": cfg.train_file, "valid": cfg.valid_file, "test": cfg.test_file}
+    files = {name: Path(f).expanduser() for name, f in
+             (("train", cfg.train_file), ("valid", cfg.valid_file), ("test", cfg.test_file)) if f}
+    for a, b in itertools.combinations(files, 2):
+        if files[a].is_file() and files[b].is_file() and files[a].samefile(files[b]):
+            raise DataError(f"--{a} and --{b} name the same file ({files[b]}): each split needs its own sentences")
     lines = {name: [(i, t) for i, t in enumerate(load_text(f, cfg.text_unit)["text"]) if t.strip()]
-             for name, f in files.items() if f}
+             for name, f in files.items()}
     rng = np.random.default_rng(cfg.seed)
     train = [lines["train"][i] for i in rng.permutation(len(lines["train"]))]
     missing = [name for name in ("valid", "test") if name not in lines]
@@ -187,6 +195,9 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
             in_train = sp.seen
         else:
             sp.seen.clear()
+    shared = len(set(splits["valid"].sentences) & set(splits["test"].sentences))
+    if shared:
+        splits["test"].notes.append(f"{shared:,} of its sentences are also in valid")
     return splits
 
 
@@ -248,12 +259,17 @@ def _split_stats(sp: _Split, arrays: dict[str, np.ndarray], unk_id: int) -> dict
 
 
 def _check_out_dir(out: Path) -> None:
-    """Refuse to replace anything but an earlier prepared dir (or an empty dir)."""
+    """Refuse to replace anything but an earlier prepared dir that holds only what prepare writes (or an empty
+    dir): replacing the dir would delete anything else, a user's own files (their corpus, say) included."""
     if out.exists():
         if not out.is_dir():
             raise DataError(f"{out}: exists and is not a directory")
         if any(out.iterdir()) and not (out / META_FILE).is_file():
             raise DataError(f"{out}: exists and is not a prepared data dir (no {META_FILE}); not replacing it")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in PREPARED_FILES)
+        if foreign:
+            raise DataError(f"{out}: holds files seqvae prepare did not write ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}); not replacing it")
 
 
 def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict[str, dict[str, Any]]:
@@ -353,6 +369,21 @@ def read_meta(data_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def data_dir_record(data_dir: str | Path) -> dict[str, str]:
+    """How a run records its data dir: as given (a relative path keeps a copied repo working) and absolute
+    (for commands run from another directory). `locate_data_dir` reads it back."""
+    return {"data_dir": str(data_dir), "data_dir_abs": str(Path(data_dir).resolve())}
+
+
+def locate_data_dir(record: dict[str, Any]) -> str | None:
+    """The first of a record's data dirs (`data_dir_record`: as given, then absolute) that is a directory
+    from here; None when neither is (or the record names none)."""
+    for key in ("data_dir", "data_dir_abs"):
+        if record.get(key) and Path(record[key]).is_dir():
+            return str(record[key])
+    return None
+
+
 def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(ids int32, offsets int64, {"review", "origin", "label"}) of one split of a prepared dir."""
     if split not in SPLITS:
@@ -412,7 +443,8 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         help=f"IMDB train reviews held out for validation; text: train lines held out for each of valid and "
              f"test without a file, at most a tenth of them (default {d.valid_reviews})")
     add("--max-sentences", type=int, default=d.max_sentences, help="cap on train sentences (0 = all)")
-    add("--no-dedup", action="store_true", help="keep duplicate sentences (IMDB, text)")
+    add("--no-dedup", action="store_true",
+        help="keep duplicate sentences, and valid/test sentences that train also has (IMDB, text)")
     add("--seed", type=int, default=d.seed, help="shuffling and held-out selection")
     add("--quiet", action="store_true", help="no progress bars or statistics table")
     return parser

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -232,16 +233,40 @@ def test_prepare_text_holds_out_train_lines_and_says_when_it_takes_fewer(tmp_pat
     assert _sentences(tmp_path / "b", "valid") == splits["valid"]
     prepare(cfg.replace(seed=2), tmp_path / "c", progress=False)
     assert _sentences(tmp_path / "c", "valid") != splits["valid"]
-    # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. The test file is
-    # the train file itself, so test keeps only the held-out valid lines: train never has them.
-    prepare(cfg.replace(valid_reviews=1000, test_file=str(tmp_path / "train.txt")), tmp_path / "d", progress=False)
+    # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. The test file
+    # copies the train file, so test keeps only the held-out valid lines (train never has them): a second note.
+    (tmp_path / "copy.txt").write_bytes((tmp_path / "train.txt").read_bytes())
+    prepare(cfg.replace(valid_reviews=1000, test_file=str(tmp_path / "copy.txt")), tmp_path / "d", progress=False)
     valid = _sentences(tmp_path / "d", "valid")
     assert len(valid) == 5 and sorted(_sentences(tmp_path / "d", "test")) == sorted(valid)
     meta = read_meta(tmp_path / "d")
-    assert meta["notes"] == ["valid: held out 5 train lines, not 1,000: at most a tenth of the file's 50 lines"]
+    assert meta["notes"] == ["valid: held out 5 train lines, not 1,000: at most a tenth of the file's 50 lines",
+                             "test: 5 of its sentences are also in valid"]
     from seqvae.prepare import format_stats
 
-    assert format_stats(meta).splitlines()[-1] == "note: " + meta["notes"][0]
+    assert format_stats(meta).splitlines()[-2:] == ["note: " + n for n in meta["notes"]]
+
+
+def test_prepare_text_reads_the_file_as_named(tmp_path):
+    """No glob patterns, no cached copy of an older version; a byte-order mark and old line ends are read."""
+    (tmp_path / "my[1].txt").write_text("".join(f"bracketed line {i} here .\n" for i in range(50)))
+    (tmp_path / "my1.txt").write_text("".join(f"plain line {i} here .\n" for i in range(20)))
+    cfg = DataConfig(train_file=str(tmp_path / "my[1].txt"), valid_reviews=2, **TEXT_CFG)
+    stats = prepare(cfg, tmp_path / "a", progress=False)
+    assert stats["train"]["reviews"] == 46 and "bracketed line" in _sentences(tmp_path / "a", "train")[0]
+    path = tmp_path / "edit.txt"
+    path.write_text("".join(f"first version {i} .\n" for i in range(50)))
+    prepare(cfg.replace(train_file=str(path)), tmp_path / "b", progress=False)
+    stamp = path.stat().st_mtime_ns
+    path.write_text("".join(f"second version {i} .\n" for i in range(60)))
+    os.utime(path, ns=(stamp, stamp))  # as `cp -p` or `tar x` leave it
+    assert prepare(cfg.replace(train_file=str(path)), tmp_path / "b", progress=False)["train"]["reviews"] == 56
+    assert all("second version" in t for t in _sentences(tmp_path / "b", "train"))
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(b"old mac line %d here .\r" % i for i in range(50)))
+    prepare(cfg.replace(train_file=str(path)), tmp_path / "c", progress=False)
+    _, _, extra = load_split(tmp_path / "c", "train")
+    got = _sentences(tmp_path / "c", "train")
+    assert len(got) == 46 and [f"old mac line {r} here ." for r in extra["review"]] == got  # no BOM on line 1
 
 
 def test_prepare_text_documents_are_split_into_sentences(tmp_path):
@@ -283,6 +308,13 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "new.txt").write_text("a sentence train does not have .\n")
     cases.append((dict(valid_file=str(tmp_path / "new.txt"), test_file=str(tmp_path / "seen.txt")), DataError,
                   "no test sentence is left of 1: 0 outside 3..60 tokens, 1 also in train, 0 duplicates"))
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf\r\n\r\n")  # Notepad's empty UTF-8 file
+    cases.append((dict(train_file=str(tmp_path / "bom.txt")), DataError, "bom.txt: empty file"))
+    cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
+    cases.append((dict(test_file=str(tmp_path / "." / "train.txt")), DataError,
+                  "--train and --test name the same file"))
+    cases.append((dict(dataset="ptb", train_file="", text_unit="document"), ConfigError,
+                  r"text_unit \(--unit\): only for dataset 'text'"))
     for change, error, pattern in cases:
         with pytest.raises(error, match=pattern):
             prepare(base.replace(**change) if error is DataError else DataConfig(**{**base.to_dict(), **change}),
@@ -336,6 +368,14 @@ def test_prepare_refuses_to_replace_a_foreign_dir(tmp_path):
     with pytest.raises(DataError, match="not a prepared data dir"):
         prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "mine", progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+    # a prepared dir that also holds a user's file (their corpus, say) is not replaced either: that would delete it
+    prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "data", progress=False)
+    (tmp_path / "data" / "corpus.txt").write_text("precious")
+    with pytest.raises(DataError, match=r"holds files seqvae prepare did not write \(corpus.txt\)"):
+        prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "data", progress=False)
+    assert (tmp_path / "data" / "corpus.txt").read_text() == "precious"
+    (tmp_path / "data" / "corpus.txt").unlink()
+    prepare(DataConfig(dataset="ptb", data_root=str(root), seed=1), tmp_path / "data", progress=False)  # replaced
 
 
 def test_missing_data_root_and_files(tmp_path):
