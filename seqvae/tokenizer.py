@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -204,6 +205,10 @@ def train_sentencepiece(sentences: Iterable[str], vocab_size: int = 8000, model_
             minloglevel=2,  # quiet; errors still raise
         )
     except (RuntimeError, OSError) as e:
+        chars = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(e))
+        if chars:  # its own advice names options seqvae does not have
+            raise TokenizerError(f"the sentences' characters and the special ids need {int(chars[2]):,} pieces: "
+                                 f"--vocab-size {int(chars[1]):,} is too small for them") from None
         raise TokenizerError(f"sentencepiece training failed: {one_line(e)}") from None
     return SentencePieceTokenizer(buf.getvalue())
 

@@ -85,6 +85,9 @@ def test_sentencepiece_training_errors():
         train_sentencepiece(CORPUS, vocab_size=50, model_type="wordpiece")
     with pytest.raises(TokenizerError, match="sentencepiece training failed"):
         train_sentencepiece(CORPUS, vocab_size=500, hard_vocab_limit=True)
+    # more characters than pieces (a large alphabet): said in seqvae's terms, not sentencepiece's options
+    with pytest.raises(TokenizerError, match=r"need 14 pieces: --vocab-size 10 is too small for them"):
+        train_sentencepiece(["the cat sat on the mat"] * 50, vocab_size=10)
 
 
 # ---------------------------------------------------------------------------- word vocabulary
