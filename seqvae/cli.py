@@ -226,9 +226,7 @@ def _cmd_evaluate(args) -> int:
     ckpt = checkpoint.resolve(args.checkpoint)
     out = atomic.check_file_path(args.json_out or ckpt / f"eval-{args.split}.json")  # before the work
     model, _, cfg = checkpoint.load(ckpt, map_location=device)
-    data_dir = args.data or (cfg.get("data") or {}).get("data_dir")
-    if not data_dir:
-        raise ConfigError(f"{ckpt}: the checkpoint does not record its data dir; pass --data")
+    data_dir = _model_data_dir(cfg, args.data, same_ids_as=ckpt)
     dataset = SentenceDataset.from_dir(data_dir, args.split)
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
                    max_sentences=args.max_sentences, seed=args.seed, refine_steps=args.refine,
@@ -272,11 +270,19 @@ def _add_fit_prior(sub) -> None:
     p.set_defaults(func=_cmd_fit_prior)
 
 
-def _model_data_dir(config: dict[str, Any], given: str | None) -> str:
-    """`given`, or the prepared data dir a checkpoint's config names (its training data)."""
-    data = given or (config.get("data") or {}).get("data_dir")
+def _model_data_dir(config: dict[str, Any], given: str | None, same_ids_as: Path | None = None) -> str:
+    """`given`, or the prepared data dir a checkpoint's config names (its training data). With `same_ids_as`
+    (a checkpoint whose model reads the data's ids as they are), its tokenizer must be that checkpoint's."""
+    from .prepare import locate_data_dir
+    from .tokenizer import same_tokenizer
+
+    record = config.get("data") or {}
+    data = given or locate_data_dir(record)
     if not data or not Path(data).is_dir():
-        raise ConfigError(f"no prepared data dir{' ' + data if data else ''} (pass --data DIR)")
+        named = data or record.get("data_dir")
+        raise ConfigError(f"no prepared data dir{' ' + named if named else ''} (pass --data DIR)")
+    if same_ids_as is not None and not same_tokenizer(same_ids_as, data):
+        raise ConfigError(f"{data}: its tokenizer is not the checkpoint's; pass the data dir the model was trained on")
     return data
 
 
@@ -286,15 +292,12 @@ def _cmd_fit_prior(args) -> int:
     from .api import SeqVAE
     from .checkpoint import resolve
     from .data import SentenceDataset
-    from .tokenizer import same_tokenizer
 
     if args.sentences < 1 or args.components < 1:
         raise ConfigError("--sentences and --components must be >= 1")
     ckpt = resolve(args.checkpoint)
     vae = SeqVAE.from_pretrained(ckpt, device=args.device)
-    data = _model_data_dir(vae.config, args.data)
-    if not same_tokenizer(ckpt, data):
-        raise ConfigError(f"{data}: its tokenizer is not the checkpoint's; pass the data dir the model was trained on")
+    data = _model_data_dir(vae.config, args.data, same_ids_as=ckpt)
     train = SentenceDataset.from_dir(data, "train")
     pick = np.random.default_rng(args.seed).permutation(len(train))[: args.sentences]
     prior = vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.components, seed=args.seed)
@@ -340,6 +343,8 @@ def _add_report(sub) -> None:
                                   "model's)")
     p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
     p.add_argument("-n", type=int, default=1000, help="held-out sentences (default 1000, of 5-25 words)")
+    p.add_argument("--words", type=_word_range, default=(5, 25), metavar="MIN-MAX",
+                   help="the test split's sentences of MIN to MAX words (default 5-25)")
     p.add_argument("--samples", type=int, default=500, help="prior samples per prior and strategy (default 500)")
     p.add_argument("--iw-samples", type=int, default=100, help="importance samples for the IW-NLL (default 100)")
     p.add_argument("--iw-refine", type=int, metavar="STEPS",
@@ -349,6 +354,14 @@ def _add_report(sub) -> None:
     p.add_argument("--out", help="write report.json and report.md into this dir")
     p.add_argument("--device")
     p.set_defaults(func=_cmd_report)
+
+
+def _word_range(text: str) -> tuple[int, int]:
+    """report's --words: "5-25" -> (5, 25); anything else is argparse's one-line usage error."""
+    lo, sep, hi = text.partition("-")
+    if not sep or not lo.isdigit() or not hi.isdigit() or not 1 <= int(lo) <= int(hi):
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX words with 1 <= MIN <= MAX, got {text!r}")
+    return int(lo), int(hi)
 
 
 def _cmd_report(args) -> int:
@@ -374,7 +387,10 @@ def _cmd_report(args) -> int:
         elif len(texts) < args.n:
             note = f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all"
     else:
-        texts, note = quality.held_out(data, args.n, seed=args.seed)
+        texts, note = quality.held_out(data, args.n, seed=args.seed, min_words=args.words[0], max_words=args.words[1])
+        if len(texts) < 2:
+            raise ConfigError(f"{data}: the test split has {len(texts)} sentence(s) of {args.words[0]}-{args.words[1]} "
+                              "words; the report needs 2 (set --words MIN-MAX, or --texts FILE)")
     if note:
         print(f"seqvae report: note: {note}", file=sys.stderr)
     train = quality.TrainingText.from_data_dir(data) if data else None

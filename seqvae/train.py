@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, RunConfig, resolve_device
-from .prepare import read_meta
+from .prepare import data_dir_record, locate_data_dir, read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl
@@ -110,7 +110,7 @@ class Trainer:
         if clear and not overwrite:
             raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
 
-        self.data_meta = {**read_meta(self.data_dir), "data_dir": str(self.data_dir)}
+        self.data_meta = {**read_meta(self.data_dir), **data_dir_record(self.data_dir)}
         self.tokenizer = load_tokenizer(self.data_dir)
         if cfg.model.vocab_size != self.tokenizer.vocab_size:
             cfg = RunConfig(model=cfg.model.replace(vocab_size=self.tokenizer.vocab_size), train=tc)
@@ -254,7 +254,13 @@ class Trainer:
         if changes:
             cfg = RunConfig(model=cfg.model, train=cfg.train.replace(**changes))
         state["_weights_dir"] = str(last)
-        return cls(cfg, data_dir or state["data_dir"], run_dir, device=device, progress=progress, _state=state)
+        data_dir = data_dir or locate_data_dir(state)
+        if data_dir is None:
+            raise ConfigError(f"{run_dir}: its data dir {state['data_dir']} is not there (from here); pass --data DIR")
+        if not same_tokenizer(last, data_dir):
+            raise ConfigError(f"{run_dir}: the tokenizer in {data_dir} is not the run's (prepared again since?); "
+                              "pass --data with the data dir it was trained on")
+        return cls(cfg, data_dir, run_dir, device=device, progress=progress, _state=state)
 
     def _init_from(self, path: str) -> None:
         """Fine-tuning: the weights of checkpoint `path`, which must have this run's model and tokenizer."""
@@ -302,8 +308,8 @@ class Trainer:
         rng = self._rng()
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
-                 "stopped_early": self.stopped_early, "train_time": self.train_time, "data_dir": str(self.data_dir),
-                 "bad_streak": int(self.bad_streak), **rng}
+                 "stopped_early": self.stopped_early, "train_time": self.train_time,
+                 **data_dir_record(self.data_dir), "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
             import torch.distributed as dist
 

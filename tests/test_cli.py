@@ -46,6 +46,14 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     assert_one_line_error(code, err, "--refine")
     code, _, err = run(capsys, "evaluate", run_dir, "--refine", 5, "--samples", 0)
     assert_one_line_error(code, err, "needs --samples >= 1")
+    # another data dir's ids would be read with this model's vocabulary: refused, and eval-test.json kept
+    (tmp_path / "other.txt").write_text("".join(f"another corpus line {i} .\n" for i in range(60)))
+    code, _, _ = run(capsys, "prepare", "--dataset", "text", "--train", tmp_path / "other.txt", "--vocab-size", 60,
+                     "--min-tokens", 2, "--out", tmp_path / "other", "--quiet")
+    assert code == 0
+    code, _, err = run(capsys, "evaluate", run_dir, "--split", "test", "--data", tmp_path / "other")
+    assert_one_line_error(code, err, "its tokenizer is not the checkpoint's")
+    assert json.loads((run_dir / "best" / "eval-test.json").read_text()) == fitted
 
 
 def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):

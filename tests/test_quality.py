@@ -129,3 +129,13 @@ def test_report_refuses_a_language_model(tiny_lm_ckpt, one_line):
 def test_report_refuses_bad_counts(tiny_vae_ckpt, one_line):
     for opt, value in (("--iw-refine", "-1"), ("--iw-samples", "0"), ("--samples", "0")):
         one_line(["report", tiny_vae_ckpt, "--device", "cpu", "-n", "3", opt, value], f"{opt} must be between")
+
+
+def test_report_says_when_no_test_sentence_has_the_words_asked(tiny_vae_ckpt, tiny_data_dir, one_line, capsys):
+    argv = ["report", tiny_vae_ckpt, "--device", "cpu", "--data", tiny_data_dir, "-n", "3"]
+    one_line(argv + ["--words", "40-50"], "the test split has 0 sentence(s) of 40-50 words; the report needs 2 "
+                                         "(set --words MIN-MAX, or --texts FILE)")
+    for bad in ("5", "9-3", "a-b", "0-4"):
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv] + ["--words", bad])
+        assert e.value.code == 2 and "expected MIN-MAX words" in capsys.readouterr().err

@@ -116,6 +116,30 @@ def test_resuming_a_finished_run_changes_nothing(tiny_data_dir, tmp_path):
     assert (tmp_path / "run" / "best" / "model.safetensors").read_bytes() == best
 
 
+def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_again_one(tiny_data_dir, tmp_path,
+                                                                                         monkeypatch):
+    """A run records its data dir as given and absolute; resuming checks the data's tokenizer is the run's."""
+    data = tmp_path / "work" / "data"
+    shutil.copytree(tiny_data_dir, data)
+    monkeypatch.chdir(tmp_path / "work")
+    Trainer(tiny_cfg(max_steps=20), "data", "run", device="cpu", progress=False).fit(until_step=10)
+    state = checkpoint.load_trainer_state(tmp_path / "work" / "run" / "last")
+    assert (state["data_dir"], state["data_dir_abs"]) == ("data", str(data))
+    monkeypatch.chdir(tmp_path)  # "data" names nothing here: the absolute path is used
+    assert Trainer.resume("work/run", device="cpu", progress=False).fit()["step"] == 20
+    shutil.rmtree(data)
+    with pytest.raises(ConfigError, match="its data dir .*work/data is not there .from here.; pass --data DIR"):
+        Trainer.resume("work/run", device="cpu", progress=False)
+    from seqvae.config import DataConfig
+    from seqvae.prepare import prepare
+
+    (tmp_path / "other.txt").write_text("".join(f"another corpus line {i} .\n" for i in range(60)))
+    prepare(DataConfig(dataset="text", train_file=str(tmp_path / "other.txt"), vocab_size=60, min_tokens=2),
+            data, progress=False)  # the same dir, prepared again from other text
+    with pytest.raises(ConfigError, match="tokenizer in .* is not the run's .prepared again since.."):
+        Trainer.resume("work/run", device="cpu", progress=False)
+
+
 def test_early_stopping_survives_resume(tiny_data_dir, tmp_path, monkeypatch):
     # a validation score that never improves: patience 1 stops at the second evaluation (step 10)
     validate = Trainer.validate
