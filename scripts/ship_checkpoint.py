@@ -27,7 +27,7 @@ from seqvae import SeqVAE, atomic, checkpoint, quality
 from seqvae.cli import format_table
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
-from seqvae.prepare import locate_data_dir
+from seqvae.prepare import describe_data_dir, locate_data_dir
 
 RECON = ["the acting was wonderful and the story moved me .", "this is the worst movie i have ever seen .",
          "the plot makes no sense at all ."]
@@ -115,7 +115,10 @@ def main() -> int:
     run = Path(args.run)
     vae = SeqVAE.from_pretrained(run / args.which, device="cpu")
     cfg = checkpoint.read_config(run / args.which)
-    data_dir = args.data or locate_data_dir(cfg["data"]) or cfg["data"]["data_dir"]
+    data_dir = args.data or locate_data_dir(cfg.get("data") or {})
+    if data_dir is None:
+        sys.exit(f"ship_checkpoint: the run's data dir is not there ({describe_data_dir(cfg.get('data') or {})}); "
+                 "pass --data DIR")
     test = SentenceDataset.from_dir(data_dir, "test")
     # Evaluate the weights as shipped (rounded to --dtype), so the card's numbers are the file's numbers.
     dtype = getattr(torch, args.dtype)

@@ -273,13 +273,13 @@ def _add_fit_prior(sub) -> None:
 def _model_data_dir(config: dict[str, Any], given: str | None, same_ids_as: Path | None = None) -> str:
     """`given`, or the prepared data dir a checkpoint's config names (its training data). With `same_ids_as`
     (a checkpoint whose model reads the data's ids as they are), its tokenizer must be that checkpoint's."""
-    from .prepare import locate_data_dir
+    from .prepare import describe_data_dir, locate_data_dir
     from .tokenizer import same_tokenizer
 
     record = config.get("data") or {}
     data = given or locate_data_dir(record)
     if not data or not Path(data).is_dir():
-        named = data or record.get("data_dir")
+        named = data or describe_data_dir(record)
         raise ConfigError(f"no prepared data dir{' ' + named if named else ''} (pass --data DIR)")
     if same_ids_as is not None and not same_tokenizer(same_ids_as, data):
         raise ConfigError(f"{data}: its tokenizer is not the checkpoint's; pass the data dir the model was trained on")

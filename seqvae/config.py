@@ -83,7 +83,7 @@ class DataConfig(_JSONMixin):
     train_file: str = ""           # "text": UTF-8 file, one sentence (or document, see text_unit) per line
     valid_file: str = ""           # "text": the same for validation; "" = hold out valid_reviews train lines
     test_file: str = ""            # "text": the same for test; "" = hold out valid_reviews train lines
-    text_unit: str = "line"        # "text": "line" = a line is a sentence; "document" = split each line into sentences
+    text_unit: str = ""            # "text": "line" (or "") = a line is a sentence; "document" = split each one up
     tokenizer: str = "auto"        # "sentencepiece", "word" (whitespace vocabulary), "auto": word for PTB, sp otherwise
     vocab_size: int = 8000         # sentencepiece vocabulary size (special ids included)
     sp_model_type: str = "unigram"  # sentencepiece model type: unigram or bpe
@@ -99,7 +99,7 @@ class DataConfig(_JSONMixin):
         if self.dataset not in ("imdb", "ptb", "text"):
             raise ConfigError(f"dataset must be 'imdb', 'ptb' or 'text', got {self.dataset!r}")
         files = [f for f in ("train_file", "valid_file", "test_file") if getattr(self, f)]
-        files += ["text_unit"] if self.text_unit != "line" else []
+        files += ["text_unit"] if self.text_unit else []
         if self.dataset == "text":
             if not self.train_file:
                 raise ConfigError("dataset 'text' needs train_file (--train FILE)")
@@ -108,7 +108,7 @@ class DataConfig(_JSONMixin):
         elif files:
             flags = ", ".join(f"{f} (--{f.split('_')[0] if f != 'text_unit' else 'unit'})" for f in files)
             raise ConfigError(f"{flags}: only for dataset 'text', not {self.dataset!r}")
-        if self.text_unit not in ("line", "document"):
+        if self.text_unit not in ("", "line", "document"):
             raise ConfigError(f"text_unit must be 'line' or 'document', got {self.text_unit!r}")
         if self.source not in ("local", "hub"):
             raise ConfigError(f"source must be 'local' or 'hub', got {self.source!r}")

@@ -141,7 +141,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     refined_of = nll_of.clone()
     batches = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False).batches()
     with model.evaluating():
-        for idx in tqdm(batches, desc="eval", disable=not progress, leave=False):
+        for idx in tqdm(batches, desc="eval", disable=None if progress else True, leave=False):
             batch = collate([dataset[i] for i in idx], pad_id=cfg.pad_id, bos_id=cfg.bos_id,
                             eos_id=cfg.eos_id).to(device)
             n_sent += batch.size

@@ -47,8 +47,9 @@ SPLITS = ("train", "valid", "test")
 ORIGINS = {"imdb_train": 0, "imdb_unsup": 1, "imdb_test": 2, "ptb": 3, "text": 4}  # the `origin` column
 META_FILE = "meta.json"
 SAMPLES_FILE = "samples.txt"
-PREPARED_FILES = {META_FILE, SAMPLES_FILE, SentencePieceTokenizer.filename, WordTokenizer.filename,
-                  *(f"{s}.npz" for s in SPLITS)}  # what a prepared dir holds: nothing else is replaced
+WORDS_CACHE = "report_words.npz"  # what seqvae.quality caches in a prepared dir: its training words
+PREPARED_FILES = {META_FILE, SAMPLES_FILE, SentencePieceTokenizer.filename, WordTokenizer.filename, WORDS_CACHE,
+                  *(f"{s}.npz" for s in SPLITS)}  # what seqvae writes in a prepared dir: nothing else is replaced
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -164,8 +165,11 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
     for a, b in itertools.combinations(files, 2):
         if files[a].is_file() and files[b].is_file() and files[a].samefile(files[b]):
             raise DataError(f"--{a} and --{b} name the same file ({files[b]}): each split needs its own sentences")
-    lines = {name: [(i, t) for i, t in enumerate(load_text(f, cfg.text_unit)["text"]) if t.strip()]
-             for name, f in files.items()}
+    unit = cfg.text_unit or "line"
+    lines = {name: [(i, t) for i, t in enumerate(load_text(f, unit)["text"]) if t.strip()] for name, f in files.items()}
+    sentences_of = (lambda text: [" ".join(text.split())]) if unit == "line" else review_to_sentences
+    # a valid or test file keeps no sentence of the train file, held-out lines included
+    whole_train = {s for _, text in lines["train"] for s in sentences_of(text)} if cfg.dedup else None
     rng = np.random.default_rng(cfg.seed)
     train = [lines["train"][i] for i in rng.permutation(len(lines["train"]))]
     missing = [name for name in ("valid", "test") if name not in lines]
@@ -182,23 +186,30 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
             lines[name], train = train[:held], train[held:]
     lines["train"] = train
     splits: dict[str, _Split] = {}
-    in_train: set[str] | None = None
+    in_train: set[str] | None = None  # with dedup: the train split's sentences, which held-out lines may not have
     for name in SPLITS:  # train first
         sp = splits[name] = _Split(name)
         if name in missing and note:
             sp.notes.append(note)
+        exclude = in_train if name in missing else whole_train if name != "train" else None
         for row, text in _progress(lines[name], progress, f"split {name}"):
-            for sent in [" ".join(text.split())] if cfg.text_unit == "line" else review_to_sentences(text):
-                sp.add(sent, row, ORIGINS["text"], -1, cfg.dedup, exclude=in_train)
+            for sent in sentences_of(text):
+                sp.add(sent, row, ORIGINS["text"], -1, cfg.dedup, exclude=exclude)
             sp.reviews += 1
         if name == "train" and cfg.dedup:
             in_train = sp.seen
         else:
             sp.seen.clear()
-    shared = len(set(splits["valid"].sentences) & set(splits["test"].sentences))
-    if shared:
-        splits["test"].notes.append(f"{shared:,} of its sentences are also in valid")
     return splits
+
+
+def _shared(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
+    """How many of split b's sentences (encoded arrays, as `_encode_split` returns them) split a also has."""
+    def rows(x):
+        return (x["ids"][x["offsets"][i] : x["offsets"][i + 1]].tobytes() for i in range(len(x["offsets"]) - 1))
+
+    seen = set(rows(a))
+    return sum(r in seen for r in rows(b))
 
 
 def _build_tokenizer(cfg: DataConfig, train_sentences: list[str], progress: bool) -> Tokenizer:
@@ -266,7 +277,8 @@ def _check_out_dir(out: Path) -> None:
             raise DataError(f"{out}: exists and is not a directory")
         if any(out.iterdir()) and not (out / META_FILE).is_file():
             raise DataError(f"{out}: exists and is not a prepared data dir (no {META_FILE}); not replacing it")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in PREPARED_FILES)
+        ours = PREPARED_FILES | {p.name for name in PREPARED_FILES for p in atomic.leftovers(out / name)}
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
         if foreign:
             raise DataError(f"{out}: holds files seqvae prepare did not write ({', '.join(foreign[:3])}"
                             f"{', ...' if len(foreign) > 3 else ''}); not replacing it")
@@ -301,6 +313,9 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
         raise DataError(f"{cfg.dataset}: the train split has no sentences")
     tok = _build_tokenizer(cfg, splits["train"].sentences, progress)
     arrays = {name: _encode_split(sp, tok, cfg, progress) for name, sp in splits.items()}
+    shared = _shared(arrays["valid"], arrays["test"]) if cfg.dataset == "text" else 0
+    if shared:
+        splits["test"].notes.append(f"{shared:,} of its sentences are also in valid")
     stats = {name: _split_stats(splits[name], arrays[name], tok.unk_id) for name in SPLITS}
     for name in SPLITS:  # train first: with no train sentence, that is the news
         if stats[name]["sentences"] == 0:
@@ -370,18 +385,24 @@ def read_meta(data_dir: str | Path) -> dict[str, Any]:
 
 
 def data_dir_record(data_dir: str | Path) -> dict[str, str]:
-    """How a run records its data dir: as given (a relative path keeps a copied repo working) and absolute
-    (for commands run from another directory). `locate_data_dir` reads it back."""
+    """How a run records its data dir: absolute (found from any directory) and as given (a relative path
+    still finds it in a copy of the repo elsewhere). `locate_data_dir` reads it back."""
     return {"data_dir": str(data_dir), "data_dir_abs": str(Path(data_dir).resolve())}
 
 
 def locate_data_dir(record: dict[str, Any]) -> str | None:
-    """The first of a record's data dirs (`data_dir_record`: as given, then absolute) that is a directory
-    from here; None when neither is (or the record names none)."""
-    for key in ("data_dir", "data_dir_abs"):
+    """The record's data dir (`data_dir_record`): the absolute path where it is a directory, else the path
+    as given where that is one from here (a copied repo; an older record has only this); else None."""
+    for key in ("data_dir_abs", "data_dir"):
         if record.get(key) and Path(record[key]).is_dir():
             return str(record[key])
     return None
+
+
+def describe_data_dir(record: dict[str, Any]) -> str:
+    """The record's data dir in an error message: both forms when they differ."""
+    given, absolute = record.get("data_dir") or "", record.get("data_dir_abs") or ""
+    return f"{given} ({absolute})" if absolute and absolute != given else given
 
 
 def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

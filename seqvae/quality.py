@@ -41,6 +41,7 @@ from .api import InputError, SeqVAE, interpolate_codes
 from .data import SentenceDataset
 from .display import format_mi
 from .metrics import evaluate, paired_difference
+from .prepare import WORDS_CACHE  # written into the data dir: training word counts and sentence hashes
 from .refine import LR as REFINE_LR
 from .refine import POSTERIOR_STEPS
 from .refine import STEPS as REFINE_STEPS
@@ -58,7 +59,6 @@ INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training 
 LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
-WORDS_CACHE = "report_words.npz"  # written into the data dir: training word counts and sentence hashes
 
 
 class ReportError(ValueError):

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, RunConfig, resolve_device
-from .prepare import data_dir_record, locate_data_dir, read_meta
+from .prepare import data_dir_record, describe_data_dir, locate_data_dir, read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl
@@ -110,7 +110,10 @@ class Trainer:
         if clear and not overwrite:
             raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
 
-        self.data_meta = {**read_meta(self.data_dir), **data_dir_record(self.data_dir)}
+        self.data_record = data_dir_record(self.data_dir)  # in the checkpoints' config and the resume state
+        if _state is not None and Path(_state.get("data_dir_abs", "")) == Path(self.data_record["data_dir_abs"]):
+            self.data_record["data_dir"] = _state["data_dir"]  # resumed from elsewhere: keep the form first given
+        self.data_meta = {**read_meta(self.data_dir), **self.data_record}
         self.tokenizer = load_tokenizer(self.data_dir)
         if cfg.model.vocab_size != self.tokenizer.vocab_size:
             cfg = RunConfig(model=cfg.model.replace(vocab_size=self.tokenizer.vocab_size), train=tc)
@@ -256,7 +259,7 @@ class Trainer:
         state["_weights_dir"] = str(last)
         data_dir = data_dir or locate_data_dir(state)
         if data_dir is None:
-            raise ConfigError(f"{run_dir}: its data dir {state['data_dir']} is not there (from here); pass --data DIR")
+            raise ConfigError(f"{run_dir}: its data dir {describe_data_dir(state)} is not there; pass --data DIR")
         if not same_tokenizer(last, data_dir):
             raise ConfigError(f"{run_dir}: the tokenizer in {data_dir} is not the run's (prepared again since?); "
                               "pass --data with the data dir it was trained on")
@@ -309,7 +312,7 @@ class Trainer:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "train_time": self.train_time,
-                 **data_dir_record(self.data_dir), "bad_streak": int(self.bad_streak), **rng}
+                 **self.data_record, "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
             import torch.distributed as dist
 
@@ -508,8 +511,8 @@ class Trainer:
         Holds the run dir's lock meanwhile (RunDirBusy if another trainer has it)."""
         if self.ranks.main:
             self._take_run_dir()
-        bar = tqdm(total=self.cfg.train.max_steps, initial=self.step, disable=not self.progress, desc="train",
-                   dynamic_ncols=True)
+        bar = tqdm(total=self.cfg.train.max_steps, initial=self.step, disable=None if self.progress else True,
+                   desc="train", dynamic_ncols=True)
         try:
             self._loop(self.cfg.train.max_steps if until_step is None else min(self.cfg.train.max_steps, until_step),
                        bar)

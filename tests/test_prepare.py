@@ -233,18 +233,27 @@ def test_prepare_text_holds_out_train_lines_and_says_when_it_takes_fewer(tmp_pat
     assert _sentences(tmp_path / "b", "valid") == splits["valid"]
     prepare(cfg.replace(seed=2), tmp_path / "c", progress=False)
     assert _sentences(tmp_path / "c", "valid") != splits["valid"]
-    # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. The test file
-    # copies the train file, so test keeps only the held-out valid lines (train never has them): a second note.
+    # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. A test file keeps
+    # no sentence of the train file, held-out lines included, so a copy of it leaves nothing.
     (tmp_path / "copy.txt").write_bytes((tmp_path / "train.txt").read_bytes())
-    prepare(cfg.replace(valid_reviews=1000, test_file=str(tmp_path / "copy.txt")), tmp_path / "d", progress=False)
-    valid = _sentences(tmp_path / "d", "valid")
-    assert len(valid) == 5 and sorted(_sentences(tmp_path / "d", "test")) == sorted(valid)
+    with pytest.raises(DataError, match="no test sentence is left of 50: .* 50 also in train"):
+        prepare(cfg.replace(valid_reviews=1000, test_file=str(tmp_path / "copy.txt")), tmp_path / "d", progress=False)
+    (tmp_path / "test.txt").write_text("here is the sentence .\nsentence number 7 is here .\n")
+    (tmp_path / "valid.txt").write_text("here is the sentence .\n" + "long " * 80 + "\n")
+    prepare(cfg.replace(valid_reviews=1000, test_file=str(tmp_path / "test.txt")), tmp_path / "d", progress=False)
+    assert len(_sentences(tmp_path / "d", "valid")) == 5
+    assert _sentences(tmp_path / "d", "test") == ["here is the sentence ."]
     meta = read_meta(tmp_path / "d")
-    assert meta["notes"] == ["valid: held out 5 train lines, not 1,000: at most a tenth of the file's 50 lines",
-                             "test: 5 of its sentences are also in valid"]
+    assert meta["notes"] == ["valid: held out 5 train lines, not 1,000: at most a tenth of the file's 50 lines"]
+    # valid and test files sharing a sentence: noted, counted among the sentences kept (not the long one)
+    (tmp_path / "test.txt").write_text("here is the sentence .\nthe center is here .\n" + "long " * 80 + "\n")
+    prepare(cfg.replace(valid_file=str(tmp_path / "valid.txt"), test_file=str(tmp_path / "test.txt")),
+            tmp_path / "d", progress=False)
+    meta = read_meta(tmp_path / "d")
+    assert meta["notes"] == ["test: 1 of its sentences are also in valid"]
     from seqvae.prepare import format_stats
 
-    assert format_stats(meta).splitlines()[-2:] == ["note: " + n for n in meta["notes"]]
+    assert format_stats(meta).splitlines()[-1] == "note: " + meta["notes"][0]
 
 
 def test_prepare_text_reads_the_file_as_named(tmp_path):
@@ -313,8 +322,9 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
     cases.append((dict(test_file=str(tmp_path / "." / "train.txt")), DataError,
                   "--train and --test name the same file"))
-    cases.append((dict(dataset="ptb", train_file="", text_unit="document"), ConfigError,
-                  r"text_unit \(--unit\): only for dataset 'text'"))
+    for unit in ("document", "line"):  # an explicit "line" too: it means nothing for PTB
+        cases.append((dict(dataset="ptb", train_file="", text_unit=unit), ConfigError,
+                      r"text_unit \(--unit\): only for dataset 'text'"))
     for change, error, pattern in cases:
         with pytest.raises(error, match=pattern):
             prepare(base.replace(**change) if error is DataError else DataConfig(**{**base.to_dict(), **change}),
@@ -375,7 +385,11 @@ def test_prepare_refuses_to_replace_a_foreign_dir(tmp_path):
         prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "data", progress=False)
     assert (tmp_path / "data" / "corpus.txt").read_text() == "precious"
     (tmp_path / "data" / "corpus.txt").unlink()
+    # what other commands cache there (the report's word counts), and a killed writer's leftover of it, are seqvae's
+    (tmp_path / "data" / P.WORDS_CACHE).write_bytes(b"cache")
+    (tmp_path / "data" / ".report_words.x1y2.tmp.npz").write_bytes(b"half")
     prepare(DataConfig(dataset="ptb", data_root=str(root), seed=1), tmp_path / "data", progress=False)  # replaced
+    assert not (tmp_path / "data" / P.WORDS_CACHE).exists()
 
 
 def test_missing_data_root_and_files(tmp_path):

@@ -125,10 +125,17 @@ def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_
     Trainer(tiny_cfg(max_steps=20), "data", "run", device="cpu", progress=False).fit(until_step=10)
     state = checkpoint.load_trainer_state(tmp_path / "work" / "run" / "last")
     assert (state["data_dir"], state["data_dir_abs"]) == ("data", str(data))
-    monkeypatch.chdir(tmp_path)  # "data" names nothing here: the absolute path is used
+    # from a dir with a data dir of its own under the same relative name (another tokenizer): the run's
+    # absolute path is used, and the state keeps the relative form it was first given
+    shutil.copytree(tiny_data_dir, tmp_path / "data")
+    (tmp_path / "data" / "vocab.txt").write_text((tmp_path / "data" / "vocab.txt").read_text() + "zebra\n")
+    monkeypatch.chdir(tmp_path)
     assert Trainer.resume("work/run", device="cpu", progress=False).fit()["step"] == 20
+    state = checkpoint.load_trainer_state(tmp_path / "work" / "run" / "last")
+    assert (state["data_dir"], state["data_dir_abs"]) == ("data", str(data))
     shutil.rmtree(data)
-    with pytest.raises(ConfigError, match="its data dir .*work/data is not there .from here.; pass --data DIR"):
+    shutil.rmtree(tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"its data dir data \(.*work/data\) is not there; pass --data DIR"):
         Trainer.resume("work/run", device="cpu", progress=False)
     from seqvae.config import DataConfig
     from seqvae.prepare import prepare

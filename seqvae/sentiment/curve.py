@@ -120,7 +120,7 @@ def label_budget_curve(methods: Sequence[Method], y_train: np.ndarray, y_test: n
     subsets = {b: budget_draws(y_train, b, cfg.draws, cfg.seed) for b in sizes}
     jobs = [(m, b, d) for m in methods for b in sizes for d in range(len(subsets[b]))]
     res: dict[str, Any] = {m.name: {"label": m.label, "budgets": {}} for m in methods}
-    for m, b, d in tqdm(jobs, desc="curve", unit="fit", disable=not progress, leave=False):
+    for m, b, d in tqdm(jobs, desc="curve", unit="fit", disable=None if progress else True, leave=False):
         idx = subsets[b][d]
         t0 = time.perf_counter()
         pred, info = m.fit(idx, y_train[idx], cfg.seed + d)

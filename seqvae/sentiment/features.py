@@ -100,7 +100,7 @@ def encode_sentences(vae, sentences: Sequence[str], *, batch_size: int = 256, pr
     order = np.flatnonzero(ok)
     order = order[np.argsort(-lens[order], kind="stable")]  # longest first: memory peaks early
     chunk = 16 * batch_size
-    with tqdm(total=len(order), desc=desc, unit="sent", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(order), desc=desc, unit="sent", disable=None if progress else True, leave=False) as bar:
         for start in range(0, len(order), chunk):
             idx = order[start : start + chunk]
             mu[idx] = vae.encode([sentences[i] for i in idx], batch_size=batch_size).mu.float().cpu().numpy()
