@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device
+from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device, seed_arg
 from .display import format_mi, one_line
 from .textcli import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, add_decode, add_encode, add_interpolate,
                       add_reconstruct, add_sample, add_score, check_size)
@@ -188,7 +189,7 @@ def _add_evaluate(sub) -> None:
                    help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; 0: skip)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--device")
     p.add_argument("--json", dest="json_out", help="write the results here (default: CKPT/eval-SPLIT.json)")
     p.add_argument("--per-sentence", action="store_true",
@@ -265,7 +266,7 @@ def _add_fit_prior(sub) -> None:
     p.add_argument("--data", help="prepared data dir whose train split to encode (default: the model's)")
     p.add_argument("--sentences", type=int, default=20_000, help="train sentences to encode (default 20000)")
     p.add_argument("--components", type=int, default=32, help="mixture components (default 32)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--device")
     p.set_defaults(func=_cmd_fit_prior)
 
@@ -350,7 +351,7 @@ def _add_report(sub) -> None:
     p.add_argument("--iw-refine", type=int, metavar="STEPS",
                    help="also the IW-NLL with a proposal fitted per sentence in STEPS Adam steps on its ELBO "
                         "(default 50, refine.POSTERIOR_STEPS; 0: skip)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--out", help="write report.json and report.md into this dir")
     p.add_argument("--device")
     p.set_defaults(func=_cmd_report)
@@ -450,10 +451,22 @@ def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `seqvae sample ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141  # what a shell reports for a command ended by SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Commands that take sentences (nargs="*") accept them after options too: `reconstruct CKPT --json "A gem."`
+    # leaves "A gem." unparsed, since argparse gives the sentences their slot where the checkpoint stands.
+    takes_texts = isinstance(getattr(args, "texts", None), list)
+    unknown = [e for e in extra if e.startswith("-") and e != "-"] if takes_texts else extra
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.texts += extra
     return reporting_errors("seqvae", lambda: args.func(args))
 
 

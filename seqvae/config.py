@@ -31,6 +31,22 @@ class ConfigError(ValueError):
     """A config value or file is invalid (message is one line, user-facing)."""
 
 
+MAX_SEED = 2**63  # seeds are integers in [0, MAX_SEED): torch, numpy and sklearn all take those as given
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of every --seed: an integer in [0, MAX_SEED)."""
+    import argparse
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= seed < MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {text}")
+    return seed
+
+
 def _from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     if not isinstance(d, dict):
         raise ConfigError(f"{what}: expected a JSON object, got {type(d).__name__}")

@@ -18,14 +18,17 @@ never touched, and the same seed gives the same sentences.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
+from .config import MAX_SEED
 from .model import SentenceVAE
 from .wordlist import WordFilter
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
+MIN_TEMPERATURE = 1e-3  # logits / T stays finite in float32 above it
 WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one (some may be refused)
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
 # How prior samples are decoded when the caller does not say (SeqVAE.sample, `seqvae sample`): nucleus sampling
@@ -135,7 +138,8 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """
     sorted_logits, order = logits.sort(dim=-1, descending=True)  # (b, V)
     probs = torch.softmax(sorted_logits, dim=-1)
-    inside = probs.cumsum(dim=-1) - probs < top_p  # the mass ranked above is < p (the top token: 0 < p)
+    inside = probs.cumsum(dim=-1) - probs < top_p  # the mass ranked above is < p
+    inside[..., 0] = True  # the top token, even for a p that is 0 in float32
     return torch.zeros_like(inside).scatter(-1, order, inside)  # back to vocabulary order
 
 
@@ -332,8 +336,10 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
 
 # ---------------------------------------------------------------------------- entry point
 def check_options(strategy: str, max_len: int, temperature: float, top_k: int, top_p: float,
-                  num_beams: int, candidates: int = 1) -> None:
+                  num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> None:
     """Raise DecodingError (one line) for options that make no sense."""
+    if not math.isfinite(length_penalty):
+        raise DecodingError(f"length_penalty must be a finite number, got {length_penalty}")
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     if candidates < 1:
@@ -342,8 +348,9 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
     if max_len < 1:
         raise DecodingError(f"max_len must be >= 1, got {max_len}")
-    if not temperature > 0:
-        raise DecodingError(f"temperature must be > 0, got {temperature} (use strategy='greedy' for argmax)")
+    if not MIN_TEMPERATURE <= temperature < math.inf:  # logits / T must stay finite (NaN compares False too)
+        raise DecodingError(f"temperature must be a finite number >= {MIN_TEMPERATURE}, got {temperature} "
+                            "(use strategy='greedy' for argmax)")
     if top_k < 0:
         raise DecodingError(f"top_k must be >= 0 (0 = off), got {top_k}")
     if not 0.0 < top_p <= 1.0:
@@ -356,13 +363,20 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError("strategy 'top-p' needs top_p < 1")
 
 
+def check_seed(seed: int | None) -> None:
+    """A seed is None (fresh randomness) or an integer in [0, 2**63): torch and numpy take those as given."""
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < MAX_SEED):
+        raise DecodingError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+
+
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
     """A private generator: seeded if `seed` is given, else from OS entropy (the global RNG is untouched)."""
+    check_seed(seed)
     gen = torch.Generator(device=device)
     if seed is None:
         gen.seed()
     else:
-        gen.manual_seed(int(seed))
+        gen.manual_seed(seed)
     return gen
 
 
@@ -380,7 +394,7 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     finds likeliest per token (`best_of`, from the log-probabilities the sampler kept): more fluent, somewhat
     less varied (docs/results.md).
     """
-    check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates)
+    check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
     opts = dict(strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
                 num_beams=num_beams, length_penalty=length_penalty, seed=seed, generator=generator, words=words)
     if candidates == 1:

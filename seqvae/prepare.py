@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from . import atomic
-from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json
+from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json, seed_arg
 from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
 from .sentences import review_to_sentences
@@ -466,7 +466,7 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     add("--max-sentences", type=int, default=d.max_sentences, help="cap on train sentences (0 = all)")
     add("--no-dedup", action="store_true",
         help="keep duplicate sentences, and valid/test sentences that train also has (IMDB, text)")
-    add("--seed", type=int, default=d.seed, help="shuffling and held-out selection")
+    add("--seed", type=seed_arg, default=d.seed, help="shuffling and held-out selection")
     add("--quiet", action="store_true", help="no progress bars or statistics table")
     return parser
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, seed_arg
 from .display import one_line
 
 
@@ -37,7 +38,7 @@ def _add_decoding_args(p, default_strategy: str) -> None:
     g.add_argument("--candidates", type=int, default=1,
                    help="sampling: draw K sentences per code and keep the one the decoder finds likeliest per "
                         "token (more fluent, less varied; default 1)")
-    g.add_argument("--seed", type=int, default=None, help="seed for z and sampling (default: fresh randomness)")
+    g.add_argument("--seed", type=seed_arg, default=None, help="seed for z and sampling (default: fresh randomness)")
     g.add_argument("--words", choices=["known", "any"], default=None,
                    help="known: write only words of the checkpoint's word list (`seqvae words`); any: no list "
                         "(default: known when the checkpoint has one)")
@@ -185,7 +186,7 @@ def add_score(sub) -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="draw them from a Gaussian fitted to each sentence's posterior in STEPS Adam steps instead "
                         "of from q(z|x): a tighter estimate of the same -log p(x) (0 = off; 50 is a good value)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
     p.set_defaults(func=_cmd_score)
@@ -231,7 +232,7 @@ def _cmd_encode(args) -> int:
 
     if not args.out and not args.as_json:
         raise ConfigError("encode: give --out FILE.npy, --json, or both")
-    if args.out and not args.out.endswith(".npy"):
+    if args.out and (not args.out.endswith(".npy") or Path(args.out).name == ".npy"):
         raise ConfigError(f"encode: --out {args.out}: the codes are written as a .npy file; end the name in .npy")
     check_size("--refine", args.refine, 0, MAX_REFINE_STEPS)
     out = atomic.check_file_path(args.out) if args.out else None  # before the work

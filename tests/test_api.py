@@ -26,6 +26,12 @@ def test_save_and_reload_give_identical_outputs(vae, texts, tmp_path):
     assert torch.equal(vae.score(texts, samples=4), again.score(texts, samples=4))
     half = SeqVAE.from_pretrained(vae.save_pretrained(tmp_path / "half", dtype=torch.float16), device="cpu")
     assert torch.allclose(vae.encode(texts).mean, half.encode(texts).mean, atol=2e-2)
+    from seqvae.checkpoint import CheckpointError
+
+    for bad in (torch.int8, torch.bool, "float16"):  # int8 weights decoded "',,?????": refused, nothing written
+        with pytest.raises(CheckpointError, match="dtype must be a floating torch.dtype"):
+            vae.save_pretrained(tmp_path / "bad", dtype=bad)
+        assert not (tmp_path / "bad").exists()
 
 
 def test_wrapped_in_memory_model_matches_loaded(trained_tiny_vae, vae, texts):

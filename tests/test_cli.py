@@ -166,6 +166,7 @@ def _corrupt(ckpt, tmp_path, how):
     (["reconstruct", "{ckpt}", "-"], b"", "no sentences on stdin"),
     (["reconstruct", "{ckpt}", "-"], b"the movie\nthe \xff plot\n", "stdin line 2 is not valid UTF-8"),
     (["reconstruct", "{ckpt}", "-"], b"the movie\0was great\n", "stdin line 1 contains a NUL"),
+    (["reconstruct", "{ckpt}", "-"], b"the movie\rthe plot\r\0\r", "stdin line 3 contains a NUL"),  # old Mac ends
     (["interpolate", "{ckpt}", "   ", "the plot"], None, "sentence 0 is empty"),
     (["interpolate", "{ckpt}", "a", "b", "--steps", "1"], None, "--steps must be between 2"),
     (["interpolate", "{ckpt}", "a", "b", "--steps", "10000000000"], None, "--steps must be between 2"),
@@ -176,7 +177,15 @@ def _corrupt(ckpt, tmp_path, how):
     (["sample", "{ckpt}", "--strategy", "beam", "--num-beams", "100000000"], None, "--num-beams must be between"),
     (["sample", "{ckpt}", "--candidates", "0"], None, "--candidates must be between 1"),
     (["sample", "{ckpt}", "--strategy", "greedy", "--candidates", "4"], None, "needs a sampling strategy"),
-    (["sample", "{ckpt}", "--temperature", "0"], None, "temperature must be > 0"),
+    (["sample", "{ckpt}", "--temperature", "0"], None, "temperature must be a finite number >= 0.001, got 0"),
+    (["sample", "{ckpt}", "--temperature", "inf"], None, "temperature must be a finite number"),  # NaN logits
+    (["sample", "{ckpt}", "--temperature", "1e-38"], None, "temperature must be a finite number"),  # overflow
+    (["decode", "{ckpt}", "{codes_good}", "--strategy", "beam", "--length-penalty", "nan"], None,
+     "length_penalty must be a finite number"),
+    (["encode", "{ckpt}", "the movie", "--out", "{tmp}/.npy"], None, "end the name in .npy"),  # np.save adds .npy
+    (["classify", "predict", "{ckpt}", "a gem", " "], None, "text 1 is empty"),
+    (["steer", "{ckpt}", "-"], None, "not '-' (stdin)"),
+    (["steer", "{ckpt}", "a gem", "--out", "{tmp}/s.json"], None, "--out writes the --report"),
     (["sample", "{ckpt}", "--top-p", "0"], None, "top_p must be in (0, 1]"),
     (["sample", "{ckpt}", "--top-p", "1.5"], None, "top_p must be in (0, 1]"),
     (["sample", "{ckpt}", "--strategy", "top-k", "--top-k", "0"], None, "needs top_k >= 1"),
@@ -237,6 +246,32 @@ def test_bad_input_sweep(tiny_vae_ckpt, tmp_path, capsys, monkeypatch, argv, std
     assert out == ""
     assert sorted(p.name for p in tiny_vae_ckpt.iterdir()) == before  # nothing written beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == files  # nor a partial output file
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "1e3"])
+def test_seeds_outside_what_torch_and_numpy_take_are_usage_errors(tiny_vae_ckpt, capsys, seed):
+    for argv in (["sample", tiny_vae_ckpt], ["fit-prior", tiny_vae_ckpt], ["steer", tiny_vae_ckpt, "--report", "1"]):
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv] + ["--seed", seed])
+        assert e.value.code == 2 and "argument --seed:" in capsys.readouterr().err
+
+
+def test_sentences_may_follow_options(tiny_vae_ckpt, capsys):
+    """argparse gives nargs="*" sentences their slot beside the checkpoint; main() takes the ones after options."""
+    code, out, _ = run(capsys, "reconstruct", tiny_vae_ckpt, "--json", "the movie", "--max-len", 5, "a plot")
+    assert code == 0 and [r["input"] for r in json.loads(out)] == ["the movie", "a plot"]
+    with pytest.raises(SystemExit):
+        main(["reconstruct", str(tiny_vae_ckpt), "--json", "the movie", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`seqvae sample ... | head -1`: no BrokenPipeError traceback once the reader has gone."""
+    code = ("import sys; from seqvae.cli import reporting_errors\n"
+            "def run():\n    for i in range(100000): print('line', i)\n"
+            "sys.exit(reporting_errors('seqvae', run))")
+    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True)
+    assert p.stdout == "line 0\n" and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
 
 
 def _bad_codes(tmp_path, how):

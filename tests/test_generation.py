@@ -183,6 +183,16 @@ def test_nucleus_is_the_smallest_set_reaching_p():
         assert nucleus(logits, p)[0].nonzero().flatten().tolist() == kept, p
     shuffled = logits[:, [2, 0, 3, 1]]  # order in the vocabulary does not matter
     assert nucleus(shuffled, 0.75)[0].tolist() == [False, True, False, True]
+    # a p that is 0 in float32 still keeps the top token: a row with nothing in it drew token V (a traceback)
+    assert nucleus(logits, 1e-300)[0].nonzero().flatten().tolist() == [0]
+    assert draw_nucleus(logits.expand(8, 4), 1e-300, torch.Generator().manual_seed(0)).tolist() == [0] * 8
+
+
+def test_seeds_are_checked():
+    for bad in (-1, 2**63, 1.5, True):
+        with pytest.raises(DecodingError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
+            G.make_generator("cpu", bad)
+    assert G.make_generator("cpu", 2**63 - 1).initial_seed() == 2**63 - 1
 
 
 @pytest.mark.parametrize("V,p", list(itertools.product([5, 37, 300], [0.05, 0.5, 0.9])))

@@ -367,7 +367,7 @@ def test_clause_heads_read_texts_by_clause(tiny, tmp_path, capsys, one_line):
     one_line(["classify", "predict", ckpt, "A fine film."], "reads texts as 'word'")
 
 
-def test_one_line_errors(tiny, tmp_path, one_line, monkeypatch):
+def test_one_line_errors(tiny, tmp_path, one_line, monkeypatch, capsys):
     import shutil
     import sys
 
@@ -378,7 +378,11 @@ def test_one_line_errors(tiny, tmp_path, one_line, monkeypatch):
     one_line(["classify", "evaluate", bare, "--head", "set"], "seqvae classify fit")
     one_line(["classify", "curve", bare, "--budgets", "ten"], "--budgets")
     one_line(["classify", "curve", bare, "--budgets", "3,100"], "--budgets")
-    one_line(["classify", "curve", bare, "--seed", "-1"], "--seed")
+    with pytest.raises(SystemExit) as e:  # seed_arg: argparse's usage line and its error, exit 2
+        from seqvae.cli import main
+
+        main(["classify", "curve", str(bare), "--seed", "-1"])
+    assert e.value.code == 2 and "argument --seed: must be in [0, 2**63)" in capsys.readouterr().err
     one_line(["classify", "curve", bare, "--max-reviews", "-1"], "--max-reviews")
     one_line(["classify", "fit", bare, "--max-reviews", "3"], "at least 4")
     one_line(["classify", "curve", bare, "--out", tmp_path / "c", "--data-root", tmp_path / "none"], "none")

@@ -19,6 +19,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..config import seed_arg
 from ..textinput import read_lines
 from .config import CLASSES, KINDS, UNITS, ClassifyError
 
@@ -65,7 +66,7 @@ def _head_arg(p: argparse.ArgumentParser) -> None:
 def _subset_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--max-reviews", type=int, default=0, metavar="N",
                    help=f"use a stratified subset of N {what} reviews (0 = all, the default)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset, the fit and the snippets (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the subset, the fit and the snippets (default 0)")
 
 
 def action_parser(action: str) -> argparse.ArgumentParser:
@@ -151,9 +152,7 @@ def run_classify(args) -> int:
                             f"(see `seqvae classify {OLD_MODES[old]} -h`)")
     if args.action not in ACTIONS:
         raise ClassifyError(f"classify needs an action first: {', '.join(ACTIONS)} (e.g. `seqvae classify fit CKPT`)")
-    a = action_parser(args.action).parse_args(args.rest)
-    if getattr(a, "seed", 0) < 0:
-        raise ClassifyError("--seed must be >= 0")
+    a = action_parser(args.action).parse_args(args.rest)  # --seed: seed_arg's range, argparse's usage error
     ckpt = resolve(a.checkpoint)
     return {"fit": _fit, "predict": _predict, "evaluate": _evaluate, "calibrate": _calibrate,
             "curve": _curve}[args.action](a, ckpt)
@@ -187,6 +186,8 @@ def _predict(a, ckpt: Path) -> int:
         texts = read_lines(sys.stdin, "stdin")
         if not texts:
             raise ClassifyError("predict -: no texts on stdin")
+    if empty := [i for i, t in enumerate(texts) if not t.strip()]:
+        raise ClassifyError(f"text {empty[0]} is empty (after stripping whitespace)")
     head = load_head(ckpt, a.head)  # the head before the model: a missing head fails fast
     vae = latent_model(ckpt, a.device)
     if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
@@ -279,7 +280,7 @@ def add_steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strengths", default="0,1,2,4",
                    help="--report: comma-separated strengths (default 0,1,2,4; 0 = the reconstruction alone)")
     p.add_argument("--out", help="--report: also write the report (with every example) as JSON here")
-    p.add_argument("--seed", type=int, default=0, help="--report: which test reviews")
+    p.add_argument("--seed", type=seed_arg, default=0, help="--report: which test reviews")
     p.add_argument("--data-root", help="--report: folder holding imdb/*.jsonl.gz (default: the corpus module's)")
     p.add_argument("--to", default="positive", choices=list(CLASSES), help="target sentiment (default positive)")
     p.add_argument("--strength", type=float, default=2.0, help="how far to move (in --unit units; default 2)")
@@ -300,6 +301,10 @@ def run_steer(args) -> int:
         raise ClassifyError("give either a text to steer or --report N, not both")
     if args.report is not None and args.report < 1:
         raise ClassifyError("--report must be >= 1")
+    if args.text is not None and args.out:
+        raise ClassifyError("--out writes the --report; one steered text prints (--json for JSON)")
+    if args.text == "-":
+        raise ClassifyError("steer takes one sentence as its argument, not '-' (stdin)")
     strengths = parse_numbers(args.strengths, "--strengths", float, 0)
     if args.out:
         atomic.check_file_path(args.out)
