@@ -82,7 +82,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         if any(final.iterdir()) and not _is_checkpoint_dir(final):
             raise CheckpointError(f"{final}: exists and is not a seqvae checkpoint dir; not replacing it")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise CheckpointError(f"dtype must be a floating torch.dtype (torch.float16, torch.bfloat16, ...), got {dtype!r}")
+        raise CheckpointError(f"dtype must be a floating torch.dtype (torch.float16, torch.bfloat16, ...), "
+                              f"got {dtype!r}")
     tmp = atomic.temp_dir_for(final)
     try:
         config = {"format": FORMAT_VERSION, "model": model.cfg.to_dict(),

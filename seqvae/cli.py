@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable

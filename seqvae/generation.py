@@ -19,6 +19,7 @@ never touched, and the same seed gives the same sentences.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Callable
 
 import torch
@@ -363,15 +364,23 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError("strategy 'top-p' needs top_p < 1")
 
 
-def check_seed(seed: int | None) -> None:
-    """A seed is None (fresh randomness) or an integer in [0, 2**63): torch and numpy take those as given."""
-    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < MAX_SEED):
+def check_seed(seed: int | None) -> int | None:
+    """A seed as a Python int: None (fresh randomness) or an integer (numpy's too) in [0, 2**63), which torch
+    and numpy take as given; anything else is a DecodingError."""
+    if seed is None:
+        return None
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        value = -1
+    if isinstance(seed, bool) or not 0 <= value < MAX_SEED:
         raise DecodingError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return value
 
 
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
     """A private generator: seeded if `seed` is given, else from OS entropy (the global RNG is untouched)."""
-    check_seed(seed)
+    seed = check_seed(seed)
     gen = torch.Generator(device=device)
     if seed is None:
         gen.seed()

@@ -193,6 +193,9 @@ def test_seeds_are_checked():
         with pytest.raises(DecodingError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
             G.make_generator("cpu", bad)
     assert G.make_generator("cpu", 2**63 - 1).initial_seed() == 2**63 - 1
+    import numpy as np
+
+    assert G.make_generator("cpu", np.int64(7)).initial_seed() == 7  # a seed from np.arange is an integer too
 
 
 @pytest.mark.parametrize("V,p", list(itertools.product([5, 37, 300], [0.05, 0.5, 0.9])))
