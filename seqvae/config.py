@@ -31,7 +31,17 @@ class ConfigError(ValueError):
     """A config value or file is invalid (message is one line, user-facing)."""
 
 
-MAX_SEED = 2**63  # seeds are integers in [0, MAX_SEED): torch, numpy and sklearn all take those as given
+MAX_SEED = 2**63  # seeds are integers in [0, MAX_SEED): torch and numpy take those as given, sklearn via seed32
+
+
+def seed32(seed: int) -> int:
+    """The seed for a library that takes [0, 2**32) only (sklearn's random_state): the seed itself when
+    it fits, else a 32-bit seed derived from it (numpy's SeedSequence), so every seed in range works."""
+    if 0 <= seed < 2**32:
+        return int(seed)
+    import numpy as np
+
+    return int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
 
 
 def seed_arg(text: str) -> int:

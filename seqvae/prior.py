@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import atomic
+from .config import seed32
 
 PRIOR_JSON = "prior.json"
 PRIOR_WEIGHTS = "prior.safetensors"
@@ -70,7 +71,7 @@ class AggregatePrior:
             raise PriorError(f"fitting {components} components needs at least {2 * components} codes, "
                              f"got {x.shape[0] if x.ndim == 2 else 'a non-matrix'}")
         gm = GaussianMixture(components, covariance_type="full", max_iter=max_iter, reg_covar=1e-4,
-                             init_params="k-means++", random_state=seed).fit(x)
+                             init_params="k-means++", random_state=seed32(seed)).fit(x)
         chol = torch.linalg.cholesky(torch.from_numpy(gm.covariances_))
         meta = {"kind": "gmm", "components": components, "fitted_on": int(x.shape[0]), "seed": seed,
                 "converged": bool(gm.converged_), "mean_log_density": float(gm.score(x))}

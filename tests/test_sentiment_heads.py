@@ -334,7 +334,7 @@ def test_set_head_fit_and_predict(tiny, tmp_path, capsys, monkeypatch):
     assert main(["classify", "predict", str(ckpt), "--head", "set", *texts, "--json"]) == 0
     assert [(r["sentences"], r["clauses"]) for r in json.loads(capsys.readouterr().out)] == [(2, 2), (1, 1)]
     assert main(argv + ["--members", "0"]) == 2
-    assert "at least one member" in capsys.readouterr().err
+    assert "--members must be between 1 and 100" in capsys.readouterr().err
 
 
 def test_clause_heads_read_texts_by_clause(tiny, tmp_path, capsys, one_line):
@@ -406,3 +406,102 @@ def test_an_unknown_option_is_argparse_usage_and_exit_2(tiny, capsys):
     with pytest.raises(SystemExit) as e:
         main(["classify", "fit", str(tiny[0]), "--set-members", "2"])
     assert e.value.code == 2 and "unrecognized arguments: --set-members" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- a fourth review's findings
+def test_a_head_fitted_through_the_api_is_taken_for_its_own_checkpoint(tiny, tmp_path, capsys):
+    """fit_head without a model_id records the state dict's hash; the commands accept it beside the file's."""
+    import shutil
+
+    from seqvae.api import SeqVAE
+    from seqvae.cli import main
+    from seqvae.sentiment.data import load_reviews
+    from seqvae.sentiment.heads import fit_head, head_matches
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny[0], ckpt, ignore=shutil.ignore_patterns("*classifier.*", "features"))
+    vae = SeqVAE.from_pretrained(ckpt, device="cpu")
+    texts, y = load_reviews("train", data_root=tiny[1])
+    head = fit_head(vae, texts, y, progress=False)
+    assert head.meta["model_sha256"] == Fe.model_sha256(vae) != Fe.checkpoint_id(ckpt)
+    head.save(ckpt)
+    assert head_matches(load_head(ckpt), ckpt, vae)
+    assert main(["classify", "evaluate", str(ckpt), "--data-root", str(tiny[1]), "--no-progress", "--no-cache"]) == 0
+    capsys.readouterr()
+    assert main(["classify", "predict", str(ckpt), "The movie was great."]) == 0
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(K.ClassifyError, match="0 \\(negative\\) or 1"):
+        fit_head(vae, texts, y + 1, progress=False)
+    with pytest.raises(K.ClassifyError, match="one label per text"):
+        fit_head(vae, texts, y[:3], progress=False)
+
+
+def test_a_head_cut_short_or_corrupted_is_one_line(tmp_path):
+    """The JSON names its weights file by hash (a save cut between the two files is found); values that
+    would give NaN or a traceback in predict are refused on loading."""
+    from seqvae.checkpoint import CheckpointError
+
+    X, y = _toy_xy()
+    head = L.fit_linear(X, y)
+    head.meta["direction_std"] = 0.5
+    head.save(tmp_path)
+    old_json = (tmp_path / LinearHead.files[1]).read_text()
+    head.coef = head.coef * 2  # a second save, cut after the weights: the old JSON beside new weights
+    head.save(tmp_path)
+    (tmp_path / LinearHead.files[1]).write_text(old_json)
+    with pytest.raises(CheckpointError, match="is not the file classifier.json was saved with"):
+        load_head(tmp_path)
+    head.save(tmp_path)
+    cfg = json.loads((tmp_path / LinearHead.files[1]).read_text())
+    for edit, msg in [({"format": "1"}, "unknown format"), ({"classes": ["good"]}, "classes negative, positive"),
+                      ({"classes": ["a", "b", "c"]}, "classes negative, positive"),
+                      ({"length_scales": "abc"}, "length_scales"), ({"length_scales": [1.0, float("nan")]}, "length"),
+                      ({"direction_std": "x"}, "direction_std")]:
+        (tmp_path / LinearHead.files[1]).write_text(json.dumps({**cfg, **edit}))
+        with pytest.raises(CheckpointError, match=msg):
+            load_head(tmp_path)
+    (tmp_path / LinearHead.files[1]).write_text(json.dumps(cfg))
+    assert load_head(tmp_path).meta["direction_std"] == 0.5
+    head.coef[0] = np.nan
+    head.save(tmp_path)
+    with pytest.raises(CheckpointError, match="coef is not all finite"):
+        load_head(tmp_path)
+
+
+def test_fourth_review_one_line_errors(tiny, tmp_path, one_line):
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny[0], ckpt, ignore=shutil.ignore_patterns("features"))
+    opts = ["--data-root", tiny[1], "--no-progress", "--no-cache"]
+    one_line(["classify", "predict", ckpt, "A \udcff gem."], "text 0 is not valid UTF-8")
+    one_line(["classify", "fit", ckpt, "--head", "set", "--members", "1000000000", *opts], "--members must be")
+    one_line(["classify", "curve", ckpt, "--draws", "1000000000", "--out", tmp_path / "c", *opts], "--draws must be")
+    one_line(["classify", "curve", ckpt, "--set-members", "0", "--out", tmp_path / "c", *opts], "--set-members")
+    assert not (tmp_path / "c").exists()
+    assert main_ok(["classify", "fit", ckpt, *opts])
+    one_line(["classify", "evaluate", ckpt, "--snippets", "1,500", *opts], "--snippets 500: no review here has 500")
+
+
+def main_ok(argv) -> bool:
+    from seqvae.cli import main
+
+    return main([str(a) for a in argv]) == 0
+
+
+def test_seeds_beyond_32_bits_reach_scikit_learn(tiny, tmp_path):
+    """seed_arg allows [0, 2**63); scikit-learn takes [0, 2**32): seed32 derives one."""
+    import shutil
+
+    import torch
+
+    from seqvae.config import seed32
+    from seqvae.prior import AggregatePrior
+
+    assert seed32(7) == 7 and seed32(2**32 - 1) == 2**32 - 1
+    assert 0 <= seed32(2**40) < 2**32 and seed32(2**40) == seed32(2**40) != seed32(2**40 + 1)
+    AggregatePrior.fit(torch.randn(40, 3), components=2, seed=2**62)
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny[0], ckpt, ignore=shutil.ignore_patterns("features"))
+    assert main_ok(["classify", "fit", ckpt, "--data-root", tiny[1], "--no-progress", "--no-cache",
+                    "--seed", str(2**63 - 1)])

@@ -73,6 +73,17 @@ def test_steering_report(with_head, tmp_path, capsys):
     assert saved["sentences"] == 4 and set(saved["strengths"]) == {"0", "2"}
 
 
+def test_report_sentences_come_from_both_classes(with_head):
+    """The stratified draw comes back in file order (every negative review first): the report shuffles it."""
+    from conftest import IMDB_NEG, IMDB_POS
+
+    sentences = S.report_sentences(8, data_root=with_head[1])
+    assert len(sentences) == 8
+    pos = sum(any(w in s.lower().split() for w in IMDB_POS) for s in sentences)
+    neg = sum(any(w in s.lower().split() for w in IMDB_NEG) for s in sentences)
+    assert pos + neg == 8 and pos >= 2 and neg >= 2
+
+
 def test_one_line_errors(tiny, with_head, tmp_path, one_line):
     bare = tmp_path / "bare"
     shutil.copytree(tiny[0], bare, ignore=shutil.ignore_patterns("*classifier.*", "features"))
@@ -81,5 +92,34 @@ def test_one_line_errors(tiny, with_head, tmp_path, one_line):
     one_line(["steer", bare], "either a text to steer or --report")
     one_line(["steer", bare, "a fine film", "--report", "3"], "either a text to steer or --report")
     one_line(["steer", bare, "--report", "3", "--strengths", "1,x"], "--strengths")
-    for bad in ("nan", "inf", "-1"):  # --to gives the direction; a strength is a distance
-        one_line(["steer", with_head[0], "a fine film", "--strength", bad], "strength must be a finite number >= 0")
+    for bad in ("nan", "inf", "-1", "1e39"):  # --to gives the direction; a strength is a distance
+        one_line(["steer", with_head[0], "a fine film", "--strength", bad], "strength must be a number in [0, 1000]")
+    one_line(["steer", with_head[0], "a fine film", "--max-len", "1000000000"], "--max-len must be between 1 and")
+    ckpt = with_head[0]
+    for name in ("classifier.json", "model.safetensors"):  # the report never replaces a file of the checkpoint
+        before = (ckpt / name).read_bytes()
+        one_line(["steer", ckpt, "--report", "2", "--out", ckpt / name], "is a file of the checkpoint")
+        assert (ckpt / name).read_bytes() == before
+
+
+def test_steer_checks_the_head_belongs_to_the_model(tiny, with_head, tmp_path, one_line, capsys):
+    import dataclasses
+
+    import torch
+
+    from seqvae import checkpoint
+    from seqvae.model import SentenceVAE
+
+    vae = with_head[2]
+    for name, dim in (("other", vae.latent_dim), ("narrow", vae.latent_dim + 2)):
+        d = tmp_path / name
+        torch.manual_seed(5)
+        model = SentenceVAE(dataclasses.replace(vae.model.cfg, latent_dim=dim))
+        checkpoint.save(d, model, vae.tokenizer)
+        for f in with_head[0].glob("classifier.*"):
+            shutil.copy(f, d / f.name)
+    one_line(["steer", tmp_path / "narrow", "the plot was dull ."], "reads codes of 4 dimensions, this model's have 6")
+    one_line(["steer", tmp_path / "other", "--report", "2", "--data-root", with_head[1]], "fitted on other weights")
+    capsys.readouterr()
+    assert main(["steer", str(tmp_path / "other"), "the plot was dull ."]) == 0  # one text: a warning, as predict
+    assert "warning: the classifier head was fitted on other weights" in capsys.readouterr().err

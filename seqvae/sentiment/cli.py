@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from ..config import seed_arg
-from ..textinput import read_lines
+from ..textcli import MAX_LEN, check_size
+from ..textinput import problem, read_lines
 from .config import CLASSES, KINDS, UNITS, ClassifyError
 
 ACTIONS = {
@@ -30,6 +31,8 @@ ACTIONS = {
     "calibrate": "refit a saved head's length calibration on the train reviews",
     "curve": "test accuracy against the number of labels, with baselines (JSON, table, plot)",
 }
+MAX_DRAWS = 1_000   # classify curve --draws: every draw's indices are built up front
+MAX_MEMBERS = 100   # set-head members (--members, --set-members): each is a trained MLP
 OLD_MODES = {"--train": "fit", "--texts": "predict", "--evaluate": "evaluate", "--calibrate": "calibrate",
              "--curve": "curve"}
 
@@ -116,6 +119,11 @@ def parse_numbers(text: str, flag: str, cast, least: float) -> list:
     return values
 
 
+def check_count(flag: str, value: int, most: int) -> None:
+    if not 1 <= value <= most:
+        raise ClassifyError(f"{flag} must be between 1 and {most:,}, got {value:,}")
+
+
 def latent_model(ckpt: Path, device: str | None):
     from ..api import SeqVAE
 
@@ -164,6 +172,7 @@ def _fit(a, ckpt: Path) -> int:
     from .heads import fit_head
     from .linear import sklearn
 
+    check_count("--members", a.members, MAX_MEMBERS)
     cfg = HeadConfig(kind=a.head, unit=a.unit, seed=a.seed, members=a.members if a.head == "set" else 1,
                      pool=a.pool)
     sklearn()  # before the expensive part
@@ -178,8 +187,7 @@ def _fit(a, ckpt: Path) -> int:
 
 
 def _predict(a, ckpt: Path) -> int:
-    from .features import checkpoint_id
-    from .heads import load_head
+    from .heads import check_width, head_matches, load_head, other_weights
 
     texts = list(a.texts)
     if texts == ["-"]:
@@ -188,11 +196,13 @@ def _predict(a, ckpt: Path) -> int:
             raise ClassifyError("predict -: no texts on stdin")
     if empty := [i for i, t in enumerate(texts) if not t.strip()]:
         raise ClassifyError(f"text {empty[0]} is empty (after stripping whitespace)")
+    if bad := next(((i, why) for i, t in enumerate(texts) if (why := problem(t))), None):
+        raise ClassifyError(f"text {bad[0]} {bad[1]}")
     head = load_head(ckpt, a.head)  # the head before the model: a missing head fails fast
     vae = latent_model(ckpt, a.device)
-    if head.meta.get("model_sha256") not in (None, checkpoint_id(ckpt)):
-        log(f"warning: the classifier head was fitted on other weights than {ckpt}; refit it with "
-            f"`seqvae classify fit {ckpt} --head {a.head}`")
+    check_width(head, vae)
+    if not head_matches(head, ckpt, vae):
+        log(f"warning: {other_weights(ckpt, a.head)}")
     if not head.meta.get("length_scales"):
         log(f"note: this head has no length calibration, so a short text is read as surely as a review; "
             f"add it with `seqvae classify calibrate {ckpt} --head {a.head}`")
@@ -211,11 +221,14 @@ def _predict(a, ckpt: Path) -> int:
 def _saved_head(a, ckpt: Path):
     """(the saved --head, checked against the checkpoint's weights; the model; its id)."""
     from .features import checkpoint_id
-    from .heads import load_head
+    from .heads import check_width, head_matches, load_head, other_weights
 
-    model_id = checkpoint_id(ckpt)
-    head = load_head(ckpt, a.head, model_id=model_id)
-    return head, latent_model(ckpt, a.device), model_id
+    head = load_head(ckpt, a.head)  # the head before the model: a missing head fails fast
+    vae = latent_model(ckpt, a.device)
+    check_width(head, vae)
+    if not head_matches(head, ckpt, vae):
+        raise ClassifyError(other_weights(ckpt, a.head))
+    return head, vae, checkpoint_id(ckpt)
 
 
 def _evaluate(a, ckpt: Path) -> int:
@@ -255,8 +268,8 @@ def _curve(a, ckpt: Path) -> int:
     atomic.check_dir_path(out)  # before hours of work
     unit = a.unit or "sentence"
     budgets = tuple(parse_numbers(a.budgets, "--budgets", int, 4))
-    if a.draws < 1 or a.set_members < 1:
-        raise ClassifyError("--draws and --set-members must be >= 1")
+    check_count("--draws", a.draws, MAX_DRAWS)
+    check_count("--set-members", a.set_members, MAX_MEMBERS)
     set_head = None if a.no_set else HeadConfig(kind="set", unit=unit, members=a.set_members)
     cfg = CurveConfig(budgets=budgets, draws=a.draws, seed=a.seed, unit=unit, set_head=set_head,
                       baselines=not a.no_baselines)
@@ -294,7 +307,7 @@ def add_steer_args(p: argparse.ArgumentParser) -> None:
 def run_steer(args) -> int:
     from .. import atomic
     from ..checkpoint import resolve
-    from .heads import load_head
+    from .heads import check_width, head_matches, load_head, other_weights
     from .steer import report_sentences, steer, steering_markdown, steering_report
 
     if (args.text is None) == (args.report is None):
@@ -305,12 +318,20 @@ def run_steer(args) -> int:
         raise ClassifyError("--out writes the --report; one steered text prints (--json for JSON)")
     if args.text == "-":
         raise ClassifyError("steer takes one sentence as its argument, not '-' (stdin)")
+    check_size("--max-len", args.max_len, 1, MAX_LEN)
     strengths = parse_numbers(args.strengths, "--strengths", float, 0)
     if args.out:
         atomic.check_file_path(args.out)
     ckpt = resolve(args.checkpoint)
+    if args.out and any(Path(args.out).resolve() == f.resolve() for f in ckpt.iterdir()):
+        raise ClassifyError(f"--out {args.out} is a file of the checkpoint {ckpt}: write the report elsewhere")
     head = load_head(ckpt, "linear")
     vae = latent_model(ckpt, args.device)
+    check_width(head, vae)
+    if not head_matches(head, ckpt, vae):
+        if args.report is not None:  # a measurement, as `classify evaluate`: refused
+            raise ClassifyError(other_weights(ckpt, "linear"))
+        log(f"warning: {other_weights(ckpt, 'linear')}")
     if args.report is not None:
         sentences = report_sentences(args.report, seed=args.seed, data_root=args.data_root)
         report = steering_report(vae, head, sentences, strengths=strengths, unit=args.unit, max_len=args.max_len)

@@ -167,7 +167,8 @@ def run_curve(vae, out_dir: str | Path, train: tuple[list[str], np.ndarray], tes
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "curve.json", curve)
     atomic.write_text(out / "curve.md", curve_markdown(curve))
-    plot_curve(curve, out / "curve.png")
+    if plot_curve(curve, out / "curve.png") is None:
+        (out / "curve.png").unlink(missing_ok=True)  # a plot of an earlier run would stand beside these rows
     return curve
 
 
@@ -213,6 +214,6 @@ def plot_curve(curve: dict[str, Any], path: str | Path) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return Path(path)

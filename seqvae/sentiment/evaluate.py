@@ -75,6 +75,10 @@ def evaluate_head(vae, head, texts: Sequence[str], labels: np.ndarray, *, snippe
         raise ClassifyError(f"{len(texts)} texts but {len(labels)} labels")
     calibrated = bool(head.meta.get("length_scales"))
     sentences = [review_to_sentences(t) for t in texts] if snippets else []
+    longest = max(map(len, sentences), default=0)
+    if too_long := [k for k in snippets if k > longest]:
+        raise ClassifyError(f"--snippets {too_long[0]}: no review here has {too_long[0]} sentences "
+                            f"(the longest has {longest})")
     rows = []
     for k in ["reviews", *snippets]:
         t0 = time.perf_counter()

@@ -13,7 +13,9 @@ which names the head's kind, its unit and the sha256 of the weights it was fitte
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -121,8 +123,10 @@ class Head:
         d = Path(ckpt_dir)
         w_path, c_path = d / self.files[0], d / self.files[1]
         atomic.write_with(w_path, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}))
+        # the JSON last, naming the weights file it belongs with: a save cut between the two is found on loading
         atomic.write_json(c_path, {"format": FORMAT, "kind": self.saved_kind, "classes": list(self.classes),
-                                   "model_sha256": self.meta.get("model_sha256"), **cfg})
+                                   "model_sha256": self.meta.get("model_sha256"), **cfg,
+                                   "weights_sha256": _file_sha256(w_path)})
         return w_path, c_path
 
     @classmethod
@@ -141,10 +145,42 @@ class Head:
             weights = load_file(str(w_path))
         except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
             raise checkpoint_error(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
-        if not isinstance(cfg, dict) or cfg.pop("format", FORMAT) > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
+        fmt = cfg.pop("format", FORMAT) if isinstance(cfg, dict) else None
+        if type(fmt) is not int or fmt > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
             raise checkpoint_error(f"{c_path}: classifier head of an unknown format or kind")
+        if cfg.pop("weights_sha256", None) not in (None, _file_sha256(w_path)):  # heads saved before it: none
+            raise checkpoint_error(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
+                                   f"short?): fit the head again with `seqvae classify fit {d} --head {cls.kind}`")
         cfg.pop("feature_dim", None)  # written for readers of the JSON; the weights' shapes rule
-        classes = tuple(cfg.pop("classes", CLASSES))
-        head = cls.from_arrays(weights, cfg, c_path)
-        head.classes = classes
-        return head
+        if tuple(cfg.pop("classes", CLASSES)) != CLASSES:
+            raise checkpoint_error(f"{c_path}: a head of the classes {', '.join(CLASSES)} expected")
+        if why := _bad_values(weights, cfg):
+            raise checkpoint_error(f"{c_path}: unusable classifier head ({why})")
+        return cls.from_arrays(weights, cfg, c_path)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _bad_values(weights: dict[str, np.ndarray], cfg: dict[str, Any]) -> str | None:
+    """What makes a loaded head's values unusable (None if nothing): arrays and the numbers its
+    predictions use must be finite, the length scales positive."""
+    if bad := next((k for k, w in weights.items() if not np.issubdtype(w.dtype, np.number) or
+                    not np.isfinite(w).all()), None):
+        return f"{bad} is not all finite numbers"
+    scales = cfg.get("length_scales")
+    if scales is not None and not (isinstance(scales, list) and all(_finite_number(v) and v > 0 for v in scales)):
+        return "length_scales must be a list of positive numbers"
+    std = cfg.get("direction_std")
+    if std is not None and not (_finite_number(std) and std > 0):
+        return "direction_std must be a positive number"
+    return None

@@ -35,9 +35,29 @@ def load_head(ckpt_dir: str | Path, kind: str = "linear", *, model_id: str | Non
     head = head_class(kind).load(ckpt_dir)
     _ = head.unit  # an unknown unit fails here, before any model is loaded
     if model_id is not None and head.meta.get("model_sha256") not in (None, model_id):
-        raise ClassifyError(f"the classifier head was fitted on other weights than {ckpt_dir}: refit it with "
-                            f"`seqvae classify fit {ckpt_dir} --head {kind}`")
+        raise ClassifyError(other_weights(ckpt_dir, kind))
     return head
+
+
+def other_weights(ckpt_dir: str | Path, kind: str) -> str:
+    """The message for a head fitted on other weights than the checkpoint's."""
+    return (f"the classifier head was fitted on other weights than {ckpt_dir}: refit it with "
+            f"`seqvae classify fit {ckpt_dir} --head {kind}`")
+
+
+def check_width(head: Head, vae) -> None:
+    """A one-line ClassifyError if `head` reads codes of another width than `vae` writes."""
+    if head.latent_dim != vae.latent_dim:
+        raise ClassifyError(f"the classifier head reads codes of {head.latent_dim} dimensions, this model's have "
+                            f"{vae.latent_dim}: refit it with `seqvae classify fit`")
+
+
+def head_matches(head: Head, ckpt_dir: str | Path, vae) -> bool:
+    """Whether `head` was fitted on the weights of `vae` (loaded from `ckpt_dir`) or records none. A head
+    records the sha256 of the checkpoint's weights file (`seqvae classify fit`) or, fitted through the API
+    without a model_id, of the model's state dict (model_sha256): either identity is accepted."""
+    recorded = head.meta.get("model_sha256")
+    return recorded is None or recorded == checkpoint_id(ckpt_dir) or recorded == model_sha256(vae)
 
 
 def fit_head(vae, texts: Sequence[str], labels: np.ndarray, cfg: HeadConfig = HeadConfig(), *,
@@ -47,6 +67,11 @@ def fit_head(vae, texts: Sequence[str], labels: np.ndarray, cfg: HeadConfig = He
     the unit, the recipe and the length calibration in its meta."""
     sklearn()  # fail before the expensive part (the linear head and the curve's baselines need it)
     labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(texts):
+        raise ClassifyError(f"expected one label per text: {len(texts)} texts, labels of shape {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ClassifyError("labels must be 0 (negative) or 1 (positive)")
+    labels = labels.astype(np.int64)
     model_id = model_id or model_sha256(vae)
     S = sentence_features(vae, texts, unit=cfg.unit, split="train", model_id=model_id, cache_dir=cache_dir,
                           batch_size=batch_size, progress=progress)
@@ -59,5 +84,5 @@ def fit_head(vae, texts: Sequence[str], labels: np.ndarray, cfg: HeadConfig = He
     return head
 
 
-__all__ = ["HEADS", "Head", "HeadConfig", "LinearHead", "SetHead", "checkpoint_id", "fit_head", "head_class",
-           "load_head"]
+__all__ = ["HEADS", "Head", "HeadConfig", "LinearHead", "SetHead", "check_width", "checkpoint_id", "fit_head", "head_class",
+           "head_matches", "load_head", "other_weights"]

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..config import seed32
 from .config import ClassifyError, HeadConfig
 from .features import SentenceSet, mean_mu
 from .head import Head, checkpoint_error, scaled_proba
@@ -134,7 +135,7 @@ def fit_linear(X: np.ndarray, y: np.ndarray, cfg: HeadConfig = HeadConfig()) -> 
         mean, std = _standardise_stats(Xf)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter at tiny C / tiny data
-            lr = sk.linear_model.LogisticRegression(C=C, max_iter=2000, random_state=cfg.seed)
+            lr = sk.linear_model.LogisticRegression(C=C, max_iter=2000, random_state=seed32(cfg.seed))
             lr.fit((Xf - mean) / std, yf)
         return LinearHead(lr.coef_[0].copy(), float(lr.intercept_[0]), mean, std)
 

@@ -23,7 +23,10 @@ from .calibrate import length_scale
 from .config import ClassifyError
 from .data import load_reviews
 from .head import scaled_proba
+from .heads import check_width
 from .linear import LinearHead
+
+MAX_STRENGTH = 1000.0  # in units of the codes' spread (or of the prior's std): a thousand is far off any sentence
 
 
 def unigram_f1(a: Sequence[str], b: Sequence[str]) -> float:
@@ -79,11 +82,13 @@ def steer(vae, head: LinearHead, text: str, *, to: str | None = "positive", stre
         raise ClassifyError(f"--to must be one of {', '.join(head.classes)}, got {to!r}")
     if unit not in ("std", "l2"):
         raise ClassifyError(f"unit must be 'std' or 'l2', got {unit!r}")
-    if not (np.isfinite(strength) and strength >= 0):
-        raise ClassifyError(f"strength must be a finite number >= 0 (--to gives the direction), got {strength}")
+    if not (np.isfinite(strength) and 0 <= strength <= MAX_STRENGTH):
+        raise ClassifyError(f"strength must be a number in [0, {MAX_STRENGTH:g}] (--to gives the direction), "
+                            f"got {strength}")
     sentence = " ".join(review_to_sentences(text)) or text.strip()
     if not sentence:
         raise ClassifyError("nothing to steer: the text is empty")
+    check_width(head, vae)
     mu = vae.encode([sentence]).mu.float().cpu().numpy()  # (1, Z)
     d = head.latent_direction()  # (Z,) toward the positive class
     s1 = float(length_scale(head.meta.get("length_scales"), np.ones(1))[0])  # one sentence (calibrate.py)
@@ -125,8 +130,9 @@ def report_sentences(n: int, *, seed: int = 0, source: str = "local", data_root:
     from ..sentences import review_to_sentences
 
     texts, _ = load_reviews("test", source=source, data_root=data_root, max_reviews=min(3 * n, 25000), seed=seed)
+    order = np.random.default_rng([seed, 8191]).permutation(len(texts))  # the draw comes in file order: negatives first
     out = []
-    for text in texts:
+    for text in (texts[i] for i in order):
         first = next((s for s in review_to_sentences(text) if min_words <= len(s.split()) <= max_words), None)
         if first is not None:
             out.append(first)
