@@ -27,8 +27,21 @@ def per_sentence(path: str) -> tuple[dict, list[float], str]:
     if "per_sentence_nll" not in res:
         raise ConfigError(f"{path}: no per_sentence_nll (run seqvae evaluate with --per-sentence)")
     if "per_sentence_nll_refined" in res:
-        return res, res["per_sentence_nll_refined"], f"IW-NLL from proposals fitted in {res['refine_steps']} steps"
-    return res, res["per_sentence_nll"], "NLL"
+        key, what = "per_sentence_nll_refined", f"IW-NLL from proposals fitted in {res.get('refine_steps', '?')} steps"
+    elif res.get("nll_is_bound"):  # a VAE evaluated with --samples 0: the ELBO alone
+        key, what = "per_sentence_nll", "-ELBO, an upper bound on the NLL (evaluated with --samples 0)"
+    else:
+        key, what = "per_sentence_nll", "NLL"
+    values = res[key]
+    if not (isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                             for v in values)):
+        raise ConfigError(f"{path}: {key} is not a list of numbers")
+    return res, values, what
+
+
+def same_data(a: str | None, b: str | None) -> bool:
+    """Two evaluations' data dirs name the same dir (files before 2026-12-07 recorded it as typed)."""
+    return a == b or (a is not None and b is not None and Path(a).resolve() == Path(b).resolve())
 
 
 def main(argv=None) -> int:
@@ -39,7 +52,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
-        if (ra.get("split"), ra.get("data")) != (rb.get("split"), rb.get("data")):
+        if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
             raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
         res = paired_difference(a, b)
     except (ConfigError, ValueError) as e:

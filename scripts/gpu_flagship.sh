@@ -12,8 +12,8 @@
 # decoder without z, the same steps and batches. Measured on this candidate on the CPU and left out: word
 # dropout 0.5 (worse samples and NLL), encoder deletion 0.1 / 0.2 (better samples, lower BLEU; docs/
 # results.md, "Denoising") and a KL budget by length, train.free_nats_per_token (BLEU as for the same nats
-# by free bits; "Where BLEU is lost"). Then each run's best/ is written in float16 as a run dir (best/ and
-# metrics.jsonl) and packed into $OUT/<name>.tar for evaluation on the CPU.
+# by free bits; "Where BLEU is lost"). Then each run's best/ is written in float16 as a run dir (best/,
+# metrics.jsonl and training.json: steps and step time) and packed into $OUT/<name>.tar for evaluation on the CPU.
 #
 #   device run, carry ["data/imdb"]:  bash scripts/gpu_flagship.sh          (python3 -m seqvae.cli, no install)
 #   here, after:  tar xf vae.tar -C runs/gpu; tar xf lm.tar -C runs/gpu
@@ -61,9 +61,11 @@ for name in vae lm; do
     echo "gpu_flagship: $name saved no checkpoint within the budget (raise BUDGET or lower EVERY)" >&2; exit 1
   fi
   rm -rf "$half" && mkdir -p "$half"
-  python3 -c 'import sys, torch; from seqvae import SeqVAE
-SeqVAE.from_pretrained(sys.argv[1], device="cpu").save_pretrained(sys.argv[2], dtype=torch.float16)' \
-    "$run/best" "$half/best"
+  python3 -c 'import json, sys, torch; from seqvae import SeqVAE, checkpoint
+SeqVAE.from_pretrained(sys.argv[1] + "/best", device="cpu").save_pretrained(sys.argv[2] + "/best", dtype=torch.float16)
+state = checkpoint.load_trainer_state(sys.argv[1] + "/last")  # its optimizer is too large to bring back
+json.dump({"step": int(state["step"]), "train_time": float(state["train_time"])}, open(sys.argv[2] + "/training.json", "w"))' \
+    "$run" "$half"
   cp "$run/metrics.jsonl" "$half/metrics.jsonl"
   tar cf "$OUT/$name.tar.tmp" -C "$RUNS" "$name" && mv "$OUT/$name.tar.tmp" "$OUT/$name.tar"
   echo "$name: $(tail -n 1 "$run/metrics.jsonl" | cut -c1-160)"

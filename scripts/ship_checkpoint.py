@@ -24,14 +24,19 @@ from pathlib import Path
 import torch
 
 from seqvae import SeqVAE, atomic, checkpoint, quality
-from seqvae.cli import format_table
+from seqvae.cli import format_table, reporting_errors
+from seqvae.config import ConfigError
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
 from seqvae.prepare import describe_data_dir, locate_data_dir
+from seqvae.textcli import MAX_IW_SAMPLES, check_size
+from seqvae.tokenizer import same_tokenizer
 
-RECON = ["the acting was wonderful and the story moved me .", "this is the worst movie i have ever seen .",
-         "the plot makes no sense at all ."]
-INTERP = ("i loved every minute of this film .", "the script is a complete mess .")
+# written as IMDB's reviews write (cased, punctuation attached): "the plot ." is not text the flagship saw
+RECON = ["The acting was wonderful and the story moved me.", "This is the worst movie I have ever seen.",
+         "The plot makes no sense at all."]
+INTERP = ("I loved every minute of this film.", "The script is a complete mess.")
+CORPORA = {"imdb": "IMDB review sentences", "ptb": "Penn Treebank sentences", "text": "sentences of its user's text"}
 
 
 def regenerate_command(args) -> str:
@@ -63,9 +68,15 @@ def lm_summary(lm: Path) -> dict:
 
 
 def run_summary(run_dir: Path) -> dict:
-    """Steps, best step and training wall time from a run's last/ checkpoint and log."""
+    """Steps, best step and training wall time from a run's last/ checkpoint and log; a run packed without
+    last/ (scripts/gpu_flagship.sh: the optimizer state is too large to bring back) has training.json."""
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    state = checkpoint.load_trainer_state(run_dir / "last")
+    if (run_dir / "last").is_dir():
+        state = checkpoint.load_trainer_state(run_dir / "last")
+    elif (run_dir / "training.json").is_file():
+        state = json.loads((run_dir / "training.json").read_text())
+    else:
+        raise ConfigError(f"{run_dir}: neither last/ nor training.json: the run's steps and time are unknown")
     train_rows = [r for r in rows if r["split"] == "train"]
     return {"steps": int(state["step"]), "train_time_s": round(float(state["train_time"]), 1),
             "mean_tokens_per_s": round(sum(r["tokens_per_s"] for r in train_rows) / max(1, len(train_rows)), 1),
@@ -79,7 +90,7 @@ def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, 
     tr, mc = metrics["training"], cfg["model"]
     lines = [f"# {Path(args.out).name}: the GRU language model baseline", "",
              f"The decoder of the flagship VAE without encoder or z (embedding {mc['embed_dim']}, hidden "
-             f"{mc['hidden_dim']}, {mc.get('softmax', 'full')} softmax over {mc['vocab_size']} sentencepiece pieces), "
+             f"{mc['hidden_dim']}, {mc.get('softmax', 'full')} softmax over {vocabulary(cfg)}), "
              f"trained on the same sentences with the same batch size for {tr['steps']} steps "
              f"({tr['train_time_s'] / 60:.1f} min of step time on {args.hardware}). It is the baseline of the VAE's "
              "NLL and the judge of `seqvae report` (it saw the training sentences, none of the held-out ones).", "",
@@ -90,6 +101,40 @@ def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, 
     atomic.replace_dir(tmp, Path(args.out))
     print(f"wrote {args.out}")
     return 0
+
+
+def vocabulary(cfg: dict) -> str:
+    """"8000 sentencepiece pieces" / "10002 words": the vocabulary a run's config records."""
+    data = cfg.get("data") or {}
+    kind = "words" if data.get("tokenizer") == "word" else "sentencepiece pieces"
+    return f"{cfg['model']['vocab_size']} {kind}"
+
+
+def data_lines(cfg: dict) -> str:
+    """The card's Data section: what the run's prepared data dir recorded."""
+    data = cfg.get("data") or {}
+    dc, stats = data.get("data_config") or {}, data.get("stats") or {}
+    counts = ", ".join(f"{s} {stats[s]['sentences']:,}" for s in ("train", "valid", "test") if s in stats)
+    where = {"imdb": f"Sentences split from IMDB reviews (train + unsup minus {dc.get('valid_reviews')} held-out train "
+                     "reviews for validation; test = the official test reviews), cleaned of HTML",
+             "ptb": "Penn Treebank sentences (Mikolov's train / valid / test split)",
+             "text": "Sentences of the user's own files (`seqvae prepare --dataset text`)"}
+    return (f"{where.get(data.get('dataset'), 'Sentences of ' + str(data.get('dataset')))}, "
+            f"{dc.get('min_tokens')}–{dc.get('max_tokens')} tokens" + (", deduplicated" if dc.get("dedup") else "")
+            + (f": {counts} sentences." if counts else "."))
+
+
+def check_args(args) -> None:
+    """Everything that can be refused before an hour of evaluation."""
+    check_size("--samples", args.samples, 1, MAX_IW_SAMPLES)
+    if args.max_sentences < 0:
+        raise ConfigError(f"--max-sentences must be >= 0 (0 = all), got {args.max_sentences}")
+    run, out = Path(args.run).resolve(), Path(args.out).resolve()
+    if out == run or run in out.parents:
+        raise ConfigError(f"{args.out} is inside the run {args.run}: write the checkpoint elsewhere")
+    checkpoint.check_replaceable(args.out)
+    if not (Path(args.run) / args.which).is_dir():
+        raise ConfigError(f"{args.run}: no {args.which}/ (a training run dir, not a checkpoint, is expected)")
 
 
 def main() -> int:
@@ -111,14 +156,23 @@ def main() -> int:
     ap.add_argument("--hardware", default=f"CPU ({platform.processor() or platform.machine()}), "
                                           f"{torch.get_num_threads()} threads")
     args = ap.parse_args()
+    return reporting_errors("ship_checkpoint", lambda: ship(args))
 
+
+def ship(args) -> int:
+    check_args(args)
     run = Path(args.run)
     vae = SeqVAE.from_pretrained(run / args.which, device="cpu")
     cfg = checkpoint.read_config(run / args.which)
     data_dir = args.data or locate_data_dir(cfg.get("data") or {})
     if data_dir is None:
-        sys.exit(f"ship_checkpoint: the run's data dir is not there ({describe_data_dir(cfg.get('data') or {})}); "
-                 "pass --data DIR")
+        raise ConfigError(f"the run's data dir is not there ({describe_data_dir(cfg.get('data') or {})}); "
+                          "pass --data DIR")
+    for model in (run / args.which, *([args.lm] if args.lm else [])):
+        if not same_tokenizer(checkpoint.resolve(model), data_dir):
+            raise ConfigError(f"{data_dir}: its tokenizer is not {model}'s; pass the data dir it was trained on")
+    if args.lm and checkpoint.read_config(checkpoint.resolve(args.lm))["model"].get("latent", True):
+        raise ConfigError(f"--lm {args.lm} is a VAE: the baseline must be a language model (seqvae train --lm)")
     test = SentenceDataset.from_dir(data_dir, "test")
     # Evaluate the weights as shipped (rounded to --dtype), so the card's numbers are the file's numbers.
     dtype = getattr(torch, args.dtype)
@@ -172,23 +226,20 @@ def main() -> int:
     mc, tr = cfg["model"], metrics["training"]
     t = res
     lines = [
-        f"# {Path(args.out).name}: a sentence VAE trained on IMDB review sentences",
+        f"# {Path(args.out).name}: a sentence VAE trained on {CORPORA.get(cfg['data'].get('dataset'), 'sentences')}",
         "",
         "Load it with `SeqVAE.from_pretrained(\"checkpoints/" + Path(args.out).name + "\")` or any `seqvae` command.",
         "",
         "## Model",
         f"bi-GRU encoder → diagonal Gaussian q(z|x) with {mc['latent_dim']} dims → GRU decoder conditioned on z "
         f"(initial state and every step). Embedding {mc['embed_dim']}, hidden {mc['hidden_dim']}, "
-        f"vocabulary {mc['vocab_size']} sentencepiece pieces; weights stored as {args.dtype}."
+        f"vocabulary {vocabulary(cfg)}; weights stored as {args.dtype}."
         + (f" A bag-of-words head (z → vocabulary) added a loss in training, weight "
            f"{cfg['train'].get('bow_weight', 0):g} (Zhao et al. 2017); sampling and evaluation do not use it."
            if mc.get("bow_head") else ""),
         "",
         "## Data",
-        f"Sentences split from IMDB reviews (train + unsup minus {cfg['data']['data_config']['valid_reviews']} held-out "
-        f"train reviews for validation; test = the official test reviews), cleaned of HTML, "
-        f"{cfg['data']['data_config']['min_tokens']}–{cfg['data']['data_config']['max_tokens']} tokens, deduplicated: "
-        + ", ".join(f"{s} {cfg['data']['stats'][s]['sentences']:,}" for s in ("train", "valid", "test")) + " sentences.",
+        data_lines(cfg),
         "",
         "## Training",
         f"Config: `{json.dumps(cfg.get('train'))}`",
@@ -221,9 +272,10 @@ def main() -> int:
         "## Limitations",
         "- Small model trained for a short CPU budget; the VAE's NLL is compared with a GRU language model of the "
         "same size and steps above, and its text is measured in report.md.",
-        "- Trained on English movie-review sentences only; it inherits the reviews' biases and topics.",
-        "- Text is lower-/upper-case sensitive sentencepiece pieces; inputs are cleaned of HTML by the corpus "
-        "code only at preparation time, not in `encode`.",
+        f"- Trained on {CORPORA.get(cfg['data'].get('dataset'), 'its sentences')} only; it inherits their biases "
+        "and topics.",
+        "- Input is case-sensitive; write sentences as the training text writes them. HTML is cleaned by the "
+        "corpus code only at preparation time, not in `encode`.",
         "",
         f"Regenerate this card: `{regenerate_command(args)}`",
     ]

@@ -65,6 +65,18 @@ def _is_checkpoint_dir(d: Path) -> bool:
     return isinstance(cfg, dict) and isinstance(cfg.get("model"), dict)
 
 
+def check_replaceable(path: str | Path) -> Path:
+    """`path` as a Path if a checkpoint may be written there: nothing there, an empty dir or a checkpoint
+    dir (replaced whole); anything else is a one-line CheckpointError, before any work."""
+    final = Path(path)
+    if final.exists():
+        if not final.is_dir():
+            raise CheckpointError(f"{final}: exists and is not a directory; not replacing it with a checkpoint")
+        if any(final.iterdir()) and not _is_checkpoint_dir(final):
+            raise CheckpointError(f"{final}: exists and is not a seqvae checkpoint dir; not replacing it")
+    return final
+
+
 def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
          data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
          dtype: torch.dtype | None = None, extra: Callable[[Path], None] | None = None) -> Path:
@@ -75,12 +87,7 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
     on the old weights, a model card). Anything else at `path`, a file or a directory with contents
     that is not a seqvae checkpoint, is refused, never replaced.
     """
-    final = Path(path)
-    if final.exists():
-        if not final.is_dir():
-            raise CheckpointError(f"{final}: exists and is not a directory; not replacing it with a checkpoint")
-        if any(final.iterdir()) and not _is_checkpoint_dir(final):
-            raise CheckpointError(f"{final}: exists and is not a seqvae checkpoint dir; not replacing it")
+    final = check_replaceable(path)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise CheckpointError(f"dtype must be a floating torch.dtype (torch.float16, torch.bfloat16, ...), "
                               f"got {dtype!r}")

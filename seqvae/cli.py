@@ -232,7 +232,7 @@ def _cmd_evaluate(args) -> int:
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
                    max_sentences=args.max_sentences, seed=args.seed, refine_steps=args.refine,
                    per_sentence=args.per_sentence, progress=True)
-    res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(data_dir)})
+    res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(Path(data_dir).resolve())})
     atomic.write_json(out, res)
     print(format_table([(ckpt.parent.name if ckpt.name == "best" else ckpt.name, res)]))
     if "nll_refined" in res:
@@ -298,6 +298,8 @@ def _cmd_fit_prior(args) -> int:
         raise ConfigError("--sentences and --components must be >= 1")
     ckpt = resolve(args.checkpoint)
     vae = SeqVAE.from_pretrained(ckpt, device=args.device)
+    if not vae.latent:
+        raise ConfigError(f"{ckpt} is a language model: it has no latent space to fit a prior on")
     data = _model_data_dir(vae.config, args.data, same_ids_as=ckpt)
     train = SentenceDataset.from_dir(data, "train")
     pick = np.random.default_rng(args.seed).permutation(len(train))[: args.sentences]

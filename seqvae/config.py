@@ -333,7 +333,7 @@ def load_json(path: str | Path, *, error: type[Exception] = ConfigError, expect_
     """Read a JSON file (a JSON object if `expect_object`); any problem is a one-line `error`."""
     p = Path(path)
     if not p.is_file():
-        raise error(f"{p}: no such file")
+        raise error(f"{p}: {'a directory, not a JSON file' if p.is_dir() else 'no such file'}")
     try:
         obj = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

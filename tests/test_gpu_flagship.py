@@ -43,6 +43,57 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
             assert (train["free_bits"], train["mean_rec_weight"], train["kl_schedule"]) == (0.175, 0.5, "cyclical")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lm.log", "lm.tar", "vae.log", "vae.tar"]
 
+    # the header's next step: ship_checkpoint.py on the unpacked runs (no last/: their training.json)
+    ship = _script("ship_checkpoint")
+    opts = ["--samples", "2", "--max-sentences", "5", "--data", str(tiny_data_dir)]
+    out = tmp_path / "shipped"
+    assert ship(back / "vae", out, "--lm", back / "lm", *opts) == (0, "")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["steps"] == 4 and metrics["lm_training"]["steps"] == 4
+    assert metrics["test"]["sentences"] == 5 and "lm_test" in metrics
+    card = (out / "README.md").read_text()
+    assert "trained on Penn Treebank sentences" in card and "IMDB" not in card and "words" in card
+
+    # what ship_checkpoint refuses before any work, and what it leaves alone
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    for argv, msg in [((back / "vae", back / "vae", *opts), "is inside the run"),
+                      ((back / "vae", back / "vae" / "best", *opts), "is inside the run"),
+                      ((back / "vae", tmp_path / "notes", *opts), "is not a seqvae checkpoint dir"),
+                      ((back / "vae", tmp_path / "x", "--lm", back / "vae", *opts), "is a VAE"),
+                      ((back / "vae", tmp_path / "x", *opts, "--max-sentences", "-3"), "--max-sentences"),
+                      ((back / "vae", tmp_path / "x", *opts, "--samples", "0"), "--samples must be between"),
+                      ((tmp_path / "nope", tmp_path / "x", *opts), "no best/")]:
+        rc, err = ship(*argv)
+        assert rc == 2 and err.count("\n") == 1 and err.startswith("ship_checkpoint: error:") and msg in err, err
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me" and (back / "vae" / "best").is_dir()
+    assert not (tmp_path / "x").exists()
+
+
+def _script(name: str):
+    """Run scripts/NAME.py's main() in this process: (exit code, stderr)."""
+    import contextlib
+    import importlib.util
+    import io
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def run(*argv):
+        err = io.StringIO()
+        old = sys.argv
+        sys.argv = [name, *map(str, argv)]
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = module.main()
+        finally:
+            sys.argv = old
+        return rc, err.getvalue()
+
+    return run
+
 
 def test_missing_data_is_one_line_and_no_tar(tmp_path):
     proc = gpu_flagship(tmp_path, tmp_path / "nowhere")

@@ -167,7 +167,19 @@ def test_paired_difference_and_compare_script(tmp_path, capsys):
     assert "A - B = -0.250" in out and "A: IW-NLL from proposals fitted in 50 steps; B: NLL" in out
     (tmp_path / "c.json").write_text(json.dumps({"split": "valid", "data": "d", "per_sentence_nll": b}))
     (tmp_path / "n.json").write_text(json.dumps({"split": "test", "data": "d"}))
-    for other, msg in (("c.json", "not the same sentences"), ("n.json", "--per-sentence"), ("x.json", "no such file")):
+    (tmp_path / "d.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": {"a": 1}}))
+    (tmp_path / "r.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": b,
+                                                  "per_sentence_nll_refined": [1.0, "x", 2.0, 3.0]}))
+    for other, msg in (("c.json", "not the same sentences"), ("n.json", "--per-sentence"), ("x.json", "no such file"),
+                       ("d.json", "per_sentence_nll is not a list of numbers"), ("r.json", "refined is not a list"),
+                       (".", "a directory, not a JSON file")):
         assert main([str(tmp_path / "a.json"), str(tmp_path / other)]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
+    # the same data dir named two ways is the same sentences; a file of the ELBO alone says it is a bound
+    (tmp_path / "d").mkdir()
+    (tmp_path / "e.json").write_text(json.dumps({"split": "test", "data": f"{tmp_path}/d/../d",
+                                                  "per_sentence_nll": a, "nll_is_bound": True}))
+    (tmp_path / "g.json").write_text(json.dumps({"split": "test", "data": str(tmp_path / "d"), "per_sentence_nll": b}))
+    assert main([str(tmp_path / "e.json"), str(tmp_path / "g.json")]) == 0
+    assert "A: -ELBO, an upper bound on the NLL" in capsys.readouterr().out

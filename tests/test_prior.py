@@ -99,3 +99,6 @@ def test_fit_prior_command(tiny_data_dir, tmp_path, capsys, one_line):
     assert main(["sample", str(ckpt), "-n", "2", "--seed", "0", "--prior", "aggregate", "--device", "cpu"]) == 0
     one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--components", "0"], "must be >= 1")
     one_line(["fit-prior", ckpt, "--data", tmp_path / "nowhere"], "no prepared data dir")
+    lm = checkpoint.save(tmp_path / "lm", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12,
+                                                                  latent=False)), tok)
+    one_line(["fit-prior", lm], "is a language model: it has no latent space")  # before looking for its data
