@@ -25,6 +25,7 @@ Without CUDA and without --cpu-interpret the script exits with code 2.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -177,6 +178,9 @@ def run_kernel_bench(args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not (math.isfinite(args.free_bits) and args.free_bits >= 0):
+        print(f"bench_kernel.py: --free-bits must be a finite number >= 0, got {args.free_bits}", file=sys.stderr)
+        return 2
     if args.cpu_interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported anywhere in this process
 

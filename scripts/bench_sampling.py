@@ -4,8 +4,8 @@
     python scripts/bench_sampling.py --random small --vocab 8000     # untrained model of a preset's size
 
 Each (strategy, batch size) gets one warm-up call, then --repeats timed rounds; a round calls
-`SeqVAE.sample(batch)` (z ~ N(0, I), decode, detokenize; token ids only with --random, which has
-no tokenizer) enough times to make at least --min-sentences sentences. The table reports the
+`SeqVAE.sample(batch)` (z from the checkpoint's aggregate prior if it has one, else N(0, I; the
+header says which), decode, detokenize; token ids only with --random, which has no tokenizer) enough times to make at least --min-sentences sentences. The table reports the
 median round. An untrained (--random) model rarely emits EOS, so every sentence runs the full
 max_len: a worst case; a trained model stops rows early and finished rows leave the batch.
 """
@@ -21,7 +21,7 @@ import torch
 
 from seqvae.api import SeqVAE
 from seqvae.cli import reporting_errors
-from seqvae.config import ConfigError, ModelConfig, preset
+from seqvae.config import ConfigError, ModelConfig, preset, resolve_device
 from seqvae.model import SentenceVAE
 
 
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--words", choices=["known", "any"], default=None,
                    help="decode held to the checkpoint's word list or not (default: held if it has one)")
     args = p.parse_args(argv)
-    if not (args.checkpoint or args.random):
-        p.error("give a CHECKPOINT or --random PRESET")
+    if bool(args.checkpoint) == bool(args.random):
+        p.error("give a CHECKPOINT or --random PRESET, not both")
     return reporting_errors("bench_sampling", lambda: bench_all(args))
 
 
@@ -77,6 +77,7 @@ def bench_all(args) -> int:
                           "--threads >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.device = str(resolve_device(args.device))
     if args.random:
         cfg = preset(args.random).model.replace(vocab_size=args.vocab)
         torch.manual_seed(0)
@@ -89,7 +90,8 @@ def bench_all(args) -> int:
     words = vae.words_option(args.words)
     print(f"{what}: E={c.embed_dim} H={c.hidden_dim} Z={c.latent_dim} V={c.vocab_size} layers={c.num_layers}, "
           f"{vae.model.num_parameters():,} params; device {args.device}, {torch.get_num_threads()} threads, "
-          f"max_len {args.max_len}, {words} words, median of {args.repeats}")
+          f"max_len {args.max_len}, {words} words, z from {'the aggregate prior' if vae.prior is not None else 'N(0, I)'}, "
+          f"median of {args.repeats}")
     unit = "tokens" if vae.tokenizer is None else "words"
     print(f"{'strategy':<8} {'batch':>6} {'sent/s':>10} {'ms/call':>10} {'mean len (' + unit + ')':>18}")
     for name in args.strategies:

@@ -63,19 +63,30 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1, help="variants trained at the same time")
     ap.add_argument("--samples", type=int, default=500, help="importance samples for the test NLL")
     ap.add_argument("--max-test-sentences", type=int, default=0)
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--split", default="test", choices=["train", "valid", "test"])
     ap.add_argument("--device", default=None)
     ap.add_argument("--cpu-bf16", action="store_true", help="train with bf16 autocast on CPU")
     args = ap.parse_args()
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     names = args.variants.split(",")
     table = variants(args.max_steps)
     unknown = [n for n in names if n not in table]
     if unknown:
-        print(f"benchmark_ptb: unknown variant(s) {', '.join(unknown)}", file=sys.stderr)
+        print(f"benchmark_ptb: error: unknown variant(s) {', '.join(unknown)} (known: {', '.join(table)})",
+              file=sys.stderr)
         return 2
+    sizes = {"embed_dim": args.embed_dim, "hidden_dim": args.hidden_dim, "latent_dim": args.latent_dim}
+    for name in names:  # a run of other sizes would be reused or resumed as if it were this one
+        cfg_file = out / name / "last" / "config.json"
+        if cfg_file.is_file():
+            model = json.loads(cfg_file.read_text())["model"]
+            other = {k: model.get(k) for k in sizes if model.get(k) != sizes[k]}
+            if other:
+                print(f"benchmark_ptb: error: {out / name} was trained with {other}, not these sizes; "
+                      "give another --out", file=sys.stderr)
+                return 2
+    out.mkdir(parents=True, exist_ok=True)
     common = ["--data", args.data, "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
               "--embed-dim", str(args.embed_dim), "--hidden-dim", str(args.hidden_dim),
               "--latent-dim", str(args.latent_dim), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
@@ -118,7 +129,9 @@ def main() -> int:
             cmd += ["--max-sentences", str(args.max_test_sentences)]
         if args.device:
             cmd += ["--device", args.device]
-        subprocess.run(cmd, check=True)
+        if (rc := subprocess.run(cmd).returncode) != 0:
+            print(f"benchmark_ptb: error: evaluating {name} failed (exit {rc}; its error is above)", file=sys.stderr)
+            return 2
         res = json.loads(res_file.read_text())
         train_meta = json.loads((out / name / "best" / "metrics.json").read_text())
         res["best_step"] = train_meta.get("step")

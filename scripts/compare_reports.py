@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.reports:
         try:
             rep = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(rep, dict):
+                raise ValueError(f"a JSON {type(rep).__name__}, not a report (an object)")
             rows.append(row(rep, rep.get("checkpoint", path)))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             print(f"compare_reports: error: {path}: {e!r}", file=sys.stderr)
             return 2
     print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | refined: BLEU; A / B | "

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from seqvae import SeqVAE
+from seqvae import SeqVAE, atomic
 from seqvae.cli import reporting_errors
 from seqvae.config import ConfigError
 
-A = "the acting was wonderful and the story moved me ."
-B = "the plot makes no sense and the film is a bore ."
+A = "The acting was wonderful and the story moved me."  # as the reviews write (the flagship's training text)
+B = "The plot makes no sense and the film is a bore."
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,7 +69,7 @@ def interpolation_figure(vae, a: str, b: str, steps: int, path: Path) -> list[st
     ax.set_title("Interpolating between two sentences' posterior means (slerp, greedy decoding)", fontsize=10,
                  loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     plt.close(fig)
     return texts
 
@@ -102,27 +102,30 @@ def latent_map_figure(vae, texts: list[str], labels: np.ndarray, max_sentences: 
         ax.legend(markerscale=4, fontsize=8, loc="upper right")
     fig.suptitle("Posterior means μ, first two principal components, coloured by the review's label", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    atomic.write_with(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
     plt.close(fig)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return reporting_errors("figures.py", lambda: make(args))
+
+
+def make(args) -> int:
     if args.steps < 2 or args.reviews < 4 or args.sentences < 1:
         raise ConfigError("--steps must be >= 2, --reviews >= 4 and --sentences >= 1")
     _pyplot()  # before the model: a missing matplotlib fails fast
     from seqvae.sentiment.data import load_reviews
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = atomic.check_dir_path(args.out)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
+    reviews, labels = load_reviews("test", data_root=args.data_root, max_reviews=args.reviews)  # before any figure
     texts = interpolation_figure(vae, args.a, args.b, args.steps, out / "interpolation.png")
     print("\n".join(texts))
-    reviews, labels = load_reviews("test", data_root=args.data_root, max_reviews=args.reviews)
     latent_map_figure(vae, reviews, labels, args.sentences, out / "latent_map.png")
     print(f"wrote {out / 'interpolation.png'}, {out / 'latent_map.png'}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(reporting_errors("figures.py", main))
+    sys.exit(main())

@@ -184,3 +184,28 @@ def one_line(capsys):
         assert len(lines) == 1 and lines[0].startswith("seqvae: error:") and pattern in lines[0], lines
 
     return check
+
+
+def run_script(name: str):
+    """scripts/NAME.py's main() as a function run in this process: argv in, (exit code, stdout, stderr) out."""
+    import contextlib
+    import importlib.util
+    import io
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def run(*argv):
+        out, err, old = io.StringIO(), io.StringIO(), sys.argv
+        sys.argv = [name, *map(str, argv)]
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                rc = module.main()
+        finally:
+            sys.argv = old
+        return rc, out.getvalue(), err.getvalue()
+
+    run.module = module
+    return run

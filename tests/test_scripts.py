@@ -1,0 +1,73 @@
+"""scripts/plot_curves.py and scripts/figures.py as a user runs them: what they write, and bad input as one
+line with nothing written (tiny runs and checkpoints; the plots need matplotlib, in the test extra)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_script as script
+
+pytest.importorskip("matplotlib")
+
+
+def _run_dir(path: Path, kl: float) -> Path:
+    path.mkdir(parents=True)
+    rows = [{"step": s, "split": "train", "loss": 10.0 - s, "rec": 9.0, "kl": kl, "beta": s / 4} for s in (1, 2, 3)]
+    rows.append({"step": 3, "split": "valid", "nll": 8.0})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def one_line(result, prog: str, pattern: str) -> None:
+    rc, _, err = result
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"{prog}: error:") and pattern in err, err
+
+
+def test_plot_curves(tmp_path):
+    plot = script("plot_curves")
+    vae, lm = _run_dir(tmp_path / "a" / "run", kl=2.0), _run_dir(tmp_path / "b" / "run", kl=0.0)
+    rc, out, _ = plot(vae, lm, "--out", tmp_path / "c.png")
+    assert rc == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG" and "wrote" in out
+    module = plot.module
+    assert module.labels([str(vae), str(lm)]) == [str(vae), str(lm)]  # two runs named "run": both kept apart
+    assert module.labels(["x/a", "y/b"]) == ["a", "b"]
+
+    (tmp_path / "dir").mkdir()
+    one_line(plot(vae, "--out", tmp_path / "dir"), "plot_curves", "is a directory")
+    one_line(plot(vae, "--out", tmp_path / "x.txt"), "plot_curves", "name a .png, .pdf or .svg file")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "metrics.jsonl").write_text((vae / "metrics.jsonl").read_text()[:70])
+    one_line(plot(cut, "--out", tmp_path / "d.png"), "plot_curves", "line 1: not JSON")
+    (cut / "metrics.jsonl").write_text("")
+    one_line(plot(cut, "--out", tmp_path / "d.png"), "plot_curves", "no training rows")
+    assert not (tmp_path / "d.png").exists() and not (tmp_path / "x.txt").exists()
+
+
+def test_figures_write_nothing_on_bad_input(tiny, tmp_path):
+    figures = script("figures")
+    (tmp_path / "file.png").write_text("")
+    one_line(figures(tiny[0], "--out", tmp_path / "file.png"), "figures.py", "exists and is not a directory")
+    one_line(figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tmp_path / "none", "--steps", "3"),
+             "figures.py", "none")
+    assert not (tmp_path / "figs").exists()
+    rc, out, _ = figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tiny[1], "--steps", "3",
+                         "--reviews", "8", "--sentences", "10", "--a", "The plot was dull.", "--b", "A gem.")
+    assert rc == 0 and len(out.splitlines()) == 3
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["interpolation.png", "latent_map.png"]
+
+
+def test_benchmark_ptb_refuses_a_run_of_other_sizes(tiny_data_dir, tmp_path):
+    bench = script("benchmark_ptb")
+    out = tmp_path / "pb"
+    opts = ["--data", tiny_data_dir, "--out", out, "--variants", "lm", "--max-steps", "2", "--eval-every", "2",
+            "--embed-dim", "8", "--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "8", "--threads", "1",
+            "--samples", "2", "--max-test-sentences", "10"]
+    one_line(bench(*opts, "--variants", "lm,vae-nope"), "benchmark_ptb", "unknown variant(s) vae-nope")
+    assert not out.exists()
+    rc, stdout, _ = bench(*opts)
+    assert rc == 0 and "| lm |" in stdout and json.loads((out / "results.json").read_text())["lm"]["sentences"] == 10
+    one_line(bench(*opts, "--hidden-dim", "32"), "benchmark_ptb", "was trained with {'hidden_dim': 16}")
+    with pytest.raises(SystemExit) as e:  # argparse: a split that does not exist, before any training
+        bench(*opts, "--split", "foo")
+    assert e.value.code == 2
