@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import TrainConfig, resolve_device
+from .config import TrainConfig, resolve_device, whole
 from .data import collate
 from .generation import make_generator
 from .metrics import iw_log_likelihood
@@ -68,6 +68,7 @@ class Posterior:
     def sample(self, n: int = 1, *, generator: torch.Generator | None = None,
                seed: int | None = None) -> torch.Tensor:
         """n draws per sentence, (N, n, Z). Seeded by `generator` or `seed`; the global RNG is untouched."""
+        n = whole("n", n, 0, InputError)
         gen = generator if generator is not None else make_generator(self.mu.device, seed)
         eps = torch.randn(self.mu.shape[0], n, self.mu.shape[1], generator=gen, device=self.mu.device)
         return self.mu[:, None] + self.std[:, None] * eps
@@ -139,9 +140,15 @@ class SeqVAE:
 
     @property
     def latent_dim(self) -> int:
+        """The width of z (an InputError for a language model, which has none)."""
+        self._need_latent("latent_dim")
         return self.model.cfg.latent_dim
 
     def to(self, device: str | torch.device) -> "SeqVAE":
+        """Move the model (and its prior) to `device`; the weights stay in float32 (a dtype is refused)."""
+        if isinstance(device, torch.dtype):
+            raise InputError(f"SeqVAE.to takes a device, not a dtype ({device}): the API computes in float32")
+        device = resolve_device(device)
         self.model.to(device)
         if self.prior is not None:
             self.prior.to(device)
@@ -205,16 +212,36 @@ class SeqVAE:
     def encode_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> Posterior:
         """q(z|x) for sentences given as token ids (no BOS/EOS), in input order."""
         self._need_latent("encode")
-        ids = [list(row)[:MAX_TOKENS] for row in ids]
-        if not ids or not all(ids):
-            raise InputError("encode_ids needs at least one sentence, and no empty one")
+        ids = self._checked_ids(ids)
         Z = self.latent_dim
         mu = torch.empty(len(ids), Z, device=self.device)
         logvar = torch.empty(len(ids), Z, device=self.device)
-        for pos, batch in self._batches(ids, batch_size):
-            m, lv = self.model.encode(batch.src, batch.src_lens)  # (b, Z) each
-            mu[pos.to(self.device)], logvar[pos.to(self.device)] = m, lv
+        with self.model.evaluating():  # no dropout, whatever mode a caller left the model in
+            for pos, batch in self._batches(ids, batch_size):
+                m, lv = self.model.encode(batch.src, batch.src_lens)  # (b, Z) each
+                mu[pos.to(self.device)], logvar[pos.to(self.device)] = m, lv
         return Posterior(mu, logvar)
+
+    def _checked_ids(self, ids: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Sentences of token ids as lists of ints, each cut to MAX_TOKENS; anything else is an InputError."""
+        import numpy as np
+
+        out, V = [], self.model.cfg.vocab_size
+        for i, row in enumerate(ids):
+            if isinstance(row, str):
+                raise InputError(f"sentence {i}: expected token ids, got a string (encode takes texts)")
+            arr = np.asarray(row.detach().cpu() if isinstance(row, torch.Tensor) else row)
+            if arr.ndim != 1 or not len(arr):
+                raise InputError(f"sentence {i}: expected a non-empty list of token ids, got shape {arr.shape}")
+            if arr.dtype.kind not in "iu":
+                raise InputError(f"sentence {i}: token ids must be integers, got {arr.dtype} values")
+            if arr.min() < 0 or arr.max() >= V:
+                raise InputError(f"sentence {i}: token id {int(arr.min() if arr.min() < 0 else arr.max())} is "
+                                 f"outside the vocabulary [0, {V})")
+            out.append(arr[:MAX_TOKENS].tolist())
+        if not out:
+            raise InputError("encode_ids needs at least one sentence")
+        return out
 
     @torch.no_grad()
     def score(self, texts: str | Sequence[str], samples: int = 100, batch_size: int = 32,
@@ -228,13 +255,18 @@ class SeqVAE:
         Language model: the exact NLL (samples and refine are ignored).
         Sentences are cut to MAX_TOKENS tokens. Scores count the EOS token.
         """
-        if samples < 1:
-            raise InputError(f"samples must be >= 1, got {samples}")
-        if refine < 0:
-            raise InputError(f"refine must be >= 0, got {refine}")
+        whole("samples", samples, 1, InputError)
+        whole("refine", refine, 0, InputError)
         ids = self.tokenize(texts)
         gen = make_generator(self.device, seed)
-        nll = torch.empty(len(ids))
+        # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
+        with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():
+            nll = torch.empty(len(ids))
+            self._score_batches(ids, samples, batch_size, gen, refine, nll)
+        return nll
+
+    def _score_batches(self, ids: list[list[int]], samples: int, batch_size: int, gen: torch.Generator,
+                       refine: int, nll: torch.Tensor) -> None:
         for pos, batch in self._batches(ids, batch_size):
             if self.latent:
                 proposal = None
@@ -245,7 +277,6 @@ class SeqVAE:
                                               proposal=proposal).float().cpu()
             else:
                 nll[pos] = self.model.token_nll(batch.dec_in, batch.target, None).float().cpu()
-        return nll
 
     # ------------------------------------------------------------------ decoder side
     def words_option(self, words: str | None = None) -> str:
@@ -271,7 +302,7 @@ class SeqVAE:
         """Token ids (no BOS/EOS) for each row of z (B, Z) (or (Z,) for one); options as in decode."""
         self._need_latent("decode(z)")
         opts = generation.top_p_default(opts)
-        return generation.generate(self.model, torch.as_tensor(z), words=self._word_filter(words), **opts)
+        return generation.generate(self.model, z, words=self._word_filter(words), **opts)
 
     def decode(self, z: torch.Tensor, **opts) -> list[str]:
         """One sentence per row of z (B, Z). Options: strategy, max_len, temperature, top_k, top_p,
@@ -286,6 +317,7 @@ class SeqVAE:
         `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with
         `vae.prior.save(checkpoint_dir)` or `save_pretrained`."""
         self._need_latent("fit_prior")
+        whole("components", components, 1, InputError)
         sentences = list(sentences)
         ids = self.tokenize(sentences) if sentences and isinstance(sentences[0], str) else sentences
         try:
@@ -299,8 +331,7 @@ class SeqVAE:
         """n codes (n, Z) from `prior`: "aggregate" (the density fitted on training codes, `seqvae fit-prior`),
         "standard" (N(0, I)), or None: aggregate when the checkpoint has one, else standard."""
         self._need_latent("prior_codes")
-        if n < 0:
-            raise InputError(f"n must be >= 0, got {n}")
+        n = whole("n", n, 0, InputError)
         prior = prior or ("aggregate" if self.prior is not None else "standard")
         if prior not in PRIORS:
             raise InputError(f"unknown prior {prior!r} (choose from {', '.join(PRIORS)})")
@@ -314,8 +345,7 @@ class SeqVAE:
     def sample_ids(self, n: int, *, prior: str | None = None, seed: int | None = None,
                    generator: torch.Generator | None = None, words: str | None = None, **opts) -> list[list[int]]:
         """n samples as token ids: z from `prior` (see prior_codes), then decode (one seeded generator for both)."""
-        if n < 0:
-            raise InputError(f"n must be >= 0, got {n}")
+        n = whole("n", n, 0, InputError)
         gen = generator if generator is not None else make_generator(self.device, seed)
         filt = self._word_filter(words)
         opts = generation.sampling_defaults(opts)
@@ -344,11 +374,13 @@ class SeqVAE:
         except RefineError as e:
             raise InputError(str(e)) from None
         ids = self.tokenize(texts)
-        out = torch.empty(len(ids), self.latent_dim, device=self.device)
-        for pos, batch in self._batches(ids, batch_size):
-            with torch.no_grad():
-                mu, logvar = self.model.encode(batch.src, batch.src_lens)
-            out[pos.to(self.device)] = refine_codes(self.model, batch, mu, logvar, steps=steps, lr=lr, weight=weight)
+        with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():  # refine_codes: grads in z
+            out = torch.empty(len(ids), self.latent_dim, device=self.device)
+            for pos, batch in self._batches(ids, batch_size):
+                with torch.no_grad():
+                    mu, logvar = self.model.encode(batch.src, batch.src_lens)
+                out[pos.to(self.device)] = refine_codes(self.model, batch, mu, logvar, steps=steps, lr=lr,
+                                                        weight=weight)
         return out
 
     def _codes(self, texts: Sequence[str], refine_steps: int) -> torch.Tensor:
@@ -375,8 +407,7 @@ class SeqVAE:
         Returns (z (steps, Z), list of steps sentences).
         """
         self._need_latent("interpolate")
-        if steps < 2:
-            raise InputError(f"steps must be >= 2 (the two endpoints), got {steps}")
+        whole("steps", steps, 2, InputError)
         mu = self._codes([a, b], refine)
         z = interpolate_codes(mu[0], mu[1], steps, method)
         return z, self.decode(z, **opts)
@@ -396,6 +427,12 @@ def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: st
     """(steps, Z) codes from za to zb (Z,) by lerp or slerp (see SeqVAE.interpolate); endpoints exact."""
     if method not in INTERPOLATION_METHODS:
         raise InputError(f"unknown interpolation method {method!r} (choose from {', '.join(INTERPOLATION_METHODS)})")
+    steps = whole("steps", steps, 2, InputError)  # the two endpoints at least
+    za, zb = torch.as_tensor(za), torch.as_tensor(zb)
+    if za.dim() != 1 or za.shape != zb.shape or not za.is_floating_point():
+        raise InputError(f"za and zb must be two codes of one width, (Z,) floats; got {tuple(za.shape)} {za.dtype} "
+                         f"and {tuple(zb.shape)} {zb.dtype}")
+    zb = zb.to(za)
     t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=torch.float64)[:, None]  # (steps, 1)
     a, b = za.double(), zb.double()
     path = (1 - t) * a + t * b  # (steps, Z) lerp

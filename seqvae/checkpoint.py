@@ -173,7 +173,8 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
         state = load_file(str(d / WEIGHTS_FILE))
     except Exception as e:  # safetensors raises its own error type, versions differ in its name
         raise CheckpointError(f"{d / WEIGHTS_FILE}: unreadable weights ({str(e).splitlines()[0]})") from None
-    model = SentenceVAE(model_cfg)
+    with torch.random.fork_rng(devices=[]):  # the random init, overwritten below, leaves the caller's RNG alone
+        model = SentenceVAE(model_cfg)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

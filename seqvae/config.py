@@ -44,6 +44,22 @@ def seed32(seed: int) -> int:
     return int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
 
 
+def whole(name: str, value: Any, least: int, error: type[Exception] = ConfigError) -> int:
+    """`value` as an int >= least (numpy integers too); a float or a bool is `error`, not silently cut or
+    read as 0/1."""
+    import operator
+
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        n = operator.index(value)
+    except TypeError:
+        raise error(f"{name} must be an integer, got {value!r}") from None
+    if n < least:
+        raise error(f"{name} must be >= {least}, got {n}")
+    return n
+
+
 def seed_arg(text: str) -> int:
     """argparse type of every --seed: an integer in [0, MAX_SEED)."""
     import argparse

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from .config import MAX_SEED
+from .config import MAX_SEED, whole
 from .model import SentenceVAE
 from .wordlist import WordFilter
 
@@ -85,11 +85,12 @@ def _start(model: SentenceVAE, z: torch.Tensor | None,
     if cfg.latent:
         if z is None:
             raise DecodingError("this model has a latent space: decoding needs z of shape (B, latent_dim)")
-        z = torch.as_tensor(z)
+        z = as_codes(z)
+        given = tuple(z.shape)
         if z.dim() == 1:
             z = z[None]
         if z.dim() != 2 or z.shape[1] != cfg.latent_dim:
-            raise DecodingError(f"z must have shape (B, {cfg.latent_dim}), got {tuple(z.shape)}")
+            raise DecodingError(f"z must have shape (B, {cfg.latent_dim}) or ({cfg.latent_dim},), got {given}")
         if not bool(torch.isfinite(z).all()):  # NaN / inf would decode to a string of <unk>, silently
             raise DecodingError("z must be finite (it has NaN or inf entries)")
         z = z.to(device=device, dtype=model.decoder.embedding.weight.dtype)
@@ -343,8 +344,9 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError(f"length_penalty must be a finite number, got {length_penalty}")
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    if candidates < 1:
-        raise DecodingError(f"candidates must be >= 1, got {candidates}")
+    for name, value, least in (("candidates", candidates, 1), ("max_len", max_len, 1), ("top_k", top_k, 0),
+                               ("num_beams", num_beams, 1)):
+        whole(name, value, least, DecodingError)
     if candidates > 1 and strategy in ("greedy", "beam"):
         raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
     if max_len < 1:
@@ -389,6 +391,20 @@ def make_generator(device: torch.device | str, seed: int | None) -> torch.Genera
     return gen
 
 
+def as_codes(z) -> torch.Tensor:
+    """Codes as one tensor: a tensor, a numpy array, nested lists of numbers, or a list of (Z,) tensors."""
+    if isinstance(z, (list, tuple)) and not len(z):
+        raise DecodingError("no codes given (an empty list)")
+    if isinstance(z, (list, tuple)) and all(isinstance(row, torch.Tensor) for row in z):
+        if len({tuple(row.shape) for row in z}) > 1:
+            raise DecodingError(f"codes of different shapes: {sorted({tuple(row.shape) for row in z})}")
+        return torch.stack([row.detach().cpu() for row in z])
+    try:
+        return torch.as_tensor(z)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise DecodingError(f"z must be a tensor or array of codes ({str(e).splitlines()[0]})") from None
+
+
 def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str = "greedy", max_len: int = 40,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 4,
              length_penalty: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
@@ -410,7 +426,7 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
         return _generate(model, z, batch_size, False, **opts)[0]
     reps = None  # each row's code `candidates` times over (shapes and values are checked in _start)
     if z is not None:
-        z = torch.as_tensor(z)
+        z = as_codes(z)
         reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
     drawn, logp = _generate(model, reps, None if z is not None or batch_size is None else batch_size * candidates,
                             True, **opts)
@@ -445,7 +461,7 @@ def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None
                       generator=gen, batch_size=n_part, words=words, scores=logp)
 
     if z is not None:
-        z = torch.as_tensor(z)
+        z = as_codes(z)
     rows = batch_size if z is None else (len(z) if z.dim() == 2 else None)
     chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else 1))
     with model.evaluating(), torch.inference_mode():

@@ -27,8 +27,11 @@ estimate of the same log p(x), and one closer to p(z|x) gives less variance and 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from .config import whole
 from .data import Batch
 from .kernels import gaussian_kl
 from .model import SentenceVAE
@@ -45,12 +48,11 @@ class RefineError(ValueError):
 
 
 def check_refine(steps: int, lr: float, weight: float) -> None:
-    if steps < 0:
-        raise RefineError(f"refine steps must be >= 0, got {steps}")
-    if not lr > 0:
-        raise RefineError(f"refine lr must be > 0, got {lr}")
-    if not weight >= 0:
-        raise RefineError(f"refine weight must be >= 0, got {weight}")
+    whole("refine steps", steps, 0, RefineError)
+    if not 0 < lr < math.inf:
+        raise RefineError(f"refine lr must be a finite number > 0, got {lr}")
+    if not 0 <= weight < math.inf:
+        raise RefineError(f"refine weight must be a finite number >= 0, got {weight}")
 
 
 def refine_codes(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor, *,

@@ -264,3 +264,78 @@ def test_benchmarks_reject_bad_input_in_one_line(tiny_vae_ckpt, tiny_data_dir, t
         assert script_main([str(a) for a in argv]) == 2
         err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
         assert len(err) == 1 and "error:" in err[0] and msg in err[0], err
+
+
+# ---------------------------------------------------------------------------- a review as a researcher
+def test_refining_works_inside_inference_mode(vae, texts):
+    with torch.no_grad():
+        codes, scores = vae.refine(texts[:2], steps=3), vae.score(texts[:2], samples=4, refine=2)
+    with torch.inference_mode():
+        assert torch.equal(vae.refine(texts[:2], steps=3), codes)
+        assert torch.equal(vae.score(texts[:2], samples=4, refine=2), scores)
+        assert vae.reconstruct(texts[:2], refine=3) == vae.decode(codes)
+    assert not scores.requires_grad
+
+
+def test_codes_and_scores_do_not_depend_on_the_models_mode(vae, texts):
+    """A caller that left the model in train mode (after fine-tuning) gets the same codes and scores."""
+    drop = [m for m in vae.model.modules() if isinstance(m, torch.nn.Dropout)]
+    old = [m.p for m in drop]
+    mu, nll, ref = vae.encode(texts).mean, vae.score(texts, samples=3), vae.refine(texts, steps=2)
+    try:
+        for m in drop:
+            m.p = 0.5
+        vae.model.train()
+        assert torch.equal(vae.encode(texts).mean, mu) and torch.equal(vae.score(texts, samples=3), nll)
+        assert torch.equal(vae.refine(texts, steps=2), ref) and vae.model.training
+    finally:
+        vae.model.eval()
+        for m, p in zip(drop, old):
+            m.p = p
+    assert drop, "the tiny model has dropout layers to test with"
+
+
+def test_loading_leaves_the_global_rng_alone(tiny_vae_ckpt):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
+    from seqvae.config import ConfigError
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts).mean
+    V = vae.model.cfg.vocab_size
+    for call, msg in [(lambda: vae.encode_ids([[5, V]]), f"token id {V} is outside the vocabulary"),
+                      (lambda: vae.encode_ids([[5, -1]]), "token id -1 is outside"),
+                      (lambda: vae.encode_ids([[5.7, 6.2]]), "must be integers"),
+                      (lambda: vae.encode_ids(["abc"]), "got a string"),
+                      (lambda: vae.fit_prior(texts * 10, components=0), "components must be >= 1"),
+                      (lambda: vae.score(texts, samples=2.5), "samples must be an integer"),
+                      (lambda: vae.reconstruct(texts, refine=True), "refine steps must be an integer"),
+                      (lambda: vae.refine(texts, lr=math.inf), "lr must be a finite number"),
+                      (lambda: vae.refine(texts, weight=math.inf), "weight must be a finite number"),
+                      (lambda: vae.interpolate(texts[0], texts[1], steps=3.0), "steps must be an integer"),
+                      (lambda: interpolate_codes(m[0], m[1], 1), "steps must be >= 2"),
+                      (lambda: interpolate_codes(m[0], m[1, :2], 3), "two codes of one width"),
+                      (lambda: vae.encode(texts).sample(-1), "n must be >= 0"),
+                      (lambda: vae.sample(2.0), "n must be an integer"),
+                      (lambda: vae.to(torch.float64), "takes a device, not a dtype"),
+                      (lambda: SeqVAE.from_pretrained(tiny_lm_ckpt).latent_dim, "needs a latent space")]:
+        with pytest.raises(InputError, match=msg):
+            call()
+    for opts, msg in [({"strategy": "beam", "num_beams": 2.0}, "num_beams must be an integer"),
+                      ({"strategy": "top-k", "top_k": 2.5}, "top_k must be an integer"),
+                      ({"max_len": 5.0}, "max_len must be an integer")]:
+        with pytest.raises(DecodingError, match=msg):
+            vae.decode(m, **opts)
+    with pytest.raises(DecodingError, match="no codes given"):
+        vae.decode([])
+    with pytest.raises(ConfigError):
+        vae.to("cuda:99")
+    path = interpolate_codes(m[0].numpy(), m[1].numpy(), 3)  # numpy codes, as decode takes them
+    assert torch.equal(path[0], m[0]) and torch.equal(path[-1], m[1])
+    assert vae.decode([m[0], m[1]]) == vae.decode(m[:2])  # a list of (Z,) codes is stacked
+    assert vae.encode_ids([[5, 6]]).mean.shape == (1, vae.latent_dim)
