@@ -27,6 +27,11 @@ from .textcli import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, add_decode,
 # ---------------------------------------------------------------------------- helpers
 def _parse_value(text: str, current: Any) -> Any:
     """Parse a --set value to the type of the field's current value."""
+    if isinstance(current, list):  # model.adaptive_cutoffs: 2000,6000 or [2000, 6000]
+        try:
+            return [int(v) for v in text.strip().strip("[]").split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
     if isinstance(current, bool):
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -103,7 +108,8 @@ def _add_train(sub) -> None:
                    help="override any config field, e.g. --set train.kl_x0=1000 (repeatable)")
     for flag in _TRAIN_FLAGS:
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None, help=_TRAIN_FLAG_HELP[flag],
-                       type=str if flag == "kl_schedule" else (float if flag in ("lr", "free_bits", "word_dropout") else int))
+                       type=str if flag == "kl_schedule" else seed_arg if flag == "seed" else
+                       (float if flag in ("lr", "free_bits", "word_dropout") else int))
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on CPU (fast with AMX/AVX512-BF16)")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that already holds a run")
@@ -113,6 +119,7 @@ def _add_train(sub) -> None:
 
 def build_run_config(args) -> RunConfig:
     cfg = RunConfig()
+    file_model: dict[str, Any] = {}  # the --config file's model fields: with --init-from they must agree too
     if args.preset:
         cfg = preset(args.preset)
     if args.config:
@@ -125,10 +132,11 @@ def build_run_config(args) -> RunConfig:
         if unknown:
             raise ConfigError(f"{args.config}: unknown section(s) {', '.join(unknown)}")
         cfg = RunConfig.from_dict(merged)
-    if args.init_from:
+        file_model = file_cfg.get("model", {})
+    if args.init_from:  # the model is the checkpoint's; a preset gives its train section only
         from .checkpoint import read_config
 
-        model = ModelConfig.from_dict(read_config(args.init_from)["model"])
+        model = ModelConfig.from_dict(read_config(args.init_from)["model"]).replace(**file_model)
         cfg = RunConfig(model=model, train=cfg.train.replace(init_from=str(args.init_from)))
     sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
     for flag, (section, name) in _TRAIN_FLAGS.items():

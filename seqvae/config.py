@@ -140,6 +140,8 @@ class DataConfig(_JSONMixin):
     def validate(self) -> None:
         if self.dataset not in ("imdb", "ptb", "text"):
             raise ConfigError(f"dataset must be 'imdb', 'ptb' or 'text', got {self.dataset!r}")
+        if not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(f"seed must be in [0, 2**63), got {self.seed}")
         files = [f for f in ("train_file", "valid_file", "test_file") if getattr(self, f)]
         files += ["text_unit"] if self.text_unit else []
         if self.dataset == "text":
@@ -203,8 +205,9 @@ class ModelConfig(_JSONMixin):
             raise ConfigError("model.embed_dropout must be in [0, 1)")
         if self.softmax not in ("full", "adaptive"):
             raise ConfigError(f"model.softmax must be 'full' or 'adaptive', got {self.softmax!r}")
-        if not isinstance(self.adaptive_cutoffs, list):
-            raise ConfigError(f"model.adaptive_cutoffs must be a list of ids, got {self.adaptive_cutoffs!r}")
+        if not (isinstance(self.adaptive_cutoffs, list)
+                and all(isinstance(c, int) and not isinstance(c, bool) for c in self.adaptive_cutoffs)):
+            raise ConfigError(f"model.adaptive_cutoffs must be a list of integer ids, got {self.adaptive_cutoffs!r}")
         if self.softmax == "adaptive":
             if self.tie_embeddings:
                 raise ConfigError("model.softmax 'adaptive' cannot be combined with tie_embeddings")
@@ -279,6 +282,8 @@ class TrainConfig(_JSONMixin):
             raise ConfigError("kl_ratio must be in (0, 1]")
         if self.kl_cycles < 1:
             raise ConfigError("kl_cycles must be >= 1")
+        if not 0 <= self.seed < MAX_SEED:
+            raise ConfigError(f"seed must be in [0, 2**63), got {self.seed}")
         if not self.lr > 0:
             raise ConfigError("lr must be > 0")
         if self.log_every < 1 or self.bucket_size < 1 or self.max_bad_steps < 1:

@@ -41,7 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import atomic, checkpoint, faultpoint
-from .config import ConfigError, RunConfig, resolve_device
+from .config import ConfigError, ModelConfig, RunConfig, resolve_device
 from .prepare import data_dir_record, describe_data_dir, locate_data_dir, read_meta
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
@@ -95,6 +95,19 @@ def _process_device(device: str | torch.device | None, ranks: Ranks) -> torch.de
     return dev
 
 
+def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) -> ModelConfig:
+    """The model config with the data's vocabulary size and special ids (pad, unk, bos, eos): they come from
+    the data's tokenizer. An id set to another value than both the default and the data's is refused (it would
+    train, say, a word as the end of every sentence)."""
+    ids = {name: meta[name] for name in ("pad_id", "unk_id", "bos_id", "eos_id") if isinstance(meta.get(name), int)}
+    default = ModelConfig()
+    for name, value in ids.items():
+        if getattr(model, name) not in (value, getattr(default, name)):
+            raise ConfigError(f"model.{name} is {getattr(model, name)}, the data's tokenizer has {value}: "
+                              "the special ids come from the data (leave them out)")
+    return model.replace(vocab_size=vocab_size, **ids)
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, data_dir: str | Path, out_dir: str | Path, *,
                  device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
@@ -115,8 +128,7 @@ class Trainer:
             self.data_record["data_dir"] = _state["data_dir"]  # resumed from elsewhere: keep the form first given
         self.data_meta = {**read_meta(self.data_dir), **self.data_record}
         self.tokenizer = load_tokenizer(self.data_dir)
-        if cfg.model.vocab_size != self.tokenizer.vocab_size:
-            cfg = RunConfig(model=cfg.model.replace(vocab_size=self.tokenizer.vocab_size), train=tc)
+        cfg = RunConfig(model=_with_data_ids(cfg.model, self.tokenizer.vocab_size, self.data_meta), train=tc)
         self.cfg = cfg
         self.train_set = SentenceDataset.from_dir(self.data_dir, "train")
         self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
@@ -250,7 +262,7 @@ class Trainer:
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
         changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}
         if max_steps is not None and max_steps != cfg.train.max_steps:
-            if cfg.train.kl_schedule == "cyclical":
+            if cfg.train.kl_schedule == "cyclical" and cfg.model.latent:  # a language model has no KL term
                 raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
                                   f"({cfg.train.max_steps}); it cannot be changed on resume")
             changes["max_steps"] = max_steps
@@ -541,7 +553,8 @@ class Trainer:
                 acc = stats if acc is None else acc + stats
                 tokens += n_tok
                 bar.update(1)
-                log_now = self.step % tc.log_every == 0
+                eval_now = self.step % tc.eval_every == 0 or self.step == tc.max_steps
+                log_now = self.step % tc.log_every == 0 or eval_now  # no steps go unlogged before an evaluation
                 if host_decides and self.bad_streak >= tc.max_bad_steps:
                     log_now = True  # the row with the skipped steps goes to the log before the error
                 if log_now and acc is not None:
@@ -564,7 +577,7 @@ class Trainer:
                                     **({"nonfinite": skipped} if skipped else {}))
                     acc, tokens, t_log = None, 0, now
                     self._check_bad_steps()
-                if self.step % tc.eval_every == 0 or self.step == tc.max_steps:
+                if eval_now:
                     self._check_bad_steps()  # where the device decides: a sync, as the evaluation is anyway
                     self._evaluate_and_save()
                     faultpoint.reached("evaluated")

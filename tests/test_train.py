@@ -421,3 +421,49 @@ def test_world_size_without_torchrun_is_a_one_line_error(tiny_data_dir, tmp_path
                  "--device", "cpu", "--no-progress"]) == 2
     assert "MASTER_ADDR is not set" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------- a review of training as a user
+def test_bad_seeds_and_special_ids_are_one_line_before_an_overwrite(tiny_data_dir, tmp_path, one_line, capsys):
+    from seqvae.cli import main
+
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(max_steps=5, eval_every=5), tiny_data_dir, run, device="cpu", progress=False).fit()
+    before = (run / "metrics.jsonl").read_text()
+    opts = ["train", "--data", tiny_data_dir, "--out", run, "--overwrite", "--embed-dim", "16", "--hidden-dim", "32",
+            "--latent-dim", "4", "--max-steps", "2", "--eval-every", "2", "--threads", "1", "--no-progress"]
+    one_line([*opts, "--set", "train.seed=-5"], "seed must be in [0, 2**63)")
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"train": {"seed": 2**64}}))
+    one_line([*opts, "--config", conf], "seed must be in [0, 2**63)")
+    with pytest.raises(SystemExit):  # argparse's seed_arg, as every other --seed
+        main([str(a) for a in opts] + ["--seed", "-1"])
+    assert "argument --seed: must be in [0, 2**63)" in capsys.readouterr().err
+    one_line([*opts, "--set", "model.eos_id=5"], "model.eos_id is 5, the data's tokenizer has 3")
+    conf.write_text(json.dumps({"model": {"adaptive_cutoffs": [1.5, 2]}}))
+    one_line([*opts, "--config", conf], "adaptive_cutoffs must be a list of integer ids")
+    assert (run / "metrics.jsonl").read_text() == before and (run / "best").is_dir()  # nothing touched
+
+
+def test_set_parses_a_list_and_init_from_checks_a_config_files_model(tiny_data_dir, tmp_path, one_line):
+    from seqvae.cli import _parse_value, apply_sets
+
+    assert _parse_value("100,200", []) == [100, 200] == _parse_value("[100, 200]", [])
+    cfg = apply_sets(tiny_cfg(), ["model.softmax=adaptive", "model.adaptive_cutoffs=10,20"])
+    assert cfg.model.adaptive_cutoffs == [10, 20]
+    Trainer(tiny_cfg(max_steps=2, eval_every=2), tiny_data_dir, tmp_path / "base", device="cpu", progress=False).fit()
+    conf = tmp_path / "ft.json"
+    conf.write_text(json.dumps({"model": {"hidden_dim": 999}, "train": {"batch_size": 8}}))
+    one_line(["train", "--data", tiny_data_dir, "--out", tmp_path / "ft", "--init-from", tmp_path / "base",
+              "--config", conf, "--max-steps", "2", "--no-progress"], "hidden_dim")
+    assert not (tmp_path / "ft").exists()
+
+
+def test_a_cyclical_language_model_extends_on_resume_and_no_step_goes_unlogged(tiny_data_dir, tmp_path):
+    lm = tiny_cfg(max_steps=6, eval_every=6, kl_schedule="cyclical")
+    lm = RunConfig(model=lm.model.replace(latent=False), train=lm.train)
+    Trainer(lm, tiny_data_dir, tmp_path / "lm", device="cpu", progress=False).fit()
+    assert Trainer.resume(tmp_path / "lm", max_steps=8, device="cpu", progress=False).fit()["step"] == 8
+    Trainer(tiny_cfg(max_steps=20, eval_every=10, log_every=7), tiny_data_dir, tmp_path / "log", device="cpu",
+            progress=False).fit()
+    assert [r["step"] for r in _rows(tmp_path / "log") if r["split"] == "train"] == [7, 10, 14, 20]
