@@ -38,7 +38,7 @@ import torch
 
 from . import atomic
 from .api import InputError, SeqVAE, interpolate_codes
-from .data import SentenceDataset
+from .data import SentenceDataset, collate
 from .display import format_mi
 from .metrics import evaluate, paired_difference
 from .prepare import WORDS_CACHE  # written into the data dir: training word counts and sentence hashes
@@ -140,10 +140,24 @@ class Judge:
                         if p.isalpha() and len(p) >= 2]
 
     def nll(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(NLL in nats, tokens incl. EOS) per text; empty texts score as EOS alone."""
-        texts = [t if t.strip() else "." for t in texts]
-        ids = self.lm.tokenize(texts)
-        return self.lm.score(texts).double().numpy(), np.array([len(i) + 1 for i in ids], dtype=np.float64)
+        """(NLL in nats, tokens incl. EOS) per text; an empty text (a decode that ended at once) scores as
+        EOS alone: -log p(EOS | BOS), one token."""
+        texts = list(texts)
+        nll, tok = np.full(len(texts), np.nan), np.ones(len(texts))
+        full = [i for i, t in enumerate(texts) if t.strip()]
+        if full:
+            kept = [texts[i] for i in full]
+            nll[full] = self.lm.score(kept).double().numpy()
+            tok[full] = [len(i) + 1 for i in self.lm.tokenize(kept)]
+        if len(full) < len(texts):
+            nll[[i for i, t in enumerate(texts) if not t.strip()]] = self._eos_alone()
+        return nll, tok
+
+    def _eos_alone(self) -> float:
+        cfg, model = self.lm.model.cfg, self.lm.model
+        batch = collate([[]], pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(model.device)
+        with torch.no_grad(), model.evaluating():
+            return float(model.token_nll(batch.dec_in, batch.target, None)[0])
 
     def ppl(self, texts: Sequence[str]) -> float:
         nll, tok = self.nll(texts)

@@ -57,6 +57,20 @@ def test_the_judge_ranks_real_sentences_above_corrupted_ones(trained_tiny_lm, ti
     assert checks["invented word"]["ppl"] > checks["real"]["ppl"]
 
 
+def test_the_judge_scores_an_empty_text_as_eos_alone(tiny_lm_ckpt):
+    import torch
+
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    judge = quality.Judge(lm, "tiny-lm")
+    nll, tok = judge.nll(["", "the movie was great .", "  "])
+    m = lm.model
+    with torch.no_grad():
+        out, _ = m.decoder.gru(m.decoder.embedding.weight[m.cfg.bos_id][None, None], torch.zeros(1, 1, m.cfg.hidden_dim))
+        eos = float(-torch.log_softmax(m.decoder.out(out[0, 0]), -1)[m.cfg.eos_id])
+    assert tok.tolist() == [1, 6, 1] and nll[0] == nll[2] == pytest.approx(eos, abs=1e-5)
+    assert nll[1] == pytest.approx(float(lm.score(["the movie was great ."])[0]))
+
+
 def test_judge_must_be_a_language_model(tiny_vae_ckpt):
     with pytest.raises(quality.ReportError, match="language model"):
         quality.Judge(SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu"), "vae")
