@@ -106,9 +106,17 @@ def is_parked(path: str | Path) -> bool:
     return name.startswith(".") and name.endswith(".old") and len(name) > len("..old")
 
 
-def temp_dir_for(final: str | Path) -> Path:
-    """A new empty dir beside `final` (created with the parents), to fill and then replace_dir()."""
+def linked(final: str | Path) -> Path:
+    """`final`, or where it points if it is a symbolic link (a checkout's data/ptb linked to a shared dir,
+    say): a dir is replaced where it lives, and the link stays."""
     final = Path(final)
+    return Path(os.path.realpath(final)) if final.is_symlink() else final
+
+
+def temp_dir_for(final: str | Path) -> Path:
+    """A new empty dir beside `final` (or beside where its link points; created with the parents), to fill
+    and then replace_dir()."""
+    final = linked(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())
@@ -154,7 +162,7 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     recover_dir(final) (called by the next writer; readers use current_dir) restores it. If the
     second rename fails (disk full, permission lost), the previous version is renamed back.
     """
-    tmp, final = Path(tmp), Path(final)
+    tmp, final = Path(tmp), linked(final)
     for f in tmp.iterdir():  # some writers (safetensors) create 0600 files
         if f.is_file():
             os.chmod(f, 0o666 & ~_umask())

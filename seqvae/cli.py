@@ -354,8 +354,9 @@ def _add_report(sub) -> None:
                                   "model's)")
     p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
     p.add_argument("-n", type=int, default=1000, help="held-out sentences (default 1000, of 5-25 words)")
-    p.add_argument("--words", type=_word_range, default=(5, 25), metavar="MIN-MAX",
-                   help="the test split's sentences of MIN to MAX words (default 5-25)")
+    p.add_argument("--words", type=_word_range, default=None, metavar="MIN-MAX",
+                   help="the test split's (or with --texts, the file's) sentences of MIN to MAX words (default "
+                        "5-25 for the test split; all of the file's)")
     p.add_argument("--samples", type=int, default=500, help="prior samples per prior and strategy (default 500)")
     p.add_argument("--iw-samples", type=int, default=100, help="importance samples for the IW-NLL (default 100)")
     p.add_argument("--iw-refine", type=int, metavar="STEPS",
@@ -375,28 +376,55 @@ def _word_range(text: str) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+def _report_texts(args) -> tuple[list[str], str]:
+    """report --texts: the file's sentences (with --words given, those of MIN-MAX words), at most -n of them,
+    and a note of what was left out; fewer than two is an error."""
+    from .corpus import read_sentences
+
+    texts, notes = read_sentences(args.texts), []
+    if args.words_given:
+        lo, hi = args.words
+        kept = [t for t in texts if lo <= len(t.split()) <= hi]
+        if len(kept) < len(texts):
+            notes.append(f"{len(texts) - len(kept)} of {args.texts}'s sentences are not of {lo}-{hi} words: left out")
+        texts = kept
+    if len(texts) < 2:
+        raise ConfigError(f"the report needs at least 2 sentences, {args.texts} has {len(texts)}"
+                          + (f" of {args.words[0]}-{args.words[1]} words" if args.words_given else ""))
+    if len(texts) > args.n:
+        texts = texts[: args.n]
+    elif len(texts) < args.n:
+        notes.append(f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all")
+    return texts, "; ".join(notes)
+
+
 def _cmd_report(args) -> int:
     from . import atomic, quality
     from .api import SeqVAE
+    from .prepare import locate_data_dir
     from .refine import POSTERIOR_STEPS
 
+    args.words_given, args.words = args.words is not None, args.words or (5, 25)
     if args.n < 2:
         raise ConfigError("-n must be >= 2")
     check_size("--samples", args.samples, 1, MAX_SAMPLES)  # before anything is loaded
     check_size("--iw-samples", args.iw_samples, 1, MAX_IW_SAMPLES)
     check_size("--iw-refine", args.iw_refine or 0, 0, MAX_REFINE_STEPS)
+    if args.out:  # before the work (minutes at the default size), and both files' paths
+        for path in (Path(args.out) / "report.json", Path(args.out) / "report.md"):
+            atomic.check_file_path(path)
+    texts = _report_texts(args) if args.texts else None
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     if not vae.latent:
         raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")
     judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
-    data = None if args.texts and not args.data else _model_data_dir(vae.config, args.data)
+    if args.texts and not args.data:  # the training words of the model's data dir, where it is still there
+        data = locate_data_dir(vae.config.get("data") or {})
+    else:
+        data = _model_data_dir(vae.config, args.data)
     note = ""
-    if args.texts:
-        texts = [t.strip() for t in Path(args.texts).read_text(encoding="utf-8").splitlines() if t.strip()]
-        if len(texts) > args.n:
-            texts = texts[: args.n]
-        elif len(texts) < args.n:
-            note = f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all"
+    if texts is not None:
+        texts, note = texts
     else:
         texts, note = quality.held_out(data, args.n, seed=args.seed, min_words=args.words[0], max_words=args.words[1])
         if len(texts) < 2:

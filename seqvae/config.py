@@ -142,6 +142,9 @@ class DataConfig(_JSONMixin):
             raise ConfigError(f"dataset must be 'imdb', 'ptb' or 'text', got {self.dataset!r}")
         if not 0 <= self.seed < MAX_SEED:
             raise ConfigError(f"seed must be in [0, 2**63), got {self.seed}")
+        if self.dataset == "ptb" and self.tokenizer == "sentencepiece":  # "<" "unk" ">" pieces, decoded as junk
+            raise ConfigError("PTB writes its unknown words as <unk>, which sentencepiece would cut into pieces: "
+                              "use --tokenizer word (the default for PTB)")
         files = [f for f in ("train_file", "valid_file", "test_file") if getattr(self, f)]
         files += ["text_unit"] if self.text_unit else []
         if self.dataset == "text":

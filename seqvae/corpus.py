@@ -150,6 +150,13 @@ def _check_line_file(path: Path) -> None:
     _read_lines(path, PTB_MAX_LINE, "sentence")
 
 
+def read_sentences(path: str | Path) -> list[str]:
+    """The stripped non-empty lines of a file of one sentence per line, read as `load_text` reads one
+    (byte-order mark, CRLF, not UTF-8 and directories handled; each problem a one-line DataError)."""
+    lines = _read_lines(Path(path).expanduser(), PTB_MAX_LINE, "sentence")
+    return [line.strip() for line in lines if line.strip()]
+
+
 def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[str]:
     """The lines of a file of one sentence (or document) per line, each problem a one-line DataError naming
     the line: not a file, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A leading byte-order

@@ -99,8 +99,9 @@ def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: 
 
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
                        chunk: int = 1024) -> float:
-    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z). At most log N: with much
-    information in z every sentence's code is far from the others' and the estimate saturates there."""
+    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z): E[log q(z|x)] (in closed form)
+    minus E[log q(z)] (the aggregate posterior of the N, at one draw per sentence). The true I(x; z) of N
+    equally likely sentences is at most log N; this estimate is unbiased but noisy, and can exceed it."""
     if mu.shape[0] < 2:
         return 0.0
     return float(mutual_information_terms(mu, logvar, generator, chunk).mean())

@@ -272,9 +272,8 @@ def _split_stats(sp: _Split, arrays: dict[str, np.ndarray], unk_id: int) -> dict
 def _check_out_dir(out: Path) -> None:
     """Refuse to replace anything but an earlier prepared dir that holds only what prepare writes (or an empty
     dir): replacing the dir would delete anything else, a user's own files (their corpus, say) included."""
+    atomic.check_dir_path(out)  # also: no file where a parent dir should be
     if out.exists():
-        if not out.is_dir():
-            raise DataError(f"{out}: exists and is not a directory")
         if any(out.iterdir()) and not (out / META_FILE).is_file():
             raise DataError(f"{out}: exists and is not a prepared data dir (no {META_FILE}); not replacing it")
         ours = PREPARED_FILES | {p.name for name in PREPARED_FILES for p in atomic.leftovers(out / name)}

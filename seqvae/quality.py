@@ -46,7 +46,7 @@ from .refine import LR as REFINE_LR
 from .refine import POSTERIOR_STEPS
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
-from .tokenizer import load_tokenizer
+from .tokenizer import WordTokenizer, load_tokenizer
 from .wordlist import MIN_COUNT, WORD, KnownWords
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
@@ -164,7 +164,11 @@ class Judge:
         return math.exp(nll.sum() / tok.sum())
 
     def invented_word(self, rng: np.random.Generator) -> str:
-        """A string of 2-3 subword pieces of letters glued into one word the corpus never had."""
+        """A string of 2-3 subword pieces of letters glued into one word the corpus never had. A word-level
+        judge would read any such string as its unknown word, a frequent token: it gets a random word of its
+        vocabulary instead (mostly rare ones), a corruption it can see."""
+        if isinstance(self.lm.tokenizer, WordTokenizer):
+            return str(rng.choice(self._pieces))
         return "".join(rng.choice(self._pieces, size=int(rng.integers(2, 4))))
 
     def checks(self, sentences: Sequence[str], seed: int = 0) -> dict[str, Any]:
@@ -399,6 +403,10 @@ def _f(x: Any, fmt: str = ".1f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def _pct(x: float | None, fmt: str = ".1f") -> str:
+    return "-" if x is None else format(100 * x, fmt) + "%"
+
+
 def to_markdown(rep: dict[str, Any], title: str) -> str:
     lines = [f"# Quality report: {title}", "", f"{rep['sentences']} held-out sentences, seed {rep['seed']}."]
     if rep["note"]:
@@ -415,7 +423,9 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
     for label, nll, vs in rows:
         lines.append(f"| {label} | {nll:.2f} | {stats} | "
                      + (f"{vs['mean_diff']:+.2f} ± {vs['se']:.2f}" if vs else "-") + " |")
-    lines += ["", f"IW-NLL with {lat['iw_samples']} samples; MI saturates at log N = the 'max' beside it."]
+    lines += ["", f"IW-NLL with {lat['iw_samples']} samples; MI: the estimate on these N sentences, and log N (the "
+              "'max' beside it), which the true I(x; z) of N equally likely sentences cannot exceed; the estimate's "
+              "noise (its ±) can carry it above."]
     if "nll_refined" in lat:
         lines.append("The fitted row draws them from a Gaussian fitted to each sentence's posterior (Adam on the "
                      "ELBO from q(z|x), the model fixed: `SeqVAE.score(refine=N)`): the same -log p(x), estimated "
@@ -469,7 +479,7 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
         inv, cp = r.get("invented_rate"), r.get("copy_rate")
         lines.append(f"| {r['prior']} | {r['strategy']} | {r.get('words', 'any')} | {_f(r.get('judge_ppl'))} | "
                      f"{_f(r.get('ppl_ratio'), '.2f')} | "
-                     f"{_f(None if inv is None else 100 * inv, '.2f')}% | {_f(None if cp is None else 100 * cp)}% | "
+                     f"{_pct(inv, '.2f')} | {_pct(cp)} | "
                      f"{r['distinct_1']:.3f} | {r['distinct_2']:.3f} | {r['self_bleu']:.1f} | {r['mean_words']:.1f} |")
     if ref_row:
         lines += ["", "The last row is a reference, not a prior: the held-out sentences' own posterior means, decoded "

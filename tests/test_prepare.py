@@ -179,12 +179,28 @@ def test_prepare_ptb_keeps_lines_and_maps_unk(tmp_path):
     assert stats["train"]["unk_rate"] == pytest.approx(5 / stats["train"]["tokens"], abs=1e-6)
 
 
-def test_prepare_ptb_with_sentencepiece(tmp_path):
+def test_prepare_ptb_refuses_sentencepiece(tmp_path):
+    """PTB writes unknown words as "<unk>": sentencepiece cut it into "<", "unk", ">" and decoded junk."""
     root = write_fake_ptb(tmp_path / "raw")
-    prepare(DataConfig(dataset="ptb", tokenizer="sentencepiece", vocab_size=40, data_root=str(root)),
-            tmp_path / "ptb", progress=False)
-    assert read_meta(tmp_path / "ptb")["tokenizer"] == "sentencepiece"
-    assert (tmp_path / "ptb" / "tokenizer.model").is_file()
+    with pytest.raises(ConfigError, match="use --tokenizer word"):
+        prepare(DataConfig(dataset="ptb", tokenizer="sentencepiece", vocab_size=40, data_root=str(root)),
+                tmp_path / "ptb", progress=False)
+    assert not (tmp_path / "ptb").exists()
+
+
+def test_prepare_into_a_link_and_below_a_file(tmp_path):
+    from seqvae.atomic import OutputError
+
+    root = write_fake_ptb(tmp_path / "raw")
+    prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "p1", progress=False)
+    (tmp_path / "link").symlink_to(tmp_path / "p1")
+    for seed in (1, 2):  # twice: the second found a stray ".link.old" link and ended in a traceback
+        prepare(DataConfig(dataset="ptb", data_root=str(root), seed=seed), tmp_path / "link", progress=False)
+        assert (tmp_path / "link").is_symlink() and read_meta(tmp_path / "link")["data_config"]["seed"] == seed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "p1", "raw"]
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match="is a file, not a directory"):
+        prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "f" / "sub", progress=False)
 
 
 # ---------------------------------------------------------------------------- prepare: a user's text files

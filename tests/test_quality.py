@@ -55,6 +55,10 @@ def test_the_judge_ranks_real_sentences_above_corrupted_ones(trained_tiny_lm, ti
     assert checks["shuffled"]["ppl"] > checks["real"]["ppl"]
     assert checks["shuffled"]["real_ranked_higher"] > 0.5
     assert checks["invented word"]["ppl"] > checks["real"]["ppl"]
+    import numpy as np  # a word-level judge reads any invented string as <unk>: it gets a word of its vocabulary
+
+    words = [judge.invented_word(np.random.default_rng(i)) for i in range(20)]
+    assert all(ids[0] != lm.model.cfg.unk_id for ids in lm.tokenize(words)) and len(set(words)) > 5
 
 
 def test_the_judge_scores_an_empty_text_as_eos_alone(tiny_lm_ckpt):
@@ -153,3 +157,30 @@ def test_report_says_when_no_test_sentence_has_the_words_asked(tiny_vae_ckpt, ti
         with pytest.raises(SystemExit) as e:
             main([str(a) for a in argv] + ["--words", bad])
         assert e.value.code == 2 and "expected MIN-MAX words" in capsys.readouterr().err
+
+
+def test_report_texts_are_read_as_prepare_reads_them(tiny_vae_ckpt, tiny_data_dir, tmp_path, one_line, capsys):
+    base = ["report", tiny_vae_ckpt, "--device", "cpu", "--samples", "2", "--iw-samples", "2", "--iw-refine", "0"]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"the movie was \xff great .\na fine film it was .\n")
+    one_line([*base, "--texts", bad], "line 1 is not valid UTF-8")
+    one_line([*base, "--texts", tmp_path], "is a directory")
+    one = tmp_path / "one.txt"
+    one.write_text("the movie was great .\n")
+    one_line([*base, "--texts", one], "the report needs at least 2 sentences")  # one line, no note before it
+    (tmp_path / "file").write_text("")
+    one_line([*base, "--texts", one, "--out", tmp_path / "file"], "is a file")
+    (tmp_path / "o" / "report.md").mkdir(parents=True)
+    one_line([*base, "--texts", one, "--out", tmp_path / "o"], "is a directory")
+    assert not (tmp_path / "o" / "report.json").exists()
+
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes("\ufeffthe movie was great .\r\nthe plot was dull and slow .\r\na b\r\n".encode())
+    capsys.readouterr()
+    assert main([str(a) for a in [*base, "--texts", bom, "--data", tiny_data_dir, "--words", "4-10",
+                                  "--out", tmp_path / "r"]]) == 0
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["sentences"] == 2 and "1 of" in rep["note"] and "left out" in rep["note"]
+    examples = [e["input"] for e in rep["reconstruction"]["greedy"]["examples"]]
+    assert examples[0] == "the movie was great ."  # no byte-order mark in front of it
+    assert "-%" not in (tmp_path / "r" / "report.md").read_text()
