@@ -81,7 +81,8 @@ def main() -> int:
         cfg_file = out / name / "last" / "config.json"
         if cfg_file.is_file():
             model = json.loads(cfg_file.read_text())["model"]
-            other = {k: model.get(k) for k in sizes if model.get(k) != sizes[k]}
+            other = {k: model.get(k) for k in sizes if model.get(k) != sizes[k]
+                     and (k != "latent_dim" or model.get("latent", True))}  # an LM has no z to size
             if other:
                 print(f"benchmark_ptb: error: {out / name} was trained with {other}, not these sizes; "
                       "give another --out", file=sys.stderr)

@@ -14,6 +14,7 @@ per sentence; that one is used, and the output says so.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,8 +41,15 @@ def per_sentence(path: str) -> tuple[dict, list[float], str]:
 
 
 def same_data(a: str | None, b: str | None) -> bool:
-    """Two evaluations' data dirs name the same dir (files before 2026-12-07 recorded it as typed)."""
-    return a == b or (a is not None and b is not None and Path(a).resolve() == Path(b).resolve())
+    """Two evaluations' data dirs name the same dir. Files before 2026-12-07 recorded it as typed, relative to
+    wherever `evaluate` ran: such a path matches an absolute one that ends in it."""
+    if a is None or b is None or a == b:
+        return a == b
+    pa, pb = Path(os.path.normpath(a)), Path(os.path.normpath(b))
+    if pa.is_absolute() and pb.is_absolute():
+        return pa.resolve() == pb.resolve()
+    rel, other = (pa, pb) if not pa.is_absolute() else (pb, pa)
+    return other.parts[-len(rel.parts):] == rel.parts if other.is_absolute() else rel == other
 
 
 def main(argv=None) -> int:

@@ -36,6 +36,10 @@ from seqvae.tokenizer import same_tokenizer
 RECON = ["The acting was wonderful and the story moved me.", "This is the worst movie I have ever seen.",
          "The plot makes no sense at all."]
 INTERP = ("I loved every minute of this film.", "The script is a complete mess.")
+# for a word-level (PTB) run: lower case, no punctuation, as PTB writes
+RECON_WORDS = ["the company said it expects to report a loss", "the stock market fell sharply in early trading",
+               "the plan was approved by the board"]
+INTERP_WORDS = ("the company said it expects to report a loss", "the stock market fell sharply in early trading")
 CORPORA = {"imdb": "IMDB review sentences", "ptb": "Penn Treebank sentences", "text": "sentences of its user's text"}
 
 
@@ -119,8 +123,10 @@ def data_lines(cfg: dict) -> str:
                      "reviews for validation; test = the official test reviews), cleaned of HTML",
              "ptb": "Penn Treebank sentences (Mikolov's train / valid / test split)",
              "text": "Sentences of the user's own files (`seqvae prepare --dataset text`)"}
-    return (f"{where.get(data.get('dataset'), 'Sentences of ' + str(data.get('dataset')))}, "
-            f"{dc.get('min_tokens')}–{dc.get('max_tokens')} tokens" + (", deduplicated" if dc.get("dedup") else "")
+    filtered = data.get("dataset") != "ptb"  # PTB's lines are kept as they are: no length filter, no dedup
+    return (f"{where.get(data.get('dataset'), 'Sentences of ' + str(data.get('dataset')))}"
+            + (f", {dc.get('min_tokens')}–{dc.get('max_tokens')} tokens" if filtered else "")
+            + (", deduplicated" if filtered and dc.get("dedup") else "")
             + (f": {counts} sentences." if counts else "."))
 
 
@@ -210,8 +216,10 @@ def ship(args) -> int:
     prior = "aggregate prior" if vae.prior is not None else "N(0, I)"
     samples = vae.sample(8, strategy="top-p", top_p=0.9, seed=0)
     greedy = vae.sample(4, strategy="greedy", seed=1)
-    recon = vae.reconstruct(RECON)
-    _, path = vae.interpolate(*INTERP, steps=6, method="slerp")
+    words = (cfg.get("data") or {}).get("tokenizer") == "word"
+    examples, ends = (RECON_WORDS, INTERP_WORDS) if words else (RECON, INTERP)
+    recon = vae.reconstruct(examples)
+    _, path = vae.interpolate(*ends, steps=6, method="slerp")
 
     tmp = checkpoint.save(Path(args.out).with_name(f".{Path(args.out).name}.build"), vae.model, vae.tokenizer,
                           train_cfg=None, data_meta=cfg.get("data"), metrics=metrics, dtype=dtype,
@@ -264,7 +272,7 @@ def ship(args) -> int:
         *[f"- {s}" for s in greedy],
         "",
         "## Reconstructions (posterior mean, greedy)",
-        *[f"- {a}  →  {b}" for a, b in zip(RECON, recon)],
+        *[f"- {a}  →  {b}" for a, b in zip(examples, recon)],
         "",
         "## Interpolation (slerp between posterior means)",
         *[f"{i}. {s}" for i, s in enumerate(path)],

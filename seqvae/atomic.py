@@ -127,14 +127,14 @@ def current_dir(final: str | Path) -> Path:
     """Where a reader finds the whole version of dir `final` without changing anything: `final`, or the
     previous version parked by a replace_dir that is between its two renames (or crashed there)."""
     final = Path(final)
-    old = old_path(final)
+    old = old_path(linked(final))  # a link's dir is parked beside where the link points
     return old if not final.exists() and old.is_dir() else final
 
 
 def leftovers(final: str | Path) -> list[Path]:
     """Temporary dirs (temp_dir_for) and files (write_with) for `final` that a killed writer left behind.
     Only the one writer of `final` may remove them: another live writer's are in this list too."""
-    final = Path(final)
+    final = linked(final)
     if not final.parent.is_dir():
         return []
     found = list(final.parent.glob(f".{final.name}.tmp-*"))
@@ -144,7 +144,7 @@ def leftovers(final: str | Path) -> list[Path]:
 
 def recover_dir(final: str | Path) -> None:
     """Finish an interrupted replace_dir: bring back the previous version or drop its leftover."""
-    final = Path(final)
+    final = linked(final)
     old = old_path(final)
     if not old.exists():
         return

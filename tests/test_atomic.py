@@ -60,6 +60,26 @@ def test_recover_dir_after_a_crash_between_the_renames(tmp_path):
     assert (final / "w.bin").read_text() == "previous" and not (tmp_path / ".last.old").exists()
 
 
+def test_a_linked_dir_is_replaced_and_recovered_where_it_lives(tmp_path):
+    """co/ck -> ../shared/ck: the dir is swapped beside its target; a crash between the renames (the link
+    dangles) is read and recovered there, and the link stays a link."""
+    (tmp_path / "shared" / "ck").mkdir(parents=True)
+    (tmp_path / "shared" / "ck" / "w.bin").write_text("one")
+    (tmp_path / "co").mkdir()
+    link = tmp_path / "co" / "ck"
+    link.symlink_to(os.path.join("..", "shared", "ck"))
+    tmp = atomic.temp_dir_for(link)
+    assert tmp.parent == tmp_path / "shared"
+    (tmp / "w.bin").write_text("two")
+    atomic.replace_dir(tmp, link)
+    assert link.is_symlink() and (link / "w.bin").read_text() == "two"
+    os.replace(tmp_path / "shared" / "ck", tmp_path / "shared" / ".ck.old")  # as a crash at the swap leaves it
+    assert (atomic.current_dir(link) / "w.bin").read_text() == "two"
+    atomic.recover_dir(link)
+    assert link.is_symlink() and (link / "w.bin").read_text() == "two"
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["ck"]
+
+
 def test_checkpoint_reader_reads_an_interrupted_save_without_changing_it(tiny_data_dir, tmp_path):
     from seqvae import checkpoint
     from seqvae.config import ModelConfig

@@ -54,6 +54,7 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
     assert metrics["test"]["sentences"] == 5 and "lm_test" in metrics
     card = (out / "README.md").read_text()
     assert "trained on Penn Treebank sentences" in card and "IMDB" not in card and "words" in card
+    assert "- the company said it expects to report a loss  →" in card and "deduplicated" not in card
 
     # what ship_checkpoint refuses before any work, and what it leaves alone
     (tmp_path / "notes").mkdir()

@@ -183,3 +183,7 @@ def test_paired_difference_and_compare_script(tmp_path, capsys):
     (tmp_path / "g.json").write_text(json.dumps({"split": "test", "data": str(tmp_path / "d"), "per_sentence_nll": b}))
     assert main([str(tmp_path / "e.json"), str(tmp_path / "g.json")]) == 0
     assert "A: -ELBO, an upper bound on the NLL" in capsys.readouterr().out
+    (tmp_path / "old.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": a}))
+    (tmp_path / "new.json").write_text(json.dumps({"split": "test", "data": "/somewhere/else/d", "per_sentence_nll": b}))
+    assert main([str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0  # an older file's relative path
+    capsys.readouterr()

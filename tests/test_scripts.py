@@ -68,6 +68,8 @@ def test_benchmark_ptb_refuses_a_run_of_other_sizes(tiny_data_dir, tmp_path):
     rc, stdout, _ = bench(*opts)
     assert rc == 0 and "| lm |" in stdout and json.loads((out / "results.json").read_text())["lm"]["sentences"] == 10
     one_line(bench(*opts, "--hidden-dim", "32"), "benchmark_ptb", "was trained with {'hidden_dim': 16}")
+    rc, stdout, _ = bench(*opts, "--latent-dim", "8")  # an LM has no z: its run is the same model
+    assert rc == 0 and "lm: reusing" in stdout
     with pytest.raises(SystemExit) as e:  # argparse: a split that does not exist, before any training
         bench(*opts, "--split", "foo")
     assert e.value.code == 2

@@ -460,6 +460,8 @@ def test_a_head_cut_short_or_corrupted_is_one_line(tmp_path):
         (tmp_path / LinearHead.files[1]).write_text(json.dumps({**cfg, **edit}))
         with pytest.raises(CheckpointError, match=msg):
             load_head(tmp_path)
+    (tmp_path / LinearHead.files[1]).write_text(json.dumps({**cfg, "length_scales": [0.0, 0.5]}))
+    assert load_head(tmp_path).meta["length_scales"] == [0.0, 0.5]  # 0: what the calibration may find for 1 unit
     (tmp_path / LinearHead.files[1]).write_text(json.dumps(cfg))
     assert load_head(tmp_path).meta["direction_std"] == 0.5
     head.coef[0] = np.nan

@@ -178,8 +178,8 @@ def _bad_values(weights: dict[str, np.ndarray], cfg: dict[str, Any]) -> str | No
                     not np.isfinite(w).all()), None):
         return f"{bad} is not all finite numbers"
     scales = cfg.get("length_scales")
-    if scales is not None and not (isinstance(scales, list) and all(_finite_number(v) and v > 0 for v in scales)):
-        return "length_scales must be a list of positive numbers"
+    if scales is not None and not (isinstance(scales, list) and all(_finite_number(v) and v >= 0 for v in scales)):
+        return "length_scales must be a list of numbers >= 0"  # 0: the calibration found such texts tell nothing
     std = cfg.get("direction_std")
     if std is not None and not (_finite_number(std) and std > 0):
         return "direction_std must be a positive number"
