@@ -64,7 +64,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
         res = paired_difference(a, b)
     except (ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"compare_nll: error: {e}", file=sys.stderr)
         return 2
     res["estimates"] = [what_a, what_b]
     if args.json:

@@ -1,6 +1,6 @@
 """Side-by-side table of several `seqvae report` results (their report.json files), as markdown.
 
-    python scripts/compare_reports.py checkpoints/imdb/report.json results/report-imdb-small/report.json
+    python scripts/compare_reports.py checkpoints/imdb/report.json results/reports/slots-fb04/report.json
 
 One row per report: reconstruction BLEU (greedy and beam) and exact match, interpolation endpoint
 BLEU, the same two from refined codes (reports since refinement), the best prior sample set's judged

@@ -108,7 +108,7 @@ def latent_map_figure(vae, texts: list[str], labels: np.ndarray, max_sentences: 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return reporting_errors("figures.py", lambda: make(args))
+    return reporting_errors("figures", lambda: make(args))
 
 
 def make(args) -> int:

@@ -47,9 +47,9 @@ def test_plot_curves(tmp_path):
 def test_figures_write_nothing_on_bad_input(tiny, tmp_path):
     figures = script("figures")
     (tmp_path / "file.png").write_text("")
-    one_line(figures(tiny[0], "--out", tmp_path / "file.png"), "figures.py", "exists and is not a directory")
+    one_line(figures(tiny[0], "--out", tmp_path / "file.png"), "figures", "exists and is not a directory")
     one_line(figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tmp_path / "none", "--steps", "3"),
-             "figures.py", "none")
+             "figures", "none")
     assert not (tmp_path / "figs").exists()
     rc, out, _ = figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tiny[1], "--steps", "3",
                          "--reviews", "8", "--sentences", "10", "--a", "The plot was dull.", "--b", "A gem.")
