@@ -481,6 +481,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
     """run(), with bad input (user_errors) reported as one line "PROG: error: ..." and exit code 2,
     and Ctrl-C as "PROG: interrupted" and 130. The `seqvae` command and the scripts use it."""
+    for stream in (sys.stdout, sys.stderr):  # an ASCII terminal (LC_ALL=C, PYTHONIOENCODING=ascii): escape, not crash
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
     try:
         return int(run() or 0)
     except user_errors() as e:

@@ -274,6 +274,17 @@ def test_a_closed_pipe_ends_quietly():
     assert p.stdout == "line 0\n" and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
 
 
+def test_an_ascii_terminal_gets_escapes_not_a_traceback():
+    """LC_ALL=C or PYTHONIOENCODING=ascii: a decoded sentence with a non-ASCII letter is escaped."""
+    import os
+
+    code = ("import sys; from seqvae.cli import reporting_errors\n"
+            "sys.exit(reporting_errors('seqvae', lambda: print('caf\\u00e9')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert p.returncode == 0 and p.stdout == "caf\\xe9\n" and "Traceback" not in p.stderr, p.stderr
+
+
 def _bad_codes(tmp_path, how):
     """A .npy file of codes for the tiny VAE (Z = 4) that `seqvae decode` must refuse (or accept: good)."""
     import numpy as np
