@@ -15,7 +15,14 @@
 # by free bits; "Where BLEU is lost"). Then each run's best/ is written in float16 as a run dir (best/,
 # metrics.jsonl and training.json: steps and step time) and packed into $OUT/<name>.tar for evaluation on the CPU.
 #
-#   device run, carry ["data/imdb"]:  bash scripts/gpu_flagship.sh          (python3 -m seqvae.cli, no install)
+#   first, here: a slim copy of the data (training reads these four files; data/imdb whole is 51 MiB, and the
+#   tree that travels may hold 64 MiB):
+#     mkdir -p data/imdb-gpu && cp data/imdb/{meta.json,tokenizer.model,train.npz,valid.npz} data/imdb-gpu/
+#   device run (one call, timeout_s 600; the machine's start counts too), carry ["data/imdb-gpu"]:
+#     DATA=data/imdb-gpu bash scripts/gpu_flagship.sh       (python3 -m seqvae.cli: nothing to install)
+#   the kernel's CUDA tests and benchmarks, in a second call if time is left (conftest.py defaults to the
+#   Triton interpreter, and scripts/ does not put the repo on the import path):
+#     TRITON_INTERPRET=0 python3 -m pytest -q tests/test_kernels.py; PYTHONPATH=. python3 scripts/bench_kernel.py
 #   here, after:  tar xf vae.tar -C runs/gpu; tar xf lm.tar -C runs/gpu
 #                 python scripts/ship_checkpoint.py runs/gpu/vae OUT --which best --lm runs/gpu/lm \
 #                     --judge checkpoints/imdb-lm --prior-components 32 --words 5 --data data/imdb

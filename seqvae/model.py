@@ -41,9 +41,11 @@ class Encoder(nn.Module):
         self.to_stats = nn.Linear(2 * H + K * (H // 2), 2 * cfg.latent_dim)
         self.dropout = nn.Dropout(cfg.embed_dropout)
 
-    def forward(self, emb: torch.Tensor, src_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, emb: torch.Tensor, src_lens: torch.Tensor,
+                pad: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """emb: (B, T, E) embedded sentence (the decoder's table), src_lens: (B,), best on the CPU
-        (packing needs the lengths there; lengths on the GPU cost a device sync)."""
+        (packing needs the lengths there; lengths on the GPU cost a device sync). pad: (B, T) True at
+        padding, on emb's device (the slots' mask without a host-to-device copy); None: from src_lens."""
         x = self.dropout(emb)
         lens = src_lens.cpu().clamp(min=1)
         if bool((lens == x.shape[1]).all()):
@@ -58,9 +60,12 @@ class Encoder(nn.Module):
         feats = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H): last layer, forward and backward
         if self.queries is not None:
             B, T, _ = out.shape
-            pad = torch.arange(T)[None, :] >= lens[:, None]  # (B, T) True past each sentence's end
+            if pad is None:  # (B, T) True past each sentence's end
+                pad = (torch.arange(T)[None, :] >= lens[:, None]).to(out.device)
+            else:  # an empty sentence reads its first position, as lens clamped to 1 does
+                pad = torch.cat([torch.zeros_like(pad[:, :1]), pad[:, 1:T]], dim=1)
             scores = (out @ self.queries.to(out.dtype).T).float() / out.shape[-1] ** 0.5  # (B, T, K)
-            scores = scores.masked_fill(pad.to(scores.device)[:, :, None], float("-inf"))
+            scores = scores.masked_fill(pad[:, :, None], float("-inf"))
             reads = torch.softmax(scores, dim=1).to(out.dtype).transpose(1, 2) @ out  # (B, K, 2H)
             feats = torch.cat([feats, self.read_proj(reads).flatten(1)], dim=-1)  # (B, 2H + K*H/2)
         mu, logvar = self.to_stats(feats).float().chunk(2, dim=-1)  # (B, Z) each
@@ -209,7 +214,7 @@ class SentenceVAE(nn.Module):
         """Posterior parameters (mu, logvar), each (B, Z), in fp32."""
         if self.encoder is None:
             raise RuntimeError("this model is a language model (latent=False): it has no encoder")
-        return self.encoder(self.decoder.embedding(src), src_lens)
+        return self.encoder(self.decoder.embedding(src), src_lens, src == self.cfg.pad_id)
 
     def token_nll(self, dec_in: torch.Tensor, target: torch.Tensor, z: torch.Tensor | None,
                   positions: torch.Tensor | None = None) -> torch.Tensor:

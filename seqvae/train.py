@@ -292,7 +292,10 @@ class Trainer:
     def _load_state(self, state: dict[str, Any]) -> None:
         model, _, _ = checkpoint.load(state["_weights_dir"], map_location=self.device)
         self.model.load_state_dict(model.state_dict())
-        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["optimizer"]  # its groups' "fused" is the saving device's: this device's path must stay
+        fused = self.optimizer.defaults.get("fused")
+        self.optimizer.load_state_dict({**saved, "param_groups": [{**g, "fused": fused, "foreach": None}
+                                                                   for g in saved["param_groups"]]})
         self.step, self.epoch, self.batch_pos = int(state["step"]), int(state["epoch"]), int(state["batch_pos"])
         self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
         self.stopped_early = bool(state.get("stopped_early", False))

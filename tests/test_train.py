@@ -467,3 +467,26 @@ def test_a_cyclical_language_model_extends_on_resume_and_no_step_goes_unlogged(t
     Trainer(tiny_cfg(max_steps=20, eval_every=10, log_every=7), tiny_data_dir, tmp_path / "log", device="cpu",
             progress=False).fit()
     assert [r["step"] for r in _rows(tmp_path / "log") if r["split"] == "train"] == [7, 10, 14, 20]
+
+
+def test_a_cpu_run_resumes_under_a_fused_optimizer(tiny_data_dir, tmp_path, monkeypatch):
+    """What a CUDA device does with a run trained on the CPU: its AdamW is fused, the saved one was not (the
+    saved groups' flag came back with load_state_dict and broke the fused step's found_inf path)."""
+    Trainer(tiny_cfg(max_steps=4, eval_every=4), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    real = torch.optim.AdamW
+    monkeypatch.setattr(torch.optim, "AdamW", lambda params, **kw: real(params, **{**kw, "fused": True}))
+    resumed = Trainer.resume(tmp_path / "run", max_steps=6, device="cpu", progress=False)
+    assert resumed.optimizer.param_groups[0]["fused"] is True
+    assert resumed.fit()["step"] == 6
+
+
+def test_the_slots_mask_from_the_ids_is_the_mask_from_the_lengths():
+    from seqvae.model import SentenceVAE
+
+    torch.manual_seed(0)
+    model = SentenceVAE(TINY_MODEL.replace(vocab_size=30, encoder_slots=3)).eval()
+    batch = collate([[5, 6, 7, 8], [9, 10], [11]], pad_id=0, bos_id=2, eos_id=3)
+    with torch.no_grad():
+        by_ids = model.encode(batch.src, batch.src_lens)
+        by_lens = model.encoder(model.decoder.embedding(batch.src), batch.src_lens)
+    assert all(torch.allclose(a, b) for a, b in zip(by_ids, by_lens))
