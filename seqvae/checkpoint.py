@@ -36,6 +36,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
+READ_TRIES = 5  # load() and resolve() attempts while a trainer keeps replacing the checkpoint under it
 STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
 
@@ -44,13 +45,15 @@ class CheckpointError(ValueError):
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir)."""
-    p = atomic.current_dir(path)
-    if (p / CONFIG_FILE).is_file():
-        return p
-    best = atomic.current_dir(p / "best")
-    if (best / CONFIG_FILE).is_file():
-        return best
+    """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir). Looked up again
+    when a writer's two renames fell between the look at the dir and the look at its config."""
+    for _ in range(READ_TRIES):
+        p = atomic.current_dir(path)
+        if (p / CONFIG_FILE).is_file():
+            return p
+        best = atomic.current_dir(p / "best")
+        if (best / CONFIG_FILE).is_file():
+            return best
     if not p.exists():
         raise CheckpointError(f"{p}: no such checkpoint directory")
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
@@ -127,7 +130,6 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
-READ_TRIES = 5  # load() attempts while a trainer keeps replacing the checkpoint under it
 
 
 def _identity(d: Path) -> tuple[int, int, Any] | None:
