@@ -377,8 +377,7 @@ class SeqVAE:
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():  # refine_codes: grads in z
             out = torch.empty(len(ids), self.latent_dim, device=self.device)
             for pos, batch in self._batches(ids, batch_size):
-                with torch.no_grad():
-                    mu, logvar = self.model.encode(batch.src, batch.src_lens)
+                mu, logvar = self.model.encode(batch.src, batch.src_lens)
                 out[pos.to(self.device)] = refine_codes(self.model, batch, mu, logvar, steps=steps, lr=lr,
                                                         weight=weight)
         return out

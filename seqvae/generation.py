@@ -345,21 +345,15 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     for name, value, least in (("candidates", candidates, 1), ("max_len", max_len, 1), ("top_k", top_k, 0),
-                               ("num_beams", num_beams, 1)):
+                               ("num_beams", num_beams, 1)):  # top_k 0 = off
         whole(name, value, least, DecodingError)
     if candidates > 1 and strategy in ("greedy", "beam"):
         raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
-    if max_len < 1:
-        raise DecodingError(f"max_len must be >= 1, got {max_len}")
     if not MIN_TEMPERATURE <= temperature < math.inf:  # logits / T must stay finite (NaN compares False too)
         raise DecodingError(f"temperature must be a finite number >= {MIN_TEMPERATURE}, got {temperature} "
                             "(use strategy='greedy' for argmax)")
-    if top_k < 0:
-        raise DecodingError(f"top_k must be >= 0 (0 = off), got {top_k}")
     if not 0.0 < top_p <= 1.0:
         raise DecodingError(f"top_p must be in (0, 1], got {top_p}")
-    if num_beams < 1:
-        raise DecodingError(f"num_beams must be >= 1, got {num_beams}")
     if strategy == "top-k" and top_k < 1:
         raise DecodingError("strategy 'top-k' needs top_k >= 1")
     if strategy == "top-p" and top_p >= 1.0:

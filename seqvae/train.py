@@ -32,7 +32,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import atomic, checkpoint, faultpoint
-from .config import ConfigError, ModelConfig, RunConfig, resolve_device
+from .config import ConfigError, ModelConfig, RunConfig
 from .prepare import data_dir_record, describe_data_dir, locate_data_dir, read_meta
+from .ranks import Ranks, process_device
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl
@@ -56,43 +57,6 @@ from .tokenizer import load_tokenizer, same_tokenizer
 class TrainingError(RuntimeError):
     """Training cannot go on: steps that stay non-finite, a checkpoint or log that cannot be written
     (one-line message that says what was kept and what to try)."""
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """This process's place in a torchrun launch (one process per device), or the only process."""
-
-    rank: int = 0
-    world: int = 1
-    local: int = 0  # rank on this machine: the CUDA device it trains on
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Ranks":
-        """From torchrun's WORLD_SIZE, RANK and LOCAL_RANK (absent: a single process)."""
-        try:
-            world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-        except ValueError:
-            raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (torchrun sets them)") from None
-        if world < 1 or not 0 <= rank < world or local < 0:
-            raise ConfigError(f"bad torchrun environment: RANK {rank}, WORLD_SIZE {world}, LOCAL_RANK {local}")
-        return cls(rank, world, local)
-
-
-def _process_device(device: str | torch.device | None, ranks: Ranks) -> torch.device:
-    """The device of this process: under torchrun with CUDA, cuda:LOCAL_RANK."""
-    dev = resolve_device(device)
-    if ranks.world > 1 and dev.type == "cuda":
-        if dev.index is not None:
-            raise ConfigError(f"device {device!r}: under torchrun each process trains on cuda:LOCAL_RANK; "
-                              "pass --device cuda (or nothing)")
-        dev = resolve_device(f"cuda:{ranks.local}")
-        torch.cuda.set_device(dev)
-    return dev
 
 
 def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) -> ModelConfig:
@@ -115,7 +79,7 @@ class Trainer:
         self.data_dir, self.out_dir = Path(data_dir), atomic.check_dir_path(out_dir)
         self.ranks = Ranks.from_env()
         self.progress = progress and self.ranks.main
-        self.device = _process_device(device, self.ranks)
+        self.device = process_device(device, self.ranks)
         tc = cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)

@@ -397,7 +397,7 @@ def test_two_processes_resume_exactly(tiny_data_dir, tmp_path):
 
 
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
-    from seqvae.train import Ranks
+    from seqvae.ranks import Ranks
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "2")

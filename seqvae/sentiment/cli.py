@@ -119,11 +119,6 @@ def parse_numbers(text: str, flag: str, cast, least: float) -> list:
     return values
 
 
-def check_count(flag: str, value: int, most: int) -> None:
-    if not 1 <= value <= most:
-        raise ClassifyError(f"{flag} must be between 1 and {most:,}, got {value:,}")
-
-
 def latent_model(ckpt: Path, device: str | None):
     from ..api import SeqVAE
 
@@ -172,7 +167,7 @@ def _fit(a, ckpt: Path) -> int:
     from .heads import fit_head
     from .linear import sklearn
 
-    check_count("--members", a.members, MAX_MEMBERS)
+    check_size("--members", a.members, 1, MAX_MEMBERS)
     cfg = HeadConfig(kind=a.head, unit=a.unit, seed=a.seed, members=a.members if a.head == "set" else 1,
                      pool=a.pool)
     sklearn()  # before the expensive part
@@ -268,8 +263,8 @@ def _curve(a, ckpt: Path) -> int:
     atomic.check_dir_path(out)  # before hours of work
     unit = a.unit or "sentence"
     budgets = tuple(parse_numbers(a.budgets, "--budgets", int, 4))
-    check_count("--draws", a.draws, MAX_DRAWS)
-    check_count("--set-members", a.set_members, MAX_MEMBERS)
+    check_size("--draws", a.draws, 1, MAX_DRAWS)
+    check_size("--set-members", a.set_members, 1, MAX_MEMBERS)
     set_head = None if a.no_set else HeadConfig(kind="set", unit=unit, members=a.set_members)
     cfg = CurveConfig(budgets=budgets, draws=a.draws, seed=a.seed, unit=unit, set_head=set_head,
                       baselines=not a.no_baselines)

@@ -13,7 +13,6 @@ which names the head's kind, its unit and the sha256 of the weights it was fitte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from .. import atomic
 from .calibrate import length_scale
 from .config import CLASSES, UNITS, ClassifyError, HeadConfig
-from .features import SentenceSet, encode_reviews
+from .features import SentenceSet, encode_reviews, file_sha256
 
 FORMAT = 1  # the saved JSON's format number
 
@@ -126,7 +125,7 @@ class Head:
         # the JSON last, naming the weights file it belongs with: a save cut between the two is found on loading
         atomic.write_json(c_path, {"format": FORMAT, "kind": self.saved_kind, "classes": list(self.classes),
                                    "model_sha256": self.meta.get("model_sha256"), **cfg,
-                                   "weights_sha256": _file_sha256(w_path)})
+                                   "weights_sha256": file_sha256(w_path)})
         return w_path, c_path
 
     @classmethod
@@ -148,7 +147,7 @@ class Head:
         fmt = cfg.pop("format", FORMAT) if isinstance(cfg, dict) else None
         if type(fmt) is not int or fmt > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
             raise checkpoint_error(f"{c_path}: classifier head of an unknown format or kind")
-        if cfg.pop("weights_sha256", None) not in (None, _file_sha256(w_path)):  # heads saved before it: none
+        if cfg.pop("weights_sha256", None) not in (None, file_sha256(w_path)):  # heads saved before it: none
             raise checkpoint_error(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
                                    f"short?): fit the head again with `seqvae classify fit {d} --head {cls.kind}`")
         cfg.pop("feature_dim", None)  # written for readers of the JSON; the weights' shapes rule
@@ -157,14 +156,6 @@ class Head:
         if why := _bad_values(weights, cfg):
             raise checkpoint_error(f"{c_path}: unusable classifier head ({why})")
         return cls.from_arrays(weights, cfg, c_path)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _finite_number(x: Any) -> bool:

@@ -1,0 +1,51 @@
+"""This process's place in a torchrun launch, and the device it trains on.
+
+    ranks = Ranks.from_env()                 # RANK, WORLD_SIZE, LOCAL_RANK, or the only process
+    device = process_device("cuda", ranks)   # under torchrun with CUDA: cuda:LOCAL_RANK
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .config import ConfigError, resolve_device
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a torchrun launch (one process per device), or the only process."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 0  # rank on this machine: the CUDA device it trains on
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Ranks":
+        """From torchrun's WORLD_SIZE, RANK and LOCAL_RANK (absent: a single process)."""
+        try:
+            world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+        except ValueError:
+            raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (torchrun sets them)") from None
+        if world < 1 or not 0 <= rank < world or local < 0:
+            raise ConfigError(f"bad torchrun environment: RANK {rank}, WORLD_SIZE {world}, LOCAL_RANK {local}")
+        return cls(rank, world, local)
+
+
+def process_device(device: str | torch.device | None, ranks: Ranks) -> torch.device:
+    """The device of this process: under torchrun with CUDA, cuda:LOCAL_RANK."""
+    dev = resolve_device(device)
+    if ranks.world > 1 and dev.type == "cuda":
+        if dev.index is not None:
+            raise ConfigError(f"device {device!r}: under torchrun each process trains on cuda:LOCAL_RANK; "
+                              "pass --device cuda (or nothing)")
+        dev = resolve_device(f"cuda:{ranks.local}")
+        torch.cuda.set_device(dev)
+    return dev
