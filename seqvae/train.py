@@ -42,14 +42,14 @@ from tqdm.auto import tqdm
 
 from . import atomic, checkpoint, faultpoint
 from .config import ConfigError, ModelConfig, RunConfig
-from .prepare import data_dir_record, describe_data_dir, locate_data_dir, read_meta
-from .ranks import Ranks, process_device
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
 from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
+from .prepare import data_dir_record, describe_data_dir, locate_data_dir, read_meta
+from .ranks import Ranks, process_device
 from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
 
@@ -73,6 +73,9 @@ def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) ->
 
 
 class Trainer:
+    """One run: the model, its AdamW, the data and the place in training (step, epoch, batch) of one run dir.
+    `fit` trains (and writes best/, last/ and metrics.jsonl); `resume` builds one from a run dir's last/."""
+
     def __init__(self, cfg: RunConfig, data_dir: str | Path, out_dir: str | Path, *,
                  device: str | torch.device | None = None, progress: bool = True, overwrite: bool = False,
                  _state: dict[str, Any] | None = None):
@@ -446,6 +449,7 @@ class Trainer:
                 else "no checkpoint was written yet")
 
     def validate(self) -> dict[str, Any]:
+        """metrics.evaluate on the valid split (at most eval_batches batches; no importance sampling)."""
         tc = self.cfg.train
         max_sent = tc.eval_batches * tc.batch_size if tc.eval_batches else 0
         return evaluate(self.model, self.valid_set, k=0, batch_size=tc.batch_size, max_sentences=max_sent,
@@ -556,11 +560,3 @@ class Trainer:
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
-
-def train(cfg: RunConfig | None = None, data_dir: str | Path = "data/imdb", out_dir: str | Path = "runs/default",
-          **kwargs) -> dict[str, Any]:
-    """One call: build a Trainer and fit it."""
-    trainer = Trainer(cfg or RunConfig(), data_dir, out_dir, **kwargs)
-    summary = trainer.fit()
-    trainer.close()  # not on an error: waiting there for the other processes could hang this one
-    return summary
