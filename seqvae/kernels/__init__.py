@@ -20,6 +20,7 @@ import importlib
 
 import torch
 
+from seqvae.kernels import reference
 from seqvae.kernels.reference import check_inputs, gaussian_kl
 
 __all__ = ["reparameterize_kl", "gaussian_kl", "BACKENDS"]
@@ -71,8 +72,6 @@ def reparameterize_kl(
     check_inputs(mu, logvar, free_bits, seed)
     backend = _pick_backend(backend, mu.device)
     if backend == "torch":
-        from seqvae.kernels import reference
-
         return reference.reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
     mod = _load_triton()
     if isinstance(mod, ImportError):

@@ -21,18 +21,12 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from .. import atomic
+from ..checkpoint import CheckpointError
 from .calibrate import length_scale
 from .config import CLASSES, UNITS, ClassifyError, HeadConfig
 from .features import SentenceSet, encode_reviews, file_sha256
 
 FORMAT = 1  # the saved JSON's format number
-
-
-def checkpoint_error(msg: str) -> Exception:
-    """A one-line CheckpointError (imports torch: only when there is an error to raise)."""
-    from ..checkpoint import CheckpointError
-
-    return CheckpointError(msg)
 
 
 def scaled_proba(z: np.ndarray, scale=1.0) -> np.ndarray:
@@ -81,7 +75,7 @@ class Head:
         """What the head reads a text as: "sentence" (every head before clauses existed) or "clause"."""
         unit = self.meta.get("unit", "sentence")
         if unit not in UNITS:
-            raise checkpoint_error(f"the classifier head reads texts as {unit!r}: this version knows "
+            raise CheckpointError(f"the classifier head reads texts as {unit!r}: this version knows "
                                    f"{', '.join(UNITS)}")
         return unit
 
@@ -137,24 +131,24 @@ class Head:
         d = Path(ckpt_dir)
         w_path, c_path = d / cls.files[0], d / cls.files[1]
         if not w_path.is_file() or not c_path.is_file():
-            raise checkpoint_error(f"{d}: no classifier head ({cls.files[0]}); fit one with "
+            raise CheckpointError(f"{d}: no classifier head ({cls.files[0]}); fit one with "
                                    f"`seqvae classify fit {d} --head {cls.kind}`")
         try:
             cfg = json.loads(c_path.read_text(encoding="utf-8"))
             weights = load_file(str(w_path))
         except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
-            raise checkpoint_error(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
+            raise CheckpointError(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
         fmt = cfg.pop("format", FORMAT) if isinstance(cfg, dict) else None
         if type(fmt) is not int or fmt > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
-            raise checkpoint_error(f"{c_path}: classifier head of an unknown format or kind")
+            raise CheckpointError(f"{c_path}: classifier head of an unknown format or kind")
         if cfg.pop("weights_sha256", None) not in (None, file_sha256(w_path)):  # heads saved before it: none
-            raise checkpoint_error(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
+            raise CheckpointError(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
                                    f"short?): fit the head again with `seqvae classify fit {d} --head {cls.kind}`")
         cfg.pop("feature_dim", None)  # written for readers of the JSON; the weights' shapes rule
         if tuple(cfg.pop("classes", CLASSES)) != CLASSES:
-            raise checkpoint_error(f"{c_path}: a head of the classes {', '.join(CLASSES)} expected")
+            raise CheckpointError(f"{c_path}: a head of the classes {', '.join(CLASSES)} expected")
         if why := _bad_values(weights, cfg):
-            raise checkpoint_error(f"{c_path}: unusable classifier head ({why})")
+            raise CheckpointError(f"{c_path}: unusable classifier head ({why})")
         return cls.from_arrays(weights, cfg, c_path)
 
 

@@ -14,10 +14,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..checkpoint import CheckpointError
 from ..config import seed32
 from .config import ClassifyError, HeadConfig
 from .features import SentenceSet, mean_mu
-from .head import Head, checkpoint_error, scaled_proba
+from .head import Head, scaled_proba
 
 
 def sklearn():
@@ -104,9 +105,9 @@ class LinearHead(Head):
         try:
             head = cls(weights["coef"], float(weights["intercept"][0]), weights["mean"], weights["std"])
         except KeyError as e:
-            raise checkpoint_error(f"{where}: unreadable classifier head (missing {e})") from None
+            raise CheckpointError(f"{where}: unreadable classifier head (missing {e})") from None
         if cfg.pop("pooling", "mean") != "mean" or not (len(head.coef) == len(head.mean) == len(head.std)):
-            raise checkpoint_error(f"{where}: inconsistent classifier head (this version reads mean pooling only)")
+            raise CheckpointError(f"{where}: inconsistent classifier head (this version reads mean pooling only)")
         head.meta = cfg
         return head
 

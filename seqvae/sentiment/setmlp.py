@@ -19,10 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..checkpoint import CheckpointError
 from .config import ClassifyError, HeadConfig
 from .data import holdout_split
 from .features import SentenceSet
-from .head import Head, checkpoint_error
+from .head import Head
 
 
 class SetMLP:
@@ -88,7 +89,7 @@ class SetMLP:
             state = {k: torch.from_numpy(v) for k, v in w.items() if k not in ("mean", "std")}
             m.net.load_state_dict({**state, "b": state["b"].reshape(())})
         except (KeyError, RuntimeError, ValueError, TypeError, ClassifyError) as e:
-            raise checkpoint_error(f"{where}: inconsistent set classifier head ({str(e).splitlines()[0]})") from None
+            raise CheckpointError(f"{where}: inconsistent set classifier head ({str(e).splitlines()[0]})") from None
         m.net.eval()
         return m
 
@@ -133,7 +134,7 @@ class SetHead(Head):
             members = [SetMLP.from_arrays({k[len(f"m{i}."):]: v for k, v in w.items() if k.startswith(f"m{i}.")},
                                           dict(cfg.pop(f"m{i}")), where) for i in range(n)]
         except (KeyError, TypeError, ValueError) as e:
-            raise checkpoint_error(f"{where}: inconsistent bag of set classifier heads ({e})") from None
+            raise CheckpointError(f"{where}: inconsistent bag of set classifier heads ({e})") from None
         return cls(members, cfg)
 
     @classmethod
