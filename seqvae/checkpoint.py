@@ -118,6 +118,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's config.json as a dict (a run dir: its best/); a CheckpointError if it is missing, is not
+    a JSON object with a model section, or has a format newer than this seqvae."""
     d = resolve(path)
     cfg = load_json(d / CONFIG_FILE, error=CheckpointError, expect_object=True)
     if "model" not in cfg:
@@ -202,6 +204,8 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
 
 
 def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    """What --resume needs besides the weights (trainer_state.pt of a last/ dir), loaded with weights_only;
+    a CheckpointError if it is missing, unreadable, holds Python objects, or lacks one of STATE_KEYS."""
     p = Path(path) / STATE_FILE
     if not p.is_file():
         raise CheckpointError(f"{Path(path)}: no {STATE_FILE} to resume from")

@@ -118,6 +118,8 @@ def _add_train(sub) -> None:
 
 
 def build_run_config(args) -> RunConfig:
+    """`seqvae train`'s RunConfig, each layer over the one before: defaults, --preset, --config FILE, the model
+    of --init-from (with the file's model fields), the flags, then each --set."""
     cfg = RunConfig()
     file_model: dict[str, Any] = {}  # the --config file's model fields: with --init-from they must agree too
     if args.preset:

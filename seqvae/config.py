@@ -119,6 +119,8 @@ class _JSONMixin:
 
 @dataclass
 class DataConfig(_JSONMixin):
+    """How `seqvae prepare` turns a corpus into a data dir (stored in its meta.json)."""
+
     dataset: str = "imdb"          # "imdb", "ptb", or "text": your own files (train_file, valid_file, test_file)
     source: str = "local"          # "local": files under data_root; "hub": datasets' hub name (needs network)
     data_root: str = "../shared/data"  # folder with imdb/*.jsonl.gz and ptb/ptb.*.txt (not used by "text")
@@ -169,6 +171,8 @@ class DataConfig(_JSONMixin):
 
 @dataclass
 class ModelConfig(_JSONMixin):
+    """The network's shape (a checkpoint's config.json "model" section)."""
+
     vocab_size: int = 8000         # size of the embedding and output layers (from the tokenizer)
     embed_dim: int = 256           # word embedding size (encoder and decoder share one table)
     hidden_dim: int = 512          # GRU hidden size (encoder per direction, and decoder)
@@ -192,10 +196,11 @@ class ModelConfig(_JSONMixin):
                                    # z), with its GRU output as the query, at every step; the read vector joins the
                                    # softmax's input. Different positions read different parts of z (0 = off)
     bow_head: bool = False         # also a linear z -> vocab head for the bag-of-words loss (train.bow_weight)
-    pad_id: int = PAD_ID
-    unk_id: int = UNK_ID
-    bos_id: int = BOS_ID
-    eos_id: int = EOS_ID
+    # The special ids are the data's tokenizer's: the trainer sets them from the data dir.
+    pad_id: int = PAD_ID           # padding: never scored, never generated
+    unk_id: int = UNK_ID           # unknown token; also what word dropout writes
+    bos_id: int = BOS_ID           # the decoder's first input
+    eos_id: int = EOS_ID           # ends every sentence (scored as a target; decoding stops there)
 
     def validate(self) -> None:
         for name in ("vocab_size", "embed_dim", "hidden_dim", "latent_dim", "num_layers"):
@@ -227,6 +232,8 @@ class ModelConfig(_JSONMixin):
 
 @dataclass
 class TrainConfig(_JSONMixin):
+    """How the Trainer optimises (a checkpoint's config.json "train" section)."""
+
     batch_size: int = 64           # sentences per batch
     lr: float = 1e-3               # AdamW learning rate
     weight_decay: float = 0.0      # AdamW weight decay
@@ -301,8 +308,8 @@ class TrainConfig(_JSONMixin):
 class RunConfig(_JSONMixin):
     """What a training run needs: model and train sections (the data dir is given separately)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # what the checkpoint's network is
+    train: TrainConfig = field(default_factory=TrainConfig)  # how it is trained
 
     def __post_init__(self) -> None:
         self.validate()

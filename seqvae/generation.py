@@ -9,8 +9,9 @@
 `z` is (B, Z) latent codes; for a language model (ModelConfig.latent=False) pass z=None
 and batch_size=B instead. Every strategy runs ONE decoder GRU step for the whole batch per
 token (`step`) and carries the hidden state; a row stops at EOS, and the loop stops when
-every row has stopped or after `max_len` tokens (EOS included). Greedy and sampling drop
-finished rows from the batch, so later steps only pay for the rows still writing.
+every row has stopped or after `max_len` tokens (EOS included). Finished rows leave the
+batch (in beam search, a row whose beams have all ended), so later steps only pay for the
+rows still writing.
 
 Randomness comes only from an explicit torch.Generator (or `seed`): the global RNG is
 never touched, and the same seed gives the same sentences.

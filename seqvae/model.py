@@ -112,6 +112,7 @@ class Decoder(nn.Module):
         return torch.tanh(self.init_state(z)).view(-1, L, H).transpose(0, 1).contiguous()
 
     def inputs(self, tokens: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The GRU's inputs: tokens (B, T) -> embeddings (B, T, E), or (B, T, E+Z) with z (B, Z) appended to each."""
         x = self.dropout(self.embedding(tokens))  # (B, T, E)
         if z is not None and self.cfg.latent:
             x = torch.cat([x, z.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)  # (B, T, E+Z)
@@ -182,6 +183,8 @@ class Decoder(nn.Module):
 
 @dataclass
 class VAEOutput:
+    """What SentenceVAE.forward returns: per-sentence loss terms and the posterior (None for the LM)."""
+
     rec: torch.Tensor      # (B,) reconstruction NLL per sentence, -log p(x|z), summed over tokens (EOS included)
     kl: torch.Tensor       # (B,) KL(q(z|x) || p(z)) per sentence (with free bits if asked for); zeros for the LM
     mu: torch.Tensor | None      # (B, Z)

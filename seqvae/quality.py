@@ -209,6 +209,8 @@ class TrainingText:
 
     @classmethod
     def from_data_dir(cls, data_dir: str | Path) -> "TrainingText":
+        """The word counts and sentence hashes of a prepared data dir's train split, cached in the data dir
+        (prepare.WORDS_CACHE) and counted again when train.npz is newer than the cache."""
         d = Path(data_dir)
         cache = d / WORDS_CACHE
         if cache.is_file() and cache.stat().st_mtime >= (d / "train.npz").stat().st_mtime:
@@ -408,6 +410,7 @@ def _pct(x: float | None, fmt: str = ".1f") -> str:
 
 
 def to_markdown(rep: dict[str, Any], title: str) -> str:
+    """The report (the dict `seqvae report` writes as report.json) as report.md: its tables and examples."""
     lines = [f"# Quality report: {title}", "", f"{rep['sentences']} held-out sentences, seed {rep['seed']}."]
     if rep["note"]:
         lines.append(f"Note: {rep['note']}.")

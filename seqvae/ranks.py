@@ -18,8 +18,8 @@ from .config import ConfigError, resolve_device
 class Ranks:
     """This process's place in a torchrun launch (one process per device), or the only process."""
 
-    rank: int = 0
-    world: int = 1
+    rank: int = 0   # this process's number among all (0: the one that evaluates, logs and saves)
+    world: int = 1  # processes in all (torchrun's WORLD_SIZE)
     local: int = 0  # rank on this machine: the CUDA device it trains on
 
     @property

@@ -41,6 +41,8 @@ def holder(path: str | Path) -> dict:
 
 
 class RunLock:
+    """The lock on one run dir (see the module docstring); `held` while this object has it."""
+
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: int | None = None

@@ -73,6 +73,7 @@ def _subset_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def action_parser(action: str) -> argparse.ArgumentParser:
+    """The options of `seqvae classify ACTION` (one of ACTIONS)."""
     p = argparse.ArgumentParser(prog=f"seqvae classify {action}", description=ACTIONS[action])
     if action == "predict":
         _common(p, data=False)
@@ -300,6 +301,7 @@ def add_steer_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_steer(args) -> int:
+    """`seqvae steer`: one text moved toward a class, or a report over --report N test sentences."""
     from .. import atomic
     from ..checkpoint import resolve
     from .heads import check_width, head_matches, load_head, other_weights

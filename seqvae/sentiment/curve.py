@@ -39,6 +39,7 @@ class CurveConfig:
     seed: int = 0                                 # draws d of budget b use the generator (seed, b, d)
     unit: str = "sentence"                        # what the encoder rows encode: sentence | clause
     set_head: HeadConfig | None = field(default_factory=lambda: HeadConfig(kind="set", unit="sentence", members=1))
+                                                  # how the set-head rows are fitted (None: no set-head rows)
     baselines: bool = True                        # untrained-encoder rows and tf-idf
 
 

@@ -41,7 +41,7 @@ class SentenceSet:
 
     mu: np.ndarray       # (S, Z) float32, units of review 0 first, then review 1, ...
     owner: np.ndarray    # (S,) int64 review index of each row, non-decreasing
-    n_reviews: int
+    n_reviews: int       # reviews, those without a unit included
     cached: bool = field(default=False, compare=False)  # read back from the feature cache
 
     def __post_init__(self) -> None:

@@ -44,16 +44,16 @@ def unigram_f1(a: Sequence[str], b: Sequence[str]) -> float:
 class SteerResult:
     text: str                 # the input sentence (as the corpus cleans it)
     to: str                   # target class
-    strength: float
+    strength: float           # how far, in `unit`s
     unit: str                 # "std" or "l2"
     distance: float           # L2 length of the move in z-space
     reconstruction: str       # greedy decode of μ
     steered: str              # greedy decode of μ + distance · direction
     label_before: str         # classifier on μ
-    p_target_before: float
+    p_target_before: float    # p(to) of the classifier on μ
     p_target_latent: float    # classifier on the moved code itself
     label_after: str          # classifier on the steered sentence, encoded again
-    p_target_after: float
+    p_target_after: float     # p(to) of the steered sentence, encoded again
     flipped: bool             # label_after != label_before
     overlap_f1: float         # unigram F1 of steered vs reconstruction
 
