@@ -60,6 +60,22 @@ def test_modules_form_no_circle_and_share_no_private_names():
         visit(m, [])
 
 
+def test_no_module_reads_a_private_name_through_another_module():
+    """`from . import atomic` then `atomic._x` is the same reach as `from .atomic import _x`."""
+    bad = []
+    for p in PKG.rglob("*.py"):
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        modules = {m.rsplit(".", 1)[-1] for m, names in _imports(p) if m.startswith("seqvae") and not names}
+        modules |= {n for m, names in _imports(p) if m.startswith("seqvae") for n in names  # from seqvae.kernels
+                    if (PKG.parent / m.replace(".", "/") / f"{n}.py").is_file()}  # import reference
+        modules |= {a.asname for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                    if a.asname and a.name.startswith("seqvae")}
+        bad += [(p.name, f"{n.value.id}.{n.attr}") for n in ast.walk(tree)
+                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in modules
+                and n.attr.startswith("_") and not n.attr.startswith("__")]
+    assert not bad, bad
+
+
 def test_sentiment_modules_are_small():
     sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in SENTIMENT.glob("*.py")}
     assert max(sizes.values()) < 500, sizes
