@@ -302,6 +302,72 @@ def test_triton_noncontiguous(tk, dev):
 
 
 @pytest.mark.triton
+def test_every_launch_runs_on_the_tensors_device(tk, dev, monkeypatch):
+    """Triton launches on the current CUDA device: each launch must sit inside on_device(tensors), or
+    tensors on cuda:1 meet a kernel launched on cuda:0."""
+    active = []  # the device of the innermost on_device block, if any
+
+    class Guard:
+        def __init__(self, t):
+            self.device = t.device
+
+        def __enter__(self):
+            active.append(self.device)
+
+        def __exit__(self, *exc):
+            active.pop()
+
+    class Launches:
+        """Stands in for a kernel: records the active device of each launch, then launches."""
+
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.append(active[-1] if active else None)
+                return self.kernel[grid](*args, **kwargs)
+
+            return launch
+
+    seen = []
+    monkeypatch.setattr(tk, "on_device", Guard)
+    monkeypatch.setattr(tk, "check_device", lambda t: None)  # it checks that the kernels are triton's own
+    for name in ("_randn_kernel", "_col_kl_partial_kernel", "_fwd_kernel", "_bwd_kernel"):
+        monkeypatch.setattr(tk, name, Launches(getattr(tk, name)))
+    mu, logvar = make_inputs(5, 6, device=dev)
+    z, kl = reparameterize_kl(mu, logvar, seed=1, free_bits=LAMBDA, backend="triton")
+    backward(z, kl, mu, logvar, "both")
+    tk.philox_randn(1, 5, 6, device=dev)
+    assert seen == [mu.device] * 4  # column pre-pass, forward, backward, ε
+
+
+def test_on_device_picks_the_tensors_cuda_device():
+    """on_device is torch.cuda.device(t.device) for a CUDA tensor (checked without a GPU: a stand-in object)."""
+    tk = pytest.importorskip("seqvae.kernels.triton_reparam_kl")
+    fake = type("T", (), {"device": torch.device("cuda", 1)})()
+    guard = tk.on_device(fake)
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    assert not isinstance(tk.on_device(torch.zeros(1)), torch.cuda.device)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_on_the_second_gpu(tk):
+    """Tensors on cuda:1 while cuda:0 is current: same z, kl and gradients as on cuda:0."""
+    if tk.interpreted():
+        pytest.skip("a GPU check (TRITON_INTERPRET=0)")
+    results = []
+    for device in ("cuda:0", "cuda:1"):
+        mu, logvar = make_inputs(9, 13, device=device)
+        z, kl = reparameterize_kl(mu, logvar, seed=4, free_bits=LAMBDA, backend="triton")
+        results.append([t.cpu() for t in (z, kl, *backward(z, kl, mu, logvar, "both"))])
+    assert torch.cuda.current_device() == 0
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.triton
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_free_bits_semantics(request, backend):
     """mean_b kl_b = Σ_j max(λ, m_j); the KL gradient vanishes in dimensions with m_j ≤ λ."""
