@@ -127,6 +127,35 @@ def test_reference_backward_matches_closed_form(free_bits):
     close(dlv, gz * 0.5 * std * eps + gk[:, None] * 0.5 * (logvar.exp() - 1) * keep)
 
 
+@pytest.mark.parametrize("free_bits, sample", [(0.0, True), (LAMBDA, True), (LAMBDA, False)])
+def test_reference_gradients_match_finite_differences(free_bits, sample):
+    """torch.autograd.gradcheck in float64: the reference's gradients (which the Triton backward must
+    reproduce) are those of its forward, free bits included: below the floor a dimension's KL is the
+    constant λ, so no KL gradient flows there."""
+    mu, logvar = (t.detach().double().requires_grad_() for t in make_inputs(16, 7))
+    eps = torch.randn(16, 7, dtype=torch.float64)
+    z, kl = ref.reparameterize_kl(mu, logvar, eps=eps, free_bits=free_bits, sample=sample)
+    assert z.dtype == kl.dtype == torch.float64
+    if free_bits:
+        m = ref.elementwise_kl(mu, logvar).detach().mean(0)  # (Z,) well away from λ, or the differences jump
+        assert (m < LAMBDA).any() and (m > LAMBDA).any() and ((m - LAMBDA).abs() > 1e-3).all()
+
+    def fn(m, lv):
+        return ref.reparameterize_kl(m, lv, eps=eps, free_bits=free_bits, sample=sample)
+
+    assert torch.autograd.gradcheck(fn, (mu, logvar))
+
+
+def test_float64_is_the_reference_alone():
+    """float64 is for gradient checks of the reference; the dispatcher (and so Triton) refuses it."""
+    mu, logvar = torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)
+    for backend in ("auto", "torch", "triton"):
+        with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16; got torch.float64"):
+            reparameterize_kl(mu, logvar, backend=backend)
+    _, kl = ref.reparameterize_kl(mu, logvar, seed=0)
+    assert kl.dtype == torch.float64 and torch.equal(kl, torch.zeros(2, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_reference_low_precision(dtype):
     mu, logvar = make_inputs(8, 5, dtype)
