@@ -331,6 +331,24 @@ def test_triton_noncontiguous(tk, dev):
 
 
 @pytest.mark.triton
+@pytest.mark.parametrize("dtype, high", [(torch.float32, 30.0), (torch.bfloat16, 30.0), (torch.float16, 10.0)])
+def test_triton_extreme_logvar(tk, dev, dtype, high):
+    """logσ² at −30 and +high: z, kl and both gradients finite and as the reference's. fp16 stores σ·ε
+    and dlogσ² ≈ ½exp(logσ²) itself, so it overflows past logσ² ≈ 11 on either backend: high = 10."""
+    mu, logvar = make_inputs(6, 9, device=dev)
+    logvar = torch.where(torch.arange(9, device=dev) % 2 == 0, -30.0, high).expand(6, 9)  # (B, Z)
+    mu, logvar = mu.detach().to(dtype).requires_grad_(), logvar.to(dtype).requires_grad_()
+    (z, kl), (z_ref, kl_ref) = triton_and_reference(tk, mu, logvar, 8, LAMBDA, True)
+    got, expected = backward(z, kl, mu, logvar, "both"), backward(z_ref, kl_ref, mu, logvar, "both")
+    for t in (z, kl, *got):
+        assert t.isfinite().all()
+    close(z, z_ref, dtype)
+    close(kl, kl_ref)
+    for g, g_ref in zip(got, expected):
+        close(g, g_ref, dtype)
+
+
+@pytest.mark.triton
 def test_every_launch_runs_on_the_tensors_device(tk, dev, monkeypatch):
     """Triton launches on the current CUDA device: each launch must sit inside on_device(tensors), or
     tensors on cuda:1 meet a kernel launched on cuda:0."""
@@ -493,3 +511,16 @@ def test_model_uses_its_kl_backend(tk, dev):
     again = model(b.src, b.src_lens, b.dec_in, b.target, seed=123)
     close(again.kl, out.kl)
     assert not torch.allclose(again.z, out.z)  # the reference draws its own ε for the same seed
+
+
+def test_bench_kernel_bad_input_is_one_line():
+    """scripts/bench_kernel.py: bad options, and no GPU without --cpu-interpret, are one line and exit 2."""
+    from conftest import run_script
+
+    bench = run_script("bench_kernel")
+    for argv, message in [(("--free-bits", "-1"), "--free-bits must be a finite number >= 0, got -1.0"),
+                          (("--copy-mib", "0"), "--copy-mib must be >= 1, got 0")]:
+        assert bench(*argv) == (2, "", f"bench_kernel: error: {message}\n")
+    if not torch.cuda.is_available():
+        rc, out, err = bench()
+        assert rc == 2 and out == "" and err.count("\n") == 1 and err.startswith("bench_kernel: error: no CUDA device")
