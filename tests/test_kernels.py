@@ -415,6 +415,20 @@ def test_triton_on_the_second_gpu(tk):
 
 
 @pytest.mark.triton
+def test_triton_second_derivatives_are_refused(tk, dev):
+    """The Triton backward is not itself differentiable: a gradient of its gradient (create_graph=True,
+    e.g. a gradient penalty) is an error, not a term silently left out. The reference path has them."""
+    mu, logvar = make_inputs(3, 4, device=dev)
+    _, kl = reparameterize_kl(mu, logvar, seed=0, backend="triton")
+    with pytest.raises(RuntimeError, match="no second derivatives"):
+        torch.autograd.grad(kl.sum(), mu, create_graph=True)
+    assert torch.autograd.grad(kl.sum(), mu)[0] is not None  # a plain backward still works
+    _, kl = reparameterize_kl(mu, logvar, seed=0, backend="torch")
+    (g,) = torch.autograd.grad(kl.sum(), mu, create_graph=True)  # dkl/dμ = μ
+    close(torch.autograd.grad((g * g).sum() + mu.sum(), mu)[0], 2 * mu.detach() + 1)
+
+
+@pytest.mark.triton
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_free_bits_semantics(request, backend):
     """mean_b kl_b = Σ_j max(λ, m_j); the KL gradient vanishes in dimensions with m_j ≤ λ."""

@@ -277,6 +277,9 @@ class ReparamKLFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_z, grad_kl):
+        if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients would carry no graph
+            raise RuntimeError("the Triton reparameterize_kl has no second derivatives (create_graph=True); "
+                               "use backend='torch'")
         mu, logvar, keep = ctx.saved_tensors
         if grad_z is None and grad_kl is None:
             return None, None, None, None, None
