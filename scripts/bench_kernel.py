@@ -19,7 +19,8 @@ Triton backward re-reads μ and logσ², so it can reach at most 6/8 of the copy
 
 --cpu-interpret: no GPU needed; runs the same code path at tiny sizes on CPU through
   Triton's interpreter (times are meaningless; torch.compile uses backend="aot_eager").
-Without CUDA and without --cpu-interpret the script exits with code 2.
+Without CUDA and without --cpu-interpret the script exits with code 2 and one line
+(`bench_kernel: error: no CUDA device; ...`), as it does for a bad --free-bits.
 """
 
 from __future__ import annotations
@@ -179,7 +180,10 @@ def run_kernel_bench(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not (math.isfinite(args.free_bits) and args.free_bits >= 0):
-        print(f"bench_kernel.py: --free-bits must be a finite number >= 0, got {args.free_bits}", file=sys.stderr)
+        print(f"bench_kernel: error: --free-bits must be a finite number >= 0, got {args.free_bits}", file=sys.stderr)
+        return 2
+    if args.copy_mib < 1:
+        print(f"bench_kernel: error: --copy-mib must be >= 1, got {args.copy_mib}", file=sys.stderr)
         return 2
     if args.cpu_interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported anywhere in this process
@@ -187,13 +191,13 @@ def main(argv=None) -> int:
     import torch
 
     if not args.cpu_interpret and not torch.cuda.is_available():
-        print("bench_kernel.py: no CUDA device; run on a GPU, or pass --cpu-interpret for a tiny smoke run",
+        print("bench_kernel: error: no CUDA device; run on a GPU, or pass --cpu-interpret for a tiny smoke run",
               file=sys.stderr)
         return 2
     try:
         import triton  # noqa: F401
     except ImportError:
-        print("bench_kernel.py: triton is not installed (pip install triton)", file=sys.stderr)
+        print("bench_kernel: error: triton is not installed (pip install triton)", file=sys.stderr)
         return 2
     run_kernel_bench(args)
     return 0

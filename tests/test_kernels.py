@@ -127,6 +127,35 @@ def test_reference_backward_matches_closed_form(free_bits):
     close(dlv, gz * 0.5 * std * eps + gk[:, None] * 0.5 * (logvar.exp() - 1) * keep)
 
 
+@pytest.mark.parametrize("free_bits, sample", [(0.0, True), (LAMBDA, True), (LAMBDA, False)])
+def test_reference_gradients_match_finite_differences(free_bits, sample):
+    """torch.autograd.gradcheck in float64: the reference's gradients (which the Triton backward must
+    reproduce) are those of its forward, free bits included: below the floor a dimension's KL is the
+    constant λ, so no KL gradient flows there."""
+    mu, logvar = (t.detach().double().requires_grad_() for t in make_inputs(16, 7))
+    eps = torch.randn(16, 7, dtype=torch.float64)
+    z, kl = ref.reparameterize_kl(mu, logvar, eps=eps, free_bits=free_bits, sample=sample)
+    assert z.dtype == kl.dtype == torch.float64
+    if free_bits:
+        m = ref.elementwise_kl(mu, logvar).detach().mean(0)  # (Z,) well away from λ, or the differences jump
+        assert (m < LAMBDA).any() and (m > LAMBDA).any() and ((m - LAMBDA).abs() > 1e-3).all()
+
+    def fn(m, lv):
+        return ref.reparameterize_kl(m, lv, eps=eps, free_bits=free_bits, sample=sample)
+
+    assert torch.autograd.gradcheck(fn, (mu, logvar))
+
+
+def test_float64_is_the_reference_alone():
+    """float64 is for gradient checks of the reference; the dispatcher (and so Triton) refuses it."""
+    mu, logvar = torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)
+    for backend in ("auto", "torch", "triton"):
+        with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16; got torch.float64"):
+            reparameterize_kl(mu, logvar, backend=backend)
+    _, kl = ref.reparameterize_kl(mu, logvar, seed=0)
+    assert kl.dtype == torch.float64 and torch.equal(kl, torch.zeros(2, dtype=torch.float64))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_reference_low_precision(dtype):
     mu, logvar = make_inputs(8, 5, dtype)
@@ -302,6 +331,104 @@ def test_triton_noncontiguous(tk, dev):
 
 
 @pytest.mark.triton
+@pytest.mark.parametrize("dtype, high", [(torch.float32, 30.0), (torch.bfloat16, 30.0), (torch.float16, 10.0)])
+def test_triton_extreme_logvar(tk, dev, dtype, high):
+    """logσ² at −30 and +high: z, kl and both gradients finite and as the reference's. fp16 stores σ·ε
+    and dlogσ² ≈ ½exp(logσ²) itself, so it overflows past logσ² ≈ 11 on either backend: high = 10."""
+    mu, logvar = make_inputs(6, 9, device=dev)
+    logvar = torch.where(torch.arange(9, device=dev) % 2 == 0, -30.0, high).expand(6, 9)  # (B, Z)
+    mu, logvar = mu.detach().to(dtype).requires_grad_(), logvar.to(dtype).requires_grad_()
+    (z, kl), (z_ref, kl_ref) = triton_and_reference(tk, mu, logvar, 8, LAMBDA, True)
+    got, expected = backward(z, kl, mu, logvar, "both"), backward(z_ref, kl_ref, mu, logvar, "both")
+    for t in (z, kl, *got):
+        assert t.isfinite().all()
+    close(z, z_ref, dtype)
+    close(kl, kl_ref)
+    for g, g_ref in zip(got, expected):
+        close(g, g_ref, dtype)
+
+
+@pytest.mark.triton
+def test_every_launch_runs_on_the_tensors_device(tk, dev, monkeypatch):
+    """Triton launches on the current CUDA device: each launch must sit inside on_device(tensors), or
+    tensors on cuda:1 meet a kernel launched on cuda:0."""
+    active = []  # the device of the innermost on_device block, if any
+
+    class Guard:
+        def __init__(self, t):
+            self.device = t.device
+
+        def __enter__(self):
+            active.append(self.device)
+
+        def __exit__(self, *exc):
+            active.pop()
+
+    class Launches:
+        """Stands in for a kernel: records the active device of each launch, then launches."""
+
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.append(active[-1] if active else None)
+                return self.kernel[grid](*args, **kwargs)
+
+            return launch
+
+    seen = []
+    monkeypatch.setattr(tk, "on_device", Guard)
+    monkeypatch.setattr(tk, "check_device", lambda t: None)  # it checks that the kernels are triton's own
+    for name in ("_randn_kernel", "_col_kl_partial_kernel", "_fwd_kernel", "_bwd_kernel"):
+        monkeypatch.setattr(tk, name, Launches(getattr(tk, name)))
+    mu, logvar = make_inputs(5, 6, device=dev)
+    z, kl = reparameterize_kl(mu, logvar, seed=1, free_bits=LAMBDA, backend="triton")
+    backward(z, kl, mu, logvar, "both")
+    tk.philox_randn(1, 5, 6, device=dev)
+    assert seen == [mu.device] * 4  # column pre-pass, forward, backward, ε
+
+
+def test_on_device_picks_the_tensors_cuda_device():
+    """on_device is torch.cuda.device(t.device) for a CUDA tensor (checked without a GPU: a stand-in object)."""
+    tk = pytest.importorskip("seqvae.kernels.triton_reparam_kl")
+    fake = type("T", (), {"device": torch.device("cuda", 1)})()
+    guard = tk.on_device(fake)
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    assert not isinstance(tk.on_device(torch.zeros(1)), torch.cuda.device)
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_on_the_second_gpu(tk):
+    """Tensors on cuda:1 while cuda:0 is current: same z, kl and gradients as on cuda:0."""
+    if tk.interpreted():
+        pytest.skip("a GPU check (TRITON_INTERPRET=0)")
+    results = []
+    for device in ("cuda:0", "cuda:1"):
+        mu, logvar = make_inputs(9, 13, device=device)
+        z, kl = reparameterize_kl(mu, logvar, seed=4, free_bits=LAMBDA, backend="triton")
+        results.append([t.cpu() for t in (z, kl, *backward(z, kl, mu, logvar, "both"))])
+    assert torch.cuda.current_device() == 0
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.triton
+def test_triton_second_derivatives_are_refused(tk, dev):
+    """The Triton backward is not itself differentiable: a gradient of its gradient (create_graph=True,
+    e.g. a gradient penalty) is an error, not a term silently left out. The reference path has them."""
+    mu, logvar = make_inputs(3, 4, device=dev)
+    _, kl = reparameterize_kl(mu, logvar, seed=0, backend="triton")
+    with pytest.raises(RuntimeError, match="no second derivatives"):
+        torch.autograd.grad(kl.sum(), mu, create_graph=True)
+    assert torch.autograd.grad(kl.sum(), mu)[0] is not None  # a plain backward still works
+    _, kl = reparameterize_kl(mu, logvar, seed=0, backend="torch")
+    (g,) = torch.autograd.grad(kl.sum(), mu, create_graph=True)  # dkl/dμ = μ
+    close(torch.autograd.grad((g * g).sum() + mu.sum(), mu)[0], 2 * mu.detach() + 1)
+
+
+@pytest.mark.triton
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_free_bits_semantics(request, backend):
     """mean_b kl_b = Σ_j max(λ, m_j); the KL gradient vanishes in dimensions with m_j ≤ λ."""
@@ -351,6 +478,13 @@ def test_triton_seeding(tk, dev):
     a, b = run(None), run(None)
     torch.manual_seed(123)
     assert torch.equal(a, run(None)) and not torch.equal(a, b)
+    # All 64 bits of the seed key Philox (seeds 2**32 apart differ), and the backward of a seed past
+    # 32 bits regenerates the ε its forward drew.
+    assert (run(7 + 2**32) == z1).float().mean() < 0.01
+    (z, kl), (z_ref, kl_ref) = triton_and_reference(tk, mu, logvar, 2**62 + 5, 0.0, True)
+    close(z, z_ref)
+    for g, g_ref in zip(backward(z, kl, mu, logvar, "z"), backward(z_ref, kl_ref, mu, logvar, "z")):
+        close(g, g_ref)
 
 
 @pytest.mark.triton
@@ -363,8 +497,8 @@ def test_eps_depends_only_on_flat_index(tk, dev):
 
 @pytest.mark.triton
 def test_eps_moments(tk, dev):
-    """ε over 2**20 draws: moments and correlations within 5 standard errors of N(0, 1) i.i.d."""
-    B, Z = 1024, 1024
+    """ε over 2**18 draws: moments and correlations within 5 standard errors of N(0, 1) i.i.d."""
+    B, Z = 512, 512
     n = B * Z
     eps = tk.philox_randn(2024, B, Z, device=dev).double().cpu()  # (B, Z)
     x = eps.flatten()
@@ -398,3 +532,16 @@ def test_model_uses_its_kl_backend(tk, dev):
     again = model(b.src, b.src_lens, b.dec_in, b.target, seed=123)
     close(again.kl, out.kl)
     assert not torch.allclose(again.z, out.z)  # the reference draws its own ε for the same seed
+
+
+def test_bench_kernel_bad_input_is_one_line():
+    """scripts/bench_kernel.py: bad options, and no GPU without --cpu-interpret, are one line and exit 2."""
+    from conftest import run_script
+
+    bench = run_script("bench_kernel")
+    for argv, message in [(("--free-bits", "-1"), "--free-bits must be a finite number >= 0, got -1.0"),
+                          (("--copy-mib", "0"), "--copy-mib must be >= 1, got 0")]:
+        assert bench(*argv) == (2, "", f"bench_kernel: error: {message}\n")
+    if not torch.cuda.is_available():
+        rc, out, err = bench()
+        assert rc == 2 and out == "" and err.count("\n") == 1 and err.startswith("bench_kernel: error: no CUDA device")

@@ -23,10 +23,13 @@ import math
 import torch
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+# The reference alone also takes float64, and computes in it: finite-difference checks of its gradients.
+REFERENCE_DTYPES = SUPPORTED_DTYPES + (torch.float64,)
 
 
-def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0, seed: int | None = None) -> None:
-    """Raise ValueError (one line) unless mu/logvar are a valid (B, Z) pair."""
+def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0, seed: int | None = None,
+                 dtypes: tuple[torch.dtype, ...] = SUPPORTED_DTYPES) -> None:
+    """Raise ValueError (one line) unless mu/logvar are a valid (B, Z) pair of one of `dtypes`."""
     if not isinstance(mu, torch.Tensor) or not isinstance(logvar, torch.Tensor):
         raise ValueError("mu and logvar must be torch tensors")
     if mu.dim() != 2:
@@ -35,8 +38,9 @@ def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0,
         raise ValueError(f"mu and logvar shapes differ: {tuple(mu.shape)} vs {tuple(logvar.shape)}")
     if mu.shape[0] < 1 or mu.shape[1] < 1:
         raise ValueError(f"mu must have B >= 1 and Z >= 1, got {tuple(mu.shape)}")
-    if mu.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {mu.dtype}")
+    if mu.dtype not in dtypes:
+        names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise ValueError(f"dtype must be one of {names}; got {mu.dtype}")
     if mu.dtype != logvar.dtype:
         raise ValueError(f"mu and logvar dtypes differ: {mu.dtype} vs {logvar.dtype}")
     if mu.device != logvar.device:
@@ -47,14 +51,19 @@ def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0,
         raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
 
 
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype the reference computes in: fp32, or fp64 for fp64 inputs."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def elementwise_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """K_bj = ½(μ² + exp(logσ²) − logσ² − 1), computed in fp32. Returns (B, Z) fp32."""
-    mu, logvar = mu.float(), logvar.float()
+    """K_bj = ½(μ² + exp(logσ²) − logσ² − 1), computed in fp32 (fp64 inputs: fp64). Returns (B, Z)."""
+    mu, logvar = mu.to(compute_dtype(mu)), logvar.to(compute_dtype(mu))
     return 0.5 * (mu * mu + logvar.exp() - logvar - 1.0)  # (B, Z)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-row KL(N(μ, σ²) ‖ N(0, I)) without free bits. Returns (B,) fp32, differentiable."""
+    """Per-row KL(N(μ, σ²) ‖ N(0, I)) without free bits. Returns (B,) fp32 (fp64 for fp64), differentiable."""
     return elementwise_kl(mu, logvar).sum(dim=1)  # (B,)
 
 
@@ -64,11 +73,12 @@ def free_bits_mask(k: torch.Tensor, free_bits: float) -> torch.Tensor:
 
 
 def draw_eps(mu: torch.Tensor, seed: int | None) -> torch.Tensor:
-    """ε ~ N(0, 1) in fp32 with mu's shape: torch's global RNG if seed is None, else a seeded Generator."""
+    """ε ~ N(0, 1) in fp32 (fp64 for fp64 mu) with mu's shape: torch's global RNG if seed is None, else a
+    seeded Generator."""
     if seed is None:
-        return torch.randn_like(mu, dtype=torch.float32)
+        return torch.randn_like(mu, dtype=compute_dtype(mu))
     gen = torch.Generator(device=mu.device).manual_seed(seed)
-    return torch.randn(mu.shape, generator=gen, device=mu.device, dtype=torch.float32)
+    return torch.randn(mu.shape, generator=gen, device=mu.device, dtype=compute_dtype(mu))
 
 
 def reparameterize_kl(
@@ -82,15 +92,15 @@ def reparameterize_kl(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference reparameterization + per-row KL.
 
-    mu, logvar: (B, Z), fp32/bf16/fp16, any strides.
+    mu, logvar: (B, Z), fp32/bf16/fp16 (or fp64, computed in fp64: gradient checks), any strides.
     eps: optional (B, Z) noise to use instead of drawing (tests feed the Triton kernel's ε here).
     seed: None → torch's global RNG; int → a torch.Generator seeded with it on mu's device.
     free_bits: λ ≥ 0 nats per dimension on the batch-mean KL (0 = off), see module docstring.
     sample: False → z = μ (a copy), KL still computed.
-    Returns z (B, Z) in mu's dtype and kl (B,) fp32.
+    Returns z (B, Z) in mu's dtype and kl (B,) fp32 (fp64 for fp64).
     """
-    check_inputs(mu, logvar, free_bits, seed)
-    k = elementwise_kl(mu, logvar)  # (B, Z) fp32
+    check_inputs(mu, logvar, free_bits, seed, REFERENCE_DTYPES)
+    k = elementwise_kl(mu, logvar)  # (B, Z) fp32 (fp64)
     if free_bits > 0:
         keep = free_bits_mask(k, free_bits)  # (Z,)
         k = torch.where(keep, k, torch.full_like(k, float(free_bits)))
@@ -102,6 +112,7 @@ def reparameterize_kl(
         eps = draw_eps(mu, seed)
     elif eps.shape != mu.shape:
         raise ValueError(f"eps shape {tuple(eps.shape)} does not match mu {tuple(mu.shape)}")
-    std = torch.exp(0.5 * logvar.float())  # (B, Z)
-    z = mu.float() + std * eps.to(device=mu.device, dtype=torch.float32)  # (B, Z) fp32
+    ct = compute_dtype(mu)
+    std = torch.exp(0.5 * logvar.to(ct))  # (B, Z)
+    z = mu.to(ct) + std * eps.to(device=mu.device, dtype=ct)  # (B, Z) fp32 (fp64)
     return z.to(mu.dtype), kl

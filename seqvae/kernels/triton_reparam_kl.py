@@ -20,6 +20,8 @@ with TRITON_INTERPRET=1 *before* triton is first imported in the process.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -175,6 +177,15 @@ def check_device(t: torch.Tensor) -> None:
         )
 
 
+def on_device(t: torch.Tensor):
+    """Context in which a launch runs on t's device.
+
+    Triton launches on the *current* CUDA device, not the tensors' one: without this, tensors on
+    cuda:1 (`--device cuda:1`) met a launch on cuda:0 ("Pointer argument cannot be accessed from
+    Triton") or ran on cuda:0's stream, unordered with cuda:1's work."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
 def _block_sizes(Z: int) -> tuple[int, int, int]:
     """(BLOCK_B, BLOCK_Z, num_warps) for (B, Z) problems: ~_TILE_ELEMS elements per tile.
 
@@ -195,7 +206,8 @@ def philox_randn(seed: int, B: int, Z: int, device: torch.device | str = "cpu") 
     check_device(out)
     block_b, block_z = 128, 32  # deliberately not the forward's blocking: ε must not depend on it
     grid = (triton.cdiv(B, block_b), triton.cdiv(Z, block_z))
-    _randn_kernel[grid](out, seed, B, Z, BLOCK_B=block_b, BLOCK_Z=block_z)
+    with on_device(out):
+        _randn_kernel[grid](out, seed, B, Z, BLOCK_B=block_b, BLOCK_Z=block_z)
     return out
 
 
@@ -207,10 +219,11 @@ def free_bits_keep(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> 
     n_row_progs = triton.cdiv(B, rows_per_prog)
     partial = torch.empty((n_row_progs, Z), device=mu.device, dtype=torch.float32)  # (P, Z)
     grid = (n_row_progs, triton.cdiv(Z, block_z))
-    _col_kl_partial_kernel[grid](
-        mu, logvar, partial, B, Z,
-        ROWS_PER_PROG=rows_per_prog, BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
-    )
+    with on_device(mu):
+        _col_kl_partial_kernel[grid](
+            mu, logvar, partial, B, Z,
+            ROWS_PER_PROG=rows_per_prog, BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
+        )
     col_mean = partial.sum(dim=0) / B  # (Z,)
     return (col_mean > free_bits).to(torch.float32)
 
@@ -222,10 +235,11 @@ def reparam_kl_forward(mu, logvar, seed: int, free_bits: float, sample: bool):
     z = torch.empty_like(mu)  # (B, Z) input dtype
     kl = torch.empty(B, device=mu.device, dtype=torch.float32)  # (B,)
     keep = free_bits_keep(mu, logvar, free_bits) if free_bits > 0 else None
-    _fwd_kernel[(triton.cdiv(B, block_b),)](
-        mu, logvar, keep if keep is not None else kl, z, kl, seed, B, Z, float(free_bits),
-        SAMPLE=sample, FREE_BITS=keep is not None, BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
-    )
+    with on_device(mu):
+        _fwd_kernel[(triton.cdiv(B, block_b),)](
+            mu, logvar, keep if keep is not None else kl, z, kl, seed, B, Z, float(free_bits),
+            SAMPLE=sample, FREE_BITS=keep is not None, BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
+        )
     return z, kl, keep
 
 
@@ -237,11 +251,12 @@ def reparam_kl_backward(mu, logvar, keep, grad_z, grad_kl, seed: int, sample: bo
     dlogvar = torch.empty_like(logvar)
     dz = grad_z.contiguous() if grad_z is not None else dmu  # dummy pointer when absent
     dkl = grad_kl.contiguous() if grad_kl is not None else dmu
-    _bwd_kernel[(triton.cdiv(B, block_b),)](
-        mu, logvar, keep if keep is not None else dmu, dz, dkl, dmu, dlogvar, seed, B, Z,
-        SAMPLE=sample, FREE_BITS=keep is not None, HAS_DZ=grad_z is not None, HAS_DKL=grad_kl is not None,
-        BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
-    )
+    with on_device(mu):
+        _bwd_kernel[(triton.cdiv(B, block_b),)](
+            mu, logvar, keep if keep is not None else dmu, dz, dkl, dmu, dlogvar, seed, B, Z,
+            SAMPLE=sample, FREE_BITS=keep is not None, HAS_DZ=grad_z is not None, HAS_DKL=grad_kl is not None,
+            BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
+        )
     return dmu, dlogvar
 
 
@@ -262,6 +277,9 @@ class ReparamKLFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_z, grad_kl):
+        if torch.is_grad_enabled():  # create_graph=True: the kernels' gradients would carry no graph
+            raise RuntimeError("the Triton reparameterize_kl has no second derivatives (create_graph=True); "
+                               "use backend='torch'")
         mu, logvar, keep = ctx.saved_tensors
         if grad_z is None and grad_kl is None:
             return None, None, None, None, None
