@@ -166,6 +166,19 @@ def test_score(vae, texts, trained_tiny_vae):
     assert float(vae.score(texts[0], samples=8)[0]) < float(vae.score(" ".join(texts[0].split()[::-1]), samples=8)[0])
 
 
+@pytest.mark.parametrize("refine", [0, 2])
+def test_a_sentences_score_does_not_depend_on_the_others(vae, texts, refine):
+    """Each sentence draws its own noise: alone, beside others, twice in one call, in batches of any size, it
+    gets the same score (up to float rounding); another seed gives another estimate."""
+    longer = texts[:3] + [" ".join(texts[3].split() * 3), texts[1]]  # lengths apart, texts[1] twice
+    nll = vae.score(longer, samples=8, refine=refine, seed=5)
+    alone = torch.cat([vae.score(t, samples=8, refine=refine, seed=5) for t in longer])
+    assert torch.allclose(nll, alone, rtol=0, atol=1e-4)
+    assert torch.allclose(vae.score(longer, samples=8, refine=refine, seed=5, batch_size=2), nll, rtol=0, atol=1e-4)
+    assert float(nll[1]) == float(nll[4])
+    assert not torch.allclose(vae.score(longer, samples=8, refine=refine, seed=6), nll, rtol=0, atol=1e-3)
+
+
 # ---------------------------------------------------------------------------- language model checkpoints
 def test_language_model_checkpoint(tiny_lm_ckpt, texts):
     lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
