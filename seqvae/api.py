@@ -185,8 +185,7 @@ class SeqVAE:
         Ties are sorted by the ids themselves, so the batches (and the random draws of `score`)
         do not depend on the order of the input.
         """
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = whole("batch_size", batch_size, 1, InputError)  # a float or bool too: not a TypeError, not 1
         cfg = self.model.cfg
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), ids[i]))
         for s in range(0, len(order), batch_size):
