@@ -21,6 +21,7 @@ A language-model checkpoint (trained with --lm, no latent space) can `sample` an
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import TrainConfig, resolve_device, whole
+from .config import MAX_SEED, TrainConfig, resolve_device, whole
 from .data import collate
 from .generation import make_generator
 from .metrics import iw_log_likelihood
@@ -184,8 +185,7 @@ class SeqVAE:
         Ties are sorted by the ids themselves, so the batches (and the random draws of `score`)
         do not depend on the order of the input.
         """
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = whole("batch_size", batch_size, 1, InputError)  # a float or bool too: not a TypeError, not 1
         cfg = self.model.cfg
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), ids[i]))
         for s in range(0, len(order), batch_size):
@@ -250,31 +250,36 @@ class SeqVAE:
 
         VAE: importance-weighted estimate with `samples` draws from q(z|x) (metrics.iw_log_likelihood),
         or, with refine=N, from a Gaussian fitted to each sentence's posterior in N steps
-        (refine.refine_posterior: a tighter estimate, about N decoder passes more per sentence);
-        deterministic under `seed` for a given set of sentences and batch_size, whatever their order.
+        (refine.refine_posterior: a tighter estimate, about N decoder passes more per sentence).
+        Each sentence draws its noise from its own generator, seeded by `seed` and its tokens: its score
+        depends on the sentence and `seed` alone, not on the other sentences, their order or batch_size
+        (up to float rounding); a sentence given twice gets one score. seed=None: fresh randomness per call.
         Language model: the exact NLL (samples and refine are ignored).
         Sentences are cut to MAX_TOKENS tokens. Scores count the EOS token.
         """
         whole("samples", samples, 1, InputError)
         whole("refine", refine, 0, InputError)
         ids = self.tokenize(texts)
-        gen = make_generator(self.device, seed)
+        seed = make_generator("cpu", seed).initial_seed()  # the seed itself (checked), or a fresh one for None
         # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():
             nll = torch.empty(len(ids))
-            self._score_batches(ids, samples, batch_size, gen, refine, nll)
+            self._score_batches(ids, samples, batch_size, seed, refine, nll)
         return nll
 
-    def _score_batches(self, ids: list[list[int]], samples: int, batch_size: int, gen: torch.Generator,
+    def _score_batches(self, ids: list[list[int]], samples: int, batch_size: int, seed: int,
                        refine: int, nll: torch.Tensor) -> None:
         for pos, batch in self._batches(ids, batch_size):
             if self.latent:
+                # (b, refine + samples, Z): each sentence's fitting noise, then its importance samples' noise
+                noise = torch.stack([sentence_noise(seed, ids[i], refine + samples, self.latent_dim, self.device)
+                                     for i in pos.tolist()])
                 proposal = None
                 if refine:
                     mu, logvar = self.model.encode(batch.src, batch.src_lens)
-                    proposal = refine_posterior(self.model, batch, mu, logvar, steps=refine, generator=gen)
-                nll[pos] = -iw_log_likelihood(self.model, batch, samples, generator=gen,
-                                              proposal=proposal).float().cpu()
+                    proposal = refine_posterior(self.model, batch, mu, logvar, steps=refine, noise=noise[:, :refine])
+                nll[pos] = -iw_log_likelihood(self.model, batch, samples, proposal=proposal,
+                                              noise=noise[:, refine:]).float().cpu()
             else:
                 nll[pos] = self.model.token_nll(batch.dec_in, batch.target, None).float().cpu()
 
@@ -420,6 +425,14 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
     if not texts:
         raise InputError("no sentences given")
     return texts
+
+
+def sentence_noise(seed: int, ids: Sequence[int], rows: int, dim: int, device: torch.device) -> torch.Tensor:
+    """(rows, dim) standard normal draws of one sentence: from a generator seeded by `seed` and the sentence's
+    token ids, so that they do not depend on the sentences scored beside it (SeqVAE.score)."""
+    key = hashlib.blake2b(seed.to_bytes(8, "little") + b"".join(t.to_bytes(4, "little") for t in ids), digest_size=8)
+    gen = make_generator(device, int.from_bytes(key.digest(), "little") % MAX_SEED)
+    return torch.randn(rows, dim, generator=gen, device=device)
 
 
 def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: str = "lerp") -> torch.Tensor:

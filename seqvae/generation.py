@@ -14,7 +14,8 @@ batch (in beam search, a row whose beams have all ended), so later steps only pa
 rows still writing.
 
 Randomness comes only from an explicit torch.Generator (or `seed`): the global RNG is
-never touched, and the same seed gives the same sentences.
+never touched, and the same seed gives the same sentences for the same codes. The rows of a call
+share the generator: a code sampled alone or beside other codes gets other draws.
 """
 
 from __future__ import annotations

@@ -45,9 +45,11 @@ def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2**27,
                       generator: torch.Generator | None = None,
-                      proposal: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                      proposal: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      noise: torch.Tensor | None = None) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) per sentence, (B,), with k samples from q(z|x), or from
     the diagonal Gaussians `proposal` = (mu, logvar), (B, Z) each (refine.refine_posterior's).
+    The samples' standard normal noise is drawn from `generator`, or given: `noise` (B, k, Z).
 
     Samples are drawn in chunks so that one decoded chunk holds at most `max_logits` logits
     (copies x length x vocab; 2**27 floats = 512 MiB), at least one sample per sentence. The
@@ -60,7 +62,10 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
     std = torch.exp(0.5 * logvar)
     logits_per_copy = batch.target.shape[1] * model.cfg.vocab_size
     chunk = max(1, min(k, max_logits // (B * logits_per_copy)))
-    all_eps = torch.randn(B, k, Z, device=mu.device, generator=generator)  # drawn at once: chunking changes no number
+    if noise is not None and tuple(noise.shape) != (B, k, Z):
+        raise ValueError(f"noise must have shape {(B, k, Z)}, got {tuple(noise.shape)}")
+    # drawn at once: chunking changes no number
+    all_eps = torch.randn(B, k, Z, device=mu.device, generator=generator) if noise is None else noise.to(mu)
     log_w = []
     for start in range(0, k, chunk):
         eps = all_eps[:, start : start + chunk]  # (B, kc, Z)

@@ -186,7 +186,9 @@ def add_score(sub) -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="draw them from a Gaussian fitted to each sentence's posterior in STEPS Adam steps instead "
                         "of from q(z|x): a tighter estimate of the same -log p(x) (0 = off; 50 is a good value)")
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of the draws (default 0); each sentence draws its own, so its score does not depend "
+                        "on the other sentences given")
     p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
     p.set_defaults(func=_cmd_score)

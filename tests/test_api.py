@@ -166,6 +166,19 @@ def test_score(vae, texts, trained_tiny_vae):
     assert float(vae.score(texts[0], samples=8)[0]) < float(vae.score(" ".join(texts[0].split()[::-1]), samples=8)[0])
 
 
+@pytest.mark.parametrize("refine", [0, 2])
+def test_a_sentences_score_does_not_depend_on_the_others(vae, texts, refine):
+    """Each sentence draws its own noise: alone, beside others, twice in one call, in batches of any size, it
+    gets the same score (up to float rounding); another seed gives another estimate."""
+    longer = texts[:3] + [" ".join(texts[3].split() * 3), texts[1]]  # lengths apart, texts[1] twice
+    nll = vae.score(longer, samples=8, refine=refine, seed=5)
+    alone = torch.cat([vae.score(t, samples=8, refine=refine, seed=5) for t in longer])
+    assert torch.allclose(nll, alone, rtol=0, atol=1e-4)
+    assert torch.allclose(vae.score(longer, samples=8, refine=refine, seed=5, batch_size=2), nll, rtol=0, atol=1e-4)
+    assert float(nll[1]) == float(nll[4])
+    assert not torch.allclose(vae.score(longer, samples=8, refine=refine, seed=6), nll, rtol=0, atol=1e-3)
+
+
 # ---------------------------------------------------------------------------- language model checkpoints
 def test_language_model_checkpoint(tiny_lm_ckpt, texts):
     lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
@@ -314,6 +327,10 @@ def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
                       (lambda: vae.encode_ids(["abc"]), "got a string"),
                       (lambda: vae.fit_prior(texts * 10, components=0), "components must be >= 1"),
                       (lambda: vae.score(texts, samples=2.5), "samples must be an integer"),
+                      (lambda: vae.encode(texts, batch_size=2.5), "batch_size must be an integer"),
+                      (lambda: vae.refine(texts, batch_size=True), "batch_size must be an integer"),
+                      (lambda: vae.score(texts, batch_size="4"), "batch_size must be an integer"),
+                      (lambda: vae.encode_ids([[5, 6]], batch_size=0), "batch_size must be >= 1"),
                       (lambda: vae.reconstruct(texts, refine=True), "refine steps must be an integer"),
                       (lambda: vae.refine(texts, lr=math.inf), "lr must be a finite number"),
                       (lambda: vae.refine(texts, weight=math.inf), "weight must be a finite number"),
