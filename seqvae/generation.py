@@ -31,7 +31,7 @@ from .wordlist import WordFilter
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
 MIN_TEMPERATURE = 1e-3  # logits / T stays finite in float32 above it
-WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one (some may be refused)
+WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one first (then all)
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
 # How prior samples are decoded when the caller does not say (SeqVAE.sample, `seqvae sample`): nucleus sampling
 # at p = 0.9. For the flagship its judge finds them 1.21x as perplexing as real sentences, against 1.75x for
@@ -262,7 +262,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     something better displaces it. A row is done when all its beams have finished; done rows
     leave the batch. The best-ranked beam of each row is returned. With num_beams=1 this is
     exactly greedy. With `words`, each beam's extensions are its likeliest tokens that the filter
-    allows (among its WORD_CANDIDATES * K likeliest).
+    allows (looked for among its WORD_CANDIDATES * K likeliest first, then among all).
     """
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
@@ -295,11 +295,8 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         # beam's K most likely tokens: rank K*K candidates per row instead of K*V.
         if words is None:
             top_logit, top_tok = logits.topk(k, dim=-1)  # (b*K, k)
-        else:  # the k best among each beam's likeliest tokens that the filter allows
-            cand_logit, cand_tok = logits.topk(min(V, WORD_CANDIDATES * k), dim=-1)  # (b*K, c)
-            ok, after = words.allowed(torch.arange(b * K), cand_tok)
-            top_logit, pos = cand_logit.masked_fill(~ok, float("-inf")).topk(k, dim=-1)  # (b*K, k)
-            top_tok = cand_tok.gather(1, pos)
+        else:  # the k best tokens that the filter allows; after[r][j]: beam r's open word after top_tok[r, j]
+            top_logit, top_tok, after = words.best(logits, k, WORD_CANDIDATES * k)  # (b*K, k), (b*K, k)
         top_lp = (top_logit - logits.logsumexp(dim=-1, keepdim=True)).view(b, K, k)  # log-probs
         top_lp = torch.where(done[..., None], end_lp, top_lp)
         top_tok = top_tok.view(b, K, k).masked_fill(done[..., None], cfg.pad_id)
@@ -316,7 +313,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         history = torch.cat([history.gather(1, src[..., None].expand(-1, -1, t)), tok[..., None]], dim=-1)
         flat = (torch.arange(b, device=device)[:, None] * K + src).view(-1)  # (b*K,) decoder row continued
         if words is not None:  # each new beam's open word: its source beam's, after the token it appended
-            j = pos[flat, (idx % k).view(-1)].tolist()  # (b*K,) the appended token's place in its beam's candidates
+            j = (idx % k).view(-1).tolist()  # (b*K,) the appended token's place among its beam's k extensions
             words.reorder(flat.tolist(), [None if fin else after[r][c] or ""
                                           for r, c, fin in zip(flat.tolist(), j, was_done.view(-1).tolist())])
         h, tokens = h[:, flat], tok.view(-1)

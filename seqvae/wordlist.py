@@ -128,8 +128,8 @@ class WordFilter:
     """Per-row state of a decoding held to known words: the open word of each row.
 
     The decoder calls `start(n)` once, `choose(logits, pick)` at every step (it returns the rows'
-    next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search checks its
-    candidates with `allowed(rows, tokens)` and calls `reorder` when it regroups its beams.
+    next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search takes its beams'
+    extensions from `best(logits, k, candidates)` and calls `reorder` when it regroups its beams.
     """
 
     def __init__(self, words: KnownWords, piece_texts: Sequence[str | None], end_id: int):
@@ -188,6 +188,29 @@ class WordFilter:
                 for i in ids:
                     ok[i] = w.advance(tail, self.texts[i]) is not None
         return ok
+
+    def best(self, logits: torch.Tensor, k: int, candidates: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                           list[list[str | None]]]:
+        """Each row's k likeliest allowed tokens of `logits` (n, V), for beam search: their logits (n, k), -inf
+        where a row allows fewer than k; the tokens (n, k); and the open word after each (None: not allowed).
+
+        A row's `candidates` likeliest tokens are checked first; a row with fewer than k allowed among them has
+        all its allowed tokens worked out (`allowed_all`), so a beam is never extended by a refused token while
+        an allowed one exists. A row with no allowed token at all takes its unfiltered k best (as in `choose`).
+        """
+        n, V = logits.shape
+        rows = torch.arange(n)
+        cand_logit, cand_tok = logits.topk(min(V, candidates), dim=-1)  # (n, c)
+        ok, _ = self.allowed(rows, cand_tok)
+        top_logit, pos = cand_logit.masked_fill(~ok, float("-inf")).topk(k, dim=-1)  # (n, k)
+        top_tok = cand_tok.gather(1, pos)
+        short = (ok.sum(dim=1) < k).nonzero()[:, 0].tolist()  # rows whose candidates hold fewer than k allowed
+        if short:
+            full = torch.stack([self.allowed_all(self.tails[i]) for i in short]).to(logits.device)  # (s, V)
+            some = full.any(dim=1, keepdim=True)  # (s, 1) rows with no allowed token keep their logits
+            top_logit[short], top_tok[short] = logits[short].masked_fill(~full & some, float("-inf")).topk(k, dim=-1)
+        _, after = self.allowed(rows, top_tok)
+        return top_logit, top_tok, after
 
     def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Next token of every row, (b,): `pick` (argmax, or a draw) over the allowed tokens of `logits` (b, V).

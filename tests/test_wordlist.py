@@ -139,6 +139,22 @@ def test_decoding_writes_only_listed_words(ckpt_with_words, opts):
         assert kept and all(kept)
 
 
+@pytest.mark.parametrize("listed", [{"director"}, {"wonderful"}, {"terrible", "director"}])
+def test_beam_search_keeps_to_a_list_its_likeliest_tokens_miss(tiny_vae_ckpt, tmp_path, listed):
+    """A list the model seldom writes: a beam's WORD_CANDIDATES * K likeliest tokens are often all refused.
+    Beam search then looks among all tokens (it used to append a refused word with a score of -inf, which
+    let unlisted words through and made the ranking of the rest of the search arbitrary)."""
+    d = tmp_path / "few"
+    shutil.copytree(tiny_vae_ckpt, d)
+    KnownWords(listed).save(d)
+    vae = SeqVAE.from_pretrained(d, device="cpu")
+    z = torch.randn(16, vae.latent_dim, generator=torch.Generator().manual_seed(0)) * 2
+    for k in (1, 2, 3):
+        out = vae.decode(z, strategy="beam", num_beams=k)
+        assert all(w in listed for t in out for w in t.split()), (k, out)
+    assert vae.decode(z, strategy="beam", num_beams=1) == vae.decode(z)  # one beam is greedy, with a list too
+
+
 def test_a_list_of_every_word_changes_nothing(tiny_vae_ckpt, tmp_path):
     d = tmp_path / "all"
     shutil.copytree(tiny_vae_ckpt, d)
