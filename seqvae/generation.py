@@ -20,12 +20,11 @@ never touched, and the same seed gives the same sentences.
 from __future__ import annotations
 
 import math
-import operator
 from typing import Callable
 
 import torch
 
-from .config import MAX_SEED, whole
+from .config import seed_value, whole
 from .model import SentenceVAE
 from .wordlist import WordFilter
 
@@ -361,15 +360,7 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
 def check_seed(seed: int | None) -> int | None:
     """A seed as a Python int: None (fresh randomness) or an integer (numpy's too) in [0, 2**63), which torch
     and numpy take as given; anything else is a DecodingError."""
-    if seed is None:
-        return None
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        value = -1
-    if isinstance(seed, bool) or not 0 <= value < MAX_SEED:
-        raise DecodingError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    return value
+    return None if seed is None else seed_value(seed, DecodingError)
 
 
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
