@@ -207,7 +207,7 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
             break
         logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
         logp = torch.log_softmax(logits.float(), dim=-1) if logp_sum is not None else None  # (b, V)
-        tokens = pick(logits) if words is None else words.choose(logits, pick)  # (b,)
+        tokens = pick(logits) if words is None else words.choose(logits, pick, last=t == max_len - 1)  # (b,)
         if logp is not None:
             logp_sum[rows] += logp.gather(1, tokens[:, None])[:, 0]
         out[rows, t] = tokens
@@ -295,7 +295,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         if words is None:
             top_logit, top_tok = logits.topk(k, dim=-1)  # (b*K, k)
         else:  # the k best tokens that the filter allows; after[r][j]: beam r's open word after top_tok[r, j]
-            top_logit, top_tok, after = words.best(logits, k, WORD_CANDIDATES * k)  # (b*K, k), (b*K, k)
+            top_logit, top_tok, after = words.best(logits, k, WORD_CANDIDATES * k, last=t == max_len - 1)
         top_lp = (top_logit - logits.logsumexp(dim=-1, keepdim=True)).view(b, K, k)  # log-probs
         top_lp = torch.where(done[..., None], end_lp, top_lp)
         top_tok = top_tok.view(b, K, k).masked_fill(done[..., None], cfg.pad_id)
