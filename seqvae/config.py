@@ -60,6 +60,19 @@ def whole(name: str, value: Any, least: int, error: type[Exception] = ConfigErro
     return n
 
 
+def seed_value(seed: Any, error: type[Exception] = ConfigError) -> int:
+    """`seed` as a Python int in [0, MAX_SEED) (numpy integers too); a bool, a float or anything else is `error`."""
+    import operator
+
+    try:
+        value = -1 if isinstance(seed, bool) else operator.index(seed)
+    except TypeError:
+        value = -1
+    if not 0 <= value < MAX_SEED:
+        raise error(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return value
+
+
 def seed_arg(text: str) -> int:
     """argparse type of every --seed: an integer in [0, MAX_SEED)."""
     import argparse

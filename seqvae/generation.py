@@ -21,18 +21,17 @@ share the generator: a code sampled alone or beside other codes gets other draws
 from __future__ import annotations
 
 import math
-import operator
 from typing import Callable
 
 import torch
 
-from .config import MAX_SEED, whole
+from .config import seed_value, whole
 from .model import SentenceVAE
 from .wordlist import WordFilter
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
 MIN_TEMPERATURE = 1e-3  # logits / T stays finite in float32 above it
-WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one (some may be refused)
+WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one first (then all)
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
 # How prior samples are decoded when the caller does not say (SeqVAE.sample, `seqvae sample`): nucleus sampling
 # at p = 0.9. For the flagship its judge finds them 1.21x as perplexing as real sentences, against 1.75x for
@@ -209,7 +208,7 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
             break
         logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
         logp = torch.log_softmax(logits.float(), dim=-1) if logp_sum is not None else None  # (b, V)
-        tokens = pick(logits) if words is None else words.choose(logits, pick)  # (b,)
+        tokens = pick(logits) if words is None else words.choose(logits, pick, last=t == max_len - 1)  # (b,)
         if logp is not None:
             logp_sum[rows] += logp.gather(1, tokens[:, None])[:, 0]
         out[rows, t] = tokens
@@ -263,7 +262,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     something better displaces it. A row is done when all its beams have finished; done rows
     leave the batch. The best-ranked beam of each row is returned. With num_beams=1 this is
     exactly greedy. With `words`, each beam's extensions are its likeliest tokens that the filter
-    allows (among its WORD_CANDIDATES * K likeliest).
+    allows (looked for among its WORD_CANDIDATES * K likeliest first, then among all).
     """
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
@@ -296,11 +295,8 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         # beam's K most likely tokens: rank K*K candidates per row instead of K*V.
         if words is None:
             top_logit, top_tok = logits.topk(k, dim=-1)  # (b*K, k)
-        else:  # the k best among each beam's likeliest tokens that the filter allows
-            cand_logit, cand_tok = logits.topk(min(V, WORD_CANDIDATES * k), dim=-1)  # (b*K, c)
-            ok, after = words.allowed(torch.arange(b * K), cand_tok)
-            top_logit, pos = cand_logit.masked_fill(~ok, float("-inf")).topk(k, dim=-1)  # (b*K, k)
-            top_tok = cand_tok.gather(1, pos)
+        else:  # the k best tokens that the filter allows; after[r][j]: beam r's open word after top_tok[r, j]
+            top_logit, top_tok, after = words.best(logits, k, WORD_CANDIDATES * k, last=t == max_len - 1)
         top_lp = (top_logit - logits.logsumexp(dim=-1, keepdim=True)).view(b, K, k)  # log-probs
         top_lp = torch.where(done[..., None], end_lp, top_lp)
         top_tok = top_tok.view(b, K, k).masked_fill(done[..., None], cfg.pad_id)
@@ -317,7 +313,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         history = torch.cat([history.gather(1, src[..., None].expand(-1, -1, t)), tok[..., None]], dim=-1)
         flat = (torch.arange(b, device=device)[:, None] * K + src).view(-1)  # (b*K,) decoder row continued
         if words is not None:  # each new beam's open word: its source beam's, after the token it appended
-            j = pos[flat, (idx % k).view(-1)].tolist()  # (b*K,) the appended token's place in its beam's candidates
+            j = (idx % k).view(-1).tolist()  # (b*K,) the appended token's place among its beam's k extensions
             words.reorder(flat.tolist(), [None if fin else after[r][c] or ""
                                           for r, c, fin in zip(flat.tolist(), j, was_done.view(-1).tolist())])
         h, tokens = h[:, flat], tok.view(-1)
@@ -365,15 +361,7 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
 def check_seed(seed: int | None) -> int | None:
     """A seed as a Python int: None (fresh randomness) or an integer (numpy's too) in [0, 2**63), which torch
     and numpy take as given; anything else is a DecodingError."""
-    if seed is None:
-        return None
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        value = -1
-    if isinstance(seed, bool) or not 0 <= value < MAX_SEED:
-        raise DecodingError(f"seed must be an integer in [0, 2**63), got {seed!r}")
-    return value
+    return None if seed is None else seed_value(seed, DecodingError)
 
 
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:

@@ -21,11 +21,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import atomic
-from .config import seed32
+from .config import seed32, seed_value, whole
 
 PRIOR_JSON = "prior.json"
 PRIOR_WEIGHTS = "prior.safetensors"
@@ -49,6 +50,8 @@ class AggregatePrior:
             raise PriorError("mixture parameters are not all finite")
         if (weights < 0).any() or not abs(float(weights.sum()) - 1.0) < 1e-4:
             raise PriorError("mixture weights must be >= 0 and sum to 1")
+        if (scale_tril.diagonal(dim1=-2, dim2=-1) <= 0).any() or (scale_tril.triu(1) != 0).any():
+            raise PriorError("scale_tril must hold Cholesky factors (lower triangular, positive diagonal)")
         self.weights, self.means, self.scale_tril = weights.float(), means.float(), scale_tril.float()
         self.meta = dict(meta or {})
 
@@ -66,7 +69,11 @@ class AggregatePrior:
         N * K * Z^2 per iteration: 20,000 codes, 32 components and Z = 64 take a few seconds per iteration on CPU."""
         from sklearn.mixture import GaussianMixture
 
+        components = whole("components", components, 1, PriorError)
+        seed = seed_value(seed, PriorError)
         x = torch.as_tensor(mu).detach().double().cpu().numpy()
+        if not np.isfinite(x).all():
+            raise PriorError("the codes to fit are not all finite (a model whose weights went NaN?)")
         if x.ndim != 2 or x.shape[0] < 2 * components:
             raise PriorError(f"fitting {components} components needs at least {2 * components} codes, "
                              f"got {x.shape[0] if x.ndim == 2 else 'a non-matrix'}")

@@ -128,8 +128,8 @@ class WordFilter:
     """Per-row state of a decoding held to known words: the open word of each row.
 
     The decoder calls `start(n)` once, `choose(logits, pick)` at every step (it returns the rows'
-    next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search checks its
-    candidates with `allowed(rows, tokens)` and calls `reorder` when it regroups its beams.
+    next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search takes its beams'
+    extensions from `best(logits, k, candidates)` and calls `reorder` when it regroups its beams.
     """
 
     def __init__(self, words: KnownWords, piece_texts: Sequence[str | None], end_id: int):
@@ -163,34 +163,72 @@ class WordFilter:
         the source row's open word (a finished beam, which appends only <pad>)."""
         self.tails = [self.tails[s] if a is None else a for s, a in zip(sources, after)]
 
-    def step(self, row: int, token: int) -> str | None:
-        """Row `row`'s open word after `token`, or None if the token is not allowed there."""
-        text = self.texts[token] if 0 <= token < len(self.texts) else None
-        return None if text is None else self.words.advance(self.tails[row], text)
+    def complete(self, word: str) -> bool:
+        """Whether the open word `word` may end here: none is open, it is listed, or it is one and an apostrophe."""
+        w = self.words
+        return not word or word in w.words or (word.endswith("'") and word[:-1] in w.words)
 
-    def allowed(self, rows: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, list[list[str | None]]]:
+    def step(self, row: int, token: int, last: bool = False) -> str | None:
+        """Row `row`'s open word after `token`, or None if the token is not allowed there. last: the row's last
+        token (max_len reached), which must leave no word half written."""
+        text = self.texts[token] if 0 <= token < len(self.texts) else None
+        after = None if text is None else self.words.advance(self.tails[row], text)
+        return None if after is None or (last and not self.complete(after)) else after
+
+    def allowed(self, rows: torch.Tensor, tokens: torch.Tensor,
+                last: bool = False) -> tuple[torch.Tensor, list[list[str | None]]]:
         """For each row i and candidate tokens[i, j]: whether allowed (bool (n, k)), and the open word after it."""
-        after = [[self.step(r, t) for t in toks] for r, toks in zip(rows.tolist(), tokens.tolist())]
+        after = [[self.step(r, t, last) for t in toks] for r, toks in zip(rows.tolist(), tokens.tolist())]
         ok = torch.tensor([[a is not None for a in row] for row in after], dtype=torch.bool, device=tokens.device)
         return ok.view(tokens.shape), after
 
-    def allowed_all(self, tail: str) -> torch.Tensor:
-        """(V,) bool: the tokens allowed after the open word `tail`, all of them. Equal to checking every token
-        with `KnownWords.advance`, in far fewer checks: a closing token needs `tail` to be a word and is then
-        judged as with nothing open; a token going on needs `tail` + its first letter to start a word."""
-        if not tail:
-            return self.free_ok
+    def allowed_all(self, tail: str, last: bool = False) -> torch.Tensor:
+        """(V,) bool: the tokens allowed after the open word `tail` (as a row's last token with `last`), all of
+        them. Equal to checking every token with `step`, in far fewer checks: a closing token needs `tail` to be
+        a word and is then judged as with nothing open; a token going on needs `tail` + its first letter to
+        start a word."""
         w = self.words
-        complete = tail in w.words or (tail.endswith("'") and tail[:-1] in w.words)
-        ok = self.closing & self.free_ok if complete else torch.zeros_like(self.free_ok)
-        for first, ids in self.going_on.items():
-            if first in ("'", "") or tail + first in w.prefixes:
-                for i in ids:
-                    ok[i] = w.advance(tail, self.texts[i]) is not None
+        if not tail:
+            ok = self.free_ok.clone()
+        else:
+            ok = self.closing & self.free_ok if self.complete(tail) else torch.zeros_like(self.free_ok)
+            for first, ids in self.going_on.items():
+                if first in ("'", "") or tail + first in w.prefixes:
+                    for i in ids:
+                        ok[i] = w.advance(tail, self.texts[i]) is not None
+        if last:  # the tokens left must also end the word they leave open
+            for i in ok.nonzero()[:, 0].tolist():
+                ok[i] = self.complete(w.advance(tail, self.texts[i]))
         return ok
 
-    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def best(self, logits: torch.Tensor, k: int, candidates: int,
+             last: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[list[str | None]]]:
+        """Each row's k likeliest allowed tokens of `logits` (n, V), for beam search: their logits (n, k), -inf
+        where a row allows fewer than k; the tokens (n, k); and the open word after each (None: not allowed).
+        last: the rows' last tokens (see `step`).
+
+        A row's `candidates` likeliest tokens are checked first; a row with fewer than k allowed among them has
+        all its allowed tokens worked out (`allowed_all`), so a beam is never extended by a refused token while
+        an allowed one exists. A row with no allowed token at all takes its unfiltered k best (as in `choose`).
+        """
+        n, V = logits.shape
+        rows = torch.arange(n)
+        cand_logit, cand_tok = logits.topk(min(V, candidates), dim=-1)  # (n, c)
+        ok, _ = self.allowed(rows, cand_tok, last)
+        top_logit, pos = cand_logit.masked_fill(~ok, float("-inf")).topk(k, dim=-1)  # (n, k)
+        top_tok = cand_tok.gather(1, pos)
+        short = (ok.sum(dim=1) < k).nonzero()[:, 0].tolist()  # rows whose candidates hold fewer than k allowed
+        if short:
+            full = torch.stack([self.allowed_all(self.tails[i], last) for i in short]).to(logits.device)  # (s, V)
+            some = full.any(dim=1, keepdim=True)  # (s, 1) rows with no allowed token keep their logits
+            top_logit[short], top_tok[short] = logits[short].masked_fill(~full & some, float("-inf")).topk(k, dim=-1)
+        _, after = self.allowed(rows, top_tok, last)
+        return top_logit, top_tok, after
+
+    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor],
+               last: bool = False) -> torch.Tensor:
         """Next token of every row, (b,): `pick` (argmax, or a draw) over the allowed tokens of `logits` (b, V).
+        last: the rows' last tokens (max_len reached): a token that leaves a word half written is refused too.
 
         A rejected token is set to -inf and the row picked again; after TRIES rejections the row's
         allowed tokens are all worked out (`allowed_all`) and the row picked among them. A row with no
@@ -205,7 +243,7 @@ class WordFilter:
         for _ in range(TRIES):
             refused = []
             for i, t in zip(todo, tokens[todo].tolist()):
-                after[i] = self.step(i, t)
+                after[i] = self.step(i, t, last)
                 if after[i] is None:
                     refused.append((i, t))
             todo = [i for i, _ in refused]
@@ -218,12 +256,12 @@ class WordFilter:
             idx = torch.tensor(todo, device=logits.device)
             tokens[idx] = pick(logits[idx])
         if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
-            ok = torch.stack([self.allowed_all(self.tails[i]) for i in todo]).to(logits.device)  # (r, V)
+            ok = torch.stack([self.allowed_all(self.tails[i], last) for i in todo]).to(logits.device)  # (r, V)
             idx = torch.tensor(todo, device=logits.device)
             some = ok.any(dim=1)  # (r,) rows with an allowed token; the others keep the unfiltered pick
             masked = logits[idx].masked_fill(~ok & some[:, None], float("-inf"))  # rows with none: as they were
             tokens[idx] = torch.where(some, pick(masked), first[idx])
             for i, t, has in zip(todo, tokens[idx].tolist(), some.tolist()):
-                after[i] = self.step(i, t) if has else ""
+                after[i] = self.step(i, t, last) if has else ""
         self.tails = [a if a is not None else "" for a in after]
         return tokens

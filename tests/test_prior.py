@@ -1,8 +1,11 @@
+import hashlib
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from seqvae import checkpoint
 from seqvae.api import InputError, SeqVAE
@@ -102,3 +105,72 @@ def test_fit_prior_command(tiny_data_dir, tmp_path, capsys, one_line):
     lm = checkpoint.save(tmp_path / "lm", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12,
                                                                   latent=False)), tok)
     one_line(["fit-prior", lm], "is a language model: it has no latent space")  # before looking for its data
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, None, True, 2**63, "0"])
+def test_fit_refuses_a_seed_that_is_not_one(trained_tiny_vae, tiny_vae_ckpt, seed):
+    """As every seed elsewhere: an integer in [0, 2**63). -1 was scikit-learn's ValueError, None a TypeError,
+    and 1.5 was taken and written into prior.json as it was."""
+    with pytest.raises(PriorError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
+        AggregatePrior.fit(clusters(), components=2, seed=seed)
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    with pytest.raises(InputError, match="seed must be an integer"):
+        vae.fit_prior(trained_tiny_vae[2], components=2, seed=seed)
+    assert vae.prior is None
+
+
+def test_fit_takes_numpy_integers_and_saves_them_as_json(tmp_path):
+    prior = AggregatePrior.fit(clusters(), components=np.int64(2), seed=np.int64(3))  # a saved seed was np.int64:
+    prior.save(tmp_path)                                                             # json.dumps failed
+    assert json.loads((tmp_path / PRIOR_JSON).read_text())["seed"] == 3
+    assert load_prior(tmp_path, latent_dim=3).components == 2
+
+
+def test_fit_refuses_codes_that_are_not_finite():
+    x = clusters()
+    x[7, 1] = float("nan")
+    with pytest.raises(PriorError, match="not all finite"):
+        AggregatePrior.fit(x, components=2)
+
+
+def test_degenerate_codes_fit_without_nan():
+    """Codes all equal, or one dimension that never moves (a collapsed unit): covariances stay positive
+    definite (scikit-learn's reg_covar), so sampling and log densities are finite."""
+    same = torch.zeros(50, 3)
+    flat = clusters()
+    flat[:, 1] = 2.0
+    for codes in (same, flat):
+        prior = AggregatePrior.fit(codes, components=2, seed=0)
+        assert abs(float(prior.weights.sum()) - 1) < 1e-6
+        assert (torch.linalg.eigvalsh(prior.scale_tril @ prior.scale_tril.mT) > 0).all()
+        assert torch.isfinite(prior.log_prob(codes)).all()
+        assert torch.isfinite(prior.sample(100, generator=torch.Generator().manual_seed(0))).all()
+
+
+def test_samples_have_the_codes_mean_and_covariance():
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[1.0, 0, 0], [0.8, 0.5, 0], [-0.3, 0.2, 0.2]])
+    codes = clusters() + torch.randn(400, 3, generator=g) @ mix.T
+    prior = AggregatePrior.fit(codes, components=2, seed=0)
+    z = prior.sample(100_000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(z.mean(0), codes.mean(0), atol=0.05)
+    assert torch.allclose(torch.cov(z.T), torch.cov(codes.T), atol=0.1)
+
+
+def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path):
+    """A hand-edited prior.safetensors (with its sha256 updated): a factor that is not lower triangular with a
+    positive diagonal gave samples of one covariance and log densities of another, or a torch error."""
+    prior = AggregatePrior.fit(clusters(), components=2, seed=0)
+    for edit in ("zero diagonal", "upper"):
+        tril = prior.scale_tril.clone()
+        if edit == "zero diagonal":
+            tril[0, 1, 1] = 0.0
+        else:
+            tril[1, 0, 2] = 0.5
+        prior.save(tmp_path)
+        save_file({"weights": prior.weights, "means": prior.means, "scale_tril": tril.contiguous()}, str(tmp_path / PRIOR_WEIGHTS))
+        meta = json.loads((tmp_path / PRIOR_JSON).read_text())
+        meta["sha256"] = hashlib.sha256((tmp_path / PRIOR_WEIGHTS).read_bytes()).hexdigest()
+        (tmp_path / PRIOR_JSON).write_text(json.dumps(meta))
+        with pytest.raises(PriorError, match="Cholesky"):
+            load_prior(tmp_path, latent_dim=3)

@@ -104,12 +104,33 @@ def test_a_row_with_no_allowed_token_takes_the_unfiltered_pick(sampled):
 
 
 def test_allowed_all_equals_checking_every_token():
-    """The fallback's pruned scan gives exactly the tokens `advance` accepts, for open words of every kind."""
+    """The fallback's pruned scan gives exactly the tokens `advance` accepts, for open words of every kind
+    (as a row's last token: those too that leave no word half written)."""
     texts = [None, None, None, None, " ab", " zz", " abc", "c", "!", "'", "'s", "s", "t", "1984", " Don", "n't", ""]
     filt = KnownWords(["ab", "abc", "don't", "dogs", "dog's", "a"]).filter(texts, EOS)
+    free = filt.free_ok.clone()
     for tail in ["", "a", "ab", "abc", "d", "do", "don", "don'", "dog", "dogs", "dogs'", "dog'", "abcd"]:
-        brute = [t is not None and filt.words.advance(tail, t) is not None for t in filt.texts]
-        assert filt.allowed_all(tail).tolist() == brute, tail
+        after = [None if t is None else filt.words.advance(tail, t) for t in filt.texts]
+        assert filt.allowed_all(tail).tolist() == [a is not None for a in after], tail
+        assert filt.allowed_all(tail, last=True).tolist() == [a is not None and filt.complete(a) for a in after], tail
+    assert torch.equal(filt.free_ok, free)  # allowed_all(last=True) left the shared table as it was
+
+
+def test_a_sentence_cut_at_max_len_ends_on_a_listed_word(trained_tiny_vae):
+    """A row that reaches max_len is cut there: its last token must not leave a word half written. Here the
+    token "the" writes " the" and "wonderful" writes "re": "the" alone is not listed, "there" is. Rows cut
+    right after " the" ended in the unlisted "the"."""
+    model, tok, _ = trained_tiny_vae
+    texts = tok.piece_texts()
+    texts[tok.words.index("wonderful")] = "re"
+    listed = {w for w in tok.words[4:] if w.isalpha()} - {"the", "wonderful"} | {"there"}
+    filt = KnownWords(listed).filter(texts, tok.eos_id)
+    z = torch.randn(32, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0)) * 2
+    for strategy, opts in (("greedy", {}), ("beam", {"num_beams": 3}), ("sample", {"seed": 0})):
+        for max_len in (1, 2, 3, 5):
+            ids = generation.generate(model, z, strategy=strategy, max_len=max_len, words=filt.fresh(), **opts)
+            written = ["".join(texts[i] for i in row) for row in ids]
+            assert all(w in listed for t in written for w in t.split()), (strategy, max_len, written)
 
 
 @pytest.fixture
@@ -137,6 +158,22 @@ def test_decoding_writes_only_listed_words(ckpt_with_words, opts):
     kept = [f == h for f, h in zip(free, held) if not {"great", "boring"} & set(f.split())]
     if opts["strategy"] == "greedy":  # a sentence that needs no refusal comes out the same
         assert kept and all(kept)
+
+
+@pytest.mark.parametrize("listed", [{"director"}, {"wonderful"}, {"terrible", "director"}])
+def test_beam_search_keeps_to_a_list_its_likeliest_tokens_miss(tiny_vae_ckpt, tmp_path, listed):
+    """A list the model seldom writes: a beam's WORD_CANDIDATES * K likeliest tokens are often all refused.
+    Beam search then looks among all tokens (it used to append a refused word with a score of -inf, which
+    let unlisted words through and made the ranking of the rest of the search arbitrary)."""
+    d = tmp_path / "few"
+    shutil.copytree(tiny_vae_ckpt, d)
+    KnownWords(listed).save(d)
+    vae = SeqVAE.from_pretrained(d, device="cpu")
+    z = torch.randn(16, vae.latent_dim, generator=torch.Generator().manual_seed(0)) * 2
+    for k in (1, 2, 3):
+        out = vae.decode(z, strategy="beam", num_beams=k)
+        assert all(w in listed for t in out for w in t.split()), (k, out)
+    assert vae.decode(z, strategy="beam", num_beams=1) == vae.decode(z)  # one beam is greedy, with a list too
 
 
 def test_a_list_of_every_word_changes_nothing(tiny_vae_ckpt, tmp_path):
