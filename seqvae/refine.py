@@ -76,17 +76,21 @@ def refine_codes(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: tor
 
 def refine_posterior(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor, *,
                      steps: int = POSTERIOR_STEPS, lr: float = POSTERIOR_LR,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     generator: torch.Generator | None = None,
+                     noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mu, logvar), (B, Z) each: a diagonal Gaussian per sentence fitted to p(z|x) by maximizing the
-    ELBO from the encoder's posterior (mu, logvar). Seeded by `generator` (the draws' noise); like
-    refine_codes, only the Gaussian's parameters move, with the model in eval mode."""
+    ELBO from the encoder's posterior (mu, logvar). Seeded by `generator` (the draws' noise), or the
+    draws given as `noise`, (steps, B, Z); like refine_codes, only the Gaussian's parameters move,
+    with the model in eval mode."""
     check_refine(steps, lr, 0.0)
+    if noise is not None and noise.shape != (steps, *mu.shape):
+        raise ValueError(f"noise must have shape {(steps, *mu.shape)}, got {tuple(noise.shape)}")
     m = mu.detach().float().clone().requires_grad_(True)
     lv = logvar.detach().float().clone().requires_grad_(True)
     opt = torch.optim.Adam([m, lv], lr=lr)
     with model.evaluating(), torch.enable_grad():
-        for _ in range(steps):
-            eps = torch.randn(m.shape, device=m.device, generator=generator)
+        for step in range(steps):
+            eps = noise[step].to(m) if noise is not None else torch.randn(m.shape, device=m.device, generator=generator)
             z = m + torch.exp(0.5 * lv) * eps
             rec = model.token_nll(batch.dec_in, batch.target, z, batch.positions)  # (B,) -log p(x|z)
             m.grad, lv.grad = torch.autograd.grad((rec + gaussian_kl(m, lv)).sum(), [m, lv])
