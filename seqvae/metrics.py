@@ -197,7 +197,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     if n_sent == 0:
         raise ValueError("cannot evaluate on an empty dataset")
 
-    res: dict[str, Any] = {"sentences": n_sent, "tokens": n_tok}
+    res: dict[str, Any] = {"sentences": n_sent, "tokens": n_tok, "latent": bool(cfg.latent), "seed": seed}
     res["rec"] = tot["rec"] / n_sent
     res["kl"] = tot["kl"] / n_sent
     res["neg_elbo"] = res["rec"] + res["kl"]
