@@ -67,9 +67,26 @@ def test_benchmark_ptb_refuses_a_run_of_other_sizes(tiny_data_dir, tmp_path):
     assert not out.exists()
     rc, stdout, _ = bench(*opts)
     assert rc == 0 and "| lm |" in stdout and json.loads((out / "results.json").read_text())["lm"]["sentences"] == 10
+    md = (out / "results.md").read_text()  # what the numbers are, and no KL/MI/AU for a language model
+    assert md.startswith("lm: test split, 10 sentences")
+    assert next(ln for ln in md.splitlines() if ln.startswith("| lm |")).endswith("| - | - | - | 2 |")
     one_line(bench(*opts, "--hidden-dim", "32"), "benchmark_ptb", "was trained with {'hidden_dim': 16}")
     rc, stdout, _ = bench(*opts, "--latent-dim", "8")  # an LM has no z: its run is the same model
     assert rc == 0 and "lm: reusing" in stdout
     with pytest.raises(SystemExit) as e:  # argparse: a split that does not exist, before any training
         bench(*opts, "--split", "foo")
     assert e.value.code == 2
+
+
+def test_benchmark_ptb_refuses_bad_input_before_any_work(tiny_data_dir, tmp_path):
+    bench = script("benchmark_ptb")
+    out = tmp_path / "pb"
+    opts = ["--data", tiny_data_dir, "--out", out, "--variants", "lm,vae-fb", "--threads", "1"]
+    one_line(bench(*opts, "--max-steps", "0"), "benchmark_ptb", "--max-steps must be >= 1")  # was a ZeroDivisionError
+    one_line(bench(*opts, "--samples", "-1"), "benchmark_ptb", "--samples must be between 0 and 10,000")
+    one_line(bench(*opts, "--eval-every", "0"), "benchmark_ptb", "--eval-every must be >= 1")
+    one_line(bench(*opts[2:], "--data", tmp_path / "nodata"), "benchmark_ptb", "nodata/meta.json: no such file")
+    assert not out.exists()
+    (tmp_path / "a_file").write_text("mine")
+    one_line(bench(*opts[:2], "--out", tmp_path / "a_file", *opts[4:]), "benchmark_ptb", "is not a directory")
+    assert (tmp_path / "a_file").read_text() == "mine"
