@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from seqvae.cli import reporting_errors
 from seqvae.config import ConfigError, load_json
 from seqvae.metrics import paired_difference
 
@@ -58,14 +59,17 @@ def main(argv=None) -> int:
     ap.add_argument("b", help="evaluate JSON of model B")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
+    return reporting_errors("compare_nll", lambda: compare(args))  # one line for bad input; `| head` is no error
+
+
+def compare(args) -> int:
+    (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
+    if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
+        raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
     try:
-        (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
-        if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
-            raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
         res = paired_difference(a, b)
-    except (ConfigError, ValueError) as e:
-        print(f"compare_nll: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     res["estimates"] = [what_a, what_b]
     if args.json:
         print(json.dumps(res, indent=2))

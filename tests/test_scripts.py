@@ -90,3 +90,23 @@ def test_benchmark_ptb_refuses_bad_input_before_any_work(tiny_data_dir, tmp_path
     (tmp_path / "a_file").write_text("mine")
     one_line(bench(*opts[:2], "--out", tmp_path / "a_file", *opts[4:]), "benchmark_ptb", "is not a directory")
     assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_compare_nll_into_a_closed_pipe_is_no_traceback(tmp_path):
+    """`compare_nll.py A B --json | head -0`: the reader is gone; exit 141 as for `seqvae`, nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for name, nll in (("a", [1.0, 2.0, 3.0]), ("b", [1.5, 2.0, 2.0])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": nll}))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, str(root / "scripts" / "compare_nll.py"), tmp_path / "a.json",
+                               tmp_path / "b.json", "--json"], stdout=write, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""
