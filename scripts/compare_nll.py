@@ -28,12 +28,16 @@ def per_sentence(path: str) -> tuple[dict, list[float], str]:
     res = load_json(Path(path), error=ConfigError, expect_object=True)
     if "per_sentence_nll" not in res:
         raise ConfigError(f"{path}: no per_sentence_nll (run seqvae evaluate with --per-sentence)")
+    k = res.get("iw_samples")
     if "per_sentence_nll_refined" in res:
-        key, what = "per_sentence_nll_refined", f"IW-NLL from proposals fitted in {res.get('refine_steps', '?')} steps"
+        key, what = "per_sentence_nll_refined", \
+            f"IW-NLL, k = {k}, from proposals fitted in {res.get('refine_steps', '?')} steps"
     elif res.get("nll_is_bound"):  # a VAE evaluated with --samples 0: the ELBO alone
         key, what = "per_sentence_nll", "-ELBO, an upper bound on the NLL (evaluated with --samples 0)"
+    elif res.get("latent") is False or k == 0:  # a language model (files before 2026-12-07 have no "latent")
+        key, what = "per_sentence_nll", "exact NLL of a language model"
     else:
-        key, what = "per_sentence_nll", "NLL"
+        key, what = "per_sentence_nll", f"IW-NLL, k = {k}" if k else "NLL"
     values = res[key]
     if not (isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                              for v in values)):
@@ -76,7 +80,7 @@ def compare(args) -> int:
     else:
         lo, hi = res["ci95"]
         print(f"A - B = {res['mean_diff']:+.3f} nats/sentence (SE {res['se']:.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}]) "
-              f"over {res['sentences']} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them "
+              f"over {res['sentences']} {ra.get('split', '')} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them "
               f"(A: {what_a}; B: {what_b})")
     return 0
 

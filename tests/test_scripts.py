@@ -110,3 +110,14 @@ def test_compare_nll_into_a_closed_pipe_is_no_traceback(tmp_path):
     finally:
         os.close(write)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_compare_nll_names_each_estimate_and_the_split(tmp_path):
+    common = {"split": "test", "data": "d", "nll_is_bound": False}
+    files = {"vae": {**common, "latent": True, "iw_samples": 7, "per_sentence_nll": [1.0, 2.0, 3.0]},
+             "lm": {**common, "latent": False, "iw_samples": 0, "per_sentence_nll": [1.5, 2.0, 2.0]}}
+    for name, res in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(res))
+    rc, out, _ = script("compare_nll")(tmp_path / "vae.json", tmp_path / "lm.json")
+    assert rc == 0 and "over 3 test sentences" in out
+    assert "(A: IW-NLL, k = 7; B: exact NLL of a language model)" in out
