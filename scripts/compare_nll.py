@@ -29,15 +29,15 @@ def per_sentence(path: str) -> tuple[dict, list[float], str]:
     if "per_sentence_nll" not in res:
         raise ConfigError(f"{path}: no per_sentence_nll (run seqvae evaluate with --per-sentence)")
     k = res.get("iw_samples")
+    iw = f"IW-NLL (k = {k})" if k else "IW-NLL"
     if "per_sentence_nll_refined" in res:
-        key, what = "per_sentence_nll_refined", \
-            f"IW-NLL, k = {k}, from proposals fitted in {res.get('refine_steps', '?')} steps"
+        key, what = "per_sentence_nll_refined", f"{iw} from proposals fitted in {res.get('refine_steps', '?')} steps"
     elif res.get("nll_is_bound"):  # a VAE evaluated with --samples 0: the ELBO alone
         key, what = "per_sentence_nll", "-ELBO, an upper bound on the NLL (evaluated with --samples 0)"
     elif res.get("latent") is False or k == 0:  # a language model (files before 2026-12-07 have no "latent")
         key, what = "per_sentence_nll", "exact NLL of a language model"
     else:
-        key, what = "per_sentence_nll", f"IW-NLL, k = {k}" if k else "NLL"
+        key, what = "per_sentence_nll", iw if k else "NLL"
     values = res[key]
     if not (isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                              for v in values)):

@@ -120,4 +120,4 @@ def test_compare_nll_names_each_estimate_and_the_split(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps(res))
     rc, out, _ = script("compare_nll")(tmp_path / "vae.json", tmp_path / "lm.json")
     assert rc == 0 and "over 3 test sentences" in out
-    assert "(A: IW-NLL, k = 7; B: exact NLL of a language model)" in out
+    assert "(A: IW-NLL (k = 7); B: exact NLL of a language model)" in out
