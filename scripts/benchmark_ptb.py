@@ -23,9 +23,12 @@ import sys
 from pathlib import Path
 
 from seqvae import atomic
-from seqvae.cli import format_table
+from seqvae.cli import describe_evaluation, format_table, reporting_errors
+from seqvae.config import ConfigError
 from seqvae.display import format_mi
 from seqvae.metrics import paired_difference
+from seqvae.prepare import read_meta
+from seqvae.textcli import MAX_IW_SAMPLES, check_size
 
 # Published PTB test numbers (Bowman et al. 2016, CoNLL, Table 2; NLL per sentence in nats).
 PUBLISHED = [
@@ -67,15 +70,29 @@ def main() -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--cpu-bf16", action="store_true", help="train with bf16 autocast on CPU")
     args = ap.parse_args()
+    return reporting_errors("benchmark_ptb", lambda: run(args))
 
+
+def check_args(args) -> None:
+    """Bad input as one line before anything is trained or written (training takes hours at the default sizes)."""
+    for flag in ("max_steps", "eval_every", "embed_dim", "hidden_dim", "latent_dim", "batch_size", "jobs"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.threads < 0 or args.max_test_sentences < 0:
+        raise ConfigError("--threads and --max-test-sentences must be >= 0")
+    check_size("--samples", args.samples, 0, MAX_IW_SAMPLES)
+    read_meta(args.data)  # a prepared data dir, or a one-line DataError
+    atomic.check_dir_path(args.out)
+
+
+def run(args) -> int:
+    check_args(args)
     out = Path(args.out)
     names = args.variants.split(",")
     table = variants(args.max_steps)
     unknown = [n for n in names if n not in table]
     if unknown:
-        print(f"benchmark_ptb: error: unknown variant(s) {', '.join(unknown)} (known: {', '.join(table)})",
-              file=sys.stderr)
-        return 2
+        raise ConfigError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(table)})")
     sizes = {"embed_dim": args.embed_dim, "hidden_dim": args.hidden_dim, "latent_dim": args.latent_dim}
     for name in names:  # a run of other sizes would be reused or resumed as if it were this one
         cfg_file = out / name / "last" / "config.json"
@@ -84,9 +101,7 @@ def main() -> int:
             other = {k: model.get(k) for k in sizes if model.get(k) != sizes[k]
                      and (k != "latent_dim" or model.get("latent", True))}  # an LM has no z to size
             if other:
-                print(f"benchmark_ptb: error: {out / name} was trained with {other}, not these sizes; "
-                      "give another --out", file=sys.stderr)
-                return 2
+                raise ConfigError(f"{out / name} was trained with {other}, not these sizes; give another --out")
     out.mkdir(parents=True, exist_ok=True)
     common = ["--data", args.data, "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
               "--embed-dim", str(args.embed_dim), "--hidden-dim", str(args.hidden_dim),
@@ -118,7 +133,9 @@ def main() -> int:
             procs[[p.poll() is None for _, p in procs].index(True)][1].wait()
     for name, p in procs:
         if p.wait() != 0:
-            print(f"{name}: training failed (see {out / (name + '.train.log')})", file=sys.stderr)
+            log = out / f"{name}.train.log"
+            last = ([ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] or ["?"])[-1]
+            print(f"benchmark_ptb: error: training {name} failed: {last} (log: {log})", file=sys.stderr)
             return 1
 
     results = {}  # name -> evaluation, in the order trained
@@ -141,12 +158,14 @@ def main() -> int:
         if "lm" in results and name != "lm":
             r["vs_lm"] = paired_difference(r["per_sentence_nll"], results["lm"]["per_sentence_nll"])
     atomic.write_json(out / "results.json", results)
-    md = ["| model | NLL | vs LM (paired ± SE) | PPL | -ELBO | KL | MI | AU | best step |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    md = [f"{name}: {describe_evaluation(r)}" for name, r in results.items()]
+    md += ["", "| model | NLL | vs LM (paired ± SE) | PPL | -ELBO | KL | MI | AU | best step |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         vs = f"{r['vs_lm']['mean_diff']:+.2f} ± {r['vs_lm']['se']:.2f}" if "vs_lm" in r else ""
-        md.append(f"| {name} | {r['nll']:.2f} | {vs} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {r['kl']:.2f} | "
-                  f"{format_mi(r['mi'], r.get('mi_se'))} | {r['au']}/{len(r['au_variances']) or '-'} | "
+        latent = (f"{r['kl']:.2f} | {format_mi(r['mi'], r.get('mi_se'))} | {r['au']}/{len(r['au_variances'])}"
+                  if r.get("latent", True) else "- | - | -")  # a language model has no z
+        md.append(f"| {name} | {r['nll']:.2f} | {vs} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {latent} | "
                   f"{r['best_step']} |")
     for name, r in PUBLISHED:
         md.append(f"| {name} (published) | {r['nll']:.0f} | | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")

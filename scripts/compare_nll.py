@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from seqvae.cli import reporting_errors
 from seqvae.config import ConfigError, load_json
 from seqvae.metrics import paired_difference
 
@@ -27,12 +28,16 @@ def per_sentence(path: str) -> tuple[dict, list[float], str]:
     res = load_json(Path(path), error=ConfigError, expect_object=True)
     if "per_sentence_nll" not in res:
         raise ConfigError(f"{path}: no per_sentence_nll (run seqvae evaluate with --per-sentence)")
+    k = res.get("iw_samples")
+    iw = f"IW-NLL (k = {k})" if k else "IW-NLL"
     if "per_sentence_nll_refined" in res:
-        key, what = "per_sentence_nll_refined", f"IW-NLL from proposals fitted in {res.get('refine_steps', '?')} steps"
+        key, what = "per_sentence_nll_refined", f"{iw} from proposals fitted in {res.get('refine_steps', '?')} steps"
     elif res.get("nll_is_bound"):  # a VAE evaluated with --samples 0: the ELBO alone
         key, what = "per_sentence_nll", "-ELBO, an upper bound on the NLL (evaluated with --samples 0)"
+    elif res.get("latent") is False or k == 0:  # a language model (files before 2026-12-07 have no "latent")
+        key, what = "per_sentence_nll", "exact NLL of a language model"
     else:
-        key, what = "per_sentence_nll", "NLL"
+        key, what = "per_sentence_nll", iw if k else "NLL"
     values = res[key]
     if not (isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                              for v in values)):
@@ -58,21 +63,24 @@ def main(argv=None) -> int:
     ap.add_argument("b", help="evaluate JSON of model B")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
+    return reporting_errors("compare_nll", lambda: compare(args))  # one line for bad input; `| head` is no error
+
+
+def compare(args) -> int:
+    (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
+    if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
+        raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
     try:
-        (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
-        if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
-            raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
         res = paired_difference(a, b)
-    except (ConfigError, ValueError) as e:
-        print(f"compare_nll: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     res["estimates"] = [what_a, what_b]
     if args.json:
         print(json.dumps(res, indent=2))
     else:
         lo, hi = res["ci95"]
         print(f"A - B = {res['mean_diff']:+.3f} nats/sentence (SE {res['se']:.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}]) "
-              f"over {res['sentences']} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them "
+              f"over {res['sentences']} {ra.get('split', '')} sentences; A lower on {100 * res['frac_a_lower']:.1f}% of them "
               f"(A: {what_a}; B: {what_b})")
     return 0
 

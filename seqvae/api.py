@@ -21,7 +21,6 @@ A language-model checkpoint (trained with --lm, no latent space) can `sample` an
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,10 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import MAX_SEED, TrainConfig, resolve_device, whole
+from .config import TrainConfig, resolve_device, whole
 from .data import collate
 from .generation import make_generator
-from .metrics import iw_log_likelihood
+from .metrics import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, iw_log_likelihood, sentence_noise
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior
 from .refine import LR as REFINE_LR
@@ -271,15 +270,16 @@ class SeqVAE:
                        refine: int, nll: torch.Tensor) -> None:
         for pos, batch in self._batches(ids, batch_size):
             if self.latent:
-                # (b, refine + samples, Z): each sentence's fitting noise, then its importance samples' noise
-                noise = torch.stack([sentence_noise(seed, ids[i], refine + samples, self.latent_dim, self.device)
-                                     for i in pos.tolist()])
+                keys = [ids[i] for i in pos.tolist()]  # a sentence's noise follows from the seed and its tokens
                 proposal = None
                 if refine:
                     mu, logvar = self.model.encode(batch.src, batch.src_lens)
-                    proposal = refine_posterior(self.model, batch, mu, logvar, steps=refine, noise=noise[:, :refine])
+                    fit_noise = sentence_noise(seed, NOISE_FIT, keys, (refine, self.latent_dim), self.device)
+                    proposal = refine_posterior(self.model, batch, mu, logvar, steps=refine, noise=fit_noise)
+                noise = sentence_noise(seed, NOISE_FIT_IW if refine else NOISE_IW, keys, (samples, self.latent_dim),
+                                       self.device)  # (b, samples, Z)
                 nll[pos] = -iw_log_likelihood(self.model, batch, samples, proposal=proposal,
-                                              noise=noise[:, refine:]).float().cpu()
+                                              noise=noise).float().cpu()
             else:
                 nll[pos] = self.model.token_nll(batch.dec_in, batch.target, None).float().cpu()
 
@@ -425,14 +425,6 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
     if not texts:
         raise InputError("no sentences given")
     return texts
-
-
-def sentence_noise(seed: int, ids: Sequence[int], rows: int, dim: int, device: torch.device) -> torch.Tensor:
-    """(rows, dim) standard normal draws of one sentence: from a generator seeded by `seed` and the sentence's
-    token ids, so that they do not depend on the sentences scored beside it (SeqVAE.score)."""
-    key = hashlib.blake2b(seed.to_bytes(8, "little") + b"".join(t.to_bytes(4, "little") for t in ids), digest_size=8)
-    gen = make_generator(device, int.from_bytes(key.digest(), "little") % MAX_SEED)
-    return torch.randn(rows, dim, generator=gen, device=device)
 
 
 def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: str = "lerp") -> torch.Tensor:

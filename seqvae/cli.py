@@ -194,10 +194,11 @@ def _add_evaluate(sub) -> None:
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
     p.add_argument("--data", help="prepared data dir (default: the one the model was trained on)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--samples", type=int, default=500, help="importance samples per sentence (0: ELBO only)")
+    p.add_argument("--samples", type=int, default=500, help="importance samples per sentence for a VAE's IW-NLL (default 500; 0: the -ELBO bound "
+                        "only); a language model's NLL is exact")
     p.add_argument("--refine", type=int, default=0,
                    help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; 0: skip)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32; changes no number)")
     p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--device")
@@ -207,12 +208,17 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
+LATENT_ONLY = ("kl", "mi", "au")  # metrics of the latent: "n/a" for a language model
+
+
 def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A small fixed-width table of the headline metrics, one row per model (MI: display.format_mi)."""
+    """A small fixed-width table of the headline metrics, one row per model (MI: display.format_mi; a
+    language model's KL, MI and AU: n/a)."""
     cols = [("nll", "NLL", ".2f"), ("nll_per_token", "NLL/tok", ".3f"), ("ppl", "PPL", ".1f"),
             ("neg_elbo", "-ELBO", ".2f"), ("rec", "rec", ".2f"), ("kl", "KL", ".2f"), ("mi", "MI", None),
             ("au", "AU", "d")]
-    cells = [[format_mi(r[k], r.get("mi_se")) if fmt is None else format(r[k], fmt) for k, _, fmt in cols]
+    cells = [["n/a" if k in LATENT_ONLY and r.get("latent") is False else
+              format_mi(r[k], r.get("mi_se")) if fmt is None else format(r[k], fmt) for k, _, fmt in cols]
              for _, r in rows]
     widths = [max([8] + [len(row[i]) for row in cells]) for i in range(len(cols))]
     name_w = max([len("model")] + [len(n) for n, _ in rows])
@@ -220,6 +226,19 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
     for (name, _), row in zip(rows, cells):
         lines.append(f"{name:<{name_w}} " + " ".join(f"{c:>{w}}" for c, w in zip(row, widths)))
     return "\n".join(lines)
+
+
+def describe_evaluation(res: dict[str, Any]) -> str:
+    """What an evaluation's numbers are: the split, its size, and how NLL was estimated (k, seed)."""
+    where = f"{res.get('split', '?')} split, {res['sentences']:,} sentences, {res['tokens']:,} tokens incl. EOS"
+    if res.get("latent") is False:
+        how = "language model: exact NLL; KL, MI and AU do not apply (no latent)"
+    elif res.get("nll_is_bound"):
+        how = "NLL is -ELBO, an upper bound (--samples 0)"
+    else:
+        how = f"NLL importance-weighted with k = {res['iw_samples']:,} samples"
+    seed = f", seed {res['seed']}" if res.get("latent") is not False and "seed" in res else ""
+    return f"{where}; {how}{seed}; PPL = exp(total NLL / tokens)"
 
 
 def _cmd_evaluate(args) -> int:
@@ -239,11 +258,14 @@ def _cmd_evaluate(args) -> int:
     model, _, cfg = checkpoint.load(ckpt, map_location=device)
     data_dir = _model_data_dir(cfg, args.data, same_ids_as=ckpt)
     dataset = SentenceDataset.from_dir(data_dir, args.split)
+    if not len(dataset):
+        raise ConfigError(f"{data_dir}: the {args.split} split has no sentences to evaluate")
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,
                    max_sentences=args.max_sentences, seed=args.seed, refine_steps=args.refine,
                    per_sentence=args.per_sentence, progress=True)
     res.update({"checkpoint": str(ckpt), "split": args.split, "data": str(Path(data_dir).resolve())})
     atomic.write_json(out, res)
+    print(describe_evaluation(res))
     print(format_table([(ckpt.parent.name if ckpt.name == "best" else ckpt.name, res)]))
     if "nll_refined" in res:
         print(f"NLL with proposals fitted per sentence ({res['refine_steps']} steps): {res['nll_refined']:.2f}")

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,6 +38,8 @@ IMDB_SPLITS = ("train", "test", "unsup")
 PTB_SPLITS = ("train", "valid", "test")
 _HUB_IMDB_SPLIT = {"train": "train", "test": "test", "unsup": "unsupervised"}
 _HUB_PTB_SPLIT = {"train": "train", "valid": "validation", "test": "test"}
+HUB_REACH_TIMEOUT_S = 5.0  # the look for the hub before `datasets`, which retries for ~25 s, a log line a try
+_TRUE = ("1", "true", "yes", "on")
 
 
 def resolve_data_root(data_root: str | Path) -> Path:
@@ -197,6 +204,33 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
+def check_hub_reachable(what: str, timeout: float = HUB_REACH_TIMEOUT_S) -> None:
+    """A one-line DataError within `timeout` seconds when the Hugging Face hub (HF_ENDPOINT, default
+    huggingface.co) takes no connection: no network. Not checked when HF_HUB_OFFLINE or HF_DATASETS_OFFLINE
+    asks `datasets` for its cache, nor behind a proxy (the connection is the proxy's to make)."""
+    if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return
+    if urllib.request.getproxies().get("https"):
+        return
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    failure = [f"no answer in {timeout:g} s"]
+
+    def connect() -> None:  # in a thread: name resolution has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            failure.clear()
+        except OSError as e:
+            failure[0] = one_line(e)
+
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(timeout)
+    if failure:
+        raise DataError(f"{what}: cannot reach the Hugging Face hub at {host} ({failure[0]}); without network use "
+                        "--source local (files under --data-root), or HF_DATASETS_OFFLINE=1 for a copy cached earlier")
+
+
 def _load_local_or_hub(corpus: str, split: str, splits: Sequence[str], source: str, data_root: str | Path,
                        cache_dir: str | None, *, local_path: str, local_builder: str,
                        check_local: Callable[[Path], None], hub_name: str, hub_splits: dict[str, str]):
@@ -211,5 +245,6 @@ def _load_local_or_hub(corpus: str, split: str, splits: Sequence[str], source: s
     if source == "hub":
         hub_split = hub_splits[split]
         what = f"hub {hub_name}/{hub_split}"
+        check_hub_reachable(what)
         return _load(hub_name, what, split=hub_split, cache_dir=cache_dir), what
     raise DataError(f"source must be 'local' or 'hub', got {source!r}")

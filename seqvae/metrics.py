@@ -53,7 +53,8 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
 
     Samples are drawn in chunks so that one decoded chunk holds at most `max_logits` logits
     (copies x length x vocab; 2**27 floats = 512 MiB), at least one sample per sentence. The
-    estimate does not depend on the budget: all k x Z noise is drawn before chunking.
+    estimate does not depend on the budget: all k x Z noise is drawn before chunking (from
+    `generator`, or given as `noise`, (B, k, Z) standard normal draws: see sentence_noise).
     """
     if k < 1:
         raise ValueError("k must be >= 1")
@@ -77,6 +78,25 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
                               z.reshape(B * kc, Z)).view(B, kc)
         log_w.append(-rec + log_p - log_q)
     return torch.logsumexp(torch.cat(log_w, 1), dim=1) - math.log(k)
+
+
+# Streams of sentence_noise (evaluate, SeqVAE.score): each draw of a sentence's noise has its own
+NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW = range(4)
+
+
+def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], shape: tuple[int, ...],
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal noise (len(keys), *shape): row j from a generator of its own, seeded by (seed, stream,
+    keys[j]), so that a sentence's draws are the same whichever batch, and batch size, it is evaluated in.
+    A key is the sentence's place in a dataset (evaluate) or its token ids (SeqVAE.score: then the same
+    sentence gets the same draws wherever it stands)."""
+    rows = []
+    for key in keys:
+        key = [int(t) for t in key] if isinstance(key, (list, tuple)) else [int(key)]
+        state = np.random.SeedSequence([seed, stream, len(key), *key]).generate_state(2, np.uint32)
+        g = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 62 bits
+        rows.append(torch.randn(shape, generator=g))
+    return torch.stack(rows).to(device)
 
 
 def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
@@ -130,19 +150,19 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     proposal fitted per sentence in that many steps (refine.refine_posterior); "nll" is unchanged.
     per_sentence=True adds "per_sentence_nll" (and "per_sentence_nll_refined"): each sentence's NLL
     in dataset order, for paired comparisons of two models on the same sentences.
-    Deterministic under `seed`; does not touch the global RNG.
+    Deterministic under `seed`; does not touch the global RNG. Each sentence's noise comes from its own
+    generators (sentence_noise), so the numbers do not depend on batch_size beyond float rounding.
     """
     device = model.device
     if max_sentences:
         dataset = dataset.subset(max_sentences)
-    gen = torch.Generator(device=device).manual_seed(seed)
     cpu_gen = torch.Generator().manual_seed(seed + 1)
-    fit_gen = torch.Generator(device=device).manual_seed(seed + 2)  # its own: "nll" stays as without it
     cfg = model.cfg
     refined = bool(cfg.latent and k > 0 and refine_steps > 0)
     tot = {"rec": 0.0, "kl": 0.0, "nll": 0.0, "nll_refined": 0.0}
     n_sent, n_tok = 0, 0
-    mus, logvars = [], []
+    mus = torch.zeros(len(dataset), cfg.latent_dim)  # posterior parameters in dataset order, (N, Z)
+    logvars = torch.zeros(len(dataset), cfg.latent_dim)
     nll_of = torch.full((len(dataset),), float("nan"), dtype=torch.float64)  # per sentence, dataset order
     refined_of = nll_of.clone()
     batches = BucketBatchSampler(dataset.lengths, batch_size, shuffle=False).batches()
@@ -158,26 +178,30 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
                 tot["nll"] += float(rec.sum())
                 nll_of[torch.as_tensor(idx)] = rec.double().cpu()
                 continue
+            Z = cfg.latent_dim
             mu, logvar = model.encode(batch.src, batch.src_lens)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, device=device, generator=gen)
+            z = mu + torch.exp(0.5 * logvar) * sentence_noise(seed, NOISE_Z, idx, (Z,), device)
             rec = model.token_nll(batch.dec_in, batch.target, z)
             kl = gaussian_kl(mu, logvar)
             tot["rec"] += float(rec.sum())
             tot["kl"] += float(kl.sum())
-            nll = -iw_log_likelihood(model, batch, k, generator=gen) if k > 0 else rec + kl
+            nll = -iw_log_likelihood(model, batch, k, noise=sentence_noise(seed, NOISE_IW, idx, (k, Z), device)) \
+                if k > 0 else rec + kl
             tot["nll"] += float(nll.sum())
             nll_of[torch.as_tensor(idx)] = nll.double().cpu()
             if refined:
-                fitted = refine_posterior(model, batch, mu, logvar, steps=refine_steps, generator=fit_gen)
-                nll = -iw_log_likelihood(model, batch, k, generator=fit_gen, proposal=fitted)
+                steps_noise = sentence_noise(seed, NOISE_FIT, idx, (refine_steps, Z), device)  # (B, steps, Z)
+                fitted = refine_posterior(model, batch, mu, logvar, steps=refine_steps, noise=steps_noise)
+                nll = -iw_log_likelihood(model, batch, k, proposal=fitted,
+                                         noise=sentence_noise(seed, NOISE_FIT_IW, idx, (k, Z), device))
                 tot["nll_refined"] += float(nll.sum())
                 refined_of[torch.as_tensor(idx)] = nll.double().cpu()
-            mus.append(mu.float().cpu())
-            logvars.append(logvar.float().cpu())
+            mus[torch.as_tensor(idx)] = mu.float().cpu()
+            logvars[torch.as_tensor(idx)] = logvar.float().cpu()
     if n_sent == 0:
         raise ValueError("cannot evaluate on an empty dataset")
 
-    res: dict[str, Any] = {"sentences": n_sent, "tokens": n_tok}
+    res: dict[str, Any] = {"sentences": n_sent, "tokens": n_tok, "latent": bool(cfg.latent), "seed": seed}
     res["rec"] = tot["rec"] / n_sent
     res["kl"] = tot["kl"] / n_sent
     res["neg_elbo"] = res["rec"] + res["kl"]
@@ -190,7 +214,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
         res["nll_refined"], res["refine_steps"] = tot["nll_refined"] / n_sent, refine_steps
     res["ppl"] = math.exp(min(nll_total / n_tok, 700.0))
     if cfg.latent:
-        mu_all, logvar_all = torch.cat(mus), torch.cat(logvars)
+        mu_all, logvar_all = mus, logvars
         res["au"], res["au_variances"] = active_units(mu_all)
         if mi_sentences and len(mu_all) > mi_sentences:
             pick = torch.from_numpy(np.random.default_rng(seed).choice(len(mu_all), mi_sentences, replace=False))

@@ -447,9 +447,11 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         help="text: a line is one sentence (default), or a document that seqvae splits into sentences")
     add("--out", help="prepared data dir to create or replace (default data/<dataset>)")
     add("--data-root", default=d.data_root,
-        help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, relative to the current dir (default {d.data_root})")
+        help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, read through `datasets`; a relative path from the "
+             f"current dir, else from the seqvae repo (default {d.data_root})")
     add("--source", choices=["local", "hub"], default=d.source,
-        help="local files under --data-root, or the Hugging Face hub (needs network)")
+        help="local: files under --data-root; hub: the Hugging Face hub's imdb or ptb_text_only (needs network; "
+             "offline, one line within seconds)")
     add("--tokenizer", choices=["auto", "sentencepiece", "word"], default=d.tokenizer,
         help="auto: word for PTB, sentencepiece for IMDB and text")
     add("--vocab-size", type=int, default=d.vocab_size,

@@ -56,6 +56,38 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     assert json.loads((run_dir / "best" / "eval-test.json").read_text()) == fitted
 
 
+def test_evaluate_says_what_its_numbers_are(tiny_data_dir, tmp_path, capsys):
+    """The split, its size and k above the table; a language model's KL, MI and AU are n/a; an empty split is
+    one line."""
+    import shutil
+
+    import numpy as np
+
+    small = ["--preset", "tiny", "--max-steps", 2, "--eval-every", 2, "--embed-dim", 8, "--hidden-dim", 8,
+             "--latent-dim", 2, "--no-progress"]
+    for name, extra in (("vae", []), ("lm", ["--lm"])):
+        assert run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / name, *small, *extra)[0] == 0
+    code, out, _ = run(capsys, "evaluate", tmp_path / "vae", "--split", "valid", "--samples", 3, "--max-sentences", 7)
+    head = out.splitlines()[0]
+    assert code == 0 and "valid split, 7 sentences" in head and "k = 3 samples" in head and "seed 0" in head
+    assert "n/a" not in out
+    code, out, _ = run(capsys, "evaluate", tmp_path / "vae", "--samples", 0, "--max-sentences", 7)
+    assert code == 0 and "test split" in out.splitlines()[0] and "upper bound" in out.splitlines()[0]
+    code, out, _ = run(capsys, "evaluate", tmp_path / "lm", "--samples", 3, "--json", tmp_path / "lm.json")
+    head, row = out.splitlines()[0], out.splitlines()[-1]
+    assert code == 0 and "KL, MI and AU do not apply" in head and "k =" not in head
+    assert row.split()[-3:] == ["n/a"] * 3
+    assert json.loads((tmp_path / "lm.json").read_text())["latent"] is False
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_data_dir, empty)
+    np.savez_compressed(empty / "test.npz", ids=np.zeros(0, np.int32), offsets=np.zeros(1, np.int64),
+                        review=np.zeros(0, np.int64), origin=np.zeros(0, np.int8), label=np.zeros(0, np.int8))
+    for ckpt in ("vae", "lm"):
+        code, _, err = run(capsys, "evaluate", tmp_path / ckpt, "--data", empty, "--json", tmp_path / "e.json")
+        assert_one_line_error(code, err, "the test split has no sentences")
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "train", "--data", tmp_path / "missing", "--out", tmp_path / "r", "--no-progress")
     assert_one_line_error(code, err, "missing")

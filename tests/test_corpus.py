@@ -44,3 +44,30 @@ def test_an_empty_imdb_file_is_one_line(tmp_path, one_line):
     one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
               "--valid-reviews", 2], "test.jsonl.gz: empty file")
     assert not (tmp_path / "d").exists()
+
+
+def test_the_hub_without_network_is_one_line_within_seconds(tmp_path, monkeypatch, one_line):
+    """No network: refused before `datasets`, which would retry for ~25 s with a log line per try."""
+    import socket
+    import time
+
+    import datasets
+
+    def no_network(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    calls = []
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: calls.append(a) or time.sleep(30))
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.perf_counter()
+    for dataset in ("imdb", "ptb"):
+        one_line(["prepare", "--dataset", dataset, "--source", "hub", "--out", tmp_path / dataset, "--quiet"],
+                 "cannot reach the Hugging Face hub at huggingface.co (")
+        assert not (tmp_path / dataset).exists()
+    assert not calls and time.perf_counter() - start < 10
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # datasets' cache: its to look at, no connection tried
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: calls.append(a) or datasets.Dataset.from_dict({}))
+    one_line(["prepare", "--dataset", "ptb", "--source", "hub", "--out", tmp_path / "ptb", "--quiet"], "no rows")
+    assert calls and not (tmp_path / "ptb").exists()

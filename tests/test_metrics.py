@@ -117,6 +117,19 @@ def test_evaluate_is_deterministic_and_leaves_global_rng_alone():
     assert a["nll"] <= a["neg_elbo"] + 1.0 and a["nll_is_bound"] is False
 
 
+def test_evaluate_does_not_depend_on_batch_size():
+    """Each sentence draws its own noise: batching changes float rounding only (MI's subsample included)."""
+    model, ds = tiny_vae(), SentenceDataset.from_lists(sentences())
+    a, b = (evaluate(model, ds, k=5, refine_steps=3, mi_sentences=10, per_sentence=True, seed=4, batch_size=bs)
+            for bs in (3, 24))
+    for key in ("nll", "nll_refined", "rec", "kl", "neg_elbo", "mi", "mi_se", "ppl"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-5), key
+    assert a["per_sentence_nll"] == pytest.approx(b["per_sentence_nll"], rel=1e-5)
+    assert a["per_sentence_nll_refined"] == pytest.approx(b["per_sentence_nll_refined"], rel=1e-5)
+    assert a["au_variances"] == pytest.approx(b["au_variances"], rel=1e-4, abs=1e-7)
+    assert evaluate(model, ds, k=5, seed=5)["nll"] != a["nll"]  # the seed does matter
+
+
 def test_active_units_counts_varying_dims():
     mu = torch.zeros(100, 4)
     mu[:, 0] = torch.linspace(-1, 1, 100)  # var ~ 0.34

@@ -67,9 +67,57 @@ def test_benchmark_ptb_refuses_a_run_of_other_sizes(tiny_data_dir, tmp_path):
     assert not out.exists()
     rc, stdout, _ = bench(*opts)
     assert rc == 0 and "| lm |" in stdout and json.loads((out / "results.json").read_text())["lm"]["sentences"] == 10
+    md = (out / "results.md").read_text()  # what the numbers are, and no KL/MI/AU for a language model
+    assert md.startswith("lm: test split, 10 sentences")
+    assert next(ln for ln in md.splitlines() if ln.startswith("| lm |")).endswith("| - | - | - | 2 |")
     one_line(bench(*opts, "--hidden-dim", "32"), "benchmark_ptb", "was trained with {'hidden_dim': 16}")
     rc, stdout, _ = bench(*opts, "--latent-dim", "8")  # an LM has no z: its run is the same model
     assert rc == 0 and "lm: reusing" in stdout
     with pytest.raises(SystemExit) as e:  # argparse: a split that does not exist, before any training
         bench(*opts, "--split", "foo")
     assert e.value.code == 2
+
+
+def test_benchmark_ptb_refuses_bad_input_before_any_work(tiny_data_dir, tmp_path):
+    bench = script("benchmark_ptb")
+    out = tmp_path / "pb"
+    opts = ["--data", tiny_data_dir, "--out", out, "--variants", "lm,vae-fb", "--threads", "1"]
+    one_line(bench(*opts, "--max-steps", "0"), "benchmark_ptb", "--max-steps must be >= 1")  # was a ZeroDivisionError
+    one_line(bench(*opts, "--samples", "-1"), "benchmark_ptb", "--samples must be between 0 and 10,000")
+    one_line(bench(*opts, "--eval-every", "0"), "benchmark_ptb", "--eval-every must be >= 1")
+    one_line(bench(*opts[2:], "--data", tmp_path / "nodata"), "benchmark_ptb", "nodata/meta.json: no such file")
+    assert not out.exists()
+    (tmp_path / "a_file").write_text("mine")
+    one_line(bench(*opts[:2], "--out", tmp_path / "a_file", *opts[4:]), "benchmark_ptb", "is not a directory")
+    assert (tmp_path / "a_file").read_text() == "mine"
+
+
+def test_compare_nll_into_a_closed_pipe_is_no_traceback(tmp_path):
+    """`compare_nll.py A B --json | head -0`: the reader is gone; exit 141 as for `seqvae`, nothing on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    for name, nll in (("a", [1.0, 2.0, 3.0]), ("b", [1.5, 2.0, 2.0])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"split": "test", "data": "d", "per_sentence_nll": nll}))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, str(root / "scripts" / "compare_nll.py"), tmp_path / "a.json",
+                               tmp_path / "b.json", "--json"], stdout=write, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)})
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_compare_nll_names_each_estimate_and_the_split(tmp_path):
+    common = {"split": "test", "data": "d", "nll_is_bound": False}
+    files = {"vae": {**common, "latent": True, "iw_samples": 7, "per_sentence_nll": [1.0, 2.0, 3.0]},
+             "lm": {**common, "latent": False, "iw_samples": 0, "per_sentence_nll": [1.5, 2.0, 2.0]}}
+    for name, res in files.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(res))
+    rc, out, _ = script("compare_nll")(tmp_path / "vae.json", tmp_path / "lm.json")
+    assert rc == 0 and "over 3 test sentences" in out
+    assert "(A: IW-NLL (k = 7); B: exact NLL of a language model)" in out
