@@ -285,6 +285,35 @@ def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(ti
     assert all(torch.equal(a[k], b[k]) for k in a), "the deletions were not replayed on resume"
 
 
+def test_word_dropout_replaces_only_the_decoders_input_at_its_rate(tiny_data_dir, tmp_path, monkeypatch):
+    from seqvae import model as model_module
+
+    seen = []
+    forward = model_module.SentenceVAE.forward
+
+    def spy(self, src, src_lens, dec_in, target, **kw):
+        seen.append((src.clone(), dec_in.clone(), target.clone()))
+        return forward(self, src, src_lens, dec_in, target, **kw)
+
+    monkeypatch.setattr(model_module.SentenceVAE, "forward", spy)
+    idx = list(range(32))
+    for rate in (0.0, 0.5):
+        seen.clear()
+        tr = Trainer(tiny_cfg(word_dropout=rate), tiny_data_dir, tmp_path / f"wd{rate}", device="cpu", progress=False)
+        tr.train_step(idx)
+        whole = [tr.train_set[i] for i in idx]
+        expect = collate([whole[j] for j in sorted(range(32), key=lambda j: -len(whole[j]))])  # longest first
+        src, dec_in, target = seen[0]
+        assert torch.equal(src, expect.src) and torch.equal(target, expect.target)  # encoder and targets whole
+        unk = tr.cfg.model.unk_id
+        changed = dec_in != expect.dec_in
+        assert (dec_in[changed] == unk).all() and not changed[:, 0].any()  # only <unk>, never BOS
+        real = (expect.dec_in != tr.cfg.model.pad_id) & (expect.dec_in != unk)
+        real[:, 0] = False
+        share = float(changed.sum()) / float(real.sum())
+        assert (share == 0.0) if rate == 0 else (0.35 < share < 0.65), (rate, share)
+
+
 def test_free_nats_per_token_are_wired_into_the_step(tiny_data_dir, tmp_path):
     """A budget no tiny sentence reaches takes the KL out of the gradient: the same steps as beta = 0; a small
     one leaves some sentences above theirs and the steps differ."""
