@@ -245,27 +245,33 @@ def test_mean_rec_term_is_added_and_needs_a_vae(tiny_data_dir, tmp_path, monkeyp
     assert expected == pytest.approx(losses[2.0], rel=1e-4)
 
 
-def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(tiny_data_dir, tmp_path,
-                                                                            monkeypatch):
-    with pytest.raises(ConfigError, match="encoder_deletion must be in"):
-        TrainConfig.from_dict({"encoder_deletion": 1.0})
-    with pytest.raises(ConfigError, match="encoder_deletion > 0 needs a VAE"):
-        tiny_cfg(TINY_MODEL.replace(latent=False), encoder_deletion=0.2, word_dropout=0.0)
+def spy_forward(monkeypatch) -> list:
+    """A list that every SentenceVAE forward call appends its (src, src_lens, dec_in, target) to, cloned."""
     from seqvae import model as model_module
 
     seen = []
     forward = model_module.SentenceVAE.forward
 
     def spy(self, src, src_lens, dec_in, target, **kw):
-        seen.append((src.clone(), src_lens.clone(), target.clone()))
+        seen.append((src.clone(), src_lens.clone(), dec_in.clone(), target.clone()))
         return forward(self, src, src_lens, dec_in, target, **kw)
 
     monkeypatch.setattr(model_module.SentenceVAE, "forward", spy)
+    return seen
+
+
+def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(tiny_data_dir, tmp_path,
+                                                                            monkeypatch):
+    with pytest.raises(ConfigError, match="encoder_deletion must be in"):
+        TrainConfig.from_dict({"encoder_deletion": 1.0})
+    with pytest.raises(ConfigError, match="encoder_deletion > 0 needs a VAE"):
+        tiny_cfg(TINY_MODEL.replace(latent=False), encoder_deletion=0.2, word_dropout=0.0)
+    seen = spy_forward(monkeypatch)
     cfg = tiny_cfg(encoder_deletion=0.5)
     tr = Trainer(cfg, tiny_data_dir, tmp_path / "run", device="cpu", progress=False)
     idx = list(range(16))
     tr.train_step(idx)
-    src, src_lens, target = seen[0]
+    src, src_lens, _, target = seen[0]
     whole = [tr.train_set[i] for i in idx]
     order = sorted(range(16), key=lambda j: -len(whole[j]))  # the trainer packs longest first
     expect = collate([whole[j] for j in order])
@@ -286,16 +292,7 @@ def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(ti
 
 
 def test_word_dropout_replaces_only_the_decoders_input_at_its_rate(tiny_data_dir, tmp_path, monkeypatch):
-    from seqvae import model as model_module
-
-    seen = []
-    forward = model_module.SentenceVAE.forward
-
-    def spy(self, src, src_lens, dec_in, target, **kw):
-        seen.append((src.clone(), dec_in.clone(), target.clone()))
-        return forward(self, src, src_lens, dec_in, target, **kw)
-
-    monkeypatch.setattr(model_module.SentenceVAE, "forward", spy)
+    seen = spy_forward(monkeypatch)
     idx = list(range(32))
     for rate in (0.0, 0.5):
         seen.clear()
@@ -303,7 +300,7 @@ def test_word_dropout_replaces_only_the_decoders_input_at_its_rate(tiny_data_dir
         tr.train_step(idx)
         whole = [tr.train_set[i] for i in idx]
         expect = collate([whole[j] for j in sorted(range(32), key=lambda j: -len(whole[j]))])  # longest first
-        src, dec_in, target = seen[0]
+        src, _, dec_in, target = seen[0]
         assert torch.equal(src, expect.src) and torch.equal(target, expect.target)  # encoder and targets whole
         unk = tr.cfg.model.unk_id
         changed = dec_in != expect.dec_in
