@@ -338,6 +338,8 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
     cases.append((dict(test_file=str(tmp_path / "." / "train.txt")), DataError,
                   "--train and --test name the same file"))
+    (tmp_path / "link.txt").symlink_to(good)  # another name for the same file: compared as files, not names
+    cases.append((dict(valid_file=str(tmp_path / "link.txt")), DataError, "--train and --valid name the same file"))
     for unit in ("document", "line"):  # an explicit "line" too: it means nothing for PTB
         cases.append((dict(dataset="ptb", train_file="", text_unit=unit), ConfigError,
                       r"text_unit \(--unit\): only for dataset 'text'"))

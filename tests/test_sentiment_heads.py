@@ -426,6 +426,9 @@ def test_a_head_fitted_through_the_api_is_taken_for_its_own_checkpoint(tiny, tmp
     assert head.meta["model_sha256"] == Fe.model_sha256(vae) != Fe.checkpoint_id(ckpt)
     head.save(ckpt)
     assert head_matches(load_head(ckpt), ckpt, vae)
+    assert load_head(ckpt, model_id=Fe.model_sha256(vae)).meta["model_sha256"] == Fe.model_sha256(vae)
+    with pytest.raises(K.ClassifyError, match="fitted on other weights than"):
+        load_head(ckpt, model_id="0" * 64)  # the API's check of a head against the model it will read
     assert main(["classify", "evaluate", str(ckpt), "--data-root", str(tiny[1]), "--no-progress", "--no-cache"]) == 0
     capsys.readouterr()
     assert main(["classify", "predict", str(ckpt), "The movie was great."]) == 0
