@@ -311,9 +311,9 @@ def test_word_dropout_replaces_only_the_decoders_input_at_its_rate(tiny_data_dir
         assert (share == 0.0) if rate == 0 else (0.35 < share < 0.65), (rate, share)
 
 
-def test_free_nats_per_token_are_wired_into_the_step(tiny_data_dir, tmp_path):
-    """A budget no tiny sentence reaches takes the KL out of the gradient: the same steps as beta = 0; a small
-    one leaves some sentences above theirs and the steps differ."""
+def test_free_nats_per_token_and_free_bits_are_wired_into_the_step(tiny_data_dir, tmp_path):
+    """A budget no tiny sentence (free nats) or dimension (free bits) reaches takes the KL out of the gradient:
+    the same steps as beta = 0; a small one leaves some above theirs and the steps differ."""
     def weights(out, **train):
         tr = Trainer(tiny_cfg(kl_schedule="constant", **train), tiny_data_dir, tmp_path / out, device="cpu",
                      progress=False)
@@ -324,6 +324,10 @@ def test_free_nats_per_token_are_wired_into_the_step(tiny_data_dir, tmp_path):
     free, zero = weights("free", kl_max=1.0, free_nats_per_token=1000.0), weights("zero", kl_max=0.0)
     assert all(torch.equal(free[k], zero[k]) for k in free)
     some = weights("some", kl_max=1.0, free_nats_per_token=0.01)
+    assert not all(torch.equal(some[k], zero[k]) for k in some)
+    bits = weights("bits", kl_max=1.0, free_bits=1000.0)
+    assert all(torch.equal(bits[k], zero[k]) for k in bits)
+    some = weights("some-bits", kl_max=1.0, free_bits=0.01)
     assert not all(torch.equal(some[k], zero[k]) for k in some)
 
 
