@@ -282,8 +282,10 @@ def test_a_closed_pipe_ends_quietly():
     code = ("import sys; from seqvae.cli import reporting_errors\n"
             "def run():\n    for i in range(100000): print('line', i)\n"
             "sys.exit(reporting_errors('seqvae', run))")
-    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True)
+    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True)
     assert p.stdout == "line 0\n" and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    assert p.returncode == 141  # seqvae's own status, as a shell reports a command ended by SIGPIPE
 
 
 def test_an_ascii_terminal_gets_escapes_not_a_traceback():
