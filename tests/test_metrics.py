@@ -134,6 +134,16 @@ def test_evaluate_is_deterministic_and_leaves_global_rng_alone():
     assert a["nll"] <= a["neg_elbo"] + 1.0 and a["nll_is_bound"] is False
 
 
+def test_evaluate_reports_mi_with_its_standard_error(monkeypatch):
+    import seqvae.metrics as M
+
+    terms = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)  # per-sentence MI terms, made to order
+    monkeypatch.setattr(M, "mutual_information_terms", lambda mu, logvar, generator=None: terms)
+    res = evaluate(tiny_vae(), SentenceDataset.from_lists(sentences(4)), k=0)
+    assert res["mi"] == pytest.approx(2.5) and res["mi_max"] == pytest.approx(math.log(4))
+    assert res["mi_se"] == pytest.approx(float(terms.std()) / 2)  # the mean's standard error: std / sqrt(4)
+
+
 def test_active_units_counts_varying_dims():
     mu = torch.zeros(100, 4)
     mu[:, 0] = torch.linspace(-1, 1, 100)  # var ~ 0.34
