@@ -38,6 +38,22 @@ def test_refining_raises_the_likelihood_and_moves_only_z(vae, texts):
         refine_codes(model, b, mu, logvar, lr=0.0)
 
 
+def test_refined_codes_minimize_the_nll_plus_the_weighted_posterior_term(vae, texts, monkeypatch):
+    """Under a stand-in likelihood with its peak at a, -log p(x|z) = |z - a|^2 / 2, the refined code is the
+    minimum of that plus weight * |(z - mu) / sigma|^2 / 2, per dimension (a + w mu / s^2) / (1 + w / s^2)."""
+    import math
+
+    model, Z = vae.model, vae.latent_dim
+    b = _batch(vae, texts[:2])
+    a = torch.linspace(-1.0, 1.0, Z).expand(2, Z)
+    mu, logvar = torch.zeros(2, Z), torch.full((2, Z), math.log(0.25))
+    logvar[:, 0] = math.log(4.0)  # one wide dimension: held less
+    monkeypatch.setattr(model, "token_nll", lambda dec_in, target, z, positions=None: 0.5 * ((z - a) ** 2).sum(1))
+    z = refine_codes(model, b, mu, logvar, steps=3000, lr=0.01, weight=2.0)
+    var = logvar.exp()
+    assert torch.allclose(z, (a + 2.0 * mu / var) / (1 + 2.0 / var), atol=0.02)
+
+
 def test_api_refine_keeps_input_order_and_feeds_reconstruct_and_interpolate(vae, texts):
     z = vae.refine(texts, steps=5)
     assert z.shape == (len(texts), vae.latent_dim)
