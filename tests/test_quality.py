@@ -124,6 +124,9 @@ def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
     seen = tok.decode(SentenceDataset.from_dir(data, "train")[0].tolist())
     assert train.invented_rate([seen]) == 0.0 and train.invented_rate(["zorblax quinthe"]) == 1.0
     assert train.copy_rate([seen, "zorblax quinthe"]) == 0.5
+    few = quality.INVENTED_BELOW
+    counts = quality.TrainingText({"rare": few - 1, "common": few}, np.zeros(0, dtype=np.int64))
+    assert counts.invented_rate(["rare common", "common unseen"]) == 0.5  # seen fewer than INVENTED_BELOW times
 
 
 def _vae_on(data_dir, path):
