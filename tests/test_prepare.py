@@ -249,6 +249,14 @@ def test_prepare_text_holds_out_train_lines_and_says_when_it_takes_fewer(tmp_pat
     assert _sentences(tmp_path / "b", "valid") == splits["valid"]
     prepare(cfg.replace(seed=2), tmp_path / "c", progress=False)
     assert _sentences(tmp_path / "c", "valid") != splits["valid"]
+    # held-out lines keep no sentence that the train lines left have (15 of the 50 lines are twins)
+    twins = [f"unique sentence {i} is here ." for i in range(20)] + [f"twin sentence {j // 2} is here ." for j in range(30)]
+    (tmp_path / "twins.txt").write_text("".join(line + "\n" for line in twins))
+    twin_stats = prepare(cfg.replace(train_file=str(tmp_path / "twins.txt"), valid_reviews=5), tmp_path / "e",
+                         progress=False)
+    held = {s: set(_sentences(tmp_path / "e", s)) for s in ("train", "valid", "test")}
+    assert not (held["valid"] | held["test"]) & held["train"]
+    assert twin_stats["valid"]["dropped_in_train"] > 0 and twin_stats["test"]["dropped_in_train"] > 0  # it arises
     # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. A test file keeps
     # no sentence of the train file, held-out lines included, so a copy of it leaves nothing.
     (tmp_path / "copy.txt").write_bytes((tmp_path / "train.txt").read_bytes())
