@@ -434,9 +434,9 @@ def test_empty_and_invalid_files(tmp_path):
     root = write_fake_imdb(tmp_path / "raw")
     with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
         f.write("")
-    with pytest.raises(DataError, match="test.jsonl.gz"):
+    with pytest.raises(DataError, match=r"test.jsonl.gz: empty file"):
         load_imdb("test", data_root=root)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"test.jsonl.gz: empty file"):
         prepare(DataConfig(data_root=str(root), **IMDB_CFG), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
@@ -449,7 +449,7 @@ def test_empty_and_invalid_files(tmp_path):
         load_imdb("test", data_root=root)
     write_fake_ptb(root)
     (root / "ptb" / "ptb.test.txt").write_text("")
-    with pytest.raises(DataError, match="ptb.test.txt"):
+    with pytest.raises(DataError, match="ptb.test.txt: empty file"):
         prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "out", progress=False)
 
 
