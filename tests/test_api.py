@@ -13,6 +13,7 @@ from seqvae import Posterior, SeqVAE
 from seqvae.api import MAX_TOKENS, InputError, interpolate_codes
 from seqvae.checkpoint import CheckpointError
 from seqvae.cli import main
+from seqvae.data import collate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,11 +69,19 @@ def test_posterior_sample(vae, texts):
 
 
 def test_long_input_is_truncated(vae, texts):
-    long = " ".join([texts[0]] * 200)  # > MAX_TOKENS tokens
+    # one sentence past MAX_TOKENS tokens, then another: a repeated sentence alone drives the encoder to the
+    # same state however long it is, the second one is what the cut leaves out
+    long = " ".join([texts[0]] * 200 + [texts[1]] * 200)
     ids = vae.tokenizer.encode(long)
     assert len(ids) > MAX_TOKENS
     cut = vae.tokenizer.decode(ids[:MAX_TOKENS])
     assert torch.allclose(vae.encode(long).mean, vae.encode(cut).mean, atol=1e-5)
+    whole = collate([ids])
+    with torch.no_grad():
+        uncut, _ = vae.model.encode(whole.src, whole.src_lens)
+    assert not torch.allclose(uncut, vae.encode(cut).mean, atol=1e-3)  # the whole input would encode elsewhere
+    assert len(vae.tokenize(long)[0]) == MAX_TOKENS and vae.tokenize(long)[0] == ids[:MAX_TOKENS]
+    assert torch.allclose(vae.encode_ids([ids]).mean, vae.encode(cut).mean, atol=1e-5)  # ids are cut as well
 
 
 def test_empty_input_is_an_error(vae):
@@ -187,8 +196,6 @@ def test_language_model_checkpoint(tiny_lm_ckpt, texts):
     assert lm.sample(3, seed=0, strategy="sample") == lm.sample(3, seed=0, strategy="sample")
     nll = lm.score(texts[:3])
     model = lm.model
-    from seqvae.data import collate
-
     b = collate(lm.tokenize(texts[:3]))
     assert torch.allclose(nll, model.token_nll(b.dec_in, b.target, None).detach(), atol=1e-5)
     for call in (lambda: lm.encode(texts[0]), lambda: lm.interpolate(texts[0], texts[1]),

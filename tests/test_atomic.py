@@ -2,6 +2,7 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,35 @@ def test_write_text_and_json_replace_whole_files(tmp_path):
     atomic.write_text(tmp_path / "b.txt", "hello")
     assert p.read_text() == '{\n  "x": 1\n}\n' and (tmp_path / "b.txt").read_text() == "hello"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.json", "b.txt"]  # no temp files left
+    old_mask = os.umask(0o022)
+    try:  # an ordinary file's mode, not the private 0600 of the temporary file it was written as
+        atomic.write_text(tmp_path / "c.txt", "mode")
+    finally:
+        os.umask(old_mask)
+    assert stat.S_IMODE((tmp_path / "c.txt").stat().st_mode) == 0o644
+
+
+def test_a_write_cut_short_leaves_the_old_file(tmp_path, monkeypatch):
+    """write_text / write_json / write_bytes: a write that fails half way (a full disk) leaves the old file whole."""
+    p = tmp_path / "a.json"
+    atomic.write_json(p, {"x": 1})
+    real_text, real_bytes = Path.write_text, Path.write_bytes
+
+    def half_text(self, text, *a, **k):
+        real_text(self, text[: len(text) // 2], *a, **k)
+        raise OSError(28, "No space left on device")
+
+    def half_bytes(self, data):
+        real_bytes(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_text)
+    monkeypatch.setattr(Path, "write_bytes", half_bytes)
+    for write in (lambda: atomic.write_json(p, {"x": 22}), lambda: atomic.write_text(p, "new text"),
+                  lambda: atomic.write_bytes(p, b"new bytes")):
+        with pytest.raises(OSError, match="No space left"):
+            write()
+        assert p.read_text() == '{\n  "x": 1\n}\n' and [f.name for f in tmp_path.iterdir()] == ["a.json"]
 
 
 def test_failed_writer_leaves_the_old_file_and_no_temp(tmp_path):

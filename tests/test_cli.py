@@ -210,6 +210,18 @@ def _corrupt(ckpt, tmp_path, how):
     (["sample", "{ckpt}", "--candidates", "0"], None, "--candidates must be between 1"),
     (["sample", "{ckpt}", "--strategy", "greedy", "--candidates", "4"], None, "needs a sampling strategy"),
     (["sample", "{ckpt}", "--temperature", "0"], None, "temperature must be a finite number >= 0.001, got 0"),
+    # counts are checked before the model loads (a checkpoint that is not there is not even looked at)
+    (["score", "{tmp}/no-ckpt", "the movie", "--samples", "100000000"], None, "--samples must be between 1"),
+    (["score", "{tmp}/no-ckpt", "the movie", "--refine", "-2"], None, "--refine must be between 0"),
+    (["reconstruct", "{tmp}/no-ckpt", "the movie", "--refine", "100000000"], None, "--refine must be between 0"),
+    (["interpolate", "{tmp}/no-ckpt", "a", "b", "--refine", "-1"], None, "--refine must be between 0"),
+    (["interpolate", "{tmp}/no-ckpt", "a", "b", "--steps", "1"], None, "--steps must be between 2"),
+    (["encode", "{tmp}/no-ckpt", "the movie", "--json", "--refine", "-1"], None, "--refine must be between 0"),
+    (["evaluate", "{tmp}/no-ckpt", "--samples", "100000000"], None, "--samples must be between 0"),
+    (["evaluate", "{tmp}/no-ckpt", "--refine", "100000000"], None, "--refine must be between 0"),
+    (["report", "{tmp}/no-ckpt", "--iw-samples", "100000000"], None, "--iw-samples must be between 1"),
+    (["report", "{tmp}/no-ckpt", "--iw-refine", "100000000"], None, "--iw-refine must be between 0"),
+    (["sample", "{tmp}/no-ckpt", "-n", "0"], None, "-n must be between 1"),
     (["sample", "{ckpt}", "--temperature", "inf"], None, "temperature must be a finite number"),  # NaN logits
     (["sample", "{ckpt}", "--temperature", "1e-38"], None, "temperature must be a finite number"),  # overflow
     (["decode", "{ckpt}", "{codes_good}", "--strategy", "beam", "--length-penalty", "nan"], None,
@@ -302,8 +314,10 @@ def test_a_closed_pipe_ends_quietly():
     code = ("import sys; from seqvae.cli import reporting_errors\n"
             "def run():\n    for i in range(100000): print('line', i)\n"
             "sys.exit(reporting_errors('seqvae', run))")
-    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1", shell=True, capture_output=True, text=True)
+    p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True)
     assert p.stdout == "line 0\n" and "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+    assert p.returncode == 141  # seqvae's own status, as a shell reports a command ended by SIGPIPE
 
 
 def test_an_ascii_terminal_gets_escapes_not_a_traceback():

@@ -83,6 +83,42 @@ def test_wide_beam_is_exhaustive_over_two_tokens(model, z):
             assert got[i] == best_seq
 
 
+def test_beam_ranks_by_the_length_penalty(model, z, monkeypatch):
+    """A decoder made to order: after BOS, EOS (p 0.5) or A (0.45); after A, B (0.8); after B, EOS (0.8).
+    The raw sum (penalty 0) ranks "" (log 0.5) above "A B" (log 0.288); the mean per token (penalty 1) ranks
+    "A B" (log 0.288 / 3) above "" (log 0.5 / 1). A finished beam's length stays as it was."""
+    V, bos, eos = model.cfg.vocab_size, model.cfg.bos_id, model.cfg.eos_id
+    a, b = 10, 11
+
+    def row(probs: dict[int, float]) -> torch.Tensor:
+        rest = (1 - sum(probs.values())) / (V - len(probs))
+        p = torch.full((V,), rest)
+        for tok, q in probs.items():
+            p[tok] = q
+        return p.log()
+
+    table = torch.stack([row({eos: 0.9}) for _ in range(V)])  # (V, V): log p(next | previous token)
+    table[bos], table[a], table[b] = row({eos: 0.5, a: 0.45}), row({b: 0.8}), row({eos: 0.8})
+    monkeypatch.setattr(G, "step", lambda model, tokens, z, h, memory=None: (table[tokens], h))
+    for lp, want in ((0.0, []), (1.0, [a, b])):
+        assert generate(model, z[:2], strategy="beam", num_beams=4, max_len=6, length_penalty=lp) == [want] * 2, lp
+
+
+def test_temperature_scales_the_logits(model, z):
+    """The first token drawn at temperature T follows softmax(logits / T)."""
+    zi = z[:1]
+    with torch.no_grad():
+        logits, _ = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
+    eos = model.cfg.eos_id
+    for t in (0.5, 2.0):
+        first = generate(model, zi.expand(8000, -1), strategy="sample", temperature=t, max_len=1, seed=0)
+        tokens = torch.tensor([row[0] if row else eos for row in first])
+        freq = torch.bincount(tokens, minlength=model.cfg.vocab_size).float() / len(tokens)
+        want = torch.softmax(logits[0] / t, -1)
+        assert (freq - want).abs().sum() < 0.06, t  # total variation, sampling noise ~0.02
+        assert (torch.softmax(logits[0], -1) - want).abs().sum() > 0.2  # T changes the distribution here
+
+
 def test_language_model_generation(trained_tiny_lm):
     lm = trained_tiny_lm[0]
     for strategy in ("greedy", "sample", "beam"):

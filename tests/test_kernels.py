@@ -434,9 +434,12 @@ def test_free_bits_semantics(request, backend):
     """mean_b kl_b = Σ_j max(λ, m_j); the KL gradient vanishes in dimensions with m_j ≤ λ."""
     dev = request.getfixturevalue("dev") if backend == "triton" else "cpu"
     mu, logvar = make_inputs(64, 10, device=dev)
+    with torch.no_grad():  # column 1 at λ exactly (KL ½(1 + 1 - 0 - 1)): clamped, as "at or below" says
+        mu[:, 1], logvar[:, 1] = 1.0, 0.0
     _, kl = reparameterize_kl(mu, logvar, seed=0, free_bits=LAMBDA, backend=backend)
     m = ref.elementwise_kl(mu, logvar).detach().mean(0)  # (Z,)
     below = m <= LAMBDA
+    assert m[1] == LAMBDA and below[1]
     assert 0 < below.sum() < 10
     close(kl.mean(), torch.clamp(m, min=LAMBDA).sum())
     gk = torch.randn(64, device=dev)
@@ -457,6 +460,7 @@ def test_sample_false_is_identity(request, backend, dtype):
     mu, logvar = make_inputs(6, 9, dtype, device=dev)
     z, _ = reparameterize_kl(mu, logvar, sample=False, backend=backend)
     assert torch.equal(z, mu) and z.dtype == dtype
+    assert z.data_ptr() != mu.data_ptr()  # a copy: writing into z leaves mu alone
     gz = torch.randn(6, 9, device=dev).to(dtype)
     dmu, dlv = torch.autograd.grad(z, (mu, logvar), gz, allow_unused=True)
     assert torch.equal(dmu, gz)

@@ -28,6 +28,8 @@ def test_cyclical_schedule_values():
     cfg = TrainConfig(kl_schedule="cyclical", max_steps=1000, kl_cycles=4, kl_ratio=0.5)
     assert [kl_weight(s, cfg) for s in (0, 62, 125, 200, 249, 250, 375, 999)] == pytest.approx(
         [0.0, 62 / 125, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    half = TrainConfig(kl_schedule="cyclical", max_steps=1000, kl_cycles=4, kl_ratio=0.5, kl_max=0.5)
+    assert [kl_weight(s, half) for s in (62, 200)] == pytest.approx([0.5 * 62 / 125, 0.5])  # rises to kl_max
 
 
 def test_constant_schedule():
@@ -44,6 +46,7 @@ def test_free_bits_clamp_on_batch_mean_kl():
     B, Z, lam = 16, 6, 0.5
     mu = torch.zeros(B, Z)
     mu[:, :3] = 2.0  # dims 0-2: KL ~ 2 per dim, above lambda; dims 3-5: ~0, below
+    mu[:, 5] = 1.0  # dim 5: KL 0.5 exactly, at lambda: clamped too ("at or below")
     mu = mu.requires_grad_()
     logvar = torch.zeros(B, Z, requires_grad=True)
     _, kl = reparameterize_kl(mu, logvar, free_bits=lam, backend="torch")
@@ -51,7 +54,7 @@ def test_free_bits_clamp_on_batch_mean_kl():
     expected = torch.clamp(per_dim_mean, min=lam).sum()
     assert float(kl.detach().mean()) == pytest.approx(float(expected.detach()), rel=1e-6)
     kl.mean().backward()
-    assert (mu.grad[:, 3:] == 0).all()  # clamped dims get no gradient
+    assert (mu.grad[:, 3:] == 0).all()  # clamped dims (dim 5 at lambda too) get no gradient
     assert torch.allclose(mu.grad[:, :3], mu.detach()[:, :3] / B)
     # without free bits: the plain KL
     _, kl0 = reparameterize_kl(mu.detach(), logvar.detach(), backend="torch")

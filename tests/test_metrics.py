@@ -62,6 +62,22 @@ def test_iw_chunks_respect_the_logits_budget(monkeypatch):
     assert torch.allclose(estimates[0], estimates[2], atol=1e-5) and torch.allclose(estimates[1], estimates[2], atol=1e-5)
 
 
+def test_iw_estimate_is_exact_when_the_decoder_ignores_z(monkeypatch):
+    """A decoder that ignores z gives every sample the weight p(x) p(z) / q(z): with the prior as proposal the
+    estimate is log p(x) exactly for any k; with a wider proposal it is log p(x) up to Monte Carlo noise."""
+    model = tiny_vae()
+    batch = collate(sentences(5))
+    monkeypatch.setattr(model, "token_nll", lambda dec_in, target, z: 0.7 * (target != 0).sum(1).float())
+    exact = -0.7 * (batch.target != 0).sum(1).float()  # log p(x) of each sentence
+    prior = (torch.zeros(5, 4), torch.zeros(5, 4))
+    for k in (1, 7, 50):
+        est = iw_log_likelihood(model, batch, k, generator=torch.Generator().manual_seed(k), proposal=prior)
+        assert torch.allclose(est, exact, atol=1e-5), k
+    wide = (torch.full((5, 4), 0.3), torch.full((5, 4), math.log(2.0)))  # q wider than p: weights of finite variance
+    est = iw_log_likelihood(model, batch, 4000, generator=torch.Generator().manual_seed(0), proposal=wide)
+    assert torch.allclose(est, exact, atol=0.1)
+
+
 def test_iw_with_one_sample_is_neg_elbo_in_expectation():
     model = tiny_vae()
     data = sentences(8)
@@ -88,6 +104,7 @@ def test_language_model_metrics_are_exact():
     assert res["nll"] == pytest.approx(float(nll.mean()), rel=1e-5)
     tokens = sum(len(s) + 1 for s in data)
     assert res["ppl"] == pytest.approx(math.exp(float(nll.sum()) / tokens), rel=1e-5)
+    assert res["nll_per_token"] == pytest.approx(float(nll.sum()) / tokens, rel=1e-5)
     assert res["kl"] == 0 and res["au"] == 0
 
 
@@ -130,12 +147,25 @@ def test_evaluate_does_not_depend_on_batch_size():
     assert evaluate(model, ds, k=5, seed=5)["nll"] != a["nll"]  # the seed does matter
 
 
+def test_evaluate_reports_mi_with_its_standard_error(monkeypatch):
+    import seqvae.metrics as M
+
+    terms = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)  # per-sentence MI terms, made to order
+    monkeypatch.setattr(M, "mutual_information_terms", lambda mu, logvar, generator=None: terms)
+    res = evaluate(tiny_vae(), SentenceDataset.from_lists(sentences(4)), k=0)
+    assert res["mi"] == pytest.approx(2.5) and res["mi_max"] == pytest.approx(math.log(4))
+    assert res["mi_se"] == pytest.approx(float(terms.std()) / 2)  # the mean's standard error: std / sqrt(4)
+
+
 def test_active_units_counts_varying_dims():
     mu = torch.zeros(100, 4)
     mu[:, 0] = torch.linspace(-1, 1, 100)  # var ~ 0.34
     mu[:, 1] = torch.linspace(-0.05, 0.05, 100)  # var ~ 0.00085
+    unit = torch.linspace(-1, 1, 100) / torch.linspace(-1, 1, 100).std()  # var 1
+    mu[:, 2], mu[:, 3] = unit * 0.0125**0.5, unit * 0.008**0.5  # either side of the 0.01 threshold, near it
     n, var = active_units(mu)
-    assert n == 1 and var[0] > 0.01 > var[1]
+    assert n == 2 and var[0] > var[2] > 0.01 > var[3] > var[1]
+    assert var[2] == pytest.approx(0.0125, rel=1e-4) and var[3] == pytest.approx(0.008, rel=1e-4)
 
 
 def test_mutual_information_bounds():

@@ -249,6 +249,14 @@ def test_prepare_text_holds_out_train_lines_and_says_when_it_takes_fewer(tmp_pat
     assert _sentences(tmp_path / "b", "valid") == splits["valid"]
     prepare(cfg.replace(seed=2), tmp_path / "c", progress=False)
     assert _sentences(tmp_path / "c", "valid") != splits["valid"]
+    # held-out lines keep no sentence that the train lines left have (15 of the 50 lines are twins)
+    twins = [f"unique sentence {i} is here ." for i in range(20)] + [f"twin sentence {j // 2} is here ." for j in range(30)]
+    (tmp_path / "twins.txt").write_text("".join(line + "\n" for line in twins))
+    twin_stats = prepare(cfg.replace(train_file=str(tmp_path / "twins.txt"), valid_reviews=5), tmp_path / "e",
+                         progress=False)
+    held = {s: set(_sentences(tmp_path / "e", s)) for s in ("train", "valid", "test")}
+    assert not (held["valid"] | held["test"]) & held["train"]
+    assert twin_stats["valid"]["dropped_in_train"] > 0 and twin_stats["test"]["dropped_in_train"] > 0  # it arises
     # 1,000 lines asked of 50: a tenth, and the note says so, in meta.json and the table. A test file keeps
     # no sentence of the train file, held-out lines included, so a copy of it leaves nothing.
     (tmp_path / "copy.txt").write_bytes((tmp_path / "train.txt").read_bytes())
@@ -338,6 +346,8 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
     cases.append((dict(test_file=str(tmp_path / "." / "train.txt")), DataError,
                   "--train and --test name the same file"))
+    (tmp_path / "link.txt").symlink_to(good)  # another name for the same file: compared as files, not names
+    cases.append((dict(valid_file=str(tmp_path / "link.txt")), DataError, "--train and --valid name the same file"))
     for unit in ("document", "line"):  # an explicit "line" too: it means nothing for PTB
         cases.append((dict(dataset="ptb", train_file="", text_unit=unit), ConfigError,
                       r"text_unit \(--unit\): only for dataset 'text'"))
@@ -424,9 +434,9 @@ def test_empty_and_invalid_files(tmp_path):
     root = write_fake_imdb(tmp_path / "raw")
     with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
         f.write("")
-    with pytest.raises(DataError, match="test.jsonl.gz"):
+    with pytest.raises(DataError, match=r"test.jsonl.gz: empty file"):
         load_imdb("test", data_root=root)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"test.jsonl.gz: empty file"):
         prepare(DataConfig(data_root=str(root), **IMDB_CFG), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     with gzip.open(root / "imdb" / "test.jsonl.gz", "wt") as f:
@@ -439,7 +449,7 @@ def test_empty_and_invalid_files(tmp_path):
         load_imdb("test", data_root=root)
     write_fake_ptb(root)
     (root / "ptb" / "ptb.test.txt").write_text("")
-    with pytest.raises(DataError, match="ptb.test.txt"):
+    with pytest.raises(DataError, match="ptb.test.txt: empty file"):
         prepare(DataConfig(dataset="ptb", data_root=str(root)), tmp_path / "out", progress=False)
 
 

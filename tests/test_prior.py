@@ -35,6 +35,19 @@ def test_mixture_fits_the_codes_and_samples_reproducibly():
     assert prior.sample(0).shape == (0, 3)
 
 
+def test_samples_follow_the_mixture_weights_and_covariances():
+    """Unequal weights and a correlated component: a draw picks a component by its weight, then its Gaussian
+    with covariance L L^T (not L^T L, not the identity)."""
+    L = torch.tensor([[[1.0, 0.0], [0.9, 0.5]], [[0.3, 0.0], [0.0, 0.3]]])
+    prior = AggregatePrior(torch.tensor([0.8, 0.2]), torch.tensor([[5.0, 0.0], [-5.0, 0.0]]), L)
+    z = prior.sample(20000, generator=torch.Generator().manual_seed(0))
+    first = z[:, 0] > 0
+    assert float(first.float().mean()) == pytest.approx(0.8, abs=0.02)
+    for part, comp in ((z[first], 0), (z[~first], 1)):
+        assert torch.allclose(part.mean(0), prior.means[comp], atol=0.05)
+        assert torch.allclose(torch.cov(part.T), L[comp] @ L[comp].T, atol=0.06)
+
+
 def test_saved_prior_loads_strictly(tmp_path):
     prior = AggregatePrior.fit(clusters(), components=2, seed=0)
     prior.save(tmp_path)

@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 
 import numpy as np
@@ -22,6 +23,12 @@ def test_bleu_through_our_wrapper():
         quality.corpus_bleu(refs, refs[:1])
     scores = quality.reconstruction_scores(refs, [refs[0], "something else entirely ."])
     assert scores["exact"] == 0.5 and 0.5 < scores["word_f1"] < 1
+    # a hypothesis that is a prefix of its reference: every n-gram precision is 1, BLEU is the brevity
+    # penalty alone, exp(1 - 9 / 5) for 5 of the reference's 9 tokens (hypotheses first, then references)
+    assert quality.corpus_bleu(["the movie was great and"], refs[:1]) == pytest.approx(100 * math.exp(1 - 9 / 5))
+    assert quality.corpus_bleu(["The Movie was great and i loved it ."], refs[:1]) < 100  # case-sensitive
+    assert quality.word_f1("the movie", "the movie was great") == pytest.approx(2 / 3)  # precision 1, recall 1/2
+    assert quality.word_f1("the movie was great", "the movie") == pytest.approx(2 / 3)
 
 
 def test_scores_by_length_split_by_the_inputs_words():
@@ -40,6 +47,8 @@ def test_diversity_measures():
     varied = ["the movie was great .", "a film i hated", "slow plot , fine actors", "never again !"]
     assert quality.distinct_n(same, 2) < quality.distinct_n(varied, 2) == 1.0
     assert quality.self_bleu(same) == pytest.approx(100.0) and quality.self_bleu(varied) < 20
+    assert quality.distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)  # (a b), (b a), (a b)
+    assert quality.distinct_n(["a b a b"], 1) == pytest.approx(2 / 4)
 
 
 def test_mi_is_never_shown_as_a_bare_negative_number():
@@ -59,6 +68,29 @@ def test_the_judge_ranks_real_sentences_above_corrupted_ones(trained_tiny_lm, ti
 
     words = [judge.invented_word(np.random.default_rng(i)) for i in range(20)]
     assert all(ids[0] != lm.model.cfg.unk_id for ids in lm.tokenize(words)) and len(set(words)) > 5
+
+
+def test_the_judge_checks_compare_per_token_and_need_every_corruption_to_lose(tiny_lm_ckpt, monkeypatch):
+    """The checks' bookkeeping, under a stand-in judge that reads bags of words: 1 nat a token for the words
+    of a real sentence in any order, 1.5 for any other text. Shuffling is then invisible to it (the checks
+    fail), and a spliced sentence shorter than its real one still costs more per token."""
+    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    real = [" ".join(f"w{i}" for i in range(20)), "xa xb xc xd", "ya yb yc yd ye"]  # words no vocabulary has
+    bags = {tuple(sorted(t.split())) for t in real}
+
+    def nll(texts):
+        tok = np.array([len(t.split()) + 1.0 for t in texts])
+        return tok * np.array([1.0 if tuple(sorted(t.split())) in bags else 1.5 for t in texts]), tok
+
+    monkeypatch.setattr(judge, "nll", nll)
+    out = judge.checks(real, seed=0)
+    assert out["real"]["ppl"] == pytest.approx(math.e)
+    assert out["shuffled"]["ppl"] == pytest.approx(math.e) and out["shuffled"]["real_ranked_higher"] == 0.0
+    for name in ("invented word", "spliced"):  # spliced: w0..w9 xc xd is 13 tokens, 19.5 nats < the real 21
+        assert out[name]["ppl"] == pytest.approx(math.exp(1.5)) and out[name]["real_ranked_higher"] == 1.0, name
+    assert out["passes"] is False  # one corruption the judge cannot see is enough to fail
+    monkeypatch.setattr(judge, "nll", lambda texts: (np.array([2.0, 6.0]), np.array([1.0, 3.0])))
+    assert judge.ppl(["a", "b c"]) == pytest.approx(math.exp(8 / 4))  # pooled over tokens, not a mean of texts
 
 
 def test_the_judge_scores_an_empty_text_as_eos_alone(tiny_lm_ckpt):
@@ -92,6 +124,9 @@ def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
     seen = tok.decode(SentenceDataset.from_dir(data, "train")[0].tolist())
     assert train.invented_rate([seen]) == 0.0 and train.invented_rate(["zorblax quinthe"]) == 1.0
     assert train.copy_rate([seen, "zorblax quinthe"]) == 0.5
+    few = quality.INVENTED_BELOW
+    counts = quality.TrainingText({"rare": few - 1, "common": few}, np.zeros(0, dtype=np.int64))
+    assert counts.invented_rate(["rare common", "common unseen"]) == 0.5  # seen fewer than INVENTED_BELOW times
 
 
 def _vae_on(data_dir, path):

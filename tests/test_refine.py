@@ -38,6 +38,22 @@ def test_refining_raises_the_likelihood_and_moves_only_z(vae, texts):
         refine_codes(model, b, mu, logvar, lr=0.0)
 
 
+def test_refined_codes_minimize_the_nll_plus_the_weighted_posterior_term(vae, texts, monkeypatch):
+    """Under a stand-in likelihood with its peak at a, -log p(x|z) = |z - a|^2 / 2, the refined code is the
+    minimum of that plus weight * |(z - mu) / sigma|^2 / 2, per dimension (a + w mu / s^2) / (1 + w / s^2)."""
+    import math
+
+    model, Z = vae.model, vae.latent_dim
+    b = _batch(vae, texts[:2])
+    a = torch.linspace(-1.0, 1.0, Z).expand(2, Z)
+    mu, logvar = torch.zeros(2, Z), torch.full((2, Z), math.log(0.25))
+    logvar[:, 0] = math.log(4.0)  # one wide dimension: held less
+    monkeypatch.setattr(model, "token_nll", lambda dec_in, target, z, positions=None: 0.5 * ((z - a) ** 2).sum(1))
+    z = refine_codes(model, b, mu, logvar, steps=3000, lr=0.01, weight=2.0)
+    var = logvar.exp()
+    assert torch.allclose(z, (a + 2.0 * mu / var) / (1 + 2.0 / var), atol=0.02)
+
+
 def test_api_refine_keeps_input_order_and_feeds_reconstruct_and_interpolate(vae, texts):
     z = vae.refine(texts, steps=5)
     assert z.shape == (len(texts), vae.latent_dim)
@@ -71,7 +87,8 @@ def _peaked_model(seed: int = 0):
     from seqvae.model import SentenceVAE
 
     torch.manual_seed(seed)
-    model = SentenceVAE(ModelConfig(vocab_size=20, embed_dim=8, hidden_dim=12, latent_dim=1)).eval()
+    model = SentenceVAE(ModelConfig(vocab_size=20, embed_dim=8, hidden_dim=12, latent_dim=1,
+                                    unk_id=3, bos_id=1, eos_id=2)).eval()  # the ids PEAKED_BATCH is collated with
     with torch.no_grad():
         model.decoder.init_state.weight.mul_(4.0)
         model.decoder.gru.weight_ih_l0[:, -1:].mul_(4.0)  # the z input of every step
@@ -79,22 +96,32 @@ def _peaked_model(seed: int = 0):
     return model
 
 
-def test_fitted_proposals_estimate_the_exact_likelihood_more_tightly():
-    """log p(x) = log ∫ p(x|z) N(z; 0, 1) dz by quadrature on a fine grid (Z = 1), against the
-    importance-weighted estimate with q(z|x) and with the fitted proposals."""
+PEAKED_BATCH = [[4, 5, 6, 7], [8, 9, 9, 3, 10, 11], [12, 13], [5, 5, 14, 15, 16]]
+
+
+def _exact_log_likelihood(model, b):
+    """log p(x) = log ∫ p(x|z) N(z; 0, 1) dz per sentence, by quadrature on a fine grid (Z = 1)."""
     import math
 
-    from seqvae.metrics import iw_log_likelihood, log_standard_normal
+    from seqvae.metrics import log_standard_normal
+
+    grid = torch.linspace(-8.0, 8.0, 4001)[:, None]  # (G, 1)
+    with torch.no_grad():
+        return torch.stack([torch.logsumexp(-model.token_nll(b.dec_in[i:i + 1].expand(len(grid), -1),
+                                                              b.target[i:i + 1].expand(len(grid), -1), grid)
+                                            + log_standard_normal(grid), 0) + math.log(16.0 / 4000)
+                            for i in range(b.size)])
+
+
+def test_fitted_proposals_estimate_the_exact_likelihood_more_tightly():
+    """The exact log p(x), against the importance-weighted estimate with q(z|x) and with the fitted proposals."""
+    from seqvae.metrics import iw_log_likelihood
     from seqvae.refine import refine_posterior
 
     model = _peaked_model()
-    b = collate([[4, 5, 6, 7], [8, 9, 9, 3, 10, 11], [12, 13], [5, 5, 14, 15, 16]], pad_id=0, bos_id=1, eos_id=2)
-    grid = torch.linspace(-8.0, 8.0, 4001)[:, None]  # (G, 1)
+    b = collate(PEAKED_BATCH, pad_id=0, bos_id=1, eos_id=2)
+    exact = _exact_log_likelihood(model, b)
     with torch.no_grad():
-        exact = torch.stack([torch.logsumexp(-model.token_nll(b.dec_in[i:i + 1].expand(len(grid), -1),
-                                                               b.target[i:i + 1].expand(len(grid), -1), grid)
-                                             + log_standard_normal(grid), 0) + math.log(16.0 / 4000)
-                             for i in range(b.size)])
         mu, logvar = model.encode(b.src, b.src_lens)
     gen = torch.Generator().manual_seed(0)
     fitted = refine_posterior(model, b, mu, logvar, steps=100, lr=0.05, generator=gen)
@@ -105,6 +132,23 @@ def test_fitted_proposals_estimate_the_exact_likelihood_more_tightly():
         enc_few = iw_log_likelihood(model, b, 5, generator=gen)
         fit_few = iw_log_likelihood(model, b, 5, proposal=fitted, generator=gen)
     assert (exact - fit_few).mean() < 0.5 * (exact - enc_few).mean()  # both under log p(x) on average; fitted closer
+
+
+def test_evaluate_reports_the_estimate_from_fitted_proposals():
+    """evaluate(refine_steps=N): "nll_refined" is the IW-NLL with the fitted proposals, closer to the exact
+    NLL than "nll" (with q(z|x)), which stays as it is without refining."""
+    from seqvae.data import SentenceDataset
+    from seqvae.metrics import evaluate
+
+    model = _peaked_model()
+    with torch.no_grad():  # an encoder whose q(z|x) is narrow and beside p(z|x): 5 samples of it fall short
+        model.encoder.to_stats.bias[0] += 2.0
+        model.encoder.to_stats.bias[1] -= 2.0
+    exact = -float(_exact_log_likelihood(model, collate(PEAKED_BATCH, pad_id=0, bos_id=1, eos_id=2)).mean())
+    ds = SentenceDataset.from_lists(PEAKED_BATCH)
+    res = evaluate(model, ds, k=5, refine_steps=100)
+    assert res["refine_steps"] == 100 and res["nll"] == evaluate(model, ds, k=5)["nll"]
+    assert res["nll"] - exact > 1.0 and abs(res["nll_refined"] - exact) < 0.3
 
 
 def test_refined_posterior_raises_the_elbo_deterministically(vae, texts):

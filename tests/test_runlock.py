@@ -1,5 +1,6 @@
 """The run dir lock: one holder, named in the refusal; released on exit; a dead holder's file is stale."""
 
+import fcntl
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from seqvae import runlock
 from seqvae.runlock import LOCK_FILE, RunDirBusy, RunLock, holder
 
 
@@ -54,4 +56,25 @@ def test_a_live_holder_in_another_process_is_named(tmp_path):
         proc.stdout.close()
     lock = RunLock(run)  # killed: the kernel dropped its lock, the file it left is stale
     lock.acquire()
+    lock.release()
+
+
+def test_a_lock_file_removed_between_our_open_and_our_flock_is_opened_again(tmp_path, monkeypatch):
+    """The holder before us released and removed the file after we opened it: the lock we got is on a file
+    nobody else will open, so acquire starts again on the file at the path, and a second trainer is refused."""
+    run = tmp_path / "run"
+    real, calls = fcntl.flock, []
+
+    def flock(fd, op):
+        calls.append(op)
+        if len(calls) == 1:
+            os.unlink(run / LOCK_FILE)
+        return real(fd, op)
+
+    monkeypatch.setattr(runlock.fcntl, "flock", flock)
+    lock = RunLock(run)
+    lock.acquire()
+    assert len(calls) == 2 and holder(run / LOCK_FILE)["pid"] == os.getpid()
+    with pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"):
+        RunLock(run).acquire()
     lock.release()

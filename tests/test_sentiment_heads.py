@@ -426,6 +426,9 @@ def test_a_head_fitted_through_the_api_is_taken_for_its_own_checkpoint(tiny, tmp
     assert head.meta["model_sha256"] == Fe.model_sha256(vae) != Fe.checkpoint_id(ckpt)
     head.save(ckpt)
     assert head_matches(load_head(ckpt), ckpt, vae)
+    assert load_head(ckpt, model_id=Fe.model_sha256(vae)).meta["model_sha256"] == Fe.model_sha256(vae)
+    with pytest.raises(K.ClassifyError, match="fitted on other weights than"):
+        load_head(ckpt, model_id="0" * 64)  # the API's check of a head against the model it will read
     assert main(["classify", "evaluate", str(ckpt), "--data-root", str(tiny[1]), "--no-progress", "--no-cache"]) == 0
     capsys.readouterr()
     assert main(["classify", "predict", str(ckpt), "The movie was great."]) == 0
@@ -502,6 +505,7 @@ def test_seeds_beyond_32_bits_reach_scikit_learn(tiny, tmp_path):
 
     assert seed32(7) == 7 and seed32(2**32 - 1) == 2**32 - 1
     assert 0 <= seed32(2**40) < 2**32 and seed32(2**40) == seed32(2**40) != seed32(2**40 + 1)
+    assert seed32(2**32 + 7) != seed32(7)  # derived, not the low 32 bits: seeds 2**32 apart differ
     AggregatePrior.fit(torch.randn(40, 3), components=2, seed=2**62)
     ckpt = tmp_path / "ckpt"
     shutil.copytree(tiny[0], ckpt, ignore=shutil.ignore_patterns("features"))

@@ -245,27 +245,33 @@ def test_mean_rec_term_is_added_and_needs_a_vae(tiny_data_dir, tmp_path, monkeyp
     assert expected == pytest.approx(losses[2.0], rel=1e-4)
 
 
-def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(tiny_data_dir, tmp_path,
-                                                                            monkeypatch):
-    with pytest.raises(ConfigError, match="encoder_deletion must be in"):
-        TrainConfig.from_dict({"encoder_deletion": 1.0})
-    with pytest.raises(ConfigError, match="encoder_deletion > 0 needs a VAE"):
-        tiny_cfg(TINY_MODEL.replace(latent=False), encoder_deletion=0.2, word_dropout=0.0)
+def spy_forward(monkeypatch) -> list:
+    """A list that every SentenceVAE forward call appends its (src, src_lens, dec_in, target) to, cloned."""
     from seqvae import model as model_module
 
     seen = []
     forward = model_module.SentenceVAE.forward
 
     def spy(self, src, src_lens, dec_in, target, **kw):
-        seen.append((src.clone(), src_lens.clone(), target.clone()))
+        seen.append((src.clone(), src_lens.clone(), dec_in.clone(), target.clone()))
         return forward(self, src, src_lens, dec_in, target, **kw)
 
     monkeypatch.setattr(model_module.SentenceVAE, "forward", spy)
+    return seen
+
+
+def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(tiny_data_dir, tmp_path,
+                                                                            monkeypatch):
+    with pytest.raises(ConfigError, match="encoder_deletion must be in"):
+        TrainConfig.from_dict({"encoder_deletion": 1.0})
+    with pytest.raises(ConfigError, match="encoder_deletion > 0 needs a VAE"):
+        tiny_cfg(TINY_MODEL.replace(latent=False), encoder_deletion=0.2, word_dropout=0.0)
+    seen = spy_forward(monkeypatch)
     cfg = tiny_cfg(encoder_deletion=0.5)
     tr = Trainer(cfg, tiny_data_dir, tmp_path / "run", device="cpu", progress=False)
     idx = list(range(16))
     tr.train_step(idx)
-    src, src_lens, target = seen[0]
+    src, src_lens, _, target = seen[0]
     whole = [tr.train_set[i] for i in idx]
     order = sorted(range(16), key=lambda j: -len(whole[j]))  # the trainer packs longest first
     expect = collate([whole[j] for j in order])
@@ -285,9 +291,29 @@ def test_encoder_deletion_damages_only_the_encoders_input_and_resumes_exactly(ti
     assert all(torch.equal(a[k], b[k]) for k in a), "the deletions were not replayed on resume"
 
 
-def test_free_nats_per_token_are_wired_into_the_step(tiny_data_dir, tmp_path):
-    """A budget no tiny sentence reaches takes the KL out of the gradient: the same steps as beta = 0; a small
-    one leaves some sentences above theirs and the steps differ."""
+def test_word_dropout_replaces_only_the_decoders_input_at_its_rate(tiny_data_dir, tmp_path, monkeypatch):
+    seen = spy_forward(monkeypatch)
+    idx = list(range(32))
+    for rate in (0.0, 0.5):
+        seen.clear()
+        tr = Trainer(tiny_cfg(word_dropout=rate), tiny_data_dir, tmp_path / f"wd{rate}", device="cpu", progress=False)
+        tr.train_step(idx)
+        whole = [tr.train_set[i] for i in idx]
+        expect = collate([whole[j] for j in sorted(range(32), key=lambda j: -len(whole[j]))])  # longest first
+        src, _, dec_in, target = seen[0]
+        assert torch.equal(src, expect.src) and torch.equal(target, expect.target)  # encoder and targets whole
+        unk = tr.cfg.model.unk_id
+        changed = dec_in != expect.dec_in
+        assert (dec_in[changed] == unk).all() and not changed[:, 0].any()  # only <unk>, never BOS
+        real = (expect.dec_in != tr.cfg.model.pad_id) & (expect.dec_in != unk)
+        real[:, 0] = False
+        share = float(changed.sum()) / float(real.sum())
+        assert (share == 0.0) if rate == 0 else (0.35 < share < 0.65), (rate, share)
+
+
+def test_free_nats_per_token_and_free_bits_are_wired_into_the_step(tiny_data_dir, tmp_path):
+    """A budget no tiny sentence (free nats) or dimension (free bits) reaches takes the KL out of the gradient:
+    the same steps as beta = 0; a small one leaves some above theirs and the steps differ."""
     def weights(out, **train):
         tr = Trainer(tiny_cfg(kl_schedule="constant", **train), tiny_data_dir, tmp_path / out, device="cpu",
                      progress=False)
@@ -298,6 +324,10 @@ def test_free_nats_per_token_are_wired_into_the_step(tiny_data_dir, tmp_path):
     free, zero = weights("free", kl_max=1.0, free_nats_per_token=1000.0), weights("zero", kl_max=0.0)
     assert all(torch.equal(free[k], zero[k]) for k in free)
     some = weights("some", kl_max=1.0, free_nats_per_token=0.01)
+    assert not all(torch.equal(some[k], zero[k]) for k in some)
+    bits = weights("bits", kl_max=1.0, free_bits=1000.0)
+    assert all(torch.equal(bits[k], zero[k]) for k in bits)
+    some = weights("some-bits", kl_max=1.0, free_bits=0.01)
     assert not all(torch.equal(some[k], zero[k]) for k in some)
 
 
