@@ -225,7 +225,9 @@ class SeqVAE:
         """Sentences of token ids as lists of ints, each cut to MAX_TOKENS; anything else is an InputError."""
         import numpy as np
 
-        out, V = [], self.model.cfg.vocab_size
+        cfg = self.model.cfg
+        out, V = [], cfg.vocab_size
+        special = {cfg.pad_id: "<pad>", cfg.bos_id: "<s>", cfg.eos_id: "</s>"}  # the model adds BOS/EOS itself
         for i, row in enumerate(ids):
             if isinstance(row, str):
                 raise InputError(f"sentence {i}: expected token ids, got a string (encode takes texts)")
@@ -237,6 +239,9 @@ class SeqVAE:
             if arr.min() < 0 or arr.max() >= V:
                 raise InputError(f"sentence {i}: token id {int(arr.min() if arr.min() < 0 else arr.max())} is "
                                  f"outside the vocabulary [0, {V})")
+            if inner := [t for t in arr.tolist() if t in special]:
+                raise InputError(f"sentence {i}: token id {inner[0]} is {special[inner[0]]}, which a sentence's "
+                                 f"ids may not hold (no padding, BOS or EOS: the model adds them)")
             out.append(arr[:MAX_TOKENS].tolist())
         if not out:
             raise InputError("encode_ids needs at least one sentence")

@@ -330,6 +330,8 @@ def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
     V = vae.model.cfg.vocab_size
     for call, msg in [(lambda: vae.encode_ids([[5, V]]), f"token id {V} is outside the vocabulary"),
                       (lambda: vae.encode_ids([[5, -1]]), "token id -1 is outside"),
+                      (lambda: vae.encode_ids([[5, vae.model.cfg.eos_id, 6]]), "which a sentence's ids may not hold"),
+                      (lambda: vae.encode_ids([[vae.model.cfg.pad_id, 5]]), f"token id {vae.model.cfg.pad_id} is <pad>"),
                       (lambda: vae.encode_ids([[5.7, 6.2]]), "must be integers"),
                       (lambda: vae.encode_ids(["abc"]), "got a string"),
                       (lambda: vae.fit_prior(texts * 10, components=0), "components must be >= 1"),
