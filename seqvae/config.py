@@ -206,8 +206,9 @@ class ModelConfig(_JSONMixin):
                                    # beside its final states, before mapping to mu and logvar: every position can
                                    # reach z directly, not only through the final states (0 = off)
     z_slots: int = 0               # the decoder attends over this many H-dim vectors computed from z (a linear map of
-                                   # z), with its GRU output as the query, at every step; the read vector joins the
-                                   # softmax's input. Different positions read different parts of z (0 = off)
+                                   # z), with its GRU output (plus z_skip's W z, with z_skip) as the query, at every
+                                   # step; the read vector joins the softmax's input. Different positions read
+                                   # different parts of z (0 = off)
     bow_head: bool = False         # also a linear z -> vocab head for the bag-of-words loss (train.bow_weight)
     # The special ids are the data's tokenizer's: the trainer sets them from the data dir.
     pad_id: int = PAD_ID           # padding: never scored, never generated

@@ -30,7 +30,7 @@ def kl_weight(step: int, cfg: TrainConfig) -> float:
         w = math.exp(-x) / (1.0 + math.exp(-x)) if x > 0 else 1.0 / (1.0 + math.exp(x))
         return cfg.kl_max * w
     if cfg.kl_schedule == "linear":
-        return cfg.kl_max * min(1.0, step / max(1, cfg.kl_warmup))
+        return cfg.kl_max * (min(1.0, step / cfg.kl_warmup) if cfg.kl_warmup > 0 else 1.0)  # 0: no warmup
     if cfg.kl_schedule == "cyclical":
         period = cfg.max_steps / cfg.kl_cycles
         tau = (step % period) / period

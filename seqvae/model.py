@@ -128,7 +128,8 @@ class Decoder(nn.Module):
     def readout(self, out: torch.Tensor, z: torch.Tensor | None, memory: torch.Tensor | None = None) -> torch.Tensor:
         """What the softmax layer reads from the GRU's outputs (B, T, H): the outputs, plus W z with model.z_skip,
         plus with model.z_slots what each position reads from the K vectors computed from z (dot-product attention,
-        the output as the query). `memory` is `slot_memory(z)` if the caller has it already."""
+        the output as the query, with z_skip's term already added). `memory` is `slot_memory(z)` if the caller has it
+        already."""
         if z is None:
             return out
         if self.z_skip is not None:

@@ -21,6 +21,8 @@ def test_logistic_schedule_values():
 def test_linear_schedule_values():
     cfg = TrainConfig(kl_schedule="linear", kl_warmup=1000, kl_max=0.5)
     assert [kl_weight(s, cfg) for s in (0, 250, 1000, 5000)] == pytest.approx([0.0, 0.125, 0.5, 0.5])
+    # no warmup: kl_max from the first step on (not 0 at step 0, as 0 / max(1, 0) made it)
+    assert [kl_weight(s, cfg.replace(kl_warmup=0)) for s in (0, 1, 7)] == [0.5, 0.5, 0.5]
 
 
 def test_cyclical_schedule_values():

@@ -176,6 +176,21 @@ def test_z_slots_read_different_parts_of_z_at_different_positions():
         ModelConfig(z_slots=-1).validate()
 
 
+
+def test_with_z_skip_the_slots_query_is_the_output_after_the_skip():
+    """z_skip and z_slots together: the skip term is added first and the attention's query is that sum (as
+    config.py's z_slots comment says), so both paths reach the softmax once."""
+    dec = make(z_slots=3, z_skip=True).decoder
+    b = collate([[5, 6, 7, 8]])
+    z = torch.randn(1, 5, generator=torch.Generator().manual_seed(4))
+    out, _ = dec.gru(dec.inputs(b.dec_in, z), dec.initial_state(z, 1))
+    skipped = out + dec.z_skip(z)[:, None]  # (1, T, H)
+    memory = dec.slots(z).view(1, 3, 12)
+    weights = torch.softmax(dec.query(skipped) @ memory.transpose(1, 2) / 12 ** 0.5, dim=-1)  # (1, T, 3)
+    assert torch.allclose(dec.readout(out, z), skipped + weights @ memory, atol=1e-6)
+    plain_query = torch.softmax(dec.query(out) @ memory.transpose(1, 2) / 12 ** 0.5, dim=-1)
+    assert not torch.allclose(dec.readout(out, z), skipped + plain_query @ memory, atol=1e-6)
+
 def test_encoder_slots_read_every_position_and_ignore_padding():
     """With model.encoder_slots the posterior of a sentence is the same alone or padded in a batch, and with
     the reads zeroed it is the plain encoder's (the reads only add inputs to the map to mu and logvar)."""

@@ -520,3 +520,18 @@ def test_the_slots_mask_from_the_ids_is_the_mask_from_the_lengths():
         by_ids = model.encode(batch.src, batch.src_lens)
         by_lens = model.encoder(model.decoder.embedding(batch.src), batch.src_lens)
     assert all(torch.allclose(a, b) for a, b in zip(by_ids, by_lens))
+
+
+def test_a_train_row_averages_the_loss_per_sentence_as_it_does_rec_and_kl(tiny_data_dir, tmp_path):
+    """One row over an epoch whose last batch is short: its loss is the mean over sentences of rec + beta * KL
+    (beta 1, no free bits), the same average as its rec and kl, not the mean of the steps' batch means."""
+    from seqvae.data import SentenceDataset
+
+    n = len(SentenceDataset.from_dir(tiny_data_dir, "train"))
+    batch = next(b for b in range(16, 4, -1) if n % b >= 4)  # the epoch ends with a short batch
+    steps = -(-n // batch)
+    Trainer(tiny_cfg(batch_size=batch, max_steps=steps, log_every=steps, eval_every=steps, kl_schedule="constant"),
+            tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["split"] == "train" and row["step"] == steps and row["beta"] == 1.0
+    assert row["loss"] == pytest.approx(row["rec"] + row["kl"], rel=1e-5)
