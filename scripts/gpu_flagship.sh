@@ -3,13 +3,15 @@
 # one call of a lent device (docs/results.md, "The trade-off so far": the CPU cannot train a decoder long
 # enough to read z). Not yet run on a GPU: every session since it was written had none.
 #
-# Each run trains the `imdb` preset (the flagship's recipe) for at most BUDGET seconds of wall clock and
-# checkpoints every EVERY steps, so a run stopped by the budget keeps its best/. The VAE adds what the CPU
-# runs found (VAE_OPTS): a 128-dim z read through attention slots on both sides, free bits halved so that
-# their floor stays the flagship's 22 nats (0.35 per dim at Z128 held 42 nats in z early on: better
+# Each run trains the `imdb` preset (the flagship's recipe) for at most BUDGET seconds of wall clock (the
+# whole process: start-up, data, CUDA's and Triton's first calls, evaluations and saves) and checkpoints every
+# EVERY steps, so a run stopped by the budget keeps the best/ and last/ of its last finished evaluation. The
+# VAE adds what the CPU runs found (VAE_OPTS): a 128-dim z read through attention slots on both sides, free
+# bits halved so that their floor stays the flagship's 22 nats (0.35 per dim at Z128 held 42 nats in z early on: better
 # reconstruction, worse samples, 1.5 nats of NLL by fitted proposals; VAE_OPTS runs it), and a small
 # weight on the reconstruction from the posterior mean (weight 2 cost 2.8 nats of NLL). The LM is the same
-# decoder without z, the same steps and batches. Measured on this candidate on the CPU and left out: word
+# decoder without z, the same batches and step limit (cheaper per step, it may get further within the budget:
+# each run's training.json has its steps). Measured on this candidate on the CPU and left out: word
 # dropout 0.5 (worse samples and NLL), encoder deletion 0.1 / 0.2 (better samples, lower BLEU; docs/
 # results.md, "Denoising") and a KL budget by length, train.free_nats_per_token (BLEU as for the same nats
 # by free bits; "Where BLEU is lost"). Then each run's best/ is written in float16 as a run dir (best/,
@@ -57,24 +59,32 @@ train() {  # name, options: train within the budget; a run stopped by the budget
 # shellcheck disable=SC2086  # VAE_OPTS is a list of options
 train vae $VAE_OPTS "${EXTRA[@]}" & vae=$!
 train lm --lm --word-dropout 0 "${EXTRA[@]}" & lm=$!
-status=0
-wait "$vae" || status=$?
-wait "$lm" || status=$?
-[ "$status" = 0 ] || exit "$status"
+declare -A failed=([vae]=0 [lm]=0)
+wait "$vae" || failed[vae]=$?
+wait "$lm" || failed[lm]=$?
+status=$(( failed[vae] ? failed[vae] : failed[lm] ))
 
+# Each run with a checkpoint is packed, also when the other run failed, and a failed run's best/ too (its log
+# says why it stopped); the exit status is then not 0. A run that the budget stopped between the two renames
+# of a checkpoint's replacement has that checkpoint's previous version parked (atomic.current_dir finds it).
 for name in vae lm; do
   run="$RUNS/$name-run"; half="$RUNS/$name"
-  if [ ! -d "$run/best" ]; then
-    echo "gpu_flagship: $name saved no checkpoint within the budget (raise BUDGET or lower EVERY)" >&2; exit 1
-  fi
   rm -rf "$half" && mkdir -p "$half"
-  python3 -c 'import json, sys, torch; from seqvae import SeqVAE, checkpoint
-SeqVAE.from_pretrained(sys.argv[1] + "/best", device="cpu").save_pretrained(sys.argv[2] + "/best", dtype=torch.float16)
-state = checkpoint.load_trainer_state(sys.argv[1] + "/last")  # its optimizer is too large to bring back
-json.dump({"step": int(state["step"]), "train_time": float(state["train_time"])}, open(sys.argv[2] + "/training.json", "w"))' \
-    "$run" "$half"
+  python3 -c 'import json, sys, torch; from seqvae import SeqVAE, atomic, checkpoint
+run, half, name, failed = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] != "0"
+best, last = atomic.current_dir(run + "/best"), atomic.current_dir(run + "/last")
+if not (best / checkpoint.CONFIG_FILE).is_file():  # a failed run said why already
+    sys.exit(0 if failed else f"gpu_flagship: {name} saved no checkpoint within the budget (raise BUDGET or "
+             "lower EVERY)")
+SeqVAE.from_pretrained(best, device="cpu").save_pretrained(half + "/best", dtype=torch.float16)
+state = checkpoint.load_trainer_state(last)  # its optimizer is too large to bring back
+json.dump({"step": int(state["step"]), "train_time": float(state["train_time"])},
+          open(half + "/training.json", "w"))' \
+    "$run" "$half" "$name" "${failed[$name]}" || { [ "$status" != 0 ] || status=1; continue; }
+  [ -f "$half/training.json" ] || continue  # a failed run without a checkpoint
   cp "$run/metrics.jsonl" "$half/metrics.jsonl"
   tar cf "$OUT/$name.tar.tmp" -C "$RUNS" "$name" && mv "$OUT/$name.tar.tmp" "$OUT/$name.tar"
   echo "$name: $(tail -n 1 "$run/metrics.jsonl" | cut -c1-160)"
 done
 ls -l "$OUT"
+exit "$status"

@@ -1,11 +1,14 @@
 """scripts/gpu_flagship.sh in its CPU smoke form (SMOKE=1: a few steps of each run): the VAE candidate and its
 language model train, and each comes back as a float16 run dir (best/ and metrics.jsonl) packed in a tar that
-loads; without prepared data it says so in one line and exits non-zero."""
+loads; without prepared data it says so in one line and exits non-zero. A run that fails leaves the other's
+packed, and runs that the budget stops between a checkpoint's two renames are packed from the parked version."""
 
 import json
 import os
+import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import torch
@@ -17,11 +20,21 @@ from seqvae import SeqVAE
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def gpu_flagship(tmp_path, data) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SMOKE": "1", "DATA": str(data), "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", "scripts/gpu_flagship.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+def flagship_env(tmp_path, data, **more) -> dict[str, str]:
+    return {**os.environ, "SMOKE": "1", "DATA": str(data), "RUNS": str(tmp_path / "runs"),
+            "OUT": str(tmp_path / "out"), "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1", **more}
+
+
+def gpu_flagship(tmp_path, data, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "scripts/gpu_flagship.sh"], cwd=ROOT, env=flagship_env(tmp_path, data, **env),
+                          capture_output=True, text=True, timeout=600)
+
+
+def unpacked(tmp_path, name: str) -> Path:
+    with tarfile.open(tmp_path / "out" / f"{name}.tar") as tar:
+        tar.extractall(tmp_path / "back", filter="data")
+    return tmp_path / "back" / name
 
 
 def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
@@ -29,9 +42,7 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     back = tmp_path / "back"
     for name, latent in (("vae", True), ("lm", False)):
-        with tarfile.open(tmp_path / "out" / f"{name}.tar") as tar:
-            tar.extractall(back, filter="data")
-        run = back / name
+        run = unpacked(tmp_path, name)
         steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert max(steps) == 4
         assert {t.dtype for t in load_file(run / "best" / "model.safetensors").values()} == {torch.float16}
@@ -70,3 +81,62 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
         assert rc == 2 and err.count("\n") == 1 and err.startswith("ship_checkpoint: error:") and msg in err, err
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me" and (back / "vae" / "best").is_dir()
     assert not (tmp_path / "x").exists()
+
+
+def test_a_failed_run_leaves_the_other_packed(tmp_path, tiny_data_dir):
+    """The VAE stops at once (a bad option): the LM's run still comes back, and the script's exit status says
+    that one failed (it packed nothing before: both runs' device time lost to one run's fault)."""
+    proc = gpu_flagship(tmp_path, tiny_data_dir, VAE_OPTS="--set model.latent_dim=0")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "training vae failed (exit 2)" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lm.log", "lm.tar", "vae.log"]
+    run = unpacked(tmp_path, "lm")
+    assert json.loads((run / "training.json").read_text())["step"] == 4
+    assert SeqVAE.from_pretrained(run / "best", device="cpu").latent is False
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` (Linux /proc)."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parent[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
+
+
+def test_runs_stopped_by_the_budget_between_a_checkpoints_renames_are_packed(tmp_path, tiny_data_dir):
+    """The budget ends while each run replaces a checkpoint (step 4's first swap: its previous version parked,
+    the new one not yet in place): the packed runs hold step 2's checkpoints. The budget's end is `timeout`'s
+    own (SIGALRM: it stops the run and exits 124, as when BUDGET runs out), sent once both runs sit there."""
+    env = flagship_env(tmp_path, tiny_data_dir, BUDGET="600", SEQVAE_PAUSE_AT="swap:1")
+    proc = subprocess.Popen(["bash", "scripts/gpu_flagship.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        runs = [tmp_path / "runs" / f"{name}-run" for name in ("vae", "lm")]
+        deadline = time.monotonic() + 300
+        while not all((run / ".best.old").is_dir() or (run / ".last.old").is_dir() for run in runs):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        timers = [p for p in _descendants(proc.pid) if Path(f"/proc/{p}/comm").read_text().strip() == "timeout"]
+        assert len(timers) == 2
+        for p in timers:
+            os.kill(p, signal.SIGALRM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    for name in ("vae", "lm"):
+        run = unpacked(tmp_path, name)
+        assert json.loads((run / "training.json").read_text())["step"] == 2
+        assert json.loads((run / "best" / "metrics.json").read_text())["step"] == 2
+        SeqVAE.from_pretrained(run / "best", device="cpu")
