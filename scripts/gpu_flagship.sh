@@ -20,11 +20,14 @@
 #   first, here: a slim copy of the data (training reads these four files; data/imdb whole is 51 MiB, and the
 #   tree that travels may hold 64 MiB):
 #     mkdir -p data/imdb-gpu && cp data/imdb/{meta.json,tokenizer.model,train.npz,valid.npz} data/imdb-gpu/
-#   device run (one call, timeout_s 600; the machine's start counts too), carry ["data/imdb-gpu"]:
-#     DATA=data/imdb-gpu bash scripts/gpu_flagship.sh       (python3 -m seqvae.cli: nothing to install)
-#   the kernel's CUDA tests and benchmarks, in a second call if time is left (conftest.py defaults to the
-#   Triton interpreter, and scripts/ does not put the repo on the import path):
-#     TRITON_INTERPRET=0 python3 -m pytest -q tests/test_kernels.py; PYTHONPATH=. python3 scripts/bench_kernel.py
+#   device run: ONE call (timeout_s 600; a session has 15 minutes of device time, the machine's start included,
+#   so a second call may not get a machine), carry ["data/imdb-gpu"]; the kernel's compiled tests first, at most
+#   90 s (conftest.py defaults to the Triton interpreter), then the two runs (python3 -m seqvae.cli: nothing to
+#   install; 90 + 400 + about 40 s of packing):
+#     TRITON_INTERPRET=0 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py \
+#         > $OUT/kernel-tests.log 2>&1; DATA=data/imdb-gpu BUDGET=400 bash scripts/gpu_flagship.sh
+#   the kernel's benchmark only if a later call gets a machine (scripts/ does not put the repo on the import
+#   path): PYTHONPATH=. python3 scripts/bench_kernel.py
 #   here, after:  tar xf vae.tar -C runs/gpu; tar xf lm.tar -C runs/gpu
 #                 python scripts/ship_checkpoint.py runs/gpu/vae OUT --which best --lm runs/gpu/lm \
 #                     --judge checkpoints/imdb-lm --prior-components 32 --words 5 --data data/imdb
