@@ -167,12 +167,16 @@ def read_sentences(path: str | Path) -> list[str]:
 def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[str]:
     """The lines of a file of one sentence (or document) per line, each problem a one-line DataError naming
     the line: not a file, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A leading byte-order
-    mark is dropped; "\r\n" and a lone "\r" end a line as "\n" does."""
+    mark is dropped; "\r\n", a lone "\r" and Unicode's line and paragraph separators (U+2028, U+2029, which
+    some exports put between lines) end a line as "\n" does."""
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a file")
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a pipe or a device?); give a file")
     data = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    data = data.replace("\u2028".encode(), b"\n").replace("\u2029".encode(), b"\n")
     if not data.strip():
         raise DataError(f"{path}: empty file")
     try:

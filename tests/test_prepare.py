@@ -300,6 +300,13 @@ def test_prepare_text_reads_the_file_as_named(tmp_path):
     _, _, extra = load_split(tmp_path / "c", "train")
     got = _sentences(tmp_path / "c", "train")
     assert len(got) == 46 and [f"old mac line {r} here ." for r in extra["review"]] == got  # no BOM on line 1
+    # Unicode line and paragraph separators end lines too: not 50 sentences run into one that the filter drops
+    path.write_text("\u2028".join(f"separated line {i} here ." for i in range(25)) + "\u2029"
+                    + "\n".join(f"separated line {i} here ." for i in range(25, 50)) + "\n", encoding="utf-8")
+    prepare(cfg.replace(train_file=str(path)), tmp_path / "c", progress=False)
+    _, _, extra = load_split(tmp_path / "c", "train")
+    assert [f"separated line {r} here ." for r in extra["review"]] == _sentences(tmp_path / "c", "train")
+    assert len(extra["review"]) == 46
 
 
 def test_prepare_text_documents_are_split_into_sentences(tmp_path):
@@ -344,6 +351,8 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf\r\n\r\n")  # Notepad's empty UTF-8 file
     cases.append((dict(train_file=str(tmp_path / "bom.txt")), DataError, "bom.txt: empty file"))
     cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
+    os.mkfifo(tmp_path / "fifo")  # named, but nothing to read as a file (read_bytes would wait for a writer)
+    cases.append((dict(train_file=str(tmp_path / "fifo")), DataError, "fifo: not a regular file"))
     cases.append((dict(test_file=str(tmp_path / "." / "train.txt")), DataError,
                   "--train and --test name the same file"))
     (tmp_path / "link.txt").symlink_to(good)  # another name for the same file: compared as files, not names
