@@ -39,7 +39,10 @@ def read_lines(stream: TextIO | BinaryIO, what: str = "stdin") -> list[str]:
             line = data.count(b"\n", 0, e.start) + 1
             raise TextInputError(f"{what} line {line} is not valid UTF-8") from None
     # else a text stream with no bytes under it (io.StringIO): already decoded
-    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # Windows and old Mac line ends too
+    # Windows and old Mac line ends too, and Unicode's line and paragraph separators (as corpus reads files)
+    for end in ("\r\n", "\r", "\u2028", "\u2029"):
+        data = data.replace(end, "\n")
+    lines = data.split("\n")
     for n, line in enumerate(lines, 1):
         why = problem(line)
         if why:

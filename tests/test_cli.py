@@ -452,3 +452,13 @@ def test_encode_then_decode(tiny_vae_ckpt, tiny_lm_ckpt, texts, tmp_path, capsys
     code, _, err = run(capsys, "decode", tiny_lm_ckpt, out)
     assert_one_line_error(code, err, "a language model has no latent space")
     assert not (tmp_path / "lm.npy").exists()
+
+
+def test_stdin_lines_end_at_unicode_line_separators():
+    """Lines from stdin end at U+2028 / U+2029 as files' lines do (they ran two sentences into one)."""
+    import io
+
+    from seqvae.textinput import read_lines
+
+    data = "The plot was dull.\u2028A gem.\u2029Fine.\n".encode()
+    assert read_lines(io.BytesIO(data)) == ["The plot was dull.", "A gem.", "Fine."]
