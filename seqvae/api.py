@@ -181,8 +181,8 @@ class SeqVAE:
     def _batches(self, ids: list[list[int]], batch_size: int):
         """(positions, Batch) in length-sorted batches: little padding; callers restore input order.
 
-        Ties are sorted by the ids themselves, so the batches (and the random draws of `score`)
-        do not depend on the order of the input.
+        Ties are sorted by the ids themselves, so the batches do not depend on the order of the input
+        (`score`'s draws do not depend on the batches at all: each sentence has its own, metrics.sentence_noise).
         """
         batch_size = whole("batch_size", batch_size, 1, InputError)  # a float or bool too: not a TypeError, not 1
         cfg = self.model.cfg

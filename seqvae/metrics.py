@@ -80,7 +80,8 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
     return torch.logsumexp(torch.cat(log_w, 1), dim=1) - math.log(k)
 
 
-# Streams of sentence_noise (evaluate, SeqVAE.score): each draw of a sentence's noise has its own
+# Streams of sentence_noise (evaluate, SeqVAE.score): each draw of a sentence's noise has its own stream, so that
+# the one-sample z, the IW samples, the proposal's fitting steps and the IW samples from it are independent
 NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW = range(4)
 
 
@@ -94,7 +95,7 @@ def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], 
     for key in keys:
         key = [int(t) for t in key] if isinstance(key, (list, tuple)) else [int(key)]
         state = np.random.SeedSequence([seed, stream, len(key), *key]).generate_state(2, np.uint32)
-        g = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 62 bits
+        g = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 63 bits
         rows.append(torch.randn(shape, generator=g))
     return torch.stack(rows).to(device)
 

@@ -23,6 +23,8 @@ estimate of the same log p(x), and one closer to p(z|x) gives less variance and 
 (metrics.iw_log_likelihood).
 
     mu_x, logvar_x = refine_posterior(model, batch, mu, logvar, steps=50, lr=0.05, generator=gen)
+    # or each sentence's own noise (B, steps, Z), so that its fit does not depend on its batch (as evaluate
+    # and SeqVAE.score do): noise=metrics.sentence_noise(seed, metrics.NOISE_FIT, keys, (50, Z), device)
 """
 
 from __future__ import annotations
