@@ -214,15 +214,18 @@ class WordFilter:
         n, V = logits.shape
         rows = torch.arange(n)
         cand_logit, cand_tok = logits.topk(min(V, candidates), dim=-1)  # (n, c)
-        ok, _ = self.allowed(rows, cand_tok, last)
+        ok, cand_after = self.allowed(rows, cand_tok, last)
         top_logit, pos = cand_logit.masked_fill(~ok, float("-inf")).topk(k, dim=-1)  # (n, k)
         top_tok = cand_tok.gather(1, pos)
+        after = [[row_after[j] for j in row_pos] for row_after, row_pos in zip(cand_after, pos.tolist())]
         short = (ok.sum(dim=1) < k).nonzero()[:, 0].tolist()  # rows whose candidates hold fewer than k allowed
         if short:
             full = torch.stack([self.allowed_all(self.tails[i], last) for i in short]).to(logits.device)  # (s, V)
             some = full.any(dim=1, keepdim=True)  # (s, 1) rows with no allowed token keep their logits
             top_logit[short], top_tok[short] = logits[short].masked_fill(~full & some, float("-inf")).topk(k, dim=-1)
-        _, after = self.allowed(rows, top_tok, last)
+            _, short_after = self.allowed(torch.tensor(short), top_tok[short], last)  # only these rows changed
+            for i, row_after in zip(short, short_after):
+                after[i] = row_after
         return top_logit, top_tok, after
 
     def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor],
