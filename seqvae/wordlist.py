@@ -201,6 +201,14 @@ class WordFilter:
                 ok[i] = self.complete(w.advance(tail, self.texts[i]))
         return ok
 
+    def restrict(self, logits: torch.Tensor, rows: Sequence[int],
+                 last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits (r, V) of `rows` with every token the filter refuses there (`allowed_all`) at -inf, and (r,)
+        whether each row allows any token at all: a row that allows none keeps its logits as they are."""
+        ok = torch.stack([self.allowed_all(self.tails[i], last) for i in rows]).to(logits.device)  # (r, V)
+        some = ok.any(dim=1)  # (r,)
+        return logits.masked_fill(~ok & some[:, None], float("-inf")), some
+
     def best(self, logits: torch.Tensor, k: int, candidates: int,
              last: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[list[str | None]]]:
         """Each row's k likeliest allowed tokens of `logits` (n, V), for beam search: their logits (n, k), -inf
@@ -220,9 +228,7 @@ class WordFilter:
         after = [[row_after[j] for j in row_pos] for row_after, row_pos in zip(cand_after, pos.tolist())]
         short = (ok.sum(dim=1) < k).nonzero()[:, 0].tolist()  # rows whose candidates hold fewer than k allowed
         if short:
-            full = torch.stack([self.allowed_all(self.tails[i], last) for i in short]).to(logits.device)  # (s, V)
-            some = full.any(dim=1, keepdim=True)  # (s, 1) rows with no allowed token keep their logits
-            top_logit[short], top_tok[short] = logits[short].masked_fill(~full & some, float("-inf")).topk(k, dim=-1)
+            top_logit[short], top_tok[short] = self.restrict(logits[short], short, last)[0].topk(k, dim=-1)
             _, short_after = self.allowed(torch.tensor(short), top_tok[short], last)  # only these rows changed
             for i, row_after in zip(short, short_after):
                 after[i] = row_after
@@ -259,10 +265,8 @@ class WordFilter:
             idx = torch.tensor(todo, device=logits.device)
             tokens[idx] = pick(logits[idx])
         if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
-            ok = torch.stack([self.allowed_all(self.tails[i], last) for i in todo]).to(logits.device)  # (r, V)
             idx = torch.tensor(todo, device=logits.device)
-            some = ok.any(dim=1)  # (r,) rows with an allowed token; the others keep the unfiltered pick
-            masked = logits[idx].masked_fill(~ok & some[:, None], float("-inf"))  # rows with none: as they were
+            masked, some = self.restrict(logits[idx], todo, last)  # rows with no allowed token keep the unfiltered pick
             tokens[idx] = torch.where(some, pick(masked), first[idx])
             for i, t, has in zip(todo, tokens[idx].tolist(), some.tolist()):
                 after[i] = self.step(i, t, last) if has else ""
