@@ -386,17 +386,16 @@ class Trainer:
         with torch.no_grad():
             raw_kl = gaussian_kl(out.mu, out.logvar) if out.mu is not None else out.kl
             bow = out.bow.detach().float().sum() if out.bow is not None else torch.zeros((), device=loss.device)
-            # (loss sum, rec sum, kl sum, bow sum, sentences, steps): summed on the device, read at log steps only
+            # (loss sum, rec sum, kl sum, bow sum, sentences): summed on the device, read at log steps only
             # (torch.full, not torch.tensor: a host-to-device copy would synchronise on a GPU). The loss is a mean
             # over the step's sentences; as a sum it is logged per sentence, as rec and kl are (a short batch
             # weighs as its sentences, not as a whole step). Under torchrun each process holds the loss sum of
-            # its own sentences and 1/world of the step, summed over the processes at log steps
+            # its own sentences, summed over the processes at log steps
             stats = torch.stack([loss.detach().float() * (n_step / world), out.rec.detach().float().sum(),
                                  raw_kl.detach().float().sum(), bow,
-                                 torch.full((), float(batch.size), device=loss.device),
-                                 torch.full((), 1.0 / world, device=loss.device)])
+                                 torch.full((), float(batch.size), device=loss.device)])
             # a skipped step adds nothing to the sums above (NaN * 0 is NaN: select, do not multiply),
-            # and 1 (its share: 1/world) to a seventh entry, the skipped steps
+            # and 1 (its share: 1/world) to a sixth entry, the skipped steps
             if isinstance(ok, bool):
                 stats = stats if ok else torch.zeros_like(stats)
                 skipped = torch.full((1,), 0.0 if ok else 1.0 / world, device=loss.device)
@@ -534,7 +533,7 @@ class Trainer:
                     if self.ranks.world > 1:
                         acc, tokens = self._sum_over_ranks(acc, tokens)
                     now = time.perf_counter()
-                    loss_sum, rec, kl, bow, n, _steps, bad = acc.tolist()  # the only device sync between evaluations
+                    loss_sum, rec, kl, bow, n, bad = acc.tolist()  # the only device sync between evaluations
                     row = {"step": self.step, "split": "train", "loss": loss_sum / n if n else None,
                            "rec": rec / n if n else None, "kl": kl / n if n else None,
                            "beta": kl_weight(self.step - 1, tc), "tokens_per_s": tokens / (now - t_log),
