@@ -26,6 +26,7 @@ import numpy as np
 
 from .config import DataConfig
 from .display import one_line
+from .textinput import LINE_ENDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,8 +176,9 @@ def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[st
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a regular file (a pipe or a device?); give a file")
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    data = data.replace("\u2028".encode(), b"\n").replace("\u2029".encode(), b"\n")
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    for end in LINE_ENDS:
+        data = data.replace(end.encode(), b"\n")
     if not data.strip():
         raise DataError(f"{path}: empty file")
     try:

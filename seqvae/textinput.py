@@ -29,6 +29,11 @@ def problem(text: str) -> str | None:
     return None
 
 
+# What ends a line besides "\n", here and in files (corpus): Windows' and old Macs' line ends, and Unicode's line
+# and paragraph separators, which some exports put between lines ("\r\n" first: it is one end, not two)
+LINE_ENDS = ("\r\n", "\r", "\u2028", "\u2029")
+
+
 def read_lines(stream: TextIO | BinaryIO, what: str = "stdin") -> list[str]:
     """The stripped non-empty lines of a stream (sys.stdin: its bytes, decoded as strict UTF-8)."""
     data = getattr(stream, "buffer", stream).read()
@@ -39,8 +44,7 @@ def read_lines(stream: TextIO | BinaryIO, what: str = "stdin") -> list[str]:
             line = data.count(b"\n", 0, e.start) + 1
             raise TextInputError(f"{what} line {line} is not valid UTF-8") from None
     # else a text stream with no bytes under it (io.StringIO): already decoded
-    # Windows and old Mac line ends too, and Unicode's line and paragraph separators (as corpus reads files)
-    for end in ("\r\n", "\r", "\u2028", "\u2029"):
+    for end in LINE_ENDS:
         data = data.replace(end, "\n")
     lines = data.split("\n")
     for n, line in enumerate(lines, 1):
