@@ -14,6 +14,7 @@ gets ordinary permissions from the umask, not the 0600/0700 that mkstemp/mkdtemp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -104,6 +105,17 @@ def is_parked(path: str | Path) -> bool:
     """Whether `path` is a version parked by replace_dir (old_path of some dir): it is about to go."""
     name = Path(path).name
     return name.startswith(".") and name.endswith(".old") and len(name) > len("..old")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks of 1 MiB: how a two-file save (a prior's, a classifier head's)
+    names in its JSON, written last, the weights file it belongs with, so that a save cut between the two
+    writes is found on reading."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def linked(final: str | Path) -> Path:

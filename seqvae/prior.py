@@ -16,7 +16,6 @@ fit needs scikit-learn; sampling and loading are plain torch).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -112,11 +111,7 @@ class AggregatePrior:
         atomic.write_with(d / PRIOR_WEIGHTS, lambda p: save_file({k: v.contiguous().cpu() for k, v in tensors.items()},
                                                                  str(p)))
         atomic.write_json(d / PRIOR_JSON, {**self.meta, "latent_dim": self.latent_dim,
-                                           "sha256": _sha256(d / PRIOR_WEIGHTS)})
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+                                           "sha256": atomic.file_sha256(d / PRIOR_WEIGHTS)})
 
 
 def has_prior(directory: str | Path) -> bool:
@@ -137,7 +132,7 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
         raise PriorError(f"{d / PRIOR_JSON}: not a Gaussian-mixture prior")
     if not (d / PRIOR_WEIGHTS).is_file():
         raise PriorError(f"{d}: {PRIOR_JSON} without {PRIOR_WEIGHTS}")
-    if meta.get("sha256") != _sha256(d / PRIOR_WEIGHTS):
+    if meta.get("sha256") != atomic.file_sha256(d / PRIOR_WEIGHTS):
         raise PriorError(f"{d / PRIOR_WEIGHTS}: does not match the sha256 in {PRIOR_JSON} (an interrupted save?); "
                          "fit the prior again")
     try:

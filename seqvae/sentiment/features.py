@@ -133,17 +133,11 @@ def _sha256(chunks) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks of 1 MiB."""
-    with open(path, "rb") as f:
-        return _sha256(iter(lambda: f.read(1 << 20), b""))
-
-
 def checkpoint_id(ckpt_dir: str | Path) -> str:
     """Identity of a checkpoint's weights: sha256 of its model.safetensors (what a head records)."""
     from ..checkpoint import WEIGHTS_FILE
 
-    return file_sha256(Path(ckpt_dir) / WEIGHTS_FILE)
+    return atomic.file_sha256(Path(ckpt_dir) / WEIGHTS_FILE)
 
 
 def model_sha256(vae) -> str:

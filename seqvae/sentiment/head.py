@@ -24,7 +24,7 @@ from .. import atomic
 from ..checkpoint import CheckpointError
 from .calibrate import length_scale
 from .config import CLASSES, UNITS, ClassifyError, HeadConfig
-from .features import SentenceSet, encode_reviews, file_sha256
+from .features import SentenceSet, encode_reviews
 
 FORMAT = 1  # the saved JSON's format number
 
@@ -119,7 +119,7 @@ class Head:
         # the JSON last, naming the weights file it belongs with: a save cut between the two is found on loading
         atomic.write_json(c_path, {"format": FORMAT, "kind": self.saved_kind, "classes": list(self.classes),
                                    "model_sha256": self.meta.get("model_sha256"), **cfg,
-                                   "weights_sha256": file_sha256(w_path)})
+                                   "weights_sha256": atomic.file_sha256(w_path)})
         return w_path, c_path
 
     @classmethod
@@ -141,7 +141,7 @@ class Head:
         fmt = cfg.pop("format", FORMAT) if isinstance(cfg, dict) else None
         if type(fmt) is not int or fmt > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
             raise CheckpointError(f"{c_path}: classifier head of an unknown format or kind")
-        if cfg.pop("weights_sha256", None) not in (None, file_sha256(w_path)):  # heads saved before it: none
+        if cfg.pop("weights_sha256", None) not in (None, atomic.file_sha256(w_path)):  # heads saved before it: none
             raise CheckpointError(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
                                    f"short?): fit the head again with `seqvae classify fit {d} --head {cls.kind}`")
         cfg.pop("feature_dim", None)  # written for readers of the JSON; the weights' shapes rule
