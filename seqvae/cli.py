@@ -194,7 +194,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
     p.add_argument("--data", help="prepared data dir (default: the one the model was trained on)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--samples", type=int, default=500, help="importance samples per sentence for a VAE's IW-NLL (default 500; 0: the -ELBO bound "
+    p.add_argument("--samples", type=int, default=500,
+                   help="importance samples per sentence for a VAE's IW-NLL (default 500; 0: the -ELBO bound "
                         "only); a language model's NLL is exact")
     p.add_argument("--refine", type=int, default=0,
                    help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; 0: skip)")
