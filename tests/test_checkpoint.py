@@ -124,9 +124,15 @@ def test_save_replaces_a_checkpoint_but_nothing_else(tmp_path, model_and_tok):
     (tmp_path / "empty").mkdir()
     checkpoint.save(tmp_path / "empty", model, tok)  # an empty dir is fine
     old = checkpoint.save(tmp_path / "ck", model, tok, metrics={"nll": 1.0})
-    (old / "eval-test.json").write_text("{}")  # a file beside the weights goes with the old checkpoint
+    (old / "eval-test.json").write_text("{}")  # a file beside the weights: kept while the weights are the same
     checkpoint.save(old, model, tok, metrics={"nll": 2.0})
-    assert checkpoint.read_metrics(old)["nll"] == 2.0 and not (old / "eval-test.json").exists()
+    assert checkpoint.read_metrics(old)["nll"] == 2.0 and (old / "eval-test.json").read_text() == "{}"
+    with pytest.raises(checkpoint.CheckpointError, match="holds eval-test.json, made for the weights this save"):
+        checkpoint.save(old, model, tok, dtype=torch.float16)  # other weights: not dropped unasked
+    assert checkpoint.read_metrics(old)["nll"] == 2.0
+    dropped = []
+    checkpoint.save(old, model, tok, metrics={"nll": 3.0}, dtype=torch.float16, on_stale=dropped.extend)
+    assert dropped == ["eval-test.json"] and not (old / "eval-test.json").exists()
 
 
 def test_a_reader_sees_a_whole_checkpoint_while_a_writer_replaces_it(tmp_path, model_and_tok):

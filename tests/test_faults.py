@@ -298,3 +298,17 @@ def test_a_head_save_killed_between_its_two_files_leaves_the_old_head(tmp_path):
     assert subprocess.run(run + ["3", str(ckpt)], env=_env(), capture_output=True).returncode == 0
     np.testing.assert_array_equal(load_head(ckpt).coef, 3 * old.coef)
     assert sorted(os.listdir(ckpt)) == sorted(LinearHead.files)
+
+
+def test_a_resumed_run_says_what_it_leaves_out_of_a_replaced_checkpoint(tiny_data_dir, tmp_path, capsys):
+    """Files a user added to last/ (a head, a report: made for its weights) are not carried into the next
+    last/, which has other weights, and the trainer says so on stderr instead of dropping them silently."""
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, run, device="cpu", progress=False).fit()
+    (run / "last" / "classifier.json").write_text("{}")
+    (run / "last" / "report.md").write_text("# report")
+    capsys.readouterr()
+    Trainer.resume(run, max_steps=20, device="cpu", progress=False).fit()
+    assert f"note: step 20: {run / 'last'} replaced without classifier.json, report.md (made for its previous " \
+           f"weights)" in capsys.readouterr().err
+    assert not (run / "last" / "classifier.json").exists() and whole_checkpoints(run)["last"] == 20
