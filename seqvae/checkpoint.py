@@ -6,17 +6,20 @@
     <dir>/tokenizer.model      sentencepiece model (or vocab.txt for the PTB word vocabulary)
     <dir>/metrics.json         evaluation results at save time
     <dir>/trainer_state.pt     optional: optimizer, step, RNG, sampler position (for --resume)
+    <dir>/...                  added later: prior.*, words.txt, classifier heads, report.*, README.md, features/
 
 A training run dir holds two such checkpoints, `best/` and `last/`. Every checkpoint is
 written into a temporary sibling and renamed into place, so a crash never leaves a
 half-written checkpoint where a reader would look. Readers change nothing on disk: between
 the two renames of a replacement (or after a crash there) they read the parked previous
-version, and load() starts again if the checkpoint was replaced while it read it.
+version, and load() starts again if the checkpoint was replaced while it read it. A save over a
+checkpoint keeps the files added later while its weights file comes out the same (keep_extras).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import uuid
@@ -36,6 +39,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
+CACHE_DIR = "features"  # `seqvae classify`'s feature cache in a checkpoint dir (keyed by the weights' sha256)
 READ_TRIES = 5  # load() and resolve() attempts while a trainer keeps replacing the checkpoint under it
 STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
@@ -134,11 +138,14 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
     if not names:
         return
     if (old / WEIGHTS_FILE).is_file() and atomic.file_sha256(old / WEIGHTS_FILE) == atomic.file_sha256(new / WEIGHTS_FILE):
-        for name in names:
+        for name in names:  # linked where the file system can: the old version is deleted once replaced
             if (old / name).is_dir() and not (old / name).is_symlink():
-                shutil.copytree(old / name, new / name, symlinks=True)
+                shutil.copytree(old / name, new / name, symlinks=True, copy_function=_link_or_copy)
             else:
-                shutil.copy2(old / name, new / name, follow_symlinks=False)
+                _link_or_copy(old / name, new / name)
+        return
+    names = [n for n in names if n != CACHE_DIR]  # a cache keyed by the weights: nothing in it is lost
+    if not names:
         return
     if on_stale is not None:
         on_stale(names)
@@ -147,6 +154,13 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
     hint = f" (the weights there are {was}: saving in {was} keeps them)" if was and was != now else ""
     raise CheckpointError(f"{final}: holds {', '.join(names)}, made for the weights this save replaces with others"
                           f"{hint}; save to another dir, or remove them first")
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def _leftover(name: str) -> bool:

@@ -85,7 +85,10 @@ def test_saving_other_weights_over_a_checkpoint_refuses_to_drop_what_it_held(vae
     assert _files(d) == before
     (d / "report.json").unlink()
     shutil.rmtree(d / "notes")
+    (d / "features").mkdir()  # `classify`'s cache, keyed by the weights: no reason to refuse, left behind
+    (d / "features" / "x.npz").write_bytes(b"cache")
     other.save_pretrained(d, dtype=torch.float16)  # nothing but the model's own files: replaced
+    assert not (d / "features").exists()
     assert torch.equal(SeqVAE.from_pretrained(d, device="cpu").model.state_dict()[next(iter(
         other.model.state_dict()))], next(other.model.parameters()).half().float())
 
