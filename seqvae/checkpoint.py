@@ -135,6 +135,8 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
     if not old.is_dir():
         return
     names = sorted(e.name for e in old.iterdir() if not (new / e.name).exists() and not _leftover(e.name))
+    # a previous version parked by a two-file save under way (atomic.write_pair) goes with its pair
+    names = [n for n in names if not atomic.is_parked(n) or n[1:-len(".old")] in names]
     if not names:
         return
     if (old / WEIGHTS_FILE).is_file() and atomic.file_sha256(old / WEIGHTS_FILE) == atomic.file_sha256(new / WEIGHTS_FILE):
@@ -144,7 +146,7 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
             else:
                 _link_or_copy(old / name, new / name)
         return
-    names = [n for n in names if n != CACHE_DIR]  # a cache keyed by the weights: nothing in it is lost
+    names = [n for n in names if n != CACHE_DIR and not atomic.is_parked(n)]  # a cache keyed by the weights
     if not names:
         return
     if on_stale is not None:
@@ -164,8 +166,8 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
 
 
 def _leftover(name: str) -> bool:
-    """A killed writer's temporary file or dir, or a parked previous version (atomic): not carried over."""
-    return name.startswith(".") and (".tmp" in name or atomic.is_parked(name))
+    """A killed writer's temporary file or dir (atomic): not carried over."""
+    return name.startswith(".") and ".tmp" in name
 
 
 def _weights_dtype(path: Path) -> str | None:
