@@ -139,7 +139,8 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
     names = [n for n in names if not atomic.is_parked(n) or n[1:-len(".old")] in names]
     if not names:
         return
-    if (old / WEIGHTS_FILE).is_file() and atomic.file_sha256(old / WEIGHTS_FILE) == atomic.file_sha256(new / WEIGHTS_FILE):
+    weights = old / WEIGHTS_FILE
+    if weights.is_file() and atomic.file_sha256(weights) == atomic.file_sha256(new / WEIGHTS_FILE):
         for name in names:  # linked where the file system can: the old version is deleted once replaced
             if (old / name).is_dir() and not (old / name).is_symlink():
                 shutil.copytree(old / name, new / name, symlinks=True, copy_function=_link_or_copy)
@@ -152,8 +153,8 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
     if on_stale is not None:
         on_stale(names)
         return
-    was, now = _weights_dtype(old / WEIGHTS_FILE), _weights_dtype(new / WEIGHTS_FILE)
-    hint = f" (the weights there are {was}: saving in {was} keeps them)" if was and was != now else ""
+    was, now = _weights_dtype(weights), _weights_dtype(new / WEIGHTS_FILE)
+    hint = f" (the weights there are {was}: the same model saved in {was} keeps them)" if was and was != now else ""
     raise CheckpointError(f"{final}: holds {', '.join(names)}, made for the weights this save replaces with others"
                           f"{hint}; save to another dir, or remove them first")
 

@@ -59,7 +59,7 @@ def test_resaving_the_flagship_into_its_own_dir_keeps_its_heads_report_and_card(
     for kind in HEADS:
         load_head(d, kind, model_id=checkpoint_id(d))
     with pytest.raises(CheckpointError, match=r"holds README.md, classifier.json, .*report.json.* \(the weights "
-                                              r"there are float16: saving in float16 keeps them\)"):
+                                              r"there are float16: the same model saved in float16 keeps them\)"):
         vae.save_pretrained(d)
     assert _files(d) == after
     assert not [f for f in tmp_path.iterdir() if f.name != "imdb"]  # no temporary dir left
