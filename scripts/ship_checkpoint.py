@@ -9,7 +9,8 @@ fits the aggregate prior (--prior-components K, on 20,000 training codes), attac
 (--words MIN_COUNT), runs `seqvae report` with --judge, and writes weights in --dtype, config.json,
 the tokenizer, prior.*, words.txt, metrics.json
 ({"valid", "test", "lm_test", "training"}), report.md / report.json and a README.md model card.
-Everything is written to a temporary dir and renamed into place.
+Everything is written to a temporary dir and renamed into place. Re-shipped into a checkpoint dir, the
+classifier heads there are kept if the weights come out the same file, else dropped with a note.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def run_summary(run_dir: Path) -> dict:
 
 def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, dtype: torch.dtype) -> int:
     """The GRU-LM baseline as a checkpoint: weights, test metrics and a short card (samples, no latent)."""
-    tmp = checkpoint.save(Path(args.out).with_name(f".{Path(args.out).name}.build"), lm.model, lm.tokenizer,
-                          train_cfg=None, data_meta=cfg.get("data"), metrics=metrics, dtype=dtype)
+    tmp = checkpoint.save(build_dir(args), lm.model, lm.tokenizer, train_cfg=None, data_meta=cfg.get("data"),
+                          metrics=metrics, dtype=dtype, on_stale=ignore)
     tr, mc = metrics["training"], cfg["model"]
     lines = [f"# {Path(args.out).name}: the GRU language model baseline", "",
              f"The decoder of the flagship VAE without encoder or z (embedding {mc['embed_dim']}, hidden "
@@ -102,8 +103,27 @@ def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, 
              "## Samples (top-p 0.9, seed 0)", *[f"- {x}" for x in lm.sample(8, strategy="top-p", top_p=0.9, seed=0)],
              "", f"Regenerate this card: `{regenerate_command(args)}`"]
     (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    atomic.replace_dir(tmp, Path(args.out))
-    print(f"wrote {args.out}")
+    return put_in_place(tmp, args.out)
+
+
+def build_dir(args) -> Path:
+    """Where the checkpoint is built before it replaces --out (a killed run's build is simply replaced)."""
+    return Path(args.out).with_name(f".{Path(args.out).name}.build")
+
+
+def ignore(names: list[str]) -> None:
+    """A killed run's build dir held these: they are not carried into the new build."""
+
+
+def put_in_place(tmp: Path, out: str) -> int:
+    """The built dir `tmp` replaces `out`, keeping what `out` holds besides (classifier heads fitted on it) when
+    the weights are the same file; if they are not, such files are dropped, each named."""
+    def dropped(names: list[str]) -> None:
+        print(f"note: {out} held {', '.join(names)}, made for its previous weights: not kept", file=sys.stderr)
+
+    checkpoint.keep_extras(out, tmp, on_stale=dropped)
+    atomic.replace_dir(tmp, Path(out))
+    print(f"wrote {out}")
     return 0
 
 
@@ -221,9 +241,8 @@ def ship(args) -> int:
     recon = vae.reconstruct(examples)
     _, path = vae.interpolate(*ends, steps=6, method="slerp")
 
-    tmp = checkpoint.save(Path(args.out).with_name(f".{Path(args.out).name}.build"), vae.model, vae.tokenizer,
-                          train_cfg=None, data_meta=cfg.get("data"), metrics=metrics, dtype=dtype,
-                          extra=vae.save_extras)
+    tmp = checkpoint.save(build_dir(args), vae.model, vae.tokenizer, train_cfg=None, data_meta=cfg.get("data"),
+                          metrics=metrics, dtype=dtype, extra=vae.save_extras, on_stale=ignore)
     if report is not None:
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(quality.to_markdown(report, args.out))
@@ -288,9 +307,7 @@ def ship(args) -> int:
         f"Regenerate this card: `{regenerate_command(args)}`",
     ]
     (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    atomic.replace_dir(tmp, Path(args.out))
-    print(f"wrote {args.out}")
-    return 0
+    return put_in_place(tmp, args.out)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,12 @@ class SeqVAE:
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write a checkpoint dir (config, weights, tokenizer, metrics, and the prior and word list if it has
-        them); dtype=torch.float16 halves it. An existing checkpoint at `path` is replaced whole; a file or a
-        non-checkpoint dir there is an error."""
+        them); dtype=torch.float16 halves it. A file or a non-checkpoint dir at `path` is an error.
+
+        An existing checkpoint at `path` (the one this model was loaded from, say) is replaced; what it holds
+        besides (classifier heads, report, model card) is kept when the weights written are its own byte for
+        byte (the same model saved in the dtype it was loaded from), and otherwise, being made for weights that
+        are no longer there, a CheckpointError that names it, with nothing changed."""
         train = self.config.get("train")
         return checkpoint.save(path, self.model, self.tokenizer,
                                train_cfg=TrainConfig.from_dict(train) if train else None,

@@ -3,6 +3,8 @@
     write_text(path, text) / write_json(path, obj) / write_bytes(path, data)
     write_with(path, lambda tmp: np.savez(tmp, ...))   for libraries that want a path to write to
     check_file_path(path) / check_dir_path(path)        fail fast, before the work, on a path that cannot be written
+    write_pair(data, writer, mark, fields)              a two-file save (a prior, a head): the old pair or the new
+    read_pair(data, sha)                                the bytes of the data file a pair's mark names
     tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
     recover_dir(final)                                  finishes a swap a crash interrupted (writers only)
     current_dir(final)                                  where a reader finds the whole version of `final`
@@ -96,7 +98,8 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def old_path(final: str | Path) -> Path:
-    """Where replace_dir parks the previous version of `final` between its two renames."""
+    """Where replace_dir parks the previous version of dir `final` between its two renames (and write_pair
+    the previous version of a file)."""
     final = Path(final)
     return final.with_name(f".{final.name}.old")
 
@@ -108,14 +111,69 @@ def is_parked(path: str | Path) -> bool:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in blocks of 1 MiB: how a two-file save (a prior's, a classifier head's)
-    names in its JSON, written last, the weights file it belongs with, so that a save cut between the two
-    writes is found on reading."""
+    """sha256 of a file's bytes, read in blocks of 1 MiB (the identity of a checkpoint's weights)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_pair(data: str | Path, writer: Callable[[Path], None], mark: str | Path, fields: dict[str, Any],
+               sha_key: str = "sha256") -> None:
+    """A two-file save that a cut (kill, full disk) never leaves without a whole version: the data file,
+    written by writer(tmp), then the JSON `mark` (fields plus {sha_key: the data file's sha256}), which
+    commits it. Until the new mark is in place, the previous data file stays parked at old_path(data),
+    where read_pair finds it for the previous mark; a failed write puts it back, and the next save (or
+    this one, once committed) removes it."""
+    data, mark = Path(data), Path(mark)
+    parked = old_path(data)
+    committed = _pair_file(data, _mark_sha(mark, sha_key))
+    if committed is None or committed[0] != parked:  # the committed version is `data`, or there is none
+        if data.is_file():
+            os.replace(data, parked)
+        else:
+            parked.unlink(missing_ok=True)
+    try:
+        write_with(data, writer)
+        faultpoint.reached("pair")
+        write_json(mark, {**fields, sha_key: file_sha256(data)})
+    except BaseException:
+        if parked.is_file():
+            os.replace(parked, data)
+        raise
+    parked.unlink(missing_ok=True)
+
+
+def read_pair(data: str | Path, sha: str | None) -> bytes | None:
+    """The bytes of the data file that a two-file save's mark names by `sha` (write_pair): `data`, or its
+    previous version parked while a save is under way; None if neither has that sha256. A mark written
+    before marks named their data file (sha None) goes with the parked version if there is one."""
+    found = _pair_file(Path(data), sha)
+    return found[1] if found else None
+
+
+def _mark_sha(mark: Path, sha_key: str) -> str | None | bool:
+    """The sha a pair's mark names; None if it names none (an old save), False if there is no readable mark."""
+    try:
+        obj = json.loads(mark.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return obj.get(sha_key) if isinstance(obj, dict) else False
+
+
+def _pair_file(data: Path, sha: str | None | bool) -> tuple[Path, bytes] | None:
+    """(path, bytes) of whichever of `data` and its parked version the mark's `sha` names (_mark_sha)."""
+    if sha is False:
+        return None
+    for p in ((old_path(data), data) if sha is None else (data, old_path(data))):
+        try:
+            b = p.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+        if sha is None or hashlib.sha256(b).hexdigest() == sha:
+            return p, b
+    return None
 
 
 def linked(final: str | Path) -> Path:

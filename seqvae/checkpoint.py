@@ -6,17 +6,20 @@
     <dir>/tokenizer.model      sentencepiece model (or vocab.txt for the PTB word vocabulary)
     <dir>/metrics.json         evaluation results at save time
     <dir>/trainer_state.pt     optional: optimizer, step, RNG, sampler position (for --resume)
+    <dir>/...                  added later: prior.*, words.txt, classifier heads, report.*, README.md, features/
 
 A training run dir holds two such checkpoints, `best/` and `last/`. Every checkpoint is
 written into a temporary sibling and renamed into place, so a crash never leaves a
 half-written checkpoint where a reader would look. Readers change nothing on disk: between
 the two renames of a replacement (or after a crash there) they read the parked previous
-version, and load() starts again if the checkpoint was replaced while it read it.
+version, and load() starts again if the checkpoint was replaced while it read it. A save over a
+checkpoint keeps the files added later while its weights file comes out the same (keep_extras).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import uuid
@@ -36,6 +39,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
+CACHE_DIR = "features"  # `seqvae classify`'s feature cache in a checkpoint dir (keyed by the weights' sha256)
 READ_TRIES = 5  # load() and resolve() attempts while a trainer keeps replacing the checkpoint under it
 STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
@@ -82,13 +86,16 @@ def check_replaceable(path: str | Path) -> Path:
 
 def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cfg: TrainConfig | None = None,
          data_meta: dict | None = None, metrics: dict | None = None, trainer_state: dict | None = None,
-         dtype: torch.dtype | None = None, extra: Callable[[Path], None] | None = None) -> Path:
+         dtype: torch.dtype | None = None, extra: Callable[[Path], None] | None = None,
+         on_stale: Callable[[list[str]], None] | None = None) -> Path:
     """Write a checkpoint dir atomically. `dtype` (e.g. torch.float16) shrinks the weights.
     `extra(dir)` writes more files into the new dir before it goes into place (e.g. a fitted prior).
 
-    An existing checkpoint dir at `path` is replaced whole (with whatever else it held: heads fitted
-    on the old weights, a model card). Anything else at `path`, a file or a directory with contents
-    that is not a seqvae checkpoint, is refused, never replaced.
+    An existing checkpoint dir at `path` is replaced, and what it holds that this save does not write
+    (classifier heads, a report, a model card) is handled by keep_extras: kept when the new weights file
+    is the old one byte for byte, else refused (on_stale None) or dropped and named to on_stale(names).
+    Anything else at `path`, a file or a directory with contents that is not a seqvae checkpoint, is
+    refused, never replaced.
     """
     final = check_replaceable(path)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -109,12 +116,73 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
             torch.save(trainer_state, tmp / STATE_FILE)
         if extra is not None:
             extra(tmp)
+        keep_extras(final, tmp, on_stale)
         faultpoint.reached("checkpoint-filled")
         atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], None] | None = None) -> None:
+    """Before the filled dir `new` replaces checkpoint dir `final`: what `final` holds and `new` lacks
+    (classifier heads, report.*, README.md, trainer_state.pt, a user's files) belongs to `final`'s weights.
+    If `new`'s weights file is `final`'s byte for byte (a re-save in the same dtype) it is copied into
+    `new`: it still fits. Otherwise it would be lost with the old weights: on_stale None refuses with a
+    one-line CheckpointError naming it; a callable gets the names, and they are left out."""
+    old = atomic.current_dir(final)
+    if not old.is_dir():
+        return
+    names = sorted(e.name for e in old.iterdir() if not (new / e.name).exists() and not _leftover(e.name))
+    # a previous version parked by a two-file save under way (atomic.write_pair) goes with its pair
+    names = [n for n in names if not atomic.is_parked(n) or n[1:-len(".old")] in names]
+    if not names:
+        return
+    weights = old / WEIGHTS_FILE
+    if weights.is_file() and atomic.file_sha256(weights) == atomic.file_sha256(new / WEIGHTS_FILE):
+        for name in names:  # linked where the file system can: the old version is deleted once replaced
+            if (old / name).is_dir() and not (old / name).is_symlink():
+                shutil.copytree(old / name, new / name, symlinks=True, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(old / name, new / name)
+        return
+    names = [n for n in names if n != CACHE_DIR and not atomic.is_parked(n)]  # a cache keyed by the weights
+    if not names:
+        return
+    if on_stale is not None:
+        on_stale(names)
+        return
+    was, now = _weights_dtype(weights), _weights_dtype(new / WEIGHTS_FILE)
+    hint = f" (the weights there are {was}: the same model saved in {was} keeps them)" if was and was != now else ""
+    raise CheckpointError(f"{final}: holds {', '.join(names)}, made for the weights this save replaces with others"
+                          f"{hint}; save to another dir, or remove them first")
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _leftover(name: str) -> bool:
+    """A killed writer's temporary file or dir (atomic): not carried over."""
+    return name.startswith(".") and ".tmp" in name
+
+
+def _weights_dtype(path: Path) -> str | None:
+    """The floating dtype of a weights file ("float16"), None if unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    except Exception:  # safetensors' error types differ across versions; the hint is only a hint
+        return None
+    names = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+    floats = [names[d] for d in dtypes if d in names]
+    return floats[0] if len(floats) == 1 else None
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 from . import atomic
 from .config import seed32, seed_value, whole
@@ -103,15 +103,14 @@ class AggregatePrior:
         return mix.log_prob(z.float())
 
     def save(self, directory: str | Path) -> None:
-        """prior.safetensors, then prior.json into `directory`, each written atomically. The JSON is the
-        commit mark: it names the weights file's sha256, so an interrupted save (new weights, old or no
-        JSON) is never read as a whole prior."""
+        """prior.safetensors, then prior.json into `directory` (atomic.write_pair). The JSON is the commit mark:
+        it names the weights file's sha256, so an interrupted save (new weights, old or no JSON) is never read
+        as a whole prior, and the previous prior stays loadable until the new one is whole."""
         d = Path(directory)
-        tensors = {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}
-        atomic.write_with(d / PRIOR_WEIGHTS, lambda p: save_file({k: v.contiguous().cpu() for k, v in tensors.items()},
-                                                                 str(p)))
-        atomic.write_json(d / PRIOR_JSON, {**self.meta, "latent_dim": self.latent_dim,
-                                           "sha256": atomic.file_sha256(d / PRIOR_WEIGHTS)})
+        tensors = {k: v.contiguous().cpu() for k, v in
+                   {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}.items()}
+        atomic.write_pair(d / PRIOR_WEIGHTS, lambda p: save_file(tensors, str(p)), d / PRIOR_JSON,
+                          {**self.meta, "latent_dim": self.latent_dim})
 
 
 def has_prior(directory: str | Path) -> bool:
@@ -124,19 +123,22 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
     d = Path(directory)
     if not has_prior(d):
         return None  # (a prior.safetensors alone is what an interrupted first save leaves: not a prior)
+    # the weights are those the JSON names: prior.safetensors, or the previous one while a save is under way
     try:
         meta = json.loads((d / PRIOR_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise PriorError(f"{d / PRIOR_JSON}: unreadable ({str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict) or meta.get("kind") != "gmm":
         raise PriorError(f"{d / PRIOR_JSON}: not a Gaussian-mixture prior")
-    if not (d / PRIOR_WEIGHTS).is_file():
-        raise PriorError(f"{d}: {PRIOR_JSON} without {PRIOR_WEIGHTS}")
-    if meta.get("sha256") != atomic.file_sha256(d / PRIOR_WEIGHTS):
+    sha = meta.get("sha256")
+    raw = atomic.read_pair(d / PRIOR_WEIGHTS, sha) if isinstance(sha, str) else None
+    if raw is None:
+        if not (d / PRIOR_WEIGHTS).is_file():
+            raise PriorError(f"{d}: {PRIOR_JSON} without {PRIOR_WEIGHTS}")
         raise PriorError(f"{d / PRIOR_WEIGHTS}: does not match the sha256 in {PRIOR_JSON} (an interrupted save?); "
                          "fit the prior again")
     try:
-        t = load_file(str(d / PRIOR_WEIGHTS))
+        t = load(raw)
     except Exception as e:  # safetensors' error type differs across versions
         raise PriorError(f"{d / PRIOR_WEIGHTS}: unreadable ({str(e).splitlines()[0]})") from None
     expected = {"weights", "means", "scale_tril"}

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -478,9 +479,9 @@ class Trainer:
         try:
             if improved:
                 checkpoint.save(self.out_dir / "best", self.model, self.tokenizer, train_cfg=self.cfg.train,
-                                data_meta=self.data_meta, metrics=meta)
+                                data_meta=self.data_meta, metrics=meta, on_stale=self._dropped("best"))
             checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
-                            data_meta=self.data_meta, metrics=meta, trainer_state=state)
+                            data_meta=self.data_meta, metrics=meta, trainer_state=state, on_stale=self._dropped("last"))
         except OSError as e:  # disk full, permission lost: save() removed its temporary dir
             raise TrainingError(f"step {self.step}: cannot write a checkpoint in {self.out_dir} "
                                 f"({e.strerror or e}); {kept}") from None
@@ -488,6 +489,14 @@ class Trainer:
             tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
                        f"ppl {res['ppl']:.1f} au {res['au']} mi {format_mi(res['mi'], res['mi_se'])}"
                        + ("  (best)" if improved else ""))
+
+    def _dropped(self, name: str):
+        """What checkpoint.save calls with the files a replaced best/ or last/ held besides the checkpoint (a
+        prior, heads, a report fitted on the old weights): they are left out of the new one, and said so."""
+        def note(names: list[str]) -> None:
+            print(f"note: step {self.step}: {self.out_dir / name} replaced without {', '.join(names)} (made for "
+                  "its previous weights)", file=sys.stderr)
+        return note
 
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
         """Train to max_steps (or stop after `until_step`, as if interrupted). Returns a summary.

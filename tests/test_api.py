@@ -3,6 +3,7 @@
 import io
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,6 +34,63 @@ def test_save_and_reload_give_identical_outputs(vae, texts, tmp_path):
         with pytest.raises(CheckpointError, match="dtype must be a floating torch.dtype"):
             vae.save_pretrained(tmp_path / "bad", dtype=bad)
         assert not (tmp_path / "bad").exists()
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(d)): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+def test_resaving_the_flagship_into_its_own_dir_keeps_its_heads_report_and_card(tmp_path):
+    """from_pretrained(d).save_pretrained(d, float16) on the shipped checkpoint (float16 weights): the same
+    weights file, so its heads (which name that file's sha256), report and card are kept, and the heads still
+    load for it. A float32 save would change the file: refused, naming what would be lost, nothing changed.
+    (Both used to succeed and drop README.md, report.*, classifier.* and set_classifier.*.)"""
+    from seqvae.sentiment.heads import HEADS, load_head
+    from seqvae.sentiment.features import checkpoint_id
+
+    d = tmp_path / "imdb"
+    shutil.copytree(ROOT / "checkpoints" / "imdb", d)
+    before = _files(d)
+    vae = SeqVAE.from_pretrained(d, device="cpu")
+    vae.save_pretrained(d, dtype=torch.float16)
+    after = _files(d)
+    assert sorted(after) == sorted(before)
+    assert [f for f in after if after[f] != before[f]] == ["config.json"]  # its random save_id
+    for kind in HEADS:
+        load_head(d, kind, model_id=checkpoint_id(d))
+    with pytest.raises(CheckpointError, match=r"holds README.md, classifier.json, .*report.json.* \(the weights "
+                                              r"there are float16: the same model saved in float16 keeps them\)"):
+        vae.save_pretrained(d)
+    assert _files(d) == after
+    assert not [f for f in tmp_path.iterdir() if f.name != "imdb"]  # no temporary dir left
+
+
+def test_saving_other_weights_over_a_checkpoint_refuses_to_drop_what_it_held(vae, tmp_path):
+    """A checkpoint dir whose extras (a head, a report) were made for its weights: saving changed weights there
+    is refused, nothing changed; with only what the model carries (prior, word list) it is replaced."""
+    d = vae.save_pretrained(tmp_path / "ckpt")
+    (d / "report.json").write_text("{}")
+    (d / "notes").mkdir()
+    (d / "notes" / "a.txt").write_text("mine")
+    SeqVAE.from_pretrained(d, device="cpu").save_pretrained(d)  # the same float32 file: kept, subdir too
+    assert (d / "report.json").read_text() == "{}" and (d / "notes" / "a.txt").read_text() == "mine"
+    before = _files(d)
+    other = SeqVAE.from_pretrained(d, device="cpu")
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1.0)
+    with pytest.raises(CheckpointError, match=r"holds notes, report.json, made for the weights this save replaces"):
+        other.save_pretrained(d)
+    with pytest.raises(CheckpointError, match="notes, report.json"):
+        vae.save_pretrained(d, dtype=torch.float16)
+    assert _files(d) == before
+    (d / "report.json").unlink()
+    shutil.rmtree(d / "notes")
+    (d / "features").mkdir()  # `classify`'s cache, keyed by the weights: no reason to refuse, left behind
+    (d / "features" / "x.npz").write_bytes(b"cache")
+    other.save_pretrained(d, dtype=torch.float16)  # nothing but the model's own files: replaced
+    assert not (d / "features").exists()
+    assert torch.equal(SeqVAE.from_pretrained(d, device="cpu").model.state_dict()[next(iter(
+        other.model.state_dict()))], next(other.model.parameters()).half().float())
 
 
 def test_wrapped_in_memory_model_matches_loaded(trained_tiny_vae, vae, texts):

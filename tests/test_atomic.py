@@ -1,5 +1,7 @@
 """Atomic writes: nothing half-written is ever visible, and an interrupted swap is recovered."""
 
+import hashlib
+import json
 import os
 import stat
 from pathlib import Path
@@ -145,3 +147,46 @@ def test_output_paths_are_checked_and_parents_made(tmp_path):
     assert (tmp_path / "f").read_text() == "mine" and sorted(os.listdir(tmp_path / "d")) == []
     atomic.write_json(tmp_path / "new" / "deep" / "r.json", {"x": 1})  # missing parents are made
     assert (tmp_path / "new" / "deep" / "r.json").read_text() == '{\n  "x": 1\n}\n'
+
+
+@pytest.mark.parametrize("fails", ["data", "mark"])
+def test_a_pair_save_that_fails_leaves_the_old_pair_as_it_was(tmp_path, monkeypatch, fails):
+    """write_pair on a full disk, failing on the data file or on the mark: both files as they were, nothing parked."""
+    data, mark = tmp_path / "w.bin", tmp_path / "w.json"
+    atomic.write_pair(data, lambda p: p.write_bytes(b"old"), mark, {"v": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real = atomic.write_with if fails == "data" else atomic.write_json
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_with" if fails == "data" else "write_json", full)
+    with pytest.raises(OSError, match="No space"):
+        atomic.write_pair(data, lambda p: p.write_bytes(b"new"), mark, {"v": 2})
+    monkeypatch.setattr(atomic, real.__name__, real)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert atomic.read_pair(data, json.loads(mark.read_text())["sha256"]) == b"old"
+
+
+def test_a_pair_cut_between_its_files_reads_the_old_one_and_the_next_save_commits(tmp_path):
+    """The state a kill between the two writes leaves (new data, old mark, old data parked): readers get the
+    old data for the old mark, also for a mark that names no sha (saved before marks did); the next save
+    keeps the parked version as the previous one, and leaves only the new pair."""
+    data, mark = tmp_path / "w.bin", tmp_path / "w.json"
+    for old_mark in ({"v": 1, "sha256": hashlib.sha256(b"old").hexdigest()}, {"v": 1}):
+        data.write_bytes(b"half-saved new")
+        atomic.old_path(data).write_bytes(b"old")
+        mark.write_text(json.dumps(old_mark))
+        assert atomic.read_pair(data, old_mark.get("sha256")) == b"old"
+        assert atomic.read_pair(data, hashlib.sha256(b"other").hexdigest()) is None
+
+        def cut(p):
+            assert atomic.old_path(data).read_bytes() == b"old"  # the committed version stays parked meanwhile
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(OSError):
+            atomic.write_pair(data, cut, mark, {"v": 2})
+        assert atomic.read_pair(data, old_mark.get("sha256")) == b"old"
+        atomic.write_pair(data, lambda p: p.write_bytes(b"new"), mark, {"v": 2})
+        assert sorted(os.listdir(tmp_path)) == ["w.bin", "w.json"]
+        assert atomic.read_pair(data, json.loads(mark.read_text())["sha256"]) == b"new"

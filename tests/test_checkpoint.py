@@ -124,9 +124,15 @@ def test_save_replaces_a_checkpoint_but_nothing_else(tmp_path, model_and_tok):
     (tmp_path / "empty").mkdir()
     checkpoint.save(tmp_path / "empty", model, tok)  # an empty dir is fine
     old = checkpoint.save(tmp_path / "ck", model, tok, metrics={"nll": 1.0})
-    (old / "eval-test.json").write_text("{}")  # a file beside the weights goes with the old checkpoint
+    (old / "eval-test.json").write_text("{}")  # a file beside the weights: kept while the weights are the same
     checkpoint.save(old, model, tok, metrics={"nll": 2.0})
-    assert checkpoint.read_metrics(old)["nll"] == 2.0 and not (old / "eval-test.json").exists()
+    assert checkpoint.read_metrics(old)["nll"] == 2.0 and (old / "eval-test.json").read_text() == "{}"
+    with pytest.raises(checkpoint.CheckpointError, match="holds eval-test.json, made for the weights this save"):
+        checkpoint.save(old, model, tok, dtype=torch.float16)  # other weights: not dropped unasked
+    assert checkpoint.read_metrics(old)["nll"] == 2.0
+    dropped = []
+    checkpoint.save(old, model, tok, metrics={"nll": 3.0}, dtype=torch.float16, on_stale=dropped.extend)
+    assert dropped == ["eval-test.json"] and not (old / "eval-test.json").exists()
 
 
 def test_a_reader_sees_a_whole_checkpoint_while_a_writer_replaces_it(tmp_path, model_and_tok):
@@ -197,3 +203,25 @@ def test_a_reader_is_not_fooled_when_a_replacement_reuses_the_inode(tmp_path, mo
     ids = {json.loads((ck / "config.json").read_text())["save_id"]}
     checkpoint.save(ck, model, tok)
     assert json.loads((ck / "config.json").read_text())["save_id"] not in ids  # each save has its own
+
+
+def test_a_same_weights_save_carries_a_pair_cut_short_with_its_parked_half(tmp_path, model_and_tok):
+    """A head whose re-save was killed between its two files (new weights, old JSON, old weights parked):
+    a save of the same weights over the dir keeps the head loadable as its old version; temporary files of
+    killed writers are not carried; a save of other weights names the head once, not its parked half."""
+    from seqvae import atomic
+
+    model, tok = model_and_tok
+    d = checkpoint.save(tmp_path / "ck", model, tok)
+    data, mark = d / "classifier.safetensors", d / "classifier.json"
+    atomic.write_pair(data, lambda p: p.write_bytes(b"old"), mark, {})
+    atomic.old_path(data).write_bytes(b"old")  # what a kill at the "pair" point leaves
+    data.write_bytes(b"new")
+    (d / ".classifier.x1.tmp.safetensors").write_bytes(b"half")  # a killed writer's temporary file
+    checkpoint.save(d, model, tok)
+    assert atomic.read_pair(data, json.loads(mark.read_text())["sha256"]) == b"old"
+    assert not (d / ".classifier.x1.tmp.safetensors").exists()
+    dropped = []
+    checkpoint.save(d, model, tok, dtype=torch.float16, on_stale=dropped.extend)
+    assert dropped == ["classifier.json", "classifier.safetensors"]
+    assert not [f for f in d.iterdir() if f.name.startswith("classifier") or f.name.startswith(".")]

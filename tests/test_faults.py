@@ -235,3 +235,80 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_previous_
     assert (run / "last" / "model.safetensors").read_bytes() == before
     assert set(os.listdir(run)) == RUN_FILES  # no temp dir, no parked copy, no lock
     assert Trainer.resume(run, max_steps=20, device="cpu", progress=False).fit()["step"] == 20
+
+
+# ---------------------------------------------------------------------------- two-file saves in a checkpoint dir
+def _killed_at(cmd, point, marker):
+    """Run `cmd` (argv) until it reaches faultpoint `point`, then SIGKILL it there."""
+    proc = subprocess.Popen(cmd, env=_env(SEQVAE_PAUSE_AT=point, SEQVAE_PAUSE_MARKER=str(marker)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.kill(_wait_paused(proc, marker), signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stdout.close(), proc.stderr.close()
+    marker.unlink()
+
+
+def test_a_refit_prior_killed_between_its_two_files_leaves_the_old_prior(tiny_data_dir, tmp_path):
+    """`seqvae fit-prior` on a checkpoint that has a prior, killed with its new weights written and its JSON
+    not: the old prior still loads, whole; the next fit-prior replaces it and leaves nothing parked."""
+    from seqvae.model import SentenceVAE
+    from seqvae.prior import PRIOR_JSON, PRIOR_WEIGHTS, load_prior
+    from seqvae.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tiny_data_dir)
+    torch.manual_seed(0)
+    ckpt = checkpoint.save(tmp_path / "ckpt", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8,
+                                                                      hidden_dim=12, latent_dim=3)), tok)
+    fit = [sys.executable, "-m", "seqvae.cli", "fit-prior", str(ckpt), "--data", str(tiny_data_dir),
+           "--sentences", "100", "--device", "cpu"]
+    assert subprocess.run(fit + ["--components", "2"], env=_env(), capture_output=True).returncode == 0
+    old = load_prior(ckpt, latent_dim=3)
+    old_files = {f: (ckpt / f).read_bytes() for f in (PRIOR_JSON, PRIOR_WEIGHTS)}
+    _killed_at(fit + ["--components", "3"], "pair", tmp_path / "paused")
+    assert (ckpt / PRIOR_WEIGHTS).read_bytes() != old_files[PRIOR_WEIGHTS]  # the new weights are in place ...
+    back = load_prior(ckpt, latent_dim=3)  # ... and the old JSON reads the old weights, parked beside them
+    assert back.components == 2 and torch.equal(back.means, old.means) and torch.equal(back.scale_tril, old.scale_tril)
+    assert (ckpt / PRIOR_JSON).read_bytes() == old_files[PRIOR_JSON]
+    assert subprocess.run(fit + ["--components", "3"], env=_env(), capture_output=True).returncode == 0
+    assert load_prior(ckpt, latent_dim=3).components == 3
+    assert not [f for f in os.listdir(ckpt) if f.startswith(".")]  # nothing parked, no temporary file
+
+
+def test_a_head_save_killed_between_its_two_files_leaves_the_old_head(tmp_path):
+    """The same for a classifier head (`seqvae classify fit` / `calibrate` over a saved head): killed between
+    its weights and its JSON, the old head loads, the same values; a later save commits the new one."""
+    import numpy as np
+
+    from seqvae.sentiment.heads import LinearHead, load_head
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 4)).astype(np.float32), np.arange(200) % 2
+    X[:, 0] += 2 * y
+    save = ("import sys, numpy as np; from seqvae.sentiment.linear import fit_linear; "
+            "X = np.load(sys.argv[1]); h = fit_linear(X, np.arange(len(X)) % 2); h.coef = h.coef * float(sys.argv[2]); "
+            "h.save(sys.argv[3])")
+    np.save(tmp_path / "X.npy", X)
+    ckpt = tmp_path / "ckpt"
+    run = [sys.executable, "-c", save, str(tmp_path / "X.npy")]
+    assert subprocess.run(run + ["1", str(ckpt)], env=_env(), capture_output=True).returncode == 0
+    old = load_head(ckpt)
+    _killed_at(run + ["3", str(ckpt)], "pair", tmp_path / "paused")
+    assert (ckpt / LinearHead.files[0]).exists()
+    np.testing.assert_array_equal(load_head(ckpt).decision(X), old.decision(X))
+    assert subprocess.run(run + ["3", str(ckpt)], env=_env(), capture_output=True).returncode == 0
+    np.testing.assert_array_equal(load_head(ckpt).coef, 3 * old.coef)
+    assert sorted(os.listdir(ckpt)) == sorted(LinearHead.files)
+
+
+def test_a_resumed_run_says_what_it_leaves_out_of_a_replaced_checkpoint(tiny_data_dir, tmp_path, capsys):
+    """Files a user added to last/ (a head, a report: made for its weights) are not carried into the next
+    last/, which has other weights, and the trainer says so on stderr instead of dropping them silently."""
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, run, device="cpu", progress=False).fit()
+    (run / "last" / "classifier.json").write_text("{}")
+    (run / "last" / "report.md").write_text("# report")
+    capsys.readouterr()
+    Trainer.resume(run, max_steps=20, device="cpu", progress=False).fit()
+    assert f"note: step 20: {run / 'last'} replaced without classifier.json, report.md (made for its previous " \
+           f"weights)" in capsys.readouterr().err
+    assert not (run / "last" / "classifier.json").exists() and whole_checkpoints(run)["last"] == 20

@@ -66,6 +66,14 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
     card = (out / "README.md").read_text()
     assert "trained on Penn Treebank sentences" in card and "IMDB" not in card and "words" in card
     assert "- the company said it expects to report a loss  →" in card and "deduplicated" not in card
+    # shipped again over itself (a report re-run, say): a head fitted on it is kept while the weights file is the
+    # same, and named as dropped when it is not (it was dropped silently either way)
+    (out / "classifier.json").write_text("{}")
+    assert ship(back / "vae", out, "--lm", back / "lm", *opts)[::2] == (0, "")
+    assert (out / "classifier.json").read_text() == "{}"
+    rc, _, err = ship(back / "vae", out, "--lm", back / "lm", *opts, "--dtype", "float32")
+    assert rc == 0 and f"note: {out} held classifier.json, made for its previous weights: not kept" in err
+    assert not (out / "classifier.json").exists() and not list(tmp_path.glob(".shipped*"))
 
     # what ship_checkpoint refuses before any work, and what it leaves alone
     (tmp_path / "notes").mkdir()

@@ -187,3 +187,24 @@ def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path
         (tmp_path / PRIOR_JSON).write_text(json.dumps(meta))
         with pytest.raises(PriorError, match="Cholesky"):
             load_prior(tmp_path, latent_dim=3)
+
+
+def test_a_refit_on_a_full_disk_keeps_the_old_prior(tmp_path, monkeypatch):
+    """prior.save over a saved prior, failing at its JSON (the disk filled): the old prior loads as it was."""
+    import errno
+
+    from seqvae import atomic
+
+    old = AggregatePrior.fit(clusters(), components=2, seed=0)
+    old.save(tmp_path)
+    before = sorted(tmp_path.iterdir())
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_json", full)
+    with pytest.raises(OSError, match="No space"):
+        AggregatePrior.fit(clusters(seed=5), components=3, seed=0).save(tmp_path)
+    monkeypatch.undo()
+    back = load_prior(tmp_path, latent_dim=3)
+    assert torch.equal(back.means, old.means) and sorted(tmp_path.iterdir()) == before

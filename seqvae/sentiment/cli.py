@@ -138,7 +138,9 @@ def _reviews(args, split: str):
 
 
 def _cache(args, ckpt: Path) -> Path | None:
-    return None if args.no_cache else Path(args.cache_dir) if args.cache_dir else ckpt / "features"
+    from ..checkpoint import CACHE_DIR
+
+    return None if args.no_cache else Path(args.cache_dir) if args.cache_dir else ckpt / CACHE_DIR
 
 
 def _print_json(obj) -> None:

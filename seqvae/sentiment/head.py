@@ -109,41 +109,45 @@ class Head:
                 for t, p, ns, n in zip(texts, proba, n_sent, n_units)]
 
     def save(self, ckpt_dir: str | Path) -> tuple[Path, Path]:
-        """Arrays to safetensors, the rest to JSON, both atomically; returns the two paths."""
+        """Arrays to safetensors, then the rest to JSON, which names the weights file's sha256 and so commits the
+        pair (atomic.write_pair: the previous head stays loadable until the new one is whole); the two paths."""
         from safetensors.numpy import save_file
 
         weights, cfg = self.arrays()
         d = Path(ckpt_dir)
         w_path, c_path = d / self.files[0], d / self.files[1]
-        atomic.write_with(w_path, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}))
-        # the JSON last, naming the weights file it belongs with: a save cut between the two is found on loading
-        atomic.write_json(c_path, {"format": FORMAT, "kind": self.saved_kind, "classes": list(self.classes),
-                                   "model_sha256": self.meta.get("model_sha256"), **cfg,
-                                   "weights_sha256": atomic.file_sha256(w_path)})
+        atomic.write_pair(w_path, lambda tmp: save_file(weights, str(tmp), metadata={"format": "np"}), c_path,
+                          {"format": FORMAT, "kind": self.saved_kind, "classes": list(self.classes),
+                           "model_sha256": self.meta.get("model_sha256"), **cfg}, sha_key="weights_sha256")
         return w_path, c_path
 
     @classmethod
     def load(cls, ckpt_dir: str | Path) -> "Head":
         """This kind's head saved in `ckpt_dir`; a one-line CheckpointError if missing or unreadable."""
         from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
         d = Path(ckpt_dir)
         w_path, c_path = d / cls.files[0], d / cls.files[1]
-        if not w_path.is_file() or not c_path.is_file():
+        if not c_path.is_file() or not (w_path.is_file() or atomic.old_path(w_path).is_file()):
             raise CheckpointError(f"{d}: no classifier head ({cls.files[0]}); fit one with "
                                    f"`seqvae classify fit {d} --head {cls.kind}`")
         try:
             cfg = json.loads(c_path.read_text(encoding="utf-8"))
-            weights = load_file(str(w_path))
-        except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
             raise CheckpointError(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
         fmt = cfg.pop("format", FORMAT) if isinstance(cfg, dict) else None
         if type(fmt) is not int or fmt > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
             raise CheckpointError(f"{c_path}: classifier head of an unknown format or kind")
-        if cfg.pop("weights_sha256", None) not in (None, atomic.file_sha256(w_path)):  # heads saved before it: none
+        # the weights the JSON names (heads saved before it named them: none), or the previous ones mid-save
+        raw = atomic.read_pair(w_path, cfg.pop("weights_sha256", None))
+        if raw is None:
             raise CheckpointError(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
                                    f"short?): fit the head again with `seqvae classify fit {d} --head {cls.kind}`")
+        try:
+            weights = load(raw)
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
         cfg.pop("feature_dim", None)  # written for readers of the JSON; the weights' shapes rule
         if tuple(cfg.pop("classes", CLASSES)) != CLASSES:
             raise CheckpointError(f"{c_path}: a head of the classes {', '.join(CLASSES)} expected")
