@@ -32,13 +32,14 @@ from . import checkpoint, generation, textinput
 from .config import TrainConfig, resolve_device, whole
 from .data import collate
 from .generation import make_generator
-from .metrics import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, iw_log_likelihood, sentence_noise
+from .metrics import iw_log_likelihood
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior
 from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
 from .refine import RefineError, check_refine, refine_codes, refine_posterior
+from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, sentence_noise
 from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
@@ -182,7 +183,7 @@ class SeqVAE:
         """(positions, Batch) in length-sorted batches: little padding; callers restore input order.
 
         Ties are sorted by the ids themselves, so the batches do not depend on the order of the input
-        (`score`'s draws do not depend on the batches at all: each sentence has its own, metrics.sentence_noise).
+        (`score`'s draws do not depend on the batches at all: each sentence has its own, streams.sentence_noise).
         """
         batch_size = whole("batch_size", batch_size, 1, InputError)  # a float or bool too: not a TypeError, not 1
         cfg = self.model.cfg
