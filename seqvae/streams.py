@@ -5,8 +5,9 @@ or the batch it is computed in.
     g = key_generator(seed, NOISE_IW, 3)                        # a CPU torch.Generator of its own
     eps = sentence_noise(seed, NOISE_IW, keys, (k, Z))          # (len(keys), k, Z) standard normal, row j keyed keys[j]
 
-A key is a row's place (a sentence's index in a dataset, evaluate) or its content (a sentence's token ids,
-SeqVAE.score: the same sentence gets the same draws wherever it stands). The global RNG is never touched.
+A key is a row's place (a sentence's index in a dataset, evaluate; a prior sample's index; (code, candidate)
+when sampling) or its content (a sentence's token ids, SeqVAE.score: the same sentence gets the same draws
+wherever it stands). The global RNG is never touched.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 
 # The streams: each use of a row's noise has its own, so that its draws are independent of the others'.
-# evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it.
-NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW = range(4)
+# evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it;
+# sampling: a prior code's noise (SeqVAE.prior_codes), the uniforms a decoded row draws its tokens with
+# (generation.RowNoise).
+NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE = range(6)
 
 
 def key_generator(seed: int, stream: int, key: int | Sequence[int]) -> torch.Generator:
