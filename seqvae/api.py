@@ -32,13 +32,14 @@ from . import checkpoint, generation, textinput
 from .config import TrainConfig, resolve_device, whole
 from .data import collate
 from .generation import make_generator
-from .metrics import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, iw_log_likelihood, sentence_noise
+from .metrics import iw_log_likelihood
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior
 from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
 from .refine import RefineError, check_refine, refine_codes, refine_posterior
+from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_PRIOR, sentence_noise
 from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
@@ -186,7 +187,7 @@ class SeqVAE:
         """(positions, Batch) in length-sorted batches: little padding; callers restore input order.
 
         Ties are sorted by the ids themselves, so the batches do not depend on the order of the input
-        (`score`'s draws do not depend on the batches at all: each sentence has its own, metrics.sentence_noise).
+        (`score`'s draws do not depend on the batches at all: each sentence has its own, streams.sentence_noise).
         """
         batch_size = whole("batch_size", batch_size, 1, InputError)  # a float or bool too: not a TypeError, not 1
         cfg = self.model.cfg
@@ -343,36 +344,43 @@ class SeqVAE:
     def prior_codes(self, n: int, prior: str | None = None, *, seed: int | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """n codes (n, Z) from `prior`: "aggregate" (the density fitted on training codes, `seqvae fit-prior`),
-        "standard" (N(0, I)), or None: aggregate when the checkpoint has one, else standard."""
+        "standard" (N(0, I)), or None: aggregate when the checkpoint has one, else standard.
+
+        Code i comes from noise of its own, keyed by the seed and i (streams.NOISE_PRIOR), so the first k of n
+        codes are the k codes of the same seed. `generator` instead of `seed`: the seed is drawn from it."""
         self._need_latent("prior_codes")
         n = whole("n", n, 0, InputError)
         prior = prior or ("aggregate" if self.prior is not None else "standard")
         if prior not in PRIORS:
             raise InputError(f"unknown prior {prior!r} (choose from {', '.join(PRIORS)})")
-        gen = generator if generator is not None else make_generator(self.device, seed)
+        if prior == "aggregate" and self.prior is None:
+            raise InputError("this checkpoint has no aggregate prior (fit one with `seqvae fit-prior`)")
+        # per code: Z + 1 standard normals; the first, through the normal CDF, is the uniform that picks the
+        # aggregate prior's component, the other Z are the point
+        noise = sentence_noise(generation.stream_seed(seed, generator), NOISE_PRIOR, range(n), (self.latent_dim + 1,))
         if prior == "aggregate":
-            if self.prior is None:
-                raise InputError("this checkpoint has no aggregate prior (fit one with `seqvae fit-prior`)")
-            return self.prior.sample(n, generator=gen)
-        return torch.randn(n, self.latent_dim, generator=gen, device=self.device)  # (n, Z)
+            return self.prior.from_noise(torch.special.ndtr(noise[:, 0].double()), noise[:, 1:])
+        return noise[:, 1:].to(self.device)  # (n, Z)
 
     def sample_ids(self, n: int, *, prior: str | None = None, seed: int | None = None,
                    generator: torch.Generator | None = None, words: str | None = None, **opts) -> list[list[int]]:
-        """n samples as token ids: z from `prior` (see prior_codes), then decode (one seeded generator for both)."""
+        """n samples as token ids: z from `prior` (see prior_codes), then decode: decode(prior_codes(n, seed=s),
+        seed=s) with the defaults of sample (one seed for both, drawn from `generator` if one is given)."""
         n = whole("n", n, 0, InputError)
-        gen = generator if generator is not None else make_generator(self.device, seed)
+        seed = generation.stream_seed(seed, generator)
         filt = self._word_filter(words)
         opts = generation.sampling_defaults(opts)
         if not self.latent:
             if prior is not None:
                 raise InputError("a language model has no latent prior to choose")
-            return generation.generate(self.model, None, batch_size=n, generator=gen, words=filt, **opts)
-        z = self.prior_codes(n, prior, generator=gen)
-        return generation.generate(self.model, z, generator=gen, words=filt, **opts)
+            return generation.generate(self.model, None, batch_size=n, seed=seed, words=filt, **opts)
+        z = self.prior_codes(n, prior, seed=seed)
+        return generation.generate(self.model, z, seed=seed, words=filt, **opts)
 
     def sample(self, n: int, **opts) -> list[str]:
         """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when
-        the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences.
+        the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences, and
+        sentence i depends on the seed and i alone: the first k of sample(n, seed=s) are sample(k, seed=s).
         Decoding options as generation.generate; by default top-p sampling at p = 0.9 (generation.SAMPLE_TOP_P),
         e.g. strategy="sample" for plain sampling, candidates=4 for the best of 4 draws per code."""
         return self.detokenize(self.sample_ids(n, **opts))

@@ -13,9 +13,10 @@ every row has stopped or after `max_len` tokens (EOS included). Finished rows le
 batch (in beam search, a row whose beams have all ended), so later steps only pay for the
 rows still writing.
 
-Randomness comes only from an explicit torch.Generator (or `seed`): the global RNG is
-never touched, and the same seed gives the same sentences for the same codes. The rows of a call
-share the generator: a code sampled alone or beside other codes gets other draws.
+Sampling draws each row's tokens with uniforms from a stream of its own (`RowNoise`: streams.key_generator
+keyed by the seed and the row's (code, candidate) index), so row i's sentence depends on z[i], the seed and i
+alone: not on the other codes, their number, the batch size or the chunking. A `generator` given instead of a
+seed supplies the seed (one draw from it per call). The global RNG is never touched.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Callable
 
 import torch
 
-from .config import seed_value, whole
+from .config import MAX_SEED, seed_value, whole
 from .model import SentenceVAE
+from .streams import NOISE_DECODE, key_generator
 from .wordlist import WordFilter
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
@@ -59,6 +61,58 @@ def sampling_defaults(opts: dict) -> dict:
 
 class DecodingError(ValueError):
     """Bad decoding arguments (one-line message)."""
+
+
+# ---------------------------------------------------------------------------- the sampler's random numbers
+Uniforms = Callable[[torch.Tensor], torch.Tensor]  # rows (r,) of a batch -> (r,) numbers in [0, 1): each row's next
+
+
+class RowNoise:
+    """The uniforms a sampled batch draws its tokens with, one stream per row: row r reads, in order, the numbers
+    of key_generator(seed, NOISE_DECODE, (code, candidate)) with (code, candidate) = divmod(first + r, candidates),
+    whatever the other rows do. A row draws one number per token, more when the top-p sampler or the word filter
+    rejects a draw; how many depends on the row alone.
+
+    The numbers are drawn BLOCK at a time for every row (one generator call per row and block) and read from a
+    (B, blocks * BLOCK) table; `start(B)` builds the first block, a row that has read its blocks adds one for all.
+    """
+
+    BLOCK = 64  # numbers per row drawn at once: fixed, so a row's numbers do not depend on max_len
+
+    def __init__(self, seed: int, first: int = 0, candidates: int = 1):
+        self.seed, self.first, self.candidates = seed, first, candidates
+        self.gens: list[torch.Generator] = []
+        self.table = torch.zeros(0, 0)  # (B, blocks * BLOCK) each row's numbers
+        self.used = torch.zeros(0, dtype=torch.long)  # (B,) numbers each row has read
+
+    def start(self, n: int, device: torch.device | str = "cpu") -> None:
+        """Streams for rows 0..n-1 (the batch's rows, first + r overall)."""
+        self.gens = [key_generator(self.seed, NOISE_DECODE, divmod(self.first + r, self.candidates))
+                     for r in range(n)]
+        self.table = torch.zeros(n, 0, device=device)
+        self.used = torch.zeros(n, dtype=torch.long, device=device)
+        self._extend()
+
+    def _extend(self) -> None:
+        block = [torch.rand(self.BLOCK, generator=g) for g in self.gens]  # each row's next block, in its order
+        self.table = torch.cat([self.table, torch.stack(block).to(self.table.device) if block else
+                                torch.zeros(0, self.BLOCK, device=self.table.device)], dim=1)
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        """The next number of each of `rows` (distinct row indices, (r,)): (r,)."""
+        pos = self.used[rows]  # (r,)
+        while rows.numel() and int(pos.max()) >= self.table.shape[1]:
+            self._extend()
+        self.used[rows] = pos + 1
+        return self.table[rows, pos]
+
+
+def _as_uniforms(noise: Uniforms | torch.Generator | None, device: torch.device | str) -> Uniforms:
+    """`noise` itself, or for a generator (None: the global RNG) uniforms that all rows draw from it, in row
+    order (what a row gets then depends on the rows before it: for draw / draw_nucleus on their own)."""
+    if callable(noise) and not isinstance(noise, torch.Generator):
+        return noise
+    return lambda rows: torch.rand(rows.shape[0], device=device, generator=noise)
 
 
 # ---------------------------------------------------------------------------- one step
@@ -146,22 +200,26 @@ def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(inside).scatter(-1, order, inside)  # back to vocabulary order
 
 
-def draw(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row from softmax(logits): (b, V) -> (b,). Tokens at -inf are never drawn."""
-    return _inverse_cdf((logits - logits.amax(dim=-1, keepdim=True)).exp_(), generator)
+def draw(logits: torch.Tensor, noise: Uniforms | torch.Generator | None) -> torch.Tensor:
+    """One token per row from softmax(logits): (b, V) -> (b,). Tokens at -inf are never drawn.
+    noise: each row's uniforms (Uniforms: called with the rows' indices in this batch, e.g. a RowNoise's), or one
+    generator that all rows share."""
+    noise = _as_uniforms(noise, logits.device)
+    u = noise(torch.arange(logits.shape[0], device=logits.device))  # (b,)
+    return _inverse_cdf((logits - logits.amax(dim=-1, keepdim=True)).exp_(), u)
 
 
-def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One index per row, with probability proportional to `weights` (b, V), >= 0.
+def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One index per row, with probability proportional to `weights` (b, V), >= 0, for u (b,) uniform in [0, 1).
 
     Same distribution as torch.multinomial, ~15x faster on CPU for large V.
     """
     cdf = weights.cumsum(dim=-1)  # (b, V)
-    u = 1.0 - torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator)  # (b, 1) in (0, 1]
+    u = 1.0 - u.to(cdf)[:, None]  # (b, 1) in (0, 1]
     return torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0]  # first index whose cdf >= u * total
 
 
-def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator | None,
+def draw_nucleus(logits: torch.Tensor, top_p: float, noise: Uniforms | torch.Generator | None,
                  tries: int = 4) -> torch.Tensor:
     """One token per row from the nucleus of mass top_p (renormalised): (b, V) -> (b,).
 
@@ -169,13 +227,15 @@ def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator 
     is in the nucleus, i.e. if the tokens strictly likelier than it hold < top_p of the mass
     (exact ties at the nucleus boundary are all kept). A draw is accepted with probability
     = nucleus mass >= top_p, at the cost of a few passes over the row; rows still rejected
-    after `tries` rounds (e.g. a tiny top_p on a flat row) fall back to the exact mask.
+    after `tries` rounds (e.g. a tiny top_p on a flat row) fall back to the exact mask. noise: as in draw (a
+    row reads one number per round it takes part in).
     """
+    noise = _as_uniforms(noise, logits.device)
     probs = torch.softmax(logits, dim=-1)  # (b, V)
     out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     rows = torch.arange(probs.shape[0], device=probs.device)  # rows without a token yet
     for _ in range(tries):
-        tok = _inverse_cdf(probs, generator)  # (r,)
+        tok = _inverse_cdf(probs, noise(rows))  # (r,)
         p_tok = probs.gather(1, tok[:, None])  # (r, 1)
         above = torch.where(probs > p_tok, probs, 0.0).sum(dim=-1)  # (r,) mass strictly likelier
         ok = above < top_p
@@ -184,22 +244,25 @@ def draw_nucleus(logits: torch.Tensor, top_p: float, generator: torch.Generator 
         if rows.numel() == 0:
             return out
     sub = logits[rows]
-    out[rows] = draw(sub.masked_fill(~nucleus(sub, top_p), float("-inf")), generator)
+    out[rows] = draw(sub.masked_fill(~nucleus(sub, top_p), float("-inf")), lambda r: noise(rows[r]))
     return out
 
 
 def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, max_len: int,
-                 pick: Callable[[torch.Tensor], torch.Tensor], words: WordFilter | None,
-                 scores: list[float] | None = None) -> list[list[int]]:
-    """Shared loop of greedy and sampling: `pick` maps logits (b, V) to next tokens (b,); `words` holds it
-    to known words. scores, if given, is extended by each row's log p(x|z) under the model (EOS included;
-    before the word filter, temperature and top-k / top-p), so best of K needs no second pass."""
+                 pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], words: WordFilter | None,
+                 scores: list[float] | None = None, noise: RowNoise | None = None) -> list[list[int]]:
+    """Shared loop of greedy and sampling: `pick` maps logits (b, V) of rows (b,) (their indices in the batch,
+    0..B-1) to next tokens (b,); `words` holds it to known words. scores, if given, is extended by each row's
+    log p(x|z) under the model (EOS included; before the word filter, temperature and top-k / top-p), so best of K
+    needs no second pass. noise: the sampler's streams, started here for the B rows."""
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
     memory = model.decoder.slot_memory(z, h.dtype)  # (B, K, H) or None
     B = tokens.shape[0]
     if words is not None:
         words.start(B)
+    if noise is not None:
+        noise.start(B, tokens.device)
     out = torch.full((B, max_len), cfg.pad_id, dtype=torch.long, device=tokens.device)  # (B, max_len)
     rows = torch.arange(B, device=tokens.device)  # (b,) the output row of each live row
     logp_sum = torch.zeros(B, device=tokens.device) if scores is not None else None  # (B,)
@@ -208,7 +271,10 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
             break
         logits, h = step(model, tokens, z, h, memory)  # (b, V), (L, b, H)
         logp = torch.log_softmax(logits.float(), dim=-1) if logp_sum is not None else None  # (b, V)
-        tokens = pick(logits) if words is None else words.choose(logits, pick, last=t == max_len - 1)  # (b,)
+        if words is None:
+            tokens = pick(logits, rows)  # (b,)
+        else:  # the filter picks again for some rows: idx, their places among the live rows
+            tokens = words.choose(logits, lambda sub, idx: pick(sub, rows[idx]), last=t == max_len - 1)
         if logp is not None:
             logp_sum[rows] += logp.gather(1, tokens[:, None])[:, 0]
         out[rows, t] = tokens
@@ -230,24 +296,30 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
 def greedy(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, batch_size: int | None = None,
            words: WordFilter | None = None) -> list[list[int]]:
     """The most likely next token at every step (among those `words` allows)."""
-    return _decode_loop(model, z, batch_size, max_len, lambda logits: logits.argmax(dim=-1), words)
+    return _decode_loop(model, z, batch_size, max_len, lambda logits, rows: logits.argmax(dim=-1), words)
 
 
 def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None,
+           top_k: int = 0, top_p: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
            batch_size: int | None = None, words: WordFilter | None = None,
-           scores: list[float] | None = None) -> list[list[int]]:
+           scores: list[float] | None = None, noise: RowNoise | None = None) -> list[list[int]]:
     """Ancestral sampling from softmax(logits / temperature), optionally restricted to top-k / top-p (and to
-    the tokens `words` allows). scores: see _decode_loop."""
+    the tokens `words` allows). Row r draws from its own stream: `noise`, by default RowNoise(stream_seed(seed,
+    generator)) (rows keyed (r, 0)). scores: see _decode_loop."""
+    noise = noise if noise is not None else RowNoise(stream_seed(seed, generator))
 
-    def pick(logits: torch.Tensor) -> torch.Tensor:
+    def pick(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if temperature != 1.0:
             logits = logits / temperature
         logits = filter_logits(logits, top_k=top_k)  # top-p is applied by rejection, below
-        return draw(logits, generator) if top_p >= 1.0 else draw_nucleus(logits, top_p, generator)  # (b,)
 
-    return _decode_loop(model, z, batch_size, max_len, pick, words, scores)
+        def uniforms(places: torch.Tensor) -> torch.Tensor:  # places in this pick's batch -> those rows' numbers
+            return noise(rows[places])
+
+        return draw(logits, uniforms) if top_p >= 1.0 else draw_nucleus(logits, top_p, uniforms)  # (b,)
+
+    return _decode_loop(model, z, batch_size, max_len, pick, words, scores, noise)
 
 
 # ---------------------------------------------------------------------------- beam search
@@ -364,6 +436,15 @@ def check_seed(seed: int | None) -> int | None:
     return None if seed is None else seed_value(seed, DecodingError)
 
 
+def stream_seed(seed: int | None, generator: torch.Generator | None = None) -> int:
+    """The seed of a sampling call's streams: one drawn from `generator` when given (so a generator used for
+    several calls gives each its own), else `seed` (checked), else a fresh one from OS entropy."""
+    if generator is not None:
+        return int(torch.randint(MAX_SEED - 1, (1,), generator=generator, device=generator.device))
+    seed = check_seed(seed)
+    return seed if seed is not None else torch.Generator().seed() % MAX_SEED
+
+
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
     """A private generator: seeded if `seed` is given, else from OS entropy (the global RNG is untouched)."""
     seed = check_seed(seed)
@@ -397,23 +478,26 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
 
     strategy: "greedy"; "sample" (temperature, and top_k / top_p if set); "top-k" and "top-p"
     (sampling that requires that filter to be set); "beam" (num_beams, length_penalty).
-    Sampling uses `generator`, or a fresh one from `seed`. Runs in eval mode under inference_mode.
+    Sampling: row i's sentence depends on z[i], the seed and i alone (RowNoise), so the first k rows of a call
+    are those of a call with z[:k], in chunks or not; `generator` instead of `seed` supplies the seed (one draw).
+    Runs in eval mode under inference_mode.
     words: a seqvae.wordlist.WordFilter that holds every strategy to known words (None: any word).
     candidates: with a sampling strategy, draw this many sentences per row and keep the one the decoder
     finds likeliest per token (`best_of`, from the log-probabilities the sampler kept): more fluent, somewhat
-    less varied (docs/results.md).
+    less varied (docs/results.md). Candidate c of row i draws from the stream (i, c), whatever `candidates` is:
+    candidate 0 is the sentence candidates=1 gives.
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
     opts = dict(strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
                 num_beams=num_beams, length_penalty=length_penalty, seed=seed, generator=generator, words=words)
     if candidates == 1:
-        return _generate(model, z, batch_size, False, **opts)[0]
+        return _generate(model, z, batch_size, False, 1, **opts)[0]
     reps = None  # each row's code `candidates` times over (shapes and values are checked in _start)
     if z is not None:
         z = as_codes(z)
         reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
     drawn, logp = _generate(model, reps, None if z is not None or batch_size is None else batch_size * candidates,
-                            True, **opts)
+                            True, candidates, **opts)
     return [drawn[i] for i in best_of(drawn, logp, candidates)]
 
 
@@ -424,25 +508,25 @@ def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[in
     return [max(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
 
 
-def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, scored: bool, *, strategy: str,
-              max_len: int, temperature: float, top_k: int, top_p: float, num_beams: int, length_penalty: float,
-              seed: int | None, generator: torch.Generator | None,
+def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, scored: bool, candidates: int, *,
+              strategy: str, max_len: int, temperature: float, top_k: int, top_p: float, num_beams: int,
+              length_penalty: float, seed: int | None, generator: torch.Generator | None,
               words: WordFilter | None) -> tuple[list[list[int]], list[float] | None]:
     """generate's decoding of every row (in chunks of DECODE_ROWS), with each sentence's log p(x|z) when
-    `scored` (sampling only)."""
-    gen = None
+    `scored` (sampling only). Rows come in runs of `candidates` per code: row r samples from stream
+    divmod(r, candidates)."""
     if strategy not in ("greedy", "beam"):
-        gen = generator if generator is not None else make_generator(model.device, seed)
+        seed = stream_seed(seed, generator)
     logp: list[float] | None = [] if scored else None  # each sampled sentence's log p(x|z), in row order
 
-    def run(z_part, n_part):
+    def run(z_part, n_part, first=0):
         if strategy == "greedy":
             return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words)
         if strategy == "beam":
             return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
                         batch_size=n_part, words=words)
         return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                      generator=gen, batch_size=n_part, words=words, scores=logp)
+                      batch_size=n_part, words=words, scores=logp, noise=RowNoise(seed, first, candidates))
 
     if z is not None:
         z = as_codes(z)
@@ -451,8 +535,8 @@ def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None
     with model.evaluating(), torch.inference_mode():
         if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
             return run(z, batch_size), logp
-        out: list[list[int]] = []  # many rows: in chunks, the sampler's generator running on (and logp growing)
+        out: list[list[int]] = []  # many rows: in chunks (each row keeps its stream; logp grows)
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
-            out += run(None, stop - start) if z is None else run(z[start:stop], None)
+            out += run(None, stop - start, start) if z is None else run(z[start:stop], None, start)
         return out, logp

@@ -28,6 +28,7 @@ from .data import BucketBatchSampler, SentenceDataset, collate
 from .kernels import gaussian_kl
 from .model import SentenceVAE
 from .refine import refine_posterior
+from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_Z, sentence_noise
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -78,26 +79,6 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
                               z.reshape(B * kc, Z)).view(B, kc)
         log_w.append(-rec + log_p - log_q)
     return torch.logsumexp(torch.cat(log_w, 1), dim=1) - math.log(k)
-
-
-# Streams of sentence_noise (evaluate, SeqVAE.score): each draw of a sentence's noise has its own stream, so that
-# the one-sample z, the IW samples, the proposal's fitting steps and the IW samples from it are independent
-NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW = range(4)
-
-
-def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], shape: tuple[int, ...],
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """Standard normal noise (len(keys), *shape): row j from a generator of its own, seeded by (seed, stream,
-    keys[j]), so that a sentence's draws are the same whichever batch, and batch size, it is evaluated in.
-    A key is the sentence's place in a dataset (evaluate) or its token ids (SeqVAE.score: then the same
-    sentence gets the same draws wherever it stands)."""
-    rows = []
-    for key in keys:
-        key = [int(t) for t in key] if isinstance(key, (list, tuple)) else [int(key)]
-        state = np.random.SeedSequence([seed, stream, len(key), *key]).generate_state(2, np.uint32)
-        g = torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 63 bits
-        rows.append(torch.randn(shape, generator=g))
-    return torch.stack(rows).to(device)
 
 
 def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,

@@ -9,6 +9,7 @@ sentences' posterior means after training and samples from it instead.
     prior.save(ckpt_dir)                                       # prior.json + prior.safetensors beside the model
     prior = load_prior(ckpt_dir, latent_dim=Z)                 # None when the checkpoint has none
     z = prior.sample(n, generator=gen)                         # (n, Z), seeded, global RNG untouched
+    z = prior.from_noise(u, eps)                               # (n, Z) from given noise: u (n,) uniform, eps (n, Z)
 
 The density is a Gaussian mixture with full covariances, fitted by scikit-learn's EM (only the
 fit needs scikit-learn; sampling and loading are plain torch).
@@ -88,12 +89,19 @@ class AggregatePrior:
         return self
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n codes (n, Z): a component by its weight, then its Gaussian. Uses only `generator`."""
+        """n codes (n, Z) (from_noise). Uses only `generator`, which the n codes share."""
         dev = self.means.device
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
-            torch.zeros(0, dtype=torch.long, device=dev)
-        eps = torch.randn(n, self.latent_dim, 1, generator=generator, device=dev)
-        return self.means[k] + (self.scale_tril[k] @ eps).squeeze(-1)
+        u = torch.rand(n, generator=generator, device=dev)
+        return self.from_noise(u, torch.randn(n, self.latent_dim, generator=generator, device=dev))
+
+    def from_noise(self, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Codes (n, Z) from noise: u (n,) uniform in [0, 1) picks each code's component by its weight
+        (inverse CDF), eps (n, Z) standard normal places it in that component's Gaussian. Code i depends on
+        u[i] and eps[i] alone (SeqVAE.prior_codes draws them per code)."""
+        u, eps = u.to(self.means.device, torch.float64), eps.to(self.means)
+        cdf = self.weights.double().cumsum(0)  # (K,)
+        k = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=self.components - 1)  # first cdf > u * total
+        return self.means[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log density of codes z (N, Z) under the mixture: (N,)."""

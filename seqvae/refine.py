@@ -24,7 +24,7 @@ estimate of the same log p(x), and one closer to p(z|x) gives less variance and 
 
     mu_x, logvar_x = refine_posterior(model, batch, mu, logvar, steps=50, lr=0.05, generator=gen)
     # or each sentence's own noise (B, steps, Z), so that its fit does not depend on its batch (as evaluate
-    # and SeqVAE.score do): noise=metrics.sentence_noise(seed, metrics.NOISE_FIT, keys, (50, Z), device)
+    # and SeqVAE.score do): noise=streams.sentence_noise(seed, streams.NOISE_FIT, keys, (50, Z), device)
 """
 
 from __future__ import annotations

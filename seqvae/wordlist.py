@@ -234,10 +234,12 @@ class WordFilter:
                 after[i] = row_after
         return top_logit, top_tok, after
 
-    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor],
+    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                last: bool = False) -> torch.Tensor:
         """Next token of every row, (b,): `pick` (argmax, or a draw) over the allowed tokens of `logits` (b, V).
-        last: the rows' last tokens (max_len reached): a token that leaves a word half written is refused too.
+        pick(sub, idx) is called with some rows' logits and their indices idx (r,) in `logits` (a sampler draws
+        each row's numbers from its own stream). last: the rows' last tokens (max_len reached): a token that
+        leaves a word half written is refused too.
 
         A rejected token is set to -inf and the row picked again; after TRIES rejections the row's
         allowed tokens are all worked out (`allowed_all`) and the row picked among them. A row with no
@@ -245,7 +247,7 @@ class WordFilter:
         """
         logits = logits.clone()
         V = logits.shape[1]
-        first = pick(logits)  # (b,)
+        first = pick(logits, torch.arange(len(logits), device=logits.device))  # (b,)
         tokens = first.clone()
         after: list[str | None] = [None] * len(tokens)
         todo = list(range(len(tokens)))  # rows whose token is still to be checked
@@ -263,11 +265,11 @@ class WordFilter:
                 rows, toks = zip(*masked)
                 logits[list(rows), list(toks)] = float("-inf")
             idx = torch.tensor(todo, device=logits.device)
-            tokens[idx] = pick(logits[idx])
+            tokens[idx] = pick(logits[idx], idx)
         if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
             idx = torch.tensor(todo, device=logits.device)
             masked, some = self.restrict(logits[idx], todo, last)  # rows with no allowed token keep the unfiltered pick
-            tokens[idx] = torch.where(some, pick(masked), first[idx])
+            tokens[idx] = torch.where(some, pick(masked, idx), first[idx])
             for i, t, has in zip(todo, tokens[idx].tolist(), some.tolist()):
                 after[i] = self.step(i, t, last) if has else ""
         self.tails = [a if a is not None else "" for a in after]

@@ -168,6 +168,33 @@ def test_sample_is_seeded(vae):
     assert vae.sample(0) == []
 
 
+def test_sample_i_depends_on_the_seed_and_i_alone(vae, texts, trained_tiny_lm, monkeypatch):
+    """The first k of sample(n, seed=s) are sample(k, seed=s), for either prior, any decoding, in chunks or not:
+    sample is decode(prior_codes(n, seed=s), seed=s), and code i and its decoding draw on streams keyed by
+    (s, i). A generator supplies the seed (one draw)."""
+    from seqvae import generation
+    from seqvae.prior import AggregatePrior
+
+    fitted = SeqVAE(vae.model, vae.tokenizer, prior=AggregatePrior.fit(vae.encode(texts).mean, components=2))
+    lm = SeqVAE(*trained_tiny_lm[:2])
+    for v, prior in ((vae, "standard"), (fitted, "aggregate"), (lm, None)):
+        if v is not lm:
+            codes = v.prior_codes(12, prior, seed=3)
+            assert torch.equal(v.prior_codes(5, prior, seed=3), codes[:5])
+            assert not torch.equal(v.prior_codes(5, prior, seed=4), codes[:5])
+        for opts in ({}, {"candidates": 3}, {"strategy": "sample", "temperature": 1.5}, {"strategy": "greedy"}):
+            full = v.sample(12, prior=prior, seed=3, **opts)
+            assert v.sample(5, prior=prior, seed=3, **opts) == full[:5], (prior, opts)
+            if v is not lm:
+                assert full == v.decode(codes, seed=3, **generation.sampling_defaults(opts))
+            with monkeypatch.context() as m:
+                m.setattr(generation, "DECODE_ROWS", 4)
+                assert v.sample(12, prior=prior, seed=3, **opts) == full
+        seed = generation.stream_seed(None, torch.Generator().manual_seed(0))
+        assert v.sample(6, prior=prior, generator=torch.Generator().manual_seed(0)) == \
+            v.sample(6, prior=prior, seed=seed)
+
+
 def test_sample_decodes_with_top_p_unless_told(vae):
     default = vae.sample(8, seed=0)
     assert default == vae.sample(8, strategy="top-p", top_p=0.9, seed=0)
@@ -179,7 +206,8 @@ def test_sample_decodes_with_top_p_unless_told(vae):
 def test_top_p_without_a_p_means_the_samples_p_everywhere(vae, texts):
     z = vae.encode(texts).mean
     assert vae.decode(z, strategy="top-p", seed=0) == vae.decode(z, strategy="top-p", top_p=0.9, seed=0)
-    assert vae.decode(z, strategy="top-p", seed=0) != vae.decode(z, strategy="sample", seed=0)
+    many = z.repeat(8, 1)  # a row's top-p draw differs from its plain one only where that one left the nucleus
+    assert vae.decode(many, strategy="top-p", seed=0) != vae.decode(many, strategy="sample", seed=0)
     assert vae.reconstruct(texts, strategy="top-p", seed=1) == vae.decode(z, strategy="top-p", top_p=0.9, seed=1)
     _, path = vae.interpolate(texts[0], texts[1], steps=4, strategy="top-p", seed=2)
     assert path == vae.interpolate(texts[0], texts[1], steps=4, strategy="top-p", top_p=0.9, seed=2)[1]
@@ -284,6 +312,8 @@ def test_cli_sample_interpolate_reconstruct(tiny_vae_ckpt, texts, capsys, monkey
     res = json.loads(out)
     assert code == 0 and res["candidates"] == 4 and res["top_p"] == 0.9
     assert res["samples"] == vae.sample(3, seed=1, candidates=4)
+    code, out, _ = run(capsys, "sample", tiny_vae_ckpt, "-n", 8, "--seed", 1, "--candidates", 4, "--json")
+    assert code == 0 and json.loads(out)["samples"][:3] == res["samples"]  # -n 8 begins with what -n 3 gave
 
     code, out, _ = run(capsys, "interpolate", tiny_vae_ckpt, texts[0], texts[1], "--steps", 4, "--method", "slerp",
                        "--json")

@@ -50,8 +50,11 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone(model, z):
     assert a == generate(model, z, strategy="sample", seed=0)
     zz = z.repeat(4, 1)  # 24 rows: two seeds agreeing on every row is (nearly) impossible
     assert generate(model, zz, strategy="sample", seed=1) != generate(model, zz, strategy="sample", seed=2)
+    # a generator supplies the call's seed (one draw, so a generator used again gives other sentences)
+    seed = G.stream_seed(None, torch.Generator().manual_seed(0))
     gen = torch.Generator().manual_seed(0)
-    assert generate(model, z, strategy="sample", generator=gen) == a
+    assert generate(model, zz, strategy="sample", generator=gen) == generate(model, zz, strategy="sample", seed=seed)
+    assert generate(model, zz, strategy="sample", generator=gen) != generate(model, zz, strategy="sample", seed=seed)
 
 
 @pytest.mark.parametrize("opts", [{"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3}])
@@ -153,11 +156,73 @@ def _per_token_nll(model, ids, z):
                 for i, row in enumerate(ids) for b in [collate([row])]]
 
 
+SAMPLING = [{"strategy": "sample"}, {"strategy": "top-p", "top_p": 0.8}, {"strategy": "top-k", "top_k": 5,
+                                                                         "temperature": 1.5},
+            {"strategy": "top-p", "top_p": 0.9, "candidates": 3}]
+
+
+@pytest.mark.parametrize("opts", SAMPLING)
+def test_a_sampled_row_depends_on_its_code_the_seed_and_its_place_alone(model, z, opts, monkeypatch):
+    """Row i of a seeded call is what a call with z[:i+1] gives it: whatever the other codes, their number,
+    and the chunks the rows are decoded in (it used to share one generator with the rows before it)."""
+    zz = z.repeat(3, 1)  # 18 rows
+    full = generate(model, zz, seed=7, **opts)
+    assert generate(model, zz[:5], seed=7, **opts) == full[:5]
+    other = torch.cat([zz[:5], torch.randn(20, zz.shape[1], generator=torch.Generator().manual_seed(1))])
+    assert generate(model, other, seed=7, **opts)[:5] == full[:5]
+    assert generate(model, zz, seed=8, **opts) != full
+    monkeypatch.setattr(G, "DECODE_ROWS", 4)  # in chunks of 4 rows (candidates count)
+    assert generate(model, zz, seed=7, **opts) == full
+
+
+def test_a_language_models_samples_are_prefix_stable(trained_tiny_lm, monkeypatch):
+    lm = trained_tiny_lm[0]
+    for opts in SAMPLING:
+        full = generate(lm, None, batch_size=12, seed=3, **opts)
+        assert generate(lm, None, batch_size=5, seed=3, **opts) == full[:5], opts
+        monkeypatch.setattr(G, "DECODE_ROWS", 4)
+        assert generate(lm, None, batch_size=12, seed=3, **opts) == full, opts
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("opts", [{}, {"temperature": 0.5}, {"top_k": 3}, {"top_p": 0.6},
+                                  {"temperature": 2.0, "top_k": 6, "top_p": 0.8}])
+def test_first_tokens_follow_the_filtered_distribution(model, z, opts):
+    """Many rows of one code, each drawing from its own stream: their first tokens have the frequencies of
+    softmax(logits / T) cut to the top k, then to the nucleus of mass p, renormalised (computed here by
+    sorting, apart from the sampler's rejection)."""
+    n = 6000
+    zi = z[1:2]
+    with torch.no_grad():
+        logits, _ = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
+    probs, order = torch.softmax(logits[0].double() / opts.get("temperature", 1.0), -1).sort(descending=True)
+    keep = torch.ones_like(probs, dtype=torch.bool)
+    if opts.get("top_k"):
+        keep[opts["top_k"]:] = False
+    probs = torch.where(keep, probs, 0.0) / torch.where(keep, probs, 0.0).sum()
+    keep &= probs.cumsum(0) - probs < opts.get("top_p", 1.0)  # the mass ranked above is < p
+    expect = torch.zeros_like(probs).scatter(0, order, torch.where(keep, probs, 0.0) / (probs * keep).sum())
+    drawn = generate(model, zi.expand(n, -1), strategy="sample", max_len=1, seed=0, **opts)
+    first = torch.tensor([row[0] if row else model.cfg.eos_id for row in drawn])  # an empty row ended at once
+    freq = torch.bincount(first, minlength=len(expect)).double() / n
+    assert (expect > 0.02).sum() >= 2  # a real choice
+    assert torch.allclose(freq, expect, atol=0.025), (freq, expect)  # 4 standard errors at most
+    assert not (freq[expect == 0] > 0).any()
+
+
+def _candidates(model, z, K, seed, **opts):
+    """The K draws per code that candidates=K chooses among: code i's candidate c samples from the stream (i, c)."""
+    reps = None if z is None else z.repeat_interleave(K, 0)
+    with torch.inference_mode():
+        return G.sample(model, reps, noise=G.RowNoise(seed, candidates=K), **opts)
+
+
 def test_candidates_keep_the_likeliest_of_each_codes_draws(model, z, trained_tiny_lm):
-    """candidates=K draws K sentences per code (those of sampling the code repeated K times, same seed)
-    and keeps, for each code, the one with the lowest -log p(x|z) per token."""
+    """candidates=K draws K sentences per code (code i's c-th from the stream (i, c); the 0-th is the sentence
+    candidates=1 gives) and keeps, for each code, the one with the lowest -log p(x|z) per token."""
     K = 4
-    drawn = generate(model, z.repeat_interleave(K, 0), strategy="top-p", top_p=0.9, seed=5)
+    drawn = _candidates(model, z, K, 5, top_p=0.9)
+    assert drawn[::K] == generate(model, z, strategy="top-p", top_p=0.9, seed=5)
     nll = _per_token_nll(model, drawn, z.repeat_interleave(K, 0))
     kept = generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=K)
     assert len(kept) == len(z)
@@ -168,7 +233,7 @@ def test_candidates_keep_the_likeliest_of_each_codes_draws(model, z, trained_tin
     assert generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=1) == \
         generate(model, z, strategy="top-p", top_p=0.9, seed=5)
     lm = trained_tiny_lm[0]
-    drawn = generate(lm, None, strategy="sample", batch_size=3 * K, seed=1)
+    drawn = _candidates(lm, None, K, 1, batch_size=3 * K)
     nll = _per_token_nll(lm, drawn, None)
     kept = generate(lm, None, strategy="sample", batch_size=3, seed=1, candidates=K)
     assert kept == [drawn[min(range(i * K, (i + 1) * K), key=nll.__getitem__)] for i in range(3)]
@@ -190,7 +255,7 @@ def test_sampler_scores_are_the_teacher_forced_log_likelihood(model, z, monkeypa
             assert scores[i] == pytest.approx(-model.token_nll(b.dec_in, b.target, reps[i:i + 1]).item(),
                                               rel=1e-4, abs=1e-4)
     monkeypatch.setattr(G, "DECODE_ROWS", 5)  # 24 draws in chunks of 5: a code's draws span two chunks
-    drawn = generate(model, z.repeat_interleave(4, 0), strategy="top-p", top_p=0.9, seed=5)
+    drawn = _candidates(model, z, 4, 5, top_p=0.9)
     nll = _per_token_nll(model, drawn, z.repeat_interleave(4, 0))
     chunked = generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=4)
     assert chunked == [drawn[min(range(i * 4, i * 4 + 4), key=nll.__getitem__)] for i in range(len(z))]

@@ -161,13 +161,33 @@ def test_degenerate_codes_fit_without_nan():
 
 
 def test_samples_have_the_codes_mean_and_covariance():
+    """The fitted mixture has the codes' moments (mean sum_k w_k m_k, covariance sum_k w_k (L_k L_k^T +
+    (m_k - mean)(m_k - mean)^T)), and its samples have the mixture's (within a few standard errors at 1e5)."""
     g = torch.Generator().manual_seed(0)
     mix = torch.tensor([[1.0, 0, 0], [0.8, 0.5, 0], [-0.3, 0.2, 0.2]])
     codes = clusters() + torch.randn(400, 3, generator=g) @ mix.T
     prior = AggregatePrior.fit(codes, components=2, seed=0)
-    z = prior.sample(100_000, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(z.mean(0), codes.mean(0), atol=0.05)
-    assert torch.allclose(torch.cov(z.T), torch.cov(codes.T), atol=0.1)
+    w, m, L = prior.weights.double(), prior.means.double(), prior.scale_tril.double()
+    mean = w @ m
+    cov = sum(w[k] * (L[k] @ L[k].T + torch.outer(m[k] - mean, m[k] - mean)) for k in range(len(w)))
+    assert torch.allclose(mean, codes.mean(0).double(), atol=0.05)
+    assert torch.allclose(cov, torch.cov(codes.T).double(), atol=0.1)
+    z = prior.sample(100_000, generator=torch.Generator().manual_seed(1)).double()
+    assert torch.allclose(z.mean(0), mean, atol=0.05)
+    assert torch.allclose(torch.cov(z.T), cov, atol=0.1, rtol=0.02)  # var(x0) ~ 17: its SE at 1e5 is ~0.08
+
+
+def test_codes_from_noise_take_the_component_whose_share_holds_u():
+    """from_noise: u in [0, w_0) picks component 0, [w_0, w_0 + w_1) component 1, ...; a weightless component
+    is never picked; eps = 0 is the component's mean, eps = e_j its mean plus column j of its factor."""
+    L = torch.tensor([[[1.0, 0.0], [0.9, 0.5]], [[2.0, 0.0], [0.0, 2.0]], [[0.3, 0.0], [0.1, 0.3]]])
+    means = torch.tensor([[5.0, 0.0], [0.0, 9.0], [-5.0, 0.0]])
+    prior = AggregatePrior(torch.tensor([0.25, 0.0, 0.75]), means, L)
+    u = torch.tensor([0.0, 0.2499, 0.25, 0.6, 0.9999])
+    z = prior.from_noise(u, torch.zeros(5, 2))
+    assert torch.equal(z, means[[0, 0, 2, 2, 2]])
+    z = prior.from_noise(torch.tensor([0.1, 0.1]), torch.eye(2))
+    assert torch.allclose(z, means[0] + L[0].T)
 
 
 def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path):

@@ -1,0 +1,41 @@
+"""Random streams keyed by (seed, stream, key): each row of a computation draws from a generator of its own, so
+what a row gets depends on the seed, the stream and its key alone, never on the other rows, their number or order,
+or the batch it is computed in.
+
+    g = key_generator(seed, NOISE_IW, 3)                        # a CPU torch.Generator of its own
+    eps = sentence_noise(seed, NOISE_IW, keys, (k, Z))          # (len(keys), k, Z) standard normal, row j keyed keys[j]
+
+A key is a row's place (a sentence's index in a dataset, evaluate; a prior sample's index; (code, candidate)
+when sampling) or its content (a sentence's token ids, SeqVAE.score: the same sentence gets the same draws
+wherever it stands). The global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+# The streams: each use of a row's noise has its own, so that its draws are independent of the others'.
+# evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it;
+# sampling: a prior code's noise (SeqVAE.prior_codes), the uniforms a decoded row draws its tokens with
+# (generation.RowNoise).
+NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE = range(6)
+
+
+def key_generator(seed: int, stream: int, key: int | Sequence[int]) -> torch.Generator:
+    """A CPU generator of its own for (seed, stream, key), seeded through numpy's SeedSequence (which mixes
+    every bit of the seed and the key, so neighbouring keys give unrelated streams)."""
+    key = [int(t) for t in key] if isinstance(key, (list, tuple)) else [int(key)]
+    state = np.random.SeedSequence([seed, stream, len(key), *key]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)  # 63 bits
+
+
+def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], shape: tuple[int, ...],
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard normal noise (len(keys), *shape): row j from key_generator(seed, stream, keys[j]), so that a
+    sentence's draws are the same whichever batch, and batch size, it is evaluated in."""
+    if not len(keys):
+        return torch.zeros(0, *shape, device=device)
+    return torch.stack([torch.randn(shape, generator=key_generator(seed, stream, key)) for key in keys]).to(device)
