@@ -203,13 +203,27 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
     return splits
 
 
-def _shared(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
-    """How many of split b's sentences (encoded arrays, as `_encode_split` returns them) split a also has."""
-    def rows(x):
-        return (x["ids"][x["offsets"][i] : x["offsets"][i + 1]].tobytes() for i in range(len(x["offsets"]) - 1))
+def _sentence_rows(x: dict[str, np.ndarray]) -> list[bytes]:
+    """The sentences of a split's arrays (as `_encode_split` returns them), each as the bytes of its ids."""
+    return [x["ids"][x["offsets"][i] : x["offsets"][i + 1]].tobytes() for i in range(len(x["offsets"]) - 1)]
 
-    seen = set(rows(a))
-    return sum(r in seen for r in rows(b))
+
+def _overlap_notes(arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, list[str]]:
+    """{split: notes} saying how many of valid's sentences train also has, and of test's, train and valid
+    (the same ids; counted with repeats). Nothing is dropped here: with dedup valid and test keep no train
+    sentence, but they may share sentences with each other (IMDB's test has copies of some train reviews, and
+    so of the valid ones held out), and PTB, never deduplicated, has train sentences in both."""
+    notes: dict[str, list[str]] = {name: [] for name in SPLITS}
+    seen: dict[str, set[bytes]] = {}
+    for name in SPLITS:  # each split against the ones before it
+        rows = _sentence_rows(arrays[name])
+        for earlier, known in seen.items():
+            n = sum(r in known for r in rows)
+            if n:
+                notes[name].append(f"{n:,} of its sentences are also in {earlier}")
+        if name != SPLITS[-1]:
+            seen[name] = set(rows)
+    return notes
 
 
 def _build_tokenizer(cfg: DataConfig, train_sentences: list[str], progress: bool) -> Tokenizer:
@@ -294,6 +308,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on the
     (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
     "text": the user's files (cfg.train_file, ...; `_collect_text`), then filtered and deduplicated as IMDB is.
+    The notes (meta.json, and under the table) count the sentences valid shares with train and test with train
+    and valid, whatever the dataset: e.g. the sentences of IMDB test reviews that copy a held-out valid review.
     """
     t0 = time.perf_counter()
     cfg.validate()
@@ -312,9 +328,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
         raise DataError(f"{cfg.dataset}: the train split has no sentences")
     tok = _build_tokenizer(cfg, splits["train"].sentences, progress)
     arrays = {name: _encode_split(sp, tok, cfg, progress) for name, sp in splits.items()}
-    shared = _shared(arrays["valid"], arrays["test"]) if cfg.dataset == "text" else 0
-    if shared:
-        splits["test"].notes.append(f"{shared:,} of its sentences are also in valid")
+    for name, notes in _overlap_notes(arrays).items():
+        splits[name].notes.extend(notes)
     stats = {name: _split_stats(splits[name], arrays[name], tok.unk_id) for name in SPLITS}
     for name in SPLITS:  # train first: with no train sentence, that is the news
         if stats[name]["sentences"] == 0:

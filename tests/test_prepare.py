@@ -533,3 +533,28 @@ def test_the_stats_line_says_when_the_vocabulary_is_smaller_than_asked(imdb):
     exact = {**meta, "data_config": {**meta["data_config"], "vocab_size": meta["vocab_size"]}}
     assert "asked" not in format_stats(exact)
     assert "asked" not in format_stats({**small, "tokenizer": "word"})  # PTB's word vocabulary is kept whole
+
+
+def test_prepare_notes_the_sentences_a_split_shares_with_an_earlier_one(imdb, tmp_path):
+    """IMDB's test has copies of train reviews, so of some held out for valid: their sentences stay in both
+    (dedup only drops what train has) and the notes count them, as they count PTB's repeats of train."""
+    root, out, _ = imdb
+    assert read_meta(out)["notes"] == []  # the fake corpus shares nothing between its splits
+    valid_rows = sorted(set(load_split(out, "valid")[2]["review"].tolist()))
+    raw = write_fake_imdb(tmp_path / "raw")
+    train_rows, test_rows = _source_rows(raw, "train"), _source_rows(raw, "test")
+    copied = [train_rows[r] for r in valid_rows[:2]]  # test reviews 0 and 1 become copies of two valid ones
+    with gzip.open(raw / "imdb" / "test.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in copied + test_rows[2:])
+    prepare(DataConfig(data_root=str(raw), **IMDB_CFG), tmp_path / "out", progress=False)
+    valid, test = _sentences(tmp_path / "out", "valid"), _sentences(tmp_path / "out", "test")
+    shared = sum(s in set(valid) for s in test)
+    assert shared > 0 and load_split(tmp_path / "out", "valid")[2]["review"].tolist() == \
+        load_split(out, "valid")[2]["review"].tolist()  # the same reviews held out
+    assert read_meta(tmp_path / "out")["notes"] == [f"test: {shared} of its sentences are also in valid"]
+
+    ptb = write_fake_ptb(tmp_path / "ptb")
+    (ptb / "ptb" / "ptb.test.txt").write_text(" the cat sat on the mat \n the dog sat \n the dog sat \n zebra \n")
+    prepare(DataConfig(dataset="ptb", data_root=str(ptb)), tmp_path / "p", progress=False)
+    assert read_meta(tmp_path / "p")["notes"] == ["test: 1 of its sentences are also in train",
+                                                  "test: 2 of its sentences are also in valid"]
