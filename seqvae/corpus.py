@@ -75,8 +75,6 @@ def _quiet_datasets():
 def _load(builder: str, what: str, *, data_files: Path | None = None, split: str = "train",
           cache_dir: str | None = None):
     """datasets.load_dataset with every failure turned into a one-line DataError."""
-    if data_files is not None and not data_files.is_file():
-        raise DataError(f"{data_files}: no such file")
     with _quiet_datasets() as datasets:
         try:
             if data_files is not None:
@@ -170,12 +168,7 @@ def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[st
     the line: not a file, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A leading byte-order
     mark is dropped; "\r\n", a lone "\r" and Unicode's line and paragraph separators (U+2028, U+2029, which
     some exports put between lines) end a line as "\n" does."""
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a file")
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file (a pipe or a device?); give a file")
+    _check_file(path)
     data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
     for end in LINE_ENDS:
         data = data.replace(end.encode(), b"\n")
@@ -193,6 +186,16 @@ def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[st
             raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one {unit} here "
                             f"(at most {max_line:,} bytes{hint})")
     return text.split("\n")
+
+
+def _check_file(path: Path) -> None:
+    """A one-line DataError unless `path` is a regular file (a pipe would make a reader wait for a writer)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a file")
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a pipe or a device?); give a file")
 
 
 def _check_not_empty_gzip(path: Path) -> None:
@@ -246,6 +249,7 @@ def _load_local_or_hub(corpus: str, split: str, splits: Sequence[str], source: s
         raise DataError(f"{corpus} split must be one of {', '.join(splits)}, got {split!r}")
     if source == "local":
         path = resolve_data_root(data_root) / local_path
+        _check_file(path)
         check_local(path)
         return _load(local_builder, str(path), data_files=path, cache_dir=cache_dir), str(path)
     if source == "hub":

@@ -71,3 +71,13 @@ def test_the_hub_without_network_is_one_line_within_seconds(tmp_path, monkeypatc
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: calls.append(a) or datasets.Dataset.from_dict({}))
     one_line(["prepare", "--dataset", "ptb", "--source", "hub", "--out", tmp_path / "ptb", "--quiet"], "no rows")
     assert calls and not (tmp_path / "ptb").exists()
+
+
+def test_a_corpus_path_that_is_a_directory_says_so(tmp_path, one_line):
+    """Not "no such file" for a path that is there (the gzip check swallowed the directory's OSError)."""
+    root = write_fake_imdb(tmp_path / "raw", n_train=10, n_test=4, n_unsup=4)
+    (root / "imdb" / "unsup.jsonl.gz").unlink()
+    (root / "imdb" / "unsup.jsonl.gz").mkdir()
+    one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
+              "--valid-reviews", 2], "unsup.jsonl.gz: is a directory, not a file")
+    assert not (tmp_path / "d").exists()
