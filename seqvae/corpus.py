@@ -133,6 +133,7 @@ def load_ptb(split: str, source: str = "local", data_root: str | Path = DataConf
 PTB_MAX_LINE = 10_000  # bytes per line of a PTB file: its longest sentence is under 1,000
 DOCUMENT_MAX_LINE = 1_000_000  # bytes per line of a text file of documents (IMDB's longest review: 14,000)
 TEXT_UNITS = ("line", "document")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def load_text(path: str | Path, unit: str = "line"):
@@ -165,11 +166,14 @@ def read_sentences(path: str | Path) -> list[str]:
 
 def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[str]:
     """The lines of a file of one sentence (or document) per line, each problem a one-line DataError naming
-    the line: not a file, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A leading byte-order
-    mark is dropped; "\r\n", a lone "\r" and Unicode's line and paragraph separators (U+2028, U+2029, which
-    some exports put between lines) end a line as "\n" does."""
+    the line: not a file, gzip-compressed, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A
+    leading byte-order mark is dropped; "\r\n", a lone "\r" and Unicode's line and paragraph separators
+    (U+2028, U+2029, which some exports put between lines) end a line as "\n" does."""
     _check_file(path)
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    data = path.read_bytes()
+    if data.startswith(GZIP_MAGIC):  # else "line 1 is not valid UTF-8", which hides what the file is
+        raise DataError(f"{path}: is gzip-compressed; give the text itself (gunzip -k {path})")
+    data = data.removeprefix(b"\xef\xbb\xbf")
     for end in LINE_ENDS:
         data = data.replace(end.encode(), b"\n")
     if not data.strip():

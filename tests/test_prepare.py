@@ -348,6 +348,9 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "new.txt").write_text("a sentence train does not have .\n")
     cases.append((dict(valid_file=str(tmp_path / "new.txt"), test_file=str(tmp_path / "seen.txt")), DataError,
                   "no test sentence is left of 1: 0 outside 3..60 tokens, 1 also in train, 0 duplicates"))
+    (tmp_path / "train.txt.gz").write_bytes(gzip.compress(good.read_bytes()))  # not "line 1 is not valid UTF-8"
+    cases.append((dict(train_file=str(tmp_path / "train.txt.gz")), DataError,
+                  r"train.txt.gz: is gzip-compressed; give the text itself \(gunzip -k "))
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf\r\n\r\n")  # Notepad's empty UTF-8 file
     cases.append((dict(train_file=str(tmp_path / "bom.txt")), DataError, "bom.txt: empty file"))
     cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
