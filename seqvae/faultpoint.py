@@ -6,8 +6,9 @@ pauses the second time the code reaches `faultpoint.reached("checkpoint-filled")
 marker file (so the test knows the process is there) and sleeps until it is killed. With the
 variable unset, reached() is one comparison. Points: "step" (inside an optimisation step, after the
 backward pass, before the update), "evaluated" (right after an evaluation and its checkpoints),
-"checkpoint-filled" (a checkpoint's files written to its temporary dir, before the rename) and
-"swap" (between the two renames that replace an existing checkpoint dir).
+"checkpoint-filled" (a checkpoint's files written to its temporary dir, before the rename),
+"prepare-filled" (the same for a prepared data dir) and "swap" (between the two renames that
+replace an existing checkpoint dir or prepared data dir).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from seqvae import prepare as P
 from seqvae.config import ConfigError, DataConfig
 from seqvae.corpus import DataError, load_imdb, load_ptb
 from seqvae.prepare import load_split, prepare, read_meta
+from seqvae.runlock import RunDirBusy
 from seqvae.sentences import review_to_sentences
 from seqvae.tokenizer import load_tokenizer
 
@@ -383,6 +384,66 @@ def test_prepare_text_from_the_command_line(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- atomic output and errors
+def _paused_prepare(tmp_path: Path, out: Path, seed: int, point: str):
+    """`seqvae prepare` of tmp_path/t.txt in a subprocess, paused at `point` (seqvae/faultpoint.py): (proc, pid)."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / f"paused-{seed}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "SEQVAE_PAUSE_AT": point, "SEQVAE_PAUSE_MARKER": str(marker)}
+    cmd = [sys.executable, "-m", "seqvae.cli", "prepare", "--dataset", "text", "--train", str(tmp_path / "t.txt"),
+           "--vocab-size", "60", "--min-tokens", "3", "--seed", str(seed), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not marker.exists():
+        assert proc.poll() is None, f"prepare exited ({proc.returncode}) before {point}: {proc.stderr.read()}"
+        assert time.time() - t0 < 120, f"prepare did not reach {point}"
+        time.sleep(0.05)
+    return proc, int(marker.read_text().split()[0])
+
+
+def _kill(proc) -> None:
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+
+
+def test_a_killed_prepare_leaves_a_whole_dir_and_the_next_one_cleans_up(tmp_path):
+    """SIGKILL with the new dir filled, or between the two renames: the previous dir stays whole (parked, in the
+    second case); the next prepare brings it back, replaces it, and removes the killed ones' temporary dirs.
+    While one prepare writes a dir, a second one is refused in one line."""
+    (tmp_path / "t.txt").write_text("".join(f"sentence number {i} is here .\n" for i in range(50)))
+    data = tmp_path / "data"
+    out = data / "mine"
+    cfg = DataConfig(train_file=str(tmp_path / "t.txt"), **TEXT_CFG)
+    prepare(cfg, out, progress=False)
+    first = read_meta(out)
+    proc, _ = _paused_prepare(tmp_path, out, 2, "prepare-filled")
+    _kill(proc)
+    assert read_meta(out) == first and load_split(out, "train")  # untouched
+    left = list(data.glob(".mine.tmp-*"))
+    assert len(left) == 1                                        # the killed one's new dir
+    proc, _ = _paused_prepare(tmp_path, out, 3, "swap")
+    _kill(proc)
+    assert not out.exists() and read_meta(data / ".mine.old") == first  # parked whole
+    assert not left[0].exists() and len(list(data.glob(".mine.tmp-*"))) == 1  # the next writer removed it
+    prepare(cfg.replace(seed=4), out, progress=False)
+    assert read_meta(out)["data_config"]["seed"] == 4
+    assert sorted(p.name for p in data.iterdir()) == ["mine"]  # nothing parked, no temporary dir, no lock file
+
+    proc, pid = _paused_prepare(tmp_path, out, 5, "prepare-filled")  # holds the lock
+    try:
+        with pytest.raises(RunDirBusy, match=f"{out} is being written by another prepare \\(pid {pid} on "):
+            prepare(cfg.replace(seed=6), out, progress=False)
+        assert read_meta(out)["data_config"]["seed"] == 4
+    finally:
+        _kill(proc)
+    prepare(cfg.replace(seed=7), out, progress=False)  # the killed holder's lock is stale
+    assert read_meta(out)["data_config"]["seed"] == 7 and sorted(p.name for p in data.iterdir()) == ["mine"]
+
+
 def test_failed_prepare_leaves_nothing_and_keeps_old_output(imdb, tmp_path, monkeypatch):
     root = write_fake_ptb(tmp_path / "raw")
     cfg = DataConfig(dataset="ptb", data_root=str(root))
