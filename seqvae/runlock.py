@@ -10,8 +10,8 @@ message. The kernel drops an flock when its process dies, so a lock file left be
 trainer is stale by construction: the next trainer takes it over, whatever pid it names. Readers
 (from_pretrained, evaluate, sample ...) never take the lock; checkpoints are replaced by rename,
 so they see a whole one without it. `seqvae prepare` takes one too, on a file beside its output dir
-(the dir itself is replaced whole): RunLock(out, path=..., writer="prepare"). Linux and macOS; on a network filesystem flock needs lock
-support from the server (NFS has it).
+(the dir itself is replaced whole): RunLock(out, path=..., writer="prepare"). Linux and macOS; on a
+network filesystem flock needs lock support from the server (NFS has it).
 """
 
 from __future__ import annotations
