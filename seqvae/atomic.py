@@ -9,6 +9,7 @@
     recover_dir(final)                                  finishes a swap a crash interrupted (writers only)
     current_dir(final)                                  where a reader finds the whole version of `final`
     leftovers(final)                                    temporary files and dirs a killed writer left for `final`
+    remove_leftovers(final)                             deletes them (the one writer of `final` only)
 
 Everything is written beside its destination (same filesystem, so os.replace is atomic) and
 gets ordinary permissions from the umask, not the 0600/0700 that mkstemp/mkdtemp use.
@@ -210,6 +211,15 @@ def leftovers(final: str | Path) -> list[Path]:
     found = list(final.parent.glob(f".{final.name}.tmp-*"))
     found += final.parent.glob(f".{final.stem}.*.tmp{final.suffix}")
     return sorted(set(found))
+
+
+def remove_leftovers(final: str | Path) -> None:
+    """Delete `leftovers(final)`: for the one writer of `final` only (one that holds its lock)."""
+    for leftover in leftovers(final):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def recover_dir(final: str | Path) -> None:

@@ -74,13 +74,14 @@ def _quiet_datasets():
 
 def _load(builder: str, what: str, *, data_files: Path | None = None, split: str = "train",
           cache_dir: str | None = None):
-    """datasets.load_dataset with every failure turned into a one-line DataError."""
-    if data_files is not None and not data_files.is_file():
-        raise DataError(f"{data_files}: no such file")
+    """datasets.load_dataset with every failure turned into a one-line DataError. A local file is read afresh
+    each time: `datasets` knows its cached copy by path, size and modification time, and returned the old
+    rows for a file replaced by one of the same size and time (`cp -p`, `touch -r`). IMDB: 3 s more."""
     with _quiet_datasets() as datasets:
         try:
             if data_files is not None:
-                return datasets.load_dataset(builder, data_files=str(data_files), split=split, cache_dir=cache_dir)
+                return datasets.load_dataset(builder, data_files=str(data_files), split=split, cache_dir=cache_dir,
+                                             download_mode="force_redownload")
             return datasets.load_dataset(builder, split=split, cache_dir=cache_dir)
         except Exception as e:  # datasets raises many types (DatasetGenerationError, ValueError, OSError, ...)
             raise DataError(f"{what}: cannot load ({type(e).__name__}: {one_line(e)})") from None
@@ -135,6 +136,7 @@ def load_ptb(split: str, source: str = "local", data_root: str | Path = DataConf
 PTB_MAX_LINE = 10_000  # bytes per line of a PTB file: its longest sentence is under 1,000
 DOCUMENT_MAX_LINE = 1_000_000  # bytes per line of a text file of documents (IMDB's longest review: 14,000)
 TEXT_UNITS = ("line", "document")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def load_text(path: str | Path, unit: str = "line"):
@@ -167,16 +169,14 @@ def read_sentences(path: str | Path) -> list[str]:
 
 def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[str]:
     """The lines of a file of one sentence (or document) per line, each problem a one-line DataError naming
-    the line: not a file, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A leading byte-order
-    mark is dropped; "\r\n", a lone "\r" and Unicode's line and paragraph separators (U+2028, U+2029, which
-    some exports put between lines) end a line as "\n" does."""
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, not a file")
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file (a pipe or a device?); give a file")
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    the line: not a file, gzip-compressed, empty, not UTF-8, a NUL byte, a line over `max_line` bytes. A
+    leading byte-order mark is dropped; "\r\n", a lone "\r" and Unicode's line and paragraph separators
+    (U+2028, U+2029, which some exports put between lines) end a line as "\n" does."""
+    _check_file(path)
+    data = path.read_bytes()
+    if data.startswith(GZIP_MAGIC):  # else "line 1 is not valid UTF-8", which hides what the file is
+        raise DataError(f"{path}: is gzip-compressed; give the text itself (gunzip -k {path})")
+    data = data.removeprefix(b"\xef\xbb\xbf")
     for end in LINE_ENDS:
         data = data.replace(end.encode(), b"\n")
     if not data.strip():
@@ -193,6 +193,16 @@ def _read_lines(path: Path, max_line: int, unit: str, hint: str = "") -> list[st
             raise DataError(f"{path}: line {n} is {len(line):,} bytes long; a line is one {unit} here "
                             f"(at most {max_line:,} bytes{hint})")
     return text.split("\n")
+
+
+def _check_file(path: Path) -> None:
+    """A one-line DataError unless `path` is a regular file (a pipe would make a reader wait for a writer)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a file")
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a pipe or a device?); give a file")
 
 
 def _check_not_empty_gzip(path: Path) -> None:
@@ -246,6 +256,7 @@ def _load_local_or_hub(corpus: str, split: str, splits: Sequence[str], source: s
         raise DataError(f"{corpus} split must be one of {', '.join(splits)}, got {split!r}")
     if source == "local":
         path = resolve_data_root(data_root) / local_path
+        _check_file(path)
         check_local(path)
         return _load(local_builder, str(path), data_files=path, cache_dir=cache_dir), str(path)
     if source == "hub":

@@ -7,8 +7,9 @@ marker file (so the test knows the process is there) and sleeps until it is kill
 variable unset, reached() is one comparison. Points: "step" (inside an optimisation step, after the
 backward pass, before the update), "evaluated" (right after an evaluation and its checkpoints),
 "checkpoint-filled" (a checkpoint's files written to its temporary dir, before the rename),
-"swap" (between the two renames that replace an existing checkpoint dir) and "pair" (a two-file
-save, a prior's or a classifier head's, between its data file and the JSON that commits it).
+"prepare-filled" (the same for a prepared data dir), "swap" (between the two renames that replace an
+existing checkpoint dir or prepared data dir) and "pair" (a two-file save, a prior's or a classifier
+head's, between its data file and the JSON that commits it).
 """
 
 from __future__ import annotations

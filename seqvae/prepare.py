@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic
+from . import atomic, faultpoint
 from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json, seed_arg
 from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
+from .runlock import RunLock
 from .sentences import review_to_sentences
 from .tokenizer import SentencePieceTokenizer, Tokenizer, WordTokenizer, build_word_tokenizer, train_sentencepiece
 
@@ -203,13 +204,27 @@ def _collect_text(cfg: DataConfig, root: Path, progress: bool) -> dict[str, _Spl
     return splits
 
 
-def _shared(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
-    """How many of split b's sentences (encoded arrays, as `_encode_split` returns them) split a also has."""
-    def rows(x):
-        return (x["ids"][x["offsets"][i] : x["offsets"][i + 1]].tobytes() for i in range(len(x["offsets"]) - 1))
+def _sentence_rows(x: dict[str, np.ndarray]) -> list[bytes]:
+    """The sentences of a split's arrays (as `_encode_split` returns them), each as the bytes of its ids."""
+    return [x["ids"][x["offsets"][i] : x["offsets"][i + 1]].tobytes() for i in range(len(x["offsets"]) - 1)]
 
-    seen = set(rows(a))
-    return sum(r in seen for r in rows(b))
+
+def _overlap_notes(arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, list[str]]:
+    """{split: notes} saying how many of valid's sentences train also has, and of test's, train and valid
+    (the same ids; counted with repeats). Nothing is dropped here: with dedup valid and test keep no train
+    sentence, but they may share sentences with each other (IMDB's test has copies of some train reviews, and
+    so of the valid ones held out), and PTB, never deduplicated, has train sentences in both."""
+    notes: dict[str, list[str]] = {name: [] for name in SPLITS}
+    seen: dict[str, set[bytes]] = {}
+    for name in SPLITS:  # each split against the ones before it
+        rows = _sentence_rows(arrays[name])
+        for earlier, known in seen.items():
+            n = sum(r in known for r in rows)
+            if n:
+                notes[name].append(f"{n:,} of its sentences are also in {earlier}")
+        if name != SPLITS[-1]:
+            seen[name] = set(rows)
+    return notes
 
 
 def _build_tokenizer(cfg: DataConfig, train_sentences: list[str], progress: bool) -> Tokenizer:
@@ -294,6 +309,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     sentences outside [min_tokens, max_tokens] tokens dropped; the tokenizer is trained on the
     (deduplicated, unfiltered) train sentences only. PTB: lines as they are, no filter, no dedup.
     "text": the user's files (cfg.train_file, ...; `_collect_text`), then filtered and deduplicated as IMDB is.
+    The notes (meta.json, and under the table) count the sentences valid shares with train and test with train
+    and valid, whatever the dataset: e.g. the sentences of IMDB test reviews that copy a held-out valid review.
     """
     t0 = time.perf_counter()
     cfg.validate()
@@ -312,9 +329,8 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
         raise DataError(f"{cfg.dataset}: the train split has no sentences")
     tok = _build_tokenizer(cfg, splits["train"].sentences, progress)
     arrays = {name: _encode_split(sp, tok, cfg, progress) for name, sp in splits.items()}
-    shared = _shared(arrays["valid"], arrays["test"]) if cfg.dataset == "text" else 0
-    if shared:
-        splits["test"].notes.append(f"{shared:,} of its sentences are also in valid")
+    for name, notes in _overlap_notes(arrays).items():
+        splits[name].notes.extend(notes)
     stats = {name: _split_stats(splits[name], arrays[name], tok.unk_id) for name in SPLITS}
     for name in SPLITS:  # train first: with no train sentence, that is the news
         if stats[name]["sentences"] == 0:
@@ -329,6 +345,36 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
         "notes": [f"{name}: {n}" for name, sp in splits.items() for n in sp.notes],
     }
 
+    with _OutLock(out):
+        _write(out, tok, arrays, meta)
+    if progress:
+        print(format_stats(meta, seconds=time.perf_counter() - t0, out=out), file=sys.stderr)
+    return stats
+
+
+class _OutLock(RunLock):
+    """One prepare at a time writes `out`: a lock file beside it (the dir itself is replaced whole; beside where
+    it points, for a link). Taken just before the writing (no dirs are made for a prepare that fails before),
+    it lets the holder finish or drop what a killed prepare left: a dir parked between two renames comes back,
+    temporary dirs (IMDB: 50 MB each) go."""
+
+    def __init__(self, out: Path):
+        final = atomic.linked(out)
+        super().__init__(out, path=final.with_name(f".{final.name}.lock"), writer="prepare",
+                         advice="use another --out")
+
+    def __enter__(self) -> "_OutLock":
+        self.acquire()  # RunDirBusy if another prepare is writing there
+        atomic.recover_dir(self.dir)
+        atomic.remove_leftovers(self.dir)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _write(out: Path, tok: Tokenizer, arrays: dict[str, dict[str, np.ndarray]], meta: dict[str, Any]) -> None:
+    """Fill a temporary dir beside `out`, then rename it into place (atomic.replace_dir); nothing is left on failure."""
     tmp = atomic.temp_dir_for(out)
     try:
         tok.save(tmp)
@@ -339,13 +385,11 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
                    for i in range(min(20, len(train["offsets"]) - 1))]
         (tmp / SAMPLES_FILE).write_text("\n".join(samples) + "\n", encoding="utf-8")
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        faultpoint.reached("prepare-filled")
         atomic.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if progress:
-        print(format_stats(meta, seconds=time.perf_counter() - t0, out=out), file=sys.stderr)
-    return stats
 
 
 def format_stats(meta: dict[str, Any], seconds: float | None = None, out: Path | None = None) -> str:

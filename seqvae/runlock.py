@@ -9,8 +9,9 @@ The lock is an flock(2) on RUN_DIR/train.lock, which records the holder's pid an
 message. The kernel drops an flock when its process dies, so a lock file left behind by a killed
 trainer is stale by construction: the next trainer takes it over, whatever pid it names. Readers
 (from_pretrained, evaluate, sample ...) never take the lock; checkpoints are replaced by rename,
-so they see a whole one without it. Linux and macOS; on a network filesystem flock needs lock
-support from the server (NFS has it).
+so they see a whole one without it. `seqvae prepare` takes one too, on a file beside its output dir
+(the dir itself is replaced whole): RunLock(out, path=..., writer="prepare"). Linux and macOS; on a
+network filesystem flock needs lock support from the server (NFS has it).
 """
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ def holder(path: str | Path) -> dict:
 
 
 class RunLock:
-    """The lock on one run dir (see the module docstring); `held` while this object has it."""
+    """The lock on one run dir (see the module docstring); `held` while this object has it. `path` puts the
+    lock file elsewhere than RUN_DIR/train.lock; `writer` and `advice` are for the refusal."""
 
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / LOCK_FILE
+    def __init__(self, run_dir: str | Path, *, path: str | Path | None = None, writer: str = "trainer",
+                 advice: str = "use another run dir"):
+        self.dir = Path(run_dir)
+        self.path = Path(path) if path is not None else self.dir / LOCK_FILE
+        self.writer, self.advice = writer, advice
         self._fd: int | None = None
 
     @property
@@ -66,8 +71,8 @@ class RunLock:
                     raise ConfigError(f"{self.path}: cannot lock the run dir ({e.strerror})") from None
                 info = holder(self.path)
                 who = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
-                raise RunDirBusy(f"{self.path.parent} is being written by another trainer ({who}, lock "
-                                 f"{self.path}); wait for it to finish or use another run dir") from None
+                raise RunDirBusy(f"{self.dir} is being written by another {self.writer} ({who}, lock "
+                                 f"{self.path}); wait for it to finish or {self.advice}") from None
             # the holder before us may have removed the file between our open and our flock:
             # then we locked a file nobody else will see; start again on the one at the path
             try:

@@ -198,11 +198,8 @@ class Trainer:
         self.lock.acquire()
         for d in (self.out_dir / "best", self.out_dir / "last"):
             atomic.recover_dir(d)
-        for leftover in [p for f in self._run_entries() for p in atomic.leftovers(f)]:
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
+        for f in self._run_entries():
+            atomic.remove_leftovers(f)
 
     def _holds_run(self) -> bool:
         return any(path.exists() for path in self._run_entries())

@@ -71,3 +71,34 @@ def test_the_hub_without_network_is_one_line_within_seconds(tmp_path, monkeypatc
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **kw: calls.append(a) or datasets.Dataset.from_dict({}))
     one_line(["prepare", "--dataset", "ptb", "--source", "hub", "--out", tmp_path / "ptb", "--quiet"], "no rows")
     assert calls and not (tmp_path / "ptb").exists()
+
+
+def test_a_corpus_path_that_is_a_directory_says_so(tmp_path, one_line):
+    """Not "no such file" for a path that is there (the gzip check swallowed the directory's OSError)."""
+    root = write_fake_imdb(tmp_path / "raw", n_train=10, n_test=4, n_unsup=4)
+    (root / "imdb" / "unsup.jsonl.gz").unlink()
+    (root / "imdb" / "unsup.jsonl.gz").mkdir()
+    one_line(["prepare", "--dataset", "imdb", "--data-root", root, "--out", tmp_path / "d", "--tokenizer", "word",
+              "--valid-reviews", 2], "unsup.jsonl.gz: is a directory, not a file")
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_corpus_file_replaced_by_one_of_the_same_size_and_time_is_read_afresh(tmp_path):
+    """`datasets` knew its cached copy by path, size and mtime only: the old rows came back."""
+    import os
+
+    from seqvae.corpus import load_imdb
+
+    root = write_fake_ptb(tmp_path / "raw", n_train=30, n_eval=2)
+    write_fake_imdb(root, n_train=10, n_test=4, n_unsup=4)
+    ptb, imdb = root / "ptb" / "ptb.valid.txt", root / "imdb" / "test.jsonl.gz"
+    imdb.write_bytes(gzip.compress(gzip.decompress(imdb.read_bytes()), compresslevel=0))  # stored: size = text's
+    cases = [(ptb, lambda: list(load_ptb("valid", data_root=root)["text"]), lambda b: b.replace(b"o", b"0")),
+             (imdb, lambda: list(load_imdb("test", data_root=root)["text"]),
+              lambda b: gzip.compress(gzip.decompress(b).replace(b"o", b"0"), compresslevel=0))]
+    for path, load, swap in cases:  # "o" is in every text and in no JSON key
+        before, st = load(), path.stat()
+        path.write_bytes(swap(path.read_bytes()))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+        assert load() == [t.replace("o", "0") for t in before] != before

@@ -12,6 +12,7 @@ from seqvae import prepare as P
 from seqvae.config import ConfigError, DataConfig
 from seqvae.corpus import DataError, load_imdb, load_ptb
 from seqvae.prepare import load_split, prepare, read_meta
+from seqvae.runlock import RunDirBusy
 from seqvae.sentences import review_to_sentences
 from seqvae.tokenizer import load_tokenizer
 
@@ -348,6 +349,9 @@ def test_prepare_text_refuses_bad_input_in_one_line(tmp_path):
     (tmp_path / "new.txt").write_text("a sentence train does not have .\n")
     cases.append((dict(valid_file=str(tmp_path / "new.txt"), test_file=str(tmp_path / "seen.txt")), DataError,
                   "no test sentence is left of 1: 0 outside 3..60 tokens, 1 also in train, 0 duplicates"))
+    (tmp_path / "train.txt.gz").write_bytes(gzip.compress(good.read_bytes()))  # not "line 1 is not valid UTF-8"
+    cases.append((dict(train_file=str(tmp_path / "train.txt.gz")), DataError,
+                  r"train.txt.gz: is gzip-compressed; give the text itself \(gunzip -k "))
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf\r\n\r\n")  # Notepad's empty UTF-8 file
     cases.append((dict(train_file=str(tmp_path / "bom.txt")), DataError, "bom.txt: empty file"))
     cases.append((dict(train_file=str(tmp_path)), DataError, "is a directory, not a file"))
@@ -380,6 +384,66 @@ def test_prepare_text_from_the_command_line(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- atomic output and errors
+def _paused_prepare(tmp_path: Path, out: Path, seed: int, point: str):
+    """`seqvae prepare` of tmp_path/t.txt in a subprocess, paused at `point` (seqvae/faultpoint.py): (proc, pid)."""
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / f"paused-{seed}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "SEQVAE_PAUSE_AT": point, "SEQVAE_PAUSE_MARKER": str(marker)}
+    cmd = [sys.executable, "-m", "seqvae.cli", "prepare", "--dataset", "text", "--train", str(tmp_path / "t.txt"),
+           "--vocab-size", "60", "--min-tokens", "3", "--seed", str(seed), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not marker.exists():
+        assert proc.poll() is None, f"prepare exited ({proc.returncode}) before {point}: {proc.stderr.read()}"
+        assert time.time() - t0 < 120, f"prepare did not reach {point}"
+        time.sleep(0.05)
+    return proc, int(marker.read_text().split()[0])
+
+
+def _kill(proc) -> None:
+    proc.kill()
+    proc.wait()
+    proc.stderr.close()
+
+
+def test_a_killed_prepare_leaves_a_whole_dir_and_the_next_one_cleans_up(tmp_path):
+    """SIGKILL with the new dir filled, or between the two renames: the previous dir stays whole (parked, in the
+    second case); the next prepare brings it back, replaces it, and removes the killed ones' temporary dirs.
+    While one prepare writes a dir, a second one is refused in one line."""
+    (tmp_path / "t.txt").write_text("".join(f"sentence number {i} is here .\n" for i in range(50)))
+    data = tmp_path / "data"
+    out = data / "mine"
+    cfg = DataConfig(train_file=str(tmp_path / "t.txt"), **TEXT_CFG)
+    prepare(cfg, out, progress=False)
+    first = read_meta(out)
+    proc, _ = _paused_prepare(tmp_path, out, 2, "prepare-filled")
+    _kill(proc)
+    assert read_meta(out) == first and load_split(out, "train")  # untouched
+    left = list(data.glob(".mine.tmp-*"))
+    assert len(left) == 1                                        # the killed one's new dir
+    proc, _ = _paused_prepare(tmp_path, out, 3, "swap")
+    _kill(proc)
+    assert not out.exists() and read_meta(data / ".mine.old") == first  # parked whole
+    assert not left[0].exists() and len(list(data.glob(".mine.tmp-*"))) == 1  # the next writer removed it
+    prepare(cfg.replace(seed=4), out, progress=False)
+    assert read_meta(out)["data_config"]["seed"] == 4
+    assert sorted(p.name for p in data.iterdir()) == ["mine"]  # nothing parked, no temporary dir, no lock file
+
+    proc, pid = _paused_prepare(tmp_path, out, 5, "prepare-filled")  # holds the lock
+    try:
+        with pytest.raises(RunDirBusy, match=f"{out} is being written by another prepare \\(pid {pid} on "):
+            prepare(cfg.replace(seed=6), out, progress=False)
+        assert read_meta(out)["data_config"]["seed"] == 4
+    finally:
+        _kill(proc)
+    prepare(cfg.replace(seed=7), out, progress=False)  # the killed holder's lock is stale
+    assert read_meta(out)["data_config"]["seed"] == 7 and sorted(p.name for p in data.iterdir()) == ["mine"]
+
+
 def test_failed_prepare_leaves_nothing_and_keeps_old_output(imdb, tmp_path, monkeypatch):
     root = write_fake_ptb(tmp_path / "raw")
     cfg = DataConfig(dataset="ptb", data_root=str(root))
@@ -533,3 +597,28 @@ def test_the_stats_line_says_when_the_vocabulary_is_smaller_than_asked(imdb):
     exact = {**meta, "data_config": {**meta["data_config"], "vocab_size": meta["vocab_size"]}}
     assert "asked" not in format_stats(exact)
     assert "asked" not in format_stats({**small, "tokenizer": "word"})  # PTB's word vocabulary is kept whole
+
+
+def test_prepare_notes_the_sentences_a_split_shares_with_an_earlier_one(imdb, tmp_path):
+    """IMDB's test has copies of train reviews, so of some held out for valid: their sentences stay in both
+    (dedup only drops what train has) and the notes count them, as they count PTB's repeats of train."""
+    root, out, _ = imdb
+    assert read_meta(out)["notes"] == []  # the fake corpus shares nothing between its splits
+    valid_rows = sorted(set(load_split(out, "valid")[2]["review"].tolist()))
+    raw = write_fake_imdb(tmp_path / "raw")
+    train_rows, test_rows = _source_rows(raw, "train"), _source_rows(raw, "test")
+    copied = [train_rows[r] for r in valid_rows[:2]]  # test reviews 0 and 1 become copies of two valid ones
+    with gzip.open(raw / "imdb" / "test.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in copied + test_rows[2:])
+    prepare(DataConfig(data_root=str(raw), **IMDB_CFG), tmp_path / "out", progress=False)
+    valid, test = _sentences(tmp_path / "out", "valid"), _sentences(tmp_path / "out", "test")
+    shared = sum(s in set(valid) for s in test)
+    assert shared > 0 and load_split(tmp_path / "out", "valid")[2]["review"].tolist() == \
+        load_split(out, "valid")[2]["review"].tolist()  # the same reviews held out
+    assert read_meta(tmp_path / "out")["notes"] == [f"test: {shared} of its sentences are also in valid"]
+
+    ptb = write_fake_ptb(tmp_path / "ptb")
+    (ptb / "ptb" / "ptb.test.txt").write_text(" the cat sat on the mat \n the dog sat \n the dog sat \n zebra \n")
+    prepare(DataConfig(dataset="ptb", data_root=str(ptb)), tmp_path / "p", progress=False)
+    assert read_meta(tmp_path / "p")["notes"] == ["test: 1 of its sentences are also in train",
+                                                  "test: 2 of its sentences are also in valid"]
