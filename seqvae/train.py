@@ -72,6 +72,11 @@ def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) ->
     return model.replace(vocab_size=vocab_size, **ids)
 
 
+def _resumable(run_dir: Path) -> bool:
+    """Whether run_dir has a last/ checkpoint (or its parked version) that --resume can continue from."""
+    return (atomic.current_dir(run_dir / "last") / checkpoint.STATE_FILE).is_file()
+
+
 class Trainer:
     """One run: the model, its AdamW, the data and the place in training (step, epoch, batch) of one run dir.
     `fit` trains (and writes best/, last/ and metrics.jsonl); `resume` builds one from a run dir's last/."""
@@ -88,7 +93,10 @@ class Trainer:
             torch.set_num_threads(tc.num_threads)
         clear = _state is None and self._holds_run()
         if clear and not overwrite:
-            raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
+            raise ConfigError(f"{self.out_dir} already holds a run: "
+                              + ("resume it with --resume" if _resumable(self.out_dir) else
+                                 "one stopped before its first checkpoint (nothing to resume); start it over with "
+                                 "--overwrite") + ", or pick a new --out")
 
         self.data_record = data_dir_record(self.data_dir)  # in the checkpoints' config and the resume state
         if _state is not None and Path(_state.get("data_dir_abs", "")) == Path(self.data_record["data_dir_abs"]):
@@ -224,7 +232,8 @@ class Trainer:
         last = atomic.current_dir(Path(run_dir) / "last")  # read only: the run dir is not ours until locked
         cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
         if cfg_dict is None:
-            raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from")
+            raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from (a run stopped before "
+                                             "its first evaluation has none: start it over with --overwrite)")
         state = checkpoint.load_trainer_state(last)
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
         changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}

@@ -76,6 +76,19 @@ def test_run_dir_layout_and_refusal_to_overwrite(tiny_data_dir, tmp_path):
         Trainer(tiny_cfg(), tiny_data_dir, tmp_path / "run", device="cpu", progress=False)
 
 
+def test_a_run_stopped_before_its_first_checkpoint_is_started_over_not_sent_to_resume(tiny_data_dir, tmp_path,
+                                                                                     one_line):
+    """Killed before its first evaluation, a run dir holds a log and no last/: both ways back name --overwrite
+    (train --out said "resume it with --resume", and --resume said only that there is no last/)."""
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False).fit(until_step=7)  # evaluates at 10
+    assert (run / "metrics.jsonl").exists() and not (run / "last").exists()
+    one_line(["train", "--data", tiny_data_dir, "--out", run, "--device", "cpu"],
+             "stopped before its first checkpoint (nothing to resume); start it over with --overwrite")
+    one_line(["train", "--resume", run, "--device", "cpu"], "start it over with --overwrite")
+    assert Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False, overwrite=True).fit()["step"] == 20
+
+
 def test_language_model_baseline_trains(tiny_data_dir, tmp_path):
     cfg = RunConfig(model=TINY_MODEL.replace(latent=False), train=tiny_cfg(max_steps=30).train)
     tr = Trainer(cfg, tiny_data_dir, tmp_path / "lm", device="cpu", progress=False)
