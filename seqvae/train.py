@@ -237,6 +237,9 @@ class Trainer:
         state = checkpoint.load_trainer_state(last)
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
         changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}
+        if max_steps is not None and max_steps < int(state["step"]):  # it would stop at once, having done nothing
+            raise ConfigError(f"{run_dir}: --max-steps {max_steps} is below the step its last/ checkpoint is at "
+                              f"({state['step']}); a resumed run can only go on from there")
         if max_steps is not None and max_steps != cfg.train.max_steps:
             if cfg.train.kl_schedule == "cyclical" and cfg.model.latent:  # a language model has no KL term
                 raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "

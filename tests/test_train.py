@@ -129,6 +129,14 @@ def test_resuming_a_finished_run_changes_nothing(tiny_data_dir, tmp_path):
     assert (tmp_path / "run" / "best" / "model.safetensors").read_bytes() == best
 
 
+def test_resume_refuses_a_max_steps_below_the_runs_step(tiny_data_dir, tmp_path, one_line):
+    """--max-steps under the checkpoint's step exited 0 with nothing done (the loop never ran)."""
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    one_line(["train", "--resume", tmp_path / "run", "--max-steps", "5", "--device", "cpu"],
+             "--max-steps 5 is below the step its last/ checkpoint is at (10)")
+    assert Trainer.resume(tmp_path / "run", max_steps=10, device="cpu", progress=False).fit()["step"] == 10
+
+
 def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_again_one(tiny_data_dir, tmp_path,
                                                                                          monkeypatch):
     """A run records its data dir as given and absolute; resuming checks the data's tokenizer is the run's."""
