@@ -109,6 +109,16 @@ class Trainer:
         self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
         if len(self.train_set) == 0 or len(self.valid_set) == 0:
             raise ConfigError(f"{self.data_dir}: the train and valid splits must not be empty")
+        # A resumed run goes on with the sentences it began with: another data dir with the same tokenizer (one
+        # prepared with other options, another corpus) would put the batch position in another epoch's order and
+        # compare valid scores of other sentences with the best so far. (A state from before this has no record.)
+        self.data_sha256 = {"train": self.train_set.fingerprint(), "valid": self.valid_set.fingerprint()}
+        saved = (_state or {}).get("data_sha256") or self.data_sha256
+        differ = [split for split in ("train", "valid") if saved.get(split) != self.data_sha256[split]]
+        if differ:
+            raise ConfigError(f"{self.out_dir}: the {' and '.join(differ)} sentences in {self.data_dir} are not the "
+                              "ones the run was trained on; pass --data with its data dir (to train its weights on "
+                              "other sentences, start a new run with --init-from)")
         self.sampler = BucketBatchSampler(self.train_set.lengths, tc.batch_size, seed=tc.seed,
                                           bucket_size=tc.bucket_size)
 
@@ -306,7 +316,7 @@ class Trainer:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "train_time": self.train_time,
-                 **self.data_record, "bad_streak": int(self.bad_streak), **rng}
+                 **self.data_record, "data_sha256": self.data_sha256, "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
             import torch.distributed as dist
 

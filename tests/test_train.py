@@ -168,6 +168,30 @@ def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_
         Trainer.resume("work/run", device="cpu", progress=False)
 
 
+def test_resume_refuses_a_data_dir_with_the_runs_tokenizer_but_other_sentences(tiny_data_dir, tmp_path, one_line):
+    """Data dirs that share a tokenizer hold other sentences (data/imdb-short and data/qs-s12 do): --resume
+    trained on with a batch position in another order and a best score from other valid sentences. A copy of
+    the run's data dir elsewhere is still accepted."""
+    from conftest import write_fake_ptb
+
+    from seqvae.config import DataConfig
+    from seqvae.prepare import prepare
+    from seqvae.tokenizer import same_tokenizer
+
+    other = tmp_path / "capped"
+    prepare(DataConfig(dataset="ptb", data_root=str(write_fake_ptb(tmp_path / "raw")), max_sentences=200), other,
+            progress=False)
+    assert same_tokenizer(other, tiny_data_dir)  # what --resume checked so far
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False).fit(until_step=10)
+    log = (run / "metrics.jsonl").read_text()
+    one_line(["train", "--resume", run, "--data", other, "--device", "cpu"],
+             f"the train sentences in {other} are not the ones the run was trained on")
+    assert (run / "metrics.jsonl").read_text() == log
+    shutil.copytree(tiny_data_dir, tmp_path / "copy")
+    assert Trainer.resume(run, data_dir=tmp_path / "copy", device="cpu", progress=False).fit()["step"] == 20
+
+
 def test_early_stopping_survives_resume(tiny_data_dir, tmp_path, monkeypatch):
     # a validation score that never improves: patience 1 stops at the second evaluation (step 10)
     validate = Trainer.validate
