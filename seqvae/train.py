@@ -460,10 +460,14 @@ class Trainer:
         self.worst_streak = self.bad_streak
         if worst < limit:
             return
+        last = self.out_dir / "last"
+        again = (f"--init-from {last} starts one from its weights" if (last / checkpoint.STATE_FILE).is_file()
+                 else "--overwrite starts this one over")
         raise TrainingError(
             f"step {self.step}: {worst} steps in a row with a loss or gradient that is not finite (each skipped; "
             f"train.max_bad_steps is {limit}); {self._kept()}. Try a lower --lr, a smaller train.grad_clip, "
-            "or fp32 (no --cpu-bf16 / train.amp)")
+            f"or fp32 (no --cpu-bf16 / train.amp) in a new run (--resume keeps this one's config and meets the "
+            f"same steps; {again})")
 
     def _kept(self) -> str:
         """What a stopped run leaves for --resume (for its one-line error)."""
