@@ -251,6 +251,10 @@ class Trainer:
             raise ConfigError(f"{run_dir}: --max-steps {max_steps} is below the step its last/ checkpoint is at "
                               f"({state['step']}); a resumed run can only go on from there")
         if max_steps is not None and max_steps != cfg.train.max_steps:
+            if state.get("stopped_early"):  # it stays stopped: the new max_steps would go unused
+                raise ConfigError(f"{run_dir}: stopped early at step {state['step']} (train.patience "
+                                  f"{cfg.train.patience}); --max-steps cannot extend it: start a new run from its "
+                                  "weights with --init-from")
             if cfg.train.kl_schedule == "cyclical" and cfg.model.latent:  # a language model has no KL term
                 raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
                                   f"({cfg.train.max_steps}); it cannot be changed on resume")

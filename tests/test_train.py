@@ -202,6 +202,9 @@ def test_early_stopping_survives_resume(tiny_data_dir, tmp_path, monkeypatch):
     resumed = Trainer.resume(tmp_path / "run", device="cpu", progress=False)
     assert resumed.stopped_early
     assert resumed.fit()["step"] == 10
+    # asked for more steps, it refuses (it exited 0 having trained none)
+    with pytest.raises(ConfigError, match=r"stopped early at step 10 \(train.patience 1\); --max-steps cannot"):
+        Trainer.resume(tmp_path / "run", max_steps=80, device="cpu", progress=False)
 
 
 def test_overwrite_clears_the_earlier_run(tiny_data_dir, tmp_path):
