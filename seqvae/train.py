@@ -77,6 +77,20 @@ def _resumable(run_dir: Path) -> bool:
     return (atomic.current_dir(run_dir / "last") / checkpoint.STATE_FILE).is_file()
 
 
+def _not_resumable(run_dir: Path) -> str:
+    """Why run_dir, which has no last/, cannot be resumed, and what to do instead (a one-line error)."""
+    if (run_dir / checkpoint.CONFIG_FILE).is_file():  # a checkpoint dir, given for a run dir
+        if (run_dir / checkpoint.STATE_FILE).is_file():
+            return (f"{run_dir}: a checkpoint, not a run dir: --resume takes the run dir that holds it "
+                    f"({run_dir.absolute().parent})")
+        return (f"{run_dir}: a checkpoint with no trainer state, not a run dir; --init-from it starts a new run "
+                "from its weights")
+    if (run_dir / "metrics.jsonl").is_file():
+        return (f"{run_dir}: no last/ checkpoint to resume from (a run stopped before its first evaluation has none: "
+                "start it over with --overwrite)")
+    return f"{run_dir}: no last/ checkpoint to resume from (not a run dir?)"
+
+
 class Trainer:
     """One run: the model, its AdamW, the data and the place in training (step, epoch, batch) of one run dir.
     `fit` trains (and writes best/, last/ and metrics.jsonl); `resume` builds one from a run dir's last/."""
@@ -242,8 +256,7 @@ class Trainer:
         last = atomic.current_dir(Path(run_dir) / "last")  # read only: the run dir is not ours until locked
         cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
         if cfg_dict is None:
-            raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from (a run stopped before "
-                                             "its first evaluation has none: start it over with --overwrite)")
+            raise checkpoint.CheckpointError(_not_resumable(Path(run_dir)))
         state = checkpoint.load_trainer_state(last)
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
         changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}

@@ -87,6 +87,11 @@ def test_a_run_stopped_before_its_first_checkpoint_is_started_over_not_sent_to_r
              "stopped before its first checkpoint (nothing to resume); start it over with --overwrite")
     one_line(["train", "--resume", run, "--device", "cpu"], "start it over with --overwrite")
     assert Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False, overwrite=True).fit()["step"] == 20
+    # a checkpoint dir given for its run dir is not sent to --overwrite
+    one_line(["train", "--resume", run / "last", "--device", "cpu"],
+             f"a checkpoint, not a run dir: --resume takes the run dir that holds it ({run.absolute()})")
+    one_line(["train", "--resume", run / "best", "--device", "cpu"], "--init-from it starts a new run from its weights")
+    one_line(["train", "--resume", tmp_path, "--device", "cpu"], "no last/ checkpoint to resume from (not a run dir?)")
 
 
 def test_language_model_baseline_trains(tiny_data_dir, tmp_path):
