@@ -8,6 +8,7 @@ that there is little of it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -57,6 +58,14 @@ class SentenceDataset:
     def num_target_tokens(self) -> int:
         """Tokens the decoder predicts: every token plus one EOS per sentence."""
         return int(self.lengths.sum() + len(self))
+
+    def fingerprint(self) -> str:
+        """sha256 of the sentences (their token ids and boundaries): the same for a copy of the split, or for
+        one prepared again into the same sentences; another for any other sentences."""
+        h = hashlib.sha256()
+        h.update(self.offsets.tobytes())
+        h.update(self.ids.tobytes())
+        return h.hexdigest()
 
 
 class BucketBatchSampler:

@@ -32,8 +32,9 @@ def kl_weight(step: int, cfg: TrainConfig) -> float:
     if cfg.kl_schedule == "linear":
         return cfg.kl_max * (min(1.0, step / cfg.kl_warmup) if cfg.kl_warmup > 0 else 1.0)  # 0: no warmup
     if cfg.kl_schedule == "cyclical":
-        period = cfg.max_steps / cfg.kl_cycles
-        tau = (step % period) / period
+        # tau = (step mod period) / period, period = max_steps / kl_cycles, in integers: with a float period
+        # (20 / 6 steps) a cycle's first step could come out at tau = 1 - 1e-16, beta = kl_max instead of 0
+        tau = (step * cfg.kl_cycles % cfg.max_steps) / cfg.max_steps
         return cfg.kl_max * min(1.0, tau / cfg.kl_ratio)
     raise ValueError(f"unknown kl_schedule {cfg.kl_schedule!r}")
 

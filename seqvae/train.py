@@ -73,6 +73,25 @@ def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) ->
     return model.replace(vocab_size=vocab_size, **ids)
 
 
+def _resumable(run_dir: Path) -> bool:
+    """Whether run_dir has a last/ checkpoint (or its parked version) that --resume can continue from."""
+    return (atomic.current_dir(run_dir / "last") / checkpoint.STATE_FILE).is_file()
+
+
+def _not_resumable(run_dir: Path) -> str:
+    """Why run_dir, which has no last/, cannot be resumed, and what to do instead (a one-line error)."""
+    if (run_dir / checkpoint.CONFIG_FILE).is_file():  # a checkpoint dir, given for a run dir
+        if (run_dir / checkpoint.STATE_FILE).is_file():
+            return (f"{run_dir}: a checkpoint, not a run dir: --resume takes the run dir that holds it "
+                    f"({run_dir.absolute().parent})")
+        return (f"{run_dir}: a checkpoint with no trainer state, not a run dir; --init-from it starts a new run "
+                "from its weights")
+    if (run_dir / "metrics.jsonl").is_file():
+        return (f"{run_dir}: no last/ checkpoint to resume from (a run stopped before its first evaluation has none: "
+                "start it over with --overwrite)")
+    return f"{run_dir}: no last/ checkpoint to resume from (not a run dir?)"
+
+
 class Trainer:
     """One run: the model, its AdamW, the data and the place in training (step, epoch, batch) of one run dir.
     `fit` trains (and writes best/, last/ and metrics.jsonl); `resume` builds one from a run dir's last/."""
@@ -89,7 +108,10 @@ class Trainer:
             torch.set_num_threads(tc.num_threads)
         clear = _state is None and self._holds_run()
         if clear and not overwrite:
-            raise ConfigError(f"{self.out_dir} already holds a run: resume it with --resume, or pick a new --out")
+            raise ConfigError(f"{self.out_dir} already holds a run: "
+                              + ("resume it with --resume" if _resumable(self.out_dir) else
+                                 "one stopped before its first checkpoint (nothing to resume); start it over with "
+                                 "--overwrite") + ", or pick a new --out")
 
         self.data_record = data_dir_record(self.data_dir)  # in the checkpoints' config and the resume state
         if _state is not None and Path(_state.get("data_dir_abs", "")) == Path(self.data_record["data_dir_abs"]):
@@ -102,6 +124,16 @@ class Trainer:
         self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
         if len(self.train_set) == 0 or len(self.valid_set) == 0:
             raise ConfigError(f"{self.data_dir}: the train and valid splits must not be empty")
+        # A resumed run goes on with the sentences it began with: another data dir with the same tokenizer (one
+        # prepared with other options, another corpus) would put the batch position in another epoch's order and
+        # compare valid scores of other sentences with the best so far. (A state from before this has no record.)
+        self.data_sha256 = {"train": self.train_set.fingerprint(), "valid": self.valid_set.fingerprint()}
+        saved = (_state or {}).get("data_sha256") or self.data_sha256
+        differ = [split for split in ("train", "valid") if saved.get(split) != self.data_sha256[split]]
+        if differ:
+            raise ConfigError(f"{self.out_dir}: the {' and '.join(differ)} sentences in {self.data_dir} are not the "
+                              "ones the run was trained on; pass --data with its data dir (to train its weights on "
+                              "other sentences, start a new run with --init-from)")
         self.sampler = BucketBatchSampler(self.train_set.lengths, tc.batch_size, seed=tc.seed,
                                           bucket_size=tc.bucket_size)
 
@@ -222,11 +254,18 @@ class Trainer:
         last = atomic.current_dir(Path(run_dir) / "last")  # read only: the run dir is not ours until locked
         cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
         if cfg_dict is None:
-            raise checkpoint.CheckpointError(f"{run_dir}: no last/ checkpoint to resume from")
+            raise checkpoint.CheckpointError(_not_resumable(Path(run_dir)))
         state = checkpoint.load_trainer_state(last)
         cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
         changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}
+        if max_steps is not None and max_steps < int(state["step"]):  # it would stop at once, having done nothing
+            raise ConfigError(f"{run_dir}: --max-steps {max_steps} is below the step its last/ checkpoint is at "
+                              f"({state['step']}); a resumed run can only go on from there")
         if max_steps is not None and max_steps != cfg.train.max_steps:
+            if state.get("stopped_early"):  # it stays stopped: the new max_steps would go unused
+                raise ConfigError(f"{run_dir}: stopped early at step {state['step']} (train.patience "
+                                  f"{cfg.train.patience}); --max-steps cannot extend it: start a new run from its "
+                                  "weights with --init-from")
             if cfg.train.kl_schedule == "cyclical" and cfg.model.latent:  # a language model has no KL term
                 raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
                                   f"({cfg.train.max_steps}); it cannot be changed on resume")
@@ -292,7 +331,7 @@ class Trainer:
         state = {"optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
                  "batch_pos": self.batch_pos, "best": self.best, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "train_time": self.train_time,
-                 **self.data_record, "bad_streak": int(self.bad_streak), **rng}
+                 **self.data_record, "data_sha256": self.data_sha256, "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
             import torch.distributed as dist
 
@@ -436,10 +475,14 @@ class Trainer:
         self.worst_streak = self.bad_streak
         if worst < limit:
             return
+        last = self.out_dir / "last"
+        again = (f"--init-from {last} starts one from its weights" if (last / checkpoint.STATE_FILE).is_file()
+                 else "--overwrite starts this one over")
         raise TrainingError(
             f"step {self.step}: {worst} steps in a row with a loss or gradient that is not finite (each skipped; "
             f"train.max_bad_steps is {limit}); {self._kept()}. Try a lower --lr, a smaller train.grad_clip, "
-            "or fp32 (no --cpu-bf16 / train.amp)")
+            f"or fp32 (no --cpu-bf16 / train.amp) in a new run (--resume keeps this one's config and meets the "
+            f"same steps; {again})")
 
     def _kept(self) -> str:
         """What a stopped run leaves for --resume (for its one-line error)."""

@@ -88,6 +88,18 @@ def test_evaluate_says_what_its_numbers_are(tiny_data_dir, tmp_path, capsys):
     assert not (tmp_path / "e.json").exists()
 
 
+def test_lm_drops_the_presets_word_dropout_unless_it_is_asked_for():
+    """`--preset small --lm` (the baseline in docs/usage.md) trained the LM with the VAE's word dropout 0.3."""
+    from seqvae.cli import build_parser, build_run_config
+
+    def train_cfg(*argv):
+        return build_run_config(build_parser().parse_args(["train", "--preset", "small", *argv])).train
+
+    assert train_cfg().word_dropout == 0.3 and train_cfg("--lm").word_dropout == 0.0
+    assert train_cfg("--lm", "--word-dropout", "0.2").word_dropout == 0.2
+    assert train_cfg("--lm", "--set", "train.word_dropout=0.1").word_dropout == 0.1
+
+
 def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "train", "--data", tmp_path / "missing", "--out", tmp_path / "r", "--no-progress")
     assert_one_line_error(code, err, "missing")

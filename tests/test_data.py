@@ -62,6 +62,15 @@ def test_dataset_from_lists_round_trip():
     assert len(ds.subset(2)) == 2 and ds.subset(2)[1].tolist() == [6]
 
 
+def test_fingerprint_names_the_sentences_not_the_arrays():
+    sents = [[4, 5], [6], [7, 8, 9]]
+    ds = SentenceDataset.from_lists(sents)
+    same = SentenceDataset(ds.ids.astype(np.int32), ds.offsets)  # as a split is stored on disk
+    assert same.fingerprint() == ds.fingerprint()
+    others = ([[4, 5], [6], [7, 8, 10]], [[4], [5, 6], [7, 8, 9]], [[4, 5], [6]])  # a token, a boundary, one fewer
+    assert len({ds.fingerprint(), *(SentenceDataset.from_lists(o).fingerprint() for o in others)}) == 4
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 1.0])
 def test_word_dropout_rate_and_protected_positions(rate):
     lens = torch.randint(1, 30, (400,), generator=torch.Generator().manual_seed(0))

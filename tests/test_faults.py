@@ -201,6 +201,10 @@ def test_persistent_nan_stops_with_one_line_and_keeps_the_last_good_checkpoint(t
     train = [r for r in rows(run) if r["split"] == "train"]
     assert train[-1]["step"] == 16 and sum(r.get("nonfinite_steps", 0) for r in train) == 4  # 13-15, then 16
     assert set(os.listdir(run)) == RUN_FILES  # the lock is released on the error too
+    # --resume takes none of the flags the line suggests and meets the same steps: it names the way on
+    stops_with(["train", "--resume", run, "--device", "cpu", "--no-progress"],
+               f"in a new run (--resume keeps this one's config and meets the same steps; --init-from {run / 'last'} "
+               "starts one from its weights)")
 
 
 # ---------------------------------------------------------------------------- failing writes

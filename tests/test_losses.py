@@ -1,4 +1,5 @@
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -32,6 +33,16 @@ def test_cyclical_schedule_values():
         [0.0, 62 / 125, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0])
     half = TrainConfig(kl_schedule="cyclical", max_steps=1000, kl_cycles=4, kl_ratio=0.5, kl_max=0.5)
     assert [kl_weight(s, half) for s in (62, 200)] == pytest.approx([0.5 * 62 / 125, 0.5])  # rises to kl_max
+
+
+@pytest.mark.parametrize("max_steps,cycles", [(20, 6), (14, 6), (15, 9), (1000, 3), (32000, 4)])
+def test_cyclical_schedule_restarts_at_zero_where_the_period_is_not_a_whole_number(max_steps, cycles):
+    """beta at each step against the schedule in exact rationals: each cycle starts at beta 0 (20 steps in
+    6 cycles: step 10 starts the fourth, where a float period of 3.33 gave beta 1)."""
+    cfg = TrainConfig(kl_schedule="cyclical", max_steps=max_steps, kl_cycles=cycles, kl_ratio=0.25)
+    period = Fraction(max_steps, cycles)
+    exact = [float(min(Fraction(1), (s % period) / period / Fraction(1, 4))) for s in range(max_steps)]
+    assert [kl_weight(s, cfg) for s in range(max_steps)] == pytest.approx(exact, abs=1e-12)
 
 
 def test_constant_schedule():

@@ -76,6 +76,24 @@ def test_run_dir_layout_and_refusal_to_overwrite(tiny_data_dir, tmp_path):
         Trainer(tiny_cfg(), tiny_data_dir, tmp_path / "run", device="cpu", progress=False)
 
 
+def test_a_run_stopped_before_its_first_checkpoint_is_started_over_not_sent_to_resume(tiny_data_dir, tmp_path,
+                                                                                     one_line):
+    """Killed before its first evaluation, a run dir holds a log and no last/: both ways back name --overwrite
+    (train --out said "resume it with --resume", and --resume said only that there is no last/)."""
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False).fit(until_step=7)  # evaluates at 10
+    assert (run / "metrics.jsonl").exists() and not (run / "last").exists()
+    one_line(["train", "--data", tiny_data_dir, "--out", run, "--device", "cpu"],
+             "stopped before its first checkpoint (nothing to resume); start it over with --overwrite")
+    one_line(["train", "--resume", run, "--device", "cpu"], "start it over with --overwrite")
+    assert Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False, overwrite=True).fit()["step"] == 20
+    # a checkpoint dir given for its run dir is not sent to --overwrite
+    one_line(["train", "--resume", run / "last", "--device", "cpu"],
+             f"a checkpoint, not a run dir: --resume takes the run dir that holds it ({run.absolute()})")
+    one_line(["train", "--resume", run / "best", "--device", "cpu"], "--init-from it starts a new run from its weights")
+    one_line(["train", "--resume", tmp_path, "--device", "cpu"], "no last/ checkpoint to resume from (not a run dir?)")
+
+
 def test_language_model_baseline_trains(tiny_data_dir, tmp_path):
     cfg = RunConfig(model=TINY_MODEL.replace(latent=False), train=tiny_cfg(max_steps=30).train)
     tr = Trainer(cfg, tiny_data_dir, tmp_path / "lm", device="cpu", progress=False)
@@ -116,6 +134,14 @@ def test_resuming_a_finished_run_changes_nothing(tiny_data_dir, tmp_path):
     assert (tmp_path / "run" / "best" / "model.safetensors").read_bytes() == best
 
 
+def test_resume_refuses_a_max_steps_below_the_runs_step(tiny_data_dir, tmp_path, one_line):
+    """--max-steps under the checkpoint's step exited 0 with nothing done (the loop never ran)."""
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    one_line(["train", "--resume", tmp_path / "run", "--max-steps", "5", "--device", "cpu"],
+             "--max-steps 5 is below the step its last/ checkpoint is at (10)")
+    assert Trainer.resume(tmp_path / "run", max_steps=10, device="cpu", progress=False).fit()["step"] == 10
+
+
 def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_again_one(tiny_data_dir, tmp_path,
                                                                                          monkeypatch):
     """A run records its data dir as given and absolute; resuming checks the data's tokenizer is the run's."""
@@ -147,6 +173,30 @@ def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_
         Trainer.resume("work/run", device="cpu", progress=False)
 
 
+def test_resume_refuses_a_data_dir_with_the_runs_tokenizer_but_other_sentences(tiny_data_dir, tmp_path, one_line):
+    """Data dirs that share a tokenizer hold other sentences (data/imdb-short and data/qs-s12 do): --resume
+    trained on with a batch position in another order and a best score from other valid sentences. A copy of
+    the run's data dir elsewhere is still accepted."""
+    from conftest import write_fake_ptb
+
+    from seqvae.config import DataConfig
+    from seqvae.prepare import prepare
+    from seqvae.tokenizer import same_tokenizer
+
+    other = tmp_path / "capped"
+    prepare(DataConfig(dataset="ptb", data_root=str(write_fake_ptb(tmp_path / "raw")), max_sentences=200), other,
+            progress=False)
+    assert same_tokenizer(other, tiny_data_dir)  # what --resume checked so far
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False).fit(until_step=10)
+    log = (run / "metrics.jsonl").read_text()
+    one_line(["train", "--resume", run, "--data", other, "--device", "cpu"],
+             f"the train sentences in {other} are not the ones the run was trained on")
+    assert (run / "metrics.jsonl").read_text() == log
+    shutil.copytree(tiny_data_dir, tmp_path / "copy")
+    assert Trainer.resume(run, data_dir=tmp_path / "copy", device="cpu", progress=False).fit()["step"] == 20
+
+
 def test_early_stopping_survives_resume(tiny_data_dir, tmp_path, monkeypatch):
     # a validation score that never improves: patience 1 stops at the second evaluation (step 10)
     validate = Trainer.validate
@@ -157,6 +207,9 @@ def test_early_stopping_survives_resume(tiny_data_dir, tmp_path, monkeypatch):
     resumed = Trainer.resume(tmp_path / "run", device="cpu", progress=False)
     assert resumed.stopped_early
     assert resumed.fit()["step"] == 10
+    # asked for more steps, it refuses (it exited 0 having trained none)
+    with pytest.raises(ConfigError, match=r"stopped early at step 10 \(train.patience 1\); --max-steps cannot"):
+        Trainer.resume(tmp_path / "run", max_steps=80, device="cpu", progress=False)
 
 
 def test_overwrite_clears_the_earlier_run(tiny_data_dir, tmp_path):
