@@ -378,7 +378,8 @@ def _add_report(sub) -> None:
     p.add_argument("--data", help="prepared data dir: held-out test sentences and training words (default: the "
                                   "model's)")
     p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
-    p.add_argument("-n", type=int, default=1000, help="held-out sentences (default 1000, of 5-25 words)")
+    p.add_argument("-n", type=int, default=1000,
+                   help="held-out sentences (default 1000): a seeded draw from the test split, or the first N of --texts")
     p.add_argument("--words", type=_word_range, default=None, metavar="MIN-MAX",
                    help="the test split's (or with --texts, the file's) sentences of MIN to MAX words (default "
                         "5-25 for the test split; all of the file's)")
@@ -402,7 +403,7 @@ def _word_range(text: str) -> tuple[int, int]:
 
 
 def _report_texts(args) -> tuple[list[str], str]:
-    """report --texts: the file's sentences (with --words given, those of MIN-MAX words), at most -n of them,
+    """report --texts: the file's sentences (with --words given, those of MIN-MAX words), the first -n of them,
     and a note of what was left out; fewer than two is an error."""
     from .corpus import read_sentences
 
@@ -417,6 +418,8 @@ def _report_texts(args) -> tuple[list[str], str]:
         raise ConfigError(f"the report needs at least 2 sentences, {args.texts} has {len(texts)}"
                           + (f" of {args.words[0]}-{args.words[1]} words" if args.words_given else ""))
     if len(texts) > args.n:
+        notes.append(f"{args.texts} has {len(texts)} sentences{' of that length' if args.words_given else ''}: "
+                     f"using the first {args.n} (-n)")
         texts = texts[: args.n]
     elif len(texts) < args.n:
         notes.append(f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all")
