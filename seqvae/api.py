@@ -11,12 +11,13 @@
     vae.score(["the movie was great"], samples=100)               # (N,) importance-weighted NLL in nats
 
 Decoding options (every method that decodes takes them; see seqvae.generation):
-    strategy="greedy"|"sample"|"top-k"|"top-p"|"beam", max_len=40 (tokens, EOS included),
-    temperature=1.0, top_k=0, top_p=1.0, num_beams=4, length_penalty=1.0, seed=None,
+    strategy="greedy"|"sample"|"top-k"|"top-p"|"beam" (default greedy; sample: top-p), max_len=40 (tokens,
+    EOS included), temperature=1.0, top_k=0, top_p=1.0 (0.9 with strategy="top-p"), num_beams=4,
+    length_penalty=1.0, candidates=1 (sampling: the best of K draws per code), seed=None (or generator),
     words="known"|"any" (default: "known" when the checkpoint has a word list, `seqvae words`:
     no word outside it is written; seqvae.wordlist).
 A language-model checkpoint (trained with --lm, no latent space) can `sample` and `score`;
-`encode`, `decode(z)`, `reconstruct` and `interpolate` raise InputError.
+`encode`, `decode(z)`, `reconstruct`, `refine`, `interpolate` and `fit_prior` raise InputError.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ _TRAIN_FLAGS = {
     "threads": ("train", "num_threads"),
     "embed_dim": ("model", "embed_dim"), "hidden_dim": ("model", "hidden_dim"), "latent_dim": ("model", "latent_dim"),
 }
+DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if available)"
 _TRAIN_FLAG_HELP = {  # each flag sets the config field above (seqvae/config.py has its default)
     "max_steps": "optimisation steps in total", "batch_size": "sentences per batch", "lr": "AdamW learning rate",
     "eval_every": "validate and checkpoint every N steps",
@@ -111,7 +112,7 @@ def _add_train(sub) -> None:
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, default=None, help=_TRAIN_FLAG_HELP[flag],
                        type=str if flag == "kl_schedule" else seed_arg if flag == "seed" else
                        (float if flag in ("lr", "free_bits", "word_dropout") else int))
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on CPU (fast with AMX/AVX512-BF16)")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that already holds a run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -197,7 +198,7 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="IW-NLL, PPL, ELBO, KL, MI and active units on a split")
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
     p.add_argument("--data", help="prepared data dir (default: the one the model was trained on)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="default: test")
     p.add_argument("--samples", type=int, default=500,
                    help="importance samples per sentence for a VAE's IW-NLL (default 500; 0: the -ELBO bound "
                         "only); a language model's NLL is exact")
@@ -205,8 +206,8 @@ def _add_evaluate(sub) -> None:
                    help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; 0: skip)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32; changes no number)")
     p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only")
-    p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--device")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the importance samples (default 0)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", dest="json_out", help="write the results here (default: CKPT/eval-SPLIT.json)")
     p.add_argument("--per-sentence", action="store_true",
                    help="also write each sentence's NLL (for scripts/compare_nll.py)")
@@ -303,8 +304,8 @@ def _add_fit_prior(sub) -> None:
     p.add_argument("--data", help="prepared data dir whose train split to encode (default: the model's)")
     p.add_argument("--sentences", type=int, default=20_000, help="train sentences to encode (default 20000)")
     p.add_argument("--components", type=int, default=32, help="mixture components (default 32)")
-    p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--device")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the sentences chosen and of the fit (default 0)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=_cmd_fit_prior)
 
 
@@ -382,7 +383,9 @@ def _add_report(sub) -> None:
     p.add_argument("--data", help="prepared data dir: held-out test sentences and training words (default: the "
                                   "model's)")
     p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
-    p.add_argument("-n", type=int, default=1000, help="held-out sentences (default 1000, of 5-25 words)")
+    p.add_argument("-n", type=int, default=1000,
+                   help="held-out sentences (default 1000): a seeded draw from the test split, or the first N of "
+                        "--texts")
     p.add_argument("--words", type=_word_range, default=None, metavar="MIN-MAX",
                    help="the test split's (or with --texts, the file's) sentences of MIN to MAX words (default "
                         "5-25 for the test split; all of the file's)")
@@ -391,9 +394,10 @@ def _add_report(sub) -> None:
     p.add_argument("--iw-refine", type=int, metavar="STEPS",
                    help="also the IW-NLL with a proposal fitted per sentence in STEPS Adam steps on its ELBO "
                         "(default 50, refine.POSTERIOR_STEPS; 0: skip)")
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seed of the held-out draw, the samples and the importance samples (default 0)")
     p.add_argument("--out", help="write report.json and report.md into this dir")
-    p.add_argument("--device")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=_cmd_report)
 
 
@@ -406,7 +410,7 @@ def _word_range(text: str) -> tuple[int, int]:
 
 
 def _report_texts(args) -> tuple[list[str], str]:
-    """report --texts: the file's sentences (with --words given, those of MIN-MAX words), at most -n of them,
+    """report --texts: the file's sentences (with --words given, those of MIN-MAX words), the first -n of them,
     and a note of what was left out; fewer than two is an error."""
     from .corpus import read_sentences
 
@@ -421,6 +425,8 @@ def _report_texts(args) -> tuple[list[str], str]:
         raise ConfigError(f"the report needs at least 2 sentences, {args.texts} has {len(texts)}"
                           + (f" of {args.words[0]}-{args.words[1]} words" if args.words_given else ""))
     if len(texts) > args.n:
+        notes.append(f"{args.texts} has {len(texts)} sentences{' of that length' if args.words_given else ''}: "
+                     f"using the first {args.n} (-n)")
         texts = texts[: args.n]
     elif len(texts) < args.n:
         notes.append(f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all")

@@ -21,7 +21,7 @@ from .config import ConfigError, seed_arg
 from .display import one_line
 
 
-def _add_decoding_args(p, default_strategy: str) -> None:
+def _add_decoding_args(p, default_strategy: str, seeds: str = "seed of the sampling strategies") -> None:
     from .generation import SAMPLE_TOP_P, STRATEGIES
 
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
@@ -38,7 +38,7 @@ def _add_decoding_args(p, default_strategy: str) -> None:
     g.add_argument("--candidates", type=int, default=1,
                    help="sampling: draw K sentences per code and keep the one the decoder finds likeliest per "
                         "token (more fluent, less varied; default 1)")
-    g.add_argument("--seed", type=seed_arg, default=None, help="seed for z and sampling (default: fresh randomness)")
+    g.add_argument("--seed", type=seed_arg, default=None, help=f"{seeds} (default: fresh randomness)")
     g.add_argument("--words", choices=["known", "any"], default=None,
                    help="known: write only words of the checkpoint's word list (`seqvae words`); any: no list "
                         "(default: known when the checkpoint has one)")
@@ -89,7 +89,7 @@ def add_sample(sub) -> None:
     p.add_argument("--prior", choices=["aggregate", "standard"], default=None,
                    help="where z comes from: the density fitted on training codes (`seqvae fit-prior`) or N(0, I) "
                         "(default: aggregate when the checkpoint has one)")
-    _add_decoding_args(p, SAMPLE_STRATEGY)
+    _add_decoding_args(p, SAMPLE_STRATEGY, seeds="seed for z and sampling")
     p.set_defaults(func=_cmd_sample)
 
 

@@ -219,3 +219,10 @@ def test_report_texts_are_read_as_prepare_reads_them(tiny_vae_ckpt, tiny_data_di
     examples = [e["input"] for e in rep["reconstruction"]["greedy"]["examples"]]
     assert examples[0] == "the movie was great ."  # no byte-order mark in front of it
     assert "-%" not in (tmp_path / "r" / "report.md").read_text()
+    three = tmp_path / "three.txt"  # more sentences than -n: the first n, and the note says what was left out
+    three.write_text("the movie was great .\nthe plot was dull and slow .\na fine film it was .\n")
+    argv = [*base, "--texts", three, "--data", tiny_data_dir, "-n", "2", "--out", tmp_path / "t"]
+    assert main([str(a) for a in argv]) == 0
+    rep = json.loads((tmp_path / "t" / "report.json").read_text())
+    assert rep["sentences"] == 2 and f"{three} has 3 sentences: using the first 2 (-n)" in rep["note"]
+    assert "using the first 2" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument("--data-root", help="folder holding imdb/*.jsonl.gz (default: the corpus module's)")
         p.add_argument("--cache-dir", help="feature cache (default: CKPT/features)")
         p.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
-        p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
 
 
@@ -94,7 +94,7 @@ def action_parser(action: str) -> argparse.ArgumentParser:
                        help="set head: attention over the units (default) or their plain mean")
     if action == "curve":
         p.add_argument("--out", help="output dir (default: CKPT/curve)")
-        p.add_argument("--budgets", default="200,1000,5000,25000", help="labelled train reviews, comma-separated")
+        p.add_argument("--budgets", default="200,1000,5000,25000", help="labelled train reviews, comma-separated (default 200,1000,5000,25000)")
         p.add_argument("--draws", type=int, default=5, help="stratified draws per budget below all (default 5)")
         p.add_argument("--set-members", type=int, default=1, help="members of the set head rows (default 1)")
         p.add_argument("--no-set", action="store_true", help="skip the set head rows")
