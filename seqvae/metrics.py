@@ -10,8 +10,8 @@
              tighter where the encoder's q(z|x) is far from p(z|x); evaluate(refine_steps=N)
   ppl        exp(total nll / total target tokens), target tokens include one EOS per sentence
   mi         I(x; z) under q, estimated as in Hoffman & Johnson 2016 / He et al. 2019:
-             E_x E_q[log q(z|x)] - E_q(z)[log q(z)], the aggregate q(z) a mixture over the
-             evaluated sentences
+             E_x E_q[log q(z|x) - log q(z)], the aggregate q(z) a mixture over the evaluated
+             sentences, both terms at one draw z per sentence (mutual_information_terms)
   au         active units: latent dims whose Cov_x(E_q[z|x]) = Var_x(mu) > 0.01 (Burda et al. 2016)
 """
 
@@ -103,31 +103,36 @@ def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], 
 def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
                              chunk: int = 1024) -> torch.Tensor:
     """Per-sentence terms log q(z_i|x_i) - log q(z_i), z_i ~ q(z|x_i), whose mean estimates I(x; z);
-    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64."""
+    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64.
+
+    Both log densities are taken at the same draw z_i. Its mean is that of -entropy(q(z|x_i)) - log q(z_i)
+    (He et al. 2019's form, the entropy in closed form), but that form keeps the draw's own deviation,
+    1/2 sum(eps^2 - 1), a chi-square noise of variance Z/2 per sentence, which this one cancels: here each
+    term is at most log N (q(z_i) >= q(z_i|x_i) / N), and 0 (to rounding) for identical posteriors."""
     mu, logvar = mu.double(), logvar.double()
     N, Z = mu.shape
     if N < 2:
         return torch.zeros(N, dtype=torch.float64)
-    # E_q[log q(z|x_i)] = -entropy of q(z|x_i), in closed form for a diagonal Gaussian
-    neg_entropy = -0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(-1)  # (N,)
     z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     inv_var = torch.exp(-logvar)  # (N, Z)
     const = (mu**2 * inv_var + logvar + LOG_2PI).sum(-1)  # (N,)
-    log_qz = []
+    terms = []
     for s in range(0, N, chunk):
         zi = z[s : s + chunk]  # (C, Z)
         # sum_z (z_i - mu_j)^2 / var_j expanded into matrix products: (C, N)
         quad = (zi**2) @ inv_var.T - 2 * zi @ (mu * inv_var).T
-        log_q_ij = -0.5 * (quad + const[None, :])
-        log_qz.append(torch.logsumexp(log_q_ij, dim=1) - math.log(N))
-    return (neg_entropy - torch.cat(log_qz)).cpu()
+        log_q_ij = -0.5 * (quad + const[None, :])  # log q(z_i|x_j)
+        rows = torch.arange(len(zi), device=z.device)
+        own = log_q_ij[rows, rows + s]  # (C,) log q(z_i|x_i), from the same sums as the mixture's,
+        terms.append(own - (torch.logsumexp(log_q_ij, dim=1) - math.log(N)))  # so that no term passes log N
+    return torch.cat(terms).cpu()
 
 
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
                        chunk: int = 1024) -> float:
-    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z): E[log q(z|x)] (in closed form)
-    minus E[log q(z)] (the aggregate posterior of the N, at one draw per sentence). The true I(x; z) of N
-    equally likely sentences is at most log N; this estimate is unbiased but noisy, and can exceed it."""
+    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z): E[log q(z|x)]
+    minus E[log q(z)] (the aggregate posterior of the N), both at one draw per sentence (mutual_information_terms).
+    The I(x; z) of N equally likely sentences is at most log N, and so is this unbiased estimate."""
     if mu.shape[0] < 2:
         return 0.0
     return float(mutual_information_terms(mu, logvar, generator, chunk).mean())

@@ -427,8 +427,9 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
         lines.append(f"| {label} | {nll:.2f} | {stats} | "
                      + (f"{vs['mean_diff']:+.2f} ± {vs['se']:.2f}" if vs else "-") + " |")
     lines += ["", f"IW-NLL with {lat['iw_samples']} samples; MI: the estimate on these N sentences, and log N (the "
-              "'max' beside it), which the true I(x; z) of N equally likely sentences cannot exceed; the estimate's "
-              "noise (its ±) can carry it above."]
+              "'max' beside it), which the I(x; z) of N equally likely sentences cannot exceed, nor can its estimate: "
+              "an MI at the max says that the codes tell these sentences apart, and that more of them would be needed "
+              "to measure more."]
     if "nll_refined" in lat:
         lines.append("The fitted row draws them from a Gaussian fitted to each sentence's posterior (Adam on the "
                      "ELBO from q(z|x), the model fixed: `SeqVAE.score(refine=N)`): the same -log p(x), estimated "
