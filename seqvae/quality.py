@@ -173,7 +173,8 @@ class Judge:
 
     def checks(self, sentences: Sequence[str], seed: int = 0) -> dict[str, Any]:
         """The judge's perplexity on real sentences and three corruptions of them, and for each corruption
-        the share of sentences it ranks below the real one (per-token NLL)."""
+        the share of sentences it ranks below the real one (per-token NLL); all on the sentences of four or more
+        words ("sentences" under "real" says how many)."""
         rng = np.random.default_rng(seed)
         real = [s for s in sentences if len(s.split()) >= 4]
         if len(real) < 2:
@@ -186,7 +187,7 @@ class Judge:
             "spliced": [" ".join(a[: len(a) // 2] + b[len(b) // 2 :]) for a, b in zip(split, split[1:] + split[:1])],
         }
         nll, tok = self.nll(real)
-        out: dict[str, Any] = {"real": {"ppl": math.exp(nll.sum() / tok.sum())}}
+        out: dict[str, Any] = {"real": {"ppl": math.exp(nll.sum() / tok.sum()), "sentences": len(real)}}
         for name, texts in corrupt.items():
             c_nll, c_tok = self.nll(texts)
             out[name] = {"ppl": math.exp(c_nll.sum() / c_tok.sum()),
@@ -387,7 +388,9 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
     real_ppl = None
     if judge is not None:
         rep["judge"] = {"checkpoint": judge.name, **judge.checks(texts, seed)}
-        real_ppl = rep["judge"]["real"]["ppl"]
+        real = rep["judge"]["real"]  # the checks leave out sentences of fewer than four words; the ratios may not
+        real_ppl = real["ppl"] if real["sentences"] == len(texts) else judge.ppl(texts)
+        rep["judge"]["held_out_ppl"] = real_ppl  # of every held-out sentence: what "x real" divides by
     if train is not None:
         rep["real_invented_rate"] = train.invented_rate(texts)
     mu, refined = vae.encode(texts).mean, vae.refine(texts)  # (N, Z) each: both sections decode these
@@ -468,7 +471,11 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
     lines += ["", "## Prior samples", ""]
     if "judge" in rep:
         j = rep["judge"]
-        lines.append(f"Judge `{j['checkpoint']}`: perplexity {j['real']['ppl']:.1f} on the real sentences; "
+        held_out = j.get("held_out_ppl", j["real"]["ppl"])  # reports written before it have none
+        checked = j["real"].get("sentences", rep["sentences"])
+        lines.append(f"Judge `{j['checkpoint']}`: perplexity {held_out:.1f} on the real sentences; "
+                     + (f"on the {checked} of four or more words that the checks corrupt, {j['real']['ppl']:.1f}; "
+                        if checked != rep["sentences"] else "")
                      + ", ".join(f"{k} {j[k]['ppl']:.1f} (real ranked higher {100 * j[k]['real_ranked_higher']:.0f}%)"
                                  for k in ("shuffled", "invented word", "spliced"))
                      + (" — it can tell." if j["passes"] else " — it CANNOT tell: the fluency figures mean little."))

@@ -219,3 +219,25 @@ def test_report_texts_are_read_as_prepare_reads_them(tiny_vae_ckpt, tiny_data_di
     examples = [e["input"] for e in rep["reconstruction"]["greedy"]["examples"]]
     assert examples[0] == "the movie was great ."  # no byte-order mark in front of it
     assert "-%" not in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_samples_are_judged_against_every_held_out_sentence(tiny_vae_ckpt, tiny_lm_ckpt, trained_tiny_vae):
+    """The judge's checks corrupt only sentences of four or more words; the "x real" ratios divide by the judge's
+    perplexity of all the held-out sentences, short ones too."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    long = [s for s in trained_tiny_vae[2] if len(s.split()) >= 4][:4]
+    texts = long + [" ".join(s.split()[:2]) for s in long[:3]]  # three of two words
+    rep = quality.build_report(vae, texts, judge=judge, n_samples=3, iw_samples=1, iw_refine=0, show=1)
+    every, checked = judge.ppl(texts), judge.ppl(long)
+    assert every != pytest.approx(checked, rel=1e-3)  # the short sentences move it
+    for row in rep["samples"] + [rep["decoder_reference"]]:
+        assert row["ppl_ratio"] == pytest.approx(row["judge_ppl"] / every)
+    assert rep["interpolation"]["inner_ppl_ratio"] == pytest.approx(rep["interpolation"]["inner_judge_ppl"] / every)
+    j = rep["judge"]
+    assert j["real"] == {"ppl": pytest.approx(checked), "sentences": 4} and j["held_out_ppl"] == pytest.approx(every)
+    md = quality.to_markdown(rep, "tiny")
+    assert f"perplexity {every:.1f} on the real sentences; on the 4 of four or more words" in md
+    rep = quality.build_report(vae, long, judge=judge, n_samples=3, iw_samples=1, iw_refine=0, show=1)
+    assert rep["judge"]["held_out_ppl"] == rep["judge"]["real"]["ppl"]  # all of four or more words: one figure
+    assert "of four or more words" not in quality.to_markdown(rep, "tiny")
