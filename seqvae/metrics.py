@@ -81,8 +81,8 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
 
 
 # Streams of sentence_noise (evaluate, SeqVAE.score): each draw of a sentence's noise has its own stream, so that
-# the one-sample z, the IW samples, the proposal's fitting steps and the IW samples from it are independent
-NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW = range(4)
+# the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it and MI's draw are independent
+NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_MI = range(5)
 
 
 def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], shape: tuple[int, ...],
@@ -101,9 +101,10 @@ def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], 
 
 
 def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
-                             chunk: int = 1024) -> torch.Tensor:
+                             chunk: int = 1024, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sentence terms log q(z_i|x_i) - log q(z_i), z_i ~ q(z|x_i), whose mean estimates I(x; z);
-    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64.
+    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64. The draws' standard
+    normal noise comes from `generator`, or is given: `noise` (N, Z).
 
     Both log densities are taken at the same draw z_i. Its mean is that of -entropy(q(z|x_i)) - log q(z_i)
     (He et al. 2019's form, the entropy in closed form), but that form keeps the draw's own deviation,
@@ -113,7 +114,10 @@ def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: 
     N, Z = mu.shape
     if N < 2:
         return torch.zeros(N, dtype=torch.float64)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if noise is not None and tuple(noise.shape) != (N, Z):
+        raise ValueError(f"noise must have shape {(N, Z)}, got {tuple(noise.shape)}")
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) if noise is None else noise.to(mu)
+    z = mu + torch.exp(0.5 * logvar) * eps
     inv_var = torch.exp(-logvar)  # (N, Z)
     const = (mu**2 * inv_var + logvar + LOG_2PI).sum(-1)  # (N,)
     terms = []
@@ -149,7 +153,7 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 @torch.no_grad()
 def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_size: int = 64,
              max_sentences: int = 0, mi_sentences: int = 10000, seed: int = 0, refine_steps: int = 0,
-             per_sentence: bool = False, progress: bool = False) -> dict[str, Any]:
+             per_sentence: bool = False, progress: bool = False, noise_by: str = "place") -> dict[str, Any]:
     """All metrics on a dataset. k = 0 skips importance sampling (nll is then neg_elbo's bound).
 
     refine_steps > 0 (with k > 0, a VAE) adds "nll_refined": the IW-NLL again, with k samples from a
@@ -158,11 +162,17 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     in dataset order, for paired comparisons of two models on the same sentences.
     Deterministic under `seed`; does not touch the global RNG. Each sentence's noise comes from its own
     generators (sentence_noise), so the numbers do not depend on batch_size beyond float rounding.
+    noise_by: what keys those generators: "place", the sentence's index in the dataset, or "tokens", its token
+    ids (as SeqVAE.score's), so that the numbers do not depend on the sentences' order either.
     """
+    if noise_by not in ("place", "tokens"):
+        raise ValueError(f"noise_by must be 'place' or 'tokens', got {noise_by!r}")
     device = model.device
     if max_sentences:
         dataset = dataset.subset(max_sentences)
-    cpu_gen = torch.Generator().manual_seed(seed + 1)
+
+    def keys(idx: Sequence[int]) -> list:  # each sentence's key for sentence_noise
+        return list(idx) if noise_by == "place" else [dataset[i].tolist() for i in idx]
     cfg = model.cfg
     refined = bool(cfg.latent and k > 0 and refine_steps > 0)
     tot = {"rec": 0.0, "kl": 0.0, "nll": 0.0, "nll_refined": 0.0}
@@ -184,22 +194,22 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
                 tot["nll"] += float(rec.sum())
                 nll_of[torch.as_tensor(idx)] = rec.double().cpu()
                 continue
-            Z = cfg.latent_dim
+            Z, key = cfg.latent_dim, keys(idx)
             mu, logvar = model.encode(batch.src, batch.src_lens)
-            z = mu + torch.exp(0.5 * logvar) * sentence_noise(seed, NOISE_Z, idx, (Z,), device)
+            z = mu + torch.exp(0.5 * logvar) * sentence_noise(seed, NOISE_Z, key, (Z,), device)
             rec = model.token_nll(batch.dec_in, batch.target, z)
             kl = gaussian_kl(mu, logvar)
             tot["rec"] += float(rec.sum())
             tot["kl"] += float(kl.sum())
-            nll = -iw_log_likelihood(model, batch, k, noise=sentence_noise(seed, NOISE_IW, idx, (k, Z), device)) \
+            nll = -iw_log_likelihood(model, batch, k, noise=sentence_noise(seed, NOISE_IW, key, (k, Z), device)) \
                 if k > 0 else rec + kl
             tot["nll"] += float(nll.sum())
             nll_of[torch.as_tensor(idx)] = nll.double().cpu()
             if refined:
-                steps_noise = sentence_noise(seed, NOISE_FIT, idx, (refine_steps, Z), device)  # (B, steps, Z)
+                steps_noise = sentence_noise(seed, NOISE_FIT, key, (refine_steps, Z), device)  # (B, steps, Z)
                 fitted = refine_posterior(model, batch, mu, logvar, steps=refine_steps, noise=steps_noise)
                 nll = -iw_log_likelihood(model, batch, k, proposal=fitted,
-                                         noise=sentence_noise(seed, NOISE_FIT_IW, idx, (k, Z), device))
+                                         noise=sentence_noise(seed, NOISE_FIT_IW, key, (k, Z), device))
                 tot["nll_refined"] += float(nll.sum())
                 refined_of[torch.as_tensor(idx)] = nll.double().cpu()
             mus[torch.as_tensor(idx)] = mu.float().cpu()
@@ -222,10 +232,12 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     if cfg.latent:
         mu_all, logvar_all = mus, logvars
         res["au"], res["au_variances"] = active_units(mu_all)
+        pick = torch.arange(len(mu_all))
         if mi_sentences and len(mu_all) > mi_sentences:
             pick = torch.from_numpy(np.random.default_rng(seed).choice(len(mu_all), mi_sentences, replace=False))
             mu_all, logvar_all = mu_all[pick], logvar_all[pick]
-        terms = mutual_information_terms(mu_all, logvar_all, generator=cpu_gen)
+        noise = sentence_noise(seed, NOISE_MI, keys(pick.tolist()), (cfg.latent_dim,))  # (N, Z)
+        terms = mutual_information_terms(mu_all, logvar_all, noise=noise)
         res["mi"] = float(terms.mean()) if len(terms) > 1 else 0.0
         res["mi_se"] = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else 0.0
         res["mi_max"] = math.log(len(terms))  # the estimator's ceiling (see mutual_information)

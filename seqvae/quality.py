@@ -359,8 +359,9 @@ def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: i
            iw_refine: int = 0) -> dict[str, Any]:
     """NLL / KL / MI / AU on the texts; iw_refine > 0 adds the IW-NLL with fitted proposals
     ("nll_refined"); with a judge, each IW-NLL minus the judge's NLL, paired by sentence."""
-    ds = SentenceDataset.from_lists(vae.tokenize(texts))
-    res = evaluate(vae.model, ds, k=iw_samples, batch_size=32, seed=seed, refine_steps=iw_refine, per_sentence=True)
+    ds = SentenceDataset.from_lists(vae.tokenize(texts))  # each sentence's draws keyed by its tokens: the figures
+    res = evaluate(vae.model, ds, k=iw_samples, batch_size=32, seed=seed, refine_steps=iw_refine,  # follow no order
+                   per_sentence=True, noise_by="tokens")
     per, per_refined = res.pop("per_sentence_nll"), res.pop("per_sentence_nll_refined", None)
     res.pop("au_variances", None)
     if judge is not None:

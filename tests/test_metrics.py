@@ -147,11 +147,27 @@ def test_evaluate_does_not_depend_on_batch_size():
     assert evaluate(model, ds, k=5, seed=5)["nll"] != a["nll"]  # the seed does matter
 
 
+def test_evaluate_keyed_by_tokens_does_not_depend_on_the_order():
+    """noise_by="tokens" (the report's): a sentence's draws follow from its tokens, so a permutation of the
+    sentences permutes the per-sentence NLLs and leaves every total as it was (MI's draws included)."""
+    model, sents = tiny_vae(), sentences()
+    perm = torch.randperm(len(sents), generator=torch.Generator().manual_seed(1)).tolist()
+    a, b = (evaluate(model, SentenceDataset.from_lists(s), k=5, refine_steps=3, per_sentence=True, seed=4,
+                     noise_by="tokens") for s in (sents, [sents[i] for i in perm]))
+    for key in ("nll", "nll_refined", "rec", "kl", "mi", "mi_se"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    assert [a["per_sentence_nll"][i] for i in perm] == pytest.approx(b["per_sentence_nll"], rel=1e-5)
+    place = [evaluate(model, SentenceDataset.from_lists(s), k=5, seed=4) for s in (sents, [sents[i] for i in perm])]
+    assert place[0]["nll"] != pytest.approx(place[1]["nll"], rel=1e-6)  # keyed by place, the draws move with it
+    with pytest.raises(ValueError, match="noise_by"):
+        evaluate(model, SentenceDataset.from_lists(sents), noise_by="order")
+
+
 def test_evaluate_reports_mi_with_its_standard_error(monkeypatch):
     import seqvae.metrics as M
 
     terms = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)  # per-sentence MI terms, made to order
-    monkeypatch.setattr(M, "mutual_information_terms", lambda mu, logvar, generator=None: terms)
+    monkeypatch.setattr(M, "mutual_information_terms", lambda mu, logvar, **_: terms)
     res = evaluate(tiny_vae(), SentenceDataset.from_lists(sentences(4)), k=0)
     assert res["mi"] == pytest.approx(2.5) and res["mi_max"] == pytest.approx(math.log(4))
     assert res["mi_se"] == pytest.approx(float(terms.std()) / 2)  # the mean's standard error: std / sqrt(4)

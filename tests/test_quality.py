@@ -241,3 +241,16 @@ def test_samples_are_judged_against_every_held_out_sentence(tiny_vae_ckpt, tiny_
     rep = quality.build_report(vae, long, judge=judge, n_samples=3, iw_samples=1, iw_refine=0, show=1)
     assert rep["judge"]["held_out_ppl"] == rep["judge"]["real"]["ppl"]  # all of four or more words: one figure
     assert "of four or more words" not in quality.to_markdown(rep, "tiny")
+
+
+def test_the_latent_figures_do_not_depend_on_the_sentences_order(tiny_vae_ckpt, tiny_lm_ckpt, trained_tiny_vae):
+    """The same held-out sentences in another order (a shuffled --texts file) give the same IW-NLL, -ELBO, MI and
+    paired difference to the judge: each sentence's draws follow from its tokens, not its place."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    texts = trained_tiny_vae[2][:10]
+    a, b = (quality.latent(vae, t, judge, iw_samples=3, seed=0, iw_refine=2) for t in (texts, texts[::-1]))
+    for key in ("nll", "nll_refined", "rec", "neg_elbo", "kl", "mi", "mi_se", "au"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    for key in ("vs_judge", "vs_judge_refined"):
+        assert a[key]["mean_diff"] == pytest.approx(b[key]["mean_diff"], rel=1e-5, abs=1e-6), key
