@@ -254,3 +254,18 @@ def test_the_latent_figures_do_not_depend_on_the_sentences_order(tiny_vae_ckpt, 
         assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
     for key in ("vs_judge", "vs_judge_refined"):
         assert a[key]["mean_diff"] == pytest.approx(b[key]["mean_diff"], rel=1e-5, abs=1e-6), key
+
+
+def test_report_texts_takes_all_of_the_file_unless_n_says_otherwise(tiny_vae_ckpt, trained_tiny_vae, tmp_path, capsys):
+    """Without -n, every sentence of a --texts file (docs/usage.md), and no note of an -n nobody gave; with -n,
+    the first n, or all and a note when the file has fewer."""
+    base = ["report", str(tiny_vae_ckpt), "--device", "cpu", "--samples", "2", "--iw-samples", "1", "--iw-refine", "0",
+            "--out", str(tmp_path / "r")]
+    many = tmp_path / "many.txt"
+    many.write_text("\n".join(f"{s} {i}" for i in range(1010) for s in trained_tiny_vae[2][:1]) + "\n")
+    for extra, sentences, note in (([], 1010, ""), (["-n", "3"], 3, ""), (["-n", "2000"], 1010, "asked for 2000")):
+        capsys.readouterr()
+        assert main(base + ["--texts", str(many)] + extra) == 0
+        rep = json.loads((tmp_path / "r" / "report.json").read_text())
+        assert rep["sentences"] == sentences and (note in rep["note"] if note else rep["note"] == ""), extra
+        assert ("asked for" in capsys.readouterr().err) == bool(note)
