@@ -269,3 +269,24 @@ def test_report_texts_takes_all_of_the_file_unless_n_says_otherwise(tiny_vae_ckp
         rep = json.loads((tmp_path / "r" / "report.json").read_text())
         assert rep["sentences"] == sentences and (note in rep["note"] if note else rep["note"] == ""), extra
         assert ("asked for" in capsys.readouterr().err) == bool(note)
+
+
+def test_every_rows_diversity_is_of_as_many_texts(tiny_vae_ckpt, trained_tiny_vae):
+    """distinct-n falls as a set grows, so the held-out means' row (N texts), the prior rows (n_samples) and the real
+    sentences are each measured on their first min(N, n_samples) texts, or they would not compare."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    texts = trained_tiny_vae[2][:12]
+    assert quality.distinct_n(texts[:5], 2) != quality.distinct_n(texts, 2)  # the set's size matters here
+    rep = quality.build_report(vae, texts, n_samples=5, iw_samples=1, iw_refine=0, show=12)
+    ref = rep["decoder_reference"]
+    decoded = ref["examples"]  # all 12 of them (show=12)
+    assert len(decoded) == ref["n"] == 12 and ref["distinct_2"] == pytest.approx(quality.distinct_n(decoded[:5], 2))
+    assert ref["diversity_of"] == 5
+    assert ref["self_bleu"] == pytest.approx(quality.self_bleu(decoded[:5]))
+    assert all(r["diversity_of"] == 5 == len(r["examples"]) for r in rep["samples"])
+    assert rep["real_diversity"] == {"distinct_1": pytest.approx(quality.distinct_n(texts[:5], 1)),
+                                     "distinct_2": pytest.approx(quality.distinct_n(texts[:5], 2)),
+                                     "self_bleu": pytest.approx(quality.self_bleu(texts[:5])), "diversity_of": 5}
+    assert "Diversity of the real sentences" in quality.to_markdown(rep, "tiny")
+    rep = quality.build_report(vae, texts, n_samples=20, iw_samples=1, iw_refine=0, show=0)  # fewer held-out
+    assert {r["diversity_of"] for r in rep["samples"]} == {12} and rep["decoder_reference"]["diversity_of"] == 12
