@@ -254,6 +254,14 @@ def test_the_latent_figures_do_not_depend_on_the_sentences_order(tiny_vae_ckpt, 
         assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
     for key in ("vs_judge", "vs_judge_refined"):
         assert a[key]["mean_diff"] == pytest.approx(b[key]["mean_diff"], rel=1e-5, abs=1e-6), key
+    from seqvae.data import SentenceDataset
+    from seqvae.metrics import evaluate
+
+    ds = SentenceDataset.from_lists(vae.tokenize(texts))  # keyed by tokens, evaluate draws as SeqVAE.score does
+    res = evaluate(vae.model, ds, k=3, seed=0, refine_steps=2, per_sentence=True, noise_by="tokens")
+    assert res["per_sentence_nll"] == pytest.approx(vae.score(texts, samples=3, seed=0).tolist(), rel=1e-5)
+    assert res["per_sentence_nll_refined"] == pytest.approx(vae.score(texts, samples=3, seed=0, refine=2).tolist(),
+                                                            rel=1e-5)
 
 
 def test_report_texts_takes_all_of_the_file_unless_n_says_otherwise(tiny_vae_ckpt, trained_tiny_vae, tmp_path, capsys):
