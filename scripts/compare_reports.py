@@ -30,7 +30,7 @@ def row(rep: dict, name: str) -> str:
              if ref and REFINED in rec else "-",
              f"{best['ppl_ratio']:.2f} ({best['prior']}, {best['strategy']})" if best else "-",
              f"{best['distinct_2']:.2f}" if best else "-",
-             f"{100 * best['invented_rate']:.1f}%" if best and "invented_rate" in best else "-",
+             f"{100 * best['invented_rate']:.2f}%" if best and "invented_rate" in best else "-",
              f"{lat['kl']:.1f}", format_mi(lat["mi"], lat.get("mi_se")), str(lat["au"]),
              f"{vs['mean_diff']:+.1f} ± {vs['se']:.1f}" if vs else "-",
              f"{vs_fit['mean_diff']:+.1f} ± {vs_fit['se']:.1f}" if vs_fit else "-"]
@@ -47,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             rep = json.loads(Path(path).read_text(encoding="utf-8"))
             if not isinstance(rep, dict):
                 raise ValueError(f"a JSON {type(rep).__name__}, not a report (an object)")
-            rows.append(row(rep, rep.get("checkpoint", path)))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            rows.append(row(rep, str(rep.get("checkpoint") or path)))
+        except KeyError as e:
+            print(f"compare_reports: error: {path}: not a report of `seqvae report`: it has no {e.args[0]!r}",
+                  file=sys.stderr)
+            return 2
+        except (OSError, ValueError, TypeError, AttributeError) as e:
             print(f"compare_reports: error: {path}: {e!r}", file=sys.stderr)
             return 2
     print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | refined: BLEU; A / B | "

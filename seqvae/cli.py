@@ -383,9 +383,8 @@ def _add_report(sub) -> None:
     p.add_argument("--data", help="prepared data dir: held-out test sentences and training words (default: the "
                                   "model's)")
     p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
-    p.add_argument("-n", type=int, default=1000,
-                   help="held-out sentences (default 1000): a seeded draw from the test split, or the first N of "
-                        "--texts")
+    p.add_argument("-n", type=int, default=None, help="held-out sentences (default 1000 of the test split's, of 5-25 "
+                                                      "words; with --texts, all of the file's)")
     p.add_argument("--words", type=_word_range, default=None, metavar="MIN-MAX",
                    help="the test split's (or with --texts, the file's) sentences of MIN to MAX words (default "
                         "5-25 for the test split; all of the file's)")
@@ -424,11 +423,11 @@ def _report_texts(args) -> tuple[list[str], str]:
     if len(texts) < 2:
         raise ConfigError(f"the report needs at least 2 sentences, {args.texts} has {len(texts)}"
                           + (f" of {args.words[0]}-{args.words[1]} words" if args.words_given else ""))
-    if len(texts) > args.n:
+    if args.n is not None and len(texts) > args.n:
         notes.append(f"{args.texts} has {len(texts)} sentences{' of that length' if args.words_given else ''}: "
                      f"using the first {args.n} (-n)")
         texts = texts[: args.n]
-    elif len(texts) < args.n:
+    elif args.n is not None and len(texts) < args.n:
         notes.append(f"asked for {args.n} sentences, {args.texts} has {len(texts)}: using all")
     return texts, "; ".join(notes)
 
@@ -440,7 +439,7 @@ def _cmd_report(args) -> int:
     from .refine import POSTERIOR_STEPS
 
     args.words_given, args.words = args.words is not None, args.words or (5, 25)
-    if args.n < 2:
+    if args.n is not None and args.n < 2:
         raise ConfigError("-n must be >= 2")
     check_size("--samples", args.samples, 1, MAX_SAMPLES)  # before anything is loaded
     check_size("--iw-samples", args.iw_samples, 1, MAX_IW_SAMPLES)
@@ -461,7 +460,7 @@ def _cmd_report(args) -> int:
     if texts is not None:
         texts, note = texts
     else:
-        texts, note = quality.held_out(data, args.n, seed=args.seed, min_words=args.words[0], max_words=args.words[1])
+        texts, note = quality.held_out(data, args.n or 1000, seed=args.seed, min_words=args.words[0], max_words=args.words[1])
         if len(texts) < 2:
             raise ConfigError(f"{data}: the test split has {len(texts)} sentence(s) of {args.words[0]}-{args.words[1]} "
                               "words; the report needs 2 (set --words MIN-MAX, or --texts FILE)")

@@ -10,8 +10,8 @@
              tighter where the encoder's q(z|x) is far from p(z|x); evaluate(refine_steps=N)
   ppl        exp(total nll / total target tokens), target tokens include one EOS per sentence
   mi         I(x; z) under q, estimated as in Hoffman & Johnson 2016 / He et al. 2019:
-             E_x E_q[log q(z|x)] - E_q(z)[log q(z)], the aggregate q(z) a mixture over the
-             evaluated sentences
+             E_x E_q[log q(z|x) - log q(z)], the aggregate q(z) a mixture over the evaluated
+             sentences, both terms at one draw z per sentence (mutual_information_terms)
   au         active units: latent dims whose Cov_x(E_q[z|x]) = Var_x(mu) > 0.01 (Burda et al. 2016)
 """
 
@@ -28,7 +28,7 @@ from .data import BucketBatchSampler, SentenceDataset, collate
 from .kernels import gaussian_kl
 from .model import SentenceVAE
 from .refine import refine_posterior
-from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_Z, sentence_noise
+from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_MI, NOISE_Z, sentence_noise
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -82,33 +82,42 @@ def iw_log_likelihood(model: SentenceVAE, batch, k: int, *, max_logits: int = 2*
 
 
 def mutual_information_terms(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
-                             chunk: int = 1024) -> torch.Tensor:
+                             chunk: int = 1024, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sentence terms log q(z_i|x_i) - log q(z_i), z_i ~ q(z|x_i), whose mean estimates I(x; z);
-    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64."""
+    q(z) is the mixture of the N posteriors given, (N, Z) each. Returns (N,) float64. The draws' standard
+    normal noise comes from `generator`, or is given: `noise` (N, Z).
+
+    Both log densities are taken at the same draw z_i. Its mean is that of -entropy(q(z|x_i)) - log q(z_i)
+    (He et al. 2019's form, the entropy in closed form), but that form keeps the draw's own deviation,
+    1/2 sum(eps^2 - 1), a chi-square noise of variance Z/2 per sentence, which this one cancels: here each
+    term is at most log N (q(z_i) >= q(z_i|x_i) / N), and 0 (to rounding) for identical posteriors."""
     mu, logvar = mu.double(), logvar.double()
     N, Z = mu.shape
     if N < 2:
         return torch.zeros(N, dtype=torch.float64)
-    # E_q[log q(z|x_i)] = -entropy of q(z|x_i), in closed form for a diagonal Gaussian
-    neg_entropy = -0.5 * Z * LOG_2PI - 0.5 * (1 + logvar).sum(-1)  # (N,)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if noise is not None and tuple(noise.shape) != (N, Z):
+        raise ValueError(f"noise must have shape {(N, Z)}, got {tuple(noise.shape)}")
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) if noise is None else noise.to(mu)
+    z = mu + torch.exp(0.5 * logvar) * eps
     inv_var = torch.exp(-logvar)  # (N, Z)
     const = (mu**2 * inv_var + logvar + LOG_2PI).sum(-1)  # (N,)
-    log_qz = []
+    terms = []
     for s in range(0, N, chunk):
         zi = z[s : s + chunk]  # (C, Z)
         # sum_z (z_i - mu_j)^2 / var_j expanded into matrix products: (C, N)
         quad = (zi**2) @ inv_var.T - 2 * zi @ (mu * inv_var).T
-        log_q_ij = -0.5 * (quad + const[None, :])
-        log_qz.append(torch.logsumexp(log_q_ij, dim=1) - math.log(N))
-    return (neg_entropy - torch.cat(log_qz)).cpu()
+        log_q_ij = -0.5 * (quad + const[None, :])  # log q(z_i|x_j)
+        rows = torch.arange(len(zi), device=z.device)
+        own = log_q_ij[rows, rows + s]  # (C,) log q(z_i|x_i), from the same sums as the mixture's,
+        terms.append(own - (torch.logsumexp(log_q_ij, dim=1) - math.log(N)))  # so that no term passes log N
+    return torch.cat(terms).cpu()
 
 
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
                        chunk: int = 1024) -> float:
-    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z): E[log q(z|x)] (in closed form)
-    minus E[log q(z)] (the aggregate posterior of the N, at one draw per sentence). The true I(x; z) of N
-    equally likely sentences is at most log N; this estimate is unbiased but noisy, and can exceed it."""
+    """I(x; z) estimate from posterior parameters of N sentences, each (N, Z): E[log q(z|x)]
+    minus E[log q(z)] (the aggregate posterior of the N), both at one draw per sentence (mutual_information_terms).
+    The I(x; z) of N equally likely sentences is at most log N, and so is this unbiased estimate."""
     if mu.shape[0] < 2:
         return 0.0
     return float(mutual_information_terms(mu, logvar, generator, chunk).mean())
@@ -125,7 +134,7 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> 
 @torch.no_grad()
 def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_size: int = 64,
              max_sentences: int = 0, mi_sentences: int = 10000, seed: int = 0, refine_steps: int = 0,
-             per_sentence: bool = False, progress: bool = False) -> dict[str, Any]:
+             per_sentence: bool = False, progress: bool = False, noise_by: str = "place") -> dict[str, Any]:
     """All metrics on a dataset. k = 0 skips importance sampling (nll is then neg_elbo's bound).
 
     refine_steps > 0 (with k > 0, a VAE) adds "nll_refined": the IW-NLL again, with k samples from a
@@ -134,11 +143,17 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     in dataset order, for paired comparisons of two models on the same sentences.
     Deterministic under `seed`; does not touch the global RNG. Each sentence's noise comes from its own
     generators (sentence_noise), so the numbers do not depend on batch_size beyond float rounding.
+    noise_by: what keys those generators: "place", the sentence's index in the dataset, or "tokens", its token
+    ids (as SeqVAE.score's), so that the numbers do not depend on the sentences' order either.
     """
+    if noise_by not in ("place", "tokens"):
+        raise ValueError(f"noise_by must be 'place' or 'tokens', got {noise_by!r}")
     device = model.device
     if max_sentences:
         dataset = dataset.subset(max_sentences)
-    cpu_gen = torch.Generator().manual_seed(seed + 1)
+
+    def keys(idx: Sequence[int]) -> list:  # each sentence's key for sentence_noise
+        return list(idx) if noise_by == "place" else [dataset[i].tolist() for i in idx]
     cfg = model.cfg
     refined = bool(cfg.latent and k > 0 and refine_steps > 0)
     tot = {"rec": 0.0, "kl": 0.0, "nll": 0.0, "nll_refined": 0.0}
@@ -160,22 +175,22 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
                 tot["nll"] += float(rec.sum())
                 nll_of[torch.as_tensor(idx)] = rec.double().cpu()
                 continue
-            Z = cfg.latent_dim
+            Z, key = cfg.latent_dim, keys(idx)
             mu, logvar = model.encode(batch.src, batch.src_lens)
-            z = mu + torch.exp(0.5 * logvar) * sentence_noise(seed, NOISE_Z, idx, (Z,), device)
+            z = mu + torch.exp(0.5 * logvar) * sentence_noise(seed, NOISE_Z, key, (Z,), device)
             rec = model.token_nll(batch.dec_in, batch.target, z)
             kl = gaussian_kl(mu, logvar)
             tot["rec"] += float(rec.sum())
             tot["kl"] += float(kl.sum())
-            nll = -iw_log_likelihood(model, batch, k, noise=sentence_noise(seed, NOISE_IW, idx, (k, Z), device)) \
+            nll = -iw_log_likelihood(model, batch, k, noise=sentence_noise(seed, NOISE_IW, key, (k, Z), device)) \
                 if k > 0 else rec + kl
             tot["nll"] += float(nll.sum())
             nll_of[torch.as_tensor(idx)] = nll.double().cpu()
             if refined:
-                steps_noise = sentence_noise(seed, NOISE_FIT, idx, (refine_steps, Z), device)  # (B, steps, Z)
+                steps_noise = sentence_noise(seed, NOISE_FIT, key, (refine_steps, Z), device)  # (B, steps, Z)
                 fitted = refine_posterior(model, batch, mu, logvar, steps=refine_steps, noise=steps_noise)
                 nll = -iw_log_likelihood(model, batch, k, proposal=fitted,
-                                         noise=sentence_noise(seed, NOISE_FIT_IW, idx, (k, Z), device))
+                                         noise=sentence_noise(seed, NOISE_FIT_IW, key, (k, Z), device))
                 tot["nll_refined"] += float(nll.sum())
                 refined_of[torch.as_tensor(idx)] = nll.double().cpu()
             mus[torch.as_tensor(idx)] = mu.float().cpu()
@@ -198,10 +213,12 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     if cfg.latent:
         mu_all, logvar_all = mus, logvars
         res["au"], res["au_variances"] = active_units(mu_all)
+        pick = torch.arange(len(mu_all))
         if mi_sentences and len(mu_all) > mi_sentences:
             pick = torch.from_numpy(np.random.default_rng(seed).choice(len(mu_all), mi_sentences, replace=False))
             mu_all, logvar_all = mu_all[pick], logvar_all[pick]
-        terms = mutual_information_terms(mu_all, logvar_all, generator=cpu_gen)
+        noise = sentence_noise(seed, NOISE_MI, keys(pick.tolist()), (cfg.latent_dim,))  # (N, Z)
+        terms = mutual_information_terms(mu_all, logvar_all, noise=noise)
         res["mi"] = float(terms.mean()) if len(terms) > 1 else 0.0
         res["mi_se"] = float(terms.std() / math.sqrt(len(terms))) if len(terms) > 1 else 0.0
         res["mi_max"] = math.log(len(terms))  # the estimator's ceiling (see mutual_information)

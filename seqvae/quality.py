@@ -8,8 +8,8 @@ Statistics say whether z is used; text says whether it is useful. On N held-out 
   interpolation   N/2 pairs (A, B), a 5-point straight path from mu_A to mu_B: BLEU of the first
                   point against A and of the last against B; the judge's perplexity of the inner points
   samples         z from each prior (aggregate, standard) x decoding strategy: the judge's perplexity
-                  of the samples over that of the real held-out sentences, distinct-1/2, self-BLEU,
-                  the invented-word rate (share of words seen < 5 times in the training sentences,
+                  of the samples over that of the real held-out sentences, distinct-1/2 and self-BLEU
+                  (of the first min(N, samples) texts of each row, the real sentences' beside), the invented-word rate (share of words seen < 5 times in the training sentences,
                   beside the same rate for the real sentences) and the copy rate (samples that are a
                   training sentence verbatim); beside them, as a reference, the held-out sentences'
                   posterior means decoded by top-p 0.9 (what a prior that hit the data's codes would give)
@@ -119,6 +119,15 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def diversity(texts: Sequence[str], most: int) -> dict[str, Any]:
+    """distinct-1/2 and self-BLEU of the first `most` texts, and how many that is: distinct-n falls as a set grows
+    (the flagship's real held-out sentences: distinct-2 0.80 of 500, 0.74 of 1,000), so each row of the report is
+    measured on as many texts."""
+    texts = list(texts)[:most]
+    return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2), "self_bleu": self_bleu(texts),
+            "diversity_of": len(texts)}
+
+
 def self_bleu(texts: Sequence[str], most: int = 200) -> float:
     """Mean sentence BLEU of each of the first `most` texts against the others (Zhu et al. 2018)."""
     texts = list(texts)[:most]
@@ -173,7 +182,8 @@ class Judge:
 
     def checks(self, sentences: Sequence[str], seed: int = 0) -> dict[str, Any]:
         """The judge's perplexity on real sentences and three corruptions of them, and for each corruption
-        the share of sentences it ranks below the real one (per-token NLL)."""
+        the share of sentences it ranks below the real one (per-token NLL); all on the sentences of four or more
+        words ("sentences" under "real" says how many)."""
         rng = np.random.default_rng(seed)
         real = [s for s in sentences if len(s.split()) >= 4]
         if len(real) < 2:
@@ -186,7 +196,7 @@ class Judge:
             "spliced": [" ".join(a[: len(a) // 2] + b[len(b) // 2 :]) for a, b in zip(split, split[1:] + split[:1])],
         }
         nll, tok = self.nll(real)
-        out: dict[str, Any] = {"real": {"ppl": math.exp(nll.sum() / tok.sum())}}
+        out: dict[str, Any] = {"real": {"ppl": math.exp(nll.sum() / tok.sum()), "sentences": len(real)}}
         for name, texts in corrupt.items():
             c_nll, c_tok = self.nll(texts)
             out[name] = {"ppl": math.exp(c_nll.sum() / c_tok.sum()),
@@ -312,9 +322,9 @@ def _paths(vae: SeqVAE, za: torch.Tensor, zb: torch.Tensor, a: list[str], b: lis
 
 
 def samples(vae: SeqVAE, n: int, judge: Judge | None, real_ppl: float | None, train: TrainingText | None,
-            seed: int, show: int) -> list[dict[str, Any]]:
+            seed: int, show: int, diverse_of: int) -> list[dict[str, Any]]:
     """Each prior and strategy of SAMPLE_STRATEGIES (held to the checkpoint's word list if it has one, and
-    then top-p 0.9 without it)."""
+    then top-p 0.9 without it); distinct-n and self-BLEU of the first `diverse_of` samples (`diversity`)."""
     priors = (["aggregate"] if vae.prior is not None else []) + ["standard"]
     words = ["known", "any"] if vae.words is not None else ["any"]
     rows = []
@@ -323,12 +333,12 @@ def samples(vae: SeqVAE, n: int, judge: Judge | None, real_ppl: float | None, tr
                 [("top-p 0.9", SAMPLE_STRATEGIES["top-p 0.9"], w) for w in words[1:]]:
             texts = vae.sample(n, prior=prior, seed=seed, max_len=64, words=word, **opts)
             rows.append({"prior": prior, "strategy": label, "words": word, "n": n,
-                         **_text_measures(texts, judge, real_ppl, train, show)})
+                         **_text_measures(texts, judge, real_ppl, train, show, diverse_of)})
     return rows
 
 
 def decoder_reference(vae: SeqVAE, mu: torch.Tensor, judge: Judge | None, real_ppl: float | None,
-                      train: TrainingText | None, seed: int, show: int) -> dict[str, Any]:
+                      train: TrainingText | None, seed: int, show: int, diverse_of: int) -> dict[str, Any]:
     """The held-out sentences' posterior means mu (N, Z) decoded by top-p 0.9, measured as the samples are:
     codes from where the training sentences' codes lie, which no fitted prior can beat by much. Its distance
     to the prior rows splits their disfluency into the prior's share (codes off the data) and the decoder's."""
@@ -336,14 +346,12 @@ def decoder_reference(vae: SeqVAE, mu: torch.Tensor, judge: Judge | None, real_p
     words = "known" if vae.words is not None else "any"
     texts = _decode(vae, mu, seed=seed, words=words, **SAMPLE_STRATEGIES[label])
     return {"prior": "held-out means", "strategy": label, "words": words, "n": len(texts),
-            **_text_measures(texts, judge, real_ppl, train, show)}
+            **_text_measures(texts, judge, real_ppl, train, show, diverse_of)}
 
 
 def _text_measures(texts: list[str], judge: Judge | None, real_ppl: float | None, train: TrainingText | None,
-                   show: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"mean_words": float(np.mean([len(t.split()) for t in texts])),
-                           "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-                           "self_bleu": self_bleu(texts)}
+                   show: int, diverse_of: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"mean_words": float(np.mean([len(t.split()) for t in texts])), **diversity(texts, diverse_of)}
     if judge is not None:
         row["judge_ppl"] = judge.ppl(texts)
         row["ppl_ratio"] = row["judge_ppl"] / real_ppl
@@ -358,8 +366,9 @@ def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: i
            iw_refine: int = 0) -> dict[str, Any]:
     """NLL / KL / MI / AU on the texts; iw_refine > 0 adds the IW-NLL with fitted proposals
     ("nll_refined"); with a judge, each IW-NLL minus the judge's NLL, paired by sentence."""
-    ds = SentenceDataset.from_lists(vae.tokenize(texts))
-    res = evaluate(vae.model, ds, k=iw_samples, batch_size=32, seed=seed, refine_steps=iw_refine, per_sentence=True)
+    ds = SentenceDataset.from_lists(vae.tokenize(texts))  # each sentence's draws keyed by its tokens: the figures
+    res = evaluate(vae.model, ds, k=iw_samples, batch_size=32, seed=seed, refine_steps=iw_refine,  # follow no order
+                   per_sentence=True, noise_by="tokens")
     per, per_refined = res.pop("per_sentence_nll"), res.pop("per_sentence_nll_refined", None)
     res.pop("au_variances", None)
     if judge is not None:
@@ -387,15 +396,19 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
     real_ppl = None
     if judge is not None:
         rep["judge"] = {"checkpoint": judge.name, **judge.checks(texts, seed)}
-        real_ppl = rep["judge"]["real"]["ppl"]
+        real = rep["judge"]["real"]  # the checks leave out sentences of fewer than four words; the ratios may not
+        real_ppl = real["ppl"] if real["sentences"] == len(texts) else judge.ppl(texts)
+        rep["judge"]["held_out_ppl"] = real_ppl  # of every held-out sentence: what "x real" divides by
     if train is not None:
         rep["real_invented_rate"] = train.invented_rate(texts)
+    diverse_of = min(len(texts), n_samples)  # every row's diversity on as many texts, the real sentences' too
+    rep["real_diversity"] = diversity(texts, diverse_of)
     mu, refined = vae.encode(texts).mean, vae.refine(texts)  # (N, Z) each: both sections decode these
     rep["refine"] = {"steps": REFINE_STEPS, "lr": REFINE_LR, "weight": REFINE_WEIGHT}
     rep["reconstruction"] = reconstruction(vae, texts, mu, refined, show)
     rep["interpolation"] = interpolation(vae, texts, mu, refined, judge, real_ppl, show=2)
-    rep["samples"] = samples(vae, n_samples, judge, real_ppl, train, seed, show)
-    rep["decoder_reference"] = decoder_reference(vae, mu, judge, real_ppl, train, seed, show)
+    rep["samples"] = samples(vae, n_samples, judge, real_ppl, train, seed, show, diverse_of)
+    rep["decoder_reference"] = decoder_reference(vae, mu, judge, real_ppl, train, seed, show, diverse_of)
     rep["latent"] = latent(vae, texts, judge, iw_samples, seed, iw_refine)
     return rep
 
@@ -427,8 +440,9 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
         lines.append(f"| {label} | {nll:.2f} | {stats} | "
                      + (f"{vs['mean_diff']:+.2f} ± {vs['se']:.2f}" if vs else "-") + " |")
     lines += ["", f"IW-NLL with {lat['iw_samples']} samples; MI: the estimate on these N sentences, and log N (the "
-              "'max' beside it), which the true I(x; z) of N equally likely sentences cannot exceed; the estimate's "
-              "noise (its ±) can carry it above."]
+              "'max' beside it), which the I(x; z) of N equally likely sentences cannot exceed, nor can its estimate: "
+              "an MI at the max says that the codes tell these sentences apart, and that more of them would be needed "
+              "to measure more."]
     if "nll_refined" in lat:
         lines.append("The fitted row draws them from a Gaussian fitted to each sentence's posterior (Adam on the "
                      "ELBO from q(z|x), the model fixed: `SeqVAE.score(refine=N)`): the same -log p(x), estimated "
@@ -467,12 +481,21 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
     lines += ["", "## Prior samples", ""]
     if "judge" in rep:
         j = rep["judge"]
-        lines.append(f"Judge `{j['checkpoint']}`: perplexity {j['real']['ppl']:.1f} on the real sentences; "
+        held_out = j.get("held_out_ppl", j["real"]["ppl"])  # reports written before it have none
+        checked = j["real"].get("sentences", rep["sentences"])
+        lines.append(f"Judge `{j['checkpoint']}`: perplexity {held_out:.1f} on the real sentences; "
+                     + (f"on the {checked} of four or more words that the checks corrupt, {j['real']['ppl']:.1f}; "
+                        if checked != rep["sentences"] else "")
                      + ", ".join(f"{k} {j[k]['ppl']:.1f} (real ranked higher {100 * j[k]['real_ranked_higher']:.0f}%)"
                                  for k in ("shuffled", "invented word", "spliced"))
                      + (" — it can tell." if j["passes"] else " — it CANNOT tell: the fluency figures mean little."))
     if "real_invented_rate" in rep:
         lines.append(f"Invented-word rate of the real sentences: {100 * rep['real_invented_rate']:.2f}%.")
+    real_div = rep.get("real_diversity")  # reports written before it have none
+    if real_div:
+        lines.append(f"Diversity of the real sentences: distinct-1 {real_div['distinct_1']:.3f}, distinct-2 "
+                     f"{real_div['distinct_2']:.3f}, self-BLEU {real_div['self_bleu']:.1f}; every row's, as these, of "
+                     f"its first {real_div['diversity_of']} texts (distinct-n falls as a set grows).")
     lines += ["", "Words: `known` holds decoding to the checkpoint's word list (`seqvae words`), `any` does not.",
               "", "| prior | decoding | words | judge PPL | x real | invented | copies | distinct-1 | distinct-2 | "
               "self-BLEU | length |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

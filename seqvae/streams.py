@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 # The streams: each use of a row's noise has its own, so that its draws are independent of the others'.
-# evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it;
+# evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it,
+# (evaluate) the mutual information's draw;
 # sampling: a prior code's noise (SeqVAE.prior_codes), the uniforms a decoded row draws its tokens with
 # (generation.RowNoise).
-NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE = range(6)
+NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE, NOISE_MI = range(7)
 
 
 def key_generator(seed: int, stream: int, key: int | Sequence[int]) -> torch.Generator:

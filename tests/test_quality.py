@@ -219,10 +219,84 @@ def test_report_texts_are_read_as_prepare_reads_them(tiny_vae_ckpt, tiny_data_di
     examples = [e["input"] for e in rep["reconstruction"]["greedy"]["examples"]]
     assert examples[0] == "the movie was great ."  # no byte-order mark in front of it
     assert "-%" not in (tmp_path / "r" / "report.md").read_text()
-    three = tmp_path / "three.txt"  # more sentences than -n: the first n, and the note says what was left out
-    three.write_text("the movie was great .\nthe plot was dull and slow .\na fine film it was .\n")
-    argv = [*base, "--texts", three, "--data", tiny_data_dir, "-n", "2", "--out", tmp_path / "t"]
-    assert main([str(a) for a in argv]) == 0
-    rep = json.loads((tmp_path / "t" / "report.json").read_text())
-    assert rep["sentences"] == 2 and f"{three} has 3 sentences: using the first 2 (-n)" in rep["note"]
-    assert "using the first 2" in capsys.readouterr().err
+
+
+def test_samples_are_judged_against_every_held_out_sentence(tiny_vae_ckpt, tiny_lm_ckpt, trained_tiny_vae):
+    """The judge's checks corrupt only sentences of four or more words; the "x real" ratios divide by the judge's
+    perplexity of all the held-out sentences, short ones too."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    long = [s for s in trained_tiny_vae[2] if len(s.split()) >= 4][:4]
+    texts = long + [" ".join(s.split()[:2]) for s in long[:3]]  # three of two words
+    rep = quality.build_report(vae, texts, judge=judge, n_samples=3, iw_samples=1, iw_refine=0, show=1)
+    every, checked = judge.ppl(texts), judge.ppl(long)
+    assert every != pytest.approx(checked, rel=1e-3)  # the short sentences move it
+    for row in rep["samples"] + [rep["decoder_reference"]]:
+        assert row["ppl_ratio"] == pytest.approx(row["judge_ppl"] / every)
+    assert rep["interpolation"]["inner_ppl_ratio"] == pytest.approx(rep["interpolation"]["inner_judge_ppl"] / every)
+    j = rep["judge"]
+    assert j["real"] == {"ppl": pytest.approx(checked), "sentences": 4} and j["held_out_ppl"] == pytest.approx(every)
+    md = quality.to_markdown(rep, "tiny")
+    assert f"perplexity {every:.1f} on the real sentences; on the 4 of four or more words" in md
+    rep = quality.build_report(vae, long, judge=judge, n_samples=3, iw_samples=1, iw_refine=0, show=1)
+    assert rep["judge"]["held_out_ppl"] == rep["judge"]["real"]["ppl"]  # all of four or more words: one figure
+    assert "of four or more words" not in quality.to_markdown(rep, "tiny")
+
+
+def test_the_latent_figures_do_not_depend_on_the_sentences_order(tiny_vae_ckpt, tiny_lm_ckpt, trained_tiny_vae):
+    """The same held-out sentences in another order (a shuffled --texts file) give the same IW-NLL, -ELBO, MI and
+    paired difference to the judge: each sentence's draws follow from its tokens, not its place."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    texts = trained_tiny_vae[2][:10]
+    a, b = (quality.latent(vae, t, judge, iw_samples=3, seed=0, iw_refine=2) for t in (texts, texts[::-1]))
+    for key in ("nll", "nll_refined", "rec", "neg_elbo", "kl", "mi", "mi_se", "au"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    for key in ("vs_judge", "vs_judge_refined"):
+        assert a[key]["mean_diff"] == pytest.approx(b[key]["mean_diff"], rel=1e-5, abs=1e-6), key
+    from seqvae.data import SentenceDataset
+    from seqvae.metrics import evaluate
+
+    ds = SentenceDataset.from_lists(vae.tokenize(texts))  # keyed by tokens, evaluate draws as SeqVAE.score does
+    res = evaluate(vae.model, ds, k=3, seed=0, refine_steps=2, per_sentence=True, noise_by="tokens")
+    assert res["per_sentence_nll"] == pytest.approx(vae.score(texts, samples=3, seed=0).tolist(), rel=1e-5)
+    assert res["per_sentence_nll_refined"] == pytest.approx(vae.score(texts, samples=3, seed=0, refine=2).tolist(),
+                                                            rel=1e-5)
+
+
+def test_report_texts_takes_all_of_the_file_unless_n_says_otherwise(tiny_vae_ckpt, trained_tiny_vae, tmp_path, capsys):
+    """Without -n, every sentence of a --texts file (docs/usage.md), and no note of an -n nobody gave; with -n,
+    the first n, or all and a note when the file has fewer."""
+    base = ["report", str(tiny_vae_ckpt), "--device", "cpu", "--samples", "2", "--iw-samples", "1", "--iw-refine", "0",
+            "--out", str(tmp_path / "r")]
+    many = tmp_path / "many.txt"
+    many.write_text("\n".join(f"{s} {i}" for i in range(1010) for s in trained_tiny_vae[2][:1]) + "\n")
+    for extra, sentences, note in (([], 1010, ""), (["-n", "3"], 3, f"{many} has 1010 sentences: using the first 3 (-n)"),
+                                   (["-n", "2000"], 1010, "asked for 2000")):
+        capsys.readouterr()
+        assert main(base + ["--texts", str(many)] + extra) == 0
+        rep = json.loads((tmp_path / "r" / "report.json").read_text())
+        assert rep["sentences"] == sentences and (note in rep["note"] if note else rep["note"] == ""), extra
+        err = capsys.readouterr().err
+        assert note in err if note else ("asked for" not in err and "using the first" not in err), extra
+
+
+def test_every_rows_diversity_is_of_as_many_texts(tiny_vae_ckpt, trained_tiny_vae):
+    """distinct-n falls as a set grows, so the held-out means' row (N texts), the prior rows (n_samples) and the real
+    sentences are each measured on their first min(N, n_samples) texts, or they would not compare."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    texts = trained_tiny_vae[2][:12]
+    assert quality.distinct_n(texts[:5], 2) != quality.distinct_n(texts, 2)  # the set's size matters here
+    rep = quality.build_report(vae, texts, n_samples=5, iw_samples=1, iw_refine=0, show=12)
+    ref = rep["decoder_reference"]
+    decoded = ref["examples"]  # all 12 of them (show=12)
+    assert len(decoded) == ref["n"] == 12 and ref["distinct_2"] == pytest.approx(quality.distinct_n(decoded[:5], 2))
+    assert ref["diversity_of"] == 5
+    assert ref["self_bleu"] == pytest.approx(quality.self_bleu(decoded[:5]))
+    assert all(r["diversity_of"] == 5 == len(r["examples"]) for r in rep["samples"])
+    assert rep["real_diversity"] == {"distinct_1": pytest.approx(quality.distinct_n(texts[:5], 1)),
+                                     "distinct_2": pytest.approx(quality.distinct_n(texts[:5], 2)),
+                                     "self_bleu": pytest.approx(quality.self_bleu(texts[:5])), "diversity_of": 5}
+    assert "Diversity of the real sentences" in quality.to_markdown(rep, "tiny")
+    rep = quality.build_report(vae, texts, n_samples=20, iw_samples=1, iw_refine=0, show=0)  # fewer held-out
+    assert {r["diversity_of"] for r in rep["samples"]} == {12} and rep["decoder_reference"]["diversity_of"] == 12

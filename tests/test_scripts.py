@@ -121,3 +121,44 @@ def test_compare_nll_names_each_estimate_and_the_split(tmp_path):
     rc, out, _ = script("compare_nll")(tmp_path / "vae.json", tmp_path / "lm.json")
     assert rc == 0 and "over 3 test sentences" in out
     assert "(A: IW-NLL (k = 7); B: exact NLL of a language model)" in out
+
+
+def test_compare_reports_puts_each_figure_under_its_column(tmp_path):
+    """A report whose figures all differ: each lands under its header; optional parts (a judge, refined codes, the
+    training words) missing give '-', a missing required part one line naming it."""
+    rep = json.loads((Path(__file__).resolve().parents[1] / "checkpoints" / "imdb" / "report.json").read_text())
+    rec, it, lat = rep["reconstruction"], rep["interpolation"], rep["latent"]
+    rec["greedy"].update(bleu=11.11, exact=0.0222)
+    rec["beam 4"]["bleu"] = 33.33
+    rec["greedy, refined (10 steps)"]["bleu"] = 44.44
+    it.update(bleu_first_vs_a=55.55, bleu_last_vs_b=66.66)
+    it["refined"].update(bleu_first_vs_a=77.77, bleu_last_vs_b=88.88)
+    for i, r in enumerate(rep["samples"]):
+        r.update(ppl_ratio=5.0 + i, distinct_2=0.9, invented_rate=0.0)
+    rep["samples"][3].update(ppl_ratio=0.123, distinct_2=0.987, invented_rate=0.000456)
+    lat.update(kl=12.34, mi=4.567, mi_se=0.089, au=42)
+    lat["vs_judge"].update(mean_diff=2.34, se=0.45)
+    lat["vs_judge_refined"].update(mean_diff=-1.23, se=0.34)
+    rep["checkpoint"] = "mine"
+    (tmp_path / "a.json").write_text(json.dumps(rep))
+    rc, out, err = script("compare_reports")(tmp_path / "a.json")
+    assert rc == 0, err
+    head, _, row = out.strip().splitlines()
+    cells = dict(zip([c.strip() for c in head.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    best = rep["samples"][3]
+    assert cells == {"checkpoint": "mine", "BLEU greedy": "11.1", "BLEU beam": "33.3", "exact": "2.2%",
+                     "interp. A / B": "55.5 / 66.7", "refined: BLEU; A / B": "44.4; 77.8 / 88.9",
+                     "samples x real PPL (best)": f"0.12 ({best['prior']}, {best['strategy']})", "distinct-2": "0.99",
+                     "invented": "0.05%", "KL": "12.3", "MI": "4.57 ± 0.09", "AU": "42", "IW-NLL - LM": "+2.3 ± 0.5",
+                     "fitted proposals": "-1.2 ± 0.3"}
+    del rep["judge"], it["refined"], lat["vs_judge"], lat["vs_judge_refined"], rep["checkpoint"]
+    for r in rep["samples"]:
+        del r["ppl_ratio"], r["invented_rate"]
+    (tmp_path / "b.json").write_text(json.dumps(rep))
+    rc, out, err = script("compare_reports")(tmp_path / "b.json")
+    row = [c.strip() for c in out.strip().splitlines()[2].strip("|").split("|")]
+    assert rc == 0 and row[0] == str(tmp_path / "b.json") and row[5:9] == ["-"] * 4 and row[12:] == ["-"] * 2
+    del rec["beam 4"]
+    (tmp_path / "c.json").write_text(json.dumps(rep))
+    rc, out, err = script("compare_reports")(tmp_path / "a.json", tmp_path / "c.json")
+    assert rc == 2 and not out and err.count("\n") == 1 and "c.json: not a report of `seqvae report`: it has no 'beam 4'" in err
