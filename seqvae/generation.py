@@ -36,8 +36,8 @@ MIN_TEMPERATURE = 1e-3  # logits / T stays finite in float32 above it
 WORD_CANDIDATES = 4  # with a word filter, beam search checks this many candidates per kept one first (then all)
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
 # How prior samples are decoded when the caller does not say (SeqVAE.sample, `seqvae sample`): nucleus sampling
-# at p = 0.9. For the flagship its judge finds them 1.21x as perplexing as real sentences, against 1.75x for
-# plain sampling; greedy decoding reads 0.29x but repeats itself (distinct-2 0.44 against 0.74; the report,
+# at p = 0.9. For the flagship its judge finds them 1.15x as perplexing as real sentences, against 1.76x for
+# plain sampling; greedy decoding reads 0.29x but repeats itself (distinct-2 0.45 against 0.74; the report,
 # docs/results.md). top-p without a p also means this p.
 SAMPLE_STRATEGY = "top-p"
 SAMPLE_TOP_P = 0.9
