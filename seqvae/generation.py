@@ -254,7 +254,9 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
     """Shared loop of greedy and sampling: `pick` maps logits (b, V) of rows (b,) (their indices in the batch,
     0..B-1) to next tokens (b,); `words` holds it to known words. scores, if given, is extended by each row's
     log p(x|z) under the model (EOS included; before the word filter, temperature and top-k / top-p), so best of K
-    needs no second pass. noise: the sampler's streams, started here for the B rows."""
+    needs no second pass. noise: the sampler's streams, started here for the B rows. A row the filter ends
+    before an open word it cannot go on with (`WordFilter.cut`) is cut back to its last listed word there, and its
+    score is that of the shorter sentence (log p(EOS) after it included)."""
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
     memory = model.decoder.slot_memory(z, h.dtype)  # (B, K, H) or None
@@ -266,6 +268,8 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
     out = torch.full((B, max_len), cfg.pad_id, dtype=torch.long, device=tokens.device)  # (B, max_len)
     rows = torch.arange(B, device=tokens.device)  # (b,) the output row of each live row
     logp_sum = torch.zeros(B, device=tokens.device) if scores is not None else None  # (B,)
+    # with a word filter: each row's score if it ended (EOS) at each step, for rows the filter cuts back
+    ends = torch.zeros(B, max_len, device=tokens.device) if scores is not None and words is not None else None
     for t in range(max_len):
         if rows.numel() == 0:
             break
@@ -276,8 +280,15 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
         else:  # the filter picks again for some rows: idx, their places among the live rows
             tokens = words.choose(logits, lambda sub, idx: pick(sub, rows[idx]), last=t == max_len - 1)
         if logp is not None:
+            if ends is not None:
+                ends[rows, t] = logp_sum[rows] + logp[:, cfg.eos_id]
             logp_sum[rows] += logp.gather(1, tokens[:, None])[:, 0]
         out[rows, t] = tokens
+        if words is not None and words.cut:  # rows ended before their open word (tokens[i] is EOS): cut back
+            for i, keep in words.cut.items():
+                out[rows[i], keep] = cfg.eos_id
+                if ends is not None:
+                    logp_sum[rows[i]] = ends[rows[i], keep]
         live = tokens != cfg.eos_id  # (b,)
         if not bool(live.all()):  # some rows just finished: drop them from the batch
             rows, tokens, h = rows[live], tokens[live], h[:, live]
@@ -334,7 +345,9 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     something better displaces it. A row is done when all its beams have finished; done rows
     leave the batch. The best-ranked beam of each row is returned. With num_beams=1 this is
     exactly greedy. With `words`, each beam's extensions are its likeliest tokens that the filter
-    allows (looked for among its WORD_CANDIDATES * K likeliest first, then among all).
+    allows (looked for among its WORD_CANDIDATES * K likeliest first, then among all); a beam with none
+    (`WordFilter.cut`) has one: its sentence cut back to its last listed word, ended there (EOS) and ranked
+    with that sentence's score.
     """
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
@@ -351,6 +364,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # tokens so far, EOS included
     done = torch.zeros(B, K, dtype=torch.bool, device=device)
     history = torch.zeros(B, K, 0, dtype=torch.long, device=device)  # (B, K, t)
+    ends = torch.zeros(B, K, 0, device=device)  # (B, K, t) with `words`: each beam's score had it ended at step s
     k = min(K, V)  # candidates per beam
     end_lp = torch.full((k,), float("-inf"), device=device)  # a finished beam's only continuation:
     end_lp[0] = 0.0  # <pad>, at no cost (so it keeps its score and its place)
@@ -369,11 +383,19 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
             top_logit, top_tok = logits.topk(k, dim=-1)  # (b*K, k)
         else:  # the k best tokens that the filter allows; after[r][j]: beam r's open word after top_tok[r, j]
             top_logit, top_tok, after = words.best(logits, k, WORD_CANDIDATES * k, last=t == max_len - 1)
-        top_lp = (top_logit - logits.logsumexp(dim=-1, keepdim=True)).view(b, K, k)  # log-probs
+        norm = logits.logsumexp(dim=-1, keepdim=True)  # (b*K, 1)
+        top_lp = (top_logit - norm).view(b, K, k)  # log-probs
         top_lp = torch.where(done[..., None], end_lp, top_lp)
         top_tok = top_tok.view(b, K, k).masked_fill(done[..., None], cfg.pad_id)
         cand = scores[..., None] + top_lp  # (b, K, k) score of each extension
         cand_len = lengths + (~done).long()  # (b, K)
+        if words is not None:
+            end_now = scores + (logits[:, cfg.eos_id] - norm[:, 0]).view(b, K)  # (b, K) ending here instead
+            for r, keep in words.cut.items():  # beams with no allowed token: their one extension ends at `keep`
+                if not done.view(-1)[r]:
+                    cand[r // K, r % K, 0] = ends[r // K, r % K, keep]
+                    cand_len[r // K, r % K] = keep + 1
+                    top_tok[r // K, r % K, 0] = cfg.eos_id
         rank = cand / cand_len[..., None].float().pow(length_penalty)  # (b, K, k)
         _, idx = rank.view(b, K * k).topk(K, dim=-1)  # (b, K) best K extensions, best first
         src = idx // k  # (b, K) beam each new beam extends
@@ -386,8 +408,13 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         flat = (torch.arange(b, device=device)[:, None] * K + src).view(-1)  # (b*K,) decoder row continued
         if words is not None:  # each new beam's open word: its source beam's, after the token it appended
             j = (idx % k).view(-1).tolist()  # (b*K,) the appended token's place among its beam's k extensions
-            words.reorder(flat.tolist(), [None if fin else after[r][c] or ""
-                                          for r, c, fin in zip(flat.tolist(), j, was_done.view(-1).tolist())])
+            fins = was_done.view(-1).tolist()
+            for i, (r, fin) in enumerate(zip(flat.tolist(), fins)):
+                if r in words.cut and not fin:  # a beam cut back: its sentence ends at `keep`
+                    history[i // K, i % K, words.cut[r]] = cfg.eos_id
+            ends = torch.cat([ends.gather(1, src[..., None].expand(-1, -1, t)), end_now.gather(1, src)[..., None]], -1)
+            words.reorder(flat.tolist(), tok.view(-1).tolist(),
+                          [None if fin else after[r][c] or "" for r, c, fin in zip(flat.tolist(), j, fins)])
         h, tokens = h[:, flat], tok.view(-1)
         finished = done.all(dim=1)  # (b,) rows whose every beam has ended
         if bool(finished.any()):
@@ -395,6 +422,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
                 results[r] = seq  # topk sorts: beam 0 ranks best
             live = ~finished  # drop the finished rows from every piece of state
             rows, scores, lengths, done, history = rows[live], scores[live], lengths[live], done[live], history[live]
+            ends = ends[live]
             beams = live.repeat_interleave(K)  # (b*K,)
             h, tokens = h[:, beams], tokens[beams]
             z = z[beams] if z is not None else None

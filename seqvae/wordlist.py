@@ -6,6 +6,7 @@ times in its training sentences). Decoding can then be held to it: a token is ac
 every word it completes is in the list and the word it leaves open is the start of one
 (`WordFilter`). Sampling stays exact: a rejected token is removed and the row drawn again from
 what is left, which is drawing from the model's distribution restricted to the allowed tokens.
+A row whose open word no allowed token can go on with (at max_len: finish) ends before that word.
 
     words = KnownWords.from_counts(counts)       # word -> count, e.g. quality.TrainingText.counts
     words.save(ckpt_dir); words = load_words(ckpt_dir)   # None if the dir has no words.txt
@@ -125,18 +126,30 @@ def load_words(directory: str | Path) -> KnownWords | None:
 
 
 class WordFilter:
-    """Per-row state of a decoding held to known words: the open word of each row.
+    """Per-row state of a decoding held to known words: the open word of each row, and where the row may end.
 
     The decoder calls `start(n)` once, `choose(logits, pick)` at every step (it returns the rows'
     next tokens and moves their state on), and `keep(mask)` when rows leave. Beam search takes its beams'
     extensions from `best(logits, k, candidates)` and calls `reorder` when it regroups its beams.
+
+    A row may find no allowed token: its open word is not listed and no token goes on with it (at the last
+    step, max_len: none finishes it). Such a row ends before that word: `safe[i]` is how many of row i's tokens
+    it may end with, all of them when no word is open, else those before the token that began the open word
+    (less a trailing space; none if the word is the row's first). `cut` names the rows that end so at the latest
+    step, {row: tokens kept}: choose gives them the end token, best no extension, and the decoder cuts them back.
     """
 
     def __init__(self, words: KnownWords, piece_texts: Sequence[str | None], end_id: int):
         self.words = words
         self.texts = list(piece_texts)
         self.texts[end_id] = " "  # the end of the sentence closes the open word
+        self.end_id = end_id
+        self.sizes = [len(t.lower()) if t is not None else 0 for t in self.texts]  # characters `advance` reads
+        self.blank = [t is not None and not t.strip() for t in self.texts]  # writes only spaces (or nothing)
         self.tails: list[str] = []
+        self.safe: list[int] = []  # how many of each row's tokens it may end with (see the class)
+        self.written = 0  # tokens each row has written (all rows the same: one per step)
+        self.cut: dict[int, int] = {}  # rows of the latest step that end before their open word -> tokens kept
         # For `allowed_all`: what each token may do with no word open, which tokens close an open word (they
         # start with neither a letter nor an apostrophe), and the others by their first character.
         self.free_ok = torch.tensor([t is not None and words.advance("", t) is not None for t in self.texts])
@@ -149,19 +162,35 @@ class WordFilter:
     def fresh(self) -> "WordFilter":
         """A filter with no rows yet that shares this one's tables (cheap: one per decoding call)."""
         new = copy.copy(self)
-        new.tails = []
+        new.start(0)
         return new
 
     def start(self, n: int) -> None:
-        self.tails = [""] * n
+        self.tails, self.safe, self.written, self.cut = [""] * n, [0] * n, 0, {}
 
     def keep(self, mask: torch.Tensor) -> None:
-        self.tails = [t for t, k in zip(self.tails, mask.tolist()) if k]
+        keep = mask.tolist()
+        self.tails = [t for t, k in zip(self.tails, keep) if k]
+        self.safe = [s for s, k in zip(self.safe, keep) if k]
 
-    def reorder(self, sources: Sequence[int], after: Sequence[str | None]) -> None:
-        """Beam search's new rows: row i continues row sources[i] and its open word is then after[i]; None keeps
-        the source row's open word (a finished beam, which appends only <pad>)."""
+    def _safe_after(self, row: int, token: int, after: str) -> int:
+        """Row `row`'s `safe` once it writes `token`, which leaves the open word `after`: all of it when no word is
+        open and the token writes more than spaces; else, when the token closes the open word or begins a new one,
+        the best end before the token (the word it closed, if any, is listed); else (the token goes on with the
+        open word) as it was."""
+        if not after and not self.blank[token]:
+            return self.written + 1
+        if not after or len(after) <= self.sizes[token]:
+            return self.written if self.tails[row] else self.safe[row]
+        return self.safe[row]
+
+    def reorder(self, sources: Sequence[int], tokens: Sequence[int], after: Sequence[str | None]) -> None:
+        """Beam search's new rows: row i continues row sources[i] with tokens[i], and its open word is then
+        after[i]; None keeps the source row's state (a finished beam, which appends only <pad>)."""
+        self.safe = [self.safe[s] if a is None else self._safe_after(s, t, a)
+                     for s, t, a in zip(sources, tokens, after)]
         self.tails = [self.tails[s] if a is None else a for s, a in zip(sources, after)]
+        self.written += 1
 
     def complete(self, word: str) -> bool:
         """Whether the open word `word` may end here: none is open, it is listed, or it is one and an apostrophe."""
@@ -209,6 +238,10 @@ class WordFilter:
         some = ok.any(dim=1)  # (r,)
         return logits.masked_fill(~ok & some[:, None], float("-inf")), some
 
+    def _end(self, rows: Sequence[int]) -> None:
+        """`rows` allow no token: they end at their `safe` (recorded in `cut`)."""
+        self.cut.update((i, self.safe[i]) for i in rows)
+
     def best(self, logits: torch.Tensor, k: int, candidates: int,
              last: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[list[str | None]]]:
         """Each row's k likeliest allowed tokens of `logits` (n, V), for beam search: their logits (n, k), -inf
@@ -217,8 +250,10 @@ class WordFilter:
 
         A row's `candidates` likeliest tokens are checked first; a row with fewer than k allowed among them has
         all its allowed tokens worked out (`allowed_all`), so a beam is never extended by a refused token while
-        an allowed one exists. A row with no allowed token at all takes its unfiltered k best (as in `choose`).
+        an allowed one exists. A row with no allowed token at all gets none (all -inf) and goes into `cut`: the
+        caller ends it at its `safe` instead.
         """
+        self.cut = {}
         n, V = logits.shape
         rows = torch.arange(n)
         cand_logit, cand_tok = logits.topk(min(V, candidates), dim=-1)  # (n, c)
@@ -228,10 +263,13 @@ class WordFilter:
         after = [[row_after[j] for j in row_pos] for row_after, row_pos in zip(cand_after, pos.tolist())]
         short = (ok.sum(dim=1) < k).nonzero()[:, 0].tolist()  # rows whose candidates hold fewer than k allowed
         if short:
-            top_logit[short], top_tok[short] = self.restrict(logits[short], short, last)[0].topk(k, dim=-1)
-            _, short_after = self.allowed(torch.tensor(short), top_tok[short], last)  # only these rows changed
+            masked, some = self.restrict(logits[short], short, last)
+            top_logit[short], top_tok[short] = masked.topk(k, dim=-1)
+            ok_short, short_after = self.allowed(torch.tensor(short), top_tok[short], last)  # only these rows changed
+            top_logit[short] = top_logit[short].masked_fill(~ok_short, float("-inf"))  # rows with none: all -inf
             for i, row_after in zip(short, short_after):
                 after[i] = row_after
+            self._end([i for i, has in zip(short, some.tolist()) if not has])
         return top_logit, top_tok, after
 
     def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -243,12 +281,13 @@ class WordFilter:
 
         A rejected token is set to -inf and the row picked again; after TRIES rejections the row's
         allowed tokens are all worked out (`allowed_all`) and the row picked among them. A row with no
-        allowed token at all (rare: an open word no piece can go on with) takes the unfiltered pick.
+        allowed token at all (rare: at max_len, an open word no token finishes) gets the end token and goes
+        into `cut`: the caller ends it at its `safe` instead, before the open word.
         """
+        self.cut = {}
         logits = logits.clone()
         V = logits.shape[1]
-        first = pick(logits, torch.arange(len(logits), device=logits.device))  # (b,)
-        tokens = first.clone()
+        tokens = pick(logits, torch.arange(len(logits), device=logits.device)).clone()  # (b,)
         after: list[str | None] = [None] * len(tokens)
         todo = list(range(len(tokens)))  # rows whose token is still to be checked
         for _ in range(TRIES):
@@ -268,9 +307,13 @@ class WordFilter:
             tokens[idx] = pick(logits[idx], idx)
         if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
             idx = torch.tensor(todo, device=logits.device)
-            masked, some = self.restrict(logits[idx], todo, last)  # rows with no allowed token keep the unfiltered pick
-            tokens[idx] = torch.where(some, pick(masked, idx), first[idx])
+            masked, some = self.restrict(logits[idx], todo, last)  # rows with no allowed token: picked, then ended
+            tokens[idx] = torch.where(some, pick(masked, idx), self.end_id)
             for i, t, has in zip(todo, tokens[idx].tolist(), some.tolist()):
                 after[i] = self.step(i, t, last) if has else ""
-        self.tails = [a if a is not None else "" for a in after]
+            self._end([i for i, has in zip(todo, some.tolist()) if not has])
+        tails = [a if a is not None else "" for a in after]
+        self.safe = [self._safe_after(i, t, a) for i, (t, a) in enumerate(zip(tokens.tolist(), tails))]
+        self.tails = tails
+        self.written += 1
         return tokens

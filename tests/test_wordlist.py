@@ -94,20 +94,53 @@ def test_greedy_under_the_filter_takes_the_best_allowed_token_and_moves_the_stat
     assert filt.tails == [""]
 
 
+def dead_end_filter():
+    """Ids: 0-2 special, 3 EOS, then " x", " ab", "c", "!", "d", " "; known words: x, abde. No token writes "e":
+    "ab" and "abd" go on (with "d") only to a word that no token finishes."""
+    return KnownWords(["x", "abde"]).filter([None, None, None, None, " x", " ab", "c", "!", "d", " "], EOS)
+
+
+def favour(*ids):
+    """Logits (len(ids), 10) with row i's likeliest token ids[i]."""
+    return torch.tensor([[9.0 if i == t else 0.0 for i in range(10)] for t in ids])
+
+
+def argmax(logits, idx):
+    return logits.argmax(dim=-1)
+
+
 @pytest.mark.parametrize("sampled", [False, True])
-def test_a_row_with_no_allowed_token_takes_the_unfiltered_pick(sampled):
-    """An open word that nothing may follow (here "b", set by hand: no listed word starts so) cannot stall
-    decoding: the row keeps its first pick and its open word is dropped."""
-    filt = toy_filter()
-    filt.start(2)
-    filt.tails = ["b", ""]
-    logits = torch.tensor([[-9.0, -9, -9, 0.0, 1.0, 3.0, 0.5, 2.0, 0.1]] * 2)
+def test_a_row_whose_open_word_cannot_be_finished_at_max_len_ends_before_it(sampled):
+    """At the last step no token finishes "ab" or "abd" (of "abde"): such a row ends (EOS) and `cut` says where,
+    before the token that began the open word; a row whose open word is its first keeps nothing. Such rows used
+    to take the unfiltered pick ("c": the invented "abc", "abdc"). The other rows are picked as before. A row
+    with no word open may end after its last token (`safe`), less a trailing space."""
+    filt = dead_end_filter()
+    filt.start(3)
+    assert filt.choose(favour(4, 5, 4), argmax).tolist() == [4, 5, 4]  # " x", " ab", " x"
+    assert filt.choose(favour(5, 7, 9), argmax).tolist() == [5, 8, 9] and filt.cut == {}  # "ab!" refused: "d"
+    assert filt.tails == ["ab", "abd", ""] and filt.safe == [1, 0, 1]
     gen = torch.Generator().manual_seed(0)
-    pick = (lambda lg, idx: generation.draw(lg, gen)) if sampled else (lambda lg, idx: lg.argmax(dim=-1))
-    tokens = filt.choose(logits, pick)
-    assert filt.tails[0] == "" and int(tokens[1]) in (3, 4, 6, 8)
-    if not sampled:
-        assert int(tokens[0]) == 5  # the unfiltered argmax
+    pick = (lambda lg, idx: generation.draw(lg, gen)) if sampled else argmax
+    tokens = filt.choose(favour(6, 6, 6), pick, last=True)  # "c" is refused everywhere ("abc", "abdc", "c")
+    assert tokens[:2].tolist() == [EOS, EOS] and filt.cut == {0: 1, 1: 0}  # " x" / nothing kept
+    assert int(tokens[2]) in (EOS, 4, 7, 9)  # row 2: the end, " x", "!" or " "
+    assert filt.choose(favour(4, 4, 4), argmax).tolist() == [4, 4, 4] and filt.cut == {}  # reset each step
+    filt.start(1)
+    for t in (4, 9, 5):  # " x", " ", " ab": the open word begins after a space, which is left out too
+        filt.choose(favour(t), argmax)
+    assert filt.safe == [1] and int(filt.choose(favour(6), pick, last=True)[0]) == EOS and filt.cut == {0: 1}
+
+
+def test_beam_extensions_of_a_beam_whose_open_word_cannot_be_finished():
+    """best gives a beam whose open word no token finishes no extension (all -inf) and names it in `cut`."""
+    filt = dead_end_filter()
+    filt.start(2)
+    filt.choose(favour(4, 5), argmax)
+    top_logit, top_tok, after = filt.best(torch.arange(10.0).repeat(2, 1), 2, 3, last=True)
+    assert filt.cut == {1: 0}
+    assert top_tok[0].tolist() == [9, 7] and after[0] == ["", ""]  # " " and "!" end "x"; "d", "c" do not
+    assert top_logit[1].isinf().all() and after[1] == [None, None]
 
 
 def test_allowed_all_equals_checking_every_token():
@@ -138,6 +171,49 @@ def test_a_sentence_cut_at_max_len_ends_on_a_listed_word(trained_tiny_vae):
             ids = generation.generate(model, z, strategy=strategy, max_len=max_len, words=filt.fresh(), **opts)
             written = ["".join(texts[i] for i in row) for row in ids]
             assert all(w in listed for t in written for w in t.split()), (strategy, max_len, written)
+
+
+def test_a_word_that_cannot_be_finished_by_max_len_is_left_out(trained_tiny_vae):
+    """The tokens "the", "movie" and "plot" write " the", "at" and "re", and of the three words only "theatre" is
+    listed: a row that has " the" or " the" "at" open at max_len cannot finish it there (at max_len 2 every row
+    that starts with "the"). It ends before " the" instead, at its last listed word (the empty sentence if there
+    is none), as if it had written EOS there, and its score for best of K is that sentence's. It used to take
+    the unfiltered pick and end in an unlisted word ("the", "theat"). Before the cut, rows are as without it."""
+    from seqvae.data import collate
+
+    model, tok, _ = trained_tiny_vae
+    texts = tok.piece_texts()
+    for word, text in (("movie", "at"), ("plot", "re")):
+        texts[tok.words.index(word)] = text
+    listed = {w for w in tok.words[4:] if w.isalpha()} - {"the", "movie", "plot"} | {"theatre"}
+    filt = KnownWords(listed).filter(texts, tok.eos_id)
+    z = torch.randn(48, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0)) * 2
+    cut = empty = 0
+    for strategy, opts in (("greedy", {}), ("beam", {"num_beams": 1}), ("beam", {"num_beams": 3}),
+                           ("sample", {"seed": 0})):  # sample last: `full` is used below
+        full = generation.generate(model, z, strategy=strategy, max_len=12, words=filt.fresh(), **opts)
+        for max_len in (1, 2, 3, 4, 6):
+            ids = generation.generate(model, z, strategy=strategy, max_len=max_len, words=filt.fresh(), **opts)
+            written = ["".join(texts[i] for i in row) for row in ids]
+            assert all(w in listed for t in written for w in t.split()), (strategy, max_len, written)
+            if opts.get("num_beams", 1) == 1:  # one sentence per row: all but its last token as at max_len 12
+                assert all(row[:max_len - 1] == long[:len(row[:max_len - 1])] for row, long in zip(ids, full))
+                cut += sum(len(row) <= max_len - 2 and row != long for row, long in zip(ids, full))
+                empty += sum(max_len > 1 and not row and bool(long) for row, long in zip(ids, full))
+        if strategy == "beam":
+            assert opts["num_beams"] == 3 or ids == generation.generate(model, z, max_len=6, words=filt.fresh())
+    assert cut and empty  # rows were cut back, some to nothing
+    cut = 0
+    for max_len in (2, 3, 4, 6):
+        scores: list[float] = []
+        with torch.no_grad():
+            ids = generation.sample(model, z, max_len=max_len, seed=0, words=filt.fresh(), scores=scores)
+            cut += sum(len(row) <= max_len - 2 and row != long for row, long in zip(ids, full))
+            for i, row in enumerate(ids):
+                b = collate([row])
+                assert scores[i] == pytest.approx(-model.token_nll(b.dec_in, b.target, z[i:i + 1]).item(),
+                                                  rel=1e-3, abs=1e-3)  # batched and packed float32 differ a little
+    assert cut
 
 
 @pytest.fixture
