@@ -270,7 +270,7 @@ class SeqVAE:
         whole("samples", samples, 1, InputError)
         whole("refine", refine, 0, InputError)
         ids = self.tokenize(texts)
-        seed = make_generator("cpu", seed).initial_seed()  # the seed itself (checked), or a fresh one for None
+        seed = generation.stream_seed(seed)  # the seed itself (checked), or a fresh one for None
         # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():
             nll = torch.empty(len(ids))

@@ -10,6 +10,7 @@
     current_dir(final)                                  where a reader finds the whole version of `final`
     leftovers(final)                                    temporary files and dirs a killed writer left for `final`
     remove_leftovers(final)                             deletes them (the one writer of `final` only)
+    is_leftover(path)                                   whether a name is one of those temporary names
 
 Everything is written beside its destination (same filesystem, so os.replace is atomic) and
 gets ordinary permissions from the umask, not the 0600/0700 that mkstemp/mkdtemp use.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -211,6 +213,16 @@ def leftovers(final: str | Path) -> list[Path]:
     found = list(final.parent.glob(f".{final.name}.tmp-*"))
     found += final.parent.glob(f".{final.stem}.*.tmp{final.suffix}")
     return sorted(set(found))
+
+
+# the names temp_dir_for (.NAME.tmp-RANDOM) and write_with (.STEM.RANDOM.tmp.SUFFIX) give, RANDOM tempfile's
+_TEMP_NAME = re.compile(r"\..+\.tmp-[a-z0-9_]+|\..+\.[a-z0-9_]+\.tmp(\.[^.]*)?")
+
+
+def is_leftover(path: str | Path) -> bool:
+    """Whether `path` bears a temporary name of this module's (a dir being filled, a file being written): where
+    no writer is at work, what a killed one left."""
+    return _TEMP_NAME.fullmatch(Path(path).name) is not None
 
 
 def remove_leftovers(final: str | Path) -> None:

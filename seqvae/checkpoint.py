@@ -134,7 +134,7 @@ def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], No
     old = atomic.current_dir(final)
     if not old.is_dir():
         return
-    names = sorted(e.name for e in old.iterdir() if not (new / e.name).exists() and not _leftover(e.name))
+    names = sorted(e.name for e in old.iterdir() if not (new / e.name).exists() and not atomic.is_leftover(e.name))
     # a previous version parked by a two-file save under way (atomic.write_pair) goes with its pair
     names = [n for n in names if not atomic.is_parked(n) or n[1:-len(".old")] in names]
     if not names:
@@ -164,11 +164,6 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.link(src, dst, follow_symlinks=False)
     except OSError:  # a file system without hard links
         shutil.copy2(src, dst, follow_symlinks=False)
-
-
-def _leftover(name: str) -> bool:
-    """A killed writer's temporary file or dir (atomic): not carried over."""
-    return name.startswith(".") and ".tmp" in name
 
 
 def _weights_dtype(path: Path) -> str | None:

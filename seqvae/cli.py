@@ -384,7 +384,7 @@ def _add_report(sub) -> None:
                                   "model's)")
     p.add_argument("--texts", help="held-out sentences from this file, one per line, instead of the test split")
     p.add_argument("-n", type=int, default=None, help="held-out sentences (default 1000 of the test split's, of 5-25 "
-                                                      "words; with --texts, all of the file's)")
+                                                      "words; with --texts, all of the file's, or its first N, noted)")
     p.add_argument("--words", type=_word_range, default=None, metavar="MIN-MAX",
                    help="the test split's (or with --texts, the file's) sentences of MIN to MAX words (default "
                         "5-25 for the test split; all of the file's)")

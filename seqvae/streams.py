@@ -6,8 +6,8 @@ or the batch it is computed in.
     eps = sentence_noise(seed, NOISE_IW, keys, (k, Z))          # (len(keys), k, Z) standard normal, row j keyed keys[j]
 
 A key is a row's place (a sentence's index in a dataset, evaluate; a prior sample's index; (code, candidate)
-when sampling) or its content (a sentence's token ids, SeqVAE.score: the same sentence gets the same draws
-wherever it stands). The global RNG is never touched.
+when sampling) or its content (a sentence's token ids, SeqVAE.score and evaluate(noise_by="tokens"), which the
+report uses: the same sentence gets the same draws wherever it stands). The global RNG is never touched.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,24 @@ def test_a_same_weights_save_carries_a_pair_cut_short_with_its_parked_half(tmp_p
     checkpoint.save(d, model, tok, dtype=torch.float16, on_stale=dropped.extend)
     assert dropped == ["classifier.json", "classifier.safetensors"]
     assert not [f for f in d.iterdir() if f.name.startswith("classifier") or f.name.startswith(".")]
+
+
+def test_a_users_dot_files_named_like_tmp_are_kept_or_named_not_dropped(tmp_path, model_and_tok):
+    """Only atomic's own temporary names count as a killed writer's leftovers (atomic.is_leftover): a user's
+    `.tmp` dir or `.notes.tmp` in a checkpoint dir is kept by a same-weights save and named by a refusal of
+    other weights (both went, silently, as 'temporary files': any dot name with '.tmp' in it)."""
+    from seqvae import atomic
+
+    model, tok = model_and_tok
+    d = checkpoint.save(tmp_path / "ck", model, tok)
+    (d / ".tmp").mkdir()
+    (d / ".tmp" / "scratch.txt").write_text("mine\n")
+    (d / ".notes.tmp").write_text("mine too\n")
+    fd, killed = tempfile.mkstemp(prefix=".prior.", suffix=".tmp.safetensors", dir=d)  # what write_with names
+    os.close(fd)
+    assert atomic.is_leftover(killed) and not atomic.is_leftover(d / ".tmp")
+    checkpoint.save(d, model, tok)
+    assert (d / ".tmp" / "scratch.txt").read_text() == "mine\n" and (d / ".notes.tmp").is_file()
+    assert not Path(killed).exists()
+    with pytest.raises(checkpoint.CheckpointError, match=r"holds \.notes\.tmp, \.tmp, made for"):
+        checkpoint.save(d, model, tok, dtype=torch.float16)
