@@ -185,9 +185,7 @@ class Judge:
         the share of sentences it ranks below the real one (per-token NLL); all on the sentences of four or more
         words ("sentences" under "real" says how many)."""
         rng = np.random.default_rng(seed)
-        real = [s for s in sentences if len(s.split()) >= 4]
-        if len(real) < 2:
-            raise ReportError("the judge checks need at least two sentences of four or more words")
+        real = checked_sentences(sentences)
         split = [s.split() for s in real]
         corrupt = {
             "shuffled": [" ".join(rng.permutation(w)) for w in split],
@@ -203,6 +201,15 @@ class Judge:
                          "real_ranked_higher": float(np.mean(nll / tok < c_nll / c_tok))}
         out["passes"] = all(out[k]["ppl"] > out["real"]["ppl"] for k in corrupt)
         return out
+
+
+def checked_sentences(sentences: Sequence[str], where: str = "the held-out sentences") -> list[str]:
+    """The sentences the judge checks corrupt: those of four or more words (a shuffle or a splice of fewer
+    says little); fewer than two of them is a ReportError, which callers can raise before loading anything."""
+    real = [s for s in sentences if len(s.split()) >= 4]
+    if len(real) < 2:
+        raise ReportError(f"the judge checks need at least two sentences of four or more words ({where}: {len(real)})")
+    return real
 
 
 # ---------------------------------------------------------------------------- training vocabulary
