@@ -395,7 +395,7 @@ def _add_report(sub) -> None:
                         "(default 50, refine.POSTERIOR_STEPS; 0: skip)")
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the held-out draw, the samples and the importance samples (default 0)")
-    p.add_argument("--out", help="write report.json and report.md into this dir")
+    p.add_argument("--out", help="write report.md, then report.json (which names report.md's sha256) into this dir")
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=_cmd_report)
 
@@ -476,9 +476,10 @@ def _cmd_report(args) -> int:
                                iw_refine=POSTERIOR_STEPS if args.iw_refine is None else args.iw_refine)
     rep["checkpoint"] = str(args.checkpoint)
     md = quality.to_markdown(rep, str(args.checkpoint))
-    if args.out:
-        atomic.write_json(Path(args.out) / "report.json", rep)
-        atomic.write_text(Path(args.out) / "report.md", md)
+    if args.out:  # report.md, then report.json naming its sha256: the JSON commits the pair (atomic.write_pair)
+        out = Path(args.out)
+        atomic.write_pair(out / "report.md", lambda tmp: tmp.write_text(md, encoding="utf-8"), out / "report.json",
+                          rep, sha_key=quality.MARKDOWN_SHA)
     print(md)
     print(quality.summary_line(rep), file=sys.stderr)
     return 0

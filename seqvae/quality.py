@@ -58,6 +58,7 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
 LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+MARKDOWN_SHA = "markdown_sha256"  # report.json's field naming the report.md written with it (`seqvae report --out`)
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 
 
