@@ -395,7 +395,7 @@ def _add_report(sub) -> None:
                         "(default 50, refine.POSTERIOR_STEPS; 0: skip)")
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the held-out draw, the samples and the importance samples (default 0)")
-    p.add_argument("--out", help="write report.json and report.md into this dir")
+    p.add_argument("--out", help="write report.md, then report.json (which names report.md's sha256) into this dir")
     p.add_argument("--device", help=DEVICE_HELP)
     p.set_defaults(func=_cmd_report)
 
@@ -448,10 +448,11 @@ def _cmd_report(args) -> int:
         for path in (Path(args.out) / "report.json", Path(args.out) / "report.md"):
             atomic.check_file_path(path)
     texts = _report_texts(args) if args.texts else None
+    if texts is not None and args.judge:  # before the models load (seconds to minutes)
+        quality.checked_sentences(texts[0], args.texts)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     if not vae.latent:
         raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")
-    judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
     if args.texts and not args.data:  # the training words of the model's data dir, where it is still there
         data = locate_data_dir(vae.config.get("data") or {})
     else:
@@ -464,6 +465,9 @@ def _cmd_report(args) -> int:
         if len(texts) < 2:
             raise ConfigError(f"{data}: the test split has {len(texts)} sentence(s) of {args.words[0]}-{args.words[1]} "
                               "words; the report needs 2 (set --words MIN-MAX, or --texts FILE)")
+        if args.judge:  # before the judge loads
+            quality.checked_sentences(texts, f"{data}'s test split")
+    judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
     if note:
         print(f"seqvae report: note: {note}", file=sys.stderr)
     train = quality.TrainingText.from_data_dir(data) if data else None
@@ -472,9 +476,10 @@ def _cmd_report(args) -> int:
                                iw_refine=POSTERIOR_STEPS if args.iw_refine is None else args.iw_refine)
     rep["checkpoint"] = str(args.checkpoint)
     md = quality.to_markdown(rep, str(args.checkpoint))
-    if args.out:
-        atomic.write_json(Path(args.out) / "report.json", rep)
-        atomic.write_text(Path(args.out) / "report.md", md)
+    if args.out:  # report.md, then report.json naming its sha256: the JSON commits the pair (atomic.write_pair)
+        out = Path(args.out)
+        atomic.write_pair(out / "report.md", lambda tmp: tmp.write_text(md, encoding="utf-8"), out / "report.json",
+                          rep, sha_key=quality.MARKDOWN_SHA)
     print(md)
     print(quality.summary_line(rep), file=sys.stderr)
     return 0

@@ -58,6 +58,7 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
 LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+MARKDOWN_SHA = "markdown_sha256"  # report.json's field naming the report.md written with it (`seqvae report --out`)
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 
 
@@ -185,9 +186,7 @@ class Judge:
         the share of sentences it ranks below the real one (per-token NLL); all on the sentences of four or more
         words ("sentences" under "real" says how many)."""
         rng = np.random.default_rng(seed)
-        real = [s for s in sentences if len(s.split()) >= 4]
-        if len(real) < 2:
-            raise ReportError("the judge checks need at least two sentences of four or more words")
+        real = checked_sentences(sentences)
         split = [s.split() for s in real]
         corrupt = {
             "shuffled": [" ".join(rng.permutation(w)) for w in split],
@@ -203,6 +202,15 @@ class Judge:
                          "real_ranked_higher": float(np.mean(nll / tok < c_nll / c_tok))}
         out["passes"] = all(out[k]["ppl"] > out["real"]["ppl"] for k in corrupt)
         return out
+
+
+def checked_sentences(sentences: Sequence[str], where: str = "the held-out sentences") -> list[str]:
+    """The sentences the judge checks corrupt: those of four or more words (a shuffle or a splice of fewer
+    says little); fewer than two of them is a ReportError, which callers can raise before loading anything."""
+    real = [s for s in sentences if len(s.split()) >= 4]
+    if len(real) < 2:
+        raise ReportError(f"the judge checks need at least two sentences of four or more words ({where}: {len(real)})")
+    return real
 
 
 # ---------------------------------------------------------------------------- training vocabulary

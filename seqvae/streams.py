@@ -6,8 +6,9 @@ or the batch it is computed in.
     eps = sentence_noise(seed, NOISE_IW, keys, (k, Z))          # (len(keys), k, Z) standard normal, row j keyed keys[j]
 
 A key is a row's place (a sentence's index in a dataset, evaluate; a prior sample's index; (code, candidate)
-when sampling) or its content (a sentence's token ids, SeqVAE.score and evaluate(noise_by="tokens"), which the
-report uses: the same sentence gets the same draws wherever it stands). The global RNG is never touched.
+when sampling; a sentence's row in a Posterior) or its content (a sentence's token ids, SeqVAE.score and
+evaluate(noise_by="tokens"), which the report uses: the same sentence gets the same draws wherever it stands).
+The global RNG is never touched.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import torch
 # evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it,
 # (evaluate) the mutual information's draw;
 # sampling: a prior code's noise (SeqVAE.prior_codes), the uniforms a decoded row draws its tokens with
-# (generation.RowNoise).
-NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE, NOISE_MI = range(7)
+# (generation.RowNoise); a posterior's draws (Posterior.sample, keyed by the sentence's row in it).
+# New streams go at the end: a number once given keeps its meaning, so seeded results stay as they were.
+NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE, NOISE_MI, NOISE_POSTERIOR = range(8)
 
 
 def key_generator(seed: int, stream: int, key: int | Sequence[int]) -> torch.Generator:

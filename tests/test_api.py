@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqvae import Posterior, SeqVAE
+from seqvae import Posterior, SeqVAE, generation
 from seqvae.api import MAX_TOKENS, InputError, interpolate_codes
 from seqvae.checkpoint import CheckpointError
 from seqvae.cli import main
 from seqvae.data import collate
+from seqvae.streams import (NOISE_DECODE, NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_MI, NOISE_POSTERIOR, NOISE_PRIOR,
+                            NOISE_Z, sentence_noise)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,6 +126,28 @@ def test_posterior_sample(vae, texts):
     assert torch.equal(s, post.sample(50, seed=0)) and not torch.equal(s, post.sample(50, seed=1))
     assert torch.allclose(post.std, torch.exp(0.5 * post.logvar))
     assert torch.allclose(s.mean(1), post.mean, atol=4 * float(post.std.max()) / math.sqrt(50))
+
+
+def test_posterior_sample_is_keyed_per_row(vae, texts):
+    # row i's draws depend on the seed, n and i alone: not on the other rows nor their number
+    post = vae.encode(texts[:4])
+    full = post.sample(6, seed=5)
+    for i in range(4):
+        assert torch.equal(Posterior(post.mu[: i + 1], post.logvar[: i + 1]).sample(6, seed=5)[i], full[i])
+    other = Posterior(torch.cat([post.mu[:1], post.mu[1:] + 1]), torch.cat([post.logvar[:1], post.logvar[1:] - 1]))
+    assert torch.equal(other.sample(6, seed=5)[0], full[0])  # other rows' values change nothing in row 0
+    # a generator supplies the seed (generation.stream_seed: one draw per call); the global RNG is untouched
+    state = torch.get_rng_state()
+    seed = generation.stream_seed(None, torch.Generator().manual_seed(1))
+    assert torch.equal(post.sample(6, generator=torch.Generator().manual_seed(1)), post.sample(6, seed=seed))
+    gen = torch.Generator().manual_seed(1)
+    assert not torch.equal(post.sample(6, generator=gen), post.sample(6, generator=gen))
+    assert torch.equal(torch.get_rng_state(), state)
+    # row i's noise is streams.sentence_noise's for key i in a stream of its own (no other use's draws)
+    eps = (full - post.mu[:, None]) / post.std[:, None]
+    want = sentence_noise(5, NOISE_POSTERIOR, range(4), (6, vae.latent_dim))
+    assert torch.allclose(eps, want, atol=1e-4)
+    assert len({NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE, NOISE_MI, NOISE_POSTERIOR}) == 8
 
 
 def test_long_input_is_truncated(vae, texts):

@@ -304,6 +304,30 @@ def test_a_head_save_killed_between_its_two_files_leaves_the_old_head(tmp_path):
     assert sorted(os.listdir(ckpt)) == sorted(LinearHead.files)
 
 
+def test_a_report_killed_between_its_markdown_and_its_json_is_never_mistaken_for_one_run(tiny_vae_ckpt, tmp_path):
+    """`seqvae report --out DIR` writes report.md, then report.json naming its sha256 (atomic.write_pair): killed
+    between the two, the old report.json stays, the new report.md does not match what it names (a reader knows),
+    and the old report.md it names is still there, parked; the next report commits a matching pair."""
+    from seqvae.quality import MARKDOWN_SHA
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the movie was great to me\nthe plot felt slow at times\nmy friend is funny in the end\n")
+    out = tmp_path / "rep"
+    report = [sys.executable, "-m", "seqvae.cli", "report", str(tiny_vae_ckpt), "--texts", str(texts), "--samples",
+              "3", "--iw-samples", "2", "--iw-refine", "0", "--device", "cpu", "--out", str(out)]
+    assert subprocess.run(report + ["--seed", "0"], env=_env(), capture_output=True).returncode == 0
+    old = {f: (out / f).read_bytes() for f in ("report.json", "report.md")}
+    assert json.loads(old["report.json"])[MARKDOWN_SHA] == atomic.file_sha256(out / "report.md")
+    _killed_at(report + ["--seed", "1"], "pair", tmp_path / "paused")
+    assert (out / "report.json").read_bytes() == old["report.json"]
+    assert (out / "report.md").read_bytes() != old["report.md"]  # the other run's table, and the JSON says so:
+    named = json.loads(old["report.json"])[MARKDOWN_SHA]
+    assert atomic.file_sha256(out / "report.md") != named and atomic.read_pair(out / "report.md", named) == old["report.md"]
+    assert subprocess.run(report + ["--seed", "1"], env=_env(), capture_output=True).returncode == 0
+    assert json.loads((out / "report.json").read_text())[MARKDOWN_SHA] == atomic.file_sha256(out / "report.md")
+    assert sorted(os.listdir(out)) == ["report.json", "report.md"]  # nothing parked, no temporary file
+
+
 def test_a_resumed_run_says_what_it_leaves_out_of_a_replaced_checkpoint(tiny_data_dir, tmp_path, capsys):
     """Files a user added to last/ (a head, a report: made for its weights) are not carried into the next
     last/, which has other weights, and the trainer says so on stderr instead of dropping them silently."""

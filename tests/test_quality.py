@@ -194,6 +194,18 @@ def test_report_says_when_no_test_sentence_has_the_words_asked(tiny_vae_ckpt, ti
         assert e.value.code == 2 and "expected MIN-MAX words" in capsys.readouterr().err
 
 
+def test_report_judge_sentence_count_is_checked_before_any_model_loads(tiny_vae_ckpt, tiny_lm_ckpt, tmp_path,
+                                                                       one_line, monkeypatch):
+    short = tmp_path / "short.txt"
+    short.write_text("a fine film\ngood .\nawful stuff\nthe plot was dull and slow .\n")  # one of four or more words
+    loaded = []
+    monkeypatch.setattr(SeqVAE, "from_pretrained", classmethod(lambda cls, path, device=None: loaded.append(path)))
+    argv = ["report", tiny_vae_ckpt, "--device", "cpu", "--judge", tiny_lm_ckpt, "--texts", short,
+            "--out", tmp_path / "rep"]
+    one_line(argv, f"the judge checks need at least two sentences of four or more words ({short}: 1)")
+    assert loaded == [] and not (tmp_path / "rep").exists()  # no model loaded, nothing written
+
+
 def test_report_texts_are_read_as_prepare_reads_them(tiny_vae_ckpt, tiny_data_dir, tmp_path, one_line, capsys):
     base = ["report", tiny_vae_ckpt, "--device", "cpu", "--samples", "2", "--iw-samples", "2", "--iw-refine", "0"]
     bad = tmp_path / "bad.txt"

@@ -3,6 +3,7 @@
 import gzip
 import importlib.util
 import json
+import os
 
 import pytest
 
@@ -55,3 +56,40 @@ def test_curve_end_to_end(tiny, tmp_path, capsys):
     assert res4["unit"] == "clause" and not res4["features"]["vae"]["train"]["cached"]
     table = (out / "curve.md").read_text()
     assert "| VAE μ of clauses + LR |" in table and "| VAE μ per clause + set MLP (attention) |" in table
+
+
+def test_curve_files_are_one_run_when_a_write_fails(tiny, tmp_path, monkeypatch, capsys):
+    """curve.md (and the plot) first, curve.json last, naming their sha256s: a save that fails at curve.md leaves
+    the previous run's curve.json with its own curve.md, never a new JSON beside an old table."""
+    import hashlib
+
+    from seqvae import atomic
+    from seqvae.cli import main
+
+    ckpt, root = tiny
+    out = tmp_path / "curve"
+    argv = ["classify", "curve", str(ckpt), "--out", str(out), "--data-root", str(root), "--budgets", "10,20",
+            "--draws", "1", "--no-set", "--no-baselines", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(argv) == 0
+    old = {f: (out / f).read_bytes() for f in ("curve.json", "curve.md")}
+    res = json.loads(old["curve.json"])
+    assert res["markdown_sha256"] == hashlib.sha256(old["curve.md"]).hexdigest()
+    if (out / "curve.png").exists():
+        assert res["plot_sha256"] == atomic.file_sha256(out / "curve.png")
+    write_with = atomic.write_with
+
+    def refused(path, writer):
+        if path.name == "curve.md":
+            raise PermissionError(f"{path}: Permission denied")
+        return write_with(path, writer)
+
+    monkeypatch.setattr(atomic, "write_with", refused)
+    capsys.readouterr()
+    assert main(argv + ["--draws", "2"]) == 2  # another run (2 draws), refused at curve.md
+    assert "Permission denied" in capsys.readouterr().err
+    assert {f: (out / f).read_bytes() for f in old} == old
+    monkeypatch.setattr(atomic, "write_with", write_with)
+    assert main(argv + ["--draws", "2"]) == 0
+    res = json.loads((out / "curve.json").read_text())
+    assert res["draws"] == 2 and res["markdown_sha256"] == atomic.file_sha256(out / "curve.md")
+    assert sorted(f for f in os.listdir(out) if f.startswith(".")) == []  # nothing parked, no temporary file

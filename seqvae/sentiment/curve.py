@@ -6,7 +6,7 @@ Rows: the linear head on the review's mean μ and the set head on its units' μ,
 encoder and (baselines) for an untrained encoder of the same config; and tf-idf of unigrams and
 bigrams with logistic regression on the cleaned text. Budgets are stratified draws of the train
 reviews (several draws each, the same for every row), scored on the test reviews; writes
-curve.json, curve.md and (with matplotlib) curve.png.
+(with matplotlib) curve.png, then curve.md, then curve.json, which names the other two's sha256s.
 """
 
 from __future__ import annotations
@@ -166,10 +166,14 @@ def run_curve(vae, out_dir: str | Path, train: tuple[list[str], np.ndarray], tes
                   **({"set_head": cfg.set_head.to_dict()} if cfg.set_head is not None else {}), **(extra or {})})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(out / "curve.json", curve)
-    atomic.write_text(out / "curve.md", curve_markdown(curve))
-    if plot_curve(curve, out / "curve.png") is None:
+    # the plot and curve.md first, curve.json last: it names their sha256s (atomic.write_pair), so a cut between
+    # the files never leaves a reader of curve.json with another run's table or plot unawares
+    plot = plot_curve(curve, out / "curve.png")
+    if plot is None:
         (out / "curve.png").unlink(missing_ok=True)  # a plot of an earlier run would stand beside these rows
+    md = curve_markdown(curve)
+    atomic.write_pair(out / "curve.md", lambda tmp: tmp.write_text(md, encoding="utf-8"), out / "curve.json",
+                      {**curve, "plot_sha256": atomic.file_sha256(plot) if plot else None}, sha_key="markdown_sha256")
     return curve
 
 
