@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -53,9 +54,12 @@ def apply_sets(cfg: RunConfig, sets: list[str]) -> RunConfig:
         if not sep or not dot or section not in sections:
             raise ConfigError(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
         obj = cfg.model if section == "model" else cfg.train
-        if not hasattr(obj, name):
+        if name not in {f.name for f in dataclasses.fields(obj)}:  # not hasattr: methods (validate, replace) are not fields
             raise ConfigError(f"--set {item!r}: {section} has no field {name!r}")
-        sections[section][name] = _parse_value(value, getattr(obj, name))
+        try:
+            sections[section][name] = _parse_value(value, getattr(obj, name))
+        except ConfigError as e:
+            raise ConfigError(f"--set {item!r}: {e}") from None
     return RunConfig(model=cfg.model.replace(**sections["model"]), train=cfg.train.replace(**sections["train"]))
 
 

@@ -147,6 +147,22 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
         assert_one_line_error(code, err, msg)
 
 
+def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir, tmp_path, capsys):
+    """`--set train.validate=1` (a method, not a field) was a traceback; `--set train.kl_x0=1.5` said
+    "expected int, got '1.5'" without naming the --set it came from."""
+    for item, msg in (("train.validate=1", "train has no field 'validate'"),
+                      ("model.replace=1", "model has no field 'replace'"),
+                      ("train.to_dict=1", "train has no field 'to_dict'"),
+                      ("model.__class__=1", "model has no field '__class__'"),
+                      ("train.kl_x0=1.5", "--set 'train.kl_x0=1.5': expected int"),
+                      ("train.amp=maybe", "--set 'train.amp=maybe': expected a boolean"),
+                      ("model.adaptive_cutoffs=a,b", "--set 'model.adaptive_cutoffs=a,b': expected comma-separated")):
+        code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--no-progress",
+                           "--set", item)
+        assert_one_line_error(code, err, msg)
+    assert not (tmp_path / "r").exists()
+
+
 def test_unknown_option_exits_nonzero():
     proc = subprocess.run([sys.executable, "-m", "seqvae.cli", "train", "--no-such-flag"],
                           capture_output=True, text=True)
