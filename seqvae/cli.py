@@ -123,6 +123,18 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _config_file(path: str) -> Any:
+    """A --config file's JSON. A checkpoint's config.json (it has "format") is one too: its records of the save
+    (format, data, save_id) are no settings and are left out, and a null train section (a model saved with no
+    training config) is none, so a saved run's config trains another run like it."""
+    from .checkpoint import RECORDS
+
+    file_cfg = load_json(path)
+    if isinstance(file_cfg, dict) and "format" in file_cfg:
+        file_cfg = {k: v for k, v in file_cfg.items() if k not in RECORDS and not (k == "train" and v is None)}
+    return file_cfg
+
+
 def build_run_config(args) -> RunConfig:
     """`seqvae train`'s RunConfig, each layer over the one before: defaults, --preset, --config FILE, the model
     of --init-from (with the file's model fields), the flags, then each --set."""
@@ -131,7 +143,7 @@ def build_run_config(args) -> RunConfig:
     if args.preset:
         cfg = preset(args.preset)
     if args.config:
-        file_cfg = load_json(args.config)
+        file_cfg = _config_file(args.config)
         if not isinstance(file_cfg, dict) or not all(isinstance(file_cfg.get(k, {}), dict) for k in ("model", "train")):
             raise ConfigError(f"{args.config}: expected a JSON object with 'model' and 'train' objects")
         merged = {"model": {**cfg.model.to_dict(), **file_cfg.get("model", {})},

@@ -4,6 +4,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -161,6 +162,39 @@ def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir,
                            "--set", item)
         assert_one_line_error(code, err, msg)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_saved_config_json_is_a_config_file(tiny_data_dir, tmp_path, capsys):
+    """`--config RUN/best/config.json` (train another run like this one) was refused: "unknown section(s) data,
+    format, save_id"; a checkpoint with no train section (checkpoints/imdb-lm) has "train": null."""
+    from seqvae.cli import build_parser, build_run_config
+
+    small = ["--embed-dim", 8, "--hidden-dim", 8, "--latent-dim", 4, "--batch-size", 4, "--no-progress"]
+    code, _, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "a", "--max-steps", 2,
+                     "--eval-every", 1, *small, "--set", "train.kl_x0=7", "--set", "model.z_skip=true")
+    assert code == 0
+    saved = json.loads((tmp_path / "a" / "best" / "config.json").read_text())
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "b", "--config",
+                       tmp_path / "a" / "best" / "config.json")
+    assert code == 0, err
+    again = json.loads((tmp_path / "b" / "best" / "config.json").read_text())
+    assert (again["model"], again["train"]) == (saved["model"], saved["train"])
+
+    def cfg(path):
+        return build_run_config(build_parser().parse_args(["train", "--config", str(path)]))
+
+    from seqvae.config import ModelConfig, RunConfig
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    lm = json.loads((root / "imdb-lm" / "config.json").read_text())
+    assert lm["train"] is None and cfg(root / "imdb-lm" / "config.json") == RunConfig(model=ModelConfig.from_dict(lm["model"]))
+    flagship = json.loads((root / "imdb" / "config.json").read_text())
+    assert cfg(root / "imdb" / "config.json") == RunConfig.from_dict({s: flagship[s] for s in ("model", "train")})
+    hand = tmp_path / "hand.json"  # a hand-written file's "data" section is still refused: it sets nothing
+    hand.write_text('{"data": {"dataset": "ptb"}, "train": {}}')
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "c", "--config", hand)
+    assert_one_line_error(code, err, "unknown section(s) data")
+    assert not (tmp_path / "c").exists()
 
 
 def test_unknown_option_exits_nonzero():
