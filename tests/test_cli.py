@@ -197,6 +197,29 @@ def test_a_saved_config_json_is_a_config_file(tiny_data_dir, tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+def test_each_layer_of_the_train_config_is_over_the_one_before(tmp_path):
+    """docs/usage.md: defaults, preset, file, flags, then each --set in order; a flag given its default value
+    still overrides the preset's."""
+    from seqvae.cli import build_parser, build_run_config
+    from seqvae.config import PRESETS, TrainConfig
+
+    def cfg(*argv):
+        return build_run_config(build_parser().parse_args(["train", *map(str, argv)]))
+
+    default, tiny = TrainConfig().batch_size, PRESETS["tiny"]["train"]["batch_size"]
+    assert default != tiny and cfg("--preset", "tiny").train.batch_size == tiny
+    assert cfg("--preset", "tiny", "--batch-size", default).train.batch_size == default
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"model": {"embed_dim": 12}, "train": {"batch_size": 6, "kl_x0": 7}}))
+    c = cfg("--preset", "tiny", "--config", file)
+    assert (c.model.embed_dim, c.train.batch_size, c.train.kl_x0) == (12, 6, 7)
+    assert c.model.hidden_dim == PRESETS["tiny"]["model"]["hidden_dim"]  # what the file leaves, the preset gives
+    c = cfg("--preset", "tiny", "--config", file, "--batch-size", 9, "--embed-dim", 16)
+    assert (c.model.embed_dim, c.train.batch_size, c.train.kl_x0) == (16, 9, 7)
+    c = cfg("--config", file, "--batch-size", 9, "--set", "train.batch_size=11", "--set", "train.batch_size=13")
+    assert c.train.batch_size == 13
+
+
 def test_unknown_option_exits_nonzero():
     proc = subprocess.run([sys.executable, "-m", "seqvae.cli", "train", "--no-such-flag"],
                           capture_output=True, text=True)
