@@ -151,7 +151,10 @@ def build_run_config(args) -> RunConfig:
         unknown = sorted(set(file_cfg) - {"model", "train"})
         if unknown:
             raise ConfigError(f"{args.config}: unknown section(s) {', '.join(unknown)}")
-        cfg = RunConfig.from_dict(merged)
+        try:
+            cfg = RunConfig.from_dict(merged)
+        except ConfigError as e:  # "TrainConfig.lr: expected float" alone does not say where the value is
+            raise ConfigError(f"{args.config}: {e}") from None
         file_model = file_cfg.get("model", {})
     if args.init_from:  # the model is the checkpoint's; a preset gives its train section only
         from .checkpoint import read_config

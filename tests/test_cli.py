@@ -110,10 +110,12 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     bad_cfg = tmp_path / "bad.json"
     for text, msg in (('{"train": {"max_stepz": 3}}', "max_stepz"), ("{not json", "invalid JSON"),
                       ("[1, 2]", "expected a JSON object"),
-                      ('{"train": {"max_steps": "many"}}', "max_steps: expected int")):
+                      ('{"train": {"max_steps": "many"}}', "max_steps: expected int"),
+                      ('{"model": {"latent_dim": 0}}', "latent_dim must be >= 1")):
         bad_cfg.write_text(text)
         code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--config", bad_cfg)
         assert_one_line_error(code, err, msg)
+        assert f"error: {bad_cfg}: " in err  # each names the file (the preset's or the file's value?)
     code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--set", "train.kl_schedule=wavy")
     assert_one_line_error(code, err, "kl_schedule")
     code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--preset", "huge")
