@@ -36,6 +36,7 @@ from .tokenizer import Tokenizer, TokenizerError, load_tokenizer
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
+RECORDS = ("format", "data", "save_id")  # config.json's records of the save, beside its model and train sections
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -53,9 +54,12 @@ def apply_sets(cfg: RunConfig, sets: list[str]) -> RunConfig:
         if not sep or not dot or section not in sections:
             raise ConfigError(f"--set {item!r}: expected model.FIELD=VALUE or train.FIELD=VALUE")
         obj = cfg.model if section == "model" else cfg.train
-        if not hasattr(obj, name):
+        if name not in {f.name for f in dataclasses.fields(obj)}:  # not hasattr: methods (validate, replace) are not fields
             raise ConfigError(f"--set {item!r}: {section} has no field {name!r}")
-        sections[section][name] = _parse_value(value, getattr(obj, name))
+        try:
+            sections[section][name] = _parse_value(value, getattr(obj, name))
+        except ConfigError as e:
+            raise ConfigError(f"--set {item!r}: {e}") from None
     return RunConfig(model=cfg.model.replace(**sections["model"]), train=cfg.train.replace(**sections["train"]))
 
 
@@ -119,6 +123,18 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _config_file(path: str) -> Any:
+    """A --config file's JSON. A checkpoint's config.json (it has "format") is one too: its records of the save
+    (format, data, save_id) are no settings and are left out, and a null train section (a model saved with no
+    training config) is none, so a saved run's config trains another run like it."""
+    from .checkpoint import RECORDS
+
+    file_cfg = load_json(path)
+    if isinstance(file_cfg, dict) and "format" in file_cfg:
+        file_cfg = {k: v for k, v in file_cfg.items() if k not in RECORDS and not (k == "train" and v is None)}
+    return file_cfg
+
+
 def build_run_config(args) -> RunConfig:
     """`seqvae train`'s RunConfig, each layer over the one before: defaults, --preset, --config FILE, the model
     of --init-from (with the file's model fields), the flags, then each --set."""
@@ -127,7 +143,7 @@ def build_run_config(args) -> RunConfig:
     if args.preset:
         cfg = preset(args.preset)
     if args.config:
-        file_cfg = load_json(args.config)
+        file_cfg = _config_file(args.config)
         if not isinstance(file_cfg, dict) or not all(isinstance(file_cfg.get(k, {}), dict) for k in ("model", "train")):
             raise ConfigError(f"{args.config}: expected a JSON object with 'model' and 'train' objects")
         merged = {"model": {**cfg.model.to_dict(), **file_cfg.get("model", {})},
@@ -135,7 +151,10 @@ def build_run_config(args) -> RunConfig:
         unknown = sorted(set(file_cfg) - {"model", "train"})
         if unknown:
             raise ConfigError(f"{args.config}: unknown section(s) {', '.join(unknown)}")
-        cfg = RunConfig.from_dict(merged)
+        try:
+            cfg = RunConfig.from_dict(merged)
+        except ConfigError as e:  # "TrainConfig.lr: expected float" alone does not say where the value is
+            raise ConfigError(f"{args.config}: {e}") from None
         file_model = file_cfg.get("model", {})
     if args.init_from:  # the model is the checkpoint's; a preset gives its train section only
         from .checkpoint import read_config

@@ -93,12 +93,7 @@ def _from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     unknown = sorted(set(d) - names)
     if unknown:
         raise ConfigError(f"{what}: unknown key(s) {', '.join(unknown)}")
-    for f in dataclasses.fields(cls):
-        if f.name in d and f.default is not dataclasses.MISSING:
-            _check_type(f"{what}.{f.name}", d[f.name], type(f.default))
-    obj = cls(**d)
-    obj.validate()  # type: ignore[attr-defined]
-    return obj
+    return cls(**d).checked()  # type: ignore[attr-defined]
 
 
 def _check_type(name: str, value: Any, expected: type) -> None:
@@ -122,9 +117,15 @@ class _JSONMixin:
         return _from_dict(cls, d, cls.__name__)
 
     def replace(self, **changes):
-        obj = dataclasses.replace(self, **changes)  # type: ignore[type-var]
-        obj.validate()
-        return obj
+        return dataclasses.replace(self, **changes).checked()  # type: ignore[type-var]
+
+    def checked(self):
+        """self, once each field has its default's JSON type (_check_type) and validate() passes."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.default is not dataclasses.MISSING:
+                _check_type(f"{type(self).__name__}.{f.name}", getattr(self, f.name), type(f.default))
+        self.validate()
+        return self
 
     def validate(self) -> None:  # overridden where there is something to check
         pass
@@ -329,6 +330,12 @@ class RunConfig(_JSONMixin):
         self.validate()
 
     def validate(self) -> None:
+        # The sections too: RunConfig(train=TrainConfig(kl_ratio=0)) built in Python has not been through from_dict
+        # or replace (it trained into a ZeroDivisionError once the run dir was made).
+        for name, cls in (("model", ModelConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"RunConfig.{name}: expected a {cls.__name__}, got {getattr(self, name)!r}")
+            getattr(self, name).checked()
         if self.train.bow_weight > 0 and not (self.model.bow_head and self.model.latent):
             raise ConfigError("train.bow_weight > 0 needs a VAE with model.bow_head = true")
         if self.train.mean_rec_weight > 0 and not self.model.latent:

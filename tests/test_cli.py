@@ -4,6 +4,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,10 +110,12 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     bad_cfg = tmp_path / "bad.json"
     for text, msg in (('{"train": {"max_stepz": 3}}', "max_stepz"), ("{not json", "invalid JSON"),
                       ("[1, 2]", "expected a JSON object"),
-                      ('{"train": {"max_steps": "many"}}', "max_steps: expected int")):
+                      ('{"train": {"max_steps": "many"}}', "max_steps: expected int"),
+                      ('{"model": {"latent_dim": 0}}', "latent_dim must be >= 1")):
         bad_cfg.write_text(text)
         code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--config", bad_cfg)
         assert_one_line_error(code, err, msg)
+        assert f"error: {bad_cfg}: " in err  # each names the file (the preset's or the file's value?)
     code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--set", "train.kl_schedule=wavy")
     assert_one_line_error(code, err, "kl_schedule")
     code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--preset", "huge")
@@ -145,6 +148,78 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     for args, msg in ((["--batch-size", "0"], "--batch-size"), (["--samples", "-1"], "--samples")):
         code, _, err = run(capsys, "evaluate", tmp_path / "corrupt", *args)
         assert_one_line_error(code, err, msg)
+
+
+def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir, tmp_path, capsys):
+    """`--set train.validate=1` (a method, not a field) was a traceback; `--set train.kl_x0=1.5` said
+    "expected int, got '1.5'" without naming the --set it came from."""
+    for item, msg in (("train.validate=1", "train has no field 'validate'"),
+                      ("model.replace=1", "model has no field 'replace'"),
+                      ("train.to_dict=1", "train has no field 'to_dict'"),
+                      ("model.__class__=1", "model has no field '__class__'"),
+                      ("train.kl_x0=1.5", "--set 'train.kl_x0=1.5': expected int"),
+                      ("train.amp=maybe", "--set 'train.amp=maybe': expected a boolean"),
+                      ("model.adaptive_cutoffs=a,b", "--set 'model.adaptive_cutoffs=a,b': expected comma-separated")):
+        code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "r", "--no-progress",
+                           "--set", item)
+        assert_one_line_error(code, err, msg)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_saved_config_json_is_a_config_file(tiny_data_dir, tmp_path, capsys):
+    """`--config RUN/best/config.json` (train another run like this one) was refused: "unknown section(s) data,
+    format, save_id"; a checkpoint with no train section (checkpoints/imdb-lm) has "train": null."""
+    from seqvae.cli import build_parser, build_run_config
+
+    small = ["--embed-dim", 8, "--hidden-dim", 8, "--latent-dim", 4, "--batch-size", 4, "--no-progress"]
+    code, _, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "a", "--max-steps", 2,
+                     "--eval-every", 1, *small, "--set", "train.kl_x0=7", "--set", "model.z_skip=true")
+    assert code == 0
+    saved = json.loads((tmp_path / "a" / "best" / "config.json").read_text())
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "b", "--config",
+                       tmp_path / "a" / "best" / "config.json")
+    assert code == 0, err
+    again = json.loads((tmp_path / "b" / "best" / "config.json").read_text())
+    assert (again["model"], again["train"]) == (saved["model"], saved["train"])
+
+    def cfg(path):
+        return build_run_config(build_parser().parse_args(["train", "--config", str(path)]))
+
+    from seqvae.config import ModelConfig, RunConfig
+
+    root = Path(__file__).resolve().parents[1] / "checkpoints"
+    lm = json.loads((root / "imdb-lm" / "config.json").read_text())
+    assert lm["train"] is None and cfg(root / "imdb-lm" / "config.json") == RunConfig(model=ModelConfig.from_dict(lm["model"]))
+    flagship = json.loads((root / "imdb" / "config.json").read_text())
+    assert cfg(root / "imdb" / "config.json") == RunConfig.from_dict({s: flagship[s] for s in ("model", "train")})
+    hand = tmp_path / "hand.json"  # a hand-written file's "data" section is still refused: it sets nothing
+    hand.write_text('{"data": {"dataset": "ptb"}, "train": {}}')
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "c", "--config", hand)
+    assert_one_line_error(code, err, "unknown section(s) data")
+    assert not (tmp_path / "c").exists()
+
+
+def test_each_layer_of_the_train_config_is_over_the_one_before(tmp_path):
+    """docs/usage.md: defaults, preset, file, flags, then each --set in order; a flag given its default value
+    still overrides the preset's."""
+    from seqvae.cli import build_parser, build_run_config
+    from seqvae.config import PRESETS, TrainConfig
+
+    def cfg(*argv):
+        return build_run_config(build_parser().parse_args(["train", *map(str, argv)]))
+
+    default, tiny = TrainConfig().batch_size, PRESETS["tiny"]["train"]["batch_size"]
+    assert default != tiny and cfg("--preset", "tiny").train.batch_size == tiny
+    assert cfg("--preset", "tiny", "--batch-size", default).train.batch_size == default
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"model": {"embed_dim": 12}, "train": {"batch_size": 6, "kl_x0": 7}}))
+    c = cfg("--preset", "tiny", "--config", file)
+    assert (c.model.embed_dim, c.train.batch_size, c.train.kl_x0) == (12, 6, 7)
+    assert c.model.hidden_dim == PRESETS["tiny"]["model"]["hidden_dim"]  # what the file leaves, the preset gives
+    c = cfg("--preset", "tiny", "--config", file, "--batch-size", 9, "--embed-dim", 16)
+    assert (c.model.embed_dim, c.train.batch_size, c.train.kl_x0) == (16, 9, 7)
+    c = cfg("--config", file, "--batch-size", 9, "--set", "train.batch_size=11", "--set", "train.batch_size=13")
+    assert c.train.batch_size == 13
 
 
 def test_unknown_option_exits_nonzero():
