@@ -199,14 +199,18 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def _identity(d: Path) -> tuple[int, int, Any] | None:
-    """Which save `d` is now: its inode and its config's save_id. The inode alone is not enough: a
+    """Which save `d` is now: its inode and its config's save_id (None if the config is unreadable); None if
+    `d` is not there (renamed away: a writer is between its two renames). The inode alone is not enough: a
     replacement gives `d` a new inode, but the file system reuses freed ones, so after two more
     replacements during one slow read `d` may have its first inode again (seen in a test, under load)."""
     try:
         st = d.stat()
+    except OSError:
+        return None
+    try:
         save_id = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("save_id")
     except (OSError, ValueError, AttributeError):
-        return None
+        save_id = None
     return st.st_dev, st.st_ino, save_id
 
 
@@ -217,14 +221,14 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Se
     during the read (its files may then come from two versions, or vanish), it reads again."""
     for _ in range(READ_TRIES):
         d = resolve(path)
-        before = _identity(d)
+        before = _identity(d)  # None: renamed away since resolve() found it, so whatever is read may be mixed
         try:
             loaded = _load_dir(d, map_location)
         except (CheckpointError, OSError):
-            if _identity(d) == before and not atomic.is_parked(d):
+            if before is not None and _identity(d) == before and not atomic.is_parked(d):
                 raise  # nothing moved: the checkpoint itself is bad
             continue  # replaced during the read, or a parked version that its writer was removing
-        if _identity(d) == before:
+        if before is not None and _identity(d) == before:
             return loaded
     raise CheckpointError(f"{path}: replaced {READ_TRIES} times while being read; try again")
 

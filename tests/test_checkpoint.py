@@ -247,3 +247,45 @@ def test_a_users_dot_files_named_like_tmp_are_kept_or_named_not_dropped(tmp_path
     assert not Path(killed).exists()
     with pytest.raises(checkpoint.CheckpointError, match=r"holds \.notes\.tmp, \.tmp, made for"):
         checkpoint.save(d, model, tok, dtype=torch.float16)
+
+
+def test_a_read_that_began_between_a_writers_two_renames_is_read_again(tmp_path, model_and_tok, monkeypatch):
+    """The dir resolve() found is renamed away before load() takes its identity, and is still away after the
+    failed read (a writer replacing it twice meanwhile, seen under load): nothing says the read was of one
+    whole version, so it reads again instead of reporting what it saw as a broken checkpoint."""
+    model, tok = model_and_tok
+    ck, away = tmp_path / "ck", tmp_path / "elsewhere"
+    checkpoint.save(ck, model, tok)
+    real_resolve, calls = checkpoint.resolve, []
+
+    def resolve(path):
+        calls.append(path)
+        if len(calls) == 1:
+            found = real_resolve(path)
+            ck.rename(away)  # gone right after it was found
+            return found
+        if away.exists():
+            away.rename(ck)  # back in place for the second read
+        return real_resolve(path)
+
+    real_load_dir, reads = checkpoint._load_dir, []
+
+    def load_dir(d, map_location):  # the first read finds the dir renamed away
+        reads.append(d)
+        if len(reads) == 1:
+            raise checkpoint.CheckpointError(f"{d}: missing {checkpoint.WEIGHTS_FILE}")
+        return real_load_dir(d, map_location)
+
+    monkeypatch.setattr(checkpoint, "resolve", resolve)
+    monkeypatch.setattr(checkpoint, "_load_dir", load_dir)
+    loaded, _, _ = checkpoint.load(ck)
+    assert len(reads) == 2 and loaded.cfg.hidden_dim == model.cfg.hidden_dim
+
+
+def test_a_checkpoint_whose_config_is_unreadable_is_reported_as_such_not_as_replaced(tmp_path, model_and_tok):
+    """An unreadable config gives the checkpoint's own error at once (its identity is still its inode)."""
+    model, tok = model_and_tok
+    checkpoint.save(tmp_path / "ck", model, tok)
+    (tmp_path / "ck" / checkpoint.WEIGHTS_FILE).unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="missing model.safetensors"):
+        checkpoint.load(tmp_path / "ck")
