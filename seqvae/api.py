@@ -32,7 +32,6 @@ import torch
 from . import checkpoint, generation, textinput
 from .config import TrainConfig, resolve_device, whole
 from .data import collate
-from .generation import make_generator
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
 from .prior import PRIORS, AggregatePrior, PriorError, load_prior

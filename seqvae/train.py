@@ -476,7 +476,7 @@ class Trainer:
         if worst < limit:
             return
         last = self.out_dir / "last"
-        again = (f"--init-from {last} starts one from its weights" if (last / checkpoint.STATE_FILE).is_file()
+        again = (f"--init-from {last} starts one from its weights" if _resumable(self.out_dir)
                  else "--overwrite starts this one over")
         raise TrainingError(
             f"step {self.step}: {worst} steps in a row with a loss or gradient that is not finite (each skipped; "
