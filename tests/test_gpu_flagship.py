@@ -74,6 +74,11 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
     rc, _, err = ship(back / "vae", out, "--lm", back / "lm", *opts, "--dtype", "float32")
     assert rc == 0 and f"note: {out} held classifier.json, made for its previous weights: not kept" in err
     assert not (out / "classifier.json").exists() and not list(tmp_path.glob(".shipped*"))
+    # the language model alone: a checkpoint with its short card
+    assert ship(back / "lm", tmp_path / "lm-shipped", *opts)[::2] == (0, "")
+    assert "the GRU language model baseline" in (tmp_path / "lm-shipped" / "README.md").read_text()
+    assert SeqVAE.from_pretrained(tmp_path / "lm-shipped", device="cpu").latent is False
+    assert not list(tmp_path.glob(".lm-shipped*"))
 
     # what ship_checkpoint refuses before any work, and what it leaves alone
     (tmp_path / "notes").mkdir()
