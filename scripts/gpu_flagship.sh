@@ -47,6 +47,13 @@ if [ ! -f "$DATA/meta.json" ]; then
   echo "gpu_flagship: no prepared data at $DATA (seqvae prepare --out $DATA, then carry it)" >&2; exit 2
 fi
 mkdir -p "$RUNS" "$OUT"
+# one script at a time on RUNS: a second would truncate the first's logs and pack its runs while they train
+# (flock(1), util-linux; the kernel drops the lock with the last process that holds fd 9, the trainers included)
+exec 9>>"$RUNS/.gpu_flagship.lock"
+if command -v flock > /dev/null && ! flock -n 9; then
+  echo "gpu_flagship: $RUNS is in use by another gpu_flagship (lock $RUNS/.gpu_flagship.lock); wait for it to" \
+    "finish or give other RUNS and OUT" >&2; exit 2
+fi
 
 train() {  # name, options: train within the budget; a run stopped by the budget (exit 124) is kept
   local name=$1; shift

@@ -9,8 +9,11 @@ fits the aggregate prior (--prior-components K, on 20,000 training codes), attac
 (--words MIN_COUNT), runs `seqvae report` with --judge, and writes weights in --dtype, config.json,
 the tokenizer, prior.*, words.txt, metrics.json
 ({"valid", "test", "lm_test", "training"}), report.md / report.json and a README.md model card.
-Everything is written to a temporary dir and renamed into place. Re-shipped into a checkpoint dir, the
-classifier heads there are kept if the weights come out the same file, else dropped with a note.
+Everything is written to a temporary dir beside OUT and renamed into place. One ship at a time writes
+OUT: it holds a lock file beside it (.OUT.lock) from the start, so a second ship there stops at once with one
+line naming the first (rather than evaluate for an hour and then replace the first one's checkpoint), and it
+removes what a killed ship left there. Re-shipped into a checkpoint dir, the classifier heads there are kept
+if the weights come out the same file, else dropped with a note.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from seqvae import SeqVAE, atomic, checkpoint, quality
+from seqvae import SeqVAE, checkpoint, quality
 from seqvae.cli import format_table, reporting_errors
 from seqvae.config import ConfigError
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
 from seqvae.prepare import describe_data_dir, locate_data_dir
+from seqvae.runlock import OutLock
 from seqvae.textcli import MAX_IW_SAMPLES, check_size
 from seqvae.tokenizer import same_tokenizer
 
@@ -90,8 +95,6 @@ def run_summary(run_dir: Path) -> dict:
 
 def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, dtype: torch.dtype) -> int:
     """The GRU-LM baseline as a checkpoint: weights, test metrics and a short card (samples, no latent)."""
-    tmp = checkpoint.save(build_dir(args), lm.model, lm.tokenizer, train_cfg=None, data_meta=cfg.get("data"),
-                          metrics=metrics, dtype=dtype, on_stale=ignore)
     tr, mc = metrics["training"], cfg["model"]
     lines = [f"# {Path(args.out).name}: the GRU language model baseline", "",
              f"The decoder of the flagship VAE without encoder or z (embedding {mc['embed_dim']}, hidden "
@@ -102,28 +105,30 @@ def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, 
              f"Config: `{json.dumps(cfg.get('train'))}`", "", "## Test metrics", "```", table, "```", "",
              "## Samples (top-p 0.9, seed 0)", *[f"- {x}" for x in lm.sample(8, strategy="top-p", top_p=0.9, seed=0)],
              "", f"Regenerate this card: `{regenerate_command(args)}`"]
-    (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    return put_in_place(tmp, args.out)
+    return put_in_place(args, lm, cfg, metrics, dtype, {"README.md": "\n".join(lines) + "\n"})
 
 
-def build_dir(args) -> Path:
-    """Where the checkpoint is built before it replaces --out (a killed run's build is simply replaced)."""
-    return Path(args.out).with_name(f".{Path(args.out).name}.build")
-
-
-def ignore(names: list[str]) -> None:
-    """A killed run's build dir held these: they are not carried into the new build."""
-
-
-def put_in_place(tmp: Path, out: str) -> int:
-    """The built dir `tmp` replaces `out`, keeping what `out` holds besides (classifier heads fitted on it) when
-    the weights are the same file; if they are not, such files are dropped, each named."""
+def put_in_place(args, vae: SeqVAE, cfg: dict, metrics: dict, dtype: torch.dtype, files: dict[str, str],
+                 train_cfg: dict | None = None) -> int:
+    """The checkpoint, with `files` (name: text) and the model's extras (prior, word list) beside its weights,
+    built in a temporary dir and renamed to --out in one step (checkpoint.save; the caller holds OUT's lock).
+    What OUT held besides (classifier heads fitted on it) is kept when the weights are the same file; if they
+    are not, such files are dropped, each named. `train_cfg` goes into config.json for reference."""
     def dropped(names: list[str]) -> None:
-        print(f"note: {out} held {', '.join(names)}, made for its previous weights: not kept", file=sys.stderr)
+        print(f"note: {args.out} held {', '.join(names)}, made for its previous weights: not kept", file=sys.stderr)
 
-    checkpoint.keep_extras(out, tmp, on_stale=dropped)
-    atomic.replace_dir(tmp, Path(out))
-    print(f"wrote {out}")
+    def fill(tmp: Path) -> None:
+        vae.save_extras(tmp)
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        if train_cfg is not None:
+            full_cfg = json.loads((tmp / "config.json").read_text())
+            full_cfg["train"] = train_cfg
+            (tmp / "config.json").write_text(json.dumps(full_cfg, indent=2) + "\n")
+
+    checkpoint.save(args.out, vae.model, vae.tokenizer, train_cfg=None, data_meta=cfg.get("data"), metrics=metrics,
+                    dtype=dtype, extra=fill, on_stale=dropped)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -187,6 +192,15 @@ def main() -> int:
 
 def ship(args) -> int:
     check_args(args)
+    with OutLock(args.out, writer="ship", advice="use another OUT"):
+        out = Path(args.out)  # a killed ship of before 2026-12-07 built here, and left it
+        for old in (out.with_name(f".{out.name}.build"), *out.parent.glob(f".{out.name}.build.*")):
+            shutil.rmtree(old, ignore_errors=True)
+        return build(args)
+
+
+def build(args) -> int:
+    """Evaluate, fit, judge and write the checkpoint (see the module docstring)."""
     run = Path(args.run)
     vae = SeqVAE.from_pretrained(run / args.which, device="cpu")
     cfg = checkpoint.read_config(run / args.which)
@@ -241,15 +255,6 @@ def ship(args) -> int:
     recon = vae.reconstruct(examples)
     _, path = vae.interpolate(*ends, steps=6, method="slerp")
 
-    tmp = checkpoint.save(build_dir(args), vae.model, vae.tokenizer, train_cfg=None, data_meta=cfg.get("data"),
-                          metrics=metrics, dtype=dtype, extra=vae.save_extras, on_stale=ignore)
-    if report is not None:
-        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text(quality.to_markdown(report, args.out))
-    # keep the training config for reference
-    full_cfg = json.loads((tmp / "config.json").read_text())
-    full_cfg["train"] = cfg.get("train")
-    (tmp / "config.json").write_text(json.dumps(full_cfg, indent=2) + "\n")
     mc, tr = cfg["model"], metrics["training"]
     t = res
     lines = [
@@ -306,8 +311,11 @@ def ship(args) -> int:
         "",
         f"Regenerate this card: `{regenerate_command(args)}`",
     ]
-    (tmp / "README.md").write_text("\n".join(lines) + "\n")
-    return put_in_place(tmp, args.out)
+    files = {"README.md": "\n".join(lines) + "\n"}
+    if report is not None:
+        files["report.json"] = json.dumps(report, indent=2) + "\n"
+        files["report.md"] = quality.to_markdown(report, args.out)
+    return put_in_place(args, vae, cfg, metrics, dtype, files, train_cfg=cfg.get("train"))
 
 
 if __name__ == "__main__":

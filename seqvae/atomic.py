@@ -3,7 +3,8 @@
     write_text(path, text) / write_json(path, obj) / write_bytes(path, data)
     write_with(path, lambda tmp: np.savez(tmp, ...))   for libraries that want a path to write to
     check_file_path(path) / check_dir_path(path)        fail fast, before the work, on a path that cannot be written
-    write_pair(data, writer, mark, fields)              a two-file save (a prior, a head): the old pair or the new
+    write_pair(data, writer, mark, fields)              a two-file save (a prior, a head): the old pair or the new;
+                                                        two at once in one dir take turns (an flock on the dir)
     read_pair(data, sha)                                the bytes of the data file a pair's mark names
     tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
     recover_dir(final)                                  finishes a swap a crash interrupted (writers only)
@@ -18,14 +19,16 @@ gets ordinary permissions from the umask, not the 0600/0700 that mkstemp/mkdtemp
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import faultpoint
 
@@ -128,8 +131,30 @@ def write_pair(data: str | Path, writer: Callable[[Path], None], mark: str | Pat
     written by writer(tmp), then the JSON `mark` (fields plus {sha_key: the data file's sha256}), which
     commits it. Until the new mark is in place, the previous data file stays parked at old_path(data),
     where read_pair finds it for the previous mark; a failed write puts it back, and the next save (or
-    this one, once committed) removes it."""
+    this one, once committed) removes it. A second save in the same dir meanwhile waits for this one
+    (the parked path is one per pair: unlocked, the two saves' files could end up mixed)."""
     data, mark = Path(data), Path(mark)
+    check_file_path(data).parent.mkdir(parents=True, exist_ok=True)
+    with _locked_dir(data.parent):
+        _write_pair(data, writer, mark, fields, sha_key)
+
+
+@contextmanager
+def _locked_dir(d: Path) -> Iterator[None]:
+    """Hold an exclusive flock on dir `d` itself (nothing is created in it; the kernel drops it with the
+    process), waiting for another holder: pair saves take seconds. A file system without locks goes unlocked."""
+    fd = os.open(d, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_pair(data: Path, writer: Callable[[Path], None], mark: Path, fields: dict[str, Any], sha_key: str) -> None:
     parked = old_path(data)
     committed = _pair_file(data, _mark_sha(mark, sha_key))
     if committed is None or committed[0] != parked:  # the committed version is `data`, or there is none

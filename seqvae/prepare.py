@@ -39,7 +39,7 @@ from . import atomic, faultpoint
 from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json, seed_arg
 from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
-from .runlock import RunLock
+from .runlock import OutLock
 from .sentences import review_to_sentences
 from .tokenizer import SentencePieceTokenizer, Tokenizer, WordTokenizer, build_word_tokenizer, train_sentencepiece
 
@@ -345,32 +345,12 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
         "notes": [f"{name}: {n}" for name, sp in splits.items() for n in sp.notes],
     }
 
-    with _OutLock(out):
+    # taken just before the writing: no dirs are made for a prepare that fails before
+    with OutLock(out, writer="prepare", advice="use another --out"):
         _write(out, tok, arrays, meta)
     if progress:
         print(format_stats(meta, seconds=time.perf_counter() - t0, out=out), file=sys.stderr)
     return stats
-
-
-class _OutLock(RunLock):
-    """One prepare at a time writes `out`: a lock file beside it (the dir itself is replaced whole; beside where
-    it points, for a link). Taken just before the writing (no dirs are made for a prepare that fails before),
-    it lets the holder finish or drop what a killed prepare left: a dir parked between two renames comes back,
-    temporary dirs (IMDB: 50 MB each) go."""
-
-    def __init__(self, out: Path):
-        final = atomic.linked(out)
-        super().__init__(out, path=final.with_name(f".{final.name}.lock"), writer="prepare",
-                         advice="use another --out")
-
-    def __enter__(self) -> "_OutLock":
-        self.acquire()  # RunDirBusy if another prepare is writing there
-        atomic.recover_dir(self.dir)
-        atomic.remove_leftovers(self.dir)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 def _write(out: Path, tok: Tokenizer, arrays: dict[str, dict[str, np.ndarray]], meta: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ The lock is an flock(2) on RUN_DIR/train.lock, which records the holder's pid an
 message. The kernel drops an flock when its process dies, so a lock file left behind by a killed
 trainer is stale by construction: the next trainer takes it over, whatever pid it names. Readers
 (from_pretrained, evaluate, sample ...) never take the lock; checkpoints are replaced by rename,
-so they see a whole one without it. `seqvae prepare` takes one too, on a file beside its output dir
-(the dir itself is replaced whole): RunLock(out, path=..., writer="prepare"). Linux and macOS; on a
-network filesystem flock needs lock support from the server (NFS has it).
+so they see a whole one without it. A dir that is replaced whole (a prepared data dir, a shipped
+checkpoint) has its lock file beside it instead: `with OutLock(out, writer="prepare", advice=...):`,
+which also finishes or drops what a killed writer of `out` left. Linux and macOS; on a network
+filesystem flock needs lock support from the server (NFS has it).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import socket
 from pathlib import Path
 
+from . import atomic
 from .config import ConfigError
 
 LOCK_FILE = "train.lock"
@@ -103,3 +105,23 @@ class RunLock:
             self.release()
         except Exception:
             pass
+
+
+class OutLock(RunLock):
+    """One writer at a time for a dir that is replaced whole (`seqvae prepare --out`, scripts/ship_checkpoint.py's
+    OUT): the lock file is .NAME.lock beside it (beside where it points, for a link). Entered, it finishes or drops
+    what a killed writer left: a dir parked between two renames comes back, temporary dirs and files go (only the
+    holder may remove them: another live writer's would be among them)."""
+
+    def __init__(self, out: str | Path, *, writer: str, advice: str):
+        final = atomic.linked(out)
+        super().__init__(out, path=final.with_name(f".{final.name}.lock"), writer=writer, advice=advice)
+
+    def __enter__(self) -> "OutLock":
+        self.acquire()  # RunDirBusy if another writer is at work there
+        atomic.recover_dir(self.dir)
+        atomic.remove_leftovers(self.dir)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -190,3 +190,30 @@ def test_a_pair_cut_between_its_files_reads_the_old_one_and_the_next_save_commit
         atomic.write_pair(data, lambda p: p.write_bytes(b"new"), mark, {"v": 2})
         assert sorted(os.listdir(tmp_path)) == ["w.bin", "w.json"]
         assert atomic.read_pair(data, json.loads(mark.read_text())["sha256"]) == b"new"
+
+
+def test_two_pair_saves_at_once_end_with_one_whole_pair(tmp_path, monkeypatch):
+    """Two writers of one pair at once (two `fit-prior` on one checkpoint, two `report --out DIR`): the second,
+    started while the first is between its two files, waits for it, and the pair ends as the second wrote it.
+    Before 2026-12-07 the second wrote both its files there meanwhile, and the first's mark, written after,
+    named the first's data beside the second's: a pair that no save wrote, and no load could read."""
+    import threading
+
+    from seqvae import faultpoint
+
+    data, mark = tmp_path / "w.bin", tmp_path / "w.json"
+    atomic.write_pair(data, lambda p: p.write_bytes(b"old"), mark, {"v": 0})
+    second = threading.Thread(target=atomic.write_pair, args=(data, lambda p: p.write_bytes(b"second"), mark, {"v": 2}))
+
+    def reached(point):  # the first, between its data file and its mark: the second starts and is given 1 s
+        if threading.current_thread() is threading.main_thread():
+            second.start()
+            second.join(timeout=1.0)
+
+    monkeypatch.setattr(faultpoint, "reached", reached)
+    atomic.write_pair(data, lambda p: p.write_bytes(b"first"), mark, {"v": 1})
+    second.join(timeout=30)
+    assert not second.is_alive()
+    saved = json.loads(mark.read_text())
+    assert saved["v"] == 2 and atomic.read_pair(data, saved["sha256"]) == b"second"
+    assert sorted(os.listdir(tmp_path)) == ["w.bin", "w.json"]

@@ -340,3 +340,45 @@ def test_a_resumed_run_says_what_it_leaves_out_of_a_replaced_checkpoint(tiny_dat
     assert f"note: step 20: {run / 'last'} replaced without classifier.json, report.md (made for its previous " \
            f"weights)" in capsys.readouterr().err
     assert not (run / "last" / "classifier.json").exists() and whole_checkpoints(run)["last"] == 20
+
+
+def test_ships_to_one_out_never_collide_and_a_killed_ships_build_is_removed(tiny_data_dir, tmp_path):
+    """scripts/ship_checkpoint.py into one OUT: while a ship is at work there (paused with its new checkpoint
+    built, or between the two renames that replace OUT), a second one refuses at once with one line naming it,
+    and changes nothing. Killed there, the first leaves its build (or OUT parked) behind; the next ship finishes
+    or drops that, and leaves OUT whole and loadable with nothing else beside it. Before 2026-12-07 every ship
+    built in one fixed .OUT.build: a second ship replaced the first one's build under it, and a killed one's
+    build stayed beside OUT."""
+    from conftest import run_script
+
+    run, out, marker = tmp_path / "run", tmp_path / "shipped" / "out", tmp_path / "paused"
+    Trainer(tiny_cfg(max_steps=4, eval_every=2, log_every=2), tiny_data_dir, run, device="cpu", progress=False).fit()
+    argv = [str(run), str(out), "--samples", "2", "--max-sentences", "5", "--data", str(tiny_data_dir)]
+    ship = run_script("ship_checkpoint")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "ship_checkpoint.py"
+    for point in ("checkpoint-filled:1", "swap:1"):  # the first round has no OUT yet, the second replaces it
+        before = sorted(os.listdir(out.parent)) if out.parent.exists() else []
+        proc = subprocess.Popen([sys.executable, str(script), *argv], env=_env(SEQVAE_PAUSE_AT=point,
+                                SEQVAE_PAUSE_MARKER=str(marker)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            pid = _wait_paused(proc, marker)
+            left = sorted(os.listdir(out.parent))
+            rc, _, err = ship(*argv, "--dtype", "float32")
+            assert rc == 2 and err.count("\n") == 1, err
+            assert err.startswith(f"ship_checkpoint: error: {out} is being written by another ship (pid {pid} on "), err
+            assert sorted(os.listdir(out.parent)) == left
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
+            proc.stdout.close(), proc.stderr.close()
+            marker.unlink(missing_ok=True)
+        assert sorted(os.listdir(out.parent)) != before  # the killed ship's build, or OUT parked: left behind
+        (out.parent / ".out.build").mkdir()  # where a ship of before built (it went with the next ship of before)
+        (out.parent / ".out.build" / "model.safetensors").write_bytes(b"")
+        assert ship(*argv)[::2] == (0, "")
+        assert os.listdir(out.parent) == ["out"]  # no build, no parked OUT, no lock file
+        checkpoint.load(out)
+        card = (out / "README.md").read_text()
+        assert "## Test metrics (5 test sentences, IW-NLL with 2 samples)" in card
+        assert json.loads((out / "metrics.json").read_text())["weights_dtype"] == "float16"

@@ -74,6 +74,11 @@ def test_both_runs_come_back_as_float16_run_dirs(tmp_path, tiny_data_dir):
     rc, _, err = ship(back / "vae", out, "--lm", back / "lm", *opts, "--dtype", "float32")
     assert rc == 0 and f"note: {out} held classifier.json, made for its previous weights: not kept" in err
     assert not (out / "classifier.json").exists() and not list(tmp_path.glob(".shipped*"))
+    # the language model alone: a checkpoint with its short card
+    assert ship(back / "lm", tmp_path / "lm-shipped", *opts)[::2] == (0, "")
+    assert "the GRU language model baseline" in (tmp_path / "lm-shipped" / "README.md").read_text()
+    assert SeqVAE.from_pretrained(tmp_path / "lm-shipped", device="cpu").latent is False
+    assert not list(tmp_path.glob(".lm-shipped*"))
 
     # what ship_checkpoint refuses before any work, and what it leaves alone
     (tmp_path / "notes").mkdir()
@@ -148,3 +153,27 @@ def test_runs_stopped_by_the_budget_between_a_checkpoints_renames_are_packed(tmp
         assert json.loads((run / "training.json").read_text())["step"] == 2
         assert json.loads((run / "best" / "metrics.json").read_text())["step"] == 2
         SeqVAE.from_pretrained(run / "best", device="cpu")
+
+
+def test_a_second_script_on_the_same_runs_stops_at_once_and_touches_nothing(tmp_path, tiny_data_dir):
+    """While the script trains (both runs paused after their first evaluation), a second one with the same RUNS
+    and OUT stops with one line, before anything: it used to truncate the first's logs (its trainers then failed
+    on the run dirs' locks) and pack the first's runs while they trained."""
+    env = flagship_env(tmp_path, tiny_data_dir, SEQVAE_PAUSE_AT="evaluated:1")
+    first = subprocess.Popen(["bash", "scripts/gpu_flagship.sh"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        runs, deadline = [tmp_path / "runs" / f"{name}-run" for name in ("vae", "lm")], time.monotonic() + 300
+        while not all((run / "best").is_dir() for run in runs):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        before = {p: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+        listed = sorted(os.listdir(tmp_path / "runs"))
+        second = gpu_flagship(tmp_path, tiny_data_dir)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert second.stderr.startswith(f"gpu_flagship: {tmp_path / 'runs'} is in use by another gpu_flagship")
+        assert {p: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+        assert sorted(os.listdir(tmp_path / "runs")) == listed
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
