@@ -6,7 +6,8 @@ refusal is one line that says what to do instead; nothing here writes to the run
     cfg = resumed_config("runs/ptb-vae", cfg, state, max_steps=20000, num_threads=None)
     data_dir = resumed_data_dir("runs/ptb-vae", state, None)   # the run's data dir, its tokenizer checked
 
-The Trainer (train.py) calls these, and check_sentences once it has read the data.
+The Trainer (train.py) calls these, then check_sentences once it has read the data and check_unchanged
+once it holds the run dir's lock.
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ def occupied(out_dir: Path) -> str:
 
 def read_last(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:
     """The config and trainer state of run_dir's last/ checkpoint (or its parked version); the state's
-    "_weights_dir" names the dir its weights are in. Read only: the run dir is not ours until locked."""
+    "_weights_dir" names the dir its weights are in, "_save_id" the save (check_unchanged). Read only: the
+    run dir is not ours until locked."""
     last = atomic.current_dir(Path(run_dir) / "last")
     cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
     if cfg_dict is None:
         raise checkpoint.CheckpointError(not_resumable(Path(run_dir)))
     state = checkpoint.load_trainer_state(last)
     cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
-    state["_weights_dir"] = str(last)
+    state["_weights_dir"], state["_save_id"] = str(last), cfg_dict.get("save_id")
     return cfg, state
 
 
@@ -93,6 +95,18 @@ def resumed_data_dir(run_dir: str | Path, state: dict[str, Any], data_dir: str |
         raise ConfigError(f"{run_dir}: the tokenizer in {data_dir} is not the run's (prepared again since?); "
                           "pass --data with the data dir it was trained on")
     return data_dir
+
+
+def check_unchanged(run_dir: Path, state: dict[str, Any]) -> None:
+    """With the run dir's lock held: last/ is still the save read_last read. Another trainer may have replaced
+    it before it let go of the lock, and the weights, read after the state, would then be the next save's."""
+    try:
+        same = checkpoint.read_config(run_dir / "last").get("save_id") == state["_save_id"]
+    except checkpoint.CheckpointError:  # gone, or unreadable: not the save that was read
+        same = False
+    if not same:
+        raise checkpoint.CheckpointError(f"{run_dir / 'last'} was replaced while --resume read it (another trainer "
+                                         "wrote it meanwhile); run --resume again to go on from the new one")
 
 
 def check_sentences(out_dir: Path, data_dir: Path, saved: dict[str, str] | None, ours: dict[str, str]) -> None:

@@ -138,6 +138,11 @@ class Trainer:
             if clear:
                 self._clear_run()
             if _state is not None:
+                try:
+                    resume.check_unchanged(self.out_dir, _state)  # resume() read it before the lock was ours
+                except checkpoint.CheckpointError:
+                    self.lock.release()
+                    raise
                 self._truncate_log(self.step)
 
     # ------------------------------------------------------------------ processes (torchrun)

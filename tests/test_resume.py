@@ -97,3 +97,25 @@ def test_resume_refuses_to_stretch_a_cyclical_schedule(tiny_data_dir, tmp_path):
     with pytest.raises(ConfigError, match="cyclical"):
         Trainer.resume(tmp_path / "run", max_steps=20, device="cpu", progress=False)
     assert Trainer.resume(tmp_path / "run", max_steps=10, device="cpu", progress=False).step == 10
+
+
+def test_a_last_replaced_between_resumes_read_and_its_lock_is_refused(tiny_data_dir, tmp_path, monkeypatch, one_line):
+    """--resume reads last/ (config, trainer state, then weights, with the data read in between) before it takes
+    the run dir's lock. A trainer that saved last/ in that time and then finished left a state of one save with
+    the weights of the next: the resume went on from step 10 with step 20's weights, and said nothing."""
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False).fit(until_step=10)
+    real, finished = checkpoint.load_trainer_state, []
+
+    def read_while_another_trainer_finishes(path):
+        state = real(path)
+        monkeypatch.setattr(checkpoint, "load_trainer_state", real)
+        assert Trainer.resume(run, device="cpu", progress=False).fit()["step"] == 20  # it saves last/, unlocks
+        finished.append((run / "metrics.jsonl").read_text())
+        return state
+
+    monkeypatch.setattr(checkpoint, "load_trainer_state", read_while_another_trainer_finishes)
+    one_line(["train", "--resume", run, "--device", "cpu", "--no-progress"],
+             f"{run / 'last'} was replaced while --resume read it")
+    assert (run / "metrics.jsonl").read_text() == finished[0]  # the finished run's log is left whole
+    assert Trainer.resume(run, device="cpu", progress=False).step == 20  # read again, it is whole
