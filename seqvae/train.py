@@ -436,8 +436,7 @@ class Trainer:
 
     def _kept(self) -> str:
         """What a stopped run leaves for --resume (for its one-line error)."""
-        state = self.out_dir / "last" / checkpoint.STATE_FILE
-        return (f"{self.out_dir / 'last'} holds the last good checkpoint" if state.is_file()
+        return (f"{self.out_dir / 'last'} holds the last good checkpoint" if resume.resumable(self.out_dir)
                 else "no checkpoint was written yet")
 
     def validate(self) -> dict[str, Any]:
