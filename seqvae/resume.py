@@ -26,6 +26,11 @@ def resumable(run_dir: Path) -> bool:
     return (atomic.current_dir(run_dir / "last") / checkpoint.STATE_FILE).is_file()
 
 
+def _has_best(run_dir: Path) -> bool:
+    """Whether run_dir has a best/ checkpoint (or its parked version): a run that got to an evaluation."""
+    return (atomic.current_dir(run_dir / "best") / checkpoint.CONFIG_FILE).is_file()
+
+
 def not_resumable(run_dir: Path) -> str:
     """Why run_dir, which has no last/, cannot be resumed, and what to do instead (a one-line error)."""
     if (run_dir / checkpoint.CONFIG_FILE).is_file():  # a checkpoint dir, given for a run dir
@@ -34,6 +39,9 @@ def not_resumable(run_dir: Path) -> str:
                     f"({run_dir.absolute().parent})")
         return (f"{run_dir}: a checkpoint with no trainer state, not a run dir; --init-from it starts a new run "
                 "from its weights")
+    if _has_best(run_dir):  # killed between an evaluation's two saves, or last/ removed
+        return (f"{run_dir}: no last/ checkpoint to resume from, only best/ (no trainer state): start it over with "
+                f"--overwrite, or start a new run from its weights with --init-from {run_dir / 'best'}")
     if (run_dir / "metrics.jsonl").is_file():
         return (f"{run_dir}: no last/ checkpoint to resume from (a run stopped before its first evaluation has none: "
                 "start it over with --overwrite)")
@@ -42,10 +50,13 @@ def not_resumable(run_dir: Path) -> str:
 
 def occupied(out_dir: Path) -> str:
     """Why a new run cannot start in out_dir, which holds one, and what to do instead (a one-line error)."""
-    return (f"{out_dir} already holds a run: "
-            + ("resume it with --resume" if resumable(out_dir) else
-               "one stopped before its first checkpoint (nothing to resume); start it over with "
-               "--overwrite") + ", or pick a new --out")
+    if resumable(out_dir):
+        way = "resume it with --resume"
+    elif _has_best(out_dir):
+        way = "one with a best/ checkpoint and no last/ (nothing to resume); start it over with --overwrite"
+    else:
+        way = "one stopped before its first checkpoint (nothing to resume); start it over with --overwrite"
+    return f"{out_dir} already holds a run: {way}, or pick a new --out"
 
 
 def read_last(run_dir: str | Path) -> tuple[RunConfig, dict[str, Any]]:

@@ -119,3 +119,19 @@ def test_a_last_replaced_between_resumes_read_and_its_lock_is_refused(tiny_data_
              f"{run / 'last'} was replaced while --resume read it")
     assert (run / "metrics.jsonl").read_text() == finished[0]  # the finished run's log is left whole
     assert Trainer.resume(run, device="cpu", progress=False).step == 20  # read again, it is whole
+
+
+def test_a_run_with_best_but_no_last_is_not_said_to_have_stopped_before_its_first_checkpoint(tiny_data_dir, tmp_path,
+                                                                                             one_line):
+    """A kill between the first evaluation's two saves (faultpoint checkpoint-filled:2) leaves best/ and no
+    last/, as does a last/ removed to save its optimizer state's space. Both ways back said the run stopped
+    before its first checkpoint (or evaluation): its best/ is one, and --init-from can start from it."""
+    run = tmp_path / "run"
+    Trainer(tiny_cfg(), tiny_data_dir, run, device="cpu", progress=False).fit(until_step=10)
+    shutil.rmtree(run / "last")
+    one_line(["train", "--data", tiny_data_dir, "--out", run, "--device", "cpu"],
+             f"{run} already holds a run: one with a best/ checkpoint and no last/ (nothing to resume); start it "
+             "over with --overwrite, or pick a new --out")
+    one_line(["train", "--resume", run, "--device", "cpu"],
+             f"{run}: no last/ checkpoint to resume from, only best/ (no trainer state): start it over with "
+             f"--overwrite, or start a new run from its weights with --init-from {run / 'best'}")
