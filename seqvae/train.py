@@ -2,7 +2,7 @@
 
     trainer = Trainer(RunConfig(...), data_dir="data/ptb", out_dir="runs/ptb-vae")
     trainer.fit()                      # trains to cfg.train.max_steps, evaluating every eval_every
-    Trainer.resume("runs/ptb-vae").fit()   # continues exactly where last/ left off
+    Trainer.resume("runs/ptb-vae").fit()   # continues exactly where last/ left off (resume.py checks it may)
 
 The run dir gets `best/` and `last/` checkpoints (see checkpoint.py) and `metrics.jsonl`,
 one JSON row per log step (split "train") and per evaluation (split "valid").
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import atomic, checkpoint, faultpoint
+from . import atomic, checkpoint, faultpoint, resume
 from .config import ConfigError, ModelConfig, RunConfig
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
 from .display import format_mi
@@ -49,7 +49,7 @@ from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
-from .prepare import data_dir_record, describe_data_dir, locate_data_dir, read_meta
+from .prepare import data_dir_record, read_meta
 from .ranks import Ranks, process_device
 from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
@@ -73,25 +73,6 @@ def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) ->
     return model.replace(vocab_size=vocab_size, **ids)
 
 
-def _resumable(run_dir: Path) -> bool:
-    """Whether run_dir has a last/ checkpoint (or its parked version) that --resume can continue from."""
-    return (atomic.current_dir(run_dir / "last") / checkpoint.STATE_FILE).is_file()
-
-
-def _not_resumable(run_dir: Path) -> str:
-    """Why run_dir, which has no last/, cannot be resumed, and what to do instead (a one-line error)."""
-    if (run_dir / checkpoint.CONFIG_FILE).is_file():  # a checkpoint dir, given for a run dir
-        if (run_dir / checkpoint.STATE_FILE).is_file():
-            return (f"{run_dir}: a checkpoint, not a run dir: --resume takes the run dir that holds it "
-                    f"({run_dir.absolute().parent})")
-        return (f"{run_dir}: a checkpoint with no trainer state, not a run dir; --init-from it starts a new run "
-                "from its weights")
-    if (run_dir / "metrics.jsonl").is_file():
-        return (f"{run_dir}: no last/ checkpoint to resume from (a run stopped before its first evaluation has none: "
-                "start it over with --overwrite)")
-    return f"{run_dir}: no last/ checkpoint to resume from (not a run dir?)"
-
-
 class Trainer:
     """One run: the model, its AdamW, the data and the place in training (step, epoch, batch) of one run dir.
     `fit` trains (and writes best/, last/ and metrics.jsonl); `resume` builds one from a run dir's last/."""
@@ -108,10 +89,7 @@ class Trainer:
             torch.set_num_threads(tc.num_threads)
         clear = _state is None and self._holds_run()
         if clear and not overwrite:
-            raise ConfigError(f"{self.out_dir} already holds a run: "
-                              + ("resume it with --resume" if _resumable(self.out_dir) else
-                                 "one stopped before its first checkpoint (nothing to resume); start it over with "
-                                 "--overwrite") + ", or pick a new --out")
+            raise ConfigError(resume.occupied(self.out_dir))
 
         self.data_record = data_dir_record(self.data_dir)  # in the checkpoints' config and the resume state
         if _state is not None and Path(_state.get("data_dir_abs", "")) == Path(self.data_record["data_dir_abs"]):
@@ -124,16 +102,8 @@ class Trainer:
         self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
         if len(self.train_set) == 0 or len(self.valid_set) == 0:
             raise ConfigError(f"{self.data_dir}: the train and valid splits must not be empty")
-        # A resumed run goes on with the sentences it began with: another data dir with the same tokenizer (one
-        # prepared with other options, another corpus) would put the batch position in another epoch's order and
-        # compare valid scores of other sentences with the best so far. (A state from before this has no record.)
         self.data_sha256 = {"train": self.train_set.fingerprint(), "valid": self.valid_set.fingerprint()}
-        saved = (_state or {}).get("data_sha256") or self.data_sha256
-        differ = [split for split in ("train", "valid") if saved.get(split) != self.data_sha256[split]]
-        if differ:
-            raise ConfigError(f"{self.out_dir}: the {' and '.join(differ)} sentences in {self.data_dir} are not the "
-                              "ones the run was trained on; pass --data with its data dir (to train its weights on "
-                              "other sentences, start a new run with --init-from)")
+        resume.check_sentences(self.out_dir, self.data_dir, (_state or {}).get("data_sha256"), self.data_sha256)
         self.sampler = BucketBatchSampler(self.train_set.lengths, tc.batch_size, seed=tc.seed,
                                           bucket_size=tc.bucket_size)
 
@@ -168,6 +138,11 @@ class Trainer:
             if clear:
                 self._clear_run()
             if _state is not None:
+                try:
+                    resume.check_unchanged(self.out_dir, _state)  # resume() read it before the lock was ours
+                except checkpoint.CheckpointError:
+                    self.lock.release()
+                    raise
                 self._truncate_log(self.step)
 
     # ------------------------------------------------------------------ processes (torchrun)
@@ -251,34 +226,9 @@ class Trainer:
                progress: bool = True) -> "Trainer":
         """The run in run_dir, ready to continue from last/. `num_threads` changes only the CPU threads (the
         result is then equal to the uninterrupted run's up to float rounding, not bit for bit)."""
-        last = atomic.current_dir(Path(run_dir) / "last")  # read only: the run dir is not ours until locked
-        cfg_dict = checkpoint.read_config(last) if (last / checkpoint.CONFIG_FILE).is_file() else None
-        if cfg_dict is None:
-            raise checkpoint.CheckpointError(_not_resumable(Path(run_dir)))
-        state = checkpoint.load_trainer_state(last)
-        cfg = RunConfig.from_dict({"model": cfg_dict["model"], "train": cfg_dict["train"]})
-        changes: dict[str, int] = {} if num_threads is None else {"num_threads": num_threads}
-        if max_steps is not None and max_steps < int(state["step"]):  # it would stop at once, having done nothing
-            raise ConfigError(f"{run_dir}: --max-steps {max_steps} is below the step its last/ checkpoint is at "
-                              f"({state['step']}); a resumed run can only go on from there")
-        if max_steps is not None and max_steps != cfg.train.max_steps:
-            if state.get("stopped_early"):  # it stays stopped: the new max_steps would go unused
-                raise ConfigError(f"{run_dir}: stopped early at step {state['step']} (train.patience "
-                                  f"{cfg.train.patience}); --max-steps cannot extend it: start a new run from its "
-                                  "weights with --init-from")
-            if cfg.train.kl_schedule == "cyclical" and cfg.model.latent:  # a language model has no KL term
-                raise ConfigError(f"{run_dir}: a cyclical KL schedule's period depends on max_steps "
-                                  f"({cfg.train.max_steps}); it cannot be changed on resume")
-            changes["max_steps"] = max_steps
-        if changes:
-            cfg = RunConfig(model=cfg.model, train=cfg.train.replace(**changes))
-        state["_weights_dir"] = str(last)
-        data_dir = data_dir or locate_data_dir(state)
-        if data_dir is None:
-            raise ConfigError(f"{run_dir}: its data dir {describe_data_dir(state)} is not there; pass --data DIR")
-        if not same_tokenizer(last, data_dir):
-            raise ConfigError(f"{run_dir}: the tokenizer in {data_dir} is not the run's (prepared again since?); "
-                              "pass --data with the data dir it was trained on")
+        cfg, state = resume.read_last(run_dir)
+        cfg = resume.resumed_config(run_dir, cfg, state, max_steps=max_steps, num_threads=num_threads)
+        data_dir = resume.resumed_data_dir(run_dir, state, data_dir)
         return cls(cfg, data_dir, run_dir, device=device, progress=progress, _state=state)
 
     def _init_from(self, path: str) -> None:
@@ -476,7 +426,7 @@ class Trainer:
         if worst < limit:
             return
         last = self.out_dir / "last"
-        again = (f"--init-from {last} starts one from its weights" if _resumable(self.out_dir)
+        again = (f"--init-from {last} starts one from its weights" if resume.resumable(self.out_dir)
                  else "--overwrite starts this one over")
         raise TrainingError(
             f"step {self.step}: {worst} steps in a row with a loss or gradient that is not finite (each skipped; "
@@ -486,8 +436,7 @@ class Trainer:
 
     def _kept(self) -> str:
         """What a stopped run leaves for --resume (for its one-line error)."""
-        state = self.out_dir / "last" / checkpoint.STATE_FILE
-        return (f"{self.out_dir / 'last'} holds the last good checkpoint" if state.is_file()
+        return (f"{self.out_dir / 'last'} holds the last good checkpoint" if resume.resumable(self.out_dir)
                 else "no checkpoint was written yet")
 
     def validate(self) -> dict[str, Any]:
