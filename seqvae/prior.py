@@ -133,14 +133,12 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
         return None  # (a prior.safetensors alone is what an interrupted first save leaves: not a prior)
     # the weights are those the JSON names: prior.safetensors, or the previous one while a save is under way
     try:
-        meta = json.loads((d / PRIOR_JSON).read_text(encoding="utf-8"))
+        meta, raw = atomic.read_pair(d / PRIOR_WEIGHTS, d / PRIOR_JSON)
     except (OSError, ValueError) as e:
         raise PriorError(f"{d / PRIOR_JSON}: unreadable ({str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict) or meta.get("kind") != "gmm":
         raise PriorError(f"{d / PRIOR_JSON}: not a Gaussian-mixture prior")
-    sha = meta.get("sha256")
-    raw = atomic.read_pair(d / PRIOR_WEIGHTS, sha) if isinstance(sha, str) else None
-    if raw is None:
+    if raw is None or not isinstance(meta.get("sha256"), str):
         if not (d / PRIOR_WEIGHTS).is_file():
             raise PriorError(f"{d}: {PRIOR_JSON} without {PRIOR_WEIGHTS}")
         raise PriorError(f"{d / PRIOR_WEIGHTS}: does not match the sha256 in {PRIOR_JSON} (an interrupted save?); "
