@@ -118,7 +118,7 @@ class AggregatePrior:
         tensors = {k: v.contiguous().cpu() for k, v in
                    {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}.items()}
         atomic.write_pair(d / PRIOR_WEIGHTS, lambda p: save_file(tensors, str(p)), d / PRIOR_JSON,
-                          {**self.meta, "latent_dim": self.latent_dim})
+                          {**self.meta, "kind": "gmm", "latent_dim": self.latent_dim})  # what load_prior reads
 
 
 def has_prior(directory: str | Path) -> bool:

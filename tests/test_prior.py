@@ -209,6 +209,18 @@ def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path
             load_prior(tmp_path, latent_dim=3)
 
 
+def test_a_prior_made_from_its_parts_saves_a_checkpoint_that_loads(tiny_vae_ckpt, tmp_path):
+    """AggregatePrior(weights, means, scale_tril) with no meta (the constructor, not fit) saved a prior.json
+    without its kind, which load_prior refuses: save_pretrained wrote a checkpoint from_pretrained would not load."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    Z = vae.latent_dim
+    vae.prior = AggregatePrior(torch.tensor([0.25, 0.75]), torch.arange(2.0 * Z).reshape(2, Z), torch.eye(Z).expand(2, Z, Z))
+    vae.save_pretrained(tmp_path / "ck")
+    back = SeqVAE.from_pretrained(tmp_path / "ck", device="cpu")
+    assert torch.equal(back.prior.means, vae.prior.means) and torch.equal(back.prior.weights, vae.prior.weights)
+    assert back.prior_codes(4, seed=1).tolist() == vae.prior_codes(4, seed=1).tolist()
+
+
 def test_a_refit_on_a_full_disk_keeps_the_old_prior(tmp_path, monkeypatch):
     """prior.save over a saved prior, failing at its JSON (the disk filled): the old prior loads as it was."""
     import errno
