@@ -42,6 +42,8 @@ class AggregatePrior:
 
     def __init__(self, weights: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor,
                  meta: dict[str, Any] | None = None):
+        if means.dim() != 2:
+            raise PriorError(f"means must be (K, Z), one row per component, got shape {tuple(means.shape)}")
         K, Z = means.shape
         if weights.shape != (K,) or scale_tril.shape != (K, Z, Z):
             raise PriorError(f"mixture parts disagree: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "

@@ -192,20 +192,24 @@ def test_codes_from_noise_take_the_component_whose_share_holds_u():
 
 def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path):
     """A hand-edited prior.safetensors (with its sha256 updated): a factor that is not lower triangular with a
-    positive diagonal gave samples of one covariance and log densities of another, or a torch error."""
+    positive diagonal gave samples of one covariance and log densities of another, or a torch error; means that
+    are not a (K, Z) matrix gave a ValueError traceback (not enough values to unpack), not one line."""
     prior = AggregatePrior.fit(clusters(), components=2, seed=0)
-    for edit in ("zero diagonal", "upper"):
-        tril = prior.scale_tril.clone()
+    for edit, message in (("zero diagonal", "Cholesky"), ("upper", "Cholesky"), ("means of one row", r"means must be \(K, Z\)")):
+        tril, means = prior.scale_tril.clone(), prior.means
         if edit == "zero diagonal":
             tril[0, 1, 1] = 0.0
-        else:
+        elif edit == "upper":
             tril[1, 0, 2] = 0.5
+        else:
+            means = means[0]
         prior.save(tmp_path)
-        save_file({"weights": prior.weights, "means": prior.means, "scale_tril": tril.contiguous()}, str(tmp_path / PRIOR_WEIGHTS))
+        save_file({"weights": prior.weights, "means": means.contiguous(), "scale_tril": tril.contiguous()},
+                  str(tmp_path / PRIOR_WEIGHTS))
         meta = json.loads((tmp_path / PRIOR_JSON).read_text())
         meta["sha256"] = hashlib.sha256((tmp_path / PRIOR_WEIGHTS).read_bytes()).hexdigest()
         (tmp_path / PRIOR_JSON).write_text(json.dumps(meta))
-        with pytest.raises(PriorError, match="Cholesky"):
+        with pytest.raises(PriorError, match=message):
             load_prior(tmp_path, latent_dim=3)
 
 
