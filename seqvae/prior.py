@@ -31,6 +31,7 @@ from .config import seed32, seed_value, whole
 PRIOR_JSON = "prior.json"
 PRIOR_WEIGHTS = "prior.safetensors"
 PRIORS = ("aggregate", "standard")  # what `sample(prior=...)` accepts
+CODE_NUMBERS = 1 << 24  # from_noise gathers a (Z, Z) factor per code: this many numbers at a time (64 MB)
 
 
 class PriorError(ValueError):
@@ -103,7 +104,15 @@ class AggregatePrior:
         u, eps = u.to(self.means.device, torch.float64), eps.to(self.means)
         cdf = self.weights.double().cumsum(0)  # (K,)
         k = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=self.components - 1)  # first cdf > u * total
-        return self.means[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
+        z = torch.empty_like(eps)  # (n, Z)
+        rows = max(2, CODE_NUMBERS // self.latent_dim ** 2)  # codes per chunk: the gathered factors stay bounded
+        for i in range(0, len(k), rows):
+            part = slice(i, i + rows)
+            kp, ep = k[part], eps[part]
+            if len(kp) == 1:  # a product of one matrix takes another path in torch, an ulp off: go as two
+                kp, ep = kp.repeat(2), ep.repeat(2, 1)
+            z[part] = (self.means[kp] + (self.scale_tril[kp] @ ep[..., None]).squeeze(-1))[: len(z[part])]
+        return z
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log density of codes z (N, Z) under the mixture: (N,)."""
