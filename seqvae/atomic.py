@@ -5,7 +5,8 @@
     check_file_path(path) / check_dir_path(path)        fail fast, before the work, on a path that cannot be written
     write_pair(data, writer, mark, fields)              a two-file save (a prior, a head): the old pair or the new;
                                                         two at once in one dir take turns (an flock on the dir)
-    read_pair(data, sha)                                the bytes of the data file a pair's mark names
+    read_pair(data, mark)                               (the mark's JSON, the bytes of the data file it names)
+    read_steady(locate, read, identity, errors)         a read done again while writers replace what it reads
     tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
     recover_dir(final)                                  finishes a swap a crash interrupted (writers only)
     current_dir(final)                                  where a reader finds the whole version of `final`
@@ -28,9 +29,12 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Hashable, Iterator, TypeVar
 
 from . import faultpoint
+
+READ_TRIES = 5  # read_steady's reads of one thing (a checkpoint dir, a pair) while writers keep replacing it
+P, T = TypeVar("P"), TypeVar("T")
 
 
 def _umask() -> int:
@@ -41,6 +45,10 @@ def _umask() -> int:
 
 class OutputError(ValueError):
     """An output path that cannot take what is to be written there (one-line message)."""
+
+
+class ReplacedError(OSError):
+    """What was read was replaced by writers during each of read_steady's tries."""
 
 
 def _file_in_the_way(path: Path) -> Path | None:
@@ -173,12 +181,60 @@ def _write_pair(data: Path, writer: Callable[[Path], None], mark: Path, fields: 
     parked.unlink(missing_ok=True)
 
 
-def read_pair(data: str | Path, sha: str | None) -> bytes | None:
-    """The bytes of the data file that a two-file save's mark names by `sha` (write_pair): `data`, or its
-    previous version parked while a save is under way; None if neither has that sha256. A mark written
-    before marks named their data file (sha None) goes with the parked version if there is one."""
-    found = _pair_file(Path(data), sha)
-    return found[1] if found else None
+def read_pair(data: str | Path, mark: str | Path, sha_key: str = "sha256") -> tuple[Any, bytes | None]:
+    """A two-file save's (write_pair) JSON `mark`, parsed, and the bytes of the data file it names by its sha_key:
+    `data`, or the previous version parked while a save is under way; None if neither has that sha256 (a
+    mismatched pair: a hand-edited mark, a corrupt data file). A mark written before marks named their data file
+    (no sha_key) goes with the parked version if there is one. A read that a save overlapped (the old mark read,
+    then its parked data file removed) is read again (read_steady), so it gets the old pair or the new one; a
+    mismatch that no save overlapped comes back at once. A mark that cannot be read or parsed raises OSError or
+    ValueError (ReplacedError, an OSError, if saves kept overlapping the read)."""
+    data = Path(data)
+
+    def read(mark: Path) -> tuple[Any, bytes | None]:
+        obj = json.loads(mark.read_text(encoding="utf-8"))
+        faultpoint.reached("pair-read")
+        found = _pair_file(data, obj.get(sha_key) if isinstance(obj, dict) else None)
+        return obj, (found[1] if found else None)
+
+    def identity(mark: Path) -> Hashable:  # the mark's bytes and which files stand at `data` and its parked place
+        try:
+            text = mark.read_bytes()
+        except OSError:
+            text = None
+        return text, _file_key(data), _file_key(old_path(data))
+
+    return read_steady(lambda: Path(mark), read, identity, (OSError, ValueError))
+
+
+def read_steady(locate: Callable[[], P], read: Callable[[P], T], identity: Callable[[P], Hashable | None],
+                errors: tuple[type[BaseException], ...], tries: int = READ_TRIES) -> T:
+    """read(locate()), kept only from a read during which nothing moved: identity(place) the same before and after
+    it, and not None (None: nothing is there, a writer is between two renames). A read that a writer overlapped
+    is done again, from locate(), up to `tries` times, then ReplacedError. An error of `errors` from a read
+    during which nothing moved is the thing's own fault and is raised at once, with no other try, unless the
+    place is a parked version (is_parked: its writer may be deleting it)."""
+    for _ in range(tries):
+        place = locate()
+        before = identity(place)
+        try:
+            result = read(place)
+        except errors:
+            if before is not None and identity(place) == before and not is_parked(place):
+                raise
+            continue
+        if before is not None and identity(place) == before:
+            return result
+    raise ReplacedError(f"replaced {tries} times while being read; try again")
+
+
+def _file_key(path: Path) -> tuple[int, int, int, int] | None:
+    """Which file stands at `path` (device, inode, size, modification time), None if none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _mark_sha(mark: Path, sha_key: str) -> str | None | bool:

@@ -41,7 +41,6 @@ WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
 CACHE_DIR = "features"  # `seqvae classify`'s feature cache in a checkpoint dir (keyed by the weights' sha256)
-READ_TRIES = 5  # load() and resolve() attempts while a trainer keeps replacing the checkpoint under it
 STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
 
@@ -52,7 +51,7 @@ class CheckpointError(ValueError):
 def resolve(path: str | Path) -> Path:
     """A checkpoint dir: `path` itself if it has config.json, else `path/best` (a run dir). Looked up again
     when a writer's two renames fell between the look at the dir and the look at its config."""
-    for _ in range(READ_TRIES):
+    for _ in range(atomic.READ_TRIES):
         p = atomic.current_dir(path)
         if (p / CONFIG_FILE).is_file():
             return p
@@ -218,19 +217,14 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Se
     """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys.
 
     A whole checkpoint even while a trainer replaces it: if the directory read was renamed away
-    during the read (its files may then come from two versions, or vanish), it reads again."""
-    for _ in range(READ_TRIES):
-        d = resolve(path)
-        before = _identity(d)  # None: renamed away since resolve() found it, so whatever is read may be mixed
-        try:
-            loaded = _load_dir(d, map_location)
-        except (CheckpointError, OSError):
-            if before is not None and _identity(d) == before and not atomic.is_parked(d):
-                raise  # nothing moved: the checkpoint itself is bad
-            continue  # replaced during the read, or a parked version that its writer was removing
-        if before is not None and _identity(d) == before:
-            return loaded
-    raise CheckpointError(f"{path}: replaced {READ_TRIES} times while being read; try again")
+    during the read (its files may then come from two versions, or vanish), it reads again
+    (atomic.read_steady, keyed by _identity); a checkpoint that fails to load while nothing moves
+    is reported at once."""
+    try:
+        return atomic.read_steady(lambda: resolve(path), lambda d: _load_dir(d, map_location), _identity,
+                                  (CheckpointError, OSError))
+    except atomic.ReplacedError as e:
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:

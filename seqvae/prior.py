@@ -31,6 +31,7 @@ from .config import seed32, seed_value, whole
 PRIOR_JSON = "prior.json"
 PRIOR_WEIGHTS = "prior.safetensors"
 PRIORS = ("aggregate", "standard")  # what `sample(prior=...)` accepts
+CODE_NUMBERS = 1 << 24  # from_noise gathers a (Z, Z) factor per code: this many numbers at a time (64 MB)
 
 
 class PriorError(ValueError):
@@ -42,6 +43,8 @@ class AggregatePrior:
 
     def __init__(self, weights: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor,
                  meta: dict[str, Any] | None = None):
+        if means.dim() != 2:
+            raise PriorError(f"means must be (K, Z), one row per component, got shape {tuple(means.shape)}")
         K, Z = means.shape
         if weights.shape != (K,) or scale_tril.shape != (K, Z, Z):
             raise PriorError(f"mixture parts disagree: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "
@@ -101,7 +104,15 @@ class AggregatePrior:
         u, eps = u.to(self.means.device, torch.float64), eps.to(self.means)
         cdf = self.weights.double().cumsum(0)  # (K,)
         k = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=self.components - 1)  # first cdf > u * total
-        return self.means[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
+        z = torch.empty_like(eps)  # (n, Z)
+        rows = max(2, CODE_NUMBERS // self.latent_dim ** 2)  # codes per chunk: the gathered factors stay bounded
+        for i in range(0, len(k), rows):
+            part = slice(i, i + rows)
+            kp, ep = k[part], eps[part]
+            if len(kp) == 1:  # a product of one matrix takes another path in torch, an ulp off: go as two
+                kp, ep = kp.repeat(2), ep.repeat(2, 1)
+            z[part] = (self.means[kp] + (self.scale_tril[kp] @ ep[..., None]).squeeze(-1))[: len(z[part])]
+        return z
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log density of codes z (N, Z) under the mixture: (N,)."""
@@ -118,7 +129,7 @@ class AggregatePrior:
         tensors = {k: v.contiguous().cpu() for k, v in
                    {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}.items()}
         atomic.write_pair(d / PRIOR_WEIGHTS, lambda p: save_file(tensors, str(p)), d / PRIOR_JSON,
-                          {**self.meta, "latent_dim": self.latent_dim})
+                          {**self.meta, "kind": "gmm", "latent_dim": self.latent_dim})  # what load_prior reads
 
 
 def has_prior(directory: str | Path) -> bool:
@@ -133,14 +144,12 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
         return None  # (a prior.safetensors alone is what an interrupted first save leaves: not a prior)
     # the weights are those the JSON names: prior.safetensors, or the previous one while a save is under way
     try:
-        meta = json.loads((d / PRIOR_JSON).read_text(encoding="utf-8"))
+        meta, raw = atomic.read_pair(d / PRIOR_WEIGHTS, d / PRIOR_JSON)
     except (OSError, ValueError) as e:
         raise PriorError(f"{d / PRIOR_JSON}: unreadable ({str(e).splitlines()[0]})") from None
     if not isinstance(meta, dict) or meta.get("kind") != "gmm":
         raise PriorError(f"{d / PRIOR_JSON}: not a Gaussian-mixture prior")
-    sha = meta.get("sha256")
-    raw = atomic.read_pair(d / PRIOR_WEIGHTS, sha) if isinstance(sha, str) else None
-    if raw is None:
+    if raw is None or not isinstance(meta.get("sha256"), str):
         if not (d / PRIOR_WEIGHTS).is_file():
             raise PriorError(f"{d}: {PRIOR_JSON} without {PRIOR_WEIGHTS}")
         raise PriorError(f"{d / PRIOR_WEIGHTS}: does not match the sha256 in {PRIOR_JSON} (an interrupted save?); "

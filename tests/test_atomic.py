@@ -165,7 +165,7 @@ def test_a_pair_save_that_fails_leaves_the_old_pair_as_it_was(tmp_path, monkeypa
         atomic.write_pair(data, lambda p: p.write_bytes(b"new"), mark, {"v": 2})
     monkeypatch.setattr(atomic, real.__name__, real)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-    assert atomic.read_pair(data, json.loads(mark.read_text())["sha256"]) == b"old"
+    assert atomic.read_pair(data, mark) == ({"v": 1, "sha256": hashlib.sha256(b"old").hexdigest()}, b"old")
 
 
 def test_a_pair_cut_between_its_files_reads_the_old_one_and_the_next_save_commits(tmp_path):
@@ -177,8 +177,12 @@ def test_a_pair_cut_between_its_files_reads_the_old_one_and_the_next_save_commit
         data.write_bytes(b"half-saved new")
         atomic.old_path(data).write_bytes(b"old")
         mark.write_text(json.dumps(old_mark))
-        assert atomic.read_pair(data, old_mark.get("sha256")) == b"old"
-        assert atomic.read_pair(data, hashlib.sha256(b"other").hexdigest()) is None
+        assert atomic.read_pair(data, mark) == (old_mark, b"old")
+        assert atomic.read_pair(data, mark, sha_key="other") == (old_mark, b"old")  # names none: the parked one
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({"sha256": hashlib.sha256(b"other").hexdigest()}))
+        assert atomic.read_pair(data, other)[1] is None
+        other.unlink()
 
         def cut(p):
             assert atomic.old_path(data).read_bytes() == b"old"  # the committed version stays parked meanwhile
@@ -186,10 +190,10 @@ def test_a_pair_cut_between_its_files_reads_the_old_one_and_the_next_save_commit
 
         with pytest.raises(OSError):
             atomic.write_pair(data, cut, mark, {"v": 2})
-        assert atomic.read_pair(data, old_mark.get("sha256")) == b"old"
+        assert atomic.read_pair(data, mark) == (old_mark, b"old")
         atomic.write_pair(data, lambda p: p.write_bytes(b"new"), mark, {"v": 2})
         assert sorted(os.listdir(tmp_path)) == ["w.bin", "w.json"]
-        assert atomic.read_pair(data, json.loads(mark.read_text())["sha256"]) == b"new"
+        assert atomic.read_pair(data, mark) == ({"v": 2, "sha256": hashlib.sha256(b"new").hexdigest()}, b"new")
 
 
 def test_two_pair_saves_at_once_end_with_one_whole_pair(tmp_path, monkeypatch):
@@ -206,7 +210,7 @@ def test_two_pair_saves_at_once_end_with_one_whole_pair(tmp_path, monkeypatch):
     second = threading.Thread(target=atomic.write_pair, args=(data, lambda p: p.write_bytes(b"second"), mark, {"v": 2}))
 
     def reached(point):  # the first, between its data file and its mark: the second starts and is given 1 s
-        if threading.current_thread() is threading.main_thread():
+        if point == "pair" and threading.current_thread() is threading.main_thread():
             second.start()
             second.join(timeout=1.0)
 
@@ -215,5 +219,37 @@ def test_two_pair_saves_at_once_end_with_one_whole_pair(tmp_path, monkeypatch):
     second.join(timeout=30)
     assert not second.is_alive()
     saved = json.loads(mark.read_text())
-    assert saved["v"] == 2 and atomic.read_pair(data, saved["sha256"]) == b"second"
+    assert saved["v"] == 2 and atomic.read_pair(data, mark) == (saved, b"second")
     assert sorted(os.listdir(tmp_path)) == ["w.bin", "w.json"]
+
+
+def test_a_pair_read_that_a_save_overlaps_is_read_again_and_a_mismatch_comes_back_at_once(tmp_path, monkeypatch):
+    """read_pair with a save completing between its read of the mark and its look for the data (the old data,
+    parked meanwhile, already removed): it reads again and gets the new pair. A mark that names neither file
+    while nothing moves comes back after one read (its caller reports it, without retry delay); saves that
+    overlap every read end in ReplacedError."""
+    from seqvae import faultpoint
+
+    data, mark = tmp_path / "w.bin", tmp_path / "w.json"
+    atomic.write_pair(data, lambda p: p.write_bytes(b"v0"), mark, {"v": 0})
+    reads = []
+
+    def save_meanwhile(point, saves=1):
+        if point != "pair-read":  # the save's own point
+            return
+        reads.append(point)
+        if len(reads) <= saves:
+            atomic.write_pair(data, lambda p: p.write_bytes(b"v%d" % len(reads)), mark, {"v": len(reads)})
+
+    monkeypatch.setattr(faultpoint, "reached", save_meanwhile)
+    assert atomic.read_pair(data, mark) == ({"v": 1, "sha256": hashlib.sha256(b"v1").hexdigest()}, b"v1")
+    assert len(reads) == 2
+    reads.clear()
+    monkeypatch.setattr(faultpoint, "reached", lambda point: save_meanwhile(point, saves=atomic.READ_TRIES))
+    with pytest.raises(atomic.ReplacedError, match=f"replaced {atomic.READ_TRIES} times while being read"):
+        atomic.read_pair(data, mark)
+    assert len(reads) == atomic.READ_TRIES
+    reads.clear()
+    monkeypatch.setattr(faultpoint, "reached", lambda point: save_meanwhile(point, saves=0))
+    data.write_bytes(b"edited by hand")
+    assert atomic.read_pair(data, mark)[1] is None and len(reads) == 1

@@ -304,6 +304,54 @@ def test_a_head_save_killed_between_its_two_files_leaves_the_old_head(tmp_path):
     assert sorted(os.listdir(ckpt)) == sorted(LinearHead.files)
 
 
+# a reader in a subprocess: what it loads from the dir argv[1], as a JSON line
+_READERS = {
+    "prior": "import sys; from seqvae.prior import load_prior; print(load_prior(sys.argv[1], 3).means.tolist())",
+    "head": "import sys; from seqvae.sentiment.heads import load_head; print(load_head(sys.argv[1]).coef.tolist())",
+}
+
+
+def _pair_versions(kind):
+    """Two versions of a prior (head) to save, v(i).save(dir), and what the reader of _READERS prints for each."""
+    import numpy as np
+
+    from seqvae.prior import AggregatePrior
+    from seqvae.sentiment.linear import LinearHead
+
+    if kind == "prior":
+        made = [AggregatePrior(torch.full((k,), 1.0 / k), torch.arange(3.0 * k).reshape(k, 3), torch.eye(3).expand(k, 3, 3),
+                               {"kind": "gmm"})
+                for k in (2, 3)]
+        return made, [p.means.tolist() for p in made]
+    made = [LinearHead(np.full(4, c), 0.5, np.zeros(4), np.ones(4)) for c in (1.0, 3.0)]
+    return made, [h.coef.tolist() for h in made]
+
+
+@pytest.mark.parametrize("kind", ["prior", "head"])
+def test_a_reader_paused_between_a_pairs_json_and_its_weights_while_a_save_completes_loads_a_whole_pair(tmp_path,
+                                                                                                        kind):
+    """A load of a prior (a head) that has read the JSON and pauses there (faultpoint `pair-read`) while another
+    save replaces the pair and removes the old weights it had parked: the reader goes on to load one whole pair,
+    the new one (until 2026-12-07 it failed: `does not match the sha256`, the old weights gone)."""
+    (old, new), expected = _pair_versions(kind)
+    d, marker = tmp_path / "ckpt", tmp_path / "paused"
+    old.save(d)
+    proc = subprocess.Popen([sys.executable, "-c", _READERS[kind], str(d)],
+                            env=_env(SEQVAE_PAUSE_AT="pair-read", SEQVAE_PAUSE_MARKER=str(marker)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_paused(proc, marker)
+        new.save(d)
+        assert not [f for f in os.listdir(d) if f.startswith(".")]  # the old weights, parked during the save, gone
+        marker.unlink()  # the reader goes on
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out) == expected[1]
+
+
 def test_a_report_killed_between_its_markdown_and_its_json_is_never_mistaken_for_one_run(tiny_vae_ckpt, tmp_path):
     """`seqvae report --out DIR` writes report.md, then report.json naming its sha256 (atomic.write_pair): killed
     between the two, the old report.json stays, the new report.md does not match what it names (a reader knows),
@@ -322,7 +370,8 @@ def test_a_report_killed_between_its_markdown_and_its_json_is_never_mistaken_for
     assert (out / "report.json").read_bytes() == old["report.json"]
     assert (out / "report.md").read_bytes() != old["report.md"]  # the other run's table, and the JSON says so:
     named = json.loads(old["report.json"])[MARKDOWN_SHA]
-    assert atomic.file_sha256(out / "report.md") != named and atomic.read_pair(out / "report.md", named) == old["report.md"]
+    assert atomic.file_sha256(out / "report.md") != named
+    assert atomic.read_pair(out / "report.md", out / "report.json", MARKDOWN_SHA)[1] == old["report.md"]
     assert subprocess.run(report + ["--seed", "1"], env=_env(), capture_output=True).returncode == 0
     assert json.loads((out / "report.json").read_text())[MARKDOWN_SHA] == atomic.file_sha256(out / "report.md")
     assert sorted(os.listdir(out)) == ["report.json", "report.md"]  # nothing parked, no temporary file

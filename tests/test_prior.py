@@ -1,6 +1,8 @@
 import hashlib
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,21 +194,78 @@ def test_codes_from_noise_take_the_component_whose_share_holds_u():
 
 def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path):
     """A hand-edited prior.safetensors (with its sha256 updated): a factor that is not lower triangular with a
-    positive diagonal gave samples of one covariance and log densities of another, or a torch error."""
+    positive diagonal gave samples of one covariance and log densities of another, or a torch error; means that
+    are not a (K, Z) matrix gave a ValueError traceback (not enough values to unpack), not one line."""
     prior = AggregatePrior.fit(clusters(), components=2, seed=0)
-    for edit in ("zero diagonal", "upper"):
-        tril = prior.scale_tril.clone()
+    for edit, message in (("zero diagonal", "Cholesky"), ("upper", "Cholesky"), ("means of one row", r"means must be \(K, Z\)")):
+        tril, means = prior.scale_tril.clone(), prior.means
         if edit == "zero diagonal":
             tril[0, 1, 1] = 0.0
-        else:
+        elif edit == "upper":
             tril[1, 0, 2] = 0.5
+        else:
+            means = means[0]
         prior.save(tmp_path)
-        save_file({"weights": prior.weights, "means": prior.means, "scale_tril": tril.contiguous()}, str(tmp_path / PRIOR_WEIGHTS))
+        save_file({"weights": prior.weights, "means": means.contiguous(), "scale_tril": tril.contiguous()},
+                  str(tmp_path / PRIOR_WEIGHTS))
         meta = json.loads((tmp_path / PRIOR_JSON).read_text())
         meta["sha256"] = hashlib.sha256((tmp_path / PRIOR_WEIGHTS).read_bytes()).hexdigest()
         (tmp_path / PRIOR_JSON).write_text(json.dumps(meta))
-        with pytest.raises(PriorError, match="Cholesky"):
+        with pytest.raises(PriorError, match=message):
             load_prior(tmp_path, latent_dim=3)
+
+
+def _wide_prior(Z=64, K=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tril = torch.randn(K, Z, Z, generator=g).tril(-1) * 0.1 + torch.diag_embed(torch.rand(K, Z, generator=g) + 0.5)
+    return AggregatePrior(torch.full((K,), 1.0 / K), torch.randn(K, Z, generator=g), tril)
+
+
+def test_codes_from_noise_are_each_codes_own_in_every_bit_however_many_are_drawn(monkeypatch):
+    """from_noise row by row: the codes of u[:k], eps[:k] are the first k of any longer draw's, bit for bit, in
+    chunks (prior.CODE_NUMBERS) or not. A single code went through another matrix product than a batch of them
+    and came out an ulp off (seen on CPU): prior_codes(1, seed=s) was not prior_codes(n, seed=s)[0]."""
+    import seqvae.prior as prior_module
+
+    prior = _wide_prior()  # Z = 64, the flagship's (at Z = 16 the single product agreed)
+    g = torch.Generator().manual_seed(1)
+    u, eps = torch.rand(300, generator=g, dtype=torch.float64), torch.randn(300, 64, generator=g)
+    every = prior.from_noise(u, eps)
+    for k in (1, 2, 7, 299):
+        assert torch.equal(prior.from_noise(u[:k], eps[:k]), every[:k]), k
+    monkeypatch.setattr(prior_module, "CODE_NUMBERS", 64 * 64 * 10)  # chunks of 10 codes
+    for k in (1, 10, 11, 21, 300):
+        assert torch.equal(prior.from_noise(u[:k], eps[:k]), every[:k]), k
+
+
+def test_codes_from_noise_take_memory_for_a_chunk_not_for_every_code(tmp_path):
+    """`seqvae sample -n 1000000` (the bound) from the flagship's prior (Z = 64) gathered one Z x Z factor per
+    code at once, 16 GB; in chunks, the memory for the codes themselves. Measured in a process of its own:
+    40,000 codes of Z = 64 took 655 MB more at once."""
+    import subprocess
+    import sys
+
+    code = ("import resource, torch, tests.test_prior as t; p = t._wide_prior(); n = 40000; "
+            "u, e = torch.rand(n, dtype=torch.float64), torch.randn(n, 64); p.from_noise(u[:10], e[:10]); "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; z = p.from_noise(u, e); "
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 200, f"from_noise of 40,000 codes took {out.stdout.strip()} MB more"
+
+
+def test_a_prior_made_from_its_parts_saves_a_checkpoint_that_loads(tiny_vae_ckpt, tmp_path):
+    """AggregatePrior(weights, means, scale_tril) with no meta (the constructor, not fit) saved a prior.json
+    without its kind, which load_prior refuses: save_pretrained wrote a checkpoint from_pretrained would not load."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    Z = vae.latent_dim
+    vae.prior = AggregatePrior(torch.tensor([0.25, 0.75]), torch.arange(2.0 * Z).reshape(2, Z), torch.eye(Z).expand(2, Z, Z))
+    vae.save_pretrained(tmp_path / "ck")
+    back = SeqVAE.from_pretrained(tmp_path / "ck", device="cpu")
+    assert torch.equal(back.prior.means, vae.prior.means) and torch.equal(back.prior.weights, vae.prior.weights)
+    assert back.prior_codes(4, seed=1).tolist() == vae.prior_codes(4, seed=1).tolist()
 
 
 def test_a_refit_on_a_full_disk_keeps_the_old_prior(tmp_path, monkeypatch):

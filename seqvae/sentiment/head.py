@@ -129,18 +129,20 @@ class Head:
 
         d = Path(ckpt_dir)
         w_path, c_path = d / cls.files[0], d / cls.files[1]
-        if not c_path.is_file() or not (w_path.is_file() or atomic.old_path(w_path).is_file()):
-            raise CheckpointError(f"{d}: no classifier head ({cls.files[0]}); fit one with "
-                                   f"`seqvae classify fit {d} --head {cls.kind}`")
-        try:
-            cfg = json.loads(c_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        no_head = CheckpointError(f"{d}: no classifier head ({cls.files[0]}); fit one with "
+                                  f"`seqvae classify fit {d} --head {cls.kind}`")
+        if not c_path.is_file():
+            raise no_head
+        try:  # the weights the JSON names (heads saved before it named them: none), or the previous ones mid-save
+            cfg, raw = atomic.read_pair(w_path, c_path, sha_key="weights_sha256")
+        except (ValueError, OSError) as e:
             raise CheckpointError(f"{d}: unreadable classifier head ({str(e).splitlines()[0]})") from None
+        if raw is None and not (w_path.is_file() or atomic.old_path(w_path).is_file()):
+            raise no_head
         fmt = cfg.pop("format", FORMAT) if isinstance(cfg, dict) else None
         if type(fmt) is not int or fmt > FORMAT or cfg.pop("kind", None) != cls.saved_kind:
             raise CheckpointError(f"{c_path}: classifier head of an unknown format or kind")
-        # the weights the JSON names (heads saved before it named them: none), or the previous ones mid-save
-        raw = atomic.read_pair(w_path, cfg.pop("weights_sha256", None))
+        cfg.pop("weights_sha256", None)
         if raw is None:
             raise CheckpointError(f"{d}: {cls.files[0]} is not the file {cls.files[1]} was saved with (a save cut "
                                    f"short?): fit the head again with `seqvae classify fit {d} --head {cls.kind}`")
