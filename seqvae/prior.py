@@ -31,6 +31,7 @@ from .config import seed32, seed_value, whole
 PRIOR_JSON = "prior.json"
 PRIOR_WEIGHTS = "prior.safetensors"
 PRIORS = ("aggregate", "standard")  # what `sample(prior=...)` accepts
+PLACE_ROWS = 4096  # codes from_noise places at once: each holds its component's Z x Z factor (16 KB at Z = 64)
 
 
 class PriorError(ValueError):
@@ -101,7 +102,11 @@ class AggregatePrior:
         u, eps = u.to(self.means.device, torch.float64), eps.to(self.means)
         cdf = self.weights.double().cumsum(0)  # (K,)
         k = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=self.components - 1)  # first cdf > u * total
-        return self.means[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
+        z = torch.empty_like(eps)  # (n, Z)
+        for s in range(0, len(k), PLACE_ROWS):  # each code's factor is gathered: (rows, Z, Z) at once, not (n, Z, Z)
+            rows = slice(s, s + PLACE_ROWS)
+            z[rows] = self.means[k[rows]] + (self.scale_tril[k[rows]] @ eps[rows, :, None]).squeeze(-1)
+        return z
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log density of codes z (N, Z) under the mixture: (N,)."""
