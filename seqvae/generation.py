@@ -516,17 +516,10 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     candidate 0 is the sentence candidates=1 gives.
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
-    opts = dict(strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                num_beams=num_beams, length_penalty=length_penalty, seed=seed, generator=generator, words=words)
-    if candidates == 1:
-        return _generate(model, z, batch_size, False, 1, **opts)[0]
-    reps = None  # each row's code `candidates` times over (shapes and values are checked in _start)
-    if z is not None:
-        z = as_codes(z)
-        reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
-    drawn, logp = _generate(model, reps, None if z is not None or batch_size is None else batch_size * candidates,
-                            True, candidates, **opts)
-    return [drawn[i] for i in best_of(drawn, logp, candidates)]
+    with model.evaluating(), torch.inference_mode():
+        return _generate(model, z, batch_size, candidates, strategy=strategy, max_len=max_len,
+                         temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                         length_penalty=length_penalty, seed=seed, generator=generator, words=words)
 
 
 def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[int]:
@@ -536,35 +529,41 @@ def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[in
     return [max(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
 
 
-def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, scored: bool, candidates: int, *,
+def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, candidates: int, *,
               strategy: str, max_len: int, temperature: float, top_k: int, top_p: float, num_beams: int,
               length_penalty: float, seed: int | None, generator: torch.Generator | None,
-              words: WordFilter | None) -> tuple[list[list[int]], list[float] | None]:
-    """generate's decoding of every row (in chunks of DECODE_ROWS), with each sentence's log p(x|z) when
-    `scored` (sampling only). Rows come in runs of `candidates` per code: row r samples from stream
-    divmod(r, candidates)."""
+              words: WordFilter | None) -> list[list[int]]:
+    """generate's decoding of every code (or LM row), in chunks of about DECODE_ROWS decoded sequences (a beam
+    or a candidate counts as one). With candidates > 1 a chunk decodes each of its codes `candidates` times
+    (row r of the whole call samples from stream divmod(r, candidates)) and keeps each code's best (best_of),
+    so memory holds one sentence per code, not `candidates` (n x K codes and sentences were held at once)."""
     if strategy not in ("greedy", "beam"):
         seed = stream_seed(seed, generator)
-    logp: list[float] | None = [] if scored else None  # each sampled sentence's log p(x|z), in row order
 
-    def run(z_part, n_part, first=0):
+    def run(z_part, n_part, first=0):  # first: the chunk's first code
         if strategy == "greedy":
             return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words)
         if strategy == "beam":
             return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
                         batch_size=n_part, words=words)
-        return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                      batch_size=n_part, words=words, scores=logp, noise=RowNoise(seed, first, candidates))
+        if candidates > 1:  # each code `candidates` times over (shapes and values are checked in _start)
+            z_part = z_part[None] if z_part is not None and z_part.dim() == 1 else z_part
+            z_part = z_part.repeat_interleave(candidates, dim=0) if z_part is not None and z_part.dim() == 2 else z_part
+            n_part = None if n_part is None else n_part * candidates
+        logp: list[float] | None = [] if candidates > 1 else None  # each drawn sentence's log p(x|z), in row order
+        noise = RowNoise(seed, first * candidates, candidates)
+        drawn = sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
+                       batch_size=n_part, words=words, scores=logp, noise=noise)
+        return drawn if logp is None else [drawn[i] for i in best_of(drawn, logp, candidates)]
 
     if z is not None:
         z = as_codes(z)
-    rows = batch_size if z is None else (len(z) if z.dim() == 2 else None)
-    chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else 1))
-    with model.evaluating(), torch.inference_mode():
-        if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
-            return run(z, batch_size), logp
-        out: list[list[int]] = []  # many rows: in chunks (each row keeps its stream; logp grows)
-        for start in range(0, rows, chunk):
-            stop = min(start + chunk, rows)
-            out += run(None, stop - start, start) if z is None else run(z[start:stop], None, start)
-        return out, logp
+    codes = batch_size if z is None else (len(z) if z.dim() == 2 else None)
+    chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else candidates))  # codes per pass
+    if codes is None or codes <= chunk:  # one pass (bad shapes are reported there)
+        return run(z, batch_size)
+    out: list[list[int]] = []  # many codes: in chunks (each row keeps its stream)
+    for start in range(0, codes, chunk):
+        stop = min(start + chunk, codes)
+        out += run(None, stop - start, start) if z is None else run(z[start:stop], None, start)
+    return out
