@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from .config import MAX_SEED, seed_value, whole
+from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SEED, seed_value, whole
 from .model import SentenceVAE
 from .streams import NOISE_DECODE, key_generator
 from .wordlist import WordFilter
@@ -437,14 +437,15 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
 # ---------------------------------------------------------------------------- entry point
 def check_options(strategy: str, max_len: int, temperature: float, top_k: int, top_p: float,
                   num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> None:
-    """Raise DecodingError (one line) for options that make no sense."""
+    """Raise DecodingError (one line) for options that make no sense, or ask for more than the shared bounds
+    (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too)."""
     if not math.isfinite(length_penalty):
         raise DecodingError(f"length_penalty must be a finite number, got {length_penalty}")
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    for name, value, least in (("candidates", candidates, 1), ("max_len", max_len, 1), ("top_k", top_k, 0),
-                               ("num_beams", num_beams, 1)):  # top_k 0 = off
-        whole(name, value, least, DecodingError)
+    for name, value, least, most in (("candidates", candidates, 1, MAX_CANDIDATES), ("max_len", max_len, 1, MAX_LEN),
+                                     ("top_k", top_k, 0, None), ("num_beams", num_beams, 1, MAX_BEAMS)):  # top_k 0: off
+        whole(name, value, least, DecodingError, most)
     if candidates > 1 and strategy in ("greedy", "beam"):
         raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
     if not MIN_TEMPERATURE <= temperature < math.inf:  # logits / T must stay finite (NaN compares False too)

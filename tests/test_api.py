@@ -456,9 +456,9 @@ def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
                       (lambda: vae.refine(texts, lr=math.inf), "lr must be a finite number"),
                       (lambda: vae.refine(texts, weight=math.inf), "weight must be a finite number"),
                       (lambda: vae.interpolate(texts[0], texts[1], steps=3.0), "steps must be an integer"),
-                      (lambda: interpolate_codes(m[0], m[1], 1), "steps must be >= 2"),
+                      (lambda: interpolate_codes(m[0], m[1], 1), "steps must be between 2 and 10,000"),
                       (lambda: interpolate_codes(m[0], m[1, :2], 3), "two codes of one width"),
-                      (lambda: vae.encode(texts).sample(-1), "n must be >= 0"),
+                      (lambda: vae.encode(texts).sample(-1), "n must be between 0 and 1,000,000"),
                       (lambda: vae.sample(2.0), "n must be an integer"),
                       (lambda: vae.to(torch.float64), "takes a device, not a dtype"),
                       (lambda: SeqVAE.from_pretrained(tiny_lm_ckpt).latent_dim, "needs a latent space")]:
@@ -477,3 +477,37 @@ def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
     assert torch.equal(path[0], m[0]) and torch.equal(path[-1], m[1])
     assert vae.decode([m[0], m[1]]) == vae.decode(m[:2])  # a list of (Z,) codes is stacked
     assert vae.encode_ids([[5, 6]]).mean.shape == (1, vae.latent_dim)
+
+
+def test_sizes_past_the_shared_bounds_are_refused_before_any_work(vae, texts, tiny_vae_ckpt, capsys):
+    """The API refuses the sizes the command line refuses, by the same bounds (seqvae.config), at once: it took
+    any size (sample(10**12) built 10**12 noise generators one by one, for days; samples=10**9 asked for 256 GB
+    of noise; max_len=10**9 for 16 GB of tokens; steps=10**9 for 8 GB of path)."""
+    from seqvae import config
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    post = vae.encode(texts[:2])
+    for call, msg in [(lambda: vae.sample(10**12), f"n must be between 0 and {config.MAX_SAMPLES:,}"),
+                      (lambda: vae.sample_ids(config.MAX_SAMPLES + 1), "n must be between"),
+                      (lambda: vae.prior_codes(10**12), "n must be between"),
+                      (lambda: post.sample(10**12), "n must be between"),
+                      (lambda: vae.score(texts, samples=10**9), f"samples must be between 1 and {config.MAX_IW_SAMPLES:,}"),
+                      (lambda: vae.score(texts, refine=10**9), "refine must be between"),
+                      (lambda: vae.refine(texts, steps=10**12), "refine steps must be between"),
+                      (lambda: vae.reconstruct(texts, refine=10**12), "refine steps must be between"),
+                      (lambda: vae.interpolate(texts[0], texts[1], steps=10**9), "steps must be between 2 and"),
+                      (lambda: interpolate_codes(m[0], m[1], 10**9), "steps must be between 2 and")]:
+        with pytest.raises(InputError, match=msg):
+            call()
+    for opts, msg in [({"max_len": 10**9}, f"max_len must be between 1 and {config.MAX_LEN:,}"),
+                      ({"strategy": "beam", "num_beams": 10**8}, f"num_beams must be between 1 and {config.MAX_BEAMS}"),
+                      ({"strategy": "sample", "candidates": 10**6}, "candidates must be between 1 and")]:
+        with pytest.raises(DecodingError, match=msg):
+            vae.decode(m, **opts)
+        with pytest.raises(DecodingError, match=msg):
+            vae.sample(2, **opts)
+    assert len(vae.sample(0)) == 0 and len(vae.decode(m, max_len=config.MAX_LEN)) == 2  # the bounds themselves
+    assert main(["sample", str(tiny_vae_ckpt), "-n", str(config.MAX_SAMPLES + 1)]) == 2  # the CLI: the same bound
+    assert f"between 1 and {config.MAX_SAMPLES:,}" in capsys.readouterr().err
+

@@ -287,7 +287,7 @@ def test_best_of_k_holds_one_chunk_of_draws_at_a_time(model, z, trained_tiny_lm,
 def test_candidates_need_sampling_and_good_codes(model, z, trained_tiny_lm):
     for opts, msg in [({"strategy": "greedy", "candidates": 2}, "sampling strategy"),
                       ({"strategy": "beam", "candidates": 2}, "sampling strategy"),
-                      ({"strategy": "sample", "candidates": 0}, "candidates must be >= 1")]:
+                      ({"strategy": "sample", "candidates": 0}, "candidates must be between 1 and 256")]:
         with pytest.raises(DecodingError, match=msg):
             generate(model, z, **opts)
     with pytest.raises(DecodingError, match="shape"):
