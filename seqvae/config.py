@@ -73,6 +73,17 @@ def whole(name: str, value: Any, least: int, error: type[Exception] = ConfigErro
     return n
 
 
+def real(name: str, value: Any, error: type[Exception] = ConfigError) -> float:
+    """`value` as a Python float (numpy and 0-d torch numbers too); a str, a bool, None or anything else is
+    `error` (a str or None used to meet a comparison deep inside and end in a bare TypeError). Ranges are the
+    caller's to check: NaN and inf come back as they are."""
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise error(f"{name} must be a number, got {value!r}") from None
+
 
 def seed_value(seed: Any, error: type[Exception] = ConfigError) -> int:
     """`seed` as a Python int in [0, MAX_SEED) (numpy integers too); a bool, a float or anything else is `error`."""

@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SEED, seed_value, whole
+from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SEED, real, seed_value, whole
 from .model import SentenceVAE
 from .streams import NOISE_DECODE, key_generator
 from .wordlist import WordFilter
@@ -439,6 +439,9 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
                   num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> None:
     """Raise DecodingError (one line) for options that make no sense, or ask for more than the shared bounds
     (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too)."""
+    temperature, top_p, length_penalty = (real(name, value, DecodingError) for name, value in
+                                          (("temperature", temperature), ("top_p", top_p),
+                                           ("length_penalty", length_penalty)))
     if not math.isfinite(length_penalty):
         raise DecodingError(f"length_penalty must be a finite number, got {length_penalty}")
     if strategy not in STRATEGIES:

@@ -511,3 +511,28 @@ def test_sizes_past_the_shared_bounds_are_refused_before_any_work(vae, texts, ti
     assert main(["sample", str(tiny_vae_ckpt), "-n", str(config.MAX_SAMPLES + 1)]) == 2  # the CLI: the same bound
     assert f"between 1 and {config.MAX_SAMPLES:,}" in capsys.readouterr().err
 
+
+def test_options_that_are_not_numbers_are_decoding_errors(vae, texts):
+    """A str, None or bool where a number is meant is one DecodingError (InputError for refine) that names the
+    option; it used to meet a comparison inside and end in a bare TypeError ('<=' not supported ...).
+    numpy and 0-d torch numbers are taken as numbers."""
+    import numpy as np
+
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    for opts, msg in [({"strategy": "sample", "temperature": "0.8"}, "temperature must be a number, got '0.8'"),
+                      ({"strategy": "sample", "temperature": None}, "temperature must be a number, got None"),
+                      ({"strategy": "sample", "top_p": "0.9"}, "top_p must be a number"),
+                      ({"strategy": "sample", "top_p": True}, "top_p must be a number, got True"),
+                      ({"strategy": "beam", "length_penalty": "1"}, "length_penalty must be a number")]:
+        with pytest.raises(DecodingError, match=msg):
+            vae.decode(m, **opts)
+    for opts, msg in [({"lr": "0.1"}, "refine lr must be a number"), ({"weight": None}, "refine weight must be a number")]:
+        with pytest.raises(InputError, match=msg):
+            vae.refine(texts, **opts)
+    same = {"strategy": "top-p", "seed": 3}
+    assert vae.decode(m, top_p=np.float32(0.5), temperature=np.float64(0.7), **same) == \
+        vae.decode(m, top_p=float(np.float32(0.5)), temperature=0.7, **same)
+    assert vae.decode(m, temperature=torch.tensor(0.7), **same) == vae.decode(m, temperature=0.7, **same)
+
