@@ -471,10 +471,19 @@ def check_seed(seed: int | None) -> int | None:
 def stream_seed(seed: int | None, generator: torch.Generator | None = None) -> int:
     """The seed of a sampling call's streams: one drawn from `generator` when given (so a generator used for
     several calls gives each its own), else `seed` (checked), else a fresh one from OS entropy."""
-    if generator is not None:
+    if check_generator(generator) is not None:
         return int(torch.randint(MAX_SEED - 1, (1,), generator=generator, device=generator.device))
     seed = check_seed(seed)
     return seed if seed is not None else torch.Generator().seed() % MAX_SEED
+
+
+def check_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """`generator` itself: None or a torch.Generator (anything else, a seed given as generator=5 say, is a
+    DecodingError, not an AttributeError inside torch)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise DecodingError(f"generator must be a torch.Generator, got {type(generator).__name__} "
+                            f"(for a number, pass seed=)")
+    return generator
 
 
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
@@ -520,6 +529,8 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     candidate 0 is the sentence candidates=1 gives.
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
+    check_seed(seed)  # whatever the strategy (greedy and beam draw nothing): a bad one is refused, not ignored
+    check_generator(generator)
     with model.evaluating(), torch.inference_mode():
         return _generate(model, z, batch_size, candidates, strategy=strategy, max_len=max_len,
                          temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,

@@ -536,3 +536,20 @@ def test_options_that_are_not_numbers_are_decoding_errors(vae, texts):
         vae.decode(m, top_p=float(np.float32(0.5)), temperature=0.7, **same)
     assert vae.decode(m, temperature=torch.tensor(0.7), **same) == vae.decode(m, temperature=0.7, **same)
 
+
+def test_a_bad_seed_or_generator_is_refused_whatever_the_strategy(vae, texts):
+    """generator=5 (a seed in the wrong place) was an AttributeError inside torch; a bad seed or generator given to
+    greedy or beam decoding, which draw nothing, was ignored silently."""
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    for strategy in ("greedy", "beam", "sample"):
+        with pytest.raises(DecodingError, match="generator must be a torch.Generator, got int"):
+            vae.decode(m, strategy=strategy, generator=5)
+        for seed in (-1, 1.5, 2**63):
+            with pytest.raises(DecodingError, match="seed must be an integer in"):
+                vae.decode(m, strategy=strategy, seed=seed)
+    with pytest.raises(DecodingError, match="generator must be a torch.Generator"):
+        vae.sample(2, generator=5)
+    assert vae.decode(m, seed=7) == vae.decode(m)  # a good seed still changes nothing for greedy
+
