@@ -27,6 +27,8 @@ A language-model checkpoint (trained with --lm, no latent space) can `sample` an
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,7 +36,8 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES, TrainConfig, resolve_device, whole
+from .config import (MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES, TrainConfig, resolve_device,
+                     seed_value, whole)
 from .data import collate
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
@@ -106,6 +109,8 @@ class SeqVAE:
 
         Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"path must be a checkpoint directory (str or Path), got {type(path).__name__}")
         device = resolve_device(device)
         d = checkpoint.resolve(path)
         model, tokenizer, config = checkpoint.load(d, map_location=device)
@@ -338,11 +343,13 @@ class SeqVAE:
                   seed: int = 0) -> AggregatePrior:
         """Fit the aggregate prior (a Gaussian mixture, seqvae.prior) on the posterior means of
         `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with
-        `vae.prior.save(checkpoint_dir)` or `save_pretrained`."""
+        `vae.prior.save(checkpoint_dir)` or `save_pretrained`. The components and seed are checked before
+        anything is encoded."""
         self._need_latent("fit_prior")
         whole("components", components, 1, InputError)
-        sentences = list(sentences)
-        ids = self.tokenize(sentences) if sentences and isinstance(sentences[0], str) else sentences
+        seed_value(seed, InputError)
+        sentences = _as_list(sentences)  # a str is one sentence, not a list of characters
+        ids = self.tokenize(sentences) if isinstance(sentences[0], str) else sentences
         try:
             self.prior = AggregatePrior.fit(self.encode_ids(ids).mean, components=components, seed=seed).to(self.device)
         except PriorError as e:
@@ -444,8 +451,14 @@ class SeqVAE:
 
 # ---------------------------------------------------------------------------- helpers
 def _as_list(texts: str | Sequence[str]) -> list[str]:
+    """A str is one sentence; a list (tuple, array, iterable) of them, as a list. Bytes, None, a number are
+    InputErrors that say what was given (bytes were read as a list of numbers, None or a number ended in a
+    bare `object is not iterable`)."""
     if isinstance(texts, str):
         return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}"
+                         + (" (decode bytes to str first)" if isinstance(texts, (bytes, bytearray)) else ""))
     texts = list(texts)
     if not texts:
         raise InputError("no sentences given")

@@ -553,3 +553,25 @@ def test_a_bad_seed_or_generator_is_refused_whatever_the_strategy(vae, texts):
         vae.sample(2, generator=5)
     assert vae.decode(m, seed=7) == vae.decode(m)  # a good seed still changes nothing for greedy
 
+
+def test_texts_that_are_no_list_of_sentences_are_named(vae, texts, tiny_lm_ckpt):
+    """A str is one sentence everywhere (fit_prior read it as a list of characters: 'sentence 3 is empty' for
+    'the movie'); bytes, None or a number are one InputError naming what came (bytes were read as a list of
+    numbers: 'sentence 0: expected a string, got int'; None: "'NoneType' object is not iterable"), and so is a
+    path that is not one (pathlib's TypeError)."""
+    for call in (lambda: vae.encode(None), lambda: vae.encode(5), lambda: vae.score(3.5), lambda: vae.reconstruct(None),
+                 lambda: vae.refine(7)):
+        with pytest.raises(InputError, match="texts must be a string or a list of strings, got (NoneType|int|float)"):
+            call()
+    with pytest.raises(InputError, match="got bytes .decode bytes to str first"):
+        vae.encode(texts[0].encode())
+    with pytest.raises(InputError, match="needs at least 4 codes, got 1"):  # one sentence, not len(texts[0]) chars
+        vae.fit_prior(texts[0], components=2)
+    with pytest.raises(InputError, match="no sentences given"):
+        vae.fit_prior([], components=2)
+    with pytest.raises(InputError, match="seed must be an integer"):  # before anything is encoded
+        vae.fit_prior(texts, components=2, seed=-1)
+    for path in (None, 5):
+        with pytest.raises(InputError, match="path must be a checkpoint directory"):
+            SeqVAE.from_pretrained(path)
+    assert vae.encode(iter(texts[:2])).mean.shape == (2, vae.latent_dim)  # any iterable of str still works
