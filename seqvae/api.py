@@ -16,6 +16,10 @@ Decoding options (every method that decodes takes them; see seqvae.generation):
     length_penalty=1.0, candidates=1 (sampling: the best of K draws per code), seed=None (or generator),
     words="known"|"any" (default: "known" when the checkpoint has a word list, `seqvae words`:
     no word outside it is written; seqvae.wordlist).
+Sizes have the command line's bounds (seqvae.config): n <= MAX_SAMPLES (10**6) samples or draws per sentence,
+steps <= MAX_PATH_STEPS (10**4), samples <= MAX_IW_SAMPLES (10**4), refine steps <= MAX_REFINE_STEPS (10**4),
+max_len <= MAX_LEN (1024), num_beams <= MAX_BEAMS and candidates <= MAX_CANDIDATES (256): a size past one is an
+InputError (DecodingError for decoding options) at once, before anything is drawn or decoded.
 A language-model checkpoint (trained with --lm, no latent space) can `sample` and `score`;
 `encode`, `decode(z)`, `reconstruct`, `refine`, `interpolate` and `fit_prior` raise InputError.
 """
@@ -23,6 +27,8 @@ A language-model checkpoint (trained with --lm, no latent space) can `sample` an
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +36,8 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import TrainConfig, resolve_device, whole
+from .config import (MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES, TrainConfig, resolve_device,
+                     seed_value, whole)
 from .data import collate
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
@@ -71,8 +78,9 @@ class Posterior:
         """n draws per sentence, (N, n, Z). Row i's draws come from noise of its own, keyed by the seed and i
         (streams.NOISE_POSTERIOR), so they do not depend on the other rows or their number (a sentence's
         draws for n and seed are the same in any Posterior where it is row i). `generator` instead of `seed`:
-        the seed is drawn from it (one draw per call). The global RNG is untouched."""
-        n = whole("n", n, 0, InputError)
+        the seed is drawn from it (one draw per call). The global RNG is untouched. n is at most
+        config.MAX_SAMPLES (10**6) per sentence."""
+        n = whole("n", n, 0, InputError, MAX_SAMPLES)
         seed = generation.stream_seed(seed, generator)
         eps = sentence_noise(seed, NOISE_POSTERIOR, range(len(self)), (n, self.mu.shape[1]), self.mu.device)
         return self.mu[:, None] + self.std[:, None] * eps.to(self.mu.dtype)  # (N, n, Z)
@@ -101,6 +109,8 @@ class SeqVAE:
 
         Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise InputError(f"path must be a checkpoint directory (str or Path), got {type(path).__name__}")
         device = resolve_device(device)
         d = checkpoint.resolve(path)
         model, tokenizer, config = checkpoint.load(d, map_location=device)
@@ -269,8 +279,8 @@ class SeqVAE:
         Language model: the exact NLL (samples and refine are ignored).
         Sentences are cut to MAX_TOKENS tokens. Scores count the EOS token.
         """
-        whole("samples", samples, 1, InputError)
-        whole("refine", refine, 0, InputError)
+        whole("samples", samples, 1, InputError, MAX_IW_SAMPLES)
+        whole("refine", refine, 0, InputError, MAX_REFINE_STEPS)
         ids = self.tokenize(texts)
         seed = generation.stream_seed(seed)  # the seed itself (checked), or a fresh one for None
         # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
@@ -333,11 +343,13 @@ class SeqVAE:
                   seed: int = 0) -> AggregatePrior:
         """Fit the aggregate prior (a Gaussian mixture, seqvae.prior) on the posterior means of
         `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with
-        `vae.prior.save(checkpoint_dir)` or `save_pretrained`."""
+        `vae.prior.save(checkpoint_dir)` or `save_pretrained`. The components and seed are checked before
+        anything is encoded."""
         self._need_latent("fit_prior")
         whole("components", components, 1, InputError)
-        sentences = list(sentences)
-        ids = self.tokenize(sentences) if sentences and isinstance(sentences[0], str) else sentences
+        seed_value(seed, InputError)
+        sentences = _as_list(sentences)  # a str is one sentence, not a list of characters
+        ids = self.tokenize(sentences) if isinstance(sentences[0], str) else sentences
         try:
             self.prior = AggregatePrior.fit(self.encode_ids(ids).mean, components=components, seed=seed).to(self.device)
         except PriorError as e:
@@ -352,7 +364,7 @@ class SeqVAE:
         Code i comes from noise of its own, keyed by the seed and i (streams.NOISE_PRIOR), so the first k of n
         codes are the k codes of the same seed. `generator` instead of `seed`: the seed is drawn from it."""
         self._need_latent("prior_codes")
-        n = whole("n", n, 0, InputError)
+        n = whole("n", n, 0, InputError, MAX_SAMPLES)
         prior = prior or ("aggregate" if self.prior is not None else "standard")
         if prior not in PRIORS:
             raise InputError(f"unknown prior {prior!r} (choose from {', '.join(PRIORS)})")
@@ -369,7 +381,7 @@ class SeqVAE:
                    generator: torch.Generator | None = None, words: str | None = None, **opts) -> list[list[int]]:
         """n samples as token ids: z from `prior` (see prior_codes), then decode: decode(prior_codes(n, seed=s),
         seed=s) with the defaults of sample (one seed for both, drawn from `generator` if one is given)."""
-        n = whole("n", n, 0, InputError)
+        n = whole("n", n, 0, InputError, MAX_SAMPLES)
         seed = generation.stream_seed(seed, generator)
         filt = self._word_filter(words)
         opts = generation.sampling_defaults(opts)
@@ -431,7 +443,7 @@ class SeqVAE:
         Returns (z (steps, Z), list of steps sentences).
         """
         self._need_latent("interpolate")
-        whole("steps", steps, 2, InputError)
+        whole("steps", steps, 2, InputError, MAX_PATH_STEPS)
         mu = self._codes([a, b], refine)
         z = interpolate_codes(mu[0], mu[1], steps, method)
         return z, self.decode(z, **opts)
@@ -439,8 +451,14 @@ class SeqVAE:
 
 # ---------------------------------------------------------------------------- helpers
 def _as_list(texts: str | Sequence[str]) -> list[str]:
+    """A str is one sentence; a list (tuple, array, iterable) of them, as a list. Bytes, None, a number are
+    InputErrors that say what was given (bytes were read as a list of numbers, None or a number ended in a
+    bare `object is not iterable`)."""
     if isinstance(texts, str):
         return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}"
+                         + (" (decode bytes to str first)" if isinstance(texts, (bytes, bytearray)) else ""))
     texts = list(texts)
     if not texts:
         raise InputError("no sentences given")
@@ -451,7 +469,7 @@ def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: st
     """(steps, Z) codes from za to zb (Z,) by lerp or slerp (see SeqVAE.interpolate); endpoints exact."""
     if method not in INTERPOLATION_METHODS:
         raise InputError(f"unknown interpolation method {method!r} (choose from {', '.join(INTERPOLATION_METHODS)})")
-    steps = whole("steps", steps, 2, InputError)  # the two endpoints at least
+    steps = whole("steps", steps, 2, InputError, MAX_PATH_STEPS)  # the two endpoints at least
     za, zb = torch.as_tensor(za), torch.as_tensor(zb)
     if za.dim() != 1 or za.shape != zb.shape or not za.is_floating_point():
         raise InputError(f"za and zb must be two codes of one width, (Z,) floats; got {tuple(za.shape)} {za.dtype} "

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, ModelConfig, RunConfig, load_json, preset, resolve_device, seed_arg
+from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, ModelConfig, RunConfig, load_json,
+                     preset, resolve_device, seed_arg)
 from .display import format_mi, one_line
-from .textcli import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, add_decode, add_encode, add_interpolate,
-                      add_reconstruct, add_sample, add_score, check_size)
+from .textcli import add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score, check_size
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -44,9 +44,20 @@ def seed32(seed: int) -> int:
     return int(np.random.SeedSequence(int(seed)).generate_state(1)[0])
 
 
-def whole(name: str, value: Any, least: int, error: type[Exception] = ConfigError) -> int:
-    """`value` as an int >= least (numpy integers too); a float or a bool is `error`, not silently cut or
-    read as 0/1."""
+# Bounds on the sizes a call may ask for, shared by the command line (`--max-len` ...) and the Python API
+# (`max_len=` ...), so that a typo (n=10**12) is one line at once, not an allocation failure or hours of work.
+MAX_SAMPLES = 1_000_000  # prior samples per call (sample -n, SeqVAE.sample), codes per decode file, draws per sentence
+MAX_PATH_STEPS = 10_000  # points on an interpolation path
+MAX_LEN = 1_024          # tokens per decoded sentence (the model never saw sentences a tenth as long)
+MAX_BEAMS = 256          # beam width
+MAX_CANDIDATES = 256     # sampled candidates per code (best of K)
+MAX_IW_SAMPLES = 10_000  # importance samples per sentence (score, evaluate, report): all k x Z noise is drawn at once
+MAX_REFINE_STEPS = 10_000  # refinement steps (refine, --refine and the like): each is a decoder pass over the batch
+
+
+def whole(name: str, value: Any, least: int, error: type[Exception] = ConfigError, most: int | None = None) -> int:
+    """`value` as an int in [least, most] (most None: no upper bound; numpy integers too); a float or a bool is
+    `error`, not silently cut or read as 0/1."""
     import operator
 
     try:
@@ -55,9 +66,23 @@ def whole(name: str, value: Any, least: int, error: type[Exception] = ConfigErro
         n = operator.index(value)
     except TypeError:
         raise error(f"{name} must be an integer, got {value!r}") from None
+    if most is not None and not least <= n <= most:
+        raise error(f"{name} must be between {least:,} and {most:,}, got {n:,}")
     if n < least:
         raise error(f"{name} must be >= {least}, got {n}")
     return n
+
+
+def real(name: str, value: Any, error: type[Exception] = ConfigError) -> float:
+    """`value` as a Python float (numpy and 0-d torch numbers too); a str, a bool, None or anything else is
+    `error` (a str or None used to meet a comparison deep inside and end in a bare TypeError). Ranges are the
+    caller's to check: NaN and inf come back as they are."""
+    try:
+        if isinstance(value, (bool, str, bytes)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise error(f"{name} must be a number, got {value!r}") from None
 
 
 def seed_value(seed: Any, error: type[Exception] = ConfigError) -> int:

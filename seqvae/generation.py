@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from .config import MAX_SEED, seed_value, whole
+from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SEED, real, seed_value, whole
 from .model import SentenceVAE
 from .streams import NOISE_DECODE, key_generator
 from .wordlist import WordFilter
@@ -437,14 +437,18 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
 # ---------------------------------------------------------------------------- entry point
 def check_options(strategy: str, max_len: int, temperature: float, top_k: int, top_p: float,
                   num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> None:
-    """Raise DecodingError (one line) for options that make no sense."""
+    """Raise DecodingError (one line) for options that make no sense, or ask for more than the shared bounds
+    (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too)."""
+    temperature, top_p, length_penalty = (real(name, value, DecodingError) for name, value in
+                                          (("temperature", temperature), ("top_p", top_p),
+                                           ("length_penalty", length_penalty)))
     if not math.isfinite(length_penalty):
         raise DecodingError(f"length_penalty must be a finite number, got {length_penalty}")
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    for name, value, least in (("candidates", candidates, 1), ("max_len", max_len, 1), ("top_k", top_k, 0),
-                               ("num_beams", num_beams, 1)):  # top_k 0 = off
-        whole(name, value, least, DecodingError)
+    for name, value, least, most in (("candidates", candidates, 1, MAX_CANDIDATES), ("max_len", max_len, 1, MAX_LEN),
+                                     ("top_k", top_k, 0, None), ("num_beams", num_beams, 1, MAX_BEAMS)):  # top_k 0: off
+        whole(name, value, least, DecodingError, most)
     if candidates > 1 and strategy in ("greedy", "beam"):
         raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
     if not MIN_TEMPERATURE <= temperature < math.inf:  # logits / T must stay finite (NaN compares False too)
@@ -467,10 +471,19 @@ def check_seed(seed: int | None) -> int | None:
 def stream_seed(seed: int | None, generator: torch.Generator | None = None) -> int:
     """The seed of a sampling call's streams: one drawn from `generator` when given (so a generator used for
     several calls gives each its own), else `seed` (checked), else a fresh one from OS entropy."""
-    if generator is not None:
+    if check_generator(generator) is not None:
         return int(torch.randint(MAX_SEED - 1, (1,), generator=generator, device=generator.device))
     seed = check_seed(seed)
     return seed if seed is not None else torch.Generator().seed() % MAX_SEED
+
+
+def check_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """`generator` itself: None or a torch.Generator (anything else, a seed given as generator=5 say, is a
+    DecodingError, not an AttributeError inside torch)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise DecodingError(f"generator must be a torch.Generator, got {type(generator).__name__} "
+                            f"(for a number, pass seed=)")
+    return generator
 
 
 def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
@@ -516,17 +529,12 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     candidate 0 is the sentence candidates=1 gives.
     """
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
-    opts = dict(strategy=strategy, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                num_beams=num_beams, length_penalty=length_penalty, seed=seed, generator=generator, words=words)
-    if candidates == 1:
-        return _generate(model, z, batch_size, False, 1, **opts)[0]
-    reps = None  # each row's code `candidates` times over (shapes and values are checked in _start)
-    if z is not None:
-        z = as_codes(z)
-        reps = (z[None] if z.dim() == 1 else z).repeat_interleave(candidates, dim=0)
-    drawn, logp = _generate(model, reps, None if z is not None or batch_size is None else batch_size * candidates,
-                            True, candidates, **opts)
-    return [drawn[i] for i in best_of(drawn, logp, candidates)]
+    check_seed(seed)  # whatever the strategy (greedy and beam draw nothing): a bad one is refused, not ignored
+    check_generator(generator)
+    with model.evaluating(), torch.inference_mode():
+        return _generate(model, z, batch_size, candidates, strategy=strategy, max_len=max_len,
+                         temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                         length_penalty=length_penalty, seed=seed, generator=generator, words=words)
 
 
 def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[int]:
@@ -536,35 +544,41 @@ def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[in
     return [max(range(i, i + candidates), key=per_token.__getitem__) for i in range(0, len(ids), candidates)]
 
 
-def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, scored: bool, candidates: int, *,
+def _generate(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, candidates: int, *,
               strategy: str, max_len: int, temperature: float, top_k: int, top_p: float, num_beams: int,
               length_penalty: float, seed: int | None, generator: torch.Generator | None,
-              words: WordFilter | None) -> tuple[list[list[int]], list[float] | None]:
-    """generate's decoding of every row (in chunks of DECODE_ROWS), with each sentence's log p(x|z) when
-    `scored` (sampling only). Rows come in runs of `candidates` per code: row r samples from stream
-    divmod(r, candidates)."""
+              words: WordFilter | None) -> list[list[int]]:
+    """generate's decoding of every code (or LM row), in chunks of about DECODE_ROWS decoded sequences (a beam
+    or a candidate counts as one). With candidates > 1 a chunk decodes each of its codes `candidates` times
+    (row r of the whole call samples from stream divmod(r, candidates)) and keeps each code's best (best_of),
+    so memory holds one sentence per code, not `candidates` (n x K codes and sentences were held at once)."""
     if strategy not in ("greedy", "beam"):
         seed = stream_seed(seed, generator)
-    logp: list[float] | None = [] if scored else None  # each sampled sentence's log p(x|z), in row order
 
-    def run(z_part, n_part, first=0):
+    def run(z_part, n_part, first=0):  # first: the chunk's first code
         if strategy == "greedy":
             return greedy(model, z_part, max_len=max_len, batch_size=n_part, words=words)
         if strategy == "beam":
             return beam(model, z_part, num_beams=num_beams, max_len=max_len, length_penalty=length_penalty,
                         batch_size=n_part, words=words)
-        return sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
-                      batch_size=n_part, words=words, scores=logp, noise=RowNoise(seed, first, candidates))
+        if candidates > 1:  # each code `candidates` times over (shapes and values are checked in _start)
+            z_part = z_part[None] if z_part is not None and z_part.dim() == 1 else z_part
+            z_part = z_part.repeat_interleave(candidates, dim=0) if z_part is not None and z_part.dim() == 2 else z_part
+            n_part = None if n_part is None else n_part * candidates
+        logp: list[float] | None = [] if candidates > 1 else None  # each drawn sentence's log p(x|z), in row order
+        noise = RowNoise(seed, first * candidates, candidates)
+        drawn = sample(model, z_part, max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p,
+                       batch_size=n_part, words=words, scores=logp, noise=noise)
+        return drawn if logp is None else [drawn[i] for i in best_of(drawn, logp, candidates)]
 
     if z is not None:
         z = as_codes(z)
-    rows = batch_size if z is None else (len(z) if z.dim() == 2 else None)
-    chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else 1))
-    with model.evaluating(), torch.inference_mode():
-        if rows is None or rows <= chunk:  # one pass (bad shapes are reported there)
-            return run(z, batch_size), logp
-        out: list[list[int]] = []  # many rows: in chunks (each row keeps its stream; logp grows)
-        for start in range(0, rows, chunk):
-            stop = min(start + chunk, rows)
-            out += run(None, stop - start, start) if z is None else run(z[start:stop], None, start)
-        return out, logp
+    codes = batch_size if z is None else (len(z) if z.dim() == 2 else None)
+    chunk = max(1, DECODE_ROWS // (num_beams if strategy == "beam" else candidates))  # codes per pass
+    if codes is None or codes <= chunk:  # one pass (bad shapes are reported there)
+        return run(z, batch_size)
+    out: list[list[int]] = []  # many codes: in chunks (each row keeps its stream)
+    for start in range(0, codes, chunk):
+        stop = min(start + chunk, codes)
+        out += run(None, stop - start, start) if z is None else run(z[start:stop], None, start)
+    return out

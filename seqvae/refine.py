@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from .config import whole
+from .config import MAX_REFINE_STEPS, real, whole
 from .data import Batch
 from .kernels import gaussian_kl
 from .model import SentenceVAE
@@ -50,7 +50,8 @@ class RefineError(ValueError):
 
 
 def check_refine(steps: int, lr: float, weight: float) -> None:
-    whole("refine steps", steps, 0, RefineError)
+    whole("refine steps", steps, 0, RefineError, MAX_REFINE_STEPS)
+    lr, weight = real("refine lr", lr, RefineError), real("refine weight", weight, RefineError)
     if not 0 < lr < math.inf:
         raise RefineError(f"refine lr must be a finite number > 0, got {lr}")
     if not 0 <= weight < math.inf:

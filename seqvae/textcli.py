@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, seed_arg
+from .config import (MAX_BEAMS, MAX_CANDIDATES, MAX_IW_SAMPLES, MAX_LEN, MAX_PATH_STEPS, MAX_REFINE_STEPS,
+                     MAX_SAMPLES, ConfigError, seed_arg, whole)
 from .display import one_line
 
 
@@ -46,20 +47,9 @@ def _add_decoding_args(p, default_strategy: str, seeds: str = "seed of the sampl
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
 
 
-# Bounds on the sizes a command line asks for, so that a typo (-n 1e12) is one line, not an allocation
-# failure minutes later; the Python API takes any size (memory and time grow with it).
-MAX_SAMPLES = 1_000_000  # sample -n (about 0.3 GB of z and text at Z=32); run several seeds for more
-MAX_PATH_STEPS = 10_000  # interpolate --steps
-MAX_LEN = 1_024          # --max-len (the model never saw sentences a tenth as long)
-MAX_BEAMS = 256          # --num-beams
-MAX_CANDIDATES = 256     # --candidates
-MAX_IW_SAMPLES = 10_000  # importance samples per sentence (score, evaluate, report): all k x Z noise is drawn at once
-MAX_REFINE_STEPS = 10_000  # --refine and the like: each step is a decoder pass over the batch
-
-
+# The bounds that keep a typo (-n 1e12) from asking for hours or gigabytes: config's, which the API checks too.
 def check_size(flag: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ConfigError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
+    whole(flag, value, low, ConfigError, high)
 
 
 def _decoding_opts(args) -> dict[str, Any]:

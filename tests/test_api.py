@@ -456,9 +456,9 @@ def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
                       (lambda: vae.refine(texts, lr=math.inf), "lr must be a finite number"),
                       (lambda: vae.refine(texts, weight=math.inf), "weight must be a finite number"),
                       (lambda: vae.interpolate(texts[0], texts[1], steps=3.0), "steps must be an integer"),
-                      (lambda: interpolate_codes(m[0], m[1], 1), "steps must be >= 2"),
+                      (lambda: interpolate_codes(m[0], m[1], 1), "steps must be between 2 and 10,000"),
                       (lambda: interpolate_codes(m[0], m[1, :2], 3), "two codes of one width"),
-                      (lambda: vae.encode(texts).sample(-1), "n must be >= 0"),
+                      (lambda: vae.encode(texts).sample(-1), "n must be between 0 and 1,000,000"),
                       (lambda: vae.sample(2.0), "n must be an integer"),
                       (lambda: vae.to(torch.float64), "takes a device, not a dtype"),
                       (lambda: SeqVAE.from_pretrained(tiny_lm_ckpt).latent_dim, "needs a latent space")]:
@@ -477,3 +477,101 @@ def test_bad_arguments_are_input_errors(vae, texts, tiny_lm_ckpt):
     assert torch.equal(path[0], m[0]) and torch.equal(path[-1], m[1])
     assert vae.decode([m[0], m[1]]) == vae.decode(m[:2])  # a list of (Z,) codes is stacked
     assert vae.encode_ids([[5, 6]]).mean.shape == (1, vae.latent_dim)
+
+
+def test_sizes_past_the_shared_bounds_are_refused_before_any_work(vae, texts, tiny_vae_ckpt, capsys):
+    """The API refuses the sizes the command line refuses, by the same bounds (seqvae.config), at once: it took
+    any size (sample(10**12) built 10**12 noise generators one by one, for days; samples=10**9 asked for 256 GB
+    of noise; max_len=10**9 for 16 GB of tokens; steps=10**9 for 8 GB of path)."""
+    from seqvae import config
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    post = vae.encode(texts[:2])
+    for call, msg in [(lambda: vae.sample(10**12), f"n must be between 0 and {config.MAX_SAMPLES:,}"),
+                      (lambda: vae.sample_ids(config.MAX_SAMPLES + 1), "n must be between"),
+                      (lambda: vae.prior_codes(10**12), "n must be between"),
+                      (lambda: post.sample(10**12), "n must be between"),
+                      (lambda: vae.score(texts, samples=10**9), f"samples must be between 1 and {config.MAX_IW_SAMPLES:,}"),
+                      (lambda: vae.score(texts, refine=10**9), "refine must be between"),
+                      (lambda: vae.refine(texts, steps=10**12), "refine steps must be between"),
+                      (lambda: vae.reconstruct(texts, refine=10**12), "refine steps must be between"),
+                      (lambda: vae.interpolate(texts[0], texts[1], steps=10**9), "steps must be between 2 and"),
+                      (lambda: interpolate_codes(m[0], m[1], 10**9), "steps must be between 2 and")]:
+        with pytest.raises(InputError, match=msg):
+            call()
+    for opts, msg in [({"max_len": 10**9}, f"max_len must be between 1 and {config.MAX_LEN:,}"),
+                      ({"strategy": "beam", "num_beams": 10**8}, f"num_beams must be between 1 and {config.MAX_BEAMS}"),
+                      ({"strategy": "sample", "candidates": 10**6}, "candidates must be between 1 and")]:
+        with pytest.raises(DecodingError, match=msg):
+            vae.decode(m, **opts)
+        with pytest.raises(DecodingError, match=msg):
+            vae.sample(2, **opts)
+    assert len(vae.sample(0)) == 0 and len(vae.decode(m, max_len=config.MAX_LEN)) == 2  # the bounds themselves
+    assert main(["sample", str(tiny_vae_ckpt), "-n", str(config.MAX_SAMPLES + 1)]) == 2  # the CLI: the same bound
+    assert f"between 1 and {config.MAX_SAMPLES:,}" in capsys.readouterr().err
+
+
+def test_options_that_are_not_numbers_are_decoding_errors(vae, texts):
+    """A str, None or bool where a number is meant is one DecodingError (InputError for refine) that names the
+    option; it used to meet a comparison inside and end in a bare TypeError ('<=' not supported ...).
+    numpy and 0-d torch numbers are taken as numbers."""
+    import numpy as np
+
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    for opts, msg in [({"strategy": "sample", "temperature": "0.8"}, "temperature must be a number, got '0.8'"),
+                      ({"strategy": "sample", "temperature": None}, "temperature must be a number, got None"),
+                      ({"strategy": "sample", "top_p": "0.9"}, "top_p must be a number"),
+                      ({"strategy": "sample", "top_p": True}, "top_p must be a number, got True"),
+                      ({"strategy": "beam", "length_penalty": "1"}, "length_penalty must be a number")]:
+        with pytest.raises(DecodingError, match=msg):
+            vae.decode(m, **opts)
+    for opts, msg in [({"lr": "0.1"}, "refine lr must be a number"), ({"weight": None}, "refine weight must be a number")]:
+        with pytest.raises(InputError, match=msg):
+            vae.refine(texts, **opts)
+    same = {"strategy": "top-p", "seed": 3}
+    assert vae.decode(m, top_p=np.float32(0.5), temperature=np.float64(0.7), **same) == \
+        vae.decode(m, top_p=float(np.float32(0.5)), temperature=0.7, **same)
+    assert vae.decode(m, temperature=torch.tensor(0.7), **same) == vae.decode(m, temperature=0.7, **same)
+
+
+def test_a_bad_seed_or_generator_is_refused_whatever_the_strategy(vae, texts):
+    """generator=5 (a seed in the wrong place) was an AttributeError inside torch; a bad seed or generator given to
+    greedy or beam decoding, which draw nothing, was ignored silently."""
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    for strategy in ("greedy", "beam", "sample"):
+        with pytest.raises(DecodingError, match="generator must be a torch.Generator, got int"):
+            vae.decode(m, strategy=strategy, generator=5)
+        for seed in (-1, 1.5, 2**63):
+            with pytest.raises(DecodingError, match="seed must be an integer in"):
+                vae.decode(m, strategy=strategy, seed=seed)
+    with pytest.raises(DecodingError, match="generator must be a torch.Generator"):
+        vae.sample(2, generator=5)
+    assert vae.decode(m, seed=7) == vae.decode(m)  # a good seed still changes nothing for greedy
+
+
+def test_texts_that_are_no_list_of_sentences_are_named(vae, texts, tiny_lm_ckpt):
+    """A str is one sentence everywhere (fit_prior read it as a list of characters: 'sentence 3 is empty' for
+    'the movie'); bytes, None or a number are one InputError naming what came (bytes were read as a list of
+    numbers: 'sentence 0: expected a string, got int'; None: "'NoneType' object is not iterable"), and so is a
+    path that is not one (pathlib's TypeError)."""
+    for call in (lambda: vae.encode(None), lambda: vae.encode(5), lambda: vae.score(3.5), lambda: vae.reconstruct(None),
+                 lambda: vae.refine(7)):
+        with pytest.raises(InputError, match="texts must be a string or a list of strings, got (NoneType|int|float)"):
+            call()
+    with pytest.raises(InputError, match="got bytes .decode bytes to str first"):
+        vae.encode(texts[0].encode())
+    with pytest.raises(InputError, match="needs at least 4 codes, got 1"):  # one sentence, not len(texts[0]) chars
+        vae.fit_prior(texts[0], components=2)
+    with pytest.raises(InputError, match="no sentences given"):
+        vae.fit_prior([], components=2)
+    with pytest.raises(InputError, match="seed must be an integer"):  # before anything is encoded
+        vae.fit_prior(texts, components=2, seed=-1)
+    for path in (None, 5):
+        with pytest.raises(InputError, match="path must be a checkpoint directory"):
+            SeqVAE.from_pretrained(path)
+    assert vae.encode(iter(texts[:2])).mean.shape == (2, vae.latent_dim)  # any iterable of str still works

@@ -254,17 +254,40 @@ def test_sampler_scores_are_the_teacher_forced_log_likelihood(model, z, monkeypa
             b = collate([row])
             assert scores[i] == pytest.approx(-model.token_nll(b.dec_in, b.target, reps[i:i + 1]).item(),
                                               rel=1e-4, abs=1e-4)
-    monkeypatch.setattr(G, "DECODE_ROWS", 5)  # 24 draws in chunks of 5: a code's draws span two chunks
+    monkeypatch.setattr(G, "DECODE_ROWS", 5)  # 24 draws in chunks of one code's 4 (5 // 4 codes per chunk)
     drawn = _candidates(model, z, 4, 5, top_p=0.9)
     nll = _per_token_nll(model, drawn, z.repeat_interleave(4, 0))
     chunked = generate(model, z, strategy="top-p", top_p=0.9, seed=5, candidates=4)
     assert chunked == [drawn[min(range(i * 4, i * 4 + 4), key=nll.__getitem__)] for i in range(len(z))]
 
 
+def test_best_of_k_holds_one_chunk_of_draws_at_a_time(model, z, trained_tiny_lm, monkeypatch):
+    """candidates=K decodes DECODE_ROWS // K codes' K draws at a time and keeps each code's best before the
+    next chunk: memory holds one sentence per code. It used to repeat every code K times up front and keep all
+    n x K drawn sentences to the end (sample -n 1000000 --candidates 256: 65 GB of repeated codes at Z = 64)."""
+    seen: list[int] = []  # the draws each best_of call chooses among
+
+    def spy(ids, logp, candidates):
+        seen.append(len(ids))
+        return best_of(ids, logp, candidates)
+
+    best_of = G.best_of
+    zz = z.repeat(3, 1)  # 18 codes
+    whole = generate(model, zz, strategy="top-p", top_p=0.9, seed=5, candidates=3)
+    monkeypatch.setattr(G, "DECODE_ROWS", 7)  # 2 codes (6 draws) per chunk
+    monkeypatch.setattr(G, "best_of", spy)
+    assert generate(model, zz, strategy="top-p", top_p=0.9, seed=5, candidates=3) == whole
+    assert seen == [6] * 9
+    seen.clear()
+    lm = trained_tiny_lm[0]
+    assert len(generate(lm, None, strategy="sample", batch_size=5, seed=1, candidates=3)) == 5
+    assert seen == [6, 6, 3]
+
+
 def test_candidates_need_sampling_and_good_codes(model, z, trained_tiny_lm):
     for opts, msg in [({"strategy": "greedy", "candidates": 2}, "sampling strategy"),
                       ({"strategy": "beam", "candidates": 2}, "sampling strategy"),
-                      ({"strategy": "sample", "candidates": 0}, "candidates must be >= 1")]:
+                      ({"strategy": "sample", "candidates": 0}, "candidates must be between 1 and 256")]:
         with pytest.raises(DecodingError, match=msg):
             generate(model, z, **opts)
     with pytest.raises(DecodingError, match="shape"):

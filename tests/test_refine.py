@@ -62,7 +62,7 @@ def test_api_refine_keeps_input_order_and_feeds_reconstruct_and_interpolate(vae,
     assert vae.reconstruct(texts, refine=5) == vae.decode(z)
     path, _ = vae.interpolate(texts[0], texts[1], steps=4, refine=5)
     assert torch.allclose(path[0], z[0], atol=1e-5) and torch.allclose(path[-1], z[1], atol=1e-5)
-    with pytest.raises(InputError, match="steps must be >= 0"):
+    with pytest.raises(InputError, match="steps must be between 0 and 10,000"):
         vae.refine(texts, steps=-1)
 
 

@@ -19,8 +19,8 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import seed_arg
-from ..textcli import MAX_LEN, check_size
+from ..config import MAX_LEN, seed_arg
+from ..textcli import check_size
 from ..textinput import problem, read_lines
 from .config import CLASSES, KINDS, UNITS, ClassifyError
 
