@@ -362,3 +362,30 @@ def test_top_p_default_adds_only_the_p():
     assert G.top_p_default({"strategy": "top-p", "top_p": None}) == {"strategy": "top-p", "top_p": 0.9}
     assert G.top_p_default({"strategy": "top-p", "top_p": 0.5}) == {"strategy": "top-p", "top_p": 0.5}
     assert G.top_p_default({"strategy": "sample", "top_p": None}) == {"strategy": "sample"}
+
+
+# ---------------------------------------------------------------------------- by enumeration: a tiny random model
+def _random_model(**kw):
+    """An untrained VAE with 7 ids (4 that sentences are made of: <unk> and 4-6) and peaked next-token rows."""
+    from seqvae.config import ModelConfig
+    from seqvae.model import SentenceVAE
+
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=7, embed_dim=8, hidden_dim=8, latent_dim=3, **kw)).eval()
+    with torch.no_grad():
+        model.decoder.out.weight.mul_(3.0)
+        model.decoder.out.bias.mul_(3.0)
+    return model
+
+
+@pytest.mark.parametrize("opts", [{"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3},
+                                  {"strategy": "sample", "seed": 0},
+                                  {"strategy": "top-p", "top_p": 0.9, "seed": 0, "candidates": 2}])
+def test_no_codes_decode_to_no_sentences(opts):
+    """Zero codes give zero sentences, also for a decoder with slots (reshaping their empty memory used to
+    raise a RuntimeError); one code, as (1, Z) or (Z,), gives one."""
+    model = _random_model(z_slots=2)
+    assert generate(model, torch.zeros(0, 3), **opts) == []
+    z = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
+    one = generate(model, z, **opts)
+    assert len(one) == 1 and generate(model, z[0], **opts) == one
