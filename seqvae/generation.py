@@ -343,11 +343,14 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     1 = the mean log-probability per token). A finished beam stays in the beam with its score
     frozen (it can only continue with <pad> at no cost), so it competes with live beams until
     something better displaces it. A row is done when all its beams have finished; done rows
-    leave the batch. The best-ranked beam of each row is returned. With num_beams=1 this is
-    exactly greedy. With `words`, each beam's extensions are its likeliest tokens that the filter
-    allows (looked for among its WORD_CANDIDATES * K likeliest first, then among all); a beam with none
-    (`WordFilter.cut`) has one: its sentence cut back to its last listed word, ended there (EOS) and ranked
-    with that sentence's score.
+    leave the batch. The best-ranked beam of each row is returned. A row still open after max_len
+    tokens ranks each open beam as the sentence cut there, its EOS counted (as sampling scores a cut
+    row): the score of an open beam is a prefix's, which outranks every sentence that goes on from it.
+    So with enough beams to keep every hypothesis the result is exact: the best-ranked of all sentences
+    of at most max_len tokens. With num_beams=1 this is exactly greedy. With `words`, each beam's
+    extensions are its likeliest tokens that the filter allows (looked for among its
+    WORD_CANDIDATES * K likeliest first, then among all); a beam with none (`WordFilter.cut`) has one:
+    its sentence cut back to its last listed word, ended there (EOS) and ranked with that sentence's score.
     """
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
@@ -429,8 +432,16 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
             memory = memory[beams] if memory is not None else None
             if words is not None:
                 words.keep(beams)
-    for r, seq in zip(rows.tolist(), _to_lists(history[:, 0], cfg.eos_id, cfg.pad_id)):
-        results[r] = seq  # rows cut at max_len
+    if rows.numel():  # rows cut at max_len: a beam still open ends there, its EOS counted, before they are ranked
+        logits, _ = step(model, tokens, z, h, memory)  # (b*K, V)
+        logits = logits.float()
+        end_lp = (logits[:, cfg.eos_id] - logits.logsumexp(dim=-1)).view(-1, K)  # (b, K)
+        scores = torch.where(done, scores, scores + end_lp)
+        lengths = lengths + (~done).long()
+        best = (scores / lengths.float().pow(length_penalty)).argmax(dim=1)  # (b,) ties: the first (beam order)
+        history = history[torch.arange(rows.numel(), device=device), best]  # (b, max_len)
+        for r, seq in zip(rows.tolist(), _to_lists(history, cfg.eos_id, cfg.pad_id)):
+            results[r] = seq
     return results
 
 

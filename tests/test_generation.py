@@ -64,26 +64,25 @@ def test_batch_equals_one_by_one(model, z, opts):
 
 
 def test_wide_beam_is_exhaustive_over_two_tokens(model, z):
-    """With num_beams = V and max_len = 2 beam search keeps every first token: it finds the best pair."""
-    V = model.cfg.vocab_size
-    got = generate(model, z[:2], strategy="beam", num_beams=V, max_len=2, length_penalty=0.0)
+    """With num_beams = V * V and max_len = 2 beam search keeps every pair of tokens: it finds the sentence of at
+    most two tokens with the best log p(x + EOS | z) (a pair is a sentence cut at max_len: its EOS counts too)."""
+    V, bos, eos = model.cfg.vocab_size, model.cfg.bos_id, model.cfg.eos_id
+    got = generate(model, z[:2], strategy="beam", num_beams=V * V, max_len=2, length_penalty=0.0)
     with torch.no_grad():
         for i in range(2):
             zi = z[i : i + 1]
-            logits, h = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
+            logits, h = G.step(model, torch.tensor([bos]), zi, model.decoder.initial_state(zi, 1))
             lp1 = torch.log_softmax(logits, -1)[0]  # (V,)
-            best, best_seq = float("-inf"), None
-            for t1 in range(V):
-                if t1 == model.cfg.eos_id:
-                    if lp1[t1] > best:
-                        best, best_seq = float(lp1[t1]), []
-                    continue
-                lg2, _ = G.step(model, torch.tensor([t1]), zi, h)
-                lp2 = torch.log_softmax(lg2, -1)[0]
-                t2 = int(lp2.argmax())
-                if lp1[t1] + lp2[t2] > best:
-                    best, best_seq = float(lp1[t1] + lp2[t2]), [t1] if t2 == model.cfg.eos_id else [t1, t2]
-            assert got[i] == best_seq
+            lg2, h2 = G.step(model, torch.arange(V), zi.expand(V, -1), h.expand(-1, V, -1).contiguous())
+            lp2 = torch.log_softmax(lg2, -1)  # (V, V): after each first token
+            lg3, _ = G.step(model, torch.arange(V).repeat(V), zi.expand(V * V, -1), h2.repeat_interleave(V, 1))
+            lp3 = torch.log_softmax(lg3, -1)[:, eos].view(V, V)  # EOS after each pair
+            best = {(): float(lp1[eos])}
+            for t1 in set(range(V)) - {eos, bos, model.cfg.pad_id}:
+                best[(t1,)] = float(lp1[t1] + lp2[t1, eos])
+                for t2 in set(range(V)) - {eos, bos, model.cfg.pad_id}:
+                    best[(t1, t2)] = float(lp1[t1] + lp2[t1, t2] + lp3[t1, t2])
+            assert tuple(got[i]) == max(best, key=best.get)
 
 
 def test_beam_ranks_by_the_length_penalty(model, z, monkeypatch):
@@ -376,6 +375,47 @@ def _random_model(**kw):
         model.decoder.out.weight.mul_(3.0)
         model.decoder.out.bias.mul_(3.0)
     return model
+
+
+def _every_sentence(model, z, max_len):
+    """Every sentence of at most max_len tokens -> its next-token log-probabilities (len + 1, V) from one
+    teacher-forced pass of the decoder (not `step`), <pad> and BOS at -inf (never written)."""
+    cfg = model.cfg
+    words = [t for t in range(cfg.vocab_size) if t not in (cfg.pad_id, cfg.bos_id, cfg.eos_id)]
+    out = {}
+    with torch.no_grad():
+        for n in range(max_len + 1):
+            seqs = list(itertools.product(words, repeat=n))
+            inp = torch.tensor([[cfg.bos_id, *s] for s in seqs]).view(len(seqs), n + 1)
+            hidden, _ = model.decoder(inp, z.expand(len(seqs), -1))
+            logits = model.decoder.logits(hidden).double()
+            logits[..., [cfg.pad_id, cfg.bos_id]] = float("-inf")
+            out.update(zip(seqs, logits.log_softmax(-1)))
+    return out
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_beam_that_keeps_every_hypothesis_finds_the_best_sentence(length_penalty):
+    """With at least as many beams as hypotheses (4**3 = 64 at max_len 3) beam search is exact: it returns the
+    sentence of at most max_len tokens with the best log p(x + EOS | z) / (len + 1)**length_penalty, a sentence
+    cut at max_len counting the EOS that ends it. It used to rank a beam still open at max_len by its prefix's
+    log p alone, which outranks every sentence that goes on from it, and return it (with penalty 0 it beat the
+    best whole sentence by several nats). One beam stays greedy, the argmax at each step."""
+    model, L, eos = _random_model(), 3, 3
+    z = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+    got = generate(model, z, strategy="beam", num_beams=64, max_len=L, length_penalty=length_penalty)
+    greedy = generate(model, z, strategy="greedy", max_len=L)
+    assert generate(model, z, strategy="beam", num_beams=1, max_len=L, length_penalty=length_penalty) == greedy
+    assert got != greedy  # a search that finds more than greedy
+    for i in range(len(z)):
+        lp = _every_sentence(model, z[i:i + 1], L)
+        rank = {s: (sum(float(row[j, t]) for j, t in enumerate(s)) + float(row[len(s), eos]))
+                / (len(s) + 1) ** length_penalty for s, row in lp.items()}
+        assert tuple(got[i]) == max(rank, key=rank.get), i
+        seq = ()
+        while len(seq) < L and int(lp[seq][len(seq)].argmax()) != eos:
+            seq += (int(lp[seq][len(seq)].argmax()),)
+        assert tuple(greedy[i]) == seq
 
 
 @pytest.mark.parametrize("opts", [{"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3},
