@@ -418,6 +418,32 @@ def test_a_beam_that_keeps_every_hypothesis_finds_the_best_sentence(length_penal
         assert tuple(greedy[i]) == seq
 
 
+def test_whole_sampled_sentences_follow_the_filtered_distribution():
+    """A sentence drawn at temperature T with top-k and top-p has the probability of the product of its steps'
+    filtered, renormalised distributions (each computed here by sorting), EOS included; one cut at max_len
+    that of its tokens."""
+    model, L, n, eos = _random_model(z_skip=True, z_slots=2), 3, 20000, 3
+    T, k, p = 1.5, 3, 0.8
+    z = torch.randn(1, 3, generator=torch.Generator().manual_seed(2))
+    expect = {}
+    for seq, logp in _every_sentence(model, z, L).items():
+        prob = 1.0
+        for j, t in enumerate((*seq, eos)[:L]):
+            probs, order = torch.softmax(logp[j] / T, -1).sort(descending=True)
+            probs[k:] = 0.0
+            probs /= probs.sum()
+            probs[probs.cumsum(0) - probs >= p] = 0.0
+            prob *= float(probs[(order == t).nonzero()[0, 0]] / probs.sum())
+        expect[seq] = prob
+    drawn = generate(model, z.expand(n, -1), strategy="sample", temperature=T, top_k=k, top_p=p, max_len=L, seed=0)
+    freq = {s: 0 for s in expect}
+    for row in drawn:
+        freq[tuple(row)] += 1
+    assert sum(v > 0.02 for v in expect.values()) >= 5  # a real spread of sentences
+    for s, q in expect.items():
+        assert abs(freq[s] / n - q) <= 4 * (q * (1 - q) / n) ** 0.5 + 1e-9, (s, freq[s] / n, q)
+
+
 @pytest.mark.parametrize("opts", [{"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3},
                                   {"strategy": "sample", "seed": 0},
                                   {"strategy": "top-p", "top_p": 0.9, "seed": 0, "candidates": 2}])
