@@ -220,7 +220,7 @@ def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def draw_nucleus(logits: torch.Tensor, top_p: float, noise: Uniforms | torch.Generator | None,
-                 tries: int = 4) -> torch.Tensor:
+                 tries: int = 4, refused: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row from the nucleus of mass top_p (renormalised): (b, V) -> (b,).
 
     Rejection sampling, to avoid sorting: draw from the full softmax and keep the draw if it
@@ -228,31 +228,40 @@ def draw_nucleus(logits: torch.Tensor, top_p: float, noise: Uniforms | torch.Gen
     (exact ties at the nucleus boundary are all kept). A draw is accepted with probability
     = nucleus mass >= top_p, at the cost of a few passes over the row; rows still rejected
     after `tries` rounds (e.g. a tiny top_p on a flat row) fall back to the exact mask. noise: as in draw (a
-    row reads one number per round it takes part in).
+    row reads one number per round it takes part in). refused: (b, V) True at tokens taken out of the nucleus
+    (the word filter's): the draw is from the nucleus less them, which stays the nucleus of `logits`; a row with
+    none of its nucleus left gets -1.
     """
     noise = _as_uniforms(noise, logits.device)
     probs = torch.softmax(logits, dim=-1)  # (b, V)
+    weights = probs if refused is None else probs.masked_fill(refused, 0.0)  # what is drawn from
     out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     rows = torch.arange(probs.shape[0], device=probs.device)  # rows without a token yet
     for _ in range(tries):
-        tok = _inverse_cdf(probs, noise(rows))  # (r,)
+        tok = _inverse_cdf(weights, noise(rows))  # (r,)
         p_tok = probs.gather(1, tok[:, None])  # (r, 1)
         above = torch.where(probs > p_tok, probs, 0.0).sum(dim=-1)  # (r,) mass strictly likelier
-        ok = above < top_p
+        ok = (above < top_p) & (weights.gather(1, tok[:, None])[:, 0] > 0)
         out[rows[ok]] = tok[ok]
-        rows, probs = rows[~ok], probs[~ok]
+        rows, probs, weights = rows[~ok], probs[~ok], weights[~ok]
         if rows.numel() == 0:
             return out
     sub = logits[rows]
-    out[rows] = draw(sub.masked_fill(~nucleus(sub, top_p), float("-inf")), lambda r: noise(rows[r]))
+    inside = nucleus(sub, top_p) if refused is None else nucleus(sub, top_p) & ~refused[rows]  # (r, V)
+    left = inside.any(dim=-1)  # (r,)
+    out[rows[~left]] = -1
+    rows, sub, inside = rows[left], sub[left], inside[left]
+    if rows.numel():
+        out[rows] = draw(sub.masked_fill(~inside, float("-inf")), lambda r: noise(rows[r]))
     return out
 
 
 def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | None, max_len: int,
-                 pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], words: WordFilter | None,
+                 pick: Callable[..., torch.Tensor], words: WordFilter | None,
                  scores: list[float] | None = None, noise: RowNoise | None = None) -> list[list[int]]:
     """Shared loop of greedy and sampling: `pick` maps logits (b, V) of rows (b,) (their indices in the batch,
-    0..B-1) to next tokens (b,); `words` holds it to known words. scores, if given, is extended by each row's
+    0..B-1) to next tokens (b,); `words` holds it to known words (and gives it a third argument: the logits its
+    cuts are made on, WordFilter.choose). scores, if given, is extended by each row's
     log p(x|z) under the model (EOS included; before the word filter, temperature and top-k / top-p), so best of K
     needs no second pass. noise: the sampler's streams, started here for the B rows. A row the filter ends
     before an open word it cannot go on with (`WordFilter.cut`) is cut back to its last listed word there, and its
@@ -278,7 +287,7 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
         if words is None:
             tokens = pick(logits, rows)  # (b,)
         else:  # the filter picks again for some rows: idx, their places among the live rows
-            tokens = words.choose(logits, lambda sub, idx: pick(sub, rows[idx]), last=t == max_len - 1)
+            tokens = words.choose(logits, lambda sub, idx, base: pick(sub, rows[idx], base), last=t == max_len - 1)
         if logp is not None:
             if ends is not None:
                 ends[rows, t] = logp_sum[rows] + logp[:, cfg.eos_id]
@@ -307,7 +316,7 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
 def greedy(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, batch_size: int | None = None,
            words: WordFilter | None = None) -> list[list[int]]:
     """The most likely next token at every step (among those `words` allows)."""
-    return _decode_loop(model, z, batch_size, max_len, lambda logits, rows: logits.argmax(dim=-1), words)
+    return _decode_loop(model, z, batch_size, max_len, lambda logits, rows, base=None: logits.argmax(dim=-1), words)
 
 
 def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, temperature: float = 1.0,
@@ -319,16 +328,29 @@ def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, tem
     generator)) (rows keyed (r, 0)). scores: see _decode_loop."""
     noise = noise if noise is not None else RowNoise(stream_seed(seed, generator))
 
-    def pick(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def cuts(logits: torch.Tensor) -> torch.Tensor:  # temperature and top-k (top-p: by rejection, in draw_nucleus)
         logits = logits.float()
-        if temperature != 1.0:
-            logits = logits / temperature
-        logits = filter_logits(logits, top_k=top_k)  # top-p is applied by rejection, below
+        return filter_logits(logits / temperature if temperature != 1.0 else logits, top_k=top_k)
 
+    def pick(logits: torch.Tensor, rows: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
         def uniforms(places: torch.Tensor) -> torch.Tensor:  # places in this pick's batch -> those rows' numbers
             return noise(rows[places])
 
-        return draw(logits, uniforms) if top_p >= 1.0 else draw_nucleus(logits, top_p, uniforms)  # (b,)
+        refused = None if base is None else (logits == float("-inf")) & (base > float("-inf"))  # (b, V)
+        if refused is None or not bool(refused.any()):
+            logits = cuts(logits)
+            return draw(logits, uniforms) if top_p >= 1.0 else draw_nucleus(logits, top_p, uniforms)  # (b,)
+        # The word filter refused some tokens: draw from this sampler's distribution on `base` less the refused
+        # tokens (the nucleus stays base's); -1 where none of its tokens is left.
+        own = cuts(base)  # (b, V)
+        if top_p < 1.0:
+            return draw_nucleus(own, top_p, uniforms, refused=refused)
+        own = own.masked_fill(refused, float("-inf"))
+        out = torch.full((len(own),), -1, dtype=torch.long, device=own.device)
+        keep = (own > float("-inf")).any(dim=-1).nonzero()[:, 0]  # rows with a token left
+        if keep.numel():
+            out[keep] = draw(own[keep], lambda r: uniforms(keep[r]))
+        return out
 
     return _decode_loop(model, z, batch_size, max_len, pick, words, scores, noise)
 
@@ -343,11 +365,14 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     1 = the mean log-probability per token). A finished beam stays in the beam with its score
     frozen (it can only continue with <pad> at no cost), so it competes with live beams until
     something better displaces it. A row is done when all its beams have finished; done rows
-    leave the batch. The best-ranked beam of each row is returned. With num_beams=1 this is
-    exactly greedy. With `words`, each beam's extensions are its likeliest tokens that the filter
-    allows (looked for among its WORD_CANDIDATES * K likeliest first, then among all); a beam with none
-    (`WordFilter.cut`) has one: its sentence cut back to its last listed word, ended there (EOS) and ranked
-    with that sentence's score.
+    leave the batch. The best-ranked beam of each row is returned. A row still open after max_len
+    tokens ranks each open beam as the sentence cut there, its EOS counted (as sampling scores a cut
+    row): the score of an open beam is a prefix's, which outranks every sentence that goes on from it.
+    So with enough beams to keep every hypothesis the result is exact: the best-ranked of all sentences
+    of at most max_len tokens. With num_beams=1 this is exactly greedy. With `words`, each beam's
+    extensions are its likeliest tokens that the filter allows (looked for among its
+    WORD_CANDIDATES * K likeliest first, then among all); a beam with none (`WordFilter.cut`) has one:
+    its sentence cut back to its last listed word, ended there (EOS) and ranked with that sentence's score.
     """
     cfg = model.cfg
     z, h, tokens = _start(model, z, batch_size)
@@ -429,8 +454,16 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
             memory = memory[beams] if memory is not None else None
             if words is not None:
                 words.keep(beams)
-    for r, seq in zip(rows.tolist(), _to_lists(history[:, 0], cfg.eos_id, cfg.pad_id)):
-        results[r] = seq  # rows cut at max_len
+    if rows.numel():  # rows cut at max_len: a beam still open ends there, its EOS counted, before they are ranked
+        logits, _ = step(model, tokens, z, h, memory)  # (b*K, V)
+        logits = logits.float()
+        end_lp = (logits[:, cfg.eos_id] - logits.logsumexp(dim=-1)).view(-1, K)  # (b, K)
+        scores = torch.where(done, scores, scores + end_lp)
+        lengths = lengths + (~done).long()
+        best = (scores / lengths.float().pow(length_penalty)).argmax(dim=1)  # (b,) ties: the first (beam order)
+        history = history[torch.arange(rows.numel(), device=device), best]  # (b, max_len)
+        for r, seq in zip(rows.tolist(), _to_lists(history, cfg.eos_id, cfg.pad_id)):
+            results[r] = seq
     return results
 
 

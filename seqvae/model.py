@@ -123,7 +123,7 @@ class Decoder(nn.Module):
         They depend on z alone: decoding computes them once per sentence, not once per step."""
         if z is None or self.slots is None:
             return None
-        return self.slots(z.to(dtype)).view(z.shape[0], -1, self.cfg.hidden_dim)
+        return self.slots(z.to(dtype)).view(z.shape[0], self.cfg.z_slots, self.cfg.hidden_dim)  # also for B = 0
 
     def readout(self, out: torch.Tensor, z: torch.Tensor | None, memory: torch.Tensor | None = None) -> torch.Tensor:
         """What the softmax layer reads from the GRU's outputs (B, T, H): the outputs, plus W z with model.z_skip,

@@ -5,7 +5,8 @@ A checkpoint may carry a word list (`words.txt`: the lowercased words seen at le
 times in its training sentences). Decoding can then be held to it: a token is accepted only if
 every word it completes is in the list and the word it leaves open is the start of one
 (`WordFilter`). Sampling stays exact: a rejected token is removed and the row drawn again from
-what is left, which is drawing from the model's distribution restricted to the allowed tokens.
+what is left, which is drawing from the sampler's distribution (after temperature, top-k, top-p)
+restricted to the allowed tokens; when that holds none, from the allowed tokens' distribution cut the same way.
 A row whose open word no allowed token can go on with (at max_len: finish) ends before that word.
 
     words = KnownWords.from_counts(counts)       # word -> count, e.g. quality.TrainingText.counts
@@ -272,31 +273,39 @@ class WordFilter:
             self._end([i for i, has in zip(short, some.tolist()) if not has])
         return top_logit, top_tok, after
 
-    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    def choose(self, logits: torch.Tensor, pick: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                last: bool = False) -> torch.Tensor:
         """Next token of every row, (b,): `pick` (argmax, or a draw) over the allowed tokens of `logits` (b, V).
-        pick(sub, idx) is called with some rows' logits and their indices idx (r,) in `logits` (a sampler draws
-        each row's numbers from its own stream). last: the rows' last tokens (max_len reached): a token that
-        leaves a word half written is refused too.
+        pick(sub, idx, base) is called with some rows' logits, their indices idx (r,) in `logits` (a sampler draws
+        each row's numbers from its own stream), and the logits its own cuts (temperature, top-k, top-p) are to be
+        made on: the step's `logits`, so that a refused token leaves the sampler's distribution as it was, less that
+        token (None at the first pick: `sub` itself, nothing refused yet). A pick returns -1 for a row whose own
+        tokens are all refused. last: the rows' last tokens (max_len
+        reached): a token that leaves a word half written is refused too.
 
-        A rejected token is set to -inf and the row picked again; after TRIES rejections the row's
-        allowed tokens are all worked out (`allowed_all`) and the row picked among them. A row with no
-        allowed token at all (rare: at max_len, an open word no token finishes) gets the end token and goes
-        into `cut`: the caller ends it at its `safe` instead, before the open word.
+        A rejected token is set to -inf in `sub` and the row picked again; after TRIES rejections (or a -1) the
+        row's allowed tokens are all worked out (`allowed_all`) and the row picked among them; a row whose pick
+        has none of them is picked again with only them as `base` (the cuts made on the allowed tokens alone).
+        So a sampler draws from its distribution restricted to the allowed tokens, or, when that holds none, from
+        the allowed tokens' distribution cut its way. A row with no allowed token at all (rare: at max_len, an
+        open word no token finishes) gets the end token and goes into `cut`: the caller ends it at its `safe`
+        instead, before the open word.
         """
         self.cut = {}
-        logits = logits.clone()
+        base, logits = logits, logits.clone()
         V = logits.shape[1]
-        tokens = pick(logits, torch.arange(len(logits), device=logits.device)).clone()  # (b,)
+        tokens = pick(logits, torch.arange(len(logits), device=logits.device), None).clone()  # (b,) nothing refused
         after: list[str | None] = [None] * len(tokens)
         todo = list(range(len(tokens)))  # rows whose token is still to be checked
+        spent: list[int] = []  # rows whose pick has no token left: straight to the whole check
         for _ in range(TRIES):
             refused = []
             for i, t in zip(todo, tokens[todo].tolist()):
                 after[i] = self.step(i, t, last)
                 if after[i] is None:
                     refused.append((i, t))
-            todo = [i for i, _ in refused]
+            spent += [i for i, t in refused if t < 0]
+            todo = [i for i, t in refused if t >= 0]
             if not todo:
                 break
             masked = [(i, t) for i, t in refused if 0 <= t < V]
@@ -304,11 +313,16 @@ class WordFilter:
                 rows, toks = zip(*masked)
                 logits[list(rows), list(toks)] = float("-inf")
             idx = torch.tensor(todo, device=logits.device)
-            tokens[idx] = pick(logits[idx], idx)
+            tokens[idx] = pick(logits[idx], idx, base[idx])
+        todo = sorted(todo + spent)
         if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
             idx = torch.tensor(todo, device=logits.device)
             masked, some = self.restrict(logits[idx], todo, last)  # rows with no allowed token: picked, then ended
-            tokens[idx] = torch.where(some, pick(masked, idx), self.end_id)
+            picked = pick(masked, idx, base[idx])
+            none = (picked < 0) & some  # none of the pick's own tokens is allowed: its cuts on the allowed alone
+            if bool(none.any()):
+                picked[none] = pick(masked[none], idx[none], masked[none])
+            tokens[idx] = torch.where(some, picked, self.end_id)
             for i, t, has in zip(todo, tokens[idx].tolist(), some.tolist()):
                 after[i] = self.step(i, t, last) if has else ""
             self._end([i for i, has in zip(todo, some.tolist()) if not has])

@@ -64,26 +64,25 @@ def test_batch_equals_one_by_one(model, z, opts):
 
 
 def test_wide_beam_is_exhaustive_over_two_tokens(model, z):
-    """With num_beams = V and max_len = 2 beam search keeps every first token: it finds the best pair."""
-    V = model.cfg.vocab_size
-    got = generate(model, z[:2], strategy="beam", num_beams=V, max_len=2, length_penalty=0.0)
+    """With num_beams = V * V and max_len = 2 beam search keeps every pair of tokens: it finds the sentence of at
+    most two tokens with the best log p(x + EOS | z) (a pair is a sentence cut at max_len: its EOS counts too)."""
+    V, bos, eos = model.cfg.vocab_size, model.cfg.bos_id, model.cfg.eos_id
+    got = generate(model, z[:2], strategy="beam", num_beams=V * V, max_len=2, length_penalty=0.0)
     with torch.no_grad():
         for i in range(2):
             zi = z[i : i + 1]
-            logits, h = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
+            logits, h = G.step(model, torch.tensor([bos]), zi, model.decoder.initial_state(zi, 1))
             lp1 = torch.log_softmax(logits, -1)[0]  # (V,)
-            best, best_seq = float("-inf"), None
-            for t1 in range(V):
-                if t1 == model.cfg.eos_id:
-                    if lp1[t1] > best:
-                        best, best_seq = float(lp1[t1]), []
-                    continue
-                lg2, _ = G.step(model, torch.tensor([t1]), zi, h)
-                lp2 = torch.log_softmax(lg2, -1)[0]
-                t2 = int(lp2.argmax())
-                if lp1[t1] + lp2[t2] > best:
-                    best, best_seq = float(lp1[t1] + lp2[t2]), [t1] if t2 == model.cfg.eos_id else [t1, t2]
-            assert got[i] == best_seq
+            lg2, h2 = G.step(model, torch.arange(V), zi.expand(V, -1), h.expand(-1, V, -1).contiguous())
+            lp2 = torch.log_softmax(lg2, -1)  # (V, V): after each first token
+            lg3, _ = G.step(model, torch.arange(V).repeat(V), zi.expand(V * V, -1), h2.repeat_interleave(V, 1))
+            lp3 = torch.log_softmax(lg3, -1)[:, eos].view(V, V)  # EOS after each pair
+            best = {(): float(lp1[eos])}
+            for t1 in set(range(V)) - {eos, bos, model.cfg.pad_id}:
+                best[(t1,)] = float(lp1[t1] + lp2[t1, eos])
+                for t2 in set(range(V)) - {eos, bos, model.cfg.pad_id}:
+                    best[(t1, t2)] = float(lp1[t1] + lp2[t1, t2] + lp3[t1, t2])
+            assert tuple(got[i]) == max(best, key=best.get)
 
 
 def test_beam_ranks_by_the_length_penalty(model, z, monkeypatch):
@@ -385,3 +384,97 @@ def test_top_p_default_adds_only_the_p():
     assert G.top_p_default({"strategy": "top-p", "top_p": None}) == {"strategy": "top-p", "top_p": 0.9}
     assert G.top_p_default({"strategy": "top-p", "top_p": 0.5}) == {"strategy": "top-p", "top_p": 0.5}
     assert G.top_p_default({"strategy": "sample", "top_p": None}) == {"strategy": "sample"}
+
+
+# ---------------------------------------------------------------------------- by enumeration: a tiny random model
+def _random_model(**kw):
+    """An untrained VAE with 7 ids (4 that sentences are made of: <unk> and 4-6) and peaked next-token rows."""
+    from seqvae.config import ModelConfig
+    from seqvae.model import SentenceVAE
+
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=7, embed_dim=8, hidden_dim=8, latent_dim=3, **kw)).eval()
+    with torch.no_grad():
+        model.decoder.out.weight.mul_(3.0)
+        model.decoder.out.bias.mul_(3.0)
+    return model
+
+
+def _every_sentence(model, z, max_len):
+    """Every sentence of at most max_len tokens -> its next-token log-probabilities (len + 1, V) from one
+    teacher-forced pass of the decoder (not `step`), <pad> and BOS at -inf (never written)."""
+    cfg = model.cfg
+    words = [t for t in range(cfg.vocab_size) if t not in (cfg.pad_id, cfg.bos_id, cfg.eos_id)]
+    out = {}
+    with torch.no_grad():
+        for n in range(max_len + 1):
+            seqs = list(itertools.product(words, repeat=n))
+            inp = torch.tensor([[cfg.bos_id, *s] for s in seqs]).view(len(seqs), n + 1)
+            hidden, _ = model.decoder(inp, z.expand(len(seqs), -1))
+            logits = model.decoder.logits(hidden).double()
+            logits[..., [cfg.pad_id, cfg.bos_id]] = float("-inf")
+            out.update(zip(seqs, logits.log_softmax(-1)))
+    return out
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_beam_that_keeps_every_hypothesis_finds_the_best_sentence(length_penalty):
+    """With at least as many beams as hypotheses (4**3 = 64 at max_len 3) beam search is exact: it returns the
+    sentence of at most max_len tokens with the best log p(x + EOS | z) / (len + 1)**length_penalty, a sentence
+    cut at max_len counting the EOS that ends it. It used to rank a beam still open at max_len by its prefix's
+    log p alone, which outranks every sentence that goes on from it, and return it (with penalty 0 it beat the
+    best whole sentence by several nats). One beam stays greedy, the argmax at each step."""
+    model, L, eos = _random_model(), 3, 3
+    z = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+    got = generate(model, z, strategy="beam", num_beams=64, max_len=L, length_penalty=length_penalty)
+    greedy = generate(model, z, strategy="greedy", max_len=L)
+    assert generate(model, z, strategy="beam", num_beams=1, max_len=L, length_penalty=length_penalty) == greedy
+    assert got != greedy  # a search that finds more than greedy
+    for i in range(len(z)):
+        lp = _every_sentence(model, z[i:i + 1], L)
+        rank = {s: (sum(float(row[j, t]) for j, t in enumerate(s)) + float(row[len(s), eos]))
+                / (len(s) + 1) ** length_penalty for s, row in lp.items()}
+        assert tuple(got[i]) == max(rank, key=rank.get), i
+        seq = ()
+        while len(seq) < L and int(lp[seq][len(seq)].argmax()) != eos:
+            seq += (int(lp[seq][len(seq)].argmax()),)
+        assert tuple(greedy[i]) == seq
+
+
+def test_whole_sampled_sentences_follow_the_filtered_distribution():
+    """A sentence drawn at temperature T with top-k and top-p has the probability of the product of its steps'
+    filtered, renormalised distributions (each computed here by sorting), EOS included; one cut at max_len
+    that of its tokens."""
+    model, L, n, eos = _random_model(z_skip=True, z_slots=2), 3, 20000, 3
+    T, k, p = 1.5, 3, 0.8
+    z = torch.randn(1, 3, generator=torch.Generator().manual_seed(2))
+    expect = {}
+    for seq, logp in _every_sentence(model, z, L).items():
+        prob = 1.0
+        for j, t in enumerate((*seq, eos)[:L]):
+            probs, order = torch.softmax(logp[j] / T, -1).sort(descending=True)
+            probs[k:] = 0.0
+            probs /= probs.sum()
+            probs[probs.cumsum(0) - probs >= p] = 0.0
+            prob *= float(probs[(order == t).nonzero()[0, 0]] / probs.sum())
+        expect[seq] = prob
+    drawn = generate(model, z.expand(n, -1), strategy="sample", temperature=T, top_k=k, top_p=p, max_len=L, seed=0)
+    freq = {s: 0 for s in expect}
+    for row in drawn:
+        freq[tuple(row)] += 1
+    assert sum(v > 0.02 for v in expect.values()) >= 5  # a real spread of sentences
+    for s, q in expect.items():
+        assert abs(freq[s] / n - q) <= 4 * (q * (1 - q) / n) ** 0.5 + 1e-9, (s, freq[s] / n, q)
+
+
+@pytest.mark.parametrize("opts", [{"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3},
+                                  {"strategy": "sample", "seed": 0},
+                                  {"strategy": "top-p", "top_p": 0.9, "seed": 0, "candidates": 2}])
+def test_no_codes_decode_to_no_sentences(opts):
+    """Zero codes give zero sentences, also for a decoder with slots (reshaping their empty memory used to
+    raise a RuntimeError); one code, as (1, Z) or (Z,), gives one."""
+    model = _random_model(z_slots=2)
+    assert generate(model, torch.zeros(0, 3), **opts) == []
+    z = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
+    one = generate(model, z, **opts)
+    assert len(one) == 1 and generate(model, z[0], **opts) == one

@@ -70,10 +70,10 @@ def test_sampling_under_the_filter_is_the_restricted_distribution(streams):
     if streams:
         noise = generation.RowNoise(0)
         noise.start(len(logits))
-        tokens = filt.choose(logits, lambda lg, idx: generation.draw(lg, lambda r: noise(idx[r])))
+        tokens = filt.choose(logits, lambda lg, idx, base: generation.draw(lg, lambda r: noise(idx[r])))
     else:
         gen = torch.Generator().manual_seed(0)
-        tokens = filt.choose(logits, lambda lg, idx: generation.draw(lg, gen))
+        tokens = filt.choose(logits, lambda lg, idx, base: generation.draw(lg, gen))
     allowed = torch.tensor([3, 4, 6, 8])
     expect = torch.softmax(logits[0, allowed], dim=0)
     freq = torch.stack([(tokens == t).float().mean() for t in allowed])
@@ -88,7 +88,7 @@ def test_greedy_under_the_filter_takes_the_best_allowed_token_and_moves_the_stat
     filt.tails = ["ab", ""]
     logits = torch.tensor([[0.0, 0, 0, 1.0, 0.0, 9.0, 0.0, 5.0, 0.0],    # "ab" + "c" -> "abc": allowed
                            [0.0, 0, 0, 1.0, 0.0, 9.0, 0.0, 5.0, 0.0]])   # "" + "c": starts no word; EOS next best
-    tokens = filt.choose(logits, lambda lg, idx: lg.argmax(dim=-1))
+    tokens = filt.choose(logits, lambda lg, idx, base: lg.argmax(dim=-1))
     assert tokens.tolist() == [7, 3] and filt.tails == ["abc", ""]
     filt.keep(torch.tensor([False, True]))
     assert filt.tails == [""]
@@ -105,7 +105,7 @@ def favour(*ids):
     return torch.tensor([[9.0 if i == t else 0.0 for i in range(10)] for t in ids])
 
 
-def argmax(logits, idx):
+def argmax(logits, idx, base=None):
     return logits.argmax(dim=-1)
 
 
@@ -121,7 +121,7 @@ def test_a_row_whose_open_word_cannot_be_finished_at_max_len_ends_before_it(samp
     assert filt.choose(favour(5, 7, 9), argmax).tolist() == [5, 8, 9] and filt.cut == {}  # "ab!" refused: "d"
     assert filt.tails == ["ab", "abd", ""] and filt.safe == [1, 0, 1]
     gen = torch.Generator().manual_seed(0)
-    pick = (lambda lg, idx: generation.draw(lg, gen)) if sampled else argmax
+    pick = (lambda lg, idx, base: generation.draw(lg, gen)) if sampled else argmax
     tokens = filt.choose(favour(6, 6, 6), pick, last=True)  # "c" is refused everywhere ("abc", "abdc", "c")
     assert tokens[:2].tolist() == [EOS, EOS] and filt.cut == {0: 1, 1: 0}  # " x" / nothing kept
     assert int(tokens[2]) in (EOS, 4, 7, 9)  # row 2: the end, " x", "!" or " "
@@ -301,3 +301,44 @@ def test_cli_words_writes_the_list(tiny_vae_ckpt, tiny_data_dir, tmp_path, capsy
     assert load_words(d).words == kw.words
     one_line(["words", d, "--data", tiny_data_dir, "--min-count", "0"], "--min-count")
     one_line(["words", d, "--data", tiny_data_dir, "--min-count", "100000"], "no word is used")
+
+
+@pytest.mark.parametrize("opts,probs", [
+    ({"top_p": 0.7}, {4: 0.4, 5: 0.35, 6: 0.25}),               # the nucleus {" ab", " zz"} holds " ab" alone
+    ({"top_k": 2}, {4: 0.4, 5: 0.35, 6: 0.25}),                 # so do the top 2
+    ({"top_p": 0.75, "temperature": 0.5}, {5: 0.671, 4: 0.447, 6: 0.387, 8: 0.346, EOS: 0.283}),  # " ab", " abc"
+    ({"top_p": 0.7}, {5: 0.8, 7: 0.1, 4: 0.06, 6: 0.04}),      # the nucleus {" zz"} holds no listed word
+])
+def test_filtered_sampling_under_the_list_draws_from_a_fixed_distribution(monkeypatch, opts, probs):
+    """A sampler held to the list draws from its own distribution (softmax(logits / T) cut to the top k and the
+    nucleus, computed here by sorting) restricted to the allowed tokens and renormalised; if that holds none,
+    from the allowed tokens' distribution cut the same way. Refused tokens used to be removed and the cuts made
+    again on what was left, so the nucleus grew with each redraw: a mixture of neither (" ab" 0.82, not 1.0)."""
+    from seqvae.config import ModelConfig
+    from seqvae.model import SentenceVAE
+
+    filt, n = toy_filter(), 20000
+    row = torch.full((9,), 1e-6)
+    for t, q in probs.items():
+        row[t] = q
+    row[[0, 2]] = 0.0  # <pad>, BOS
+    monkeypatch.setattr(generation, "step", lambda model, tokens, z, h, memory=None: (row.log().expand(len(tokens), 9), h))
+    model = SentenceVAE(ModelConfig(vocab_size=9, embed_dim=4, hidden_dim=4, latent_dim=2)).eval()
+    drawn = generation.generate(model, torch.zeros(n, 2), strategy="sample", max_len=1, seed=0, words=filt.fresh(),
+                                **opts)
+    first = torch.tensor([r[0] if r else EOS for r in drawn])
+    allowed = torch.zeros(9, dtype=torch.bool)
+    allowed[[EOS, 4, 6, 8]] = True  # an empty start: " ab", " abc", "!" and the end; not " zz", "c", <unk>
+
+    def cut(p):  # p (V,) -> the sampler's distribution: top k, then the nucleus, renormalised (by sorting)
+        p = p ** (1 / opts.get("temperature", 1.0))
+        q, order = (p / p.sum()).sort(descending=True)
+        q[opts.get("top_k", 9):] = 0.0
+        q /= q.sum()
+        q[q.cumsum(0) - q >= opts.get("top_p", 1.0)] = 0.0
+        return torch.zeros(9, dtype=q.dtype).scatter(0, order, q / q.sum())
+
+    expect = cut(row.double()) * allowed
+    expect = expect / expect.sum() if expect.sum() > 0 else cut(row.double() * allowed)
+    freq = torch.bincount(first, minlength=9).double() / n
+    assert torch.allclose(freq, expect, atol=0.015), (freq, expect)
