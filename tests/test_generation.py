@@ -63,10 +63,12 @@ def test_batch_equals_one_by_one(model, z, opts):
     assert batched == [generate(model, z[i : i + 1], **opts)[0] for i in range(len(z))]
 
 
-def test_wide_beam_is_exhaustive_over_two_tokens(model, z):
+def test_wide_beam_is_exhaustive_over_two_tokens(model, z, monkeypatch):
     """With num_beams = V * V and max_len = 2 beam search keeps every pair of tokens: it finds the sentence of at
-    most two tokens with the best log p(x + EOS | z) (a pair is a sentence cut at max_len: its EOS counts too)."""
+    most two tokens with the best log p(x + EOS | z) (a pair is a sentence cut at max_len: its EOS counts too).
+    V * V is past the command line's beam bound, lifted here."""
     V, bos, eos = model.cfg.vocab_size, model.cfg.bos_id, model.cfg.eos_id
+    monkeypatch.setattr(G, "MAX_BEAMS", V * V)
     got = generate(model, z[:2], strategy="beam", num_beams=V * V, max_len=2, length_penalty=0.0)
     with torch.no_grad():
         for i in range(2):
