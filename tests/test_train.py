@@ -438,6 +438,36 @@ def test_two_processes_free_bits_on_the_whole_batch(tiny_data_dir, tmp_path, in_
             torch.testing.assert_close(rank[name], one[name], rtol=1e-4, atol=1e-5)
 
 
+def steps_with_a_nan_loss(rank, cfg, data_dir, out, batches, nan_rank, nan_step):
+    """In process `rank`: train_step on each batch, the loss of process `nan_rank` NaN at step `nan_step`.
+    Returns the weights and each step's share of skipped steps."""
+    from seqvae import train
+
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    elbo = train.elbo_loss
+    train.elbo_loss = lambda rec, kl, beta: elbo(rec, kl, beta) * (
+        float("nan") if (rank, tr.step) == (nan_rank, nan_step) else 1.0)
+    skipped = [float(tr.train_step(idx)[0][-1]) for idx in batches]
+    return {"weights": tr.model.state_dict(), "skipped": skipped}
+
+
+def test_a_nan_loss_in_one_process_skips_the_step_in_all(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
+    """The non-finite guard decides on the gradient norm under torchrun, the same in every process: a NaN loss
+    in process 1 alone makes every process skip that step, as one process skips it on the whole batch."""
+    cfg = tiny_cfg(TINY_MODEL.replace(latent=False), batch_size=7, word_dropout=0.0, lr=3e-3)
+    batches = [list(range(7 * step, 7 * step + 7)) for step in range(3)]
+    from seqvae import train
+
+    monkeypatch.setattr(train, "elbo_loss", train.elbo_loss)  # put back after the test
+    one = steps_with_a_nan_loss(0, cfg, tiny_data_dir, tmp_path / "one", batches, 0, 1)
+    two = in_ranks(steps_with_a_nan_loss, cfg, tiny_data_dir, tmp_path / "two", batches, 1, 1)
+    assert one["skipped"] == [0.0, 1.0, 0.0]
+    assert [r["skipped"] for r in two] == [[0.0, 0.5, 0.0]] * 2  # each process counts its half of the step
+    for rank in two:
+        for name in one["weights"]:
+            torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
+
+
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
     from seqvae.ranks import Ranks
 
