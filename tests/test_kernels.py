@@ -195,6 +195,7 @@ def test_reference_seeding(backend):
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": -1}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": True}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"backend": "cuda"}),  # unknown backend
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": 0.5, "free_bits_mean": 0.5}),  # not a function
     ],
 )
 def test_invalid_inputs_raise_value_error(mu, logvar, kwargs):
