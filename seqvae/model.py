@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
-from .kernels import reparameterize_kl
+from .kernels import FreeBitsMean, reparameterize_kl
 
 
 class Encoder(nn.Module):
@@ -245,14 +245,17 @@ class SentenceVAE(nn.Module):
 
     def forward(self, src: torch.Tensor, src_lens: torch.Tensor, dec_in: torch.Tensor, target: torch.Tensor, *,
                 positions: torch.Tensor | None = None, sample: bool = True, free_bits: float = 0.0,
-                seed: int | None = None, mean_rec: bool = False) -> VAEOutput:
+                seed: int | None = None, mean_rec: bool = False,
+                free_bits_mean: FreeBitsMean | None = None) -> VAEOutput:
         """One pass: encode, draw z (fused kernel), decode. `dec_in` may carry word dropout. mean_rec: also
-        decode from the posterior mean (`rec_mean`, a second decoder pass; train.mean_rec_weight)."""
+        decode from the posterior mean (`rec_mean`, a second decoder pass; train.mean_rec_weight).
+        free_bits_mean: how free bits take the batch mean when the batch is split (seqvae.kernels)."""
         if self.encoder is None:
             rec = self.token_nll(dec_in, target, None, positions)
             return VAEOutput(rec, torch.zeros_like(rec), None, None, None)
         mu, logvar = self.encode(src, src_lens)
-        z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample, backend=self.kl_backend)
+        z, kl = reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample, backend=self.kl_backend,
+                                  free_bits_mean=free_bits_mean)
         rec = self.token_nll(dec_in, target, z, positions)
         bow = self.bow_nll(z, target) if self.bow is not None else None
         rec_mean = self.token_nll(dec_in, target, mu.to(z.dtype), positions) if mean_rec else None

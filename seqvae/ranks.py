@@ -2,6 +2,7 @@
 
     ranks = Ranks.from_env()                 # RANK, WORLD_SIZE, LOCAL_RANK, or the only process
     device = process_device("cuda", ranks)   # under torchrun with CUDA: cuda:LOCAL_RANK
+    m = mean_over_ranks(m, rows)             # a per-column mean over this process's rows → over all processes' rows
 """
 
 from __future__ import annotations
@@ -49,3 +50,16 @@ def process_device(device: str | torch.device | None, ranks: Ranks) -> torch.dev
         dev = resolve_device(f"cuda:{ranks.local}")
         torch.cuda.set_device(dev)
     return dev
+
+
+def mean_over_ranks(mean: torch.Tensor, rows: int) -> torch.Tensor:
+    """The mean over every process's rows of a per-column mean (Z,) that this process took over its own `rows`
+    rows: each process's mean weighs as many rows as it had, so unequal shares of a batch are right. A collective
+    (every process of the group calls it, in the same order); computed in float64, returned in mean's dtype.
+    Free bits use it (seqvae.kernels' free_bits_mean) to decide on the whole batch, not each process's share."""
+    import torch.distributed as dist
+
+    total = torch.cat([mean.detach().double() * rows,
+                       torch.full((1,), float(rows), dtype=torch.float64, device=mean.device)])  # (Z + 1,)
+    dist.all_reduce(total)
+    return (total[:-1] / total[-1]).to(mean.dtype)

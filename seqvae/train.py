@@ -14,7 +14,8 @@ only at real target positions, and nothing synchronises with the device between 
 Several devices: launched by torchrun (`torchrun --nproc_per_node 4 -m seqvae.cli train ...`), each
 process takes 1/world of every batch (DistributedDataParallel averages the gradients), so
 `batch_size` stays the sentences per optimisation step and a run on N devices follows the same
-batches, steps and loss as on one. Only the first process evaluates, logs and writes checkpoints.
+batches, steps and loss as on one (free bits decide on the whole batch: ranks.mean_over_ranks). Only the
+first process evaluates, logs and writes checkpoints.
 
 Faults: a step whose loss or gradient norm is not finite makes no update (it is counted, and
 train.max_bad_steps of them in a row stop the run with a TrainingError); the first process holds
@@ -50,7 +51,7 @@ from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
 from .prepare import data_dir_record, read_meta
-from .ranks import Ranks, process_device
+from .ranks import Ranks, mean_over_ranks, process_device
 from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
 
@@ -347,7 +348,9 @@ class Trainer:
         beta = kl_weight(self.step, tc)
         with self._autocast():
             out = (self.ddp or self.model)(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
-                                           free_bits=tc.free_bits, mean_rec=tc.mean_rec_weight > 0)
+                                           free_bits=tc.free_bits, mean_rec=tc.mean_rec_weight > 0,
+                                           # free bits decide on the whole step's batch, not this process's share
+                                           free_bits_mean=mean_over_ranks if world > 1 else None)
             kl = out.kl
             if tc.free_nats_per_token > 0:  # each sentence's KL budget by its length (targets: EOS included)
                 kl = length_free_kl(kl, (batch.target != mc.pad_id).sum(1), tc.free_nats_per_token)

@@ -209,3 +209,38 @@ def run_script(name: str):
 
     run.module = module
     return run
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes in one gloo group on CPU, as torchrun makes them (a function run in each).
+def _rank_main(rank, world, store, fn, args, out):
+    """One process of `world`: torchrun's environment, the group joined (a file store: no port to pick), fn run."""
+    import datetime
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    # a collective that one process never joins (it failed) fails the others after 5 minutes, not 30
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(minutes=5))
+    torch.save(fn(rank, *args), Path(out) / f"rank{rank}.pt")  # the group is left to process exit (train.close)
+
+
+@pytest.fixture
+def in_ranks(tmp_path):
+    """in_ranks(fn, *args, world=2): fn(rank, *args) in `world` fresh CPU processes joined in one gloo process
+    group, with RANK, WORLD_SIZE and LOCAL_RANK set; their results (tensors, dicts, lists) in rank order.
+    fn must be a module-level function of a test module (the processes are spawned, not forked)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    def run(fn, *args, world=2):
+        out = tmp_path / f"ranks-{fn.__name__}"
+        out.mkdir()
+        mp.spawn(_rank_main, args=(world, out / "store", fn, args, out), nprocs=world, join=True)
+        return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+    return run

@@ -195,6 +195,7 @@ def test_reference_seeding(backend):
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": -1}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": True}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"backend": "cuda"}),  # unknown backend
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": 0.5, "free_bits_mean": 0.5}),  # not a function
     ],
 )
 def test_invalid_inputs_raise_value_error(mu, logvar, kwargs):
@@ -450,6 +451,84 @@ def test_free_bits_semantics(request, backend):
     _, kl0 = reparameterize_kl(mu, logvar, seed=0, backend=backend)
     dmu0, _ = torch.autograd.grad(kl0, (mu, logvar), gk)
     close(dmu0, gk[:, None] * mu.detach())
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_free_bits_decide_on_the_mean_that_free_bits_mean_returns(request, backend):
+    """free_bits_mean gets this call's batch-mean KL (Z,) and its row count, and λ is compared with what it
+    returns; an identity changes nothing, bit for bit (a single process passes none)."""
+    dev = request.getfixturevalue("dev") if backend == "triton" else "cpu"
+    mu, logvar = make_inputs(13, 10, device=dev)
+    gk = torch.randn(13, device=dev)
+    seen = []
+
+    def run(free_bits_mean=None):
+        z, kl = reparameterize_kl(mu, logvar, seed=5, free_bits=LAMBDA, backend=backend, free_bits_mean=free_bits_mean)
+        return (z, kl, *torch.autograd.grad(kl, (mu, logvar), gk))
+
+    plain = run()
+    same = run(lambda m, rows: seen.append((m.clone(), rows)) or m)
+    assert all(torch.equal(a, b) for a, b in zip(same, plain))
+    (m, rows), = seen
+    assert rows == 13
+    close(m, ref.elementwise_kl(mu, logvar).detach().mean(0))
+    _, kl, dmu, dlv = run(lambda m, rows: torch.zeros_like(m))  # every dimension at or below λ
+    close(kl, torch.full_like(kl, 10 * LAMBDA))
+    assert not dmu.any() and not dlv.any()
+    _, kl, *_ = run(lambda m, rows: torch.full_like(m, math.inf))  # every dimension above λ: no clamp
+    close(kl, reparameterize_kl(mu, logvar, seed=5, backend=backend)[1])
+
+
+# A batch of 8 split 5 + 3 over two processes: the KL each row has per dimension, K = μ²/2 (logσ² = 0), in the
+# first 5 rows and in the last 3. The whole batch's means (5a + 3b)/8 are 0.66, 0.49, 0.40, 0.64, 0.23, 0.51:
+# against LAMBDA each share alone decides otherwise somewhere, and so does an unweighted mean of the two
+# shares' means (columns 1 and 5: 0.525).
+SHARE_KL = (torch.tensor([1.0, 0.4, 0.1, 0.9, 0.3, 0.45]), torch.tensor([0.1, 0.65, 0.9, 0.2, 0.1, 0.6]))
+SHARES = (slice(0, 5), slice(5, 8))
+
+
+def split_batch():
+    """(mu, logvar, gk): the (8, 6) batch above (random signs) and weights for its per-row KL's gradient."""
+    g = torch.Generator().manual_seed(7)
+    k = torch.cat([SHARE_KL[0].expand(5, 6), SHARE_KL[1].expand(3, 6)])  # (8, 6)
+    mu = (2 * k).sqrt() * torch.where(torch.rand(8, 6, generator=g) < 0.5, -1.0, 1.0)
+    return mu, torch.zeros(8, 6), torch.randn(8, generator=g)
+
+
+def kl_of_a_share(rank, backend):
+    """In process `rank` of two: the per-row KL of its share of split_batch() and its gradient, with free bits
+    decided over both processes (mean_over_ranks) and, for comparison, on the share alone."""
+    from seqvae.ranks import mean_over_ranks
+
+    mu, logvar, gk = (t[SHARES[rank]] for t in split_batch())
+    mu, logvar = mu.requires_grad_(), logvar.requires_grad_()
+    _, kl = reparameterize_kl(mu, logvar, seed=0, free_bits=LAMBDA, backend=backend, free_bits_mean=mean_over_ranks)
+    dmu, dlv = torch.autograd.grad(kl, (mu, logvar), gk)
+    _, alone = reparameterize_kl(mu, logvar, seed=0, free_bits=LAMBDA, backend=backend)
+    return {"kl": kl.detach(), "dmu": dmu, "dlv": dlv, "alone": alone.detach()}
+
+
+@pytest.mark.triton
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_two_processes_on_shares_of_a_batch_free_bits_as_one_does_on_it(request, in_ranks, backend):
+    """Under torchrun each process holds a share of the batch (here 5 + 3 rows); with the per-dimension mean
+    taken over both (seqvae.ranks.mean_over_ranks, weighted by rows) free bits keep and clamp the dimensions
+    that one process keeps and clamps on the whole batch: the same per-row KL and gradients."""
+    if backend == "triton" and request.getfixturevalue("dev") != "cpu":
+        pytest.skip("the two processes run the kernels on CPU (TRITON_INTERPRET=1)")
+    mu, logvar, gk = split_batch()
+    mu, logvar = mu.requires_grad_(), logvar.requires_grad_()
+    assert ref.free_bits_mask(ref.elementwise_kl(mu, logvar), LAMBDA).tolist() == [True, False, False, True,
+                                                                                      False, True]
+    _, kl = reparameterize_kl(mu, logvar, seed=0, free_bits=LAMBDA, backend=backend)
+    dmu, dlv = torch.autograd.grad(kl, (mu, logvar), gk)
+    shares = in_ranks(kl_of_a_share, backend)
+    close(torch.cat([s["kl"] for s in shares]), kl.detach())
+    close(torch.cat([s["dmu"] for s in shares]), dmu)
+    close(torch.cat([s["dlv"] for s in shares]), dlv)
+    for share, rows in zip(shares, SHARES):  # each share alone decides otherwise: the test can tell
+        assert (share["alone"] - kl.detach()[rows]).abs().min() > 0.01
 
 
 @pytest.mark.triton

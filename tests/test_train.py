@@ -390,6 +390,84 @@ def test_two_processes_resume_exactly(tiny_data_dir, tmp_path):
     assert strip(_rows(tmp_path / "part")) == strip(_rows(tmp_path / "full"))
 
 
+def no_noise(mu, seed):
+    """z = μ: the VAE's one random draw left out (the processes draw their own noise), so that one process and
+    two can be compared step for step."""
+    return torch.zeros_like(mu, dtype=torch.float64 if mu.dtype == torch.float64 else torch.float32)
+
+
+def steps_in_a_process(rank, cfg, data_dir, out, batches):
+    """In process `rank` (of a group, or the only one): a Trainer's train_step on each batch, without z noise.
+    Returns the weights."""
+    from seqvae.kernels import reference
+
+    reference.draw_eps = no_noise
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    for idx in batches:
+        tr.train_step(idx)
+    return tr.model.state_dict()
+
+
+def test_two_processes_free_bits_on_the_whole_batch(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
+    """Free bits clamp the dimensions whose batch-mean KL is at or below λ. Under torchrun each process holds a
+    share of the batch (here 4 + 3 sentences) and the mean is taken over all of them: a VAE trains what one
+    process trains on the same batches. λ is put between the whole batch's mean and a share's in one dimension,
+    so that deciding on a share would train otherwise."""
+    from seqvae.data import collate
+    from seqvae.kernels import reference
+
+    batches = [list(range(7 * step, 7 * step + 7)) for step in range(3)]
+    base = dict(batch_size=7, kl_schedule="constant", kl_max=1.0, word_dropout=0.0, lr=3e-3)
+    probe = Trainer(tiny_cfg(**base), tiny_data_dir, tmp_path / "probe", device="cpu", progress=False)
+    idx = sorted(batches[0], key=lambda i: -len(probe.train_set[i]))  # the order train_step splits in
+    batch = collate([probe.train_set[i] for i in idx], pad_id=probe.cfg.model.pad_id)
+    with torch.no_grad():
+        k = reference.elementwise_kl(*probe.model.encode(batch.src, batch.src_lens))  # (7, Z)
+    whole = k.mean(0)
+    share = max((k[r::2].mean(0) for r in (0, 1)), key=lambda m: (m - whole).abs().max())
+    j = int((share - whole).abs().argmax())
+    free_bits = float(whole[j] + share[j]) / 2
+    assert ((whole - free_bits).abs() > 1e-4).all()  # no dimension near the threshold: rounding cannot decide
+    cfg = tiny_cfg(**base, free_bits=free_bits)
+
+    monkeypatch.setattr(reference, "draw_eps", no_noise)
+    one = steps_in_a_process(0, cfg, tiny_data_dir, tmp_path / "one", batches)
+    two = in_ranks(steps_in_a_process, cfg, tiny_data_dir, tmp_path / "two", batches)
+    for rank in two:
+        for name in one:
+            torch.testing.assert_close(rank[name], one[name], rtol=1e-4, atol=1e-5)
+
+
+def steps_with_a_nan_loss(rank, cfg, data_dir, out, batches, nan_rank, nan_step):
+    """In process `rank`: train_step on each batch, the loss of process `nan_rank` NaN at step `nan_step`.
+    Returns the weights and each step's share of skipped steps."""
+    from seqvae import train
+
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    elbo = train.elbo_loss
+    train.elbo_loss = lambda rec, kl, beta: elbo(rec, kl, beta) * (
+        float("nan") if (rank, tr.step) == (nan_rank, nan_step) else 1.0)
+    skipped = [float(tr.train_step(idx)[0][-1]) for idx in batches]
+    return {"weights": tr.model.state_dict(), "skipped": skipped}
+
+
+def test_a_nan_loss_in_one_process_skips_the_step_in_all(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
+    """The non-finite guard decides on the gradient norm under torchrun, the same in every process: a NaN loss
+    in process 1 alone makes every process skip that step, as one process skips it on the whole batch."""
+    cfg = tiny_cfg(TINY_MODEL.replace(latent=False), batch_size=7, word_dropout=0.0, lr=3e-3)
+    batches = [list(range(7 * step, 7 * step + 7)) for step in range(3)]
+    from seqvae import train
+
+    monkeypatch.setattr(train, "elbo_loss", train.elbo_loss)  # put back after the test
+    one = steps_with_a_nan_loss(0, cfg, tiny_data_dir, tmp_path / "one", batches, 0, 1)
+    two = in_ranks(steps_with_a_nan_loss, cfg, tiny_data_dir, tmp_path / "two", batches, 1, 1)
+    assert one["skipped"] == [0.0, 1.0, 0.0]
+    assert [r["skipped"] for r in two] == [[0.0, 0.5, 0.0]] * 2  # each process counts its half of the step
+    for rank in two:
+        for name in one["weights"]:
+            torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
+
+
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
     from seqvae.ranks import Ranks
 

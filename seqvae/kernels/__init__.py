@@ -21,9 +21,9 @@ import importlib
 import torch
 
 from seqvae.kernels import reference
-from seqvae.kernels.reference import check_inputs, gaussian_kl
+from seqvae.kernels.reference import FreeBitsMean, check_inputs, gaussian_kl
 
-__all__ = ["reparameterize_kl", "gaussian_kl", "BACKENDS"]
+__all__ = ["reparameterize_kl", "gaussian_kl", "BACKENDS", "FreeBitsMean"]
 
 BACKENDS = ("auto", "triton", "torch")
 _TRITON_MODULE = "seqvae.kernels.triton_reparam_kl"
@@ -56,6 +56,7 @@ def reparameterize_kl(
     free_bits: float = 0.0,
     sample: bool = True,
     backend: str = "auto",
+    free_bits_mean: FreeBitsMean | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """z = μ + exp(½·logσ²)·ε and per-row KL(N(μ, σ²) ‖ N(0, I)), with optional free bits.
 
@@ -65,15 +66,21 @@ def reparameterize_kl(
           backends (Philox in Triton, torch.Generator in the reference).
     free_bits: λ ≥ 0 nats per dimension, clamped on the batch-mean KL: kl_b = Σ_j (K_bj if
           mean_b K_bj > λ else λ), so mean_b kl_b = Σ_j max(λ, m_j); 0 turns it off.
+    free_bits_mean: None (m_j over this call's rows), or f(m (Z,), B) → the m_j that λ is compared with: under
+          torchrun seqvae.ranks.mean_over_ranks, so that every process decides on the whole batch.
     sample: False → z = μ (eval / posterior mean); kl is still returned.
     backend: "auto" | "triton" | "torch".
     Returns z (B, Z) in mu's dtype and kl (B,) fp32; both differentiable w.r.t. mu and logvar.
     """
     check_inputs(mu, logvar, free_bits, seed)
+    if free_bits_mean is not None and not callable(free_bits_mean):
+        raise ValueError(f"free_bits_mean must be None or a function (m, B) -> m, got {free_bits_mean!r}")
     backend = _pick_backend(backend, mu.device)
     if backend == "torch":
-        return reference.reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
+        return reference.reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample,
+                                           free_bits_mean=free_bits_mean)
     mod = _load_triton()
     if isinstance(mod, ImportError):
         raise RuntimeError(f"backend='triton' needs the triton package, which failed to import: {mod}")
-    return mod.reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample)
+    return mod.reparameterize_kl(mu, logvar, seed=seed, free_bits=free_bits, sample=sample,
+                                 free_bits_mean=free_bits_mean)

@@ -13,14 +13,21 @@ Free bits (λ > 0, Kingma et al. 2016), clamped per dimension on the batch mean:
     m_j      = mean_b K_bj
     kl_b     = Σ_j (K_bj if m_j > λ else λ)
 so that mean_b kl_b = Σ_j max(λ, m_j) and no gradient flows through the
-dimensions whose batch-mean KL is at or below λ.
+dimensions whose batch-mean KL is at or below λ. When the batch is split over
+processes (torchrun), m_j must be the whole batch's: a `free_bits_mean` function
+turns this call's m_j over its B rows into it (seqvae.ranks.mean_over_ranks).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
+
+# f(m, B) → m': this call's per-dimension batch-mean KL m (Z,) over its B rows, to the mean that free bits
+# decide on (under torchrun: over every process's rows, seqvae.ranks.mean_over_ranks). None: m itself.
+FreeBitsMean = Callable[[torch.Tensor, int], torch.Tensor]
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # The reference alone also takes float64, and computes in it: finite-difference checks of its gradients.
@@ -67,9 +74,12 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return elementwise_kl(mu, logvar).sum(dim=1)  # (B,)
 
 
-def free_bits_mask(k: torch.Tensor, free_bits: float) -> torch.Tensor:
+def free_bits_mask(k: torch.Tensor, free_bits: float, free_bits_mean: FreeBitsMean | None = None) -> torch.Tensor:
     """Dimensions whose batch-mean KL exceeds λ: (Z,) bool, from the elementwise KL k (B, Z)."""
-    return k.detach().mean(dim=0) > free_bits  # (Z,)
+    m = k.detach().mean(dim=0)  # (Z,)
+    if free_bits_mean is not None:
+        m = free_bits_mean(m, k.shape[0])
+    return m > free_bits
 
 
 def draw_eps(mu: torch.Tensor, seed: int | None) -> torch.Tensor:
@@ -89,6 +99,7 @@ def reparameterize_kl(
     seed: int | None = None,
     free_bits: float = 0.0,
     sample: bool = True,
+    free_bits_mean: FreeBitsMean | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference reparameterization + per-row KL.
 
@@ -96,13 +107,14 @@ def reparameterize_kl(
     eps: optional (B, Z) noise to use instead of drawing (tests feed the Triton kernel's ε here).
     seed: None → torch's global RNG; int → a torch.Generator seeded with it on mu's device.
     free_bits: λ ≥ 0 nats per dimension on the batch-mean KL (0 = off), see module docstring.
+    free_bits_mean: None, or f(m, B) that turns this batch's mean into the one λ is compared with (FreeBitsMean).
     sample: False → z = μ (a copy), KL still computed.
     Returns z (B, Z) in mu's dtype and kl (B,) fp32 (fp64 for fp64).
     """
     check_inputs(mu, logvar, free_bits, seed, REFERENCE_DTYPES)
     k = elementwise_kl(mu, logvar)  # (B, Z) fp32 (fp64)
     if free_bits > 0:
-        keep = free_bits_mask(k, free_bits)  # (Z,)
+        keep = free_bits_mask(k, free_bits, free_bits_mean)  # (Z,)
         k = torch.where(keep, k, torch.full_like(k, float(free_bits)))
     kl = k.sum(dim=1)  # (B,)
 

@@ -3,7 +3,8 @@
 Forward, one pass over memory (plus a column pre-pass when free bits are on):
     z_bj  = μ_bj + exp(½·logσ²_bj)·ε_bj
     kl_b  = Σ_j K_bj,  K_bj = ½(μ_bj² + exp(logσ²_bj) − logσ²_bj − 1)
-          (free bits λ > 0: K_bj is replaced by λ in dimensions whose batch mean m_j ≤ λ)
+          (free bits λ > 0: K_bj is replaced by λ in dimensions whose batch mean m_j ≤ λ; m_j over
+          every process's rows when a free_bits_mean function is given, as in the reference)
 
 ε is never stored: it is Philox noise `tl.randn(seed, b·Z + j)`, keyed by the
 element's flat row-major index, so it does not depend on strides or block
@@ -211,8 +212,9 @@ def philox_randn(seed: int, B: int, Z: int, device: torch.device | str = "cpu") 
     return out
 
 
-def free_bits_keep(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
-    """(Z,) fp32: 1.0 where the batch-mean KL m_j > λ, else 0.0. mu, logvar contiguous (B, Z)."""
+def free_bits_keep(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float, free_bits_mean=None) -> torch.Tensor:
+    """(Z,) fp32: 1.0 where the batch-mean KL m_j > λ, else 0.0. mu, logvar contiguous (B, Z).
+    free_bits_mean: None, or f(m, B) → the mean λ is compared with, as in the reference (FreeBitsMean)."""
     B, Z = mu.shape
     block_b, block_z, num_warps = _block_sizes(Z)
     rows_per_prog = block_b * _COL_TILES_PER_PROG
@@ -225,16 +227,18 @@ def free_bits_keep(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> 
             ROWS_PER_PROG=rows_per_prog, BLOCK_B=block_b, BLOCK_Z=block_z, num_warps=num_warps,
         )
     col_mean = partial.sum(dim=0) / B  # (Z,)
+    if free_bits_mean is not None:
+        col_mean = free_bits_mean(col_mean, B)
     return (col_mean > free_bits).to(torch.float32)
 
 
-def reparam_kl_forward(mu, logvar, seed: int, free_bits: float, sample: bool):
+def reparam_kl_forward(mu, logvar, seed: int, free_bits: float, sample: bool, free_bits_mean=None):
     """Launch the forward. mu, logvar contiguous (B, Z). Returns z (B, Z), kl (B,) fp32, keep (Z,) or None."""
     B, Z = mu.shape
     block_b, block_z, num_warps = _block_sizes(Z)
     z = torch.empty_like(mu)  # (B, Z) input dtype
     kl = torch.empty(B, device=mu.device, dtype=torch.float32)  # (B,)
-    keep = free_bits_keep(mu, logvar, free_bits) if free_bits > 0 else None
+    keep = free_bits_keep(mu, logvar, free_bits, free_bits_mean) if free_bits > 0 else None
     with on_device(mu):
         _fwd_kernel[(triton.cdiv(B, block_b),)](
             mu, logvar, keep if keep is not None else kl, z, kl, seed, B, Z, float(free_bits),
@@ -264,12 +268,13 @@ def reparam_kl_backward(mu, logvar, keep, grad_z, grad_kl, seed: int, sample: bo
 
 
 class ReparamKLFunction(torch.autograd.Function):
-    """(mu, logvar, seed, free_bits, sample) → (z, kl); saves only μ, logσ², the seed and the free-bits mask."""
+    """(mu, logvar, seed, free_bits, sample, free_bits_mean) → (z, kl); saves only μ, logσ², the seed and the
+    free-bits mask."""
 
     @staticmethod
-    def forward(ctx, mu, logvar, seed: int, free_bits: float, sample: bool):
+    def forward(ctx, mu, logvar, seed: int, free_bits: float, sample: bool, free_bits_mean=None):
         mu, logvar = mu.contiguous(), logvar.contiguous()
-        z, kl, keep = reparam_kl_forward(mu, logvar, seed, free_bits, sample)
+        z, kl, keep = reparam_kl_forward(mu, logvar, seed, free_bits, sample, free_bits_mean)
         ctx.save_for_backward(mu, logvar, keep)
         ctx.seed, ctx.sample = seed, sample
         ctx.set_materialize_grads(False)  # grad_z / grad_kl arrive as None when unused
@@ -282,15 +287,16 @@ class ReparamKLFunction(torch.autograd.Function):
                                "use backend='torch'")
         mu, logvar, keep = ctx.saved_tensors
         if grad_z is None and grad_kl is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         dmu, dlogvar = reparam_kl_backward(mu, logvar, keep, grad_z, grad_kl, ctx.seed, ctx.sample)
-        return dmu, dlogvar, None, None, None
+        return dmu, dlogvar, None, None, None, None
 
 
-def reparameterize_kl(mu, logvar, *, seed: int | None = None, free_bits: float = 0.0, sample: bool = True):
+def reparameterize_kl(mu, logvar, *, seed: int | None = None, free_bits: float = 0.0, sample: bool = True,
+                      free_bits_mean=None):
     """Triton entry point (inputs already validated by the dispatcher). Returns z (B, Z), kl (B,) fp32."""
     check_device(mu)
     if seed is None:
         # From torch's CPU default generator: reproducible under torch.manual_seed, no GPU sync.
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-    return ReparamKLFunction.apply(mu, logvar, seed, float(free_bits), bool(sample))
+    return ReparamKLFunction.apply(mu, logvar, seed, float(free_bits), bool(sample), free_bits_mean)
