@@ -137,19 +137,19 @@ class SentencePieceTokenizer(Tokenizer):
         ids = self._content_ids(ids)
         if self._unk_surface_ok:
             return self.sp.decode(ids)
-        # A model trained elsewhere: decode run by run so that UNK still reads "<unk>".
+        # A model trained elsewhere: decode run by run so that UNK still reads "<unk>", spaced as the pieces
+        # say (sp.decode drops the space a run's first piece starts with; the one before an UNK it keeps).
         text, run = [], []
-        for i in ids:
-            if i == self.unk_id:
-                if run:
-                    text.append(self.sp.decode(run))
-                    run = []
-                text.append(UNK_TEXT)
-            else:
+        for i in [*ids, self.unk_id]:
+            if i != self.unk_id:
                 run.append(i)
-        if run:
-            text.append(self.sp.decode(run))
-        return " ".join(t for t in text if t)
+                continue
+            if run:
+                starts_word = bool(text) and self.sp.id_to_piece(run[0]).startswith("\u2581")
+                text.append((" " if starts_word else "") + self.sp.decode(run))
+                run = []
+            text.append(UNK_TEXT)
+        return "".join(text[:-1])
 
     def id_to_piece(self, i: int) -> str:
         if not 0 <= int(i) < self.vocab_size:
