@@ -188,3 +188,20 @@ def test_a_model_trained_elsewhere_decodes_unknowns_spaced_as_its_pieces_say():
         ids = tok.encode(text)
         assert UNK_ID in ids and tok.decode([BOS_ID, *ids, EOS_ID]) == decoded
     assert tok.decode([UNK_ID, UNK_ID]) == "<unk><unk>" and tok.decode([]) == ""
+
+
+def test_decoded_unknowns_encode_back_to_the_same_ids(sp_tok):
+    # decode writes UNK as "<unk>"; encode reads that text back as UNK with the spacing the unknown character
+    # had, so a held-out sentence decoded for the report (or a printed sample) is the model's ids again. The
+    # pieces were "<", "un", "k", ">"; the word vocabulary (PTB) always read "<unk>" as UNK.
+    snow = "\u2603"  # never seen in training
+    texts = [f"the movie {snow} was great", f"the mo{snow}vie was", f"{snow} the end", f"the end{snow}."]
+    for text in texts:
+        ids = sp_tok.encode(text)
+        assert UNK_ID in ids
+        assert sp_tok.encode(sp_tok.decode(ids)) == ids
+    decoded = [sp_tok.decode(sp_tok.encode(t)) for t in texts]
+    assert sp_tok.encode_batch(decoded) == [sp_tok.encode(t) for t in texts]
+    assert sp_tok.encode("the <unk> was great") == sp_tok.encode(f"the {snow} was great")
+    word = build_word_tokenizer(["the movie was great"])
+    assert word.encode(word.decode(word.encode(f"the {snow} was great"))) == word.encode("the <unk> was great")
