@@ -214,7 +214,8 @@ def _identity(d: Path) -> tuple[int, int, Any] | None:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
-    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys.
+    """(model in eval mode, tokenizer, config dict). Strict: names missing and unexpected keys, and refuses a
+    tokenizer whose vocabulary size or special ids are not those config.json's model section names.
 
     A whole checkpoint even while a trainer replaces it: if the directory read was renamed away
     during the read (its files may then come from two versions, or vanish), it reads again
@@ -261,6 +262,11 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
         raise CheckpointError(str(e)) from None
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{d}: tokenizer has {tokenizer.vocab_size} pieces, model expects {model_cfg.vocab_size}")
+    names = ("pad_id", "unk_id", "bos_id", "eos_id")
+    theirs, ours = tuple(getattr(tokenizer, n) for n in names), tuple(getattr(model_cfg, n) for n in names)
+    if theirs != ours:  # else sampling ends at the wrong id and decodes text without a word of warning
+        raise CheckpointError(f"{d}: the tokenizer's special ids (pad, unk, bos, eos) are {theirs}, "
+                              f"config.json's model section says {ours}")
     model.to(map_location).eval()
     return model, tokenizer, cfg
 

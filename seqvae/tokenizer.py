@@ -10,7 +10,7 @@ Two kinds, one interface:
 
 Special ids (seqvae.config): PAD=0, UNK=1, BOS=2, EOS=3. `encode` never adds BOS/EOS (the data
 loader and the model do that); `decode` skips PAD/BOS, stops at the first EOS and renders UNK
-as "<unk>". `load_tokenizer(dir)` finds whichever file a directory holds; a prepared data dir
+as "<unk>", which `encode` reads back as UNK: encode(decode(ids)) == ids for either kind. `load_tokenizer(dir)` finds whichever file a directory holds; a prepared data dir
 and a checkpoint dir both hold exactly one.
 """
 
@@ -31,6 +31,9 @@ from .display import one_line
 TOKENIZER_FILES = ("tokenizer.model", "vocab.txt")
 SPECIAL_PIECES = ("<pad>", "<unk>", "<s>", "</s>")  # ids 0..3; the text of each special id
 UNK_TEXT = "<unk>"                                  # how decode renders an unknown token
+# Characters that sentencepiece encoding reads as unknown (noncharacters: no text should hold them), of which a
+# SentencePieceTokenizer writes the first that none of its pieces has where a text says "<unk>".
+UNK_STANDINS = ("\uffff", "\ufdd0", "\U0010ffff")
 # sentencepiece trains on a uniform sample of at most this many sentences. On IMDB (892k train
 # sentences) a 300k sample gives within 0.3% of the full model's tokens per sentence in ~1/7 of the time.
 MAX_SP_SENTENCES = 300_000
@@ -54,7 +57,7 @@ class Tokenizer:
     vocab_size: int
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (no BOS/EOS); anything outside the vocabulary becomes unk_id."""
+        """Token ids of `text` (no BOS/EOS); anything outside the vocabulary, and "<unk>", becomes unk_id."""
         raise NotImplementedError
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
@@ -126,30 +129,38 @@ class SentencePieceTokenizer(Tokenizer):
                                  f"{(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}")
         self.vocab_size = self.sp.get_piece_size()
         self._unk_surface_ok = self.sp.decode([UNK_ID]) == UNK_TEXT  # true for models trained here
+        # "<unk>" in a text is encoded as an unknown character there would be: UNK, spaced as that character
+        # (the pieces would be "<", "un", "k", ">": a sentence decoded with an UNK came back as other ids).
+        in_pieces = set("".join(self.sp.id_to_piece(i) for i in range(self.vocab_size)))
+        self._unk_standin = next((c for c in UNK_STANDINS if c not in in_pieces and self.sp.encode(c)[-1:] == [UNK_ID]),
+                                 None)
+
+    def _read_unk(self, text: str) -> str:
+        return text.replace(UNK_TEXT, self._unk_standin) if self._unk_standin and UNK_TEXT in text else text
 
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text, out_type=int)
+        return self.sp.encode(self._read_unk(text), out_type=int)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.sp.encode(list(texts), out_type=int, num_threads=self.num_threads)
+        return self.sp.encode([self._read_unk(t) for t in texts], out_type=int, num_threads=self.num_threads)
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = self._content_ids(ids)
         if self._unk_surface_ok:
             return self.sp.decode(ids)
-        # A model trained elsewhere: decode run by run so that UNK still reads "<unk>".
+        # A model trained elsewhere: decode run by run so that UNK still reads "<unk>", spaced as the pieces
+        # say (sp.decode drops the space a run's first piece starts with; the one before an UNK it keeps).
         text, run = [], []
-        for i in ids:
-            if i == self.unk_id:
-                if run:
-                    text.append(self.sp.decode(run))
-                    run = []
-                text.append(UNK_TEXT)
-            else:
+        for i in [*ids, self.unk_id]:
+            if i != self.unk_id:
                 run.append(i)
-        if run:
-            text.append(self.sp.decode(run))
-        return " ".join(t for t in text if t)
+                continue
+            if run:
+                starts_word = bool(text) and self.sp.id_to_piece(run[0]).startswith("\u2581")
+                text.append((" " if starts_word else "") + self.sp.decode(run))
+                run = []
+            text.append(UNK_TEXT)
+        return "".join(text[:-1])
 
     def id_to_piece(self, i: int) -> str:
         if not 0 <= int(i) < self.vocab_size:

@@ -289,3 +289,27 @@ def test_a_checkpoint_whose_config_is_unreadable_is_reported_as_such_not_as_repl
     (tmp_path / "ck" / checkpoint.WEIGHTS_FILE).unlink()
     with pytest.raises(checkpoint.CheckpointError, match="missing model.safetensors"):
         checkpoint.load(tmp_path / "ck")
+
+
+def test_a_tokenizer_that_disagrees_with_the_config_is_refused_in_one_line(tmp_path, model_and_tok):
+    # config.json's model section names the vocabulary size and special ids the weights were trained with; a
+    # tokenizer (or an edited config) with others would end samples at the wrong id: refused, one line each
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    good = json.loads((path / "config.json").read_text())
+    for key, value, match in (("vocab_size", tok.vocab_size + 1, r"has \d+ pieces, model expects"),
+                              ("eos_id", 5, r"special ids \(pad, unk, bos, eos\) are \(0, 1, 2, 3\), "
+                                            r"config.json's model section says \(0, 1, 2, 5\)"),
+                              ("bos_id", 3, "special ids")):
+        cfg = json.loads(json.dumps(good))
+        cfg["model"][key] = value
+        if key == "vocab_size":  # the weights' shapes follow the vocabulary: a model of that size, this tokenizer
+            torch.manual_seed(0)
+            other = SentenceVAE(ModelConfig(**{**model.cfg.to_dict(), "vocab_size": value}))
+            checkpoint.save(path, other, tok)
+        else:
+            checkpoint.save(path, model, tok)
+            (path / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(checkpoint.CheckpointError, match=match) as e:
+            checkpoint.load(path)
+        assert "\n" not in str(e.value)

@@ -164,3 +164,44 @@ def test_foreign_sentencepiece_ids_are_rejected(tmp_path):
                                    hard_vocab_limit=False, minloglevel=2)
     with pytest.raises(TokenizerError, match="special ids"):
         SentencePieceTokenizer(buf.getvalue())
+
+
+def test_a_model_trained_elsewhere_decodes_unknowns_spaced_as_its_pieces_say():
+    # a sentencepiece model with seqvae's special ids but sentencepiece's own UNK surface (" \u2047 "): decode
+    # still writes "<unk>", with the spaces the text had (it added one at each side of an UNK, and split words)
+    import io
+
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(CORPUS), model_writer=buf, vocab_size=80,
+                                   hard_vocab_limit=False, minloglevel=2, pad_id=PAD_ID, unk_id=UNK_ID,
+                                   bos_id=BOS_ID, eos_id=EOS_ID)
+    tok = SentencePieceTokenizer(buf.getvalue())
+    snow = "\u2603"  # never seen in training
+    for text, decoded in ((f"the movie {snow} was great", "the movie <unk> was great"),
+                          (f"the mo{snow}vie was", "the mo<unk>vie was"),
+                          (f"{snow} the end", "<unk> the end"),
+                          (f"the end {snow}", "the end <unk>"),
+                          (f"the end{snow}.", "the end<unk>."),
+                          (f"a {snow}{snow} b", "a <unk> b")):
+        ids = tok.encode(text)
+        assert UNK_ID in ids and tok.decode([BOS_ID, *ids, EOS_ID]) == decoded
+    assert tok.decode([UNK_ID, UNK_ID]) == "<unk><unk>" and tok.decode([]) == ""
+
+
+def test_decoded_unknowns_encode_back_to_the_same_ids(sp_tok):
+    # decode writes UNK as "<unk>"; encode reads that text back as UNK with the spacing the unknown character
+    # had, so a held-out sentence decoded for the report (or a printed sample) is the model's ids again. The
+    # pieces were "<", "un", "k", ">"; the word vocabulary (PTB) always read "<unk>" as UNK.
+    snow = "\u2603"  # never seen in training
+    texts = [f"the movie {snow} was great", f"the mo{snow}vie was", f"{snow} the end", f"the end{snow}."]
+    for text in texts:
+        ids = sp_tok.encode(text)
+        assert UNK_ID in ids
+        assert sp_tok.encode(sp_tok.decode(ids)) == ids
+    decoded = [sp_tok.decode(sp_tok.encode(t)) for t in texts]
+    assert sp_tok.encode_batch(decoded) == [sp_tok.encode(t) for t in texts]
+    assert sp_tok.encode("the <unk> was great") == sp_tok.encode(f"the {snow} was great")
+    word = build_word_tokenizer(["the movie was great"])
+    assert word.encode(word.decode(word.encode(f"the {snow} was great"))) == word.encode("the <unk> was great")
