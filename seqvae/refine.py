@@ -63,12 +63,14 @@ def refine_codes(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: tor
     """(B, Z) refined codes of the batch's sentences, from their posterior parameters mu, logvar (B, Z).
 
     Only z moves: the gradient is taken with respect to z alone (the model's parameters and their
-    .grad are untouched), with the model in eval mode (no dropout)."""
+    .grad are untouched), with the model in eval mode (no dropout), also inside a caller's no_grad or
+    inference_mode (whose tensors autograd may not save: the batch and mu are copied)."""
     check_refine(steps, lr, weight)
-    mu, inv_std = mu.detach().float(), torch.exp(-0.5 * logvar.detach().float())
-    z = mu.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=lr)
-    with model.evaluating(), torch.enable_grad():
+    with model.evaluating(), torch.inference_mode(False), torch.enable_grad():
+        batch, mu = _tracked(batch), mu.detach().float().clone()
+        inv_std = torch.exp(-0.5 * logvar.detach().float())
+        z = mu.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
         for _ in range(steps):
             nll = model.token_nll(batch.dec_in, batch.target, z, batch.positions)  # (B,) -log p(x|z)
             loss = (nll + 0.5 * weight * ((z - mu) * inv_std).pow(2).sum(1)).sum()
@@ -84,14 +86,16 @@ def refine_posterior(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar:
     """(mu, logvar), (B, Z) each: a diagonal Gaussian per sentence fitted to p(z|x) by maximizing the
     ELBO from the encoder's posterior (mu, logvar). Seeded by `generator` (the draws' noise), or given the
     noise itself: `noise` (B, steps, Z), standard normal, one draw per sentence and step; like
-    refine_codes, only the Gaussian's parameters move, with the model in eval mode."""
+    refine_codes, only the Gaussian's parameters move, with the model in eval mode, also inside a caller's
+    inference_mode."""
     check_refine(steps, lr, 0.0)
     if noise is not None and tuple(noise.shape) != (mu.shape[0], steps, mu.shape[1]):
         raise ValueError(f"noise must have shape {(mu.shape[0], steps, mu.shape[1])}, got {tuple(noise.shape)}")
-    m = mu.detach().float().clone().requires_grad_(True)
-    lv = logvar.detach().float().clone().requires_grad_(True)
-    opt = torch.optim.Adam([m, lv], lr=lr)
-    with model.evaluating(), torch.enable_grad():
+    with model.evaluating(), torch.inference_mode(False), torch.enable_grad():
+        batch, noise = _tracked(batch), None if noise is None else noise.clone()
+        m = mu.detach().float().clone().requires_grad_(True)
+        lv = logvar.detach().float().clone().requires_grad_(True)
+        opt = torch.optim.Adam([m, lv], lr=lr)
         for i in range(steps):
             eps = torch.randn(m.shape, device=m.device, generator=generator) if noise is None else noise[:, i]  # (B, Z)
             z = m + torch.exp(0.5 * lv) * eps
@@ -99,3 +103,9 @@ def refine_posterior(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar:
             m.grad, lv.grad = torch.autograd.grad((rec + gaussian_kl(m, lv)).sum(), [m, lv])
             opt.step()
     return m.detach(), lv.detach()
+
+
+def _tracked(batch: Batch) -> Batch:
+    """The batch with tensors that autograd may save: those made under inference_mode (a caller's) copied."""
+    return Batch(*(t.clone() if t.is_inference() else t
+                   for t in (batch.src, batch.src_lens, batch.dec_in, batch.target, batch.positions)))

@@ -185,3 +185,31 @@ def test_score_with_fitted_proposals(vae, texts):
     assert fitted.mean() < plain.mean()  # a tighter (lower) estimate of the same -log p(x)
     with pytest.raises(InputError, match="refine"):
         vae.score(texts, refine=-1)
+
+
+def test_refining_inside_a_callers_inference_mode(vae, texts):
+    """refine_codes, refine_posterior and evaluate(refine_steps=N) give inside torch.inference_mode() what they
+    give outside it, also from a batch and posteriors made inside it (inference tensors, which autograd may not
+    save); they ended in 'element 0 of tensors does not require grad' or 'Inference tensors cannot be saved'."""
+    from seqvae.data import SentenceDataset
+    from seqvae.metrics import evaluate
+    from seqvae.refine import refine_posterior
+
+    model = vae.model
+    b = _batch(vae, texts)
+    with torch.no_grad():
+        mu, logvar = model.encode(b.src, b.src_lens)
+    noise = torch.randn(b.size, 6, vae.latent_dim, generator=torch.Generator().manual_seed(0))
+    codes = refine_codes(model, b, mu, logvar, steps=6)
+    fitted = refine_posterior(model, b, mu, logvar, steps=6, noise=noise)
+    ds = SentenceDataset.from_lists(vae.tokenize(texts))
+    nll_refined = evaluate(model, ds, k=4, refine_steps=6)["nll_refined"]
+    with torch.inference_mode():
+        b_inf = _batch(vae, texts)
+        mu_inf, logvar_inf = model.encode(b_inf.src, b_inf.src_lens)
+        for batch, m, lv in ((b, mu, logvar), (b_inf, mu_inf, logvar_inf)):
+            assert torch.equal(refine_codes(model, batch, m, lv, steps=6), codes)
+            got = refine_posterior(model, batch, m, lv, steps=6, noise=noise.clone())
+            assert torch.equal(got[0], fitted[0]) and torch.equal(got[1], fitted[1])
+        assert evaluate(model, ds, k=4, refine_steps=6)["nll_refined"] == nll_refined
+    assert all(p.grad is None for p in model.parameters())
