@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 
 from .beam import beam
-from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SEED, real, seed_value, whole
+from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SAMPLES, MAX_SEED, real, seed_value, whole
 from .decodestep import DecodingError, as_codes, start, step, to_lists
 from .model import SentenceVAE
 from .sampler import RowNoise, draw, draw_nucleus, filter_logits
@@ -229,7 +229,8 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 4,
              length_penalty: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
              batch_size: int | None = None, words: WordFilter | None = None, candidates: int = 1) -> list[list[int]]:
-    """Token ids (no BOS/EOS) for each row of z (B, Z), or for `batch_size` LM samples when z is None.
+    """Token ids (no BOS/EOS) for each row of z (B, Z), or for `batch_size` LM samples when z is None (a whole
+    number, at most config.MAX_SAMPLES).
 
     strategy: "greedy"; "sample" (temperature, and top_k / top_p if set); "top-k" and "top-p"
     (sampling that requires that filter to be set); "beam" (num_beams, length_penalty).
@@ -245,6 +246,8 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
     check_seed(seed)  # whatever the strategy (greedy and beam draw nothing): a bad one is refused, not ignored
     check_generator(generator)
+    if batch_size is not None:  # a language model's number of sentences: bounded as sample(n)'s
+        batch_size = whole("batch_size", batch_size, 0, DecodingError, MAX_SAMPLES)
     with model.evaluating(), torch.inference_mode():
         return _generate(model, z, batch_size, candidates, strategy=strategy, max_len=max_len,
                          temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,

@@ -73,6 +73,22 @@ def test_language_model_generation(trained_tiny_lm):
         generate(lm, torch.zeros(2, 4))
 
 
+def test_a_language_models_batch_size_is_a_bounded_whole_number(trained_tiny_lm):
+    """batch_size (a language model's number of sentences) is a whole number of at most config.MAX_SAMPLES, as
+    sample(n)'s: 2.5, 2.0 and True ended in a TypeError inside torch, "3" in one from a comparison, and 10**12
+    would have been decoded 4,096 sentences at a time for days."""
+    from seqvae.config import MAX_SAMPLES
+
+    lm = trained_tiny_lm[0]
+    for bad in (2.5, 2.0, True, "3", -1, MAX_SAMPLES + 1):
+        for strategy in ("greedy", "sample", "beam"):
+            with pytest.raises(DecodingError, match="batch_size must be"):
+                generate(lm, None, strategy=strategy, batch_size=bad, max_len=2)
+    import numpy as np
+
+    assert len(generate(lm, None, batch_size=np.int64(2), max_len=2)) == 2
+
+
 def test_bad_options(model, z):
     for opts, msg in [({"strategy": "nucleus"}, "unknown strategy"), ({"temperature": 0.0}, "temperature"),
                       ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"strategy": "top-k"}, "top_k >= 1"),
