@@ -19,17 +19,22 @@ class DecodingError(ValueError):
 
 
 def as_codes(z) -> torch.Tensor:
-    """Codes as one tensor: a tensor, a numpy array, nested lists of numbers, or a list of (Z,) tensors."""
+    """Codes as one tensor: a tensor, a numpy array, nested lists of numbers, or a list of (Z,) tensors; real
+    numbers (integers too), not bools (a mask passed by mistake) nor complex numbers."""
     if isinstance(z, (list, tuple)) and not len(z):
         raise DecodingError("no codes given (an empty list)")
     if isinstance(z, (list, tuple)) and all(isinstance(row, torch.Tensor) for row in z):
         if len({tuple(row.shape) for row in z}) > 1:
             raise DecodingError(f"codes of different shapes: {sorted({tuple(row.shape) for row in z})}")
-        return torch.stack([row.detach().cpu() for row in z])
-    try:
-        return torch.as_tensor(z)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise DecodingError(f"z must be a tensor or array of codes ({str(e).splitlines()[0]})") from None
+        z = torch.stack([row.detach().cpu() for row in z])
+    else:
+        try:
+            z = torch.as_tensor(z)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise DecodingError(f"z must be a tensor or array of codes ({str(e).splitlines()[0]})") from None
+    if z.dtype == torch.bool or z.is_complex():
+        raise DecodingError(f"z must be real numbers, got {z.dtype}")
+    return z
 
 
 def start(model: SentenceVAE, z: torch.Tensor | None,

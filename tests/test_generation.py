@@ -89,6 +89,18 @@ def test_a_language_models_batch_size_is_a_bounded_whole_number(trained_tiny_lm)
     assert len(generate(lm, None, batch_size=np.int64(2), max_len=2)) == 2
 
 
+def test_codes_that_are_not_real_numbers_are_refused(model):
+    """Codes of True/False (a mask passed by mistake) or complex numbers are a DecodingError: a bool tensor was
+    decoded as the codes 0 and 1, a complex one as its real part (a warning at most); integers are numbers."""
+    Z = model.cfg.latent_dim
+    for bad in (torch.ones(2, Z, dtype=torch.bool), torch.zeros(2, Z, dtype=torch.complex64),
+                [[True] * Z, [False] * Z], [torch.ones(Z, dtype=torch.bool)]):
+        for strategy in ("greedy", "sample", "beam"):
+            with pytest.raises(DecodingError, match="z must be real numbers"):
+                generate(model, bad, strategy=strategy, max_len=2)
+    assert generate(model, torch.ones(2, Z, dtype=torch.long), max_len=3) == generate(model, torch.ones(2, Z), max_len=3)
+
+
 def test_bad_options(model, z):
     for opts, msg in [({"strategy": "nucleus"}, "unknown strategy"), ({"temperature": 0.0}, "temperature"),
                       ({"top_p": 0.0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"strategy": "top-k"}, "top_k >= 1"),
