@@ -22,7 +22,7 @@ import torch
 # evaluate and SeqVAE.score: the one-sample z, the IW samples, the proposal's fitting steps, the IW samples from it,
 # (evaluate) the mutual information's draw;
 # sampling: a prior code's noise (SeqVAE.prior_codes), the uniforms a decoded row draws its tokens with
-# (generation.RowNoise); a posterior's draws (Posterior.sample, keyed by the sentence's row in it).
+# (sampler.RowNoise); a posterior's draws (Posterior.sample, keyed by the sentence's row in it).
 # New streams go at the end: a number once given keeps its meaning, so seeded results stay as they were.
 NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE, NOISE_MI, NOISE_POSTERIOR = range(8)
 

@@ -89,6 +89,57 @@ def trained_tiny_lm():
     return _train_tiny(latent=False)
 
 
+@pytest.fixture(scope="module")
+def model(trained_tiny_vae):
+    """The tiny trained VAE alone (decoding tests: generation, beam)."""
+    return trained_tiny_vae[0]
+
+
+@pytest.fixture(scope="module")
+def z(model):
+    """Six codes (6, Z) for it, the same every time."""
+    import torch
+
+    return torch.randn(6, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+
+
+# A tiny untrained VAE whose sentences can all be listed (decoding tests by enumeration: generation, beam).
+def random_vae(**kw):
+    """An untrained VAE with 7 ids (4 that sentences are made of: <unk> and 4-6) and peaked next-token rows."""
+    import torch
+
+    from seqvae.config import ModelConfig
+    from seqvae.model import SentenceVAE
+
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=7, embed_dim=8, hidden_dim=8, latent_dim=3, **kw)).eval()
+    with torch.no_grad():
+        model.decoder.out.weight.mul_(3.0)
+        model.decoder.out.bias.mul_(3.0)
+    return model
+
+
+def every_sentence(model, z, max_len):
+    """Every sentence of at most max_len tokens -> its next-token log-probabilities (len + 1, V) from one
+    teacher-forced pass of the decoder (not `step`), <pad> and BOS at -inf (never written)."""
+    import itertools
+
+    import torch
+
+    cfg = model.cfg
+    words = [t for t in range(cfg.vocab_size) if t not in (cfg.pad_id, cfg.bos_id, cfg.eos_id)]
+    out = {}
+    with torch.no_grad():
+        for n in range(max_len + 1):
+            seqs = list(itertools.product(words, repeat=n))
+            inp = torch.tensor([[cfg.bos_id, *s] for s in seqs]).view(len(seqs), n + 1)
+            hidden, _ = model.decoder(inp, z.expand(len(seqs), -1))
+            logits = model.decoder.logits(hidden).double()
+            logits[..., [cfg.pad_id, cfg.bos_id]] = float("-inf")
+            out.update(zip(seqs, logits.log_softmax(-1)))
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_vae_ckpt(tmp_path_factory, trained_tiny_vae):
     from seqvae import checkpoint

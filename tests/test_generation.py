@@ -1,22 +1,13 @@
 """Decoding strategies (seqvae.generation) on a tiny trained VAE: equivalences, determinism, batching."""
 
-import itertools
-
 import pytest
 import torch
 
+from conftest import every_sentence, random_vae
 from seqvae import generation as G
-from seqvae.generation import DecodingError, draw, draw_nucleus, filter_logits, generate, nucleus
-
-
-@pytest.fixture(scope="module")
-def model(trained_tiny_vae):
-    return trained_tiny_vae[0]
-
-
-@pytest.fixture(scope="module")
-def z(model):
-    return torch.randn(6, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+from seqvae.decodestep import step
+from seqvae.generation import DecodingError, generate
+from seqvae.sampler import RowNoise
 
 
 def test_greedy_is_deterministic_and_well_formed(model, z):
@@ -27,12 +18,6 @@ def test_greedy_is_deterministic_and_well_formed(model, z):
     for row in a:
         assert len(row) <= 40 and not {cfg.eos_id, cfg.pad_id, cfg.bos_id} & set(row)
     assert all(len(r) <= 2 for r in generate(model, z, strategy="greedy", max_len=2))
-
-
-@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_beam_with_one_beam_is_greedy(model, z, length_penalty):
-    greedy = generate(model, z, strategy="greedy")
-    assert generate(model, z, strategy="beam", num_beams=1, length_penalty=length_penalty) == greedy
 
 
 def test_top_k_1_and_tiny_top_p_are_greedy(model, z):
@@ -63,56 +48,11 @@ def test_batch_equals_one_by_one(model, z, opts):
     assert batched == [generate(model, z[i : i + 1], **opts)[0] for i in range(len(z))]
 
 
-def test_wide_beam_is_exhaustive_over_two_tokens(model, z, monkeypatch):
-    """With num_beams = V * V and max_len = 2 beam search keeps every pair of tokens: it finds the sentence of at
-    most two tokens with the best log p(x + EOS | z) (a pair is a sentence cut at max_len: its EOS counts too).
-    V * V is past the command line's beam bound, lifted here."""
-    V, bos, eos = model.cfg.vocab_size, model.cfg.bos_id, model.cfg.eos_id
-    monkeypatch.setattr(G, "MAX_BEAMS", V * V)
-    got = generate(model, z[:2], strategy="beam", num_beams=V * V, max_len=2, length_penalty=0.0)
-    with torch.no_grad():
-        for i in range(2):
-            zi = z[i : i + 1]
-            logits, h = G.step(model, torch.tensor([bos]), zi, model.decoder.initial_state(zi, 1))
-            lp1 = torch.log_softmax(logits, -1)[0]  # (V,)
-            lg2, h2 = G.step(model, torch.arange(V), zi.expand(V, -1), h.expand(-1, V, -1).contiguous())
-            lp2 = torch.log_softmax(lg2, -1)  # (V, V): after each first token
-            lg3, _ = G.step(model, torch.arange(V).repeat(V), zi.expand(V * V, -1), h2.repeat_interleave(V, 1))
-            lp3 = torch.log_softmax(lg3, -1)[:, eos].view(V, V)  # EOS after each pair
-            best = {(): float(lp1[eos])}
-            for t1 in set(range(V)) - {eos, bos, model.cfg.pad_id}:
-                best[(t1,)] = float(lp1[t1] + lp2[t1, eos])
-                for t2 in set(range(V)) - {eos, bos, model.cfg.pad_id}:
-                    best[(t1, t2)] = float(lp1[t1] + lp2[t1, t2] + lp3[t1, t2])
-            assert tuple(got[i]) == max(best, key=best.get)
-
-
-def test_beam_ranks_by_the_length_penalty(model, z, monkeypatch):
-    """A decoder made to order: after BOS, EOS (p 0.5) or A (0.45); after A, B (0.8); after B, EOS (0.8).
-    The raw sum (penalty 0) ranks "" (log 0.5) above "A B" (log 0.288); the mean per token (penalty 1) ranks
-    "A B" (log 0.288 / 3) above "" (log 0.5 / 1). A finished beam's length stays as it was."""
-    V, bos, eos = model.cfg.vocab_size, model.cfg.bos_id, model.cfg.eos_id
-    a, b = 10, 11
-
-    def row(probs: dict[int, float]) -> torch.Tensor:
-        rest = (1 - sum(probs.values())) / (V - len(probs))
-        p = torch.full((V,), rest)
-        for tok, q in probs.items():
-            p[tok] = q
-        return p.log()
-
-    table = torch.stack([row({eos: 0.9}) for _ in range(V)])  # (V, V): log p(next | previous token)
-    table[bos], table[a], table[b] = row({eos: 0.5, a: 0.45}), row({b: 0.8}), row({eos: 0.8})
-    monkeypatch.setattr(G, "step", lambda model, tokens, z, h, memory=None: (table[tokens], h))
-    for lp, want in ((0.0, []), (1.0, [a, b])):
-        assert generate(model, z[:2], strategy="beam", num_beams=4, max_len=6, length_penalty=lp) == [want] * 2, lp
-
-
 def test_temperature_scales_the_logits(model, z):
     """The first token drawn at temperature T follows softmax(logits / T)."""
     zi = z[:1]
     with torch.no_grad():
-        logits, _ = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
+        logits, _ = step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
     eos = model.cfg.eos_id
     for t in (0.5, 2.0):
         first = generate(model, zi.expand(8000, -1), strategy="sample", temperature=t, max_len=1, seed=0)
@@ -131,6 +71,34 @@ def test_language_model_generation(trained_tiny_lm):
     assert generate(lm, None, strategy="greedy", batch_size=0) == []
     with pytest.raises(DecodingError, match="language model"):
         generate(lm, torch.zeros(2, 4))
+
+
+def test_a_language_models_batch_size_is_a_bounded_whole_number(trained_tiny_lm):
+    """batch_size (a language model's number of sentences) is a whole number of at most config.MAX_SAMPLES, as
+    sample(n)'s: 2.5, 2.0 and True ended in a TypeError inside torch, "3" in one from a comparison, and 10**12
+    would have been decoded 4,096 sentences at a time for days."""
+    from seqvae.config import MAX_SAMPLES
+
+    lm = trained_tiny_lm[0]
+    for bad in (2.5, 2.0, True, "3", -1, MAX_SAMPLES + 1):
+        for strategy in ("greedy", "sample", "beam"):
+            with pytest.raises(DecodingError, match="batch_size must be"):
+                generate(lm, None, strategy=strategy, batch_size=bad, max_len=2)
+    import numpy as np
+
+    assert len(generate(lm, None, batch_size=np.int64(2), max_len=2)) == 2
+
+
+def test_codes_that_are_not_real_numbers_are_refused(model):
+    """Codes of True/False (a mask passed by mistake) or complex numbers are a DecodingError: a bool tensor was
+    decoded as the codes 0 and 1, a complex one as its real part (a warning at most); integers are numbers."""
+    Z = model.cfg.latent_dim
+    for bad in (torch.ones(2, Z, dtype=torch.bool), torch.zeros(2, Z, dtype=torch.complex64),
+                [[True] * Z, [False] * Z], [torch.ones(Z, dtype=torch.bool)]):
+        for strategy in ("greedy", "sample", "beam"):
+            with pytest.raises(DecodingError, match="z must be real numbers"):
+                generate(model, bad, strategy=strategy, max_len=2)
+    assert generate(model, torch.ones(2, Z, dtype=torch.long), max_len=3) == generate(model, torch.ones(2, Z), max_len=3)
 
 
 def test_bad_options(model, z):
@@ -195,7 +163,7 @@ def test_first_tokens_follow_the_filtered_distribution(model, z, opts):
     n = 6000
     zi = z[1:2]
     with torch.no_grad():
-        logits, _ = G.step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
+        logits, _ = step(model, torch.tensor([model.cfg.bos_id]), zi, model.decoder.initial_state(zi, 1))
     probs, order = torch.softmax(logits[0].double() / opts.get("temperature", 1.0), -1).sort(descending=True)
     keep = torch.ones_like(probs, dtype=torch.bool)
     if opts.get("top_k"):
@@ -215,7 +183,7 @@ def _candidates(model, z, K, seed, **opts):
     """The K draws per code that candidates=K chooses among: code i's candidate c samples from the stream (i, c)."""
     reps = None if z is None else z.repeat_interleave(K, 0)
     with torch.inference_mode():
-        return G.sample(model, reps, noise=G.RowNoise(seed, candidates=K), **opts)
+        return G.sample(model, reps, noise=RowNoise(seed, candidates=K), **opts)
 
 
 def test_candidates_keep_the_likeliest_of_each_codes_draws(model, z, trained_tiny_lm):
@@ -301,18 +269,6 @@ def test_candidates_need_sampling_and_good_codes(model, z, trained_tiny_lm):
     assert one == generate(model, z[:1], strategy="sample", seed=0, candidates=3)
 
 
-# ---------------------------------------------------------------------------- the filters and the sampler
-def test_nucleus_is_the_smallest_set_reaching_p():
-    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
-    for p, kept in [(0.45, [0]), (0.55, [0, 1]), (0.79, [0, 1]), (0.81, [0, 1, 2]), (1e-9, [0]), (0.96, [0, 1, 2, 3])]:
-        assert nucleus(logits, p)[0].nonzero().flatten().tolist() == kept, p
-    shuffled = logits[:, [2, 0, 3, 1]]  # order in the vocabulary does not matter
-    assert nucleus(shuffled, 0.75)[0].tolist() == [False, True, False, True]
-    # a p that is 0 in float32 still keeps the top token: a row with nothing in it drew token V (a traceback)
-    assert nucleus(logits, 1e-300)[0].nonzero().flatten().tolist() == [0]
-    assert draw_nucleus(logits.expand(8, 4), 1e-300, torch.Generator().manual_seed(0)).tolist() == [0] * 8
-
-
 def test_seeds_are_checked():
     for bad in (-1, 2**63, 1.5, True):
         with pytest.raises(DecodingError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
@@ -321,39 +277,6 @@ def test_seeds_are_checked():
     import numpy as np
 
     assert G.make_generator("cpu", np.int64(7)).initial_seed() == 7  # a seed from np.arange is an integer too
-
-
-@pytest.mark.parametrize("V,p", list(itertools.product([5, 37, 300], [0.05, 0.5, 0.9])))
-def test_nucleus_draws_stay_in_the_nucleus(V, p):
-    gen = torch.Generator().manual_seed(V)
-    logits = torch.randn(64, V, generator=gen) * torch.rand(64, 1, generator=gen) * 8  # peaked and flat rows
-    mask = nucleus(logits, p)
-    for _ in range(20):
-        tok = draw_nucleus(logits, p, gen)
-        assert mask.gather(1, tok[:, None]).all()
-
-
-def test_draw_nucleus_follows_the_renormalised_nucleus():
-    logits = torch.tensor([0.05, 0.5, 0.15, 0.3]).log().expand(20000, 4)
-    freq = torch.bincount(draw_nucleus(logits, 0.75, torch.Generator().manual_seed(0)), minlength=4) / 20000
-    assert freq[0] == 0 and freq[2] == 0  # outside the nucleus {1, 3}
-    assert torch.allclose(freq, torch.tensor([0.0, 0.625, 0.0, 0.375]), atol=0.015)
-    flat = torch.zeros(8, 1000) + torch.arange(1000) * 1e-4  # a tiny p on flat rows: the exact fallback
-    assert draw_nucleus(flat, 1e-6, torch.Generator().manual_seed(0)).tolist() == [999] * 8
-
-
-def test_top_k_filter():
-    logits = torch.tensor([[1.0, 4.0, 3.0, 2.0]])
-    assert torch.isinf(filter_logits(logits, top_k=2)).tolist() == [[True, False, False, True]]
-    assert torch.equal(filter_logits(logits, top_k=0), logits)
-
-
-def test_draw_follows_softmax_and_skips_masked_tokens():
-    logits = torch.tensor([0.0, 1.0, -1.0, float("-inf"), 2.0]).expand(20000, 5)
-    tokens = draw(logits, torch.Generator().manual_seed(0))
-    freq = torch.bincount(tokens, minlength=5).float() / 20000
-    assert freq[3] == 0
-    assert torch.allclose(freq, torch.softmax(logits[0], -1), atol=0.015)
 
 
 def test_many_rows_are_decoded_in_chunks_with_the_same_result(model, z, trained_tiny_lm, monkeypatch):
@@ -389,69 +312,15 @@ def test_top_p_default_adds_only_the_p():
 
 
 # ---------------------------------------------------------------------------- by enumeration: a tiny random model
-def _random_model(**kw):
-    """An untrained VAE with 7 ids (4 that sentences are made of: <unk> and 4-6) and peaked next-token rows."""
-    from seqvae.config import ModelConfig
-    from seqvae.model import SentenceVAE
-
-    torch.manual_seed(0)
-    model = SentenceVAE(ModelConfig(vocab_size=7, embed_dim=8, hidden_dim=8, latent_dim=3, **kw)).eval()
-    with torch.no_grad():
-        model.decoder.out.weight.mul_(3.0)
-        model.decoder.out.bias.mul_(3.0)
-    return model
-
-
-def _every_sentence(model, z, max_len):
-    """Every sentence of at most max_len tokens -> its next-token log-probabilities (len + 1, V) from one
-    teacher-forced pass of the decoder (not `step`), <pad> and BOS at -inf (never written)."""
-    cfg = model.cfg
-    words = [t for t in range(cfg.vocab_size) if t not in (cfg.pad_id, cfg.bos_id, cfg.eos_id)]
-    out = {}
-    with torch.no_grad():
-        for n in range(max_len + 1):
-            seqs = list(itertools.product(words, repeat=n))
-            inp = torch.tensor([[cfg.bos_id, *s] for s in seqs]).view(len(seqs), n + 1)
-            hidden, _ = model.decoder(inp, z.expand(len(seqs), -1))
-            logits = model.decoder.logits(hidden).double()
-            logits[..., [cfg.pad_id, cfg.bos_id]] = float("-inf")
-            out.update(zip(seqs, logits.log_softmax(-1)))
-    return out
-
-
-@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_a_beam_that_keeps_every_hypothesis_finds_the_best_sentence(length_penalty):
-    """With at least as many beams as hypotheses (4**3 = 64 at max_len 3) beam search is exact: it returns the
-    sentence of at most max_len tokens with the best log p(x + EOS | z) / (len + 1)**length_penalty, a sentence
-    cut at max_len counting the EOS that ends it. It used to rank a beam still open at max_len by its prefix's
-    log p alone, which outranks every sentence that goes on from it, and return it (with penalty 0 it beat the
-    best whole sentence by several nats). One beam stays greedy, the argmax at each step."""
-    model, L, eos = _random_model(), 3, 3
-    z = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
-    got = generate(model, z, strategy="beam", num_beams=64, max_len=L, length_penalty=length_penalty)
-    greedy = generate(model, z, strategy="greedy", max_len=L)
-    assert generate(model, z, strategy="beam", num_beams=1, max_len=L, length_penalty=length_penalty) == greedy
-    assert got != greedy  # a search that finds more than greedy
-    for i in range(len(z)):
-        lp = _every_sentence(model, z[i:i + 1], L)
-        rank = {s: (sum(float(row[j, t]) for j, t in enumerate(s)) + float(row[len(s), eos]))
-                / (len(s) + 1) ** length_penalty for s, row in lp.items()}
-        assert tuple(got[i]) == max(rank, key=rank.get), i
-        seq = ()
-        while len(seq) < L and int(lp[seq][len(seq)].argmax()) != eos:
-            seq += (int(lp[seq][len(seq)].argmax()),)
-        assert tuple(greedy[i]) == seq
-
-
 def test_whole_sampled_sentences_follow_the_filtered_distribution():
     """A sentence drawn at temperature T with top-k and top-p has the probability of the product of its steps'
     filtered, renormalised distributions (each computed here by sorting), EOS included; one cut at max_len
     that of its tokens."""
-    model, L, n, eos = _random_model(z_skip=True, z_slots=2), 3, 20000, 3
+    model, L, n, eos = random_vae(z_skip=True, z_slots=2), 3, 20000, 3
     T, k, p = 1.5, 3, 0.8
     z = torch.randn(1, 3, generator=torch.Generator().manual_seed(2))
     expect = {}
-    for seq, logp in _every_sentence(model, z, L).items():
+    for seq, logp in every_sentence(model, z, L).items():
         prob = 1.0
         for j, t in enumerate((*seq, eos)[:L]):
             probs, order = torch.softmax(logp[j] / T, -1).sort(descending=True)
@@ -475,7 +344,7 @@ def test_whole_sampled_sentences_follow_the_filtered_distribution():
 def test_no_codes_decode_to_no_sentences(opts):
     """Zero codes give zero sentences, also for a decoder with slots (reshaping their empty memory used to
     raise a RuntimeError); one code, as (1, Z) or (Z,), gives one."""
-    model = _random_model(z_slots=2)
+    model = random_vae(z_slots=2)
     assert generate(model, torch.zeros(0, 3), **opts) == []
     z = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
     one = generate(model, z, **opts)

@@ -124,9 +124,9 @@ def test_adaptive_softmax_is_a_distribution_and_checks_its_cutoffs():
                                 {"z_slots": 3}, {"z_slots": 1, "num_layers": 2, "softmax": "adaptive"},
                                 {"z_slots": 3, "encoder_slots": 2}])
 def test_step_by_step_decoding_scores_as_the_teacher_forced_pass(kw):
-    """generation.step, one token at a time, gives the teacher-forced pass's logits (bar the masked PAD and BOS),
+    """decodestep.step, one token at a time, gives the teacher-forced pass's logits (bar the masked PAD and BOS),
     with the slot memory computed inside the step or passed in once."""
-    from seqvae.generation import step
+    from seqvae.decodestep import step
 
     model = make(**kw)
     b = collate([[5, 6, 7, 8]])

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from seqvae import SeqVAE, generation
+from seqvae import SeqVAE, generation, sampler
 from seqvae.api import InputError
 from seqvae.checkpoint import CheckpointError
 from seqvae.wordlist import WORDS_FILE, KnownWords, WordListError, load_words
@@ -68,12 +68,12 @@ def test_sampling_under_the_filter_is_the_restricted_distribution(streams):
     logits = torch.tensor([[-9.0, -9.0, -9.0, 0.0, 0.5, 2.0, -0.5, 1.5, 0.2]]).repeat(20000, 1)
     filt.start(len(logits))
     if streams:
-        noise = generation.RowNoise(0)
+        noise = sampler.RowNoise(0)
         noise.start(len(logits))
-        tokens = filt.choose(logits, lambda lg, idx, base: generation.draw(lg, lambda r: noise(idx[r])))
+        tokens = filt.choose(logits, lambda lg, idx, base: sampler.draw(lg, lambda r: noise(idx[r])))
     else:
         gen = torch.Generator().manual_seed(0)
-        tokens = filt.choose(logits, lambda lg, idx, base: generation.draw(lg, gen))
+        tokens = filt.choose(logits, lambda lg, idx, base: sampler.draw(lg, gen))
     allowed = torch.tensor([3, 4, 6, 8])
     expect = torch.softmax(logits[0, allowed], dim=0)
     freq = torch.stack([(tokens == t).float().mean() for t in allowed])
@@ -121,7 +121,7 @@ def test_a_row_whose_open_word_cannot_be_finished_at_max_len_ends_before_it(samp
     assert filt.choose(favour(5, 7, 9), argmax).tolist() == [5, 8, 9] and filt.cut == {}  # "ab!" refused: "d"
     assert filt.tails == ["ab", "abd", ""] and filt.safe == [1, 0, 1]
     gen = torch.Generator().manual_seed(0)
-    pick = (lambda lg, idx, base: generation.draw(lg, gen)) if sampled else argmax
+    pick = (lambda lg, idx, base: sampler.draw(lg, gen)) if sampled else argmax
     tokens = filt.choose(favour(6, 6, 6), pick, last=True)  # "c" is refused everywhere ("abc", "abdc", "c")
     assert tokens[:2].tolist() == [EOS, EOS] and filt.cut == {0: 1, 1: 0}  # " x" / nothing kept
     assert int(tokens[2]) in (EOS, 4, 7, 9)  # row 2: the end, " x", "!" or " "
