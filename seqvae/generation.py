@@ -213,18 +213,6 @@ def check_generator(generator: torch.Generator | None) -> torch.Generator | None
     return generator
 
 
-def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
-    """A private generator: seeded if `seed` is given, else from OS entropy (the global RNG is untouched)."""
-    seed = check_seed(seed)
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
-    return gen
-
-
-
 def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str = "greedy", max_len: int = 40,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 4,
              length_penalty: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
