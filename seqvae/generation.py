@@ -163,9 +163,11 @@ def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, tem
 
 # ---------------------------------------------------------------------------- entry point
 def check_options(strategy: str, max_len: int, temperature: float, top_k: int, top_p: float,
-                  num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> None:
+                  num_beams: int, candidates: int = 1,
+                  length_penalty: float = 1.0) -> tuple[float, float, float]:
     """Raise DecodingError (one line) for options that make no sense, or ask for more than the shared bounds
-    (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too)."""
+    (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too). Returns temperature, top_p and
+    length_penalty as the Python floats that decoding computes with (a Fraction or Decimal is a number too)."""
     temperature, top_p, length_penalty = (real(name, value, DecodingError) for name, value in
                                           (("temperature", temperature), ("top_p", top_p),
                                            ("length_penalty", length_penalty)))
@@ -187,6 +189,7 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError("strategy 'top-k' needs top_k >= 1")
     if strategy == "top-p" and top_p >= 1.0:
         raise DecodingError("strategy 'top-p' needs top_p < 1")
+    return temperature, top_p, length_penalty
 
 
 def check_seed(seed: int | None) -> int | None:
@@ -231,7 +234,8 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     less varied (docs/results.md). Candidate c of row i draws from the stream (i, c), whatever `candidates` is:
     candidate 0 is the sentence candidates=1 gives.
     """
-    check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
+    temperature, top_p, length_penalty = check_options(strategy, max_len, temperature, top_k, top_p, num_beams,
+                                                       candidates, length_penalty)
     check_seed(seed)  # whatever the strategy (greedy and beam draw nothing): a bad one is refused, not ignored
     check_generator(generator)
     if batch_size is not None:  # a language model's number of sentences: bounded as sample(n)'s

@@ -349,3 +349,17 @@ def test_no_codes_decode_to_no_sentences(opts):
     z = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
     one = generate(model, z, **opts)
     assert len(one) == 1 and generate(model, z[0], **opts) == one
+
+
+def test_options_that_are_numbers_of_other_types_decode_as_their_floats(model, z):
+    """config.real takes any number (a Fraction, a Decimal, a 0-d tensor) as its float: decoding computes with
+    that float, so such a temperature, top_p or length_penalty decodes as the float does (a Fraction or a
+    Decimal passed the check and then ended in a bare TypeError inside torch: 'Tensor' / 'Fraction')."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for opts, same in [({"strategy": "top-p", "top_p": Fraction(9, 10)}, {"strategy": "top-p", "top_p": 0.9}),
+                       ({"strategy": "sample", "temperature": Decimal("0.5")}, {"strategy": "sample", "temperature": 0.5}),
+                       ({"strategy": "beam", "length_penalty": Fraction(1, 2)}, {"strategy": "beam", "length_penalty": 0.5}),
+                       ({"strategy": "top-p", "top_p": torch.tensor(0.9)}, {"strategy": "top-p", "top_p": 0.9})]:
+        assert generate(model, z, seed=1, max_len=8, **opts) == generate(model, z, seed=1, max_len=8, **same)
