@@ -351,15 +351,18 @@ def test_no_codes_decode_to_no_sentences(opts):
     assert len(one) == 1 and generate(model, z[0], **opts) == one
 
 
-def test_options_that_are_numbers_of_other_types_decode_as_their_floats(model, z):
-    """config.real takes any number (a Fraction, a Decimal, a 0-d tensor) as its float: decoding computes with
-    that float, so such a temperature, top_p or length_penalty decodes as the float does (a Fraction or a
-    Decimal passed the check and then ended in a bare TypeError inside torch: 'Tensor' / 'Fraction')."""
+def test_options_that_are_numbers_of_other_types_decode_as_python_numbers(model, z):
+    """config.real takes any number (a Fraction, a Decimal, a 0-d tensor) as its float, config.whole any integer
+    (a 0-d tensor too) as its int: decoding computes with those, so such options decode as the Python numbers do
+    (a Fraction or a Decimal passed the check and then ended in a bare TypeError inside torch: 'Tensor' /
+    'Fraction'; candidates=torch.tensor(2) in divmod of two tensors)."""
     from decimal import Decimal
     from fractions import Fraction
 
     for opts, same in [({"strategy": "top-p", "top_p": Fraction(9, 10)}, {"strategy": "top-p", "top_p": 0.9}),
                        ({"strategy": "sample", "temperature": Decimal("0.5")}, {"strategy": "sample", "temperature": 0.5}),
                        ({"strategy": "beam", "length_penalty": Fraction(1, 2)}, {"strategy": "beam", "length_penalty": 0.5}),
-                       ({"strategy": "top-p", "top_p": torch.tensor(0.9)}, {"strategy": "top-p", "top_p": 0.9})]:
+                       ({"strategy": "top-p", "top_p": torch.tensor(0.9)}, {"strategy": "top-p", "top_p": 0.9}),
+                       ({"strategy": "sample", "candidates": torch.tensor(2)}, {"strategy": "sample", "candidates": 2}),
+                       ({"strategy": "beam", "num_beams": torch.tensor(3)}, {"strategy": "beam", "num_beams": 3})]:
         assert generate(model, z, seed=1, max_len=8, **opts) == generate(model, z, seed=1, max_len=8, **same)
