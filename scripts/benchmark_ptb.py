@@ -24,11 +24,11 @@ from pathlib import Path
 
 from seqvae import atomic
 from seqvae.cli import describe_evaluation, format_table, reporting_errors
-from seqvae.config import ConfigError
+from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.display import format_mi
 from seqvae.metrics import paired_difference
 from seqvae.prepare import read_meta
-from seqvae.textcli import MAX_IW_SAMPLES, check_size
+from seqvae.textcli import check_size
 
 # Published PTB test numbers (Bowman et al. 2016, CoNLL, Table 2; NLL per sentence in nats).
 PUBLISHED = [

@@ -30,12 +30,12 @@ import torch
 
 from seqvae import SeqVAE, checkpoint, quality
 from seqvae.cli import format_table, reporting_errors
-from seqvae.config import ConfigError
+from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate
 from seqvae.prepare import describe_data_dir, locate_data_dir
 from seqvae.runlock import OutLock
-from seqvae.textcli import MAX_IW_SAMPLES, check_size
+from seqvae.textcli import check_size
 from seqvae.tokenizer import same_tokenizer
 
 # written as IMDB's reviews write (cased, punctuation attached): "the plot ." is not text the flagship saw

@@ -23,7 +23,7 @@ given instead of a seed supplies the seed (one draw from it per call). The globa
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -163,9 +163,11 @@ def sample(model: SentenceVAE, z: torch.Tensor | None, *, max_len: int = 40, tem
 
 # ---------------------------------------------------------------------------- entry point
 def check_options(strategy: str, max_len: int, temperature: float, top_k: int, top_p: float,
-                  num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> None:
+                  num_beams: int, candidates: int = 1, length_penalty: float = 1.0) -> dict[str, Any]:
     """Raise DecodingError (one line) for options that make no sense, or ask for more than the shared bounds
-    (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too)."""
+    (config.MAX_LEN, MAX_BEAMS, MAX_CANDIDATES: the command line's too). Returns the options by name as decoding
+    computes with them: counts as Python ints, the rest as Python floats (a numpy or 0-d torch number, a Fraction
+    or a Decimal is a number too, but not one every torch operation takes)."""
     temperature, top_p, length_penalty = (real(name, value, DecodingError) for name, value in
                                           (("temperature", temperature), ("top_p", top_p),
                                            ("length_penalty", length_penalty)))
@@ -173,9 +175,10 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError(f"length_penalty must be a finite number, got {length_penalty}")
     if strategy not in STRATEGIES:
         raise DecodingError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    for name, value, least, most in (("candidates", candidates, 1, MAX_CANDIDATES), ("max_len", max_len, 1, MAX_LEN),
-                                     ("top_k", top_k, 0, None), ("num_beams", num_beams, 1, MAX_BEAMS)):  # top_k 0: off
-        whole(name, value, least, DecodingError, most)
+    candidates, max_len, top_k, num_beams = (
+        whole(name, value, least, DecodingError, most) for name, value, least, most in
+        (("candidates", candidates, 1, MAX_CANDIDATES), ("max_len", max_len, 1, MAX_LEN),
+         ("top_k", top_k, 0, None), ("num_beams", num_beams, 1, MAX_BEAMS)))  # top_k 0: off
     if candidates > 1 and strategy in ("greedy", "beam"):
         raise DecodingError(f"candidates > 1 needs a sampling strategy: {strategy} writes one sentence per code")
     if not MIN_TEMPERATURE <= temperature < math.inf:  # logits / T must stay finite (NaN compares False too)
@@ -187,6 +190,8 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
         raise DecodingError("strategy 'top-k' needs top_k >= 1")
     if strategy == "top-p" and top_p >= 1.0:
         raise DecodingError("strategy 'top-p' needs top_p < 1")
+    return dict(max_len=max_len, temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
+                candidates=candidates, length_penalty=length_penalty)
 
 
 def check_seed(seed: int | None) -> int | None:
@@ -213,18 +218,6 @@ def check_generator(generator: torch.Generator | None) -> torch.Generator | None
     return generator
 
 
-def make_generator(device: torch.device | str, seed: int | None) -> torch.Generator:
-    """A private generator: seeded if `seed` is given, else from OS entropy (the global RNG is untouched)."""
-    seed = check_seed(seed)
-    gen = torch.Generator(device=device)
-    if seed is None:
-        gen.seed()
-    else:
-        gen.manual_seed(seed)
-    return gen
-
-
-
 def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str = "greedy", max_len: int = 40,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, num_beams: int = 4,
              length_penalty: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
@@ -243,15 +236,14 @@ def generate(model: SentenceVAE, z: torch.Tensor | None = None, *, strategy: str
     less varied (docs/results.md). Candidate c of row i draws from the stream (i, c), whatever `candidates` is:
     candidate 0 is the sentence candidates=1 gives.
     """
-    check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
+    opts = check_options(strategy, max_len, temperature, top_k, top_p, num_beams, candidates, length_penalty)
     check_seed(seed)  # whatever the strategy (greedy and beam draw nothing): a bad one is refused, not ignored
     check_generator(generator)
     if batch_size is not None:  # a language model's number of sentences: bounded as sample(n)'s
         batch_size = whole("batch_size", batch_size, 0, DecodingError, MAX_SAMPLES)
     with model.evaluating(), torch.inference_mode():
-        return _generate(model, z, batch_size, candidates, strategy=strategy, max_len=max_len,
-                         temperature=temperature, top_k=top_k, top_p=top_p, num_beams=num_beams,
-                         length_penalty=length_penalty, seed=seed, generator=generator, words=words)
+        return _generate(model, z, batch_size, opts.pop("candidates"), strategy=strategy, seed=seed,
+                         generator=generator, words=words, **opts)
 
 
 def best_of(ids: list[list[int]], logp: list[float], candidates: int) -> list[int]:

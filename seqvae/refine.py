@@ -49,13 +49,16 @@ class RefineError(ValueError):
     """Refinement options that make no sense (one-line message)."""
 
 
-def check_refine(steps: int, lr: float, weight: float) -> None:
-    whole("refine steps", steps, 0, RefineError, MAX_REFINE_STEPS)
+def check_refine(steps: int, lr: float, weight: float) -> tuple[int, float, float]:
+    """Raise RefineError (one line) for bad refinement options; else (steps, lr, weight) as the int and Python
+    floats that refinement computes with (a Decimal lr is a number too, but not one torch takes)."""
+    steps = whole("refine steps", steps, 0, RefineError, MAX_REFINE_STEPS)
     lr, weight = real("refine lr", lr, RefineError), real("refine weight", weight, RefineError)
     if not 0 < lr < math.inf:
         raise RefineError(f"refine lr must be a finite number > 0, got {lr}")
     if not 0 <= weight < math.inf:
         raise RefineError(f"refine weight must be a finite number >= 0, got {weight}")
+    return steps, lr, weight
 
 
 def refine_codes(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: torch.Tensor, *,
@@ -65,7 +68,7 @@ def refine_codes(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar: tor
     Only z moves: the gradient is taken with respect to z alone (the model's parameters and their
     .grad are untouched), with the model in eval mode (no dropout), also inside a caller's no_grad or
     inference_mode (whose tensors autograd may not save: the batch and mu are copied)."""
-    check_refine(steps, lr, weight)
+    steps, lr, weight = check_refine(steps, lr, weight)
     with model.evaluating(), torch.inference_mode(False), torch.enable_grad():
         batch, mu = _tracked(batch), mu.detach().float().clone()
         inv_std = torch.exp(-0.5 * logvar.detach().float())
@@ -88,7 +91,7 @@ def refine_posterior(model: SentenceVAE, batch: Batch, mu: torch.Tensor, logvar:
     noise itself: `noise` (B, steps, Z), standard normal, one draw per sentence and step; like
     refine_codes, only the Gaussian's parameters move, with the model in eval mode, also inside a caller's
     inference_mode."""
-    check_refine(steps, lr, 0.0)
+    steps, lr, _ = check_refine(steps, lr, 0.0)
     if noise is not None and tuple(noise.shape) != (mu.shape[0], steps, mu.shape[1]):
         raise ValueError(f"noise must have shape {(mu.shape[0], steps, mu.shape[1])}, got {tuple(noise.shape)}")
     with model.evaluating(), torch.inference_mode(False), torch.enable_grad():

@@ -74,6 +74,11 @@ def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) ->
     return model.replace(vocab_size=vocab_size, **ids)
 
 
+def _no_rows(mean: torch.Tensor, rows: int) -> torch.Tensor:
+    """Free bits' mean over every process's rows from a process whose rows stand in for none (weight 0)."""
+    return mean_over_ranks(mean, 0)
+
+
 class Trainer:
     """One run: the model, its AdamW, the data and the place in training (step, epoch, batch) of one run dir.
     `fit` trains (and writes best/, last/ and metrics.jsonl); `resume` builds one from a run dir's last/."""
@@ -336,10 +341,12 @@ class Trainer:
         idx = np.asarray(idx)
         idx = idx[np.argsort(-self.train_set.lengths[idx], kind="stable")]  # longest first: packs without a sync
         n_step = len(idx)  # sentences in this optimisation step, over all processes
-        if world > 1:  # every process a slice of the same length profile (no process waits long for another)
-            idx = idx[self.ranks.rank :: world]
+        share = idx[self.ranks.rank :: world]  # every process a slice of the same length profile (none waits long)
+        # A step of fewer sentences than processes (an epoch's last batch) leaves some with none; DDP needs every
+        # process's backward, so such a process decodes the step's first sentence, weighed 0 and counted nowhere.
+        idx = share if len(share) else idx[:1]
         cpu_batch = collate([self.train_set[i] for i in idx], pad_id=mc.pad_id, bos_id=mc.bos_id, eos_id=mc.eos_id)
-        n_tokens = cpu_batch.num_target_tokens
+        n_tokens = cpu_batch.num_target_tokens if len(share) else 0
         if tc.encoder_deletion > 0:  # the encoder reads a damaged copy; the decoder's input and target stay whole
             src, src_lens = delete_tokens(cpu_batch.src, cpu_batch.src_lens, tc.encoder_deletion, pad_id=mc.pad_id)
             cpu_batch = replace(cpu_batch, src=src, src_lens=src_lens)
@@ -350,7 +357,8 @@ class Trainer:
             out = (self.ddp or self.model)(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
                                            free_bits=tc.free_bits, mean_rec=tc.mean_rec_weight > 0,
                                            # free bits decide on the whole step's batch, not this process's share
-                                           free_bits_mean=mean_over_ranks if world > 1 else None)
+                                           free_bits_mean=(mean_over_ranks if len(share) else _no_rows) if world > 1
+                                           else None)
             kl = out.kl
             if tc.free_nats_per_token > 0:  # each sentence's KL budget by its length (targets: EOS included)
                 kl = length_free_kl(kl, (batch.target != mc.pad_id).sum(1), tc.free_nats_per_token)
@@ -360,7 +368,7 @@ class Trainer:
             if tc.bow_weight > 0 or (world > 1 and out.bow is not None):  # DDP waits for every parameter's grad
                 loss = loss + tc.bow_weight * out.bow.mean()
             if world > 1:  # DDP averages the processes' gradients: weigh each by its share of the step
-                loss = loss * (batch.size * world / n_step)
+                loss = loss * (len(share) * world / n_step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
@@ -384,6 +392,7 @@ class Trainer:
             stats = torch.stack([loss.detach().float() * (n_step / world), out.rec.detach().float().sum(),
                                  raw_kl.detach().float().sum(), bow,
                                  torch.full((), float(batch.size), device=loss.device)])
+            stats = stats if len(share) else torch.zeros_like(stats)  # a stand-in sentence adds nothing
             # a skipped step adds nothing to the sums above (NaN * 0 is NaN: select, do not multiply),
             # and 1 (its share: 1/world) to a sixth entry, the skipped steps
             if isinstance(ok, bool):

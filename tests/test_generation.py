@@ -216,7 +216,7 @@ def test_sampler_scores_are_the_teacher_forced_log_likelihood(model, z, monkeypa
     reps = z.repeat_interleave(3, 0)
     scores: list[float] = []
     with torch.no_grad():
-        ids = G.sample(model, reps, max_len=6, top_p=0.9, generator=G.make_generator("cpu", 2), scores=scores)
+        ids = G.sample(model, reps, max_len=6, top_p=0.9, generator=torch.Generator().manual_seed(2), scores=scores)
         assert len(scores) == len(reps)
         assert any(len(row) == 6 for row in ids) and any(len(row) < 6 for row in ids)  # cut rows and ended ones
         for i, row in enumerate(ids):
@@ -272,11 +272,11 @@ def test_candidates_need_sampling_and_good_codes(model, z, trained_tiny_lm):
 def test_seeds_are_checked():
     for bad in (-1, 2**63, 1.5, True):
         with pytest.raises(DecodingError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
-            G.make_generator("cpu", bad)
-    assert G.make_generator("cpu", 2**63 - 1).initial_seed() == 2**63 - 1
+            G.check_seed(bad)
+    assert G.check_seed(2**63 - 1) == 2**63 - 1
     import numpy as np
 
-    assert G.make_generator("cpu", np.int64(7)).initial_seed() == 7  # a seed from np.arange is an integer too
+    assert G.check_seed(np.int64(7)) == 7 and type(G.check_seed(np.int64(7))) is int  # a seed from np.arange too
 
 
 def test_many_rows_are_decoded_in_chunks_with_the_same_result(model, z, trained_tiny_lm, monkeypatch):
@@ -349,3 +349,20 @@ def test_no_codes_decode_to_no_sentences(opts):
     z = torch.randn(1, 3, generator=torch.Generator().manual_seed(0))
     one = generate(model, z, **opts)
     assert len(one) == 1 and generate(model, z[0], **opts) == one
+
+
+def test_options_that_are_numbers_of_other_types_decode_as_python_numbers(model, z):
+    """config.real takes any number (a Fraction, a Decimal, a 0-d tensor) as its float, config.whole any integer
+    (a 0-d tensor too) as its int: decoding computes with those, so such options decode as the Python numbers do
+    (a Fraction or a Decimal passed the check and then ended in a bare TypeError inside torch: 'Tensor' /
+    'Fraction'; candidates=torch.tensor(2) in divmod of two tensors)."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    for opts, same in [({"strategy": "top-p", "top_p": Fraction(9, 10)}, {"strategy": "top-p", "top_p": 0.9}),
+                       ({"strategy": "sample", "temperature": Decimal("0.5")}, {"strategy": "sample", "temperature": 0.5}),
+                       ({"strategy": "beam", "length_penalty": Fraction(1, 2)}, {"strategy": "beam", "length_penalty": 0.5}),
+                       ({"strategy": "top-p", "top_p": torch.tensor(0.9)}, {"strategy": "top-p", "top_p": 0.9}),
+                       ({"strategy": "sample", "candidates": torch.tensor(2)}, {"strategy": "sample", "candidates": 2}),
+                       ({"strategy": "beam", "num_beams": torch.tensor(3)}, {"strategy": "beam", "num_beams": 3})]:
+        assert generate(model, z, seed=1, max_len=8, **opts) == generate(model, z, seed=1, max_len=8, **same)

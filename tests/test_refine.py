@@ -213,3 +213,23 @@ def test_refining_inside_a_callers_inference_mode(vae, texts):
             assert torch.equal(got[0], fitted[0]) and torch.equal(got[1], fitted[1])
         assert evaluate(model, ds, k=4, refine_steps=6)["nll_refined"] == nll_refined
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_refine_options_that_are_numbers_of_other_types_refine_as_their_floats(vae, texts):
+    """A Decimal (or Fraction) lr or weight passes the number check (config.real): refining computes with its
+    float, as with the float itself (a Decimal ended in a bare TypeError inside Adam or the loss)."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    from seqvae.refine import refine_posterior
+
+    model, b = vae.model, _batch(vae, texts)
+    with torch.no_grad():
+        mu, logvar = model.encode(b.src, b.src_lens)
+    want = refine_codes(model, b, mu, logvar, steps=3, lr=0.05, weight=0.5)
+    for lr, weight in [(Decimal("0.05"), Decimal("0.5")), (Fraction(1, 20), Fraction(1, 2))]:
+        assert torch.equal(refine_codes(model, b, mu, logvar, steps=3, lr=lr, weight=weight), want)
+    noise = torch.randn(len(mu), 3, mu.shape[1], generator=torch.Generator().manual_seed(0))
+    fitted = refine_posterior(model, b, mu, logvar, steps=3, lr=0.05, noise=noise)
+    for a, c in zip(refine_posterior(model, b, mu, logvar, steps=3, lr=Decimal("0.05"), noise=noise), fitted):
+        assert torch.equal(a, c)

@@ -468,6 +468,39 @@ def test_a_nan_loss_in_one_process_skips_the_step_in_all(tiny_data_dir, tmp_path
             torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
 
 
+def steps_and_sums(rank, cfg, data_dir, out, batches):
+    """In process `rank`: train_step on each batch without z noise. Returns the weights and each step's sums
+    (loss, rec, kl, bow, sentences, skipped) and target tokens."""
+    from seqvae.kernels import reference
+
+    reference.draw_eps = no_noise
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    sums = []
+    for idx in batches:
+        stats, tokens = tr.train_step(idx)
+        sums.append([*stats.tolist(), tokens])
+    return {"weights": tr.model.state_dict(), "sums": torch.tensor(sums)}
+
+
+def test_a_step_of_fewer_sentences_than_processes(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
+    """An epoch's last batch may hold fewer sentences than there are processes: a process with none trains on a
+    stand-in sentence weighed 0 and counted nowhere (it ended in 'mu must have B >= 1' and stopped the run), so
+    two processes train and log what one does, free bits included."""
+    from seqvae.kernels import reference
+
+    cfg = tiny_cfg(batch_size=7, word_dropout=0.0, lr=3e-3, free_bits=0.02, bow_weight=0.5,
+                   model=TINY_MODEL.replace(bow_head=True))
+    batches = [[0, 1, 2, 3, 4], [5], [6, 7, 8]]  # the second step: one sentence, process 1 has none
+    monkeypatch.setattr(reference, "draw_eps", no_noise)
+    one = steps_and_sums(0, cfg, tiny_data_dir, tmp_path / "one", batches)
+    two = in_ranks(steps_and_sums, cfg, tiny_data_dir, tmp_path / "two", batches)
+    torch.testing.assert_close(two[0]["sums"] + two[1]["sums"], one["sums"], rtol=1e-4, atol=1e-4)
+    assert two[1]["sums"][1].abs().sum() == 0  # the stand-in adds nothing to the sums
+    for rank in two:
+        for name in one["weights"]:
+            torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
+
+
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
     from seqvae.ranks import Ranks
 
