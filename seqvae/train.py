@@ -526,9 +526,7 @@ class Trainer:
             batches = self.sampler.batches(self.epoch)
             while self.batch_pos < len(batches) and self.step < stop and not self.stopped_early:
                 idx = batches[self.batch_pos]
-                self.batch_pos += 1
-                if len(idx) < self.ranks.world:  # an epoch's short last batch: too few for every process
-                    continue
+                self.batch_pos += 1  # a batch of fewer sentences than processes too (train_step's stand-in)
                 t = time.perf_counter()
                 stats, n_tok = self.train_step(idx)
                 self.train_time += time.perf_counter() - t
