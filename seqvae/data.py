@@ -73,7 +73,8 @@ class BucketBatchSampler:
 
     Each epoch: shuffle all indices, cut them into pools of `batch_size * bucket_size`,
     sort each pool by length, cut pools into batches, shuffle the batch order.
-    Every sentence appears in exactly one batch per epoch (the last batch may be short).
+    Every sentence appears in exactly one batch per epoch. One batch, the last pool's last, is short
+    where batch_size does not divide the sentences; the batch order shuffle puts it anywhere in the epoch.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, *, shuffle: bool = True,

@@ -45,8 +45,10 @@ def elbo_loss(rec: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def length_free_kl(kl: torch.Tensor, tokens: torch.Tensor, nats_per_token: float) -> torch.Tensor:
-    """Each sentence's KL (B,) raised to nats_per_token x its target tokens (B,): a sentence below its budget
-    adds no KL gradient, so its code may carry that many nats for free, more for a longer sentence."""
+    """Each sentence's KL (B,) raised to nats_per_token x its target tokens (B,): a sentence at or below its
+    budget adds no KL gradient (as free bits' clamp), so its code may carry that many nats for free, more for a
+    longer sentence; above it, the KL's own gradient."""
     if nats_per_token <= 0:
         return kl
-    return torch.maximum(kl, nats_per_token * tokens.to(kl.dtype))
+    budget = nats_per_token * tokens.to(kl.dtype)
+    return torch.where(kl > budget, kl, budget)  # torch.maximum would pass half the gradient at a tie

@@ -342,7 +342,7 @@ class Trainer:
         idx = idx[np.argsort(-self.train_set.lengths[idx], kind="stable")]  # longest first: packs without a sync
         n_step = len(idx)  # sentences in this optimisation step, over all processes
         share = idx[self.ranks.rank :: world]  # every process a slice of the same length profile (none waits long)
-        # A step of fewer sentences than processes (an epoch's last batch) leaves some with none; DDP needs every
+        # A step of fewer sentences than processes (an epoch's short batch) leaves some with none; DDP needs every
         # process's backward, so such a process decodes the step's first sentence, weighed 0 and counted nowhere.
         idx = share if len(share) else idx[:1]
         cpu_batch = collate([self.train_set[i] for i in idx], pad_id=mc.pad_id, bos_id=mc.bos_id, eos_id=mc.eos_id)
@@ -526,9 +526,7 @@ class Trainer:
             batches = self.sampler.batches(self.epoch)
             while self.batch_pos < len(batches) and self.step < stop and not self.stopped_early:
                 idx = batches[self.batch_pos]
-                self.batch_pos += 1
-                if len(idx) < self.ranks.world:  # an epoch's short last batch: too few for every process
-                    continue
+                self.batch_pos += 1  # a batch of fewer sentences than processes too (train_step's stand-in)
                 t = time.perf_counter()
                 stats, n_tok = self.train_step(idx)
                 self.train_time += time.perf_counter() - t

@@ -20,6 +20,7 @@ def test_bucketing_covers_every_sentence_once(batch_size, bucket):
         flat = np.concatenate(batches)
         assert sorted(flat.tolist()) == list(range(len(ds)))
         assert all(1 <= len(b) <= batch_size for b in batches)
+        assert sum(len(b) < batch_size for b in batches) == (len(ds) % batch_size > 0)  # one short batch at most
         assert len(batches) == len(sampler)
 
 

@@ -85,6 +85,9 @@ def test_length_free_kl_gives_each_sentence_a_budget_by_its_length():
     assert mu.grad[0].abs().sum() == 0 and mu.grad[2].abs().sum() == 0  # under budget: no KL gradient
     assert mu.grad[1].tolist() == pytest.approx([2.0, 1.0])  # over it: the KL's own gradient (d/dmu = mu)
     assert length_free_kl(kl, tokens, 0.0) is kl  # off
+    at = torch.tensor([2.0, 2.5], requires_grad=True)  # at the budget (2) and above it
+    length_free_kl(at, torch.tensor([4, 4]), 0.5).sum().backward()
+    assert at.grad.tolist() == [0.0, 1.0]  # at the budget: free, as free bits' "at or below" (not half)
     with pytest.raises(ConfigError, match="free_nats_per_token must be >= 0"):
         TrainConfig.from_dict({"free_nats_per_token": -1.0})
     with pytest.raises(ConfigError, match="free_nats_per_token > 0 needs a VAE"):

@@ -3,6 +3,7 @@ import os
 import shutil
 import stat
 
+import numpy as np
 import pytest
 import torch
 
@@ -497,6 +498,33 @@ def test_a_step_of_fewer_sentences_than_processes(tiny_data_dir, tmp_path, in_ra
     torch.testing.assert_close(two[0]["sums"] + two[1]["sums"], one["sums"], rtol=1e-4, atol=1e-4)
     assert two[1]["sums"][1].abs().sum() == 0  # the stand-in adds nothing to the sums
     for rank in two:
+        for name in one["weights"]:
+            torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
+
+
+def fit_on_batches(rank, cfg, data_dir, out, batches):
+    """In process `rank`: Trainer.fit with the sampler giving `batches` in every epoch. Returns the weights and
+    the batches train_step was given, in order."""
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    tr.sampler.batches = lambda epoch: [np.asarray(b) for b in batches]
+    seen, step = [], tr.train_step
+    tr.train_step = lambda idx: seen.append(sorted(int(i) for i in idx)) or step(idx)
+    tr.fit()
+    return {"weights": tr.model.state_dict(), "seen": seen}
+
+
+def test_fit_trains_an_epochs_batch_of_fewer_sentences_than_processes(tiny_data_dir, tmp_path, in_ranks):
+    """The loop hands a batch of fewer sentences than processes to train_step (whose stand-in covers the
+    process with none) as one process does: it skipped it, so torchrun dropped that batch's sentences from
+    the epoch and followed other batches than one process from there on."""
+    cfg = tiny_cfg(TINY_MODEL.replace(latent=False, embed_dropout=0.0), batch_size=5, max_steps=4,
+                   eval_every=4, word_dropout=0.0, lr=3e-3)
+    batches = [[0, 1, 2, 3, 4], [5], [6, 7, 8]]  # the second: one sentence for two processes
+    one = fit_on_batches(0, cfg, tiny_data_dir, tmp_path / "one", batches)
+    two = in_ranks(fit_on_batches, cfg, tiny_data_dir, tmp_path / "two", batches)
+    assert one["seen"] == [*batches, batches[0]]
+    for rank in two:
+        assert rank["seen"] == one["seen"]
         for name in one["weights"]:
             torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
 
