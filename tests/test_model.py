@@ -240,3 +240,13 @@ def test_evaluating_restores_the_mode_it_found_also_on_an_error():
     with model.evaluating():
         pass
     assert not model.training
+
+
+@pytest.mark.parametrize("kw", [{}, {"softmax": "adaptive"}, {"softmax": "adaptive", "adaptive_cutoffs": [6, 12]},
+                                {"tie_embeddings": True}])
+def test_logits_of_no_rows_have_the_vocabulary_width(kw):
+    """(..., H) -> (..., V) also with no rows: the adaptive softmax's view(..., -1) was ambiguous for 0 elements."""
+    dec = make(**kw).decoder
+    assert dec.logits(torch.zeros(0, 12)).shape == (0, 30)
+    assert dec.logits(torch.zeros(0, 4, 12)).shape == (0, 4, 30)
+
