@@ -157,7 +157,8 @@ class Decoder(nn.Module):
         """(..., H) -> (..., V); for the adaptive softmax these are normalised log-probabilities."""
         hidden = self.dropout(hidden)
         if self.adaptive is not None:
-            return self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:-1], -1)
+            logp = self.adaptive.log_prob(hidden.reshape(-1, hidden.shape[-1]))  # (N, V)
+            return logp.view(*hidden.shape[:-1], self.cfg.vocab_size)  # V named: with no rows, -1 is ambiguous
         if self.out is not None:
             return self.out(hidden)
         return F.linear(self.out_proj(hidden), self.embedding.weight, self.out_bias)

@@ -240,3 +240,72 @@ def test_evaluating_restores_the_mode_it_found_also_on_an_error():
     with model.evaluating():
         pass
     assert not model.training
+
+
+@pytest.mark.parametrize("kw", [{}, {"softmax": "adaptive"}, {"softmax": "adaptive", "adaptive_cutoffs": [6, 12]},
+                                {"tie_embeddings": True}])
+def test_logits_of_no_rows_have_the_vocabulary_width(kw):
+    """(..., H) -> (..., V) also with no rows: the adaptive softmax's view(..., -1) was ambiguous for 0 elements."""
+    dec = make(**kw).decoder
+    assert dec.logits(torch.zeros(0, 12)).shape == (0, 30)
+    assert dec.logits(torch.zeros(0, 4, 12)).shape == (0, 4, 30)
+
+
+@pytest.mark.parametrize("kw", [{}, {"encoder_slots": 3, "z_slots": 2, "z_skip": True, "num_layers": 2,
+                                     "softmax": "adaptive"}, {"tie_embeddings": True, "encoder_slots": 1}])
+def test_a_sentence_scores_the_same_alone_as_in_any_padded_batch(kw):
+    """mu, logvar and rec (z = mu) of each sentence: alone (B = 1, no packing), in a batch with the longest
+    sentence, in another order, and with extra all-padding columns."""
+    model = make(**kw)
+    sents = [[5, 6, 7, 8, 9, 10], [11], [4] * 6, [12, 13, 14], []]
+    order = [3, 0, 4, 2, 1]
+
+    def terms(src, src_lens, dec_in, target):  # (B, 2Z + 1): mu, logvar, rec
+        out = model(src, src_lens, dec_in, target, sample=False)
+        return torch.cat([out.mu, out.logvar, out.rec[:, None]], 1)
+
+    b, s = collate(sents), collate([sents[i] for i in order])
+    wide = [torch.cat([t, torch.zeros(len(sents), 3, dtype=t.dtype)], 1) for t in (b.src, b.dec_in, b.target)]
+    with torch.no_grad():
+        alone = torch.cat([terms(*(lambda o: (o.src, o.src_lens, o.dec_in, o.target))(collate([x]))) for x in sents])
+        shuffled = torch.empty_like(alone)
+        shuffled[order] = terms(s.src, s.src_lens, s.dec_in, s.target)
+        for run in (terms(b.src, b.src_lens, b.dec_in, b.target), terms(wide[0], b.src_lens, *wide[1:]), shuffled):
+            assert torch.allclose(run, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"softmax": "adaptive"}, {"tie_embeddings": True, "num_layers": 2}])
+def test_the_language_model_is_the_vae_decoder_without_z(kw):
+    """latent=False has no latent parameter, and its NLL is the VAE decoder's with z's paths (its input columns,
+    the initial state's map) zeroed: the same weights give the same numbers whatever z is."""
+    lm, vae = make(latent=False, **kw), make(**kw)
+    latent_parts = ("encoder", "init_state", "z_skip", "slots", "query", "bow")
+    assert not [n for n, _ in lm.named_parameters() if any(p in n for p in latent_parts)]
+    state = vae.state_dict()
+    for k, v in lm.state_dict().items():  # the first GRU layer reads [embedding, z]: z's columns zero
+        state[k] = torch.cat([v, torch.zeros(v.shape[0], 5)], 1) if k == "decoder.gru.weight_ih_l0" else v
+    state["decoder.init_state.weight"].zero_()
+    state["decoder.init_state.bias"].zero_()  # tanh(0): the LM's zero initial state
+    vae.load_state_dict(state)
+    b = collate([[5, 6, 7, 8], [9], [10, 11]])
+    with torch.no_grad():
+        expected = lm(b.src, b.src_lens, b.dec_in, b.target).rec
+        for z in (torch.zeros(3, 5), torch.randn(3, 5, generator=torch.Generator().manual_seed(5))):
+            assert torch.allclose(vae.token_nll(b.dec_in, b.target, z), expected, atol=1e-5)
+
+
+def test_tied_embeddings_stay_one_tensor_after_loading():
+    """With tie_embeddings the output layer reads the embedding table itself: no V x E copy in the state dict,
+    and after load_state_dict a change to the table changes the logits."""
+    model = make(tie_embeddings=True)
+    assert sorted(k for k, v in model.state_dict().items() if 30 in v.shape) == ["decoder.embedding.weight",
+                                                                              "decoder.out_bias"]
+    loaded = SentenceVAE(ModelConfig(**TINY, tie_embeddings=True)).eval()
+    loaded.load_state_dict(model.state_dict())
+    hidden = torch.randn(2, 12, generator=torch.Generator().manual_seed(6))
+    before = loaded.decoder.logits(hidden).detach()
+    with torch.no_grad():
+        loaded.decoder.embedding.weight[7] += 1.0
+    after = loaded.decoder.logits(hidden).detach()
+    assert not torch.allclose(after[:, 7], before[:, 7])
+    assert torch.equal(torch.cat([after[:, :7], after[:, 8:]], 1), torch.cat([before[:, :7], before[:, 8:]], 1))
