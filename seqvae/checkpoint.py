@@ -255,6 +255,10 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
     for k, v in expected.items():
         if state[k].shape != v.shape:
             raise CheckpointError(f"{d}: weight {k} has shape {tuple(state[k].shape)}, config implies {tuple(v.shape)}")
+        if state[k].is_floating_point() != v.is_floating_point():  # cast, int64 or bool weights loaded as another model
+            raise CheckpointError(f"{d / WEIGHTS_FILE}: weight {k} is {str(state[k].dtype).removeprefix('torch.')}, "
+                                  f"the model's is {str(v.dtype).removeprefix('torch.')} (seqvae saves float32, "
+                                  "float16 or bfloat16 weights)")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     try:
         tokenizer = load_tokenizer(d)

@@ -313,3 +313,25 @@ def test_a_tokenizer_that_disagrees_with_the_config_is_refused_in_one_line(tmp_p
         with pytest.raises(checkpoint.CheckpointError, match=match) as e:
             checkpoint.load(path)
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.uint8])
+def test_weights_of_a_non_floating_dtype_are_refused_not_cast(tmp_path, model_and_tok, dtype):
+    """An int64 or bool tensor under a weight's name was cast to float32 and loaded: another model, no word said.
+    bfloat16 and float64 weights still load (tested beside: the same key, cast back)."""
+    from safetensors.torch import load_file, save_file
+
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    key = "decoder.embedding.weight"
+    state = load_file(str(path / "model.safetensors"))
+    for other, ok in ((torch.bfloat16, True), (torch.float64, True), (dtype, False)):
+        save_file({**state, key: (state[key] * 3).to(other)}, str(path / "model.safetensors"))
+        if ok:
+            loaded, _, _ = checkpoint.load(path)
+            assert torch.equal(loaded.state_dict()[key], (state[key] * 3).to(other).float())
+            continue
+        name = str(dtype).removeprefix("torch.")
+        with pytest.raises(checkpoint.CheckpointError, match=rf"model\.safetensors: weight {key} is {name}, "
+                                                             r"the model's is float32"):
+            checkpoint.load(path)
