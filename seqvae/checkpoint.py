@@ -192,6 +192,17 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{d / CONFIG_FILE}: 'format' must be an integer, got {fmt!r}")
     if fmt > FORMAT_VERSION:
         raise CheckpointError(f"{d}: checkpoint format {cfg['format']} is newer than this seqvae ({FORMAT_VERSION})")
+    if fmt < 1:
+        raise CheckpointError(f"{d / CONFIG_FILE}: 'format' must be between 1 and {FORMAT_VERSION}, got {fmt}")
+    # the records commands read later (save_pretrained the train section, fit-prior and report the data record):
+    # checked here, where the file can be named, not met as a bare error or an AttributeError traceback there
+    if cfg.get("data") is not None and not isinstance(cfg["data"], dict):
+        raise CheckpointError(f"{d / CONFIG_FILE}: 'data' must be a JSON object or null, got {cfg['data']!r}")
+    if cfg.get("train") is not None:
+        try:
+            TrainConfig.from_dict(cfg["train"])
+        except ConfigError as e:
+            raise CheckpointError(f"{d / CONFIG_FILE}: train section: {e}") from None
     return cfg
 
 

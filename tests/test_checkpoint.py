@@ -335,3 +335,34 @@ def test_weights_of_a_non_floating_dtype_are_refused_not_cast(tmp_path, model_an
         with pytest.raises(checkpoint.CheckpointError, match=rf"model\.safetensors: weight {key} is {name}, "
                                                              r"the model's is float32"):
             checkpoint.load(path)
+
+
+@pytest.mark.parametrize("key, value, msg", [
+    ("train", {"lr": "1e-3"}, "train section: TrainConfig.lr: expected float, got '1e-3'"),
+    ("train", {"no_such_field": 1}, "train section: TrainConfig: unknown key(s) no_such_field"),
+    ("train", [], "train section: TrainConfig: expected a JSON object, got list"),
+    ("data", "imdb", "'data' must be a JSON object or null, got 'imdb'"),
+    ("data", 3, "'data' must be a JSON object or null, got 3"),
+    ("format", 0, "'format' must be between 1 and 1, got 0"),
+])
+def test_config_records_of_the_wrong_kind_are_named_at_load(tmp_path, model_and_tok, key, value, msg):
+    """A train section save_pretrained could not read back (a ConfigError naming no file, after the work), or a
+    data record that is no object (fit-prior and report ended in an AttributeError traceback): refused at load,
+    with the file named. A null train or data record (a checkpoint saved without one) still loads."""
+    import re
+
+    from seqvae.api import SeqVAE
+
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["train"] is None and cfg["data"] is None
+    checkpoint.load(path)
+    cfg["train"], cfg["data"] = {"lr": 0.01}, {"data_dir": "x"}
+    (path / "config.json").write_text(json.dumps(cfg))
+    SeqVAE.from_pretrained(path, device="cpu").save_pretrained(tmp_path / "copy")
+    assert json.loads((tmp_path / "copy" / "config.json").read_text())["train"]["lr"] == 0.01
+    cfg[key] = value
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(f"{path / 'config.json'}: {msg}")):
+        SeqVAE.from_pretrained(path, device="cpu")
