@@ -109,6 +109,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         weights = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
                    for k, v in model.state_dict().items()}
+        if dtype is not None:
+            _check_in_range(final, model.state_dict(), weights, dtype)
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         tokenizer.save(tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n", encoding="utf-8")
@@ -123,6 +125,17 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _check_in_range(final: Path, state: dict[str, torch.Tensor], cast: dict[str, torch.Tensor],
+                    dtype: torch.dtype) -> None:
+    """A CheckpointError if casting to `dtype` made a finite weight infinite (float16 ends at 65504): the file
+    would hold another model (inf, then NaN outputs) with no word said."""
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(cast[k]).all() and torch.isfinite(v).all():
+            name = str(dtype).removeprefix("torch.")
+            raise CheckpointError(f"{final}: weight {k} has values up to {v.abs().max().item():.4g}, beyond "
+                                  f"{name}'s range ({torch.finfo(dtype).max:.4g}): save it in bfloat16 or float32")
 
 
 def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], None] | None = None) -> None:

@@ -366,3 +366,20 @@ def test_config_records_of_the_wrong_kind_are_named_at_load(tmp_path, model_and_
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(checkpoint.CheckpointError, match=re.escape(f"{path / 'config.json'}: {msg}")):
         SeqVAE.from_pretrained(path, device="cpu")
+
+
+def test_a_save_in_a_dtype_too_narrow_for_a_weight_is_refused(tmp_path, model_and_tok):
+    """float16 ends at 65504: a larger weight was written as inf, and the checkpoint loaded as another model
+    (inf, then NaN). Now a CheckpointError naming the weight and nothing written; bfloat16 holds it."""
+    model, tok = model_and_tok
+    key = "decoder.embedding.weight"
+    with torch.no_grad():
+        model.state_dict()[key][0, 0] = 1e5
+    with pytest.raises(checkpoint.CheckpointError, match=rf"weight {key} has values up to 1e\+05, beyond float16's "
+                                                         r"range \(6\.55e\+04\): save it in bfloat16 or float32"):
+        checkpoint.save(tmp_path / "ck", model, tok, dtype=torch.float16)
+    assert not (tmp_path / "ck").exists() and list(tmp_path.iterdir()) == []
+    checkpoint.save(tmp_path / "ck", model, tok, dtype=torch.bfloat16)
+    loaded, _, _ = checkpoint.load(tmp_path / "ck")
+    assert torch.equal(loaded.state_dict()[key], model.state_dict()[key].bfloat16().float())
+    assert torch.isfinite(loaded.state_dict()[key]).all()
