@@ -264,9 +264,9 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
         state = load_file(str(d / WEIGHTS_FILE))
     except Exception as e:  # safetensors raises its own error type, versions differ in its name
         raise CheckpointError(f"{d / WEIGHTS_FILE}: unreadable weights ({str(e).splitlines()[0]})") from None
-    with torch.random.fork_rng(devices=[]):  # the random init, overwritten below, leaves the caller's RNG alone
-        model = SentenceVAE(model_cfg)
-    expected = model.state_dict()
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the shapes config.json implies, with no memory:
+        expected = SentenceVAE(model_cfg).state_dict()  # hidden_dim 10**6 there is the line below, not a failed
+                                                        # allocation deep in torch (or a 30 GB one) before it
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -283,6 +283,8 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
             raise CheckpointError(f"{d / WEIGHTS_FILE}: weight {k} is {str(state[k].dtype).removeprefix('torch.')}, "
                                   f"the model's is {str(v.dtype).removeprefix('torch.')} (seqvae saves float32, "
                                   "float16 or bfloat16 weights)")
+    with torch.random.fork_rng(devices=[]):  # the random init, overwritten below, leaves the caller's RNG alone
+        model = SentenceVAE(model_cfg)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     try:
         tokenizer = load_tokenizer(d)

@@ -383,3 +383,24 @@ def test_a_save_in_a_dtype_too_narrow_for_a_weight_is_refused(tmp_path, model_an
     loaded, _, _ = checkpoint.load(tmp_path / "ck")
     assert torch.equal(loaded.state_dict()[key], model.state_dict()[key].bfloat16().float())
     assert torch.isfinite(loaded.state_dict()[key]).all()
+
+
+def test_a_config_edited_to_a_huge_size_is_a_shape_mismatch_not_an_allocation(tmp_path, model_and_tok):
+    """config.json edited to hidden_dim 10**8 built the model first: torch tried to allocate 10**17 bytes and
+    ended in a RuntimeError traceback (a size that fits, 30 GB, would be allocated). The shapes the config implies
+    are now taken with no memory, and the weights file's shapes are checked against them first."""
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model"]["hidden_dim"] = 10**8
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match=r"weight \S+ has shape \(\d+(, \d+)*\), config implies "
+                                                         r"\((\d+, )*[1-9]0{8}\b"):
+        checkpoint.load(path)
+    cfg["model"]["hidden_dim"] = model.cfg.hidden_dim
+    (path / "config.json").write_text(json.dumps(cfg))
+    loaded, _, _ = checkpoint.load(path)
+    assert not any(t.is_meta for t in loaded.state_dict().values())
+    (mu1, lv1), nll1 = outputs(model)
+    (mu2, lv2), nll2 = outputs(loaded)
+    assert torch.equal(mu1, mu2) and torch.equal(nll1, nll2)
