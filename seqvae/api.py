@@ -132,11 +132,17 @@ class SeqVAE:
         An existing checkpoint at `path` (the one this model was loaded from, say) is replaced; what it holds
         besides (classifier heads, report, model card) is kept when the weights written are its own byte for
         byte (the same model saved in the dtype it was loaded from), and otherwise, being made for weights that
-        are no longer there, a CheckpointError that names it, with nothing changed."""
+        are no longer there, a CheckpointError that names it, with nothing changed. A metrics.json record of the
+        weights' dtype (a shipped checkpoint's weights_dtype) names the dtype written; its numbers are the loaded
+        weights', which a narrower dtype (bfloat16 from float16) rounds further."""
         train = self.config.get("train")
+        metrics = self.metrics
+        if isinstance(metrics, dict) and "weights_dtype" in metrics:  # a shipped checkpoint's record of its file
+            written = dtype if dtype is not None else next(self.model.parameters()).dtype
+            metrics = {**metrics, "weights_dtype": str(written).removeprefix("torch.")}
         return checkpoint.save(path, self.model, self.tokenizer,
                                train_cfg=TrainConfig.from_dict(train) if train else None,
-                               data_meta=self.config.get("data"), metrics=self.metrics, dtype=dtype,
+                               data_meta=self.config.get("data"), metrics=metrics, dtype=dtype,
                                extra=self.save_extras)
 
     def save_extras(self, directory: str | Path) -> None:

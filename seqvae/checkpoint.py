@@ -109,6 +109,8 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         weights = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
                    for k, v in model.state_dict().items()}
+        if dtype is not None:
+            _check_in_range(final, model.state_dict(), weights, dtype)
         save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         tokenizer.save(tmp)
         (tmp / METRICS_FILE).write_text(json.dumps(metrics or {}, indent=2) + "\n", encoding="utf-8")
@@ -123,6 +125,17 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _check_in_range(final: Path, state: dict[str, torch.Tensor], cast: dict[str, torch.Tensor],
+                    dtype: torch.dtype) -> None:
+    """A CheckpointError if casting to `dtype` made a finite weight infinite (float16 ends at 65504): the file
+    would hold another model (inf, then NaN outputs) with no word said."""
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(cast[k]).all() and torch.isfinite(v).all():
+            name = str(dtype).removeprefix("torch.")
+            raise CheckpointError(f"{final}: weight {k} has values up to {v.abs().max().item():.4g}, beyond "
+                                  f"{name}'s range ({torch.finfo(dtype).max:.4g}): save it in bfloat16 or float32")
 
 
 def keep_extras(final: str | Path, new: Path, on_stale: Callable[[list[str]], None] | None = None) -> None:
@@ -192,6 +205,17 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{d / CONFIG_FILE}: 'format' must be an integer, got {fmt!r}")
     if fmt > FORMAT_VERSION:
         raise CheckpointError(f"{d}: checkpoint format {cfg['format']} is newer than this seqvae ({FORMAT_VERSION})")
+    if fmt < 1:
+        raise CheckpointError(f"{d / CONFIG_FILE}: 'format' must be between 1 and {FORMAT_VERSION}, got {fmt}")
+    # the records commands read later (save_pretrained the train section, fit-prior and report the data record):
+    # checked here, where the file can be named, not met as a bare error or an AttributeError traceback there
+    if cfg.get("data") is not None and not isinstance(cfg["data"], dict):
+        raise CheckpointError(f"{d / CONFIG_FILE}: 'data' must be a JSON object or null, got {cfg['data']!r}")
+    if cfg.get("train") is not None:
+        try:
+            TrainConfig.from_dict(cfg["train"])
+        except ConfigError as e:
+            raise CheckpointError(f"{d / CONFIG_FILE}: train section: {e}") from None
     return cfg
 
 
@@ -240,9 +264,9 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
         state = load_file(str(d / WEIGHTS_FILE))
     except Exception as e:  # safetensors raises its own error type, versions differ in its name
         raise CheckpointError(f"{d / WEIGHTS_FILE}: unreadable weights ({str(e).splitlines()[0]})") from None
-    with torch.random.fork_rng(devices=[]):  # the random init, overwritten below, leaves the caller's RNG alone
-        model = SentenceVAE(model_cfg)
-    expected = model.state_dict()
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the shapes config.json implies, with no memory:
+        expected = SentenceVAE(model_cfg).state_dict()  # hidden_dim 10**6 there is the line below, not a failed
+                                                        # allocation deep in torch (or a 30 GB one) before it
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -255,6 +279,12 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
     for k, v in expected.items():
         if state[k].shape != v.shape:
             raise CheckpointError(f"{d}: weight {k} has shape {tuple(state[k].shape)}, config implies {tuple(v.shape)}")
+        if state[k].is_floating_point() != v.is_floating_point():  # cast, int64 or bool weights loaded as another model
+            raise CheckpointError(f"{d / WEIGHTS_FILE}: weight {k} is {str(state[k].dtype).removeprefix('torch.')}, "
+                                  f"the model's is {str(v.dtype).removeprefix('torch.')} (seqvae saves float32, "
+                                  "float16 or bfloat16 weights)")
+    with torch.random.fork_rng(devices=[]):  # the random init, overwritten below, leaves the caller's RNG alone
+        model = SentenceVAE(model_cfg)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
     try:
         tokenizer = load_tokenizer(d)

@@ -575,3 +575,22 @@ def test_texts_that_are_no_list_of_sentences_are_named(vae, texts, tiny_lm_ckpt)
         with pytest.raises(InputError, match="path must be a checkpoint directory"):
             SeqVAE.from_pretrained(path)
     assert vae.encode(iter(texts[:2])).mean.shape == (2, vae.latent_dim)  # any iterable of str still works
+
+
+@pytest.mark.parametrize("dtype, name", [(None, "float32"), (torch.float32, "float32"), (torch.bfloat16, "bfloat16"),
+                                         (torch.float16, "float16")])
+def test_a_resave_in_another_dtype_records_the_dtype_it_wrote(tmp_path, dtype, name):
+    """The flagship's metrics.json says weights_dtype float16 (ship_checkpoint.py); save_pretrained in float32 (the
+    default: the loaded model is float32) or bfloat16 copied that claim beside a float32 or bfloat16 file."""
+    from safetensors import safe_open
+
+    vae = SeqVAE.from_pretrained(ROOT / "checkpoints" / "imdb", device="cpu")
+    assert vae.metrics["weights_dtype"] == "float16"
+    out = vae.save_pretrained(tmp_path / "copy", dtype=dtype)
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {f"torch.{name}"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["weights_dtype"] == name
+    assert {k: v for k, v in metrics.items() if k != "weights_dtype"} == \
+        {k: v for k, v in vae.metrics.items() if k != "weights_dtype"}
+    assert vae.metrics["weights_dtype"] == "float16"  # the loaded model's own record is left alone

@@ -313,3 +313,94 @@ def test_a_tokenizer_that_disagrees_with_the_config_is_refused_in_one_line(tmp_p
         with pytest.raises(checkpoint.CheckpointError, match=match) as e:
             checkpoint.load(path)
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.uint8])
+def test_weights_of_a_non_floating_dtype_are_refused_not_cast(tmp_path, model_and_tok, dtype):
+    """An int64 or bool tensor under a weight's name was cast to float32 and loaded: another model, no word said.
+    bfloat16 and float64 weights still load (tested beside: the same key, cast back)."""
+    from safetensors.torch import load_file, save_file
+
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    key = "decoder.embedding.weight"
+    state = load_file(str(path / "model.safetensors"))
+    for other, ok in ((torch.bfloat16, True), (torch.float64, True), (dtype, False)):
+        save_file({**state, key: (state[key] * 3).to(other)}, str(path / "model.safetensors"))
+        if ok:
+            loaded, _, _ = checkpoint.load(path)
+            assert torch.equal(loaded.state_dict()[key], (state[key] * 3).to(other).float())
+            continue
+        name = str(dtype).removeprefix("torch.")
+        with pytest.raises(checkpoint.CheckpointError, match=rf"model\.safetensors: weight {key} is {name}, "
+                                                             r"the model's is float32"):
+            checkpoint.load(path)
+
+
+@pytest.mark.parametrize("key, value, msg", [
+    ("train", {"lr": "1e-3"}, "train section: TrainConfig.lr: expected float, got '1e-3'"),
+    ("train", {"no_such_field": 1}, "train section: TrainConfig: unknown key(s) no_such_field"),
+    ("train", [], "train section: TrainConfig: expected a JSON object, got list"),
+    ("data", "imdb", "'data' must be a JSON object or null, got 'imdb'"),
+    ("data", 3, "'data' must be a JSON object or null, got 3"),
+    ("format", 0, "'format' must be between 1 and 1, got 0"),
+])
+def test_config_records_of_the_wrong_kind_are_named_at_load(tmp_path, model_and_tok, key, value, msg):
+    """A train section save_pretrained could not read back (a ConfigError naming no file, after the work), or a
+    data record that is no object (fit-prior and report ended in an AttributeError traceback): refused at load,
+    with the file named. A null train or data record (a checkpoint saved without one) still loads."""
+    import re
+
+    from seqvae.api import SeqVAE
+
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["train"] is None and cfg["data"] is None
+    checkpoint.load(path)
+    cfg["train"], cfg["data"] = {"lr": 0.01}, {"data_dir": "x"}
+    (path / "config.json").write_text(json.dumps(cfg))
+    SeqVAE.from_pretrained(path, device="cpu").save_pretrained(tmp_path / "copy")
+    assert json.loads((tmp_path / "copy" / "config.json").read_text())["train"]["lr"] == 0.01
+    cfg[key] = value
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(f"{path / 'config.json'}: {msg}")):
+        SeqVAE.from_pretrained(path, device="cpu")
+
+
+def test_a_save_in_a_dtype_too_narrow_for_a_weight_is_refused(tmp_path, model_and_tok):
+    """float16 ends at 65504: a larger weight was written as inf, and the checkpoint loaded as another model
+    (inf, then NaN). Now a CheckpointError naming the weight and nothing written; bfloat16 holds it."""
+    model, tok = model_and_tok
+    key = "decoder.embedding.weight"
+    with torch.no_grad():
+        model.state_dict()[key][0, 0] = 1e5
+    with pytest.raises(checkpoint.CheckpointError, match=rf"weight {key} has values up to 1e\+05, beyond float16's "
+                                                         r"range \(6\.55e\+04\): save it in bfloat16 or float32"):
+        checkpoint.save(tmp_path / "ck", model, tok, dtype=torch.float16)
+    assert not (tmp_path / "ck").exists() and list(tmp_path.iterdir()) == []
+    checkpoint.save(tmp_path / "ck", model, tok, dtype=torch.bfloat16)
+    loaded, _, _ = checkpoint.load(tmp_path / "ck")
+    assert torch.equal(loaded.state_dict()[key], model.state_dict()[key].bfloat16().float())
+    assert torch.isfinite(loaded.state_dict()[key]).all()
+
+
+def test_a_config_edited_to_a_huge_size_is_a_shape_mismatch_not_an_allocation(tmp_path, model_and_tok):
+    """config.json edited to hidden_dim 10**8 built the model first: torch tried to allocate 10**17 bytes and
+    ended in a RuntimeError traceback (a size that fits, 30 GB, would be allocated). The shapes the config implies
+    are now taken with no memory, and the weights file's shapes are checked against them first."""
+    model, tok = model_and_tok
+    path = checkpoint.save(tmp_path / "ck", model, tok)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model"]["hidden_dim"] = 10**8
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(checkpoint.CheckpointError, match=r"weight \S+ has shape \(\d+(, \d+)*\), config implies "
+                                                         r"\((\d+, )*[1-9]0{8}\b"):
+        checkpoint.load(path)
+    cfg["model"]["hidden_dim"] = model.cfg.hidden_dim
+    (path / "config.json").write_text(json.dumps(cfg))
+    loaded, _, _ = checkpoint.load(path)
+    assert not any(t.is_meta for t in loaded.state_dict().values())
+    (mu1, lv1), nll1 = outputs(model)
+    (mu2, lv2), nll2 = outputs(loaded)
+    assert torch.equal(mu1, mu2) and torch.equal(nll1, nll2)
