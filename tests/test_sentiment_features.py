@@ -110,3 +110,25 @@ def test_the_cache_key_is_the_one_earlier_versions_wrote():
     raw = json.dumps({"v": 1, "model": "m", "pooling": "sentences", "split": "test", "texts": "t", "unit": "clause",
                       "cut": 2}, sort_keys=True)
     assert F.feature_key("m", "test", "t", "clause") == hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def test_review_features_are_each_reviews_own_sentences_whatever_the_batching(vae):
+    """The mean μ of a review, derived apart: its sentences encoded one at a time (no padding, no
+    other review in the batch), averaged. Reviews of 0, 1 and several sentences, a sentence repeated
+    inside a review and across reviews (encoded once, counted where it occurs), batches of 1 and 2."""
+    from seqvae.sentences import review_to_sentences
+
+    short, long_ = "The plot was dull.", "The movie was great, the acting was great and the music was moving."
+    mid = "This film was slow and the ending was awful."
+    reviews = [f"{short} {mid} {long_}", "<br />***<br />", mid, f"{long_} {long_} {short}", short]
+    counts = [len(review_to_sentences(t)) for t in reviews]
+    assert counts == [3, 0, 1, 3, 1]  # unique sentences, longest first, are not in the order they occur
+    expected = np.zeros((len(reviews), vae.latent_dim))
+    for r, t in enumerate(reviews):
+        for s in review_to_sentences(t):
+            expected[r] += vae.encode(s).mu[0].double().numpy() / counts[r]
+    for batch_size in (1, 2, 256):
+        S = F.encode_reviews(vae, reviews, batch_size=batch_size, progress=False)
+        np.testing.assert_array_equal(S.units_per_review(), counts)
+        np.testing.assert_allclose(F.mean_mu(S), expected, atol=1e-5)
+    np.testing.assert_array_equal(F.mean_mu(S)[1], 0.0)  # no sentence: the zero row (the prior's mean)

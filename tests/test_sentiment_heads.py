@@ -189,6 +189,20 @@ def test_set_bag_averages_its_members_logits_and_round_trips(tmp_path):
         load_head(tmp_path, "set")
 
 
+def test_a_set_head_of_any_attention_width_loads_and_predicts_as_before_saving(tmp_path):
+    """The JSON does not name the attention scorer's width: a head fitted with another one than the
+    default (HeadConfig.attention_hidden) was refused as inconsistent when loaded back."""
+    S, y = _xor_reviews(200, 0)
+    T, _ = _xor_reviews(50, 1)
+    for width in (K.HeadConfig.attention_hidden, 8):
+        head = SetHead.fit(S, y, set_cfg(pool="attention", members=2, hidden=16, epochs=2, attention_hidden=width))
+        assert head.members[0].net.g[0].out_features == width
+        head.save(tmp_path / str(width))
+        back = load_head(tmp_path / str(width), "set")
+        assert back.members[0].net.g[0].out_features == width
+        np.testing.assert_array_equal(back.logits(T), head.logits(T))
+
+
 def test_stratified_draws_are_stratified_and_reproducible():
     from seqvae.sentiment.curve import budget_draws
 

@@ -123,3 +123,32 @@ def test_steer_checks_the_head_belongs_to_the_model(tiny, with_head, tmp_path, o
     capsys.readouterr()
     assert main(["steer", str(tmp_path / "other"), "the plot was dull ."]) == 0  # one text: a warning, as predict
     assert "warning: the classifier head was fitted on other weights" in capsys.readouterr().err
+
+
+def test_steering_moves_mu_along_the_direction_by_the_distance_and_decodes_there(with_head, monkeypatch):
+    """Derived apart from the head's arrays: d = (coef / std) / |coef / std|; the codes decoded are
+    μ (from encode) and μ ± distance · d, and the logit moves by ± distance · |coef / std|."""
+    ckpt, _, vae = with_head
+    head = load_head(ckpt)
+    g = head.coef / head.std
+    text = "the plot was dull ."
+    mu = vae.encode(text).mu[0].double().numpy()
+    decoded, decode = [], vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z, **kw: decoded.append(z.double().numpy()) or decode(z, **kw))
+    for to, strength, unit, sign, per in [("positive", 2.0, "std", 1, head.meta["direction_std"]),
+                                          ("negative", 1.5, "l2", -1, 1.0)]:
+        decoded.clear()
+        r = S.steer(vae, head, text, to=to, strength=strength, unit=unit)
+        (z,) = decoded
+        np.testing.assert_allclose(z[0], mu, atol=1e-6)
+        np.testing.assert_allclose(z[1] - z[0], sign * strength * per * g / np.linalg.norm(g), atol=1e-5)
+        assert r.distance == pytest.approx(strength * per)
+        dlogit = head.decision(z[1:])[0] - head.decision(z[:1])[0]
+        assert dlogit == pytest.approx(sign * strength * per * np.linalg.norm(g), rel=1e-4)
+        assert (r.reconstruction, r.steered) == tuple(decode(torch_of(z), strategy="greedy", max_len=40))
+
+
+def torch_of(z):
+    import torch
+
+    return torch.from_numpy(z).float()

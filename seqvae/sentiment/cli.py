@@ -206,7 +206,8 @@ def _predict(a, ckpt: Path) -> int:
             f"add it with `seqvae classify calibrate {ckpt} --head {a.head}`")
     rows = head.predict_texts(vae, texts)
     if n_empty := sum(r.get("clauses", r["sentences"]) == 0 for r in rows):
-        log(f"warning: {n_empty} text(s) have no sentence: predicted from the bias alone")
+        log(f"warning: {n_empty} text(s) have no sentence: predicted from no evidence (the linear head reads a zero "
+            f"code, the set head gives its bias)")
     if a.json:
         _print_json(rows)
         return 0

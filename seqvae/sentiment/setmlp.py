@@ -84,8 +84,11 @@ class SetMLP:
         import torch
 
         try:
-            # heads saved before attention pooling existed have no "pool": they are mean-pooled
-            m = cls(w["mean"], w["std"], hidden=int(cfg["hidden"]), pool=cfg.get("pool", "mean"))
+            # heads saved before attention pooling existed have no "pool": they are mean-pooled; the width of
+            # the attention scorer g is not in the JSON: its first layer's weights (attention_hidden, Z) give it
+            pool = cfg.get("pool", "mean")
+            width = {"attention_hidden": int(w["g.0.weight"].shape[0])} if pool == "attention" else {}
+            m = cls(w["mean"], w["std"], hidden=int(cfg["hidden"]), pool=pool, **width)
             state = {k: torch.from_numpy(v) for k, v in w.items() if k not in ("mean", "std")}
             m.net.load_state_dict({**state, "b": state["b"].reshape(())})
         except (KeyError, RuntimeError, ValueError, TypeError, ClassifyError) as e:
