@@ -282,6 +282,8 @@ def _cmd_evaluate(args) -> int:
     out = atomic.check_file_path(args.json_out or ckpt / f"eval-{args.split}.json")  # before the work
     model, _, cfg = checkpoint.load(ckpt, map_location=device)
     data_dir = _model_data_dir(cfg, args.data, same_ids_as=ckpt)
+    atomic.check_not_an_input(out, {f"the checkpoint {ckpt}": ckpt, f"the data dir {data_dir}": data_dir},
+                              keep=lambda name: name.startswith("eval-") and name.endswith(".json"))  # its own
     dataset = SentenceDataset.from_dir(data_dir, args.split)
     if not len(dataset):
         raise ConfigError(f"{data_dir}: the {args.split} split has no sentences to evaluate")

@@ -56,6 +56,17 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "evaluate", run_dir, "--split", "test", "--data", tmp_path / "other")
     assert_one_line_error(code, err, "its tokenizer is not the checkpoint's")
     assert json.loads((run_dir / "best" / "eval-test.json").read_text()) == fitted
+    # --json onto a file the command reads (the checkpoint's config or weights, the data's meta) would write the
+    # results over it: refused before the work, the file as it was; its own eval-*.json there is replaced as before
+    for target in (run_dir / "best" / "config.json", run_dir / "best" / "model.safetensors",
+                   tiny_data_dir / "meta.json"):
+        before = target.read_bytes()
+        code, out, err = run(capsys, "evaluate", run_dir, "--samples", 1, "--json", target)
+        assert_one_line_error(code, err, f"{target}: is a file of the")
+        assert out == "" and target.read_bytes() == before
+    code, _, _ = run(capsys, "evaluate", run_dir, "--split", "test", "--samples", 1,
+                     "--json", run_dir / "best" / "eval-test.json")
+    assert code == 0 and json.loads((run_dir / "best" / "eval-test.json").read_text())["iw_samples"] == 1
 
 
 def test_evaluate_says_what_its_numbers_are(tiny_data_dir, tmp_path, capsys):

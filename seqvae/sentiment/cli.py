@@ -322,8 +322,8 @@ def run_steer(args) -> int:
     if args.out:
         atomic.check_file_path(args.out)
     ckpt = resolve(args.checkpoint)
-    if args.out and any(Path(args.out).resolve() == f.resolve() for f in ckpt.iterdir()):
-        raise ClassifyError(f"--out {args.out} is a file of the checkpoint {ckpt}: write the report elsewhere")
+    if args.out:
+        atomic.check_not_an_input(args.out, {f"the checkpoint {ckpt}": ckpt})
     head = load_head(ckpt, "linear")
     vae = latent_model(ckpt, args.device)
     check_width(head, vae)
