@@ -161,6 +161,24 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
         assert_one_line_error(code, err, msg)
 
 
+def test_a_new_run_is_not_trained_into_a_checkpoint_or_data_dir(tiny_data_dir, tiny_vae_ckpt, tmp_path, capsys):
+    """--out naming a checkpoint (a run's best/ too) or a prepared data dir is a mistaken --out: its best/, last/
+    and log would go in among that dir's files (and a run's next save of best/ would drop them)."""
+    import shutil
+
+    data, ckpt = tmp_path / "data", tmp_path / "ckpt"
+    shutil.copytree(tiny_data_dir, data)
+    shutil.copytree(tiny_vae_ckpt, ckpt)
+    for out, extra, msg in ((ckpt, [], "a checkpoint dir, not a run dir"),
+                            (ckpt, ["--overwrite"], "a checkpoint dir, not a run dir"),
+                            (data, [], "a prepared data dir, not a run dir")):
+        before = sorted(p.name for p in out.iterdir())
+        code, out_text, err = run(capsys, "train", "--data", data, "--out", out, "--preset", "tiny", "--max-steps", 2,
+                                  "--no-progress", *extra)
+        assert_one_line_error(code, err, msg)
+        assert out_text == "" and sorted(p.name for p in out.iterdir()) == before
+
+
 def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir, tmp_path, capsys):
     """`--set train.validate=1` (a method, not a field) was a traceback; `--set train.kl_x0=1.5` said
     "expected int, got '1.5'" without naming the --set it came from."""
