@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, ModelConfig, RunConfig, load_json,
-                     preset, resolve_device, seed_arg)
+                     preset, refuse_empty_values, resolve_device, seed_arg)
 from .display import format_mi, one_line
 from .textcli import add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score, check_size
 
@@ -518,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
+    refuse_empty_values(parser)
     return parser
 
 

@@ -179,6 +179,27 @@ def test_a_new_run_is_not_trained_into_a_checkpoint_or_data_dir(tiny_data_dir, t
         assert out_text == "" and sorted(p.name for p in out.iterdir()) == before
 
 
+@pytest.mark.parametrize("argv,option", [
+    (["train", "--data", "{data}", "--out", "{tmp}/r", "--preset", "tiny", "--config", ""], "--config"),
+    (["train", "--data", "{data}", "--out", "{tmp}/r", "--preset", "tiny", "--init-from", ""], "--init-from"),
+    (["train", "--data", "", "--out", "{tmp}/r"], "--data"),
+    (["evaluate", "{ckpt}", "--data", ""], "--data"),
+    (["report", "{ckpt}", "--texts", ""], "--texts"),
+    (["sample", ""], "checkpoint"),
+    (["classify", "fit", "{ckpt}", "--data-root", ""], "--data-root"),
+])
+def test_an_empty_path_is_a_usage_error_not_the_default(tiny_data_dir, tiny_vae_ckpt, tmp_path, capsys, argv, option):
+    """`--config "$CFG"` with CFG unset: an empty value read as no --config, and the run trained with the defaults
+    (exit 0); each option's empty value is now argparse's usage error, nothing written."""
+    names = {"data": str(tiny_data_dir), "ckpt": str(tiny_vae_ckpt), "tmp": str(tmp_path)}
+    before = sorted(p.name for p in tiny_vae_ckpt.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main([a.format(**names) for a in argv + ["--max-steps", "2", "--no-progress"] * (argv[0] == "train")])
+    assert e.value.code == 2
+    assert f"argument {option}: an empty value" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [] and sorted(p.name for p in tiny_vae_ckpt.iterdir()) == before
+
+
 def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir, tmp_path, capsys):
     """`--set train.validate=1` (a method, not a field) was a traceback; `--set train.kl_x0=1.5` said
     "expected int, got '1.5'" without naming the --set it came from."""

@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import MAX_LEN, seed_arg
+from ..config import MAX_LEN, refuse_empty_values, seed_arg
 from ..textcli import check_size
 from ..textinput import problem, read_lines
 from .config import CLASSES, KINDS, UNITS, ClassifyError
@@ -158,7 +158,9 @@ def run_classify(args) -> int:
                             f"(see `seqvae classify {OLD_MODES[old]} -h`)")
     if args.action not in ACTIONS:
         raise ClassifyError(f"classify needs an action first: {', '.join(ACTIONS)} (e.g. `seqvae classify fit CKPT`)")
-    a = action_parser(args.action).parse_args(args.rest)  # --seed: seed_arg's range, argparse's usage error
+    parser = action_parser(args.action)
+    refuse_empty_values(parser)  # `--data-root ""`: a usage error, not the default root
+    a = parser.parse_args(args.rest)  # --seed: seed_arg's range, argparse's usage error
     ckpt = resolve(a.checkpoint)
     return {"fit": _fit, "predict": _predict, "evaluate": _evaluate, "calibrate": _calibrate,
             "curve": _curve}[args.action](a, ckpt)
