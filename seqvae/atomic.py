@@ -3,6 +3,7 @@
     write_text(path, text) / write_json(path, obj) / write_bytes(path, data)
     write_with(path, lambda tmp: np.savez(tmp, ...))   for libraries that want a path to write to
     check_file_path(path) / check_dir_path(path)        fail fast, before the work, on a path that cannot be written
+    check_not_an_input(path, {what: dir}, keep=...)     fail fast on an output path that is a file the command reads
     write_pair(data, writer, mark, fields)              a two-file save (a prior, a head): the old pair or the new;
                                                         two at once in one dir take turns (an flock on the dir)
     read_pair(data, mark)                               (the mark's JSON, the bytes of the data file it names)
@@ -79,6 +80,19 @@ def check_dir_path(path: str | Path) -> Path:
     if blocker is not None:
         raise OutputError(f"{path}: {blocker} is a file, not a directory")
     return path
+
+
+def check_not_an_input(path: str | Path, inputs: dict[str, str | Path], keep: Callable[[str], bool] = lambda n: False,
+                       ) -> None:
+    """Refuse an output `path` that is an existing file of one of the `inputs` dirs (named by what they are: "the
+    checkpoint DIR"), whose name `keep` does not accept (a command's own earlier output there)."""
+    target = Path(path)
+    if not target.is_file():
+        return
+    for what, d in inputs.items():
+        d = Path(d)
+        if d.is_dir() and not keep(target.name) and any(target.samefile(f) for f in d.iterdir() if f.is_file()):
+            raise OutputError(f"{path}: is a file of {what}: write elsewhere")
 
 
 def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, ModelConfig, RunConfig, load_json,
-                     preset, resolve_device, seed_arg)
+                     preset, refuse_empty_values, resolve_device, seed_arg)
 from .display import format_mi, one_line
 from .textcli import add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score, check_size
 
@@ -282,6 +282,8 @@ def _cmd_evaluate(args) -> int:
     out = atomic.check_file_path(args.json_out or ckpt / f"eval-{args.split}.json")  # before the work
     model, _, cfg = checkpoint.load(ckpt, map_location=device)
     data_dir = _model_data_dir(cfg, args.data, same_ids_as=ckpt)
+    atomic.check_not_an_input(out, {f"the checkpoint {ckpt}": ckpt, f"the data dir {data_dir}": data_dir},
+                              keep=lambda name: name.startswith("eval-") and name.endswith(".json"))  # its own
     dataset = SentenceDataset.from_dir(data_dir, args.split)
     if not len(dataset):
         raise ConfigError(f"{data_dir}: the {args.split} split has no sentences to evaluate")
@@ -516,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
+    refuse_empty_values(parser)
     return parser
 
 

@@ -111,6 +111,35 @@ def seed_arg(text: str) -> int:
     return seed
 
 
+def given_text(text: str) -> str:
+    """argparse type of an option's path or name: not empty (`--config "$CFG"` with CFG unset must not read as no
+    --config, and run with the defaults)."""
+    import argparse
+
+    if not text:
+        raise argparse.ArgumentTypeError("an empty value (an unset shell variable?)")
+    return text
+
+
+FILE_ARGUMENTS = ("checkpoint", "codes")  # positional arguments that name a file or dir (not sentences)
+
+
+def refuse_empty_values(parser) -> None:
+    """Give every option of `parser` and its subcommands that takes a text value, and each positional path,
+    the type given_text (argparse then reports an empty value as a usage error, exit 2). Options whose default is
+    "" (prepare's --train, --valid, --test: "" is their "not given") are left as they are: argparse passes a
+    string default through the type too."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                refuse_empty_values(sub)
+        elif action.type in (None, str) and action.nargs != 0 and action.choices is None and action.default != "" and (
+                action.option_strings or action.dest in FILE_ARGUMENTS):  # a default "" means "not given" there
+            action.type = given_text
+
+
 def _from_dict(cls: type[T], d: dict[str, Any], what: str) -> T:
     if not isinstance(d, dict):
         raise ConfigError(f"{what}: expected a JSON object, got {type(d).__name__}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import atomic, checkpoint
 from .config import ConfigError, RunConfig
-from .prepare import describe_data_dir, locate_data_dir
+from .prepare import META_FILE, describe_data_dir, locate_data_dir
 from .tokenizer import same_tokenizer
 
 
@@ -46,6 +46,17 @@ def not_resumable(run_dir: Path) -> str:
         return (f"{run_dir}: no last/ checkpoint to resume from (a run stopped before its first evaluation has none: "
                 "start it over with --overwrite)")
     return f"{run_dir}: no last/ checkpoint to resume from (not a run dir?)"
+
+
+def not_a_new_run_dir(out_dir: Path) -> str | None:
+    """Why a new run may not start in out_dir, which is a checkpoint or a prepared data dir (its best/, last/ and
+    log would go in among their files: a mistaken --out), or None."""
+    if (out_dir / checkpoint.CONFIG_FILE).is_file():
+        return (f"{out_dir}: a checkpoint dir, not a run dir: give --out a new dir "
+                f"(--init-from {out_dir} starts a run from its weights)")
+    if (out_dir / META_FILE).is_file():
+        return f"{out_dir}: a prepared data dir, not a run dir: give --out a new dir"
+    return None
 
 
 def occupied(out_dir: Path) -> str:

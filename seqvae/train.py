@@ -93,6 +93,9 @@ class Trainer:
         tc = cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
+        why_not = resume.not_a_new_run_dir(self.out_dir) if _state is None else None
+        if why_not:
+            raise ConfigError(why_not)
         clear = _state is None and self._holds_run()
         if clear and not overwrite:
             raise ConfigError(resume.occupied(self.out_dir))

@@ -56,6 +56,17 @@ def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     code, _, err = run(capsys, "evaluate", run_dir, "--split", "test", "--data", tmp_path / "other")
     assert_one_line_error(code, err, "its tokenizer is not the checkpoint's")
     assert json.loads((run_dir / "best" / "eval-test.json").read_text()) == fitted
+    # --json onto a file the command reads (the checkpoint's config or weights, the data's meta) would write the
+    # results over it: refused before the work, the file as it was; its own eval-*.json there is replaced as before
+    for target in (run_dir / "best" / "config.json", run_dir / "best" / "model.safetensors",
+                   tiny_data_dir / "meta.json"):
+        before = target.read_bytes()
+        code, out, err = run(capsys, "evaluate", run_dir, "--samples", 1, "--json", target)
+        assert_one_line_error(code, err, f"{target}: is a file of the")
+        assert out == "" and target.read_bytes() == before
+    code, _, _ = run(capsys, "evaluate", run_dir, "--split", "test", "--samples", 1,
+                     "--json", run_dir / "best" / "eval-test.json")
+    assert code == 0 and json.loads((run_dir / "best" / "eval-test.json").read_text())["iw_samples"] == 1
 
 
 def test_evaluate_says_what_its_numbers_are(tiny_data_dir, tmp_path, capsys):
@@ -148,6 +159,45 @@ def test_bad_inputs_give_one_line_errors(tiny_data_dir, tmp_path, capsys):
     for args, msg in ((["--batch-size", "0"], "--batch-size"), (["--samples", "-1"], "--samples")):
         code, _, err = run(capsys, "evaluate", tmp_path / "corrupt", *args)
         assert_one_line_error(code, err, msg)
+
+
+def test_a_new_run_is_not_trained_into_a_checkpoint_or_data_dir(tiny_data_dir, tiny_vae_ckpt, tmp_path, capsys):
+    """--out naming a checkpoint (a run's best/ too) or a prepared data dir is a mistaken --out: its best/, last/
+    and log would go in among that dir's files (and a run's next save of best/ would drop them)."""
+    import shutil
+
+    data, ckpt = tmp_path / "data", tmp_path / "ckpt"
+    shutil.copytree(tiny_data_dir, data)
+    shutil.copytree(tiny_vae_ckpt, ckpt)
+    for out, extra, msg in ((ckpt, [], "a checkpoint dir, not a run dir"),
+                            (ckpt, ["--overwrite"], "a checkpoint dir, not a run dir"),
+                            (data, [], "a prepared data dir, not a run dir")):
+        before = sorted(p.name for p in out.iterdir())
+        code, out_text, err = run(capsys, "train", "--data", data, "--out", out, "--preset", "tiny", "--max-steps", 2,
+                                  "--no-progress", *extra)
+        assert_one_line_error(code, err, msg)
+        assert out_text == "" and sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["train", "--data", "{data}", "--out", "{tmp}/r", "--preset", "tiny", "--config", ""], "--config"),
+    (["train", "--data", "{data}", "--out", "{tmp}/r", "--preset", "tiny", "--init-from", ""], "--init-from"),
+    (["train", "--data", "", "--out", "{tmp}/r"], "--data"),
+    (["evaluate", "{ckpt}", "--data", ""], "--data"),
+    (["report", "{ckpt}", "--texts", ""], "--texts"),
+    (["sample", ""], "checkpoint"),
+    (["classify", "fit", "{ckpt}", "--data-root", ""], "--data-root"),
+])
+def test_an_empty_path_is_a_usage_error_not_the_default(tiny_data_dir, tiny_vae_ckpt, tmp_path, capsys, argv, option):
+    """`--config "$CFG"` with CFG unset: an empty value read as no --config, and the run trained with the defaults
+    (exit 0); each option's empty value is now argparse's usage error, nothing written."""
+    names = {"data": str(tiny_data_dir), "ckpt": str(tiny_vae_ckpt), "tmp": str(tmp_path)}
+    before = sorted(p.name for p in tiny_vae_ckpt.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main([a.format(**names) for a in argv + ["--max-steps", "2", "--no-progress"] * (argv[0] == "train")])
+    assert e.value.code == 2
+    assert f"argument {option}: an empty value" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [] and sorted(p.name for p in tiny_vae_ckpt.iterdir()) == before
 
 
 def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir, tmp_path, capsys):

@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import MAX_LEN, seed_arg
+from ..config import MAX_LEN, refuse_empty_values, seed_arg
 from ..textcli import check_size
 from ..textinput import problem, read_lines
 from .config import CLASSES, KINDS, UNITS, ClassifyError
@@ -158,7 +158,9 @@ def run_classify(args) -> int:
                             f"(see `seqvae classify {OLD_MODES[old]} -h`)")
     if args.action not in ACTIONS:
         raise ClassifyError(f"classify needs an action first: {', '.join(ACTIONS)} (e.g. `seqvae classify fit CKPT`)")
-    a = action_parser(args.action).parse_args(args.rest)  # --seed: seed_arg's range, argparse's usage error
+    parser = action_parser(args.action)
+    refuse_empty_values(parser)  # `--data-root ""`: a usage error, not the default root
+    a = parser.parse_args(args.rest)  # --seed: seed_arg's range, argparse's usage error
     ckpt = resolve(a.checkpoint)
     return {"fit": _fit, "predict": _predict, "evaluate": _evaluate, "calibrate": _calibrate,
             "curve": _curve}[args.action](a, ckpt)
@@ -323,8 +325,8 @@ def run_steer(args) -> int:
     if args.out:
         atomic.check_file_path(args.out)
     ckpt = resolve(args.checkpoint)
-    if args.out and any(Path(args.out).resolve() == f.resolve() for f in ckpt.iterdir()):
-        raise ClassifyError(f"--out {args.out} is a file of the checkpoint {ckpt}: write the report elsewhere")
+    if args.out:
+        atomic.check_not_an_input(args.out, {f"the checkpoint {ckpt}": ckpt})
     head = load_head(ckpt, "linear")
     vae = latent_model(ckpt, args.device)
     check_width(head, vae)
