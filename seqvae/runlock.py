@@ -62,7 +62,10 @@ class RunLock:
         """Take the lock (creating the run dir); a no-op if this object holds it already."""
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a place no dir can be made (/proc/x), which only trying tells (root passes os.access)
+            raise ConfigError(f"{self.path.parent}: cannot create the dir ({e.strerror})") from None
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             try:

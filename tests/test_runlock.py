@@ -78,3 +78,13 @@ def test_a_lock_file_removed_between_our_open_and_our_flock_is_opened_again(tmp_
     with pytest.raises(RunDirBusy, match=f"pid {os.getpid()}"):
         RunLock(run).acquire()
     lock.release()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no dir can be made")
+def test_a_dir_that_cannot_be_made_is_one_line_naming_it():
+    """A run dir where no dir can be made (/proc/x: even root cannot) was `[Errno 2] No such file or directory`
+    from mkdir, in the system's words; it is one ConfigError naming the dir."""
+    from seqvae.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^/proc/seqvae-no-dir/run: cannot create the dir \(No such file or directory\)$"):
+        RunLock(Path("/proc/seqvae-no-dir/run")).acquire()
