@@ -22,7 +22,8 @@ from typing import Any, Callable
 from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, ModelConfig, RunConfig, load_json,
                      preset, refuse_empty_values, resolve_device, seed_arg)
 from .display import format_mi, one_line
-from .textcli import add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score, check_size
+from .textcli import (DEVICE_HELP, add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score,
+                      check_size)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -71,7 +72,6 @@ _TRAIN_FLAGS = {
     "threads": ("train", "num_threads"),
     "embed_dim": ("model", "embed_dim"), "hidden_dim": ("model", "hidden_dim"), "latent_dim": ("model", "latent_dim"),
 }
-DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if available)"
 _TRAIN_FLAG_HELP = {  # each flag sets the config field above (seqvae/config.py has its default)
     "max_steps": "optimisation steps in total", "batch_size": "sentences per batch", "lr": "AdamW learning rate",
     "eval_every": "validate and checkpoint every N steps",

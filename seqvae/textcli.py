@@ -22,6 +22,9 @@ from .config import (MAX_BEAMS, MAX_CANDIDATES, MAX_IW_SAMPLES, MAX_LEN, MAX_PAT
 from .display import one_line
 
 
+DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if available)"  # every command's --device
+
+
 def _add_decoding_args(p, default_strategy: str, seeds: str = "seed of the sampling strategies") -> None:
     from .generation import SAMPLE_TOP_P, STRATEGIES
 
@@ -43,7 +46,7 @@ def _add_decoding_args(p, default_strategy: str, seeds: str = "seed of the sampl
     g.add_argument("--words", choices=["known", "any"], default=None,
                    help="known: write only words of the checkpoint's word list (`seqvae words`); any: no list "
                         "(default: known when the checkpoint has one)")
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
 
 
@@ -179,7 +182,7 @@ def add_score(sub) -> None:
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the draws (default 0); each sentence draws its own, so its score does not depend "
                         "on the other sentences given")
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of one line per sentence")
     p.set_defaults(func=_cmd_score)
 
@@ -210,7 +213,7 @@ def add_encode(sub) -> None:
     p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences; none or '-' reads one per line from stdin")
     p.add_argument("--out", help="write the codes here (a .npy file, replaced atomically)")
     _add_refine_arg(p, "write refined codes instead of the posterior means")
-    p.add_argument("--device", help="cpu, cuda (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", dest="as_json",
                    help="print each sentence's code, mu and logvar as JSON (with or without --out)")
     p.set_defaults(func=_cmd_encode)

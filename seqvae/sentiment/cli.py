@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ..config import MAX_LEN, refuse_empty_values, seed_arg
-from ..textcli import check_size
+from ..textcli import DEVICE_HELP, check_size
 from ..textinput import problem, read_lines
 from .config import CLASSES, KINDS, UNITS, ClassifyError
 
@@ -57,7 +57,7 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         p.add_argument("--cache-dir", help="feature cache (default: CKPT/features)")
         p.add_argument("--no-cache", action="store_true", help="neither read nor write cached features")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
 
 
 def _head_arg(p: argparse.ArgumentParser) -> None:
@@ -301,7 +301,7 @@ def add_steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unit", default="std", choices=["std", "l2"],
                    help="std: std of sentence codes along the direction (default); l2: plain distance in z")
     p.add_argument("--max-len", type=int, default=40, help="decoded tokens at most (EOS included)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
