@@ -432,6 +432,7 @@ class SeqVAE:
     def reconstruct(self, texts: str | Sequence[str], refine: int = 0, **opts) -> list[str]:
         """Decode each sentence's posterior mean (greedy unless opts say otherwise); refine=N decodes the
         code after N refinement steps instead (SeqVAE.refine)."""
+        self._need_latent("reconstruct")  # before encode or refine would name themselves to a language model
         return self.decode(self._codes(_as_list(texts), refine), **opts)
 
     def interpolate(self, a: str, b: str, steps: int = 8, method: str = "lerp", refine: int = 0,

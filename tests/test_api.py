@@ -308,10 +308,14 @@ def test_language_model_checkpoint(tiny_lm_ckpt, texts):
     model = lm.model
     b = collate(lm.tokenize(texts[:3]))
     assert torch.allclose(nll, model.token_nll(b.dec_in, b.target, None).detach(), atol=1e-5)
-    for call in (lambda: lm.encode(texts[0]), lambda: lm.interpolate(texts[0], texts[1]),
-                 lambda: lm.reconstruct(texts[0]), lambda: lm.decode(torch.zeros(1, 4))):
-        with pytest.raises(InputError, match="language model"):
+    for call, name in ((lambda: lm.encode(texts[0]), "encode"),
+                       (lambda: lm.interpolate(texts[0], texts[1]), "interpolate"),
+                       (lambda: lm.reconstruct(texts[0]), "reconstruct"),
+                       (lambda: lm.reconstruct(texts[0], refine=2), "reconstruct"),
+                       (lambda: lm.refine(texts[0]), "refine"), (lambda: lm.decode(torch.zeros(1, 4)), "decode")):
+        with pytest.raises(InputError, match="language model") as err:  # the message names the method called
             call()
+        assert str(err.value).startswith(name), str(err.value)
 
 
 # ---------------------------------------------------------------------------- CLI and scripts
