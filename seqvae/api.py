@@ -447,6 +447,9 @@ class SeqVAE:
         it between the endpoint norms. Vectors within ~0.06 degrees of (anti)parallel fall
         back to lerp (the great circle is then undefined or numerically unstable).
         refine=N: the path runs between the two sentences' refined codes (SeqVAE.refine) instead.
+        Decoded greedily (the default) or by beam, the first and last sentences are reconstruct(a) and
+        reconstruct(b) (with the same refine). With a sampling strategy point i draws from the stream of row i
+        (generation.sample), so the last point is not reconstruct(b, seed=s), which draws from row 0's.
         Returns (z (steps, Z), list of steps sentences).
         """
         self._need_latent("interpolate")
