@@ -237,8 +237,8 @@ class SeqVAE:
         self._need_latent("encode")
         ids = self._checked_ids(ids)
         Z = self.latent_dim
-        mu = torch.empty(len(ids), Z, device=self.device)
-        logvar = torch.empty(len(ids), Z, device=self.device)
+        mu = torch.empty(len(ids), Z, device=self.device, dtype=torch.float32)  # model.encode's dtype
+        logvar = torch.empty(len(ids), Z, device=self.device, dtype=torch.float32)
         with self.model.evaluating():  # no dropout, whatever mode a caller left the model in
             for pos, batch in self._batches(ids, batch_size):
                 m, lv = self.model.encode(batch.src, batch.src_lens)  # (b, Z) each
@@ -291,7 +291,7 @@ class SeqVAE:
         seed = generation.stream_seed(seed)  # the seed itself (checked), or a fresh one for None
         # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():
-            nll = torch.empty(len(ids))
+            nll = torch.empty(len(ids), dtype=torch.float32)
             self._score_batches(ids, samples, batch_size, seed, refine, nll)
         return nll
 
@@ -418,7 +418,7 @@ class SeqVAE:
             raise InputError(str(e)) from None
         ids = self.tokenize(texts)
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():  # refine_codes: grads in z
-            out = torch.empty(len(ids), self.latent_dim, device=self.device)
+            out = torch.empty(len(ids), self.latent_dim, device=self.device, dtype=torch.float32)
             for pos, batch in self._batches(ids, batch_size):
                 mu, logvar = self.model.encode(batch.src, batch.src_lens)
                 out[pos.to(self.device)] = refine_codes(self.model, batch, mu, logvar, steps=steps, lr=lr,
