@@ -237,8 +237,8 @@ class SeqVAE:
         self._need_latent("encode")
         ids = self._checked_ids(ids)
         Z = self.latent_dim
-        mu = torch.empty(len(ids), Z, device=self.device)
-        logvar = torch.empty(len(ids), Z, device=self.device)
+        mu = torch.empty(len(ids), Z, device=self.device, dtype=torch.float32)  # model.encode's dtype
+        logvar = torch.empty(len(ids), Z, device=self.device, dtype=torch.float32)
         with self.model.evaluating():  # no dropout, whatever mode a caller left the model in
             for pos, batch in self._batches(ids, batch_size):
                 m, lv = self.model.encode(batch.src, batch.src_lens)  # (b, Z) each
@@ -291,7 +291,7 @@ class SeqVAE:
         seed = generation.stream_seed(seed)  # the seed itself (checked), or a fresh one for None
         # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():
-            nll = torch.empty(len(ids))
+            nll = torch.empty(len(ids), dtype=torch.float32)
             self._score_batches(ids, samples, batch_size, seed, refine, nll)
         return nll
 
@@ -418,7 +418,7 @@ class SeqVAE:
             raise InputError(str(e)) from None
         ids = self.tokenize(texts)
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():  # refine_codes: grads in z
-            out = torch.empty(len(ids), self.latent_dim, device=self.device)
+            out = torch.empty(len(ids), self.latent_dim, device=self.device, dtype=torch.float32)
             for pos, batch in self._batches(ids, batch_size):
                 mu, logvar = self.model.encode(batch.src, batch.src_lens)
                 out[pos.to(self.device)] = refine_codes(self.model, batch, mu, logvar, steps=steps, lr=lr,
@@ -432,6 +432,7 @@ class SeqVAE:
     def reconstruct(self, texts: str | Sequence[str], refine: int = 0, **opts) -> list[str]:
         """Decode each sentence's posterior mean (greedy unless opts say otherwise); refine=N decodes the
         code after N refinement steps instead (SeqVAE.refine)."""
+        self._need_latent("reconstruct")  # before encode or refine would name themselves to a language model
         return self.decode(self._codes(_as_list(texts), refine), **opts)
 
     def interpolate(self, a: str, b: str, steps: int = 8, method: str = "lerp", refine: int = 0,
@@ -446,6 +447,9 @@ class SeqVAE:
         it between the endpoint norms. Vectors within ~0.06 degrees of (anti)parallel fall
         back to lerp (the great circle is then undefined or numerically unstable).
         refine=N: the path runs between the two sentences' refined codes (SeqVAE.refine) instead.
+        Decoded greedily (the default) or by beam, the first and last sentences are reconstruct(a) and
+        reconstruct(b) (with the same refine). With a sampling strategy point i draws from the stream of row i
+        (generation.sample), so the last point is not reconstruct(b, seed=s), which draws from row 0's.
         Returns (z (steps, Z), list of steps sentences).
         """
         self._need_latent("interpolate")

@@ -45,14 +45,15 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
     memory = model.decoder.slot_memory(z, h.dtype)  # (B*K, K_slots, H) or None
     if words is not None:
         words.start(B * K)
-    scores = torch.zeros(B, K, device=device)  # (B, K) summed log-probs
+    f32 = dict(device=device, dtype=torch.float32)  # scores in float32, whatever torch's default dtype
+    scores = torch.zeros(B, K, **f32)  # (B, K) summed log-probs
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only beam 0 at the first step
     lengths = torch.zeros(B, K, dtype=torch.long, device=device)  # tokens so far, EOS included
     done = torch.zeros(B, K, dtype=torch.bool, device=device)
     history = torch.zeros(B, K, 0, dtype=torch.long, device=device)  # (B, K, t)
-    ends = torch.zeros(B, K, 0, device=device)  # (B, K, t) with `words`: each beam's score had it ended at step s
+    ends = torch.zeros(B, K, 0, **f32)  # (B, K, t) with `words`: each beam's score had it ended at step s
     k = min(K, V)  # candidates per beam
-    end_lp = torch.full((k,), float("-inf"), device=device)  # a finished beam's only continuation:
+    end_lp = torch.full((k,), float("-inf"), **f32)  # a finished beam's only continuation:
     end_lp[0] = 0.0  # <pad>, at no cost (so it keeps its score and its place)
     rows = torch.arange(B, device=device)  # (b,) the output row of each live row
     results: list[list[int]] = [[] for _ in range(B)]

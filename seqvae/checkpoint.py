@@ -284,8 +284,8 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
                                   f"the model's is {str(v.dtype).removeprefix('torch.')} (seqvae saves float32, "
                                   "float16 or bfloat16 weights)")
     with torch.random.fork_rng(devices=[]):  # the random init, overwritten below, leaves the caller's RNG alone
-        model = SentenceVAE(model_cfg)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+        model = SentenceVAE(model_cfg).float()  # float32 whatever torch's default dtype (a caller's float64)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     try:
         tokenizer = load_tokenizer(d)
     except TokenizerError as e:  # its message names the file

@@ -82,9 +82,10 @@ def _decode_loop(model: SentenceVAE, z: torch.Tensor | None, batch_size: int | N
         noise.start(B, tokens.device)
     out = torch.full((B, max_len), cfg.pad_id, dtype=torch.long, device=tokens.device)  # (B, max_len)
     rows = torch.arange(B, device=tokens.device)  # (b,) the output row of each live row
-    logp_sum = torch.zeros(B, device=tokens.device) if scores is not None else None  # (B,)
+    f32 = dict(device=tokens.device, dtype=torch.float32)  # scores in float32, whatever torch's default dtype
+    logp_sum = torch.zeros(B, **f32) if scores is not None else None  # (B,)
     # with a word filter: each row's score if it ended (EOS) at each step, for rows the filter cuts back
-    ends = torch.zeros(B, max_len, device=tokens.device) if scores is not None and words is not None else None
+    ends = torch.zeros(B, max_len, **f32) if scores is not None and words is not None else None
     for t in range(max_len):
         if rows.numel() == 0:
             break

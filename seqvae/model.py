@@ -108,7 +108,7 @@ class Decoder(nn.Module):
         """(L, B, H) initial hidden state: tanh(W z + b), or zeros for the language model."""
         L, H = self.cfg.num_layers, self.cfg.hidden_dim
         if z is None or self.init_state is None:
-            return torch.zeros(L, batch_size, H, device=self.embedding.weight.device)
+            return torch.zeros(L, batch_size, H, device=self.embedding.weight.device, dtype=self.embedding.weight.dtype)
         return torch.tanh(self.init_state(z)).view(-1, L, H).transpose(0, 1).contiguous()
 
     def inputs(self, tokens: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:

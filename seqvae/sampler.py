@@ -38,21 +38,21 @@ class RowNoise:
     def __init__(self, seed: int, first: int = 0, candidates: int = 1):
         self.seed, self.first, self.candidates = seed, first, candidates
         self.gens: list[torch.Generator] = []
-        self.table = torch.zeros(0, 0)  # (B, blocks * BLOCK) each row's numbers
+        self.table = torch.zeros(0, 0)  # (B, blocks * BLOCK) each row's numbers, float32 (whatever the default)
         self.used = torch.zeros(0, dtype=torch.long)  # (B,) numbers each row has read
 
     def start(self, n: int, device: torch.device | str = "cpu") -> None:
         """Streams for rows 0..n-1 (the batch's rows, first + r overall)."""
         self.gens = [key_generator(self.seed, NOISE_DECODE, divmod(self.first + r, self.candidates))
                      for r in range(n)]
-        self.table = torch.zeros(n, 0, device=device)
+        self.table = torch.zeros(n, 0, device=device, dtype=torch.float32)
         self.used = torch.zeros(n, dtype=torch.long, device=device)
         self._extend()
 
     def _extend(self) -> None:
-        block = [torch.rand(self.BLOCK, generator=g) for g in self.gens]  # each row's next block, in its order
+        block = [torch.rand(self.BLOCK, generator=g, dtype=torch.float32) for g in self.gens]  # each row's next block, in its order
         self.table = torch.cat([self.table, torch.stack(block).to(self.table.device) if block else
-                                torch.zeros(0, self.BLOCK, device=self.table.device)], dim=1)
+                                torch.zeros(0, self.BLOCK, device=self.table.device, dtype=torch.float32)], dim=1)
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         """The next number of each of `rows` (distinct row indices, (r,)): (r,)."""

@@ -38,7 +38,9 @@ def key_generator(seed: int, stream: int, key: int | Sequence[int]) -> torch.Gen
 def sentence_noise(seed: int, stream: int, keys: Sequence[int | Sequence[int]], shape: tuple[int, ...],
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """Standard normal noise (len(keys), *shape): row j from key_generator(seed, stream, keys[j]), so that a
-    sentence's draws are the same whichever batch, and batch size, it is evaluated in."""
+    sentence's draws are the same whichever batch, and batch size, it is evaluated in. float32, whatever torch's
+    default dtype (float64 would draw other numbers from the same generator)."""
     if not len(keys):
-        return torch.zeros(0, *shape, device=device)
-    return torch.stack([torch.randn(shape, generator=key_generator(seed, stream, key)) for key in keys]).to(device)
+        return torch.zeros(0, *shape, device=device, dtype=torch.float32)
+    return torch.stack([torch.randn(shape, generator=key_generator(seed, stream, key), dtype=torch.float32)
+                        for key in keys]).to(device)

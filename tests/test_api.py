@@ -308,10 +308,14 @@ def test_language_model_checkpoint(tiny_lm_ckpt, texts):
     model = lm.model
     b = collate(lm.tokenize(texts[:3]))
     assert torch.allclose(nll, model.token_nll(b.dec_in, b.target, None).detach(), atol=1e-5)
-    for call in (lambda: lm.encode(texts[0]), lambda: lm.interpolate(texts[0], texts[1]),
-                 lambda: lm.reconstruct(texts[0]), lambda: lm.decode(torch.zeros(1, 4))):
-        with pytest.raises(InputError, match="language model"):
+    for call, name in ((lambda: lm.encode(texts[0]), "encode"),
+                       (lambda: lm.interpolate(texts[0], texts[1]), "interpolate"),
+                       (lambda: lm.reconstruct(texts[0]), "reconstruct"),
+                       (lambda: lm.reconstruct(texts[0], refine=2), "reconstruct"),
+                       (lambda: lm.refine(texts[0]), "refine"), (lambda: lm.decode(torch.zeros(1, 4)), "decode")):
+        with pytest.raises(InputError, match="language model") as err:  # the message names the method called
             call()
+        assert str(err.value).startswith(name), str(err.value)
 
 
 # ---------------------------------------------------------------------------- CLI and scripts
@@ -594,3 +598,40 @@ def test_a_resave_in_another_dtype_records_the_dtype_it_wrote(tmp_path, dtype, n
     assert {k: v for k, v in metrics.items() if k != "weights_dtype"} == \
         {k: v for k, v in vae.metrics.items() if k != "weights_dtype"}
     assert vae.metrics["weights_dtype"] == "float16"  # the loaded model's own record is left alone
+
+
+# ---------------------------------------------------------------------------- the caller's default dtype
+def _api_results(vae_dir, lm_dir, texts) -> dict:
+    """What each API call gives on the tiny checkpoints (codes, scores, draws, sentences), under whatever
+    default dtype torch has when called."""
+    vae, lm = SeqVAE.from_pretrained(vae_dir, device="cpu"), SeqVAE.from_pretrained(lm_dir, device="cpu")
+    vae.fit_prior(texts * 4, components=2, seed=0)
+    post = vae.encode(texts)
+    z, path = vae.interpolate(texts[0], texts[1], steps=4, method="slerp")
+    return {"weights": {p.dtype for p in vae.model.parameters()} | {p.dtype for p in lm.model.parameters()},
+            "mu": post.mu, "logvar": post.logvar, "draws": post.sample(3, seed=1),
+            "score": vae.score(texts, samples=5, seed=0), "score refined": vae.score(texts, samples=3, refine=2),
+            "refined": vae.refine(texts, steps=2), "greedy": vae.reconstruct(texts),
+            "beam": vae.reconstruct(texts, strategy="beam", num_beams=3), "path": z, "path text": path,
+            "prior codes": vae.prior_codes(3, seed=4), "standard codes": vae.prior_codes(3, prior="standard", seed=4),
+            "samples": vae.sample(4, seed=2), "best of 3": vae.sample(4, seed=2, candidates=3),
+            "decoded": vae.decode(post.mu, strategy="sample", seed=5),
+            "lm score": lm.score(texts), "lm samples": lm.sample(4, seed=2)}
+
+
+def test_the_callers_default_dtype_changes_nothing(tiny_vae_ckpt, tiny_lm_ckpt, texts):
+    """A script that sets torch.set_default_dtype(torch.float64) gets the float32 API: the same codes, scores and
+    sentences, bit for bit (encode ended in an index_put dtype error; the weights loaded as float64)."""
+    want = _api_results(tiny_vae_ckpt, tiny_lm_ckpt, texts)
+    assert want["weights"] == {torch.float32}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = _api_results(tiny_vae_ckpt, tiny_lm_ckpt, texts)
+    finally:
+        torch.set_default_dtype(default)
+    for name, value in want.items():
+        if isinstance(value, torch.Tensor):
+            assert got[name].dtype == value.dtype == torch.float32 and torch.equal(got[name], value), name
+        else:
+            assert got[name] == value, name
