@@ -1,6 +1,9 @@
-"""seqvae as a user installs it: the version it reports, and what the wheel and the sdist carry (built from a
-copy of the tree, a few seconds)."""
+"""seqvae as a user installs it: what pyproject.toml declares against what the code imports, the optional
+packages kept optional, the version it reports, and what the wheel and the sdist carry (built from a copy of
+the tree, a few seconds)."""
 
+import ast
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -14,12 +17,93 @@ import pytest
 import seqvae
 
 ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "seqvae"
+OPTIONAL = ("triton", "matplotlib")  # extras the package must import and run without (`import seqvae`, the CLI)
+OPTIONAL_MODULES = ("seqvae.kernels.triton_reparam_kl",)  # imported only when asked for; may need an extra at the top
 SDIST_DIRS = ("tests", "scripts", "docs", "checkpoints")  # what the tests read beside the package (MANIFEST.in)
 
 
 def _pyproject() -> dict:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def _name(requirement: str) -> str:
+    """A requirement's distribution name, normalized (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement).group(0)).lower()
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _third_party_imports(path: Path) -> tuple[set[str], set[str]]:
+    """(imported at module level, imported inside a function) top-level names other than stdlib and seqvae."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    inside = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+              for n in ast.walk(f) if n is not f}
+    top, lazy = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            roots = [node.module.split(".")[0]]
+        else:
+            continue
+        for r in roots:
+            if r not in sys.stdlib_module_names and r != "seqvae" and r != "__future__":
+                (lazy if id(node) in inside else top).add(r)
+    return top, lazy
+
+
+def test_every_third_party_import_is_declared():
+    """A module-level import needs a core dependency (the triton kernel module, loaded only on demand, may use an
+    extra's); an import inside a function may name an extra's package. Import names map to distributions through
+    the installed metadata (sklearn -> scikit-learn), so nothing here is a hand-kept table."""
+    project = _pyproject()["project"]
+    core = {_name(r) for r in project["dependencies"]}
+    extras = {_name(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    dists = importlib.metadata.packages_distributions()
+    missing = []
+    for path in sorted(PKG.rglob("*.py")):
+        top, lazy = _third_party_imports(path)
+        allowed_top = core | extras if _module(path) in OPTIONAL_MODULES else core
+        for root, allowed in [(r, allowed_top) for r in top] + [(r, core | extras) for r in lazy]:
+            names = {_name(d) for d in dists.get(root, [root])}
+            if not names & allowed:
+                missing.append(f"{path.relative_to(ROOT)}: {root} ({', '.join(sorted(names))})")
+    assert not missing, missing
+
+
+OPTIONAL_RUN = """
+import importlib, pkgutil, sys
+blocked = set(sys.argv[1].split(","))
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+import seqvae, torch
+skip = set(sys.argv[2].split(","))
+for m in pkgutil.walk_packages(seqvae.__path__, "seqvae."):
+    if m.name not in skip:
+        importlib.import_module(m.name)
+from seqvae.cli import build_parser
+from seqvae.kernels import reparameterize_kl
+build_parser().format_help()
+z, kl = reparameterize_kl(torch.zeros(2, 3), torch.zeros(2, 3), seed=0)
+assert not blocked & set(m.split(".")[0] for m in sys.modules), sorted(blocked & set(sys.modules))
+print("ok")
+"""
+
+
+def test_optional_packages_stay_optional():
+    """Every module but the triton kernel's imports, the CLI builds and the CPU kernel path runs with triton and
+    matplotlib uninstallable (a finder that refuses them, in a fresh interpreter)."""
+    proc = subprocess.run([sys.executable, "-c", OPTIONAL_RUN, ",".join(OPTIONAL), ",".join(OPTIONAL_MODULES)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
