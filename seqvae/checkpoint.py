@@ -40,6 +40,7 @@ RECORDS = ("format", "data", "save_id")  # config.json's records of the save, be
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 STATE_FILE = "trainer_state.pt"
+SHIPPED_DIR = "checkpoints"  # the repository's folder of shipped checkpoints (checkpoints/imdb, ...), not in the wheel
 CACHE_DIR = "features"  # `seqvae classify`'s feature cache in a checkpoint dir (keyed by the weights' sha256)
 STATE_KEYS = ("optimizer", "step", "epoch", "batch_pos", "best", "bad_evals", "data_dir")  # what --resume reads
 
@@ -59,8 +60,17 @@ def resolve(path: str | Path) -> Path:
         if (best / CONFIG_FILE).is_file():
             return best
     if not p.exists():
-        raise CheckpointError(f"{p}: no such checkpoint directory")
+        raise CheckpointError(f"{p}: no such checkpoint directory{_not_found_hint(p)}")
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
+
+
+def _not_found_hint(p: Path) -> str:
+    """For a missing relative path named like the README's (checkpoints/imdb) or like a hub name (imdb): where
+    it was looked for, and that the shipped checkpoints are files of the repository, not of the installed package."""
+    if p.is_absolute() or (len(p.parts) > 1 and p.parts[0] != SHIPPED_DIR):
+        return ""
+    return (f" in {Path.cwd()} (a checkpoint is named by its directory; the shipped ones in {SHIPPED_DIR}/ come "
+            "with the seqvae repository, not with the installed package)")
 
 
 def _is_checkpoint_dir(d: Path) -> bool:

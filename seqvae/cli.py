@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from . import __version__
 from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, ModelConfig, RunConfig, load_json,
                      preset, refuse_empty_values, resolve_device, seed_arg)
 from .display import format_mi, one_line
@@ -515,6 +516,7 @@ COMMANDS: list[Callable] = [_add_prepare, _add_train, _add_evaluate, add_sample,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqvae", description="Sentence VAEs that use their latent space.")
+    parser.add_argument("--version", action="version", version=f"seqvae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

@@ -58,6 +58,20 @@ def test_run_dir_resolves_to_best(tmp_path, model_and_tok):
     assert checkpoint.resolve(tmp_path / "run") == tmp_path / "run" / "best"
 
 
+def test_a_missing_shipped_checkpoint_says_where_they_are(tmp_path, monkeypatch):
+    """An installed package has no checkpoints/: the README's `checkpoints/imdb`, or a hub-style "imdb", run outside a
+    clone said only "no such checkpoint directory"; it now names the dir looked in and where the shipped ones are."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("checkpoints/imdb", "imdb"):
+        with pytest.raises(checkpoint.CheckpointError, match="no such checkpoint") as e:
+            checkpoint.resolve(name)
+        assert str(tmp_path) in str(e.value) and "not with the installed package" in str(e.value)
+    for other in (tmp_path / "checkpoints" / "imdb", Path("runs") / "x"):  # a full path or another relative one: plain
+        with pytest.raises(checkpoint.CheckpointError) as e:
+            checkpoint.resolve(other)
+        assert str(e.value) == f"{other}: no such checkpoint directory"
+
+
 def test_errors_are_clear(tmp_path, model_and_tok):
     model, tok = model_and_tok
     with pytest.raises(checkpoint.CheckpointError, match="no such checkpoint"):
