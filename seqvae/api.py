@@ -46,7 +46,7 @@ from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
 from .refine import RefineError, check_refine, refine_codes, refine_posterior
-from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_POSTERIOR, NOISE_PRIOR, sentence_noise
+from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_POSTERIOR, NOISE_PRIOR, draw_noise, sentence_noise
 from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
@@ -77,12 +77,14 @@ class Posterior:
                seed: int | None = None) -> torch.Tensor:
         """n draws per sentence, (N, n, Z). Row i's draws come from noise of its own, keyed by the seed and i
         (streams.NOISE_POSTERIOR), so they do not depend on the other rows or their number (a sentence's
-        draws for n and seed are the same in any Posterior where it is row i). `generator` instead of `seed`:
-        the seed is drawn from it (one draw per call). The global RNG is untouched. n is at most
-        config.MAX_SAMPLES (10**6) per sentence."""
+        draws for n and seed are the same in any Posterior where it is row i), and they are drawn one code at a
+        time (streams.draw_noise), so the first k of n draws are the k draws of the same seed:
+        sample(n, seed=s)[:, :k] == sample(k, seed=s), as with prior_codes and sample. `generator` instead of
+        `seed`: the seed is drawn from it (one draw per call). The global RNG is untouched. n is at most
+        config.MAX_SAMPLES (10**6) per sentence; a draw costs 3 to 6 us on one CPU thread."""
         n = whole("n", n, 0, InputError, MAX_SAMPLES)
         seed = generation.stream_seed(seed, generator)
-        eps = sentence_noise(seed, NOISE_POSTERIOR, range(len(self)), (n, self.mu.shape[1]), self.mu.device)
+        eps = draw_noise(seed, NOISE_POSTERIOR, range(len(self)), n, (self.mu.shape[1],), self.mu.device)
         return self.mu[:, None] + self.std[:, None] * eps.to(self.mu.dtype)  # (N, n, Z)
 
     def __len__(self) -> int:

@@ -6,6 +6,7 @@
     check_not_an_input(path, {what: dir}, keep=...)     fail fast on an output path that is a file the command reads
     write_pair(data, writer, mark, fields)              a two-file save (a prior, a head): the old pair or the new;
                                                         two at once in one dir take turns (an flock on the dir)
+    with locked_dir(d): ...                             that flock: one holder at a time, the others wait
     read_pair(data, mark)                               (the mark's JSON, the bytes of the data file it names)
     read_steady(locate, read, identity, errors)         a read done again while writers replace what it reads
     tmp = temp_dir_for(final); ...fill tmp...; replace_dir(tmp, final)
@@ -157,14 +158,15 @@ def write_pair(data: str | Path, writer: Callable[[Path], None], mark: str | Pat
     (the parked path is one per pair: unlocked, the two saves' files could end up mixed)."""
     data, mark = Path(data), Path(mark)
     check_file_path(data).parent.mkdir(parents=True, exist_ok=True)
-    with _locked_dir(data.parent):
+    with locked_dir(data.parent):
         _write_pair(data, writer, mark, fields, sha_key)
 
 
 @contextmanager
-def _locked_dir(d: Path) -> Iterator[None]:
-    """Hold an exclusive flock on dir `d` itself (nothing is created in it; the kernel drops it with the
-    process), waiting for another holder: pair saves take seconds. A file system without locks goes unlocked."""
+def locked_dir(d: str | Path) -> Iterator[None]:
+    """Hold an exclusive flock on the existing dir `d` itself (nothing is created in it; the kernel drops it with
+    the process), waiting for another holder: the saves that take it (write_pair in `d`, checkpoint.save of a dir
+    in `d`) take seconds. A file system without locks goes unlocked."""
     fd = os.open(d, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:

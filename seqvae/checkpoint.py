@@ -106,6 +106,13 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
     is the old one byte for byte, else refused (on_stale None) or dropped and named to on_stale(names).
     Anything else at `path`, a file or a directory with contents that is not a seqvae checkpoint, is
     refused, never replaced.
+
+    Two saves to one `path` at once (two processes' save_pretrained, a user's save beside a trainer's) take
+    turns: each fills its own temporary dir, then holds an flock on the parent dir (atomic.locked_dir) from
+    keep_extras to the last rename, while another save there waits for it (seconds). `path` ends whole, the
+    second save's; a save never meets another's half-done swap. The lock is the parent dir's own, not a lock
+    file, so a caller that holds a writer's lock for the dir (a trainer's RunLock, an OutLock) is not refused
+    by it; saves of other dirs in the same parent (best/ and last/) also take turns.
     """
     final = check_replaceable(path)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -128,9 +135,10 @@ def save(path: str | Path, model: SentenceVAE, tokenizer: Tokenizer, *, train_cf
             torch.save(trainer_state, tmp / STATE_FILE)
         if extra is not None:
             extra(tmp)
-        keep_extras(final, tmp, on_stale)
-        faultpoint.reached("checkpoint-filled")
-        atomic.replace_dir(tmp, final)
+        with atomic.locked_dir(tmp.parent):  # another save of a dir here waits (see the docstring)
+            keep_extras(final, tmp, on_stale)
+            faultpoint.reached("checkpoint-filled")
+            atomic.replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -16,7 +16,7 @@ from seqvae.checkpoint import CheckpointError
 from seqvae.cli import main
 from seqvae.data import collate
 from seqvae.streams import (NOISE_DECODE, NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_MI, NOISE_POSTERIOR, NOISE_PRIOR,
-                            NOISE_Z, sentence_noise)
+                            NOISE_Z, key_generator, sentence_noise)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,10 +143,14 @@ def test_posterior_sample_is_keyed_per_row(vae, texts):
     gen = torch.Generator().manual_seed(1)
     assert not torch.equal(post.sample(6, generator=gen), post.sample(6, generator=gen))
     assert torch.equal(torch.get_rng_state(), state)
-    # row i's noise is streams.sentence_noise's for key i in a stream of its own (no other use's draws)
+    # row i's noise: draw j is the j-th (Z,) draw of streams.key_generator for key i in a stream of its own (no
+    # other use's draws); one draw is sentence_noise's for key i (a seeded sample() of one code kept its value)
     eps = (full - post.mu[:, None]) / post.std[:, None]
-    want = sentence_noise(5, NOISE_POSTERIOR, range(4), (6, vae.latent_dim))
+    gens = [key_generator(5, NOISE_POSTERIOR, i) for i in range(4)]
+    want = torch.stack([torch.stack([torch.randn(vae.latent_dim, generator=g) for _ in range(6)]) for g in gens])
     assert torch.allclose(eps, want, atol=1e-4)
+    one = (post.sample(1, seed=5) - post.mu[:, None]) / post.std[:, None]
+    assert torch.allclose(one, sentence_noise(5, NOISE_POSTERIOR, range(4), (1, vae.latent_dim)), atol=1e-4)
     assert len({NOISE_Z, NOISE_IW, NOISE_FIT, NOISE_FIT_IW, NOISE_PRIOR, NOISE_DECODE, NOISE_MI, NOISE_POSTERIOR}) == 8
 
 
@@ -173,6 +177,21 @@ def test_empty_input_is_an_error(vae):
     with pytest.raises(InputError, match="no sentences"):
         vae.encode([])
 
+
+
+def test_posterior_sample_prefix_is_stable(vae, texts):
+    """The first k of n draws are the k draws of the same seed (or generator), as with prior_codes: until
+    2026-12-07 a row's n draws were one torch.randn of n * Z numbers, which torch computes another way from 16 on
+    (Z = 4 here: sample(3) drew 12 numbers, sample(6) 24, and their first 3 codes differed)."""
+    post = vae.encode(texts[:3])
+    full = post.sample(40, seed=7)
+    for k in (0, 1, 3, 4, 5, 17, 39):
+        assert torch.equal(post.sample(k, seed=7), full[:, :k]), k
+    assert torch.equal(post.sample(3, generator=torch.Generator().manual_seed(2)),
+                       post.sample(9, generator=torch.Generator().manual_seed(2))[:, :3])
+    for z in (1, 5, 17, 64):  # widths below, at and past torch's 16, and not multiples of it
+        wide = Posterior(torch.zeros(2, z), torch.zeros(2, z))
+        assert torch.equal(wide.sample(2, seed=1), wide.sample(9, seed=1)[:, :2]), z
 
 # ---------------------------------------------------------------------------- decode, sample, reconstruct
 def test_decode_batch_equals_one_by_one(vae, texts):

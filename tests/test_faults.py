@@ -352,6 +352,54 @@ def test_a_reader_paused_between_a_pairs_json_and_its_weights_while_a_save_compl
     assert json.loads(out) == expected[1]
 
 
+# a save_pretrained in a subprocess: the checkpoint argv[1], its weights times argv[2], saved to argv[3]
+_SAVER = ("import sys, torch; from seqvae import SeqVAE; v = SeqVAE.from_pretrained(sys.argv[1], device='cpu'); "
+          "[p.data.mul_(float(sys.argv[2])) for p in v.model.parameters()]; print('saving', flush=True); "
+          "v.save_pretrained(sys.argv[3])")
+
+
+def test_two_save_pretrained_into_one_dir_take_turns(tiny_vae_ckpt, tmp_path):
+    """A second save_pretrained(d) while another is between the two renames that replace d (faultpoint `swap`)
+    waits for it, then replaces d in turn: both succeed, d is whole and the second's, nothing is left beside it.
+    Until 2026-12-07 the second went ahead unlocked (brought the parked d back, swapped its own in) and the first
+    then failed with FileNotFoundError from its swap."""
+    from safetensors.torch import load_file
+
+    from seqvae import SeqVAE
+
+    d, marker = tmp_path / "saves" / "ckpt", tmp_path / "paused"
+    SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu").save_pretrained(d)
+    cmd = [sys.executable, "-c", _SAVER, str(tiny_vae_ckpt)]
+    first = subprocess.Popen(cmd + ["3", str(d)], env=_env(SEQVAE_PAUSE_AT="swap:1", SEQVAE_PAUSE_MARKER=str(marker)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        _wait_paused(first, marker)
+        parked = sorted(os.listdir(d.parent))  # d parked as .ckpt.old, the first's new one in its temporary dir
+        second = subprocess.Popen(cmd + ["2", str(d)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        assert second.stdout.readline() == "saving\n"
+        try:  # a tiny save takes well under a second: unlocked, it would be done
+            second.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        assert second.poll() is None, f"the second save did not wait: {second.communicate()}"
+        now = set(os.listdir(d.parent))
+        assert now >= set(parked) and [f.startswith(".ckpt.tmp-") for f in now - set(parked)] == [True]  # its temp dir
+        marker.unlink()  # the first goes on, then the second
+        results = [p.communicate(timeout=120) for p in (first, second)]
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert (first.returncode, second.returncode) == (0, 0), results
+    assert os.listdir(d.parent) == ["ckpt"]  # nothing parked, no temporary dir
+    checkpoint.load(d)  # whole (strict)
+    src, got = load_file(str(tiny_vae_ckpt / "model.safetensors")), load_file(str(d / "model.safetensors"))
+    assert got.keys() == src.keys() and all(torch.equal(got[k], 2 * src[k]) for k in src)  # the second's weights
+
+
 def test_a_report_killed_between_its_markdown_and_its_json_is_never_mistaken_for_one_run(tiny_vae_ckpt, tmp_path):
     """`seqvae report --out DIR` writes report.md, then report.json naming its sha256 (atomic.write_pair): killed
     between the two, the old report.json stays, the new report.md does not match what it names (a reader knows),
