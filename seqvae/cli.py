@@ -223,9 +223,9 @@ def _add_evaluate(sub) -> None:
                    help="importance samples per sentence for a VAE's IW-NLL (default 500; 0: the -ELBO bound "
                         "only); a language model's NLL is exact")
     p.add_argument("--refine", type=int, default=0,
-                   help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; 0: skip)")
+                   help="also the IW-NLL with a proposal fitted per sentence in N steps (nll_refined; default 0: skip)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32; changes no number)")
-    p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only")
+    p.add_argument("--max-sentences", type=int, default=0, help="evaluate the first N sentences only (default 0: all)")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the importance samples (default 0)")
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", dest="json_out", help="write the results here (default: CKPT/eval-SPLIT.json)")

@@ -474,13 +474,14 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, read through `datasets`; a relative path from the "
              f"current dir, else from the seqvae repo (default {d.data_root})")
     add("--source", choices=["local", "hub"], default=d.source,
-        help="local: files under --data-root; hub: the Hugging Face hub's imdb or ptb_text_only (needs network; "
-             "offline, one line within seconds)")
+        help=f"local: files under --data-root; hub: the Hugging Face hub's imdb or ptb_text_only (needs network; "
+             f"offline, one line within seconds; default {d.source})")
     add("--tokenizer", choices=["auto", "sentencepiece", "word"], default=d.tokenizer,
-        help="auto: word for PTB, sentencepiece for IMDB and text")
+        help=f"auto: word for PTB, sentencepiece for IMDB and text (default {d.tokenizer})")
     add("--vocab-size", type=int, default=d.vocab_size,
         help=f"vocabulary incl. 4 special ids (default {d.vocab_size}; PTB's word vocabulary is kept whole)")
-    add("--sp-model-type", choices=["unigram", "bpe"], default=d.sp_model_type, help="sentencepiece model type")
+    add("--sp-model-type", choices=["unigram", "bpe"], default=d.sp_model_type,
+        help=f"sentencepiece model type (default {d.sp_model_type})")
     add("--min-tokens", type=int, default=d.min_tokens,
         help=f"drop shorter sentences (IMDB, text; default {d.min_tokens})")
     add("--max-tokens", type=int, default=d.max_tokens,
@@ -488,10 +489,11 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     add("--valid-reviews", type=int, default=d.valid_reviews,
         help=f"IMDB train reviews held out for validation; text: train lines held out for each of valid and "
              f"test without a file, at most a tenth of them (default {d.valid_reviews})")
-    add("--max-sentences", type=int, default=d.max_sentences, help="cap on train sentences (0 = all)")
+    add("--max-sentences", type=int, default=d.max_sentences,
+        help=f"cap on train sentences (default {d.max_sentences}; 0 = all)")
     add("--no-dedup", action="store_true",
         help="keep duplicate sentences, and valid/test sentences that train also has (IMDB, text)")
-    add("--seed", type=seed_arg, default=d.seed, help="shuffling and held-out selection")
+    add("--seed", type=seed_arg, default=d.seed, help=f"shuffling and held-out selection (default {d.seed})")
     add("--quiet", action="store_true", help="no progress bars or statistics table")
     return parser
 

@@ -33,7 +33,7 @@ def _add_decoding_args(p, default_strategy: str, seeds: str = "seed of the sampl
     g.add_argument("--strategy", default=default_strategy, choices=STRATEGIES, help=f"default: {default_strategy}")
     g.add_argument("--max-len", type=int, default=40, help="most tokens per sentence, EOS included (default 40)")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature for sampling (default 1)")
-    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0 = off)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (default 0: off)")
     g.add_argument("--top-p", type=float, default=None,
                    help=f"sample in the nucleus of mass p (1 = off; default {SAMPLE_TOP_P} with --strategy top-p, else 1)")
     g.add_argument("--num-beams", type=int, default=4, help="beam width for --strategy beam (default 4)")
@@ -141,7 +141,8 @@ def add_reconstruct(sub) -> None:
 def _add_refine_arg(p, what: str) -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help=f"{what}: STEPS Adam steps (step 0.1) from each posterior mean on log p(x|z) + 0.1 log q(z|x), "
-                        "so that the decoder writes the sentence back more faithfully (0 = off; 10 is a good value)")
+                        "so that the decoder writes the sentence back more faithfully "
+                        "(default 0: off; 10 is a good value)")
 
 
 def _input_texts(texts: list[str], command: str) -> list[str]:
@@ -178,7 +179,7 @@ def add_score(sub) -> None:
     p.add_argument("--samples", type=int, default=100, help="importance samples per sentence (default 100)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="draw them from a Gaussian fitted to each sentence's posterior in STEPS Adam steps instead "
-                        "of from q(z|x): a tighter estimate of the same -log p(x) (0 = off; 50 is a good value)")
+                        "of from q(z|x): a tighter estimate of the same -log p(x) (default 0: off; 50 is a good value)")
     p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the draws (default 0); each sentence draws its own, so its score does not depend "
                         "on the other sentences given")

@@ -620,3 +620,34 @@ def test_every_option_says_what_it_does():
     for name in ("interpolate", "reconstruct", "decode"):  # no z is drawn there: the seed is the sampler's alone
         seed_help = next(h for opts, h in _options(commands[name]) if "--seed" in opts)
         assert "z" not in seed_help.split(), seed_help
+
+
+def _no_default(value) -> bool:
+    return value is None or value is False or (isinstance(value, (list, str)) and not value)
+
+
+def _options_with_a_default():
+    """(command, option, default, help) of every option of every `seqvae` command (classify's actions too)
+    whose default is a value, not None, a flag's False or an empty list."""
+    from seqvae.cli import build_parser
+    from seqvae.sentiment.cli import ACTIONS, action_parser
+
+    def walk(name, parser):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    yield from walk(f"{name} {sub}".strip(), sp)
+            elif (a.option_strings and a.help != argparse.SUPPRESS and not _no_default(a.default)
+                  and not isinstance(a, argparse._HelpAction)):
+                yield name, a.option_strings[-1], a.default, a.help or ""
+
+    yield from walk("", build_parser())
+    for action in ACTIONS:
+        yield from walk(f"classify {action}", action_parser(action))
+
+
+def test_every_option_with_a_default_names_it_in_its_help():
+    # docs/usage.md: "Every command has its own -h, with each option's default"
+    missing = [f"seqvae {cmd} {opt} (default {default!r})" for cmd, opt, default, text in _options_with_a_default()
+               if "default" not in text]
+    assert not missing, missing

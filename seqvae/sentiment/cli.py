@@ -294,13 +294,13 @@ def add_steer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strengths", default="0,1,2,4",
                    help="--report: comma-separated strengths (default 0,1,2,4; 0 = the reconstruction alone)")
     p.add_argument("--out", help="--report: also write the report (with every example) as JSON here")
-    p.add_argument("--seed", type=seed_arg, default=0, help="--report: which test reviews")
+    p.add_argument("--seed", type=seed_arg, default=0, help="--report: which test reviews (default 0)")
     p.add_argument("--data-root", help="--report: folder holding imdb/*.jsonl.gz (default: the corpus module's)")
     p.add_argument("--to", default="positive", choices=list(CLASSES), help="target sentiment (default positive)")
     p.add_argument("--strength", type=float, default=2.0, help="how far to move (in --unit units; default 2)")
     p.add_argument("--unit", default="std", choices=["std", "l2"],
                    help="std: std of sentence codes along the direction (default); l2: plain distance in z")
-    p.add_argument("--max-len", type=int, default=40, help="decoded tokens at most (EOS included)")
+    p.add_argument("--max-len", type=int, default=40, help="decoded tokens at most, EOS included (default 40)")
     p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
