@@ -632,6 +632,17 @@ def test_stdin_lines_end_at_unicode_line_separators():
     assert read_lines(io.BytesIO(data)) == ["The plot was dull.", "A gem.", "Fine."]
 
 
+def test_a_byte_order_mark_on_stdin_is_dropped():
+    """A BOM before stdin's first line (a file saved by Notepad, piped) was kept as the first sentence's first
+    character: it was encoded, scored and echoed in --json as part of the text (a file's BOM is dropped)."""
+    import io
+
+    from seqvae.textinput import read_lines
+
+    assert read_lines(io.BytesIO("\ufeffA gem.\r\n\r\nDull.\r\n".encode())) == ["A gem.", "Dull."]
+    assert read_lines(io.StringIO("\ufeffA gem.\n")) == ["A gem."]
+
+
 def _options(parser):
     """(option strings, help) of each option of an argparse parser, -h left out."""
     return [(a.option_strings, a.help) for a in parser._actions
