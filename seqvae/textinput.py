@@ -35,7 +35,8 @@ LINE_ENDS = ("\r\n", "\r", "\u2028", "\u2029")
 
 
 def read_lines(stream: TextIO | BinaryIO, what: str = "stdin") -> list[str]:
-    """The stripped non-empty lines of a stream (sys.stdin: its bytes, decoded as strict UTF-8)."""
+    """The stripped non-empty lines of a stream (sys.stdin: its bytes, decoded as strict UTF-8), a leading
+    byte-order mark dropped. Blank lines are skipped: line N of an error is the stream's own line N."""
     data = getattr(stream, "buffer", stream).read()
     if isinstance(data, bytes):
         try:
@@ -44,6 +45,7 @@ def read_lines(stream: TextIO | BinaryIO, what: str = "stdin") -> list[str]:
             line = data.count(b"\n", 0, e.start) + 1
             raise TextInputError(f"{what} line {line} is not valid UTF-8") from None
     # else a text stream with no bytes under it (io.StringIO): already decoded
+    data = data.removeprefix("\ufeff")  # a byte-order mark (Notepad, PowerShell's pipes) is no text, as in files
     for end in LINE_ENDS:
         data = data.replace(end, "\n")
     lines = data.split("\n")

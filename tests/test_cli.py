@@ -458,6 +458,36 @@ def test_a_closed_pipe_ends_quietly():
     assert p.returncode == 141  # seqvae's own status, as a shell reports a command ended by SIGPIPE
 
 
+def _without_unbuffered() -> dict[str, str]:
+    """The environment as a user's shell has it: stdout block-buffered, so a short output is written at exit."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+def test_a_reader_gone_before_the_last_flush_ends_quietly():
+    """`seqvae score ... | head -1`: the output's tail, still buffered when the command returns, was written at
+    exit, after the handler: "Exception ignored ... BrokenPipeError" on stderr and exit 120."""
+    code = ("import sys; from seqvae.cli import reporting_errors\n"
+            "sys.exit(reporting_errors('seqvae', lambda: print('a line')))")
+    p = subprocess.run(f"{sys.executable} -c \"{code}\" | (exec 0<&-; sleep 0); exit ${{PIPESTATUS[0]}}",
+                       shell=True, executable="/bin/bash", capture_output=True, text=True, env=_without_unbuffered())
+    assert p.stderr == "" and p.returncode == 141, (p.returncode, p.stderr)
+
+
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_stdout_on_a_full_disk_is_one_line(unbuffered):
+    """`seqvae sample ... > /dev/full`: one line and exit 2, not an OSError traceback (or, buffered, Python's
+    "Exception ignored" and exit 120)."""
+    code = ("import sys; from seqvae.cli import reporting_errors\n"
+            "sys.exit(reporting_errors('seqvae', lambda: print('a line')))")
+    env = {**_without_unbuffered(), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})}
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True, env=env)
+    assert p.stderr == "seqvae: error: cannot write the output (No space left on device)\n", p.stderr
+    assert p.returncode == 2
+
+
 def test_an_ascii_terminal_gets_escapes_not_a_traceback():
     """LC_ALL=C or PYTHONIOENCODING=ascii: a decoded sentence with a non-ASCII letter is escaped."""
     import os
@@ -600,6 +630,17 @@ def test_stdin_lines_end_at_unicode_line_separators():
 
     data = "The plot was dull.\u2028A gem.\u2029Fine.\n".encode()
     assert read_lines(io.BytesIO(data)) == ["The plot was dull.", "A gem.", "Fine."]
+
+
+def test_a_byte_order_mark_on_stdin_is_dropped():
+    """A BOM before stdin's first line (a file saved by Notepad, piped) was kept as the first sentence's first
+    character: it was encoded, scored and echoed in --json as part of the text (a file's BOM is dropped)."""
+    import io
+
+    from seqvae.textinput import read_lines
+
+    assert read_lines(io.BytesIO("\ufeffA gem.\r\n\r\nDull.\r\n".encode())) == ["A gem.", "Dull."]
+    assert read_lines(io.StringIO("\ufeffA gem.\n")) == ["A gem."]
 
 
 def _options(parser):
