@@ -664,7 +664,8 @@ def test_every_option_says_what_it_does():
 
 
 def _no_default(value) -> bool:
-    return value is None or value is False or (isinstance(value, (list, str)) and not value)
+    return (value is None or value is False or value == argparse.SUPPRESS  # --version's: no value to name
+            or (isinstance(value, (list, str)) and not value))
 
 
 def _options_with_a_default():
