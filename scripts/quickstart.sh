@@ -39,10 +39,10 @@ else
 fi
 
 echo "== 2/2  Train your own: a tiny VAE (preset tiny, 0.6M parameters) on IMDB's short sentences (<= 16 pieces)"
-echo "   About 4.5 minutes on 2 CPU cores (docs/results.md). Expect a latent that is used (KL about 8 nats, MI"
+echo "   About 4 minutes on 2 CPU cores (3.6-4.4 measured, docs/results.md). Expect a latent that is used (KL about 8 nats, MI"
 echo "   about 5.5, all 16 units active) and short lines in review words, some close to sentences (\"Maybe this was"
 echo "   still real bad scenes.\"), most not; a reconstruction keeps a sentence's gist at best. Fluent text takes"
-echo "   the flagship's hours of training (part 1/2 above)."
+echo "   the flagship's training: 32,000 steps of 256 sentences on a GPU (part 1/2 above)."
 if [ ! -f "$DATA/meta.json" ]; then
   seqvae prepare --dataset imdb --data-root "$DATA_ROOT" --out "$DATA" --vocab-size 2000 --max-tokens 16 \
     "${PREPARE[@]}"
