@@ -112,19 +112,23 @@ def reparameterize_kl(
     Returns z (B, Z) in mu's dtype and kl (B,) fp32 (fp64 for fp64).
     """
     check_inputs(mu, logvar, free_bits, seed, REFERENCE_DTYPES)
-    k = elementwise_kl(mu, logvar)  # (B, Z) fp32 (fp64)
+    # One upcast of each input, used by every term: autograd then sums the z and KL paths' gradients in fp32 and
+    # rounds once to the input dtype, as the Triton backward does. (Two upcasts of a bf16/fp16 input gave two
+    # gradients rounded to bf16/fp16 and summed there: an fp16 term past 65504 gave inf + -inf = NaN.)
+    ct = compute_dtype(mu)
+    mu_c, logvar_c = mu.to(ct), logvar.to(ct)  # (B, Z) each; the inputs themselves when fp32 (fp64)
+    k = elementwise_kl(mu_c, logvar_c)  # (B, Z) fp32 (fp64)
     if free_bits > 0:
         keep = free_bits_mask(k, free_bits, free_bits_mean)  # (Z,)
         k = torch.where(keep, k, torch.full_like(k, float(free_bits)))
     kl = k.sum(dim=1)  # (B,)
 
     if not sample:
-        return mu.clone(), kl
+        return mu_c.clone().to(mu.dtype), kl  # a copy of μ
     if eps is None:
         eps = draw_eps(mu, seed)
     elif eps.shape != mu.shape:
         raise ValueError(f"eps shape {tuple(eps.shape)} does not match mu {tuple(mu.shape)}")
-    ct = compute_dtype(mu)
-    std = torch.exp(0.5 * logvar.to(ct))  # (B, Z)
-    z = mu.to(ct) + std * eps.to(device=mu.device, dtype=ct)  # (B, Z) fp32 (fp64)
+    std = torch.exp(0.5 * logvar_c)  # (B, Z)
+    z = mu_c + std * eps.to(device=mu.device, dtype=ct)  # (B, Z) fp32 (fp64)
     return z.to(mu.dtype), kl
