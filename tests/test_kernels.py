@@ -215,6 +215,7 @@ def test_reference_seeding(backend):
         (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float16), {}),  # dtype mismatch
         (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": -0.1}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": float("nan")}),
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": True}),  # not 1 nat by accident
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": -1}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": True}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"backend": "cuda"}),  # unknown backend

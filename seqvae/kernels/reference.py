@@ -52,7 +52,8 @@ def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0,
         raise ValueError(f"mu and logvar dtypes differ: {mu.dtype} vs {logvar.dtype}")
     if mu.device != logvar.device:
         raise ValueError(f"mu and logvar devices differ: {mu.device} vs {logvar.device}")
-    if not (isinstance(free_bits, (int, float)) and math.isfinite(free_bits) and free_bits >= 0):
+    if isinstance(free_bits, bool) or not (isinstance(free_bits, (int, float)) and math.isfinite(free_bits)
+                                           and free_bits >= 0):
         raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
         raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
