@@ -167,6 +167,29 @@ def test_reference_low_precision(dtype):
     close(kl, kl32)  # inputs are identical after upcasting, and KL is computed in fp32
 
 
+@pytest.mark.parametrize("sample", [True, False])
+def test_reference_fp16_gradients_sum_in_fp32(sample):
+    """dμ = dz + dkl·μ and dlogσ² = dz·½σε + dkl·½(σ² − 1) are summed in fp32 and rounded once to fp16, as the
+    Triton backward does: here each term is past fp16's 65504 and their sum is not (dlogσ²: with sample=True
+    only, z = μ has no σ term). Rounding each term to fp16 before the sum gave inf − inf = NaN.
+    Expected values from the closed forms in float64."""
+    mu = torch.tensor([[1.0e4, 1.0]], dtype=torch.float16).requires_grad_()
+    logvar = torch.tensor([[0.0, 10.0]], dtype=torch.float16).requires_grad_()
+    eps = torch.tensor([[1.0, 2.0]])
+    gk = torch.tensor([7.0])
+    gz = torch.tensor([[-6.0e4, -452.0]], dtype=torch.float16)
+    z, kl = ref.reparameterize_kl(mu, logvar, eps=eps, sample=sample)
+    dmu, dlv = torch.autograd.grad((z, kl), (mu, logvar), (gz, gk))
+    m, lv, e, g = mu.detach().double(), logvar.detach().double(), eps.double(), gz.double()
+    exp_dmu = g + 7.0 * m  # (1, 2): column 0 is 7e4 − 6e4
+    exp_dlv = (g * 0.5 * (0.5 * lv).exp() * e if sample else 0.0) + 7.0 * 0.5 * (lv.exp() - 1)  # column 1
+    cols = [0, 1] if sample else [0]  # sample=False: dlogσ² of column 1 is 7.7e4 itself, past fp16 on any path
+    assert exp_dmu.abs().max() < 65504 and exp_dlv[:, cols].abs().max() < 65504  # representable
+    assert (7.0 * m[0, 0]).item() > 65504 and (sample is False or (7.0 * 0.5 * lv[0, 1].exp()).item() > 65504)
+    close(dmu, exp_dmu, torch.float16)
+    close(dlv[:, cols], exp_dlv[:, cols], torch.float16)
+
+
 @pytest.mark.parametrize("backend", ["torch", "auto"])
 def test_reference_seeding(backend):
     mu, logvar = make_inputs(16, 8)
@@ -192,6 +215,7 @@ def test_reference_seeding(backend):
         (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float16), {}),  # dtype mismatch
         (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": -0.1}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": float("nan")}),
+        (torch.zeros(2, 3), torch.zeros(2, 3), {"free_bits": True}),  # not 1 nat by accident
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": -1}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"seed": True}),
         (torch.zeros(2, 3), torch.zeros(2, 3), {"backend": "cuda"}),  # unknown backend

@@ -52,7 +52,8 @@ def check_inputs(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0,
         raise ValueError(f"mu and logvar dtypes differ: {mu.dtype} vs {logvar.dtype}")
     if mu.device != logvar.device:
         raise ValueError(f"mu and logvar devices differ: {mu.device} vs {logvar.device}")
-    if not (isinstance(free_bits, (int, float)) and math.isfinite(free_bits) and free_bits >= 0):
+    if isinstance(free_bits, bool) or not (isinstance(free_bits, (int, float)) and math.isfinite(free_bits)
+                                           and free_bits >= 0):
         raise ValueError(f"free_bits must be a finite number >= 0, got {free_bits!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
         raise ValueError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
@@ -112,19 +113,23 @@ def reparameterize_kl(
     Returns z (B, Z) in mu's dtype and kl (B,) fp32 (fp64 for fp64).
     """
     check_inputs(mu, logvar, free_bits, seed, REFERENCE_DTYPES)
-    k = elementwise_kl(mu, logvar)  # (B, Z) fp32 (fp64)
+    # One upcast of each input, used by every term: autograd then sums the z and KL paths' gradients in fp32 and
+    # rounds once to the input dtype, as the Triton backward does. (Two upcasts of a bf16/fp16 input gave two
+    # gradients rounded to bf16/fp16 and summed there: an fp16 term past 65504 gave inf + -inf = NaN.)
+    ct = compute_dtype(mu)
+    mu_c, logvar_c = mu.to(ct), logvar.to(ct)  # (B, Z) each; the inputs themselves when fp32 (fp64)
+    k = elementwise_kl(mu_c, logvar_c)  # (B, Z) fp32 (fp64)
     if free_bits > 0:
         keep = free_bits_mask(k, free_bits, free_bits_mean)  # (Z,)
         k = torch.where(keep, k, torch.full_like(k, float(free_bits)))
     kl = k.sum(dim=1)  # (B,)
 
     if not sample:
-        return mu.clone(), kl
+        return mu_c.clone().to(mu.dtype), kl  # a copy of μ
     if eps is None:
         eps = draw_eps(mu, seed)
     elif eps.shape != mu.shape:
         raise ValueError(f"eps shape {tuple(eps.shape)} does not match mu {tuple(mu.shape)}")
-    ct = compute_dtype(mu)
-    std = torch.exp(0.5 * logvar.to(ct))  # (B, Z)
-    z = mu.to(ct) + std * eps.to(device=mu.device, dtype=ct)  # (B, Z) fp32 (fp64)
+    std = torch.exp(0.5 * logvar_c)  # (B, Z)
+    z = mu_c + std * eps.to(device=mu.device, dtype=ct)  # (B, Z) fp32 (fp64)
     return z.to(mu.dtype), kl
