@@ -161,7 +161,10 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
     expected = {"weights", "means", "scale_tril"}
     if set(t) != expected:
         raise PriorError(f"{d / PRIOR_WEIGHTS}: expected tensors {sorted(expected)}, found {sorted(t)}")
-    prior = AggregatePrior(t["weights"], t["means"], t["scale_tril"], meta)
+    try:
+        prior = AggregatePrior(t["weights"], t["means"], t["scale_tril"], meta)
+    except PriorError as e:
+        raise PriorError(f"{d / PRIOR_WEIGHTS}: {e}") from None
     if prior.latent_dim != latent_dim:
         raise PriorError(f"{d}: the prior is over {prior.latent_dim} dims, the model's z has {latent_dim}")
     return prior

@@ -205,12 +205,7 @@ def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path
             tril[1, 0, 2] = 0.5
         else:
             means = means[0]
-        prior.save(tmp_path)
-        save_file({"weights": prior.weights, "means": means.contiguous(), "scale_tril": tril.contiguous()},
-                  str(tmp_path / PRIOR_WEIGHTS))
-        meta = json.loads((tmp_path / PRIOR_JSON).read_text())
-        meta["sha256"] = hashlib.sha256((tmp_path / PRIOR_WEIGHTS).read_bytes()).hexdigest()
-        (tmp_path / PRIOR_JSON).write_text(json.dumps(meta))
+        _forge(tmp_path, {"means": means, "scale_tril": tril})
         with pytest.raises(PriorError, match=message):
             load_prior(tmp_path, latent_dim=3)
 
@@ -287,3 +282,30 @@ def test_a_refit_on_a_full_disk_keeps_the_old_prior(tmp_path, monkeypatch):
     monkeypatch.undo()
     back = load_prior(tmp_path, latent_dim=3)
     assert torch.equal(back.means, old.means) and sorted(tmp_path.iterdir()) == before
+
+
+def _forge(directory, tensors, **fields):
+    """Write a prior into `directory` whose tensors (and JSON fields) are edited by hand, its sha256 kept right."""
+    prior = AggregatePrior.fit(clusters(), components=2, seed=0)
+    prior.save(directory)
+    parts = {"weights": prior.weights, "means": prior.means, "scale_tril": prior.scale_tril, **tensors}
+    save_file({k: v.contiguous() for k, v in parts.items()}, str(directory / PRIOR_WEIGHTS))
+    meta = {**json.loads((directory / PRIOR_JSON).read_text()), **fields}
+    meta["sha256"] = hashlib.sha256((directory / PRIOR_WEIGHTS).read_bytes()).hexdigest()
+    (directory / PRIOR_JSON).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"weights": torch.tensor([1.5, -0.5])}, "weights must be >= 0"),
+    ({"weights": torch.tensor([float("nan"), 0.5])}, "not all finite"),
+    ({"weights": torch.tensor([0.5, 0.6])}, "sum to 1"),
+    ({"weights": torch.tensor([1.0])}, "parts disagree"),
+    ({"scale_tril": -torch.eye(3).expand(2, 3, 3)}, "Cholesky"),
+])
+def test_a_prior_file_refused_for_its_numbers_is_named(tmp_path, edit, message):
+    """The mixture's own checks (weights, shapes, factors) said what was wrong but not where: the one line of
+    `seqvae sample` named no file."""
+    _forge(tmp_path, edit)
+    with pytest.raises(PriorError, match=message) as e:
+        load_prior(tmp_path, latent_dim=3)
+    assert str(e.value).startswith(f"{tmp_path / PRIOR_WEIGHTS}: ") and "\n" not in str(e.value)
