@@ -129,7 +129,8 @@ class AggregatePrior:
         tensors = {k: v.contiguous().cpu() for k, v in
                    {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}.items()}
         atomic.write_pair(d / PRIOR_WEIGHTS, lambda p: save_file(tensors, str(p)), d / PRIOR_JSON,
-                          {**self.meta, "kind": "gmm", "latent_dim": self.latent_dim})  # what load_prior reads
+                          {**self.meta, "kind": "gmm", "components": self.components,
+                           "latent_dim": self.latent_dim})  # what load_prior reads and checks
 
 
 def has_prior(directory: str | Path) -> bool:
@@ -165,6 +166,9 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
         prior = AggregatePrior(t["weights"], t["means"], t["scale_tril"], meta)
     except PriorError as e:
         raise PriorError(f"{d / PRIOR_WEIGHTS}: {e}") from None
+    for field, value in (("components", prior.components), ("latent_dim", prior.latent_dim)):
+        if field in meta and (type(meta[field]) is not int or meta[field] != value):  # a JSON number: int, not bool
+            raise PriorError(f"{d / PRIOR_JSON}: {field} is {meta[field]!r}, but {PRIOR_WEIGHTS} holds {value}")
     if prior.latent_dim != latent_dim:
         raise PriorError(f"{d}: the prior is over {prior.latent_dim} dims, the model's z has {latent_dim}")
     return prior

@@ -309,3 +309,21 @@ def test_a_prior_file_refused_for_its_numbers_is_named(tmp_path, edit, message):
     with pytest.raises(PriorError, match=message) as e:
         load_prior(tmp_path, latent_dim=3)
     assert str(e.value).startswith(f"{tmp_path / PRIOR_WEIGHTS}: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("fields", [{"components": 5}, {"latent_dim": 7}, {"components": "2"}, {"latent_dim": True}])
+def test_a_prior_json_whose_counts_disagree_with_its_tensors_is_refused(tmp_path, fields):
+    """prior.json's components and latent_dim are what the tensors hold: a JSON saying 5 components over a file of
+    2 loaded, and the checkpoint then described a prior it did not have."""
+    _forge(tmp_path, {}, **fields)
+    (field, value), = fields.items()
+    with pytest.raises(PriorError, match=f"{field} is {value!r}, but {PRIOR_WEIGHTS} holds") as e:
+        load_prior(tmp_path, latent_dim=3)
+    assert str(e.value).startswith(str(tmp_path / PRIOR_JSON))
+
+
+def test_a_prior_made_from_its_parts_saves_its_counts(tmp_path):
+    prior = AggregatePrior(torch.tensor([0.5, 0.5]), torch.zeros(2, 3), torch.eye(3).expand(2, 3, 3))
+    prior.save(tmp_path)
+    meta = json.loads((tmp_path / PRIOR_JSON).read_text())
+    assert (meta["components"], meta["latent_dim"]) == (2, 3) and load_prior(tmp_path, latent_dim=3).components == 2
