@@ -327,3 +327,46 @@ def test_a_prior_made_from_its_parts_saves_its_counts(tmp_path):
     prior.save(tmp_path)
     meta = json.loads((tmp_path / PRIOR_JSON).read_text())
     assert (meta["components"], meta["latent_dim"]) == (2, 3) and load_prior(tmp_path, latent_dim=3).components == 2
+
+
+def test_the_fit_records_its_settings_and_they_reproduce_it():
+    """prior.json said the seed and whether EM converged, not how it was fitted (covariance type, the floor added
+    to the covariances, EM starts, the step limit and the steps taken): scikit-learn given those fields fits the
+    same mixture."""
+    from sklearn.mixture import GaussianMixture
+
+    x = clusters(seed=3)
+    prior = AggregatePrior.fit(x, components=3, seed=4, max_iter=50)
+    m = prior.meta
+    gm = GaussianMixture(m["components"], covariance_type=m["covariance_type"], reg_covar=m["reg_covar"],
+                         n_init=m["n_init"], init_params=m["init"], max_iter=m["max_iter"],
+                         random_state=m["seed"]).fit(x.double().numpy())
+    assert torch.equal(prior.means, torch.from_numpy(gm.means_).float()) and m["iterations"] == gm.n_iter_
+    assert torch.allclose(prior.scale_tril @ prior.scale_tril.mT, torch.from_numpy(gm.covariances_).float(), atol=1e-6)
+
+
+def test_a_fit_that_does_not_converge_says_so_in_its_record_not_in_a_warning(recwarn):
+    g = torch.Generator().manual_seed(0)
+    prior = AggregatePrior.fit(torch.randn(400, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1]), components=8,
+                               seed=0, max_iter=1)
+    assert prior.meta["converged"] is False and prior.meta["iterations"] == 1
+    assert not [w for w in recwarn if "converge" in str(w.message)]
+
+
+@pytest.mark.parametrize("codes, kw, message", [
+    (torch.zeros(50, 0), {}, r"a matrix \(N, Z\) with Z >= 1"),
+    (torch.zeros(50), {}, r"a matrix \(N, Z\) with Z >= 1"),
+    (torch.zeros(50, 3), {"max_iter": 0}, "max_iter must be >= 1"),
+])
+def test_fit_refuses_codes_without_a_dimension_and_no_steps(codes, kw, message):
+    """Codes of Z = 0 were scikit-learn's ValueError ('Found array with 0 feature(s)'), not a PriorError."""
+    with pytest.raises(PriorError, match=message):
+        AggregatePrior.fit(codes, components=2, **kw)
+
+
+def test_a_one_dimensional_latent_fits_and_samples():
+    codes = clusters()[:, :1]
+    prior = AggregatePrior.fit(codes, components=2, seed=0)
+    z = prior.sample(5000, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (5000, 1) and torch.isfinite(prior.log_prob(z)).all()
+    assert float(z.mean()) == pytest.approx(float(codes.mean()), abs=0.2)
