@@ -106,8 +106,11 @@ class SeqVAE:
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "SeqVAE":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, *,
+                        with_prior: bool = True) -> "SeqVAE":
         """Load a checkpoint dir (or a run dir: its best/). device: default CUDA if available, else CPU.
+        with_prior=False leaves a saved aggregate prior unread (`seqvae fit-prior`, which replaces it: a broken
+        one is then no obstacle to fitting it again).
 
         Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
         """
@@ -118,7 +121,7 @@ class SeqVAE:
         model, tokenizer, config = checkpoint.load(d, map_location=device)
         prior = None
         try:
-            if model.cfg.latent:
+            if model.cfg.latent and with_prior:
                 prior = load_prior(d, model.cfg.latent_dim)
             words = load_words(d)
         except (PriorError, WordListError) as e:

@@ -357,7 +357,7 @@ def _cmd_fit_prior(args) -> int:
     if args.sentences < 1 or args.components < 1:
         raise ConfigError("--sentences and --components must be >= 1")
     ckpt = resolve(args.checkpoint)
-    vae = SeqVAE.from_pretrained(ckpt, device=args.device)
+    vae = SeqVAE.from_pretrained(ckpt, device=args.device, with_prior=False)  # the prior it has, if any, goes
     if not vae.latent:
         raise ConfigError(f"{ckpt} is a language model: it has no latent space to fit a prior on")
     data = _model_data_dir(vae.config, args.data, same_ids_as=ckpt)

@@ -370,3 +370,21 @@ def test_a_one_dimensional_latent_fits_and_samples():
     z = prior.sample(5000, generator=torch.Generator().manual_seed(0))
     assert z.shape == (5000, 1) and torch.isfinite(prior.log_prob(z)).all()
     assert float(z.mean()) == pytest.approx(float(codes.mean()), abs=0.2)
+
+
+def test_fit_prior_replaces_a_broken_prior(tiny_data_dir, tmp_path, capsys):
+    """A prior whose files disagree says 'fit the prior again', but `seqvae fit-prior` loaded the checkpoint with its
+    prior first and stopped at that same error: no command could repair it."""
+    tok = load_tokenizer(tiny_data_dir)
+    torch.manual_seed(0)
+    ckpt = checkpoint.save(tmp_path / "ckpt", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8,
+                                                                      hidden_dim=12, latent_dim=3)), tok)
+    fit = ["fit-prior", str(ckpt), "--data", str(tiny_data_dir), "--sentences", "60", "--device", "cpu"]
+    assert main(fit + ["--components", "2"]) == 0
+    meta = json.loads((ckpt / PRIOR_JSON).read_text())
+    (ckpt / PRIOR_JSON).write_text(json.dumps({**meta, "sha256": "0" * 64}))
+    with pytest.raises(checkpoint.CheckpointError, match="fit the prior again"):
+        SeqVAE.from_pretrained(ckpt, device="cpu")
+    capsys.readouterr()
+    assert main(fit + ["--components", "3"]) == 0, capsys.readouterr().err
+    assert SeqVAE.from_pretrained(ckpt, device="cpu").prior.components == 3
