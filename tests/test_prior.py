@@ -13,6 +13,7 @@ from seqvae import checkpoint
 from seqvae.api import InputError, SeqVAE
 from seqvae.cli import main
 from seqvae.config import ModelConfig
+from seqvae.data import SentenceDataset
 from seqvae.model import SentenceVAE
 from seqvae.prior import PRIOR_JSON, PRIOR_WEIGHTS, AggregatePrior, PriorError, load_prior
 from seqvae.tokenizer import load_tokenizer
@@ -115,7 +116,13 @@ def test_fit_prior_command(tiny_data_dir, tmp_path, capsys, one_line):
     assert "3 components fitted on 100 training codes" in capsys.readouterr().out
     assert load_prior(ckpt, latent_dim=3).components == 3
     assert main(["sample", str(ckpt), "-n", "2", "--seed", "0", "--prior", "aggregate", "--device", "cpu"]) == 0
-    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--components", "0"], "must be >= 1")
+    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--components", "0"], "--components must be >= 1, got 0")
+    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--sentences", "0"], "--sentences must be >= 1, got 0")
+    n_train = len(SentenceDataset.from_dir(tiny_data_dir, "train"))  # an explicit count the split lacks: refused ...
+    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--sentences", n_train + 1],
+             f"--sentences {n_train + 1}: the train split of {tiny_data_dir} has {n_train} sentences")
+    assert main(["fit-prior", str(ckpt), "--data", str(tiny_data_dir), "--components", "2", "--device", "cpu"]) == 0
+    assert f"fitted on {n_train} training codes" in capsys.readouterr().out  # ... the default: the whole split
     one_line(["fit-prior", ckpt, "--data", tmp_path / "nowhere"], "no prepared data dir")
     lm = checkpoint.save(tmp_path / "lm", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12,
                                                                   latent=False)), tok)
