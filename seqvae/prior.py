@@ -42,6 +42,12 @@ class PriorError(ValueError):
     """A saved prior is missing a part, corrupt, or does not fit the model (one-line message)."""
 
 
+def check_fit_size(codes: int, components: int) -> None:
+    """A fit of `components` needs at least two codes per component (checked before any code is computed)."""
+    if codes < 2 * components:
+        raise PriorError(f"fitting {components} components needs at least {2 * components} codes, got {codes}")
+
+
 class AggregatePrior:
     """A K-component Gaussian mixture over z: weights (K,), means (K, Z), Cholesky factors (K, Z, Z)."""
 
@@ -90,9 +96,7 @@ class AggregatePrior:
             raise PriorError("the codes to fit are not all finite (a model whose weights went NaN?)")
         if x.ndim != 2 or x.shape[1] < 1:
             raise PriorError(f"the codes to fit must be a matrix (N, Z) with Z >= 1, got shape {x.shape}")
-        if x.shape[0] < 2 * components:
-            raise PriorError(f"fitting {components} components needs at least {2 * components} codes, "
-                             f"got {x.shape[0]}")
+        check_fit_size(x.shape[0], components)
         gm = GaussianMixture(components, covariance_type=COVARIANCE, max_iter=max_iter, reg_covar=REG_COVAR,
                              n_init=N_INIT, init_params="k-means++", random_state=seed32(seed))
         with warnings.catch_warnings():
