@@ -41,7 +41,7 @@ from .config import (MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPL
 from .data import collate
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
-from .prior import PRIORS, AggregatePrior, PriorError, load_prior
+from .prior import PRIORS, AggregatePrior, PriorError, check_fit_size, load_prior
 from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
@@ -106,8 +106,11 @@ class SeqVAE:
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "SeqVAE":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, *,
+                        with_prior: bool = True) -> "SeqVAE":
         """Load a checkpoint dir (or a run dir: its best/). device: default CUDA if available, else CPU.
+        with_prior=False leaves a saved aggregate prior unread (`seqvae fit-prior`, which replaces it: a broken
+        one is then no obstacle to fitting it again).
 
         Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
         """
@@ -118,7 +121,7 @@ class SeqVAE:
         model, tokenizer, config = checkpoint.load(d, map_location=device)
         prior = None
         try:
-            if model.cfg.latent:
+            if model.cfg.latent and with_prior:
                 prior = load_prior(d, model.cfg.latent_dim)
             words = load_words(d)
         except (PriorError, WordListError) as e:
@@ -351,14 +354,15 @@ class SeqVAE:
                   seed: int = 0) -> AggregatePrior:
         """Fit the aggregate prior (a Gaussian mixture, seqvae.prior) on the posterior means of
         `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with
-        `vae.prior.save(checkpoint_dir)` or `save_pretrained`. The components and seed are checked before
-        anything is encoded."""
+        `vae.prior.save(checkpoint_dir)` or `save_pretrained`. The components, seed and number of sentences
+        (at least two per component) are checked before anything is encoded."""
         self._need_latent("fit_prior")
         whole("components", components, 1, InputError)
         seed_value(seed, InputError)
         sentences = _as_list(sentences)  # a str is one sentence, not a list of characters
         ids = self.tokenize(sentences) if isinstance(sentences[0], str) else sentences
         try:
+            check_fit_size(len(ids), components)  # before the encoding, which takes minutes for 20,000 sentences
             self.prior = AggregatePrior.fit(self.encode_ids(ids).mean, components=components, seed=seed).to(self.device)
         except PriorError as e:
             raise InputError(str(e)) from None

@@ -319,12 +319,17 @@ def _add_steer(sub) -> None:
 
 
 # ---------------------------------------------------------------------------- fit-prior / report
+PRIOR_SENTENCES = 20_000  # fit-prior's default: the train sentences whose codes the mixture is fitted on
+
+
 def _add_fit_prior(sub) -> None:
     p = sub.add_parser("fit-prior", help="fit the aggregate prior (a Gaussian mixture on training codes) into a "
                                          "checkpoint, for sampling")
     p.add_argument("checkpoint", help="checkpoint dir (the prior is written into it)")
     p.add_argument("--data", help="prepared data dir whose train split to encode (default: the model's)")
-    p.add_argument("--sentences", type=int, default=20_000, help="train sentences to encode (default 20000)")
+    p.add_argument("--sentences", type=int, default=None,
+                   help=f"train sentences to encode, at most the split's (default {PRIOR_SENTENCES}, or the whole split "
+                        "if it has fewer)")
     p.add_argument("--components", type=int, default=32, help="mixture components (default 32)")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of the sentences chosen and of the fit (default 0)")
     p.add_argument("--device", help=DEVICE_HELP)
@@ -354,19 +359,23 @@ def _cmd_fit_prior(args) -> int:
     from .checkpoint import resolve
     from .data import SentenceDataset
 
-    if args.sentences < 1 or args.components < 1:
-        raise ConfigError("--sentences and --components must be >= 1")
+    for flag, value in (("--sentences", args.sentences), ("--components", args.components)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     ckpt = resolve(args.checkpoint)
-    vae = SeqVAE.from_pretrained(ckpt, device=args.device)
+    vae = SeqVAE.from_pretrained(ckpt, device=args.device, with_prior=False)  # the prior it has, if any, goes
     if not vae.latent:
         raise ConfigError(f"{ckpt} is a language model: it has no latent space to fit a prior on")
     data = _model_data_dir(vae.config, args.data, same_ids_as=ckpt)
     train = SentenceDataset.from_dir(data, "train")
-    pick = np.random.default_rng(args.seed).permutation(len(train))[: args.sentences]
+    if args.sentences is not None and args.sentences > len(train):
+        raise ConfigError(f"--sentences {args.sentences}: the train split of {data} has {len(train)} sentences")
+    pick = np.random.default_rng(args.seed).permutation(len(train))[: args.sentences or PRIOR_SENTENCES]
     prior = vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.components, seed=args.seed)
     prior.save(ckpt)
+    em = "converged" if prior.meta["converged"] else "did not converge"
     print(f"{ckpt}: aggregate prior of {prior.components} components fitted on {len(pick)} training codes "
-          f"(mean log density {prior.meta['mean_log_density']:.2f}, converged {prior.meta['converged']})")
+          f"(mean log density {prior.meta['mean_log_density']:.2f}, EM {em} in {prior.meta['iterations']} steps)")
     return 0
 
 

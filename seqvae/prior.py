@@ -31,11 +31,21 @@ from .config import seed32, seed_value, whole
 PRIOR_JSON = "prior.json"
 PRIOR_WEIGHTS = "prior.safetensors"
 PRIORS = ("aggregate", "standard")  # what `sample(prior=...)` accepts
+# the fit (scikit-learn's GaussianMixture), each setting recorded in prior.json
+COVARIANCE = "full"  # one full Z x Z covariance per component
+REG_COVAR = 1e-4  # added to each covariance's diagonal: a floor (std 0.01) for a dimension the codes never move in
+N_INIT = 1  # EM runs from k-means++ starts (the best one kept)
 CODE_NUMBERS = 1 << 24  # from_noise gathers a (Z, Z) factor per code: this many numbers at a time (64 MB)
 
 
 class PriorError(ValueError):
     """A saved prior is missing a part, corrupt, or does not fit the model (one-line message)."""
+
+
+def check_fit_size(codes: int, components: int) -> None:
+    """A fit of `components` needs at least two codes per component (checked before any code is computed)."""
+    if codes < 2 * components:
+        raise PriorError(f"fitting {components} components needs at least {2 * components} codes, got {codes}")
 
 
 class AggregatePrior:
@@ -68,23 +78,35 @@ class AggregatePrior:
 
     @classmethod
     def fit(cls, mu: torch.Tensor, components: int = 32, seed: int = 0, max_iter: int = 100) -> "AggregatePrior":
-        """EM fit of a full-covariance mixture on posterior means mu (N, Z), k-means++ initialised. Costs about
-        N * K * Z^2 per iteration: 20,000 codes, 32 components and Z = 64 take a few seconds per iteration on CPU."""
+        """EM fit of a full-covariance mixture on posterior means mu (N, Z), k-means++ initialised, REG_COVAR
+        added to each covariance's diagonal, at most max_iter EM steps. prior.meta records these settings, the
+        steps taken and whether EM converged (a fit that did not is kept, and says so there: no warning is
+        printed). Costs about N * K * Z^2 per iteration: 20,000 codes, 32 components and Z = 64 take a few
+        seconds per iteration on CPU."""
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
         components = whole("components", components, 1, PriorError)
+        max_iter = whole("max_iter", max_iter, 1, PriorError)
         seed = seed_value(seed, PriorError)
         x = torch.as_tensor(mu).detach().double().cpu().numpy()
         if not np.isfinite(x).all():
             raise PriorError("the codes to fit are not all finite (a model whose weights went NaN?)")
-        if x.ndim != 2 or x.shape[0] < 2 * components:
-            raise PriorError(f"fitting {components} components needs at least {2 * components} codes, "
-                             f"got {x.shape[0] if x.ndim == 2 else 'a non-matrix'}")
-        gm = GaussianMixture(components, covariance_type="full", max_iter=max_iter, reg_covar=1e-4,
-                             init_params="k-means++", random_state=seed32(seed)).fit(x)
+        if x.ndim != 2 or x.shape[1] < 1:
+            raise PriorError(f"the codes to fit must be a matrix (N, Z) with Z >= 1, got shape {x.shape}")
+        check_fit_size(x.shape[0], components)
+        gm = GaussianMixture(components, covariance_type=COVARIANCE, max_iter=max_iter, reg_covar=REG_COVAR,
+                             n_init=N_INIT, init_params="k-means++", random_state=seed32(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # its advice names settings no caller has
+            gm.fit(x)
         chol = torch.linalg.cholesky(torch.from_numpy(gm.covariances_))
         meta = {"kind": "gmm", "components": components, "fitted_on": int(x.shape[0]), "seed": seed,
-                "converged": bool(gm.converged_), "mean_log_density": float(gm.score(x))}
+                "converged": bool(gm.converged_), "mean_log_density": float(gm.score(x)),
+                "covariance_type": COVARIANCE, "reg_covar": REG_COVAR, "n_init": N_INIT, "init": "k-means++",
+                "max_iter": max_iter, "iterations": int(gm.n_iter_)}
         return cls(torch.from_numpy(gm.weights_), torch.from_numpy(gm.means_), chol, meta)
 
     def to(self, device: torch.device | str) -> "AggregatePrior":
@@ -129,7 +151,8 @@ class AggregatePrior:
         tensors = {k: v.contiguous().cpu() for k, v in
                    {"weights": self.weights, "means": self.means, "scale_tril": self.scale_tril}.items()}
         atomic.write_pair(d / PRIOR_WEIGHTS, lambda p: save_file(tensors, str(p)), d / PRIOR_JSON,
-                          {**self.meta, "kind": "gmm", "latent_dim": self.latent_dim})  # what load_prior reads
+                          {**self.meta, "kind": "gmm", "components": self.components,
+                           "latent_dim": self.latent_dim})  # what load_prior reads and checks
 
 
 def has_prior(directory: str | Path) -> bool:
@@ -161,7 +184,13 @@ def load_prior(directory: str | Path, latent_dim: int) -> AggregatePrior | None:
     expected = {"weights", "means", "scale_tril"}
     if set(t) != expected:
         raise PriorError(f"{d / PRIOR_WEIGHTS}: expected tensors {sorted(expected)}, found {sorted(t)}")
-    prior = AggregatePrior(t["weights"], t["means"], t["scale_tril"], meta)
+    try:
+        prior = AggregatePrior(t["weights"], t["means"], t["scale_tril"], meta)
+    except PriorError as e:
+        raise PriorError(f"{d / PRIOR_WEIGHTS}: {e}") from None
+    for field, value in (("components", prior.components), ("latent_dim", prior.latent_dim)):
+        if field in meta and (type(meta[field]) is not int or meta[field] != value):  # a JSON number: int, not bool
+            raise PriorError(f"{d / PRIOR_JSON}: {field} is {meta[field]!r}, but {PRIOR_WEIGHTS} holds {value}")
     if prior.latent_dim != latent_dim:
         raise PriorError(f"{d}: the prior is over {prior.latent_dim} dims, the model's z has {latent_dim}")
     return prior

@@ -13,6 +13,7 @@ from seqvae import checkpoint
 from seqvae.api import InputError, SeqVAE
 from seqvae.cli import main
 from seqvae.config import ModelConfig
+from seqvae.data import SentenceDataset
 from seqvae.model import SentenceVAE
 from seqvae.prior import PRIOR_JSON, PRIOR_WEIGHTS, AggregatePrior, PriorError, load_prior
 from seqvae.tokenizer import load_tokenizer
@@ -115,7 +116,13 @@ def test_fit_prior_command(tiny_data_dir, tmp_path, capsys, one_line):
     assert "3 components fitted on 100 training codes" in capsys.readouterr().out
     assert load_prior(ckpt, latent_dim=3).components == 3
     assert main(["sample", str(ckpt), "-n", "2", "--seed", "0", "--prior", "aggregate", "--device", "cpu"]) == 0
-    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--components", "0"], "must be >= 1")
+    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--components", "0"], "--components must be >= 1, got 0")
+    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--sentences", "0"], "--sentences must be >= 1, got 0")
+    n_train = len(SentenceDataset.from_dir(tiny_data_dir, "train"))  # an explicit count the split lacks: refused ...
+    one_line(["fit-prior", ckpt, "--data", tiny_data_dir, "--sentences", n_train + 1],
+             f"--sentences {n_train + 1}: the train split of {tiny_data_dir} has {n_train} sentences")
+    assert main(["fit-prior", str(ckpt), "--data", str(tiny_data_dir), "--components", "2", "--device", "cpu"]) == 0
+    assert f"fitted on {n_train} training codes" in capsys.readouterr().out  # ... the default: the whole split
     one_line(["fit-prior", ckpt, "--data", tmp_path / "nowhere"], "no prepared data dir")
     lm = checkpoint.save(tmp_path / "lm", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12,
                                                                   latent=False)), tok)
@@ -205,12 +212,7 @@ def test_a_prior_file_whose_factors_are_not_cholesky_factors_is_refused(tmp_path
             tril[1, 0, 2] = 0.5
         else:
             means = means[0]
-        prior.save(tmp_path)
-        save_file({"weights": prior.weights, "means": means.contiguous(), "scale_tril": tril.contiguous()},
-                  str(tmp_path / PRIOR_WEIGHTS))
-        meta = json.loads((tmp_path / PRIOR_JSON).read_text())
-        meta["sha256"] = hashlib.sha256((tmp_path / PRIOR_WEIGHTS).read_bytes()).hexdigest()
-        (tmp_path / PRIOR_JSON).write_text(json.dumps(meta))
+        _forge(tmp_path, {"means": means, "scale_tril": tril})
         with pytest.raises(PriorError, match=message):
             load_prior(tmp_path, latent_dim=3)
 
@@ -287,3 +289,119 @@ def test_a_refit_on_a_full_disk_keeps_the_old_prior(tmp_path, monkeypatch):
     monkeypatch.undo()
     back = load_prior(tmp_path, latent_dim=3)
     assert torch.equal(back.means, old.means) and sorted(tmp_path.iterdir()) == before
+
+
+def _forge(directory, tensors, **fields):
+    """Write a prior into `directory` whose tensors (and JSON fields) are edited by hand, its sha256 kept right."""
+    prior = AggregatePrior.fit(clusters(), components=2, seed=0)
+    prior.save(directory)
+    parts = {"weights": prior.weights, "means": prior.means, "scale_tril": prior.scale_tril, **tensors}
+    save_file({k: v.contiguous() for k, v in parts.items()}, str(directory / PRIOR_WEIGHTS))
+    meta = {**json.loads((directory / PRIOR_JSON).read_text()), **fields}
+    meta["sha256"] = hashlib.sha256((directory / PRIOR_WEIGHTS).read_bytes()).hexdigest()
+    (directory / PRIOR_JSON).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"weights": torch.tensor([1.5, -0.5])}, "weights must be >= 0"),
+    ({"weights": torch.tensor([float("nan"), 0.5])}, "not all finite"),
+    ({"weights": torch.tensor([0.5, 0.6])}, "sum to 1"),
+    ({"weights": torch.tensor([1.0])}, "parts disagree"),
+    ({"scale_tril": -torch.eye(3).expand(2, 3, 3)}, "Cholesky"),
+])
+def test_a_prior_file_refused_for_its_numbers_is_named(tmp_path, edit, message):
+    """The mixture's own checks (weights, shapes, factors) said what was wrong but not where: the one line of
+    `seqvae sample` named no file."""
+    _forge(tmp_path, edit)
+    with pytest.raises(PriorError, match=message) as e:
+        load_prior(tmp_path, latent_dim=3)
+    assert str(e.value).startswith(f"{tmp_path / PRIOR_WEIGHTS}: ") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("fields", [{"components": 5}, {"latent_dim": 7}, {"components": "2"}, {"latent_dim": True}])
+def test_a_prior_json_whose_counts_disagree_with_its_tensors_is_refused(tmp_path, fields):
+    """prior.json's components and latent_dim are what the tensors hold: a JSON saying 5 components over a file of
+    2 loaded, and the checkpoint then described a prior it did not have."""
+    _forge(tmp_path, {}, **fields)
+    (field, value), = fields.items()
+    with pytest.raises(PriorError, match=f"{field} is {value!r}, but {PRIOR_WEIGHTS} holds") as e:
+        load_prior(tmp_path, latent_dim=3)
+    assert str(e.value).startswith(str(tmp_path / PRIOR_JSON))
+
+
+def test_a_prior_made_from_its_parts_saves_its_counts(tmp_path):
+    prior = AggregatePrior(torch.tensor([0.5, 0.5]), torch.zeros(2, 3), torch.eye(3).expand(2, 3, 3))
+    prior.save(tmp_path)
+    meta = json.loads((tmp_path / PRIOR_JSON).read_text())
+    assert (meta["components"], meta["latent_dim"]) == (2, 3) and load_prior(tmp_path, latent_dim=3).components == 2
+
+
+def test_the_fit_records_its_settings_and_they_reproduce_it():
+    """prior.json said the seed and whether EM converged, not how it was fitted (covariance type, the floor added
+    to the covariances, EM starts, the step limit and the steps taken): scikit-learn given those fields fits the
+    same mixture."""
+    from sklearn.mixture import GaussianMixture
+
+    x = clusters(seed=3)
+    prior = AggregatePrior.fit(x, components=3, seed=4, max_iter=50)
+    m = prior.meta
+    gm = GaussianMixture(m["components"], covariance_type=m["covariance_type"], reg_covar=m["reg_covar"],
+                         n_init=m["n_init"], init_params=m["init"], max_iter=m["max_iter"],
+                         random_state=m["seed"]).fit(x.double().numpy())
+    assert torch.equal(prior.means, torch.from_numpy(gm.means_).float()) and m["iterations"] == gm.n_iter_
+    assert torch.allclose(prior.scale_tril @ prior.scale_tril.mT, torch.from_numpy(gm.covariances_).float(), atol=1e-6)
+
+
+def test_a_fit_that_does_not_converge_says_so_in_its_record_not_in_a_warning(recwarn):
+    g = torch.Generator().manual_seed(0)
+    prior = AggregatePrior.fit(torch.randn(400, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1]), components=8,
+                               seed=0, max_iter=1)
+    assert prior.meta["converged"] is False and prior.meta["iterations"] == 1
+    assert not [w for w in recwarn if "converge" in str(w.message)]
+
+
+@pytest.mark.parametrize("codes, kw, message", [
+    (torch.zeros(50, 0), {}, r"a matrix \(N, Z\) with Z >= 1"),
+    (torch.zeros(50), {}, r"a matrix \(N, Z\) with Z >= 1"),
+    (torch.zeros(50, 3), {"max_iter": 0}, "max_iter must be >= 1"),
+])
+def test_fit_refuses_codes_without_a_dimension_and_no_steps(codes, kw, message):
+    """Codes of Z = 0 were scikit-learn's ValueError ('Found array with 0 feature(s)'), not a PriorError."""
+    with pytest.raises(PriorError, match=message):
+        AggregatePrior.fit(codes, components=2, **kw)
+
+
+def test_a_one_dimensional_latent_fits_and_samples():
+    codes = clusters()[:, :1]
+    prior = AggregatePrior.fit(codes, components=2, seed=0)
+    z = prior.sample(5000, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (5000, 1) and torch.isfinite(prior.log_prob(z)).all()
+    assert float(z.mean()) == pytest.approx(float(codes.mean()), abs=0.2)
+
+
+def test_fit_prior_replaces_a_broken_prior(tiny_data_dir, tmp_path, capsys):
+    """A prior whose files disagree says 'fit the prior again', but `seqvae fit-prior` loaded the checkpoint with its
+    prior first and stopped at that same error: no command could repair it."""
+    tok = load_tokenizer(tiny_data_dir)
+    torch.manual_seed(0)
+    ckpt = checkpoint.save(tmp_path / "ckpt", SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8,
+                                                                      hidden_dim=12, latent_dim=3)), tok)
+    fit = ["fit-prior", str(ckpt), "--data", str(tiny_data_dir), "--sentences", "60", "--device", "cpu"]
+    assert main(fit + ["--components", "2"]) == 0
+    meta = json.loads((ckpt / PRIOR_JSON).read_text())
+    (ckpt / PRIOR_JSON).write_text(json.dumps({**meta, "sha256": "0" * 64}))
+    with pytest.raises(checkpoint.CheckpointError, match="fit the prior again"):
+        SeqVAE.from_pretrained(ckpt, device="cpu")
+    capsys.readouterr()
+    assert main(fit + ["--components", "3"]) == 0, capsys.readouterr().err
+    assert SeqVAE.from_pretrained(ckpt, device="cpu").prior.components == 3
+
+
+def test_fit_prior_counts_the_sentences_before_encoding_them(tiny_vae_ckpt, trained_tiny_vae, monkeypatch):
+    """Too few sentences for the components were refused after every one of them was encoded (minutes for
+    `seqvae fit-prior` on 20,000 sentences with --components 20000)."""
+    vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
+    texts = trained_tiny_vae[2]
+    monkeypatch.setattr(vae, "encode_ids", lambda *a, **k: pytest.fail("encoded before counting"))
+    with pytest.raises(InputError, match=f"needs at least {2 * len(texts) + 2} codes, got {len(texts)}"):
+        vae.fit_prior(texts, components=len(texts) + 1)
