@@ -218,6 +218,9 @@ class TrainingText:
     """Word counts and sentence hashes of a data dir's train split (cached in the data dir)."""
 
     def __init__(self, counts: dict[str, int], hashes: np.ndarray):
+        hashes = np.asarray(hashes, dtype=np.uint64)
+        if not (hashes[1:] > hashes[:-1]).all():  # copy_rate looks them up in order (a data dir's cache is)
+            hashes = np.unique(hashes)
         self.counts, self.hashes = counts, hashes
 
     @staticmethod
@@ -252,7 +255,13 @@ class TrainingText:
         return float(np.mean([self.counts.get(w, 0) < INVENTED_BELOW for w in ws])) if ws else 0.0
 
     def copy_rate(self, texts: Sequence[str]) -> float:
-        return float(np.isin(self._hash(texts), self.hashes).mean()) if texts else 0.0
+        """The share of texts that are a training sentence (by hash), looked up by bisection in the sorted hashes
+        (np.isin sorted all the training hashes again on every call: 0.7 s for IMDB's 843,002, 12 calls a report)."""
+        if not texts or not len(self.hashes):
+            return 0.0
+        h = self._hash(texts)
+        at = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)  # where each would stand
+        return float((self.hashes[at] == h).mean())
 
     def known_words(self, min_count: int = MIN_COUNT) -> KnownWords:
         """The words used at least `min_count` times: the list a checkpoint's decoding keeps to."""

@@ -129,6 +129,21 @@ def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
     assert counts.invented_rate(["rare common", "common unseen"]) == 0.5  # seen fewer than INVENTED_BELOW times
 
 
+def test_copy_rate_counts_the_texts_that_are_training_sentences_whatever_the_hashes_order():
+    """copy_rate bisects the sorted training hashes: texts whose hash is below, above or between all of them,
+    repeated texts, and hashes given unsorted and repeated count as a plain set lookup says."""
+    train_texts = [f"sentence number {i}" for i in range(50)]
+    hashes = quality.TrainingText._hash(train_texts)
+    shuffled = np.concatenate([hashes[::-1], hashes[:7]])  # unsorted, with repeats
+    train = quality.TrainingText({}, shuffled)
+    texts = train_texts[::3] + [f"unseen {i}" for i in range(40)] + train_texts[:2] * 3
+    known = set(hashes.tolist())
+    expected = sum(h in known for h in quality.TrainingText._hash(texts).tolist()) / len(texts)
+    assert train.copy_rate(texts) == expected and 0 < expected < 1
+    assert quality.TrainingText({}, np.zeros(0, dtype=np.uint64)).copy_rate(texts) == 0.0
+    assert train.copy_rate([]) == 0.0
+
+
 def _vae_on(data_dir, path):
     tok = load_tokenizer(data_dir)
     torch.manual_seed(0)
