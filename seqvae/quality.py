@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 import sacrebleu
 import torch
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
 from . import atomic
 from .api import InputError, SeqVAE, interpolate_codes
@@ -134,7 +135,41 @@ def self_bleu(texts: Sequence[str], most: int = 200) -> float:
     texts = list(texts)[:most]
     if len(texts) < 2:
         return 0.0
-    return float(np.mean([sacrebleu.sentence_bleu(t, texts[:i] + texts[i + 1 :]).score for i, t in enumerate(texts)]))
+    return float(np.mean(leave_one_out_bleu(texts)))
+
+
+def leave_one_out_bleu(texts: Sequence[str]) -> list[float]:
+    """sacrebleu.sentence_bleu(texts[i], every other text).score for each i (at least two texts), the same
+    numbers from each text tokenized and counted once: sentence_bleu itself tokenizes its N - 1 references on
+    every call (N^2 tokenizations). A reference set's count of an n-gram is its largest count in one of them,
+    so each n-gram keeps its two largest counts and the text with the largest; its reference length, the
+    closest to the hypothesis' (the shorter on a tie), as sacrebleu picks it."""
+    bleu = sacrebleu.BLEU(tokenize=sacrebleu.BLEU.TOKENIZER_DEFAULT, effective_order=True)  # sentence_bleu's
+    order = bleu.max_ngram_order
+    counted = [extract_all_word_ngrams(bleu.tokenizer(t.rstrip()), 1, order) for t in texts]  # (Counter, length)
+    top: dict[tuple[str, ...], list[int]] = {}  # n-gram -> [largest count, its text, second largest count]
+    for i, (grams, _) in enumerate(counted):
+        for gram, c in grams.items():
+            t = top.get(gram)
+            if t is None:
+                top[gram] = [c, i, 0]
+            elif c > t[0]:
+                top[gram] = [c, i, t[0]]
+            elif c > t[2]:
+                t[2] = c
+    lengths = [n for _, n in counted]
+    scores = []
+    for i, (grams, n) in enumerate(counted):
+        correct, total = [0] * order, [0] * order
+        for gram, c in grams.items():
+            best, where, second = top[gram]
+            total[len(gram) - 1] += c
+            correct[len(gram) - 1] += min(c, second if where == i else best)
+        ref_len = min((abs(n - m), m) for j, m in enumerate(lengths) if j != i)[1]
+        scores.append(bleu.compute_bleu(correct, total, n, ref_len, smooth_method=bleu.smooth_method,
+                                        smooth_value=bleu.smooth_value, effective_order=bleu.effective_order,
+                                        max_ngram_order=order).score)
+    return scores
 
 
 # ---------------------------------------------------------------------------- the judge

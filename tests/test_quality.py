@@ -129,6 +129,23 @@ def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
     assert counts.invented_rate(["rare common", "common unseen"]) == 0.5  # seen fewer than INVENTED_BELOW times
 
 
+def test_leave_one_out_bleu_is_sacrebleus_sentence_bleu_against_the_others():
+    """self_bleu counts each text's n-grams once instead of sacrebleu tokenizing the N - 1 references per text:
+    the same scores, exactly, with repeated texts and n-grams (an n-gram's largest count in the text left out),
+    empty texts, reference lengths tied around the hypothesis', punctuation and case."""
+    import random
+
+    import sacrebleu
+
+    rng = random.Random(0)
+    vocab = ["the", "movie", "The", "was", "great", ".", "!", "it's", "a", "plot,", "(good)", "bad"]
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) for _ in range(60)]
+    texts += ["a a a a b", "a a a a b", "a a b", "", "the movie was great .", "the movie was great ."]
+    for group in (texts, texts[:2], ["x y", "x y z w", "x"], ["", ""]):
+        expected = [sacrebleu.sentence_bleu(t, group[:i] + group[i + 1:]).score for i, t in enumerate(group)]
+        assert quality.leave_one_out_bleu(group) == expected
+
+
 def test_copy_rate_counts_the_texts_that_are_training_sentences_whatever_the_hashes_order():
     """copy_rate bisects the sorted training hashes: texts whose hash is below, above or between all of them,
     repeated texts, and hashes given unsorted and repeated count as a plain set lookup says."""
