@@ -59,6 +59,7 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
 INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
 LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+JUDGED_LISTS = 64  # lists of texts whose judge scores are kept for a second call (then forgotten all at once)
 MARKDOWN_SHA = "markdown_sha256"  # report.json's field naming the report.md written with it (`seqvae report --out`)
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 
@@ -180,14 +181,26 @@ class Judge:
         if lm.latent:
             raise ReportError(f"{name}: the judge must be a language model checkpoint (trained with --lm)")
         self.lm, self.name = lm, name
+        self._scored: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}  # nll's answers (see nll)
         tok = lm.tokenizer
         self._pieces = [p for p in (tok.id_to_piece(i).lstrip("\u2581") for i in range(4, len(tok)))
                         if p.isalpha() and len(p) >= 2]
 
     def nll(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(NLL in nats, tokens incl. EOS) per text; an empty text (a decode that ended at once) scores as
-        EOS alone: -log p(EOS | BOS), one token."""
+        EOS alone: -log p(EOS | BOS), one token. The same texts again (the report scores its held-out sentences
+        for the checks, the ratios' denominator and the latent section) are answered from the first call: the
+        LM's score of a list is the same every time."""
         texts = list(texts)
+        key = tuple(texts)
+        if key not in self._scored:
+            if len(self._scored) >= JUDGED_LISTS:
+                self._scored.clear()
+            self._scored[key] = self._nll(texts)
+        nll, tok = self._scored[key]
+        return nll.copy(), tok.copy()
+
+    def _nll(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         nll, tok = np.full(len(texts), np.nan), np.ones(len(texts))
         full = [i for i, t in enumerate(texts) if t.strip()]
         if full:

@@ -107,6 +107,25 @@ def test_the_judge_scores_an_empty_text_as_eos_alone(tiny_lm_ckpt):
     assert nll[1] == pytest.approx(float(lm.score(["the movie was great ."])[0]))
 
 
+def test_the_judge_scores_a_list_of_texts_once(tiny_lm_ckpt, monkeypatch):
+    """The report asks the judge for its held-out sentences' scores up to three times: the LM scores them once,
+    and every answer is the first's (a caller changing its copy changes no later answer)."""
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    judge, calls, score = quality.Judge(lm, "tiny-lm"), [], lm.score
+    monkeypatch.setattr(lm, "score", lambda texts, **kw: calls.append(list(texts)) or score(texts, **kw))
+    texts = ["the movie was great .", "", "the plot was slow ."]
+    nll, tok = judge.nll(texts)
+    expected = (nll.copy(), tok.copy())
+    nll[:], tok[:] = 0, 0
+    for _ in range(2):
+        again = judge.nll(list(texts))
+        assert np.array_equal(again[0], expected[0]) and np.array_equal(again[1], expected[1])
+    assert judge.ppl(texts) == math.exp(expected[0].sum() / expected[1].sum())
+    assert len(calls) == 1
+    judge.nll(texts[:2])
+    assert calls[1] == [texts[0]]  # other texts are scored
+
+
 def test_judge_must_be_a_language_model(tiny_vae_ckpt):
     with pytest.raises(quality.ReportError, match="language model"):
         quality.Judge(SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu"), "vae")
