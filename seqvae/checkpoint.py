@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
 from . import atomic, faultpoint
 from .config import ConfigError, ModelConfig, load_json, TrainConfig
@@ -270,6 +271,17 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Se
         raise CheckpointError(f"{path}: {e}") from None
 
 
+class _ShapesOnly(TorchFunctionMode):
+    """Inside it, torch.nn.init's functions leave their tensor as it is. For a model built on the meta device only
+    to see its parameters' shapes: a random init there goes through a Python reference of normal_ whose first
+    call imports torch._dynamo, several seconds of every `from_pretrained` for nothing."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]  # every init function takes the tensor first
+        return func(*args, **(kwargs or {}))
+
+
 def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, Tokenizer, dict[str, Any]]:
     cfg = read_config(d)
     try:
@@ -282,9 +294,9 @@ def _load_dir(d: Path, map_location: str | torch.device) -> tuple[SentenceVAE, T
         state = load_file(str(d / WEIGHTS_FILE))
     except Exception as e:  # safetensors raises its own error type, versions differ in its name
         raise CheckpointError(f"{d / WEIGHTS_FILE}: unreadable weights ({str(e).splitlines()[0]})") from None
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the shapes config.json implies, with no memory:
-        expected = SentenceVAE(model_cfg).state_dict()  # hidden_dim 10**6 there is the line below, not a failed
-                                                        # allocation deep in torch (or a 30 GB one) before it
+    with torch.random.fork_rng(devices=[]), torch.device("meta"), _ShapesOnly():  # the shapes config.json implies,
+        expected = SentenceVAE(model_cfg).state_dict()  # with no memory: hidden_dim 10**6 there is the line below,
+                                                        # not a failed allocation deep in torch (or a 30 GB one) before it
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:

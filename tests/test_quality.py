@@ -107,6 +107,25 @@ def test_the_judge_scores_an_empty_text_as_eos_alone(tiny_lm_ckpt):
     assert nll[1] == pytest.approx(float(lm.score(["the movie was great ."])[0]))
 
 
+def test_the_judge_scores_a_list_of_texts_once(tiny_lm_ckpt, monkeypatch):
+    """The report asks the judge for its held-out sentences' scores up to three times: the LM scores them once,
+    and every answer is the first's (a caller changing its copy changes no later answer)."""
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    judge, calls, score = quality.Judge(lm, "tiny-lm"), [], lm.score
+    monkeypatch.setattr(lm, "score", lambda texts, **kw: calls.append(list(texts)) or score(texts, **kw))
+    texts = ["the movie was great .", "", "the plot was slow ."]
+    nll, tok = judge.nll(texts)
+    expected = (nll.copy(), tok.copy())
+    nll[:], tok[:] = 0, 0
+    for _ in range(2):
+        again = judge.nll(list(texts))
+        assert np.array_equal(again[0], expected[0]) and np.array_equal(again[1], expected[1])
+    assert judge.ppl(texts) == math.exp(expected[0].sum() / expected[1].sum())
+    assert len(calls) == 1
+    judge.nll(texts[:2])
+    assert calls[1] == [texts[0]]  # other texts are scored
+
+
 def test_judge_must_be_a_language_model(tiny_vae_ckpt):
     with pytest.raises(quality.ReportError, match="language model"):
         quality.Judge(SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu"), "vae")
@@ -127,6 +146,38 @@ def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
     few = quality.INVENTED_BELOW
     counts = quality.TrainingText({"rare": few - 1, "common": few}, np.zeros(0, dtype=np.int64))
     assert counts.invented_rate(["rare common", "common unseen"]) == 0.5  # seen fewer than INVENTED_BELOW times
+
+
+def test_leave_one_out_bleu_is_sacrebleus_sentence_bleu_against_the_others():
+    """self_bleu counts each text's n-grams once instead of sacrebleu tokenizing the N - 1 references per text:
+    the same scores, exactly, with repeated texts and n-grams (an n-gram's largest count in the text left out),
+    empty texts, reference lengths tied around the hypothesis', punctuation and case."""
+    import random
+
+    import sacrebleu
+
+    rng = random.Random(0)
+    vocab = ["the", "movie", "The", "was", "great", ".", "!", "it's", "a", "plot,", "(good)", "bad"]
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) for _ in range(60)]
+    texts += ["a a a a b", "a a a a b", "a a b", "", "the movie was great .", "the movie was great ."]
+    for group in (texts, texts[:2], ["x y", "x y z w", "x"], ["", ""]):
+        expected = [sacrebleu.sentence_bleu(t, group[:i] + group[i + 1:]).score for i, t in enumerate(group)]
+        assert quality.leave_one_out_bleu(group) == expected
+
+
+def test_copy_rate_counts_the_texts_that_are_training_sentences_whatever_the_hashes_order():
+    """copy_rate bisects the sorted training hashes: texts whose hash is below, above or between all of them,
+    repeated texts, and hashes given unsorted and repeated count as a plain set lookup says."""
+    train_texts = [f"sentence number {i}" for i in range(50)]
+    hashes = quality.TrainingText._hash(train_texts)
+    shuffled = np.concatenate([hashes[::-1], hashes[:7]])  # unsorted, with repeats
+    train = quality.TrainingText({}, shuffled)
+    texts = train_texts[::3] + [f"unseen {i}" for i in range(40)] + train_texts[:2] * 3
+    known = set(hashes.tolist())
+    expected = sum(h in known for h in quality.TrainingText._hash(texts).tolist()) / len(texts)
+    assert train.copy_rate(texts) == expected and 0 < expected < 1
+    assert quality.TrainingText({}, np.zeros(0, dtype=np.uint64)).copy_rate(texts) == 0.0
+    assert train.copy_rate([]) == 0.0
 
 
 def _vae_on(data_dir, path):
