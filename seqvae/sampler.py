@@ -38,7 +38,7 @@ class RowNoise:
     def __init__(self, seed: int, first: int = 0, candidates: int = 1):
         self.seed, self.first, self.candidates = seed, first, candidates
         self.gens: list[torch.Generator] = []
-        self.table = torch.zeros(0, 0)  # (B, blocks * BLOCK) each row's numbers, float32 (whatever the default)
+        self.table = torch.zeros(0, 0, dtype=torch.float32)  # (B, blocks * BLOCK) each row's numbers
         self.used = torch.zeros(0, dtype=torch.long)  # (B,) numbers each row has read
 
     def start(self, n: int, device: torch.device | str = "cpu") -> None:
@@ -50,9 +50,10 @@ class RowNoise:
         self._extend()
 
     def _extend(self) -> None:
-        block = [torch.rand(self.BLOCK, generator=g, dtype=torch.float32) for g in self.gens]  # each row's next block, in its order
-        self.table = torch.cat([self.table, torch.stack(block).to(self.table.device) if block else
-                                torch.zeros(0, self.BLOCK, device=self.table.device, dtype=torch.float32)], dim=1)
+        block = torch.empty(len(self.gens), self.BLOCK, dtype=torch.float32)  # (B, BLOCK) each row's next numbers
+        for g, row in zip(self.gens, block):
+            row.uniform_(generator=g)
+        self.table = torch.cat([self.table, block.to(self.table.device)], dim=1)
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         """The next number of each of `rows` (distinct row indices, (r,)): (r,)."""
