@@ -346,7 +346,7 @@ class SeqVAE:
     def decode(self, z: torch.Tensor, **opts) -> list[str]:
         """One sentence per row of z (B, Z). Options: strategy, max_len, temperature, top_k, top_p,
         num_beams, length_penalty, seed (or generator), see seqvae.generation.generate (strategy="top-p"
-        without top_p means top_p=0.9, generation.SAMPLE_TOP_P, as for sample); and words:
+        without top_p means top_p=0.9, config.SAMPLE_TOP_P, as for sample); and words:
         "known" holds decoding to the checkpoint's word list, "any" does not (default: known if it has one)."""
         return self.detokenize(self.decode_ids(z, **opts))
 
@@ -408,7 +408,7 @@ class SeqVAE:
         """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when
         the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences, and
         sentence i depends on the seed and i alone: the first k of sample(n, seed=s) are sample(k, seed=s).
-        Decoding options as generation.generate; by default top-p sampling at p = 0.9 (generation.SAMPLE_TOP_P),
+        Decoding options as generation.generate; by default top-p sampling at p = 0.9 (config.SAMPLE_TOP_P),
         e.g. strategy="sample" for plain sampling, candidates=4 for the best of 4 draws per code."""
         return self.detokenize(self.sample_ids(n, **opts))
 

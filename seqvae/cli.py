@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, ModelConfig, RunConfig, load_json,
-                     preset, refuse_empty_values, resolve_device, seed_arg)
+from .config import (MAX_IW_SAMPLES, MAX_REFINE_STEPS, MAX_SAMPLES, ConfigError, DataConfig, ModelConfig, RunConfig,
+                     load_json, preset, refuse_empty_values, resolve_device, seed_arg)
 from .display import format_mi, one_line
 from .textcli import (DEVICE_HELP, add_decode, add_encode, add_interpolate, add_reconstruct, add_sample, add_score,
                       check_size)
@@ -86,17 +86,60 @@ _TRAIN_FLAG_HELP = {  # each flag sets the config field above (seqvae/config.py 
 
 # ---------------------------------------------------------------------------- prepare
 def _add_prepare(sub) -> None:
-    from .prepare import add_prepare_args
-
+    """The prepare flags: one per DataConfig field."""
     p = sub.add_parser("prepare", help="read a corpus, split sentences, train the tokenizer, write arrays")
-    add_prepare_args(p)
+    d = DataConfig()
+    add = p.add_argument
+    add("--dataset", choices=["imdb", "ptb", "text"], default=d.dataset,
+        help=f"corpus (default {d.dataset}); text: your own files, --train and optionally --valid, --test")
+    add("--train", default=d.train_file, metavar="FILE",
+        help="text: UTF-8 file, one sentence per line (or one document per line with --unit document)")
+    add("--valid", default=d.valid_file, metavar="FILE",
+        help="text: validation file like --train (default: --valid-reviews train lines held out)")
+    add("--test", default=d.test_file, metavar="FILE",
+        help="text: test file like --train (default: --valid-reviews train lines held out)")
+    add("--unit", choices=["line", "document"], default=d.text_unit,
+        help="text: a line is one sentence (default), or a document that seqvae splits into sentences")
+    add("--out", help="prepared data dir to create or replace (default data/<dataset>)")
+    add("--data-root", default=d.data_root,
+        help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, read through `datasets`; a relative path from the "
+             f"current dir, else from the seqvae repo (default {d.data_root})")
+    add("--source", choices=["local", "hub"], default=d.source,
+        help=f"local: files under --data-root; hub: the Hugging Face hub's imdb or ptb_text_only (needs network; "
+             f"offline, one line within seconds; default {d.source})")
+    add("--tokenizer", choices=["auto", "sentencepiece", "word"], default=d.tokenizer,
+        help=f"auto: word for PTB, sentencepiece for IMDB and text (default {d.tokenizer})")
+    add("--vocab-size", type=int, default=d.vocab_size,
+        help=f"vocabulary incl. 4 special ids (default {d.vocab_size}; PTB's word vocabulary is kept whole)")
+    add("--sp-model-type", choices=["unigram", "bpe"], default=d.sp_model_type,
+        help=f"sentencepiece model type (default {d.sp_model_type})")
+    add("--min-tokens", type=int, default=d.min_tokens,
+        help=f"drop shorter sentences (IMDB, text; default {d.min_tokens})")
+    add("--max-tokens", type=int, default=d.max_tokens,
+        help=f"drop longer sentences (IMDB, text; default {d.max_tokens})")
+    add("--valid-reviews", type=int, default=d.valid_reviews,
+        help=f"IMDB train reviews held out for validation; text: train lines held out for each of valid and "
+             f"test without a file, at most a tenth of them (default {d.valid_reviews})")
+    add("--max-sentences", type=int, default=d.max_sentences,
+        help=f"cap on train sentences (default {d.max_sentences}; 0 = all)")
+    add("--no-dedup", action="store_true",
+        help="keep duplicate sentences, and valid/test sentences that train also has (IMDB, text)")
+    add("--seed", type=seed_arg, default=d.seed, help=f"shuffling and held-out selection (default {d.seed})")
+    add("--quiet", action="store_true", help="no progress bars or statistics table")
     p.set_defaults(func=_cmd_prepare)
 
 
 def _cmd_prepare(args) -> int:
-    from .prepare import run_prepare
+    """Run `prepare` from the parsed flags. Errors propagate (reporting_errors prints one line)."""
+    from .prepare import prepare
 
-    return run_prepare(args)
+    cfg = DataConfig(dataset=args.dataset, source=args.source, data_root=args.data_root, train_file=args.train,
+                     valid_file=args.valid, test_file=args.test, text_unit=args.unit, tokenizer=args.tokenizer,
+                     vocab_size=args.vocab_size, sp_model_type=args.sp_model_type, min_tokens=args.min_tokens,
+                     max_tokens=args.max_tokens, valid_reviews=args.valid_reviews,
+                     max_sentences=args.max_sentences, dedup=not args.no_dedup, seed=args.seed)
+    prepare(cfg, args.out or Path("data") / cfg.dataset, progress=not args.quiet)
+    return 0
 
 
 # ---------------------------------------------------------------------------- train
@@ -600,19 +643,23 @@ def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
         if stdout is not None:  # here, not at exit: a reader gone or a full disk is then ours to report
             sys.stdout.flush()
         return code
-    except user_errors() as e:
-        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
-        return 2
+    # user_errors() last: Python evaluates it only for an exception the clauses above it did not take, and its
+    # imports load torch (again, after a Ctrl-C that cut torch's first import short: a traceback, not one line)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:  # a command's own parser (`classify fit -h`, its usage errors): nothing to import for it
+        raise
     except StdoutError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         _drop_stdout()
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `seqvae sample ... | head`: the reader has what it wanted
         _drop_stdout()
         return 141  # what a shell reports for a command ended by SIGPIPE
+    except user_errors() as e:
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        return 2
     finally:
         sys.stdout = stdout
 

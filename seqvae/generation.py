@@ -28,21 +28,15 @@ from typing import Any, Callable
 import torch
 
 from .beam import beam
-from .config import MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SAMPLES, MAX_SEED, real, seed_value, whole
+from .config import (MAX_BEAMS, MAX_CANDIDATES, MAX_LEN, MAX_SAMPLES, MAX_SEED, SAMPLE_STRATEGY, SAMPLE_TOP_P,
+                     STRATEGIES, real, seed_value, whole)
 from .decodestep import DecodingError, as_codes, start, step, to_lists
 from .model import SentenceVAE
 from .sampler import RowNoise, draw, draw_nucleus, filter_logits
 from .wordlist import WordFilter
 
-STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
 MIN_TEMPERATURE = 1e-3  # logits / T stays finite in float32 above it
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
-# How prior samples are decoded when the caller does not say (SeqVAE.sample, `seqvae sample`): nucleus sampling
-# at p = 0.9. For the flagship its judge finds them 1.15x as perplexing as real sentences, against 1.76x for
-# plain sampling; greedy decoding reads 0.29x but repeats itself (distinct-2 0.45 against 0.74; the report,
-# docs/results.md). top-p without a p also means this p.
-SAMPLE_STRATEGY = "top-p"
-SAMPLE_TOP_P = 0.9
 
 
 def top_p_default(opts: dict) -> dict:

@@ -1,5 +1,5 @@
-"""A prepared data dir: building it from a raw corpus (`prepare`), reading it back (`read_meta`,
-`load_split`), and the `seqvae prepare` command line (`add_prepare_args`, `run_prepare`).
+"""A prepared data dir: building it from a raw corpus (`prepare`) and reading it back (`read_meta`,
+`load_split`).
 
     reviews (or a user's lines) ──review_to_sentences──► sentences (seqvae.sentences)
             ──tokenizer──► ids ──length filter, dedup──► {train,valid,test}.npz + meta.json
@@ -17,14 +17,13 @@ A prepared data dir holds:
     samples.txt                   the first train sentences, decoded, for eyeballing
 It is written to a temporary sibling dir and renamed into place only when complete.
 
-Command line (`seqvae prepare`, through `add_prepare_args`/`run_prepare`):
+Command line (`seqvae prepare`, its flags in seqvae.cli, one per DataConfig field):
     seqvae prepare --dataset imdb --out data/imdb
     seqvae prepare --dataset text --train my/train.txt --out data/mine    # your own sentences, one per line
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import shutil
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import atomic, faultpoint
-from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json, seed_arg
+from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json
 from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
 from .runlock import OutLock
@@ -452,58 +451,3 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     if any(len(arrays[k]) != n for k in ("review", "origin", "label")):
         raise DataError(f"{path}: review/origin/label must have one entry per sentence ({n})")
     return ids, offsets, arrays
-
-
-# ---------------------------------------------------------------------------- command line
-def add_prepare_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The prepare flags (one per DataConfig field); for `seqvae prepare`."""
-    d = DataConfig()
-    add = parser.add_argument
-    add("--dataset", choices=["imdb", "ptb", "text"], default=d.dataset,
-        help=f"corpus (default {d.dataset}); text: your own files, --train and optionally --valid, --test")
-    add("--train", default=d.train_file, metavar="FILE",
-        help="text: UTF-8 file, one sentence per line (or one document per line with --unit document)")
-    add("--valid", default=d.valid_file, metavar="FILE",
-        help="text: validation file like --train (default: --valid-reviews train lines held out)")
-    add("--test", default=d.test_file, metavar="FILE",
-        help="text: test file like --train (default: --valid-reviews train lines held out)")
-    add("--unit", choices=["line", "document"], default=d.text_unit,
-        help="text: a line is one sentence (default), or a document that seqvae splits into sentences")
-    add("--out", help="prepared data dir to create or replace (default data/<dataset>)")
-    add("--data-root", default=d.data_root,
-        help=f"folder with imdb/*.jsonl.gz and ptb/ptb.*.txt, read through `datasets`; a relative path from the "
-             f"current dir, else from the seqvae repo (default {d.data_root})")
-    add("--source", choices=["local", "hub"], default=d.source,
-        help=f"local: files under --data-root; hub: the Hugging Face hub's imdb or ptb_text_only (needs network; "
-             f"offline, one line within seconds; default {d.source})")
-    add("--tokenizer", choices=["auto", "sentencepiece", "word"], default=d.tokenizer,
-        help=f"auto: word for PTB, sentencepiece for IMDB and text (default {d.tokenizer})")
-    add("--vocab-size", type=int, default=d.vocab_size,
-        help=f"vocabulary incl. 4 special ids (default {d.vocab_size}; PTB's word vocabulary is kept whole)")
-    add("--sp-model-type", choices=["unigram", "bpe"], default=d.sp_model_type,
-        help=f"sentencepiece model type (default {d.sp_model_type})")
-    add("--min-tokens", type=int, default=d.min_tokens,
-        help=f"drop shorter sentences (IMDB, text; default {d.min_tokens})")
-    add("--max-tokens", type=int, default=d.max_tokens,
-        help=f"drop longer sentences (IMDB, text; default {d.max_tokens})")
-    add("--valid-reviews", type=int, default=d.valid_reviews,
-        help=f"IMDB train reviews held out for validation; text: train lines held out for each of valid and "
-             f"test without a file, at most a tenth of them (default {d.valid_reviews})")
-    add("--max-sentences", type=int, default=d.max_sentences,
-        help=f"cap on train sentences (default {d.max_sentences}; 0 = all)")
-    add("--no-dedup", action="store_true",
-        help="keep duplicate sentences, and valid/test sentences that train also has (IMDB, text)")
-    add("--seed", type=seed_arg, default=d.seed, help=f"shuffling and held-out selection (default {d.seed})")
-    add("--quiet", action="store_true", help="no progress bars or statistics table")
-    return parser
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    """Run `prepare` from parsed `add_prepare_args` flags. Errors propagate (callers print one line)."""
-    cfg = DataConfig(dataset=args.dataset, source=args.source, data_root=args.data_root, train_file=args.train,
-                     valid_file=args.valid, test_file=args.test, text_unit=args.unit, tokenizer=args.tokenizer,
-                     vocab_size=args.vocab_size, sp_model_type=args.sp_model_type, min_tokens=args.min_tokens,
-                     max_tokens=args.max_tokens, valid_reviews=args.valid_reviews,
-                     max_sentences=args.max_sentences, dedup=not args.no_dedup, seed=args.seed)
-    prepare(cfg, args.out or Path("data") / cfg.dataset, progress=not args.quiet)
-    return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import (MAX_BEAMS, MAX_CANDIDATES, MAX_IW_SAMPLES, MAX_LEN, MAX_PATH_STEPS, MAX_REFINE_STEPS,
-                     MAX_SAMPLES, ConfigError, seed_arg, whole)
+                     MAX_SAMPLES, SAMPLE_STRATEGY, SAMPLE_TOP_P, STRATEGIES, ConfigError, seed_arg, whole)
 from .display import one_line
 
 
@@ -26,8 +26,6 @@ DEVICE_HELP = "cpu, cuda, cuda:1 (default: cuda if available)"  # every command'
 
 
 def _add_decoding_args(p, default_strategy: str, seeds: str = "seed of the sampling strategies") -> None:
-    from .generation import SAMPLE_TOP_P, STRATEGIES
-
     p.add_argument("checkpoint", help="checkpoint dir, or a run dir (its best/)")
     g = p.add_argument_group("decoding")
     g.add_argument("--strategy", default=default_strategy, choices=STRATEGIES, help=f"default: {default_strategy}")
@@ -75,8 +73,6 @@ def _shown_opts(vae, args) -> dict[str, Any]:
 
 
 def add_sample(sub) -> None:
-    from .generation import SAMPLE_STRATEGY
-
     p = sub.add_parser("sample", help="sentences from the prior: z from the aggregate prior or N(0, I), then decode")
     p.add_argument("-n", type=int, default=10, help="number of sentences (default 10)")
     p.add_argument("--prior", choices=["aggregate", "standard"], default=None,

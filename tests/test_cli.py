@@ -693,3 +693,61 @@ def test_every_option_with_a_default_names_it_in_its_help():
     missing = [f"seqvae {cmd} {opt} (default {default!r})" for cmd, opt, default, text in _options_with_a_default()
                if "default" not in text]
     assert not missing, missing
+
+
+HELP_EVERYWHERE = """
+import argparse, contextlib, io, sys
+from seqvae.cli import build_parser, main
+from seqvae.sentiment.cli import ACTIONS
+
+commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+argvs = [[c, "--help"] for c in commands] + [["classify", a, "--help"] for a in ACTIONS]
+argvs += [["sample"], ["classify", "fit"], ["train", "--no-such-flag"]]  # usage errors
+for argv in argvs:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            main(argv)
+        except SystemExit as e:
+            assert e.code == (0 if "--help" in argv else 2), (argv, e.code)
+        else:
+            raise AssertionError(argv)
+print(len(argvs), sorted(m for m in ("torch", "numpy", "sentencepiece") if m in sys.modules))
+"""
+
+
+def test_help_and_usage_errors_import_no_torch():
+    """`seqvae --help`, every `seqvae CMD --help` (classify's actions too) and usage errors load neither torch nor
+    numpy nor sentencepiece (over a second of imports before a line of help), in a fresh interpreter."""
+    p = subprocess.run([sys.executable, "-c", HELP_EVERYWHERE], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 0, p.stderr[-2000:]
+    count, loaded = p.stdout.split(" ", 1)
+    assert int(count) > 15 and loaded.strip() == "[]", p.stdout
+
+
+INTERRUPTED_IMPORT = """
+import sys
+
+class CtrlC:  # Ctrl-C inside torch's first import, half-way through it (torch.nn), as a console script meets it
+    fired = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch.nn" and not CtrlC.fired:
+            CtrlC.fired = True
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+from seqvae.cli import main  # what the `seqvae` console script runs before main()
+code = main(["sample", "no-such-checkpoint", "-n", "1"])
+assert CtrlC.fired
+sys.exit(code)
+"""
+
+
+def test_ctrl_c_during_the_first_torch_import_is_one_line():
+    """A Ctrl-C in the first second of a command (torch importing) is `seqvae: interrupted`, exit 130: not a
+    KeyboardInterrupt traceback from importing the package, nor one from reporting_errors importing torch again."""
+    p = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert (p.returncode, p.stderr) == (130, "seqvae: interrupted\n"), p.stderr[-2000:]

@@ -170,3 +170,30 @@ def test_version_is_the_package_version(capsys):
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out == f"seqvae {seqvae.__version__}\n"
     assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "seqvae.__version__"}
+
+
+LAZY_NAMES = """
+import sys
+import seqvae, seqvae.sentiment
+light = sorted(m for m in ("torch", "numpy") if m in sys.modules)
+from seqvae import Posterior, SentenceVAE, SeqVAE
+from seqvae.api import Posterior as P, SeqVAE as S
+from seqvae.model import SentenceVAE as M
+assert (SeqVAE, Posterior, SentenceVAE) == (S, P, M)
+for pkg in (seqvae, seqvae.sentiment):
+    assert all(getattr(pkg, name) is not None for name in pkg.__all__) and set(pkg.__all__) <= set(dir(pkg))
+    try:
+        pkg.no_such_name
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError(pkg)
+print(light)
+"""
+
+
+def test_the_public_names_load_on_first_use():
+    """`import seqvae` (and seqvae.sentiment) loads no torch or numpy; SeqVAE, Posterior, SentenceVAE and every
+    name of __all__ still resolve, from the modules that define them, in a fresh interpreter."""
+    proc = subprocess.run([sys.executable, "-c", LAZY_NAMES], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout, proc.stderr[-2000:])

@@ -18,7 +18,29 @@ The layer sits above the api: nothing in the core package imports it, except cli
 its commands (tests/test_layering.py).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .config import ClassifyError, HeadConfig
-from .heads import Head, LinearHead, SetHead, fit_head, load_head
+
+if TYPE_CHECKING:
+    from .heads import Head, LinearHead, SetHead, fit_head, load_head
 
 __all__ = ["ClassifyError", "Head", "HeadConfig", "LinearHead", "SetHead", "fit_head", "load_head"]
+
+
+def __getattr__(name: str) -> Any:
+    """The heads (numpy, torch) load when first asked for, so that `seqvae --help` registers cli.py's commands
+    without them (PEP 562)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import heads
+
+    value = getattr(heads, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -149,8 +149,6 @@ def _print_json(obj) -> None:
 
 # ---------------------------------------------------------------------------- actions
 def run_classify(args) -> int:
-    from ..checkpoint import resolve
-
     old = next((f for f in OLD_MODES if getattr(args, f[2:]) is not None), None)
     old = old or next((a for a in [args.action or "", *args.rest] if a in OLD_MODES), None)
     if old:
@@ -161,6 +159,8 @@ def run_classify(args) -> int:
     parser = action_parser(args.action)
     refuse_empty_values(parser)  # `--data-root ""`: a usage error, not the default root
     a = parser.parse_args(args.rest)  # --seed: seed_arg's range, argparse's usage error
+    from ..checkpoint import resolve  # torch: after the action's -h and usage errors, which need none
+
     ckpt = resolve(a.checkpoint)
     return {"fit": _fit, "predict": _predict, "evaluate": _evaluate, "calibrate": _calibrate,
             "curve": _curve}[args.action](a, ckpt)
