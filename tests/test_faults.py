@@ -1,6 +1,7 @@
 """Training under faults: SIGKILL at chosen points, non-finite steps, a second trainer, failing writes."""
 
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -375,12 +376,18 @@ def test_two_save_pretrained_into_one_dir_take_turns(tiny_vae_ckpt, tmp_path):
     second = None
     try:
         _wait_paused(first, marker)
+        fd = os.open(d.parent, os.O_RDONLY)  # the first holds the parent dir's lock while it swaps (however loaded
+        try:  # the machine, unlike the wait below)
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
         parked = sorted(os.listdir(d.parent))  # d parked as .ckpt.old, the first's new one in its temporary dir
         second = subprocess.Popen(cmd + ["2", str(d)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         assert second.stdout.readline() == "saving\n"
         try:  # a tiny save takes well under a second: unlocked, it would be done
-            second.wait(timeout=5)
+            second.wait(timeout=2)
         except subprocess.TimeoutExpired:
             pass
         assert second.poll() is None, f"the second save did not wait: {second.communicate()}"
