@@ -20,7 +20,7 @@ import time
 import torch
 
 from seqvae.api import SeqVAE
-from seqvae.cli import reporting_errors
+from seqvae.reporting import reporting_errors
 from seqvae.config import ConfigError, ModelConfig, preset, resolve_device
 from seqvae.model import SentenceVAE
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from seqvae import atomic
-from seqvae.cli import reporting_errors
+from seqvae.reporting import reporting_errors
 from seqvae.config import ConfigError, ModelConfig, RunConfig, TrainConfig
 from seqvae.data import collate, word_dropout
 from seqvae.losses import kl_weight

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from seqvae import atomic
-from seqvae.cli import describe_evaluation, format_table, reporting_errors
+from seqvae.cli import describe_evaluation, format_table
+from seqvae.reporting import reporting_errors
 from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.display import format_mi
 from seqvae.metrics import paired_difference

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from seqvae.cli import reporting_errors
+from seqvae.reporting import reporting_errors
 from seqvae.config import ConfigError, load_json
 from seqvae.metrics import paired_difference
 

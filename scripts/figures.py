@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from seqvae import SeqVAE, atomic
-from seqvae.cli import reporting_errors
+from seqvae.reporting import reporting_errors
 from seqvae.config import ConfigError
 
 A = "The acting was wonderful and the story moved me."  # as the reviews write (the flagship's training text)

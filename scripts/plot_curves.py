@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from seqvae import atomic
-from seqvae.cli import reporting_errors
+from seqvae.reporting import reporting_errors
 from seqvae.config import ConfigError
 
 FORMATS = ("png", "pdf", "svg")

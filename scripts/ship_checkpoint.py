@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from seqvae import SeqVAE, checkpoint, quality
-from seqvae.cli import format_table, reporting_errors
+from seqvae.cli import format_table
+from seqvae.reporting import reporting_errors
 from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.data import SentenceDataset
 from seqvae.metrics import evaluate

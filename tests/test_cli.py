@@ -449,7 +449,7 @@ def test_sentences_may_follow_options(tiny_vae_ckpt, capsys):
 
 def test_a_closed_pipe_ends_quietly():
     """`seqvae sample ... | head -1`: no BrokenPipeError traceback once the reader has gone."""
-    code = ("import sys; from seqvae.cli import reporting_errors\n"
+    code = ("import sys; from seqvae.reporting import reporting_errors\n"
             "def run():\n    for i in range(100000): print('line', i)\n"
             "sys.exit(reporting_errors('seqvae', run))")
     p = subprocess.run(f"{sys.executable} -c \"{code}\" | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
@@ -468,7 +468,7 @@ def _without_unbuffered() -> dict[str, str]:
 def test_a_reader_gone_before_the_last_flush_ends_quietly():
     """`seqvae score ... | head -1`: the output's tail, still buffered when the command returns, was written at
     exit, after the handler: "Exception ignored ... BrokenPipeError" on stderr and exit 120."""
-    code = ("import sys; from seqvae.cli import reporting_errors\n"
+    code = ("import sys; from seqvae.reporting import reporting_errors\n"
             "sys.exit(reporting_errors('seqvae', lambda: print('a line')))")
     p = subprocess.run(f"{sys.executable} -c \"{code}\" | (exec 0<&-; sleep 0); exit ${{PIPESTATUS[0]}}",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, env=_without_unbuffered())
@@ -479,7 +479,7 @@ def test_a_reader_gone_before_the_last_flush_ends_quietly():
 def test_stdout_on_a_full_disk_is_one_line(unbuffered):
     """`seqvae sample ... > /dev/full`: one line and exit 2, not an OSError traceback (or, buffered, Python's
     "Exception ignored" and exit 120)."""
-    code = ("import sys; from seqvae.cli import reporting_errors\n"
+    code = ("import sys; from seqvae.reporting import reporting_errors\n"
             "sys.exit(reporting_errors('seqvae', lambda: print('a line')))")
     env = {**_without_unbuffered(), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})}
     with open("/dev/full", "w") as full:
@@ -492,7 +492,7 @@ def test_an_ascii_terminal_gets_escapes_not_a_traceback():
     """LC_ALL=C or PYTHONIOENCODING=ascii: a decoded sentence with a non-ASCII letter is escaped."""
     import os
 
-    code = ("import sys; from seqvae.cli import reporting_errors\n"
+    code = ("import sys; from seqvae.reporting import reporting_errors\n"
             "sys.exit(reporting_errors('seqvae', lambda: print('caf\\u00e9')))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONIOENCODING": "ascii"})
