@@ -5,9 +5,10 @@ stay light (PEP 562)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .lazy import lazy_names
 
 if TYPE_CHECKING:
     from .api import Posterior, SeqVAE
@@ -18,18 +19,5 @@ __version__ = "0.1.0"
 __all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE", "SeqVAE", "Posterior", "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    """SentenceVAE, SeqVAE, Posterior: imported (with torch) when first asked for."""
-    if name == "SentenceVAE":
-        from . import model as module
-    elif name in ("SeqVAE", "Posterior"):
-        from . import api as module
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, globals(),
+                                  {"SentenceVAE": ".model", "SeqVAE": ".api", "Posterior": ".api"})

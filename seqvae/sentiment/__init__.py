@@ -20,8 +20,9 @@ its commands (tests/test_layering.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_names
 from .config import ClassifyError, HeadConfig
 
 if TYPE_CHECKING:
@@ -30,17 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["ClassifyError", "Head", "HeadConfig", "LinearHead", "SetHead", "fit_head", "load_head"]
 
 
-def __getattr__(name: str) -> Any:
-    """The heads (numpy, torch) load when first asked for, so that `seqvae --help` registers cli.py's commands
-    without them (PEP 562)."""
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import heads
-
-    value = getattr(heads, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# the heads (numpy, torch) load when first asked for: `seqvae --help` registers cli.py's commands without them
+__getattr__, __dir__ = lazy_names(__name__, globals(),
+                                  dict.fromkeys(["Head", "LinearHead", "SetHead", "fit_head", "load_head"], ".heads"))
