@@ -1,7 +1,8 @@
 """How a command ends (`seqvae` and the scripts): `reporting_errors(prog, run)` runs it and reports
 
     bad input (user_errors)           "PROG: error: ..." on stderr, exit 2
-    stdout that cannot be written     "PROG: error: cannot write the output (...)", exit 2 (/dev/full)
+    stdout that cannot be written     "PROG: error: cannot write the output (...)", exit 2 (/dev/full; a closed
+                                      stdout, `>&-`, at the first line the command writes there)
     Ctrl-C                            "PROG: interrupted", exit 130
     a reader gone (`| head -1`)       nothing, exit 141, as a command ended by SIGPIPE
 
@@ -64,6 +65,20 @@ class _CheckedStdout:
         return getattr(self._stream, name)
 
 
+class _ClosedStdout:
+    """sys.stdout of a command started with stdout closed (`>&-`), where Python leaves it None and print() would
+    drop the output without a word: a command that writes nothing there runs as usual, one that writes a line
+    stops with StdoutError."""
+
+    def write(self, text: str) -> int:
+        if text:
+            raise StdoutError("cannot write the output (stdout is closed)")
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
 def _drop_stdout() -> None:
     """Point stdout at /dev/null: what it still holds goes nowhere, and no second error comes when Python flushes
     it at exit ("Exception ignored ... BrokenPipeError", exit 120)."""
@@ -78,12 +93,11 @@ def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
         if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
             stream.reconfigure(errors="backslashreplace")
     stdout = sys.stdout
-    if stdout is not None:  # None: started with stdout closed (`>&-`), where print() writes nothing
-        sys.stdout = _CheckedStdout(stdout)
+    # None: started with stdout closed (`>&-`)
+    sys.stdout = _ClosedStdout() if stdout is None else _CheckedStdout(stdout)
     try:
         code = int(run() or 0)
-        if stdout is not None:  # here, not at exit: a reader gone or a full disk is then ours to report
-            sys.stdout.flush()
+        sys.stdout.flush()  # here, not at exit: a reader gone or a full disk is then ours to report
         return code
     # user_errors() last: Python evaluates it only for an exception the clauses above it did not take, and its
     # imports load torch (again, after a Ctrl-C that cut torch's first import short: a traceback, not one line)
@@ -94,7 +108,8 @@ def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
         raise
     except StdoutError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
-        _drop_stdout()
+        if stdout is not None:
+            _drop_stdout()
         return 2
     except BrokenPipeError:  # `seqvae sample ... | head`: the reader has what it wanted
         _drop_stdout()

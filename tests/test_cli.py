@@ -488,6 +488,21 @@ def test_stdout_on_a_full_disk_is_one_line(unbuffered):
     assert p.returncode == 2
 
 
+@pytest.mark.parametrize("writes", [True, False])
+def test_a_closed_stdout_is_one_line_when_the_command_writes_there(writes):
+    """`seqvae sample CKPT >&-`: Python starts with sys.stdout None and print() dropped the samples, exit 0. Now a
+    command that writes a line there stops with one line and exit 2; one that writes nothing there runs as before."""
+    code = ("import sys; from seqvae.reporting import reporting_errors\n"
+            f"sys.exit(reporting_errors('seqvae', lambda: print('a line') if {writes} else None))")
+    p = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "$0" >&-', code], stderr=subprocess.PIPE, text=True,
+                       env=_without_unbuffered())
+    if writes:
+        assert p.stderr == "seqvae: error: cannot write the output (stdout is closed)\n", p.stderr
+        assert p.returncode == 2
+    else:
+        assert p.stderr == "" and p.returncode == 0, (p.returncode, p.stderr)
+
+
 def test_an_ascii_terminal_gets_escapes_not_a_traceback():
     """LC_ALL=C or PYTHONIOENCODING=ascii: a decoded sentence with a non-ASCII letter is escaped."""
     import os
