@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quickstart: first what a trained sentence VAE does (the shipped flagship, checkpoints/imdb: samples,
-# reconstructions, an interpolation), then train a tiny one yourself in about 5 minutes on a CPU
+# reconstructions, an interpolation), then train a tiny one yourself in about 4 minutes on 2 CPU cores
 # (prepare IMDB's short sentences, train, evaluate, sample, reconstruct).
 #
 #     bash scripts/quickstart.sh                 # DATA_ROOT=../shared/data, OUT=runs/quickstart, DATA=data/imdb-short

@@ -57,7 +57,7 @@ MAX_REFINE_STEPS = 10_000  # refinement steps (refine, --refine and the like): e
 # The decoding strategies (seqvae.generation), named here so that the command line lists them without torch.
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
 # How prior samples are decoded when the caller does not say (SeqVAE.sample, `seqvae sample`): nucleus sampling
-# at p = 0.9. For the flagship its judge finds them 1.15x as perplexing as real sentences, against 1.76x for
+# at p = 0.9. For the flagship its judge finds them 1.16x as perplexing as real sentences, against 1.76x for
 # plain sampling; greedy decoding reads 0.29x but repeats itself (distinct-2 0.45 against 0.74; the report,
 # docs/results.md). top-p without a p also means this p.
 SAMPLE_STRATEGY = "top-p"
@@ -460,8 +460,9 @@ def load_json(path: str | Path, *, error: type[Exception] = ConfigError, expect_
 
 # Named presets: model/train overrides on top of the defaults.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # About two minutes on one CPU core: the quickstart (scripts/quickstart.sh) and smoke tests. Free bits,
-    # 0.5 nats per dim (8 over the 16), keep z in use: KL 7.2, MI 4.8, 16 active units on test sentences
+    # About two minutes on one CPU core as it stands (1,200 steps of 32); smoke tests use it, and the quickstart
+    # (scripts/quickstart.sh) trains it 4,000 steps of 64 on short sentences (about 4 minutes on 2 cores). Free
+    # bits, 0.5 nats per dim (8 over the 16), keep z in use: KL 7.2, MI 4.8, 16 active units on test sentences
     # (docs/results.md; the 300 steps it had without them collapsed to KL 0.06). Beta rises from 0 to 1
     # over the first ~600 steps (half at step 300).
     "tiny": {

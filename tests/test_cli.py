@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -766,3 +767,68 @@ def test_ctrl_c_during_the_first_torch_import_is_one_line():
     p = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT], capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[1])
     assert (p.returncode, p.stderr) == (130, "seqvae: interrupted\n"), p.stderr[-2000:]
+
+
+def _all_parsers():
+    """{name: parser} of every `seqvae` command (classify's actions as "classify ACTION")."""
+    from seqvae.cli import build_parser
+    from seqvae.sentiment.cli import ACTIONS, action_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {**commands, **{f"classify {a}": action_parser(a) for a in ACTIONS}}
+
+
+DOCS = [Path(__file__).resolve().parents[1] / name for name in ("docs/usage.md", "README.md")]
+OPTION = r"(?<![\w-])--?[a-z][\w-]*"
+
+
+def test_every_option_the_docs_name_exists():
+    """Each `seqvae CMD ...` the docs show takes only options CMD's parser has, each `python scripts/X.py ...` only
+    X's, and every other --option they name is some command's or script's (torchrun's and pip's aside)."""
+    repo = DOCS[0].parents[1]
+    opts = {name: {o for a in p._actions for o in a.option_strings} for name, p in _all_parsers().items()}
+    scripts = {f.name: set(re.findall(r'add_argument\(\s*(?:"-\w",\s*)?"(--?[\w-]+)"', f.read_text()))
+               for f in (repo / "scripts").glob("*.py")}
+    others = {"--version", "--nproc_per_node", "--index-url"}  # seqvae's own, torchrun's, pip's
+    known = set().union(*opts.values(), *scripts.values()) | others
+    wrong = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        commands = re.findall(r"`(seqvae [^`]+)`", text) + [
+            line.split("  #")[0] for line in text.splitlines() if line.startswith("seqvae ")]
+        for command in commands:
+            words = command.split()
+            name = " ".join(words[1:3]) if words[1] == "classify" and len(words) > 2 else words[1]
+            if name.startswith("-"):
+                continue  # seqvae --version
+            wrong += [f"{doc.name}: {command!r}: {o}" for o in re.findall(OPTION, command)
+                      if o not in opts.get(name, ())]
+        for script, command in re.findall(r"`python (scripts/(\w+\.py)[^`]*)`", text):
+            wrong += [f"{doc.name}: {script!r}: {o}" for o in re.findall(OPTION, script) if o not in scripts[command]]
+        wrong += [f"{doc.name}: {o} (no command or script has it)" for o in set(re.findall(OPTION, text)) - known
+                  if o.startswith("--")]
+    assert not wrong, wrong
+
+
+def test_the_defaults_docs_usage_names_are_the_parsers():
+    """docs/usage.md's "`--option` (N ...)" and "`--option` ... (default N" agree with a command's default for it
+    (the value, or the one its -h names)."""
+    def number(text):
+        return float(text.replace(",", ""))
+
+    named: dict[str, set] = {}
+    for p in _all_parsers().values():
+        for a in p._actions:
+            for o in a.option_strings:
+                values = named.setdefault(o, set())
+                if isinstance(a.default, (int, float)) and not isinstance(a.default, bool):
+                    values.add(float(a.default))
+                values.update(number(m) for m in re.findall(r"default:? (\d[\d,.]*\d|\d)", a.help or ""))
+    text = DOCS[0].read_text(encoding="utf-8")
+    NUM = r"(\d[\d,.]*\d|\d)"
+    claims = (re.findall(rf"`({OPTION})`,?\s+\((?:default )?{NUM}", text)
+              + re.findall(rf"`({OPTION})`[^`(]{{0,40}}\(default {NUM}", text)
+              + re.findall(rf"`({OPTION})`, default {NUM}", text))
+    assert len(claims) >= 10, claims  # the pattern still finds them
+    wrong = [f"{o} {v} (parsers: {sorted(named.get(o, ()))})" for o, v in claims if number(v) not in named.get(o, ())]
+    assert not wrong, wrong
