@@ -15,10 +15,10 @@
 # dropout 0.5 (worse samples and NLL), encoder deletion 0.1 / 0.2 (better samples, lower BLEU; docs/
 # results.md, "Denoising") and a KL budget by length, train.free_nats_per_token (BLEU as for the same nats
 # by free bits; "Where BLEU is lost"). Then each run's best/ is written in float16 as a run dir (best/,
-# metrics.jsonl and training.json: steps and step time) and packed into $OUT/<name>.tar for evaluation on the CPU.
+# metrics.jsonl and training.json: steps and training-step time) and packed into $OUT/<name>.tar for evaluation on the CPU.
 #
-#   first, here: a slim copy of the data (training reads these four files; data/imdb whole is 51 MiB, and the
-#   tree that travels may hold 64 MiB):
+#   first, here: a slim copy of the data (training reads these four files, about 34 MiB of data/imdb's 45 MiB
+#   here; the paths carried may hold 64 MiB):
 #     mkdir -p data/imdb-gpu && cp data/imdb/{meta.json,tokenizer.model,train.npz,valid.npz} data/imdb-gpu/
 #   device run: ONE call (timeout_s 600; a session has 15 minutes of device time, the machine's start included,
 #   so a second call may not get a machine), carry ["data/imdb-gpu"]; the kernel's compiled tests first, at most

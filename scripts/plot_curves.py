@@ -1,4 +1,4 @@
-"""Training curves from run dirs' metrics.jsonl: loss, reconstruction, KL and beta against steps.
+"""Training curves from run dirs' metrics.jsonl: train loss, KL and beta, and the validation NLL, against steps.
 
     python scripts/plot_curves.py runs/ptb-small/lm runs/ptb-small/vae-bowman --out docs/ptb_curves.png
 

@@ -3,12 +3,12 @@
     python scripts/ship_checkpoint.py runs/imdb checkpoints/imdb --lm runs/imdb-lm --judge checkpoints/imdb-lm \
         --prior-components 32 --samples 100 --max-sentences 2000
 
-Loads RUN/best, evaluates it on the test split of the data it was trained on (importance-weighted
-NLL with --samples samples, KL, MI, AU), and, when given, on a GRU-LM baseline run (--lm RUN_DIR),
-fits the aggregate prior (--prior-components K, on 20,000 training codes), attaches the word list
-(--words MIN_COUNT), runs `seqvae report` with --judge, and writes weights in --dtype, config.json,
-the tokenizer, prior.*, words.txt, metrics.json
-({"valid", "test", "lm_test", "training"}), report.md / report.json and a README.md model card.
+Loads RUN/best (RUN/last with --which last), evaluates it on the test split of the data it was trained
+on (importance-weighted NLL with --samples samples, KL, MI, AU), and, when given, on a GRU-LM baseline run
+(--lm RUN_DIR), fits the aggregate prior (--prior-components K, on 20,000 training codes), attaches the word
+list (--words MIN_COUNT), runs `seqvae report` with --judge, and writes weights in --dtype, config.json (with
+the run's train section), the tokenizer, prior.*, words.txt, metrics.json ({"valid", "test", "training",
+"weights_dtype", and with --lm "lm_test", "lm_training"}), report.md / report.json and a README.md model card.
 Everything is written to a temporary dir beside OUT and renamed into place. One ship at a time writes
 OUT: it holds a lock file beside it (.OUT.lock) from the start, so a second ship there stops at once with one
 line naming the first (rather than evaluate for an hour and then replace the first one's checkpoint), and it
@@ -106,7 +106,8 @@ def ship_language_model(lm: SeqVAE, args, cfg: dict, metrics: dict, table: str, 
              f"Config: `{json.dumps(cfg.get('train'))}`", "", "## Test metrics", "```", table, "```", "",
              "## Samples (top-p 0.9, seed 0)", *[f"- {x}" for x in lm.sample(8, strategy="top-p", top_p=0.9, seed=0)],
              "", f"Regenerate this card: `{regenerate_command(args)}`"]
-    return put_in_place(args, lm, cfg, metrics, dtype, {"README.md": "\n".join(lines) + "\n"})
+    return put_in_place(args, lm, cfg, metrics, dtype, {"README.md": "\n".join(lines) + "\n"},
+                        train_cfg=cfg.get("train"))
 
 
 def put_in_place(args, vae: SeqVAE, cfg: dict, metrics: dict, dtype: torch.dtype, files: dict[str, str],

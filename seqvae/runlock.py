@@ -3,7 +3,7 @@
     lock = RunLock(run_dir)
     lock.acquire()      # RunDirBusy (one line naming the holder) if another live process holds it
     ...train, write checkpoints...
-    lock.release()      # also done by the kernel when the process dies, even by SIGKILL
+    lock.release()      # the kernel drops the flock (not the file) when the process dies, even by SIGKILL
 
 The lock is an flock(2) on RUN_DIR/train.lock, which records the holder's pid and host for the
 message. The kernel drops an flock when its process dies, so a lock file left behind by a killed

@@ -11,7 +11,7 @@ A row whose open word no allowed token can go on with (at max_len: finish) ends 
 
     words = KnownWords.from_counts(counts)       # word -> count, e.g. quality.TrainingText.counts
     words.save(ckpt_dir); words = load_words(ckpt_dir)   # None if the dir has no words.txt
-    filt = words.filter(piece_texts)             # piece_texts[i]: the text token i adds (None: never)
+    filt = words.filter(piece_texts, end_id)     # piece_texts[i]: the text token i adds (None: never)
 
 A word is a run of letters a-z with at most one inner apostrophe, lowercased (`WORD`); digits
 and other symbols are not words and are never held back.

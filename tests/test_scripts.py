@@ -162,3 +162,22 @@ def test_compare_reports_puts_each_figure_under_its_column(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(rep))
     rc, out, err = script("compare_reports")(tmp_path / "a.json", tmp_path / "c.json")
     assert rc == 2 and not out and err.count("\n") == 1 and "c.json: not a report of `seqvae report`: it has no 'beam 4'" in err
+
+
+def test_a_shipped_language_model_records_its_training_config(tiny_data_dir, tmp_path):
+    """scripts/ship_checkpoint.py on a language-model run: config.json keeps the run's train section, as a
+    VAE's does, so the config its card prints can be traced to the checkpoint (before: "train": null)."""
+    from seqvae.config import ModelConfig, RunConfig, TrainConfig
+    from seqvae.train import Trainer
+
+    cfg = RunConfig(model=ModelConfig(embed_dim=16, hidden_dim=32, latent_dim=8, latent=False),
+                    train=TrainConfig(batch_size=16, max_steps=2, eval_every=2, log_every=1, seed=0, num_threads=1))
+    Trainer(cfg, tiny_data_dir, tmp_path / "lm", device="cpu", progress=False).fit()
+    out = tmp_path / "shipped"
+    rc, _, err = script("ship_checkpoint")(str(tmp_path / "lm"), str(out), "--samples", "1", "--max-sentences", "4",
+                                            "--data", str(tiny_data_dir))
+    assert rc == 0, err
+    run_train = json.loads((tmp_path / "lm" / "best" / "config.json").read_text())["train"]
+    assert run_train is not None
+    assert json.loads((out / "config.json").read_text())["train"] == run_train
+    assert f"Config: `{json.dumps(run_train)}`" in (out / "README.md").read_text()

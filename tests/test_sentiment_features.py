@@ -74,6 +74,19 @@ def test_sentence_features_match_the_api_and_are_cached(tiny, vae, tmp_path, mon
         F.sentence_features(vae, texts, split="train", cache_dir=tmp_path, model_id="other")
 
 
+@pytest.mark.parametrize("cut", ["empty", "truncated"])
+def test_a_cut_cache_file_is_computed_again(tiny, vae, tmp_path, cut):
+    """A cache file cut short (a partial copy of a checkpoint's features/) is recomputed, not a traceback."""
+    texts, _ = load_reviews("train", data_root=tiny[1])
+    S = F.sentence_features(vae, texts[:4], split="train", cache_dir=tmp_path)
+    (path,) = tmp_path.glob("vae-train-sentences-*.npz")
+    data = path.read_bytes()
+    path.write_bytes(b"" if cut == "empty" else data[: len(data) // 2])
+    again = F.sentence_features(vae, texts[:4], split="train", cache_dir=tmp_path)
+    assert not again.cached
+    np.testing.assert_array_equal(again.mu, S.mu)
+
+
 def test_clause_unit_encodes_clauses_and_caches_apart(tiny, vae, tmp_path, monkeypatch):
     from seqvae.sentiment import units
     from seqvae.sentiment.units import review_to_clauses

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -186,8 +187,8 @@ def _load(path: Path, n_reviews: int) -> SentenceSet | None:
     try:
         with np.load(path) as z:
             S = SentenceSet(z["mu"], z["owner"], int(z["n_reviews"]), cached=True)
-    except (OSError, KeyError, ValueError):
-        return None  # unreadable or from an older layout: recompute
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # np.load's errors for an empty or cut file
+        return None  # unreadable, cut short or from an older layout: recompute
     return S if S.n_reviews == n_reviews else None
 
 

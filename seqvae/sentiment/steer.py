@@ -48,7 +48,7 @@ class SteerResult:
     unit: str                 # "std" or "l2"
     distance: float           # L2 length of the move in z-space
     reconstruction: str       # greedy decode of μ
-    steered: str              # greedy decode of μ + distance · direction
+    steered: str              # greedy decode of μ ± distance · direction (toward `to`)
     label_before: str         # classifier on μ
     p_target_before: float    # p(to) of the classifier on μ
     p_target_latent: float    # classifier on the moved code itself
