@@ -243,17 +243,42 @@ def _cmd_train(args) -> int:
         cfg = build_run_config(args)
         trainer = Trainer(cfg, args.data, args.out, device=args.device, progress=progress, overwrite=args.overwrite)
     main = trainer.ranks.main  # under torchrun, only the first process speaks
-    kind = "VAE" if trainer.cfg.model.latent else "LM"
     if main:
-        where = f"{trainer.ranks.world} processes on {trainer.device.type}" if trainer.ranks.world > 1 else \
-            f"device {trainer.device}"
-        print(f"{kind}: {trainer.model.num_parameters():,} parameters, {len(trainer.train_set):,} train sentences, "
-              f"{where}", file=sys.stderr)
+        print(_train_start_line(trainer), file=sys.stderr)
     summary = trainer.fit()
     trainer.close()  # not on an error: a process that fails exits, and torchrun stops the others
     if main:
+        print(_train_end_line(trainer), file=sys.stderr)
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _train_start_line(trainer) -> str:
+    """What `seqvae train` is about to do: the model, the data, the device, the steps and where it writes (or that
+    a resumed run has nothing left to train)."""
+    tc, run = trainer.cfg.train, trainer.out_dir
+    kind = "VAE" if trainer.cfg.model.latent else "LM"
+    where = f"{trainer.ranks.world} processes on {trainer.device.type}" if trainer.ranks.world > 1 else \
+        f"device {trainer.device}"
+    head = f"{kind}: {trainer.model.num_parameters():,} parameters, {len(trainer.train_set):,} train sentences, {where}"
+    if trainer.stopped_early:
+        return (f"{head}; {run} stopped early at step {trainer.step} (train.patience {tc.patience}): nothing to "
+                f"train (--init-from {run / 'best'} starts a new run from its weights)")
+    if trainer.step >= tc.max_steps:
+        return (f"{head}; {run} is finished at step {trainer.step} (max_steps {tc.max_steps}): nothing to train "
+                "(--max-steps N trains it further)")
+    steps = f"steps {trainer.step:,} to {tc.max_steps:,}" if trainer.step else f"{tc.max_steps:,} steps"
+    return (f"{head}; {steps}, evaluating every {min(tc.eval_every, tc.max_steps):,}, into {run} (best/, last/, "
+            "metrics.jsonl)")
+
+
+def _train_end_line(trainer) -> str:
+    """Where the run's best checkpoint is and what to run next."""
+    run, best = trainer.out_dir, trainer.out_dir / "best"
+    if not best.is_dir():  # no evaluation ran (a resumed run can only be at one)
+        return f"step {trainer.step}: no checkpoint in {run}"
+    return (f"step {trainer.step}: best valid nll {trainer.best:.2f} in {best}; next: seqvae sample {run} -n 5, "
+            f"seqvae evaluate {run}, seqvae report {run}")
 
 
 # ---------------------------------------------------------------------------- evaluate

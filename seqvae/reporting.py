@@ -3,7 +3,7 @@
     bad input (user_errors)           "PROG: error: ..." on stderr, exit 2
     stdout that cannot be written     "PROG: error: cannot write the output (...)", exit 2 (/dev/full; a closed
                                       stdout, `>&-`, at the first line the command writes there)
-    Ctrl-C                            "PROG: interrupted", exit 130
+    Ctrl-C                            "PROG: interrupted", exit 130 (train: "... at step N; RUN/last holds ...")
     a reader gone (`| head -1`)       nothing, exit 141, as a command ended by SIGPIPE
 
 Loads no torch itself (user_errors imports the library's error types only when an error is to be told apart).
@@ -101,8 +101,8 @@ def reporting_errors(prog: str, run: Callable[[], int | None]) -> int:
         return code
     # user_errors() last: Python evaluates it only for an exception the clauses above it did not take, and its
     # imports load torch (again, after a Ctrl-C that cut torch's first import short: a traceback, not one line)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # one that says what was kept (train's) adds it to the line
+        print(f"{prog}: interrupted" + (f" {e}" if str(e) else ""), file=sys.stderr)
         return 130
     except SystemExit:  # a command's own parser (`classify fit -h`, its usage errors): nothing to import for it
         raise

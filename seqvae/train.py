@@ -61,6 +61,10 @@ class TrainingError(RuntimeError):
     (one-line message that says what was kept and what to try)."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during fit(): its message says at which step, and what the run dir keeps for --resume."""
+
+
 def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) -> ModelConfig:
     """The model config with the data's vocabulary size and special ids (pad, unk, bos, eos): they come from
     the data's tokenizer. An id set to another value than both the default and the data's is refused (it would
@@ -127,6 +131,7 @@ class Trainer:
         self.bad_evals = 0
         self.stopped_early = False
         self.train_time = 0.0
+        self.saved_step: int | None = None  # the step last/ holds (None: no checkpoint yet)
         # Steps whose loss or gradient was not finite (skipped): in a row now, and the longest run since the
         # last check. Python ints when the host decides, 0-dim device tensors when the device does.
         self.bad_streak: int | torch.Tensor = 0
@@ -141,8 +146,9 @@ class Trainer:
                 torch.manual_seed(self._rank_seed())
         self.ddp = self._join_processes() if self.ranks.world > 1 else None
         # Nothing in the run dir changes before here (a bad flag leaves it as it was), and nothing after
-        # without the lock. A new run's dir is created (and locked) by fit().
-        if self.ranks.main and self.out_dir.exists():
+        # without the lock. A new run's dir is created (and locked) here too, before `seqvae train` says what it
+        # will do: a dir that cannot be made (/proc/x) is its one error line, with no start line before it.
+        if self.ranks.main:
             self._take_run_dir()
             if clear:
                 self._clear_run()
@@ -263,6 +269,7 @@ class Trainer:
         self.best, self.bad_evals = float(state["best"]), int(state["bad_evals"])
         self.stopped_early = bool(state.get("stopped_early", False))
         self.train_time = float(state.get("train_time", 0.0))
+        self.saved_step = self.step
         rngs = state.get("rng_ranks") or [{k: state[k] for k in ("rng_cpu", "rng_cuda") if k in state}]
         if len(rngs) == self.ranks.world:  # the same number of processes as the saved run: each its own RNG
             self._set_rng(rngs[self.ranks.rank])
@@ -454,6 +461,15 @@ class Trainer:
         return (f"{self.out_dir / 'last'} holds the last good checkpoint" if resume.resumable(self.out_dir)
                 else "no checkpoint was written yet")
 
+    def _interrupted(self) -> str:
+        """What a Ctrl-C at this step leaves: the step last/ holds and how to go on (one line)."""
+        if self.saved_step is None:
+            return (f"at step {self.step}, before the first checkpoint (step "
+                    f"{min(self.cfg.train.eval_every, self.cfg.train.max_steps)}): {self.out_dir} has nothing to "
+                    "resume; start it over with --overwrite")
+        return (f"at step {self.step}; {self.out_dir / 'last'} holds step {self.saved_step}: `seqvae train --resume "
+                f"{self.out_dir}` goes on from there")
+
     def validate(self) -> dict[str, Any]:
         """metrics.evaluate on the valid split (at most eval_batches batches; no importance sampling)."""
         tc = self.cfg.train
@@ -486,11 +502,12 @@ class Trainer:
                                 data_meta=self.data_meta, metrics=meta, on_stale=self._dropped("best"))
             checkpoint.save(self.out_dir / "last", self.model, self.tokenizer, train_cfg=self.cfg.train,
                             data_meta=self.data_meta, metrics=meta, trainer_state=state, on_stale=self._dropped("last"))
+            self.saved_step = self.step
         except OSError as e:  # disk full, permission lost: save() removed its temporary dir
             raise TrainingError(f"step {self.step}: cannot write a checkpoint in {self.out_dir} "
                                 f"({e.strerror or e}); {kept}") from None
         if self.progress:
-            tqdm.write(f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
+            tqdm.write(file=sys.stderr, s=f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
                        f"ppl {res['ppl']:.1f} au {res['au']} mi {format_mi(res['mi'], res['mi_se'])}"
                        + ("  (best)" if improved else ""))
 
@@ -509,10 +526,12 @@ class Trainer:
         if self.ranks.main:
             self._take_run_dir()
         bar = tqdm(total=self.cfg.train.max_steps, initial=self.step, disable=None if self.progress else True,
-                   desc="train", dynamic_ncols=True)
+                   desc="train", unit="step", dynamic_ncols=True)
         try:
             self._loop(self.cfg.train.max_steps if until_step is None else min(self.cfg.train.max_steps, until_step),
                        bar)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self._interrupted()) from None
         finally:
             bar.close()
             self.lock.release()

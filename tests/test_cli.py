@@ -25,6 +25,52 @@ def assert_one_line_error(code, err, pattern):
     assert pattern in lines[0], lines[0]
 
 
+TINY_TRAIN = ["--set", "model.embed_dim=16", "--set", "model.hidden_dim=32", "--set", "model.latent_dim=4",
+              "--batch-size", 16, "--eval-every", 10, "--threads", 1, "--device", "cpu"]
+
+
+def test_train_says_what_it_will_do_and_where_the_result_is_and_keeps_stdout_json(tiny_data_dir, tmp_path, capsys):
+    """With its progress on (no --no-progress) and stderr not a terminal, the evaluation lines went to stdout
+    ahead of the JSON summary (`train ... > summary.json` was no JSON); the start line named no steps nor run dir,
+    and the end said nothing of best/ or what to run next."""
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, *TINY_TRAIN, "--max-steps", 20)
+    assert code == 0 and json.loads(out)["step"] == 20, out
+    lines = err.splitlines()
+    assert lines[0].startswith("VAE: ") and f"20 steps, evaluating every 10, into {run_dir} (best/, last/" in lines[0]
+    assert [ln.split(":")[0] for ln in lines[1:3]] == ["step 10", "step 20"] and "valid nll" in lines[1], err
+    assert f"in {run_dir / 'best'}; next: seqvae sample {run_dir} -n 5" in lines[-1], err
+    assert "\r" not in err  # no progress bar where stderr is no terminal
+    code, out, err = run(capsys, "train", "--resume", run_dir, "--max-steps", 30, *TINY_TRAIN[-4:])
+    assert code == 0 and json.loads(out)["step"] == 30 and "steps 20 to 30, evaluating every 10" in err, err
+
+
+def test_a_ctrl_c_says_what_the_run_dir_keeps(tiny_data_dir, tmp_path, capsys, monkeypatch):
+    """Ctrl-C mid-training said `seqvae: interrupted` alone: not that last/ holds the last evaluation's step and
+    --resume goes on from it (or, before the first, that there is nothing to resume)."""
+    from seqvae.train import Trainer
+
+    step = Trainer.train_step
+
+    def interrupted_at_15(self, idx):
+        if self.step == 15:
+            raise KeyboardInterrupt
+        return step(self, idx)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_at_15)
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, *TINY_TRAIN, "--max-steps", 30,
+                         "--no-progress")
+    assert code == 130 and out == "", out
+    assert err.splitlines()[-1] == (f"seqvae: interrupted at step 15; {run_dir / 'last'} holds step 10: "
+                                    f"`seqvae train --resume {run_dir}` goes on from there"), err
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "early", *TINY_TRAIN,
+                       "--eval-every", 20, "--max-steps", 30, "--no-progress")
+    assert code == 130 and err.splitlines()[-1].endswith(
+        f"at step 15, before the first checkpoint (step 20): {tmp_path / 'early'} has nothing to resume; start it "
+        "over with --overwrite"), err
+
+
 def test_train_then_evaluate(tiny_data_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, "--preset", "tiny",

@@ -36,6 +36,17 @@ def test_resume_refuses_a_max_steps_below_the_runs_step(tiny_data_dir, tmp_path,
     assert Trainer.resume(tmp_path / "run", max_steps=10, device="cpu", progress=False).fit()["step"] == 10
 
 
+def test_resuming_a_finished_run_says_it_has_nothing_to_train(tiny_data_dir, tmp_path, capsys):
+    """--resume of a run at its max_steps printed the start line and the summary as if it had trained."""
+    from seqvae.cli import main
+
+    Trainer(tiny_cfg(max_steps=10), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'run'} is finished at step 10 (max_steps 10): nothing to train (--max-steps N trains it " \
+        "further)" in err.splitlines()[0], err
+
+
 def test_resume_finds_a_relative_data_dir_from_elsewhere_and_refuses_a_prepared_again_one(tiny_data_dir, tmp_path,
                                                                                          monkeypatch):
     """A run records its data dir as given and absolute; resuming checks the data's tokenizer is the run's."""

@@ -88,3 +88,11 @@ def test_a_dir_that_cannot_be_made_is_one_line_naming_it():
 
     with pytest.raises(ConfigError, match=r"^/proc/seqvae-no-dir/run: cannot create the dir \(No such file or directory\)$"):
         RunLock(Path("/proc/seqvae-no-dir/run")).acquire()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no dir can be made")
+def test_train_into_a_dir_that_cannot_be_made_is_its_one_line(tiny_data_dir, one_line):
+    """`train --out /proc/x` printed its `VAE: ... parameters` start line before the error: the run dir was
+    made when training began. It is made (and locked) by the Trainer now, before the start line."""
+    one_line(["train", "--data", tiny_data_dir, "--out", "/proc/seqvae-no-dir/run", "--preset", "tiny",
+              "--device", "cpu", "--no-progress"], "/proc/seqvae-no-dir/run: cannot create the dir")
