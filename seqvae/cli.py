@@ -245,6 +245,9 @@ def _cmd_train(args) -> int:
     main = trainer.ranks.main  # under torchrun, only the first process speaks
     if main:
         print(_train_start_line(trainer), file=sys.stderr)
+        note = _short_kl_ramp_note(trainer)
+        if note:
+            print(f"seqvae train: note: {note}", file=sys.stderr)
     summary = trainer.fit()
     trainer.close()  # not on an error: a process that fails exits, and torchrun stops the others
     if main:
@@ -270,6 +273,26 @@ def _train_start_line(trainer) -> str:
     steps = f"steps {trainer.step:,} to {tc.max_steps:,}" if trainer.step else f"{tc.max_steps:,} steps"
     return (f"{head}; {steps}, evaluating every {min(tc.eval_every, tc.max_steps):,}, into {run} (best/, last/, "
             "metrics.jsonl)")
+
+
+def _short_kl_ramp_note(trainer) -> str | None:
+    """A VAE run too short for its KL schedule (`--max-steps 300` under the default logistic ramp, midpoint 2,500):
+    beta stays near 0 and the run trains an autoencoder whose prior samples mean nothing. Says so, and how to scale
+    the ramp; None where beta reaches half its maximum (or there is nothing left to train)."""
+    from .losses import kl_weight
+
+    tc = trainer.cfg.train
+    if not trainer.cfg.model.latent or trainer.step >= tc.max_steps or tc.kl_schedule not in ("logistic", "linear"):
+        return None  # cyclical follows max_steps, constant has no ramp
+    end = kl_weight(tc.max_steps, tc)
+    if end >= 0.5 * tc.kl_max:
+        return None
+    ramp, fix = (f"its midpoint train.kl_x0={tc.kl_x0:,}", f"--set train.kl_x0={max(1, tc.max_steps // 4)}") \
+        if tc.kl_schedule == "logistic" else \
+        (f"train.kl_warmup={tc.kl_warmup:,}", f"--set train.kl_warmup={max(1, tc.max_steps // 2)}")
+    return (f"beta reaches only {end:.3g} (of {tc.kl_max:g}) by step {tc.max_steps:,} under the {tc.kl_schedule} KL "
+            f"schedule ({ramp}): the run trains nearly an autoencoder; for a run this short, {fix} or "
+            "--kl-schedule cyclical")
 
 
 def _train_end_line(trainer) -> str:

@@ -36,13 +36,29 @@ def test_train_says_what_it_will_do_and_where_the_result_is_and_keeps_stdout_jso
     run_dir = tmp_path / "run"
     code, out, err = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, *TINY_TRAIN, "--max-steps", 20)
     assert code == 0 and json.loads(out)["step"] == 20, out
-    lines = err.splitlines()
+    lines = [ln for ln in err.splitlines() if not ln.startswith("seqvae train: note: beta")]  # 20 steps: a note
     assert lines[0].startswith("VAE: ") and f"20 steps, evaluating every 10, into {run_dir} (best/, last/" in lines[0]
     assert [ln.split(":")[0] for ln in lines[1:3]] == ["step 10", "step 20"] and "valid nll" in lines[1], err
     assert f"in {run_dir / 'best'}; next: seqvae sample {run_dir} -n 5" in lines[-1], err
     assert "\r" not in err  # no progress bar where stderr is no terminal
     code, out, err = run(capsys, "train", "--resume", run_dir, "--max-steps", 30, *TINY_TRAIN[-4:])
     assert code == 0 and json.loads(out)["step"] == 30 and "steps 20 to 30, evaluating every 10" in err, err
+
+
+def test_a_run_too_short_for_its_kl_ramp_says_so(tiny_data_dir, tmp_path, capsys):
+    """`--max-steps 20` under the default logistic ramp (midpoint 2,500): beta stays near 0 and the newcomer's
+    run is an autoencoder, said nowhere. Now a note names the schedule and how to scale it; a ramp the run
+    reaches (or a cyclical one, which follows max_steps) gets none."""
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "short", *TINY_TRAIN,
+                       "--max-steps", 20, "--no-progress")
+    assert code == 0
+    note = [ln for ln in err.splitlines() if ln.startswith("seqvae train: note: beta reaches only")]
+    assert len(note) == 1 and "logistic KL schedule (its midpoint train.kl_x0=2,500)" in note[0], err
+    assert "--set train.kl_x0=5 " in note[0], note
+    for extra in (["--set", "train.kl_x0=5"], ["--kl-schedule", "cyclical"], ["--lm"]):
+        code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / extra[-1].replace("=", "_"),
+                           *TINY_TRAIN, "--max-steps", 20, "--no-progress", *extra)
+        assert code == 0 and "note: beta" not in err, (extra, err)
 
 
 def test_a_ctrl_c_says_what_the_run_dir_keeps(tiny_data_dir, tmp_path, capsys, monkeypatch):
