@@ -4,7 +4,8 @@
     seqvae evaluate runs/ptb-6k/lm --split test --per-sentence --json lm.json
     python scripts/compare_nll.py vae.json lm.json
 
-Reads two `seqvae evaluate --per-sentence` JSON files made on the same split and data, and prints
+Reads two `seqvae evaluate --per-sentence` JSON files made on the same sentences (files that do not hold
+the same sentences in the same order are refused: see check_same_sentences), and prints
 the mean per-sentence difference A - B in nats with its standard error and a 95% interval, and
 how often A is the lower of the two. A difference whose interval excludes 0 is more than noise
 of the sentence sample (the importance-sampling noise of each estimate is included in it too).
@@ -66,10 +67,27 @@ def main(argv=None) -> int:
     return reporting_errors("compare_nll", lambda: compare(args))  # one line for bad input; `| head` is no error
 
 
-def compare(args) -> int:
-    (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
+def check_same_sentences(ra: dict, rb: dict) -> None:
+    """The NLLs pair by place, so the two files must hold the same sentences in the same order: files that name them
+    (sentences_sha256, evaluate since 2026-12) by that, wherever the data dir stands; older ones by data dir, split
+    and token count (a data dir prepared again between the two evaluations has other sentences under one path)."""
+    sha_a, sha_b = ra.get("sentences_sha256"), rb.get("sentences_sha256")
+    if sha_a and sha_b:
+        if sha_a != sha_b:
+            raise ConfigError(f"not the same sentences: A scored {ra.get('data')}/{ra.get('split')}, B "
+                              f"{rb.get('data')}/{rb.get('split')}, and their sentences_sha256 differ")
+        return
     if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
         raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")
+    if None not in (ra.get("tokens"), rb.get("tokens")) and ra["tokens"] != rb["tokens"]:
+        raise ConfigError(f"not the same sentences: A scored {ra.get('sentences', '?')} sentences of {ra['tokens']} "
+                          f"tokens, B {rb.get('sentences', '?')} of {rb['tokens']} (other --max-sentences, or the "
+                          "data dir prepared again between the two?)")
+
+
+def compare(args) -> int:
+    (ra, a, what_a), (rb, b, what_b) = per_sentence(args.a), per_sentence(args.b)
+    check_same_sentences(ra, rb)
     try:
         res = paired_difference(a, b)
     except ValueError as e:

@@ -5,18 +5,21 @@
 One row per report: reconstruction BLEU (greedy and beam) and exact match, interpolation endpoint
 BLEU, the same two from refined codes (reports since refinement), the best prior sample set's judged
 perplexity ratio (quality.best_samples: the lowest among the diverse sets) with its distinct-2 and
-invented-word rate, KL, MI, AU and the IW-NLL gap to the judge language model.
+invented-word rate, KL, MI, AU and the IW-NLL gap to the judge language model. Reports measured on other
+held-out sentences (another count, or other texts) are refused: their rows would not compare. Bad input is one
+line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
-from pathlib import Path
 
-from seqvae.display import format_mi
+from seqvae.config import ConfigError, load_json
+from seqvae.display import format_mi, one_line
 from seqvae.quality import REFINED, best_samples
+from seqvae.reporting import reporting_errors
 
 
 def row(rep: dict, name: str) -> str:
@@ -37,29 +40,50 @@ def row(rep: dict, name: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def same_sentences(a: dict, b: dict) -> bool:
+    """Two reports measured on the same held-out sentences: their count, and their texts' sha256 where both name it
+    (reports since 2026-12), else the real sentences' diversity where both have it on as many (a function of the
+    texts alone)."""
+    if a.get("sentences") != b.get("sentences"):
+        return False
+    if a.get("texts_sha256") and b.get("texts_sha256"):
+        return a["texts_sha256"] == b["texts_sha256"]
+    da, db = a.get("real_diversity"), b.get("real_diversity")
+    if isinstance(da, dict) and isinstance(db, dict) and da.get("diversity_of") == db.get("diversity_of"):
+        return all(math.isclose(da[k], db[k], rel_tol=1e-6, abs_tol=1e-9) for k in da.keys() & db.keys()
+                   if isinstance(da[k], (int, float)) and isinstance(db[k], (int, float)))
+    return True
+
+
+def table(paths: list[str]) -> str:
+    """The markdown table of the reports at `paths`; bad input raises ConfigError (one line)."""
+    rows, first = [], None
+    for path in paths:
+        rep = load_json(path, error=ConfigError, expect_object=True)
+        try:
+            rows.append(row(rep, str(rep.get("checkpoint") or path)))
+        except KeyError as e:
+            raise ConfigError(f"{path}: not a report of `seqvae report`: it has no {e.args[0]!r}") from None
+        except (ValueError, TypeError, AttributeError, IndexError) as e:  # a part of another shape (another version)
+            raise ConfigError(f"{path}: not a report of `seqvae report` (this version's): {one_line(e)}") from None
+        if first is None:
+            first = (path, rep)
+        elif not same_sentences(first[1], rep):
+            n, m = first[1].get("sentences"), rep.get("sentences")
+            raise ConfigError(f"{first[0]} and {path} were not measured on the same held-out sentences "
+                              f"({f'{n} and {m}' if n != m else f'{n} each, other texts'}): make both reports on one "
+                              "set (the same --texts FILE, or the same data, -n and --seed)")
+    return "\n".join([
+        "| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | refined: BLEU; A / B | "
+        "samples x real PPL (best) | distinct-2 | invented | KL | MI | AU | IW-NLL - LM | fitted proposals |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|", *rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reports", nargs="+", help="report.json files (from seqvae report --out DIR)")
     args = ap.parse_args(argv)
-    rows = []
-    for path in args.reports:
-        try:
-            rep = json.loads(Path(path).read_text(encoding="utf-8"))
-            if not isinstance(rep, dict):
-                raise ValueError(f"a JSON {type(rep).__name__}, not a report (an object)")
-            rows.append(row(rep, str(rep.get("checkpoint") or path)))
-        except KeyError as e:
-            print(f"compare_reports: error: {path}: not a report of `seqvae report`: it has no {e.args[0]!r}",
-                  file=sys.stderr)
-            return 2
-        except (OSError, ValueError, TypeError, AttributeError) as e:
-            print(f"compare_reports: error: {path}: {e!r}", file=sys.stderr)
-            return 2
-    print("| checkpoint | BLEU greedy | BLEU beam | exact | interp. A / B | refined: BLEU; A / B | "
-          "samples x real PPL (best) | distinct-2 | invented | KL | MI | AU | IW-NLL - LM | fitted proposals |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
-    return 0
+    return reporting_errors("compare_reports", lambda: print(table(args.reports)))  # one line; `| head` no error
 
 
 if __name__ == "__main__":

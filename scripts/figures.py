@@ -112,8 +112,11 @@ def main(argv=None) -> int:
 
 
 def make(args) -> int:
-    if args.steps < 2 or args.reviews < 4 or args.sentences < 1:
-        raise ConfigError("--steps must be >= 2, --reviews >= 4 and --sentences >= 1")
+    if args.steps < 2 or args.reviews < 4 or args.sentences < 2:  # two points: a map's principal components
+        raise ConfigError("--steps must be >= 2, --reviews >= 4 and --sentences >= 2")
+    for opt, text in (("--a", args.a), ("--b", args.b)):
+        if not text.strip():
+            raise ConfigError(f"{opt} is empty: the interpolation's endpoints are two sentences")
     _pyplot()  # before the model: a missing matplotlib fails fast
     from seqvae.sentiment.data import load_reviews
 

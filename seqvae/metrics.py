@@ -140,7 +140,8 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     refine_steps > 0 (with k > 0, a VAE) adds "nll_refined": the IW-NLL again, with k samples from a
     proposal fitted per sentence in that many steps (refine.refine_posterior); "nll" is unchanged.
     per_sentence=True adds "per_sentence_nll" (and "per_sentence_nll_refined"): each sentence's NLL
-    in dataset order, for paired comparisons of two models on the same sentences.
+    in dataset order, for paired comparisons of two models on the same sentences ("sentences_sha256", the
+    evaluated sentences' SentenceDataset.fingerprint, says which they are).
     Deterministic under `seed`; does not touch the global RNG. Each sentence's noise comes from its own
     generators (sentence_noise), so the numbers do not depend on batch_size beyond float rounding.
     noise_by: what keys those generators: "place", the sentence's index in the dataset, or "tokens", its token
@@ -225,6 +226,7 @@ def evaluate(model: SentenceVAE, dataset: SentenceDataset, *, k: int = 0, batch_
     else:
         res["au"], res["au_variances"], res["mi"], res["mi_se"] = 0, [], 0.0, 0.0
     if per_sentence:
+        res["sentences_sha256"] = dataset.fingerprint()  # which sentences they are: compare_nll pairs by it
         res["per_sentence_nll"] = nll_of.tolist()
         if refined:
             res["per_sentence_nll_refined"] = refined_of.tolist()

@@ -26,6 +26,7 @@ sentences spliced together.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections import Counter
@@ -436,6 +437,7 @@ def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: i
                    per_sentence=True, noise_by="tokens")
     per, per_refined = res.pop("per_sentence_nll"), res.pop("per_sentence_nll_refined", None)
     res.pop("au_variances", None)
+    res.pop("sentences_sha256", None)  # of the token ids; the report names its texts (texts_sha256)
     if judge is not None:
         lm_nll, _ = judge.nll(texts)  # in input order, as evaluate's per-sentence NLLs
         res["vs_judge"] = paired_difference(per, lm_nll.tolist())
@@ -443,6 +445,11 @@ def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: i
             res["vs_judge_refined"] = paired_difference(per_refined, lm_nll.tolist())
         res["judge_nll"] = float(lm_nll.mean())
     return res
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    """sha256 of the held-out sentences, in order: reports set side by side must have been measured on the same."""
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = None, train: TrainingText | None = None,
@@ -456,7 +463,7 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
         raise ReportError(f"the report needs at least 2 held-out sentences, got {len(texts)}")
     if n_samples < 1 or iw_samples < 1 or iw_refine < 0:
         raise ReportError("--samples and --iw-samples must be >= 1, --iw-refine >= 0")
-    rep: dict[str, Any] = {"sentences": len(texts), "note": note, "seed": seed,
+    rep: dict[str, Any] = {"sentences": len(texts), "texts_sha256": texts_sha256(texts), "note": note, "seed": seed,
                            "prior": vae.prior.meta if vae.prior is not None else None}
     real_ppl = None
     if judge is not None:

@@ -51,6 +51,19 @@ def test_figures_write_nothing_on_bad_input(tiny, tmp_path):
     one_line(figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tmp_path / "none", "--steps", "3"),
              "figures", "none")
     assert not (tmp_path / "figs").exists()
+    # an empty endpoint names its option (was "sentence 0 is empty", after the model loaded); one sentence on the
+    # map has no principal components (was a figure labelled "nan% of variance")
+    one_line(figures(tiny[0], "--out", tmp_path / "figs", "--a", " "), "figures", "--a is empty")
+    one_line(figures(tiny[0], "--out", tmp_path / "figs", "--sentences", "1"), "figures", "--sentences >= 2")
+    import sys
+
+    saved = sys.modules.get("matplotlib")
+    sys.modules["matplotlib"] = None  # not installed: one line naming the extra
+    try:
+        one_line(figures(tiny[0], "--out", tmp_path / "figs"), "figures", "pip install -e '.[plot]'")
+    finally:
+        sys.modules["matplotlib"] = saved
+    assert not (tmp_path / "figs").exists()
     rc, out, _ = figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tiny[1], "--steps", "3",
                          "--reviews", "8", "--sentences", "10", "--a", "The plot was dull.", "--b", "A gem.")
     assert rc == 0 and len(out.splitlines()) == 3
@@ -181,3 +194,107 @@ def test_a_shipped_language_model_records_its_training_config(tiny_data_dir, tmp
     assert run_train is not None
     assert json.loads((out / "config.json").read_text())["train"] == run_train
     assert f"Config: `{json.dumps(run_train)}`" in (out / "README.md").read_text()
+
+
+def _closed_pipe_run(name: str, *argv) -> "subprocess.CompletedProcess":
+    """scripts/NAME.py ARGV with its stdout a pipe whose reader is gone (`| head -0`)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, str(root / "scripts" / f"{name}.py"), *map(str, argv)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    finally:
+        os.close(write)
+
+
+def test_compare_nll_refuses_other_sentences_of_the_same_count(tmp_path):
+    """Per-sentence NLLs pair by place, so both files must hold the same sentences: files that name their sentences'
+    sha256 (evaluate since 2026-12) are compared by it, wherever the data dir stands; older ones by the token count.
+    Before: any two lists of one length on a split of one path were compared, the differences of unrelated
+    sentences averaged into a confident interval."""
+    compare = script("compare_nll")
+
+    def write(name, **res):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"split": "test", "data": "d", **res}))
+
+    write("a", per_sentence_nll=[1.0, 2.0, 3.0], tokens=12)
+    write("b", per_sentence_nll=[1.5, 2.0, 2.0], tokens=15)  # the data dir prepared again between the two
+    one_line(compare(tmp_path / "a.json", tmp_path / "b.json"), "compare_nll", "not the same sentences")
+    write("c", per_sentence_nll=[1.0, 2.0, 3.0], tokens=12, sentences_sha256="1" * 64)
+    write("e", per_sentence_nll=[1.5, 2.0, 2.0], tokens=12, sentences_sha256="2" * 64)
+    one_line(compare(tmp_path / "c.json", tmp_path / "e.json"), "compare_nll", "not the same sentences")
+    write("f", per_sentence_nll=[1.5, 2.0, 2.0], tokens=12, sentences_sha256="1" * 64, data="/a/copy/elsewhere")
+    rc, out, err = compare(tmp_path / "c.json", tmp_path / "f.json")  # the same sentences in a copy of the data dir
+    assert rc == 0 and "over 3 test sentences" in out, err
+
+
+def test_evaluate_names_the_sentences_it_scored(tiny_data_dir, tmp_path):
+    """`seqvae evaluate --per-sentence` records the sha256 of the sentences it scored, which compare_nll pairs by."""
+    from seqvae import checkpoint
+    from seqvae.cli import main as seqvae
+    from seqvae.config import ModelConfig
+    from seqvae.data import SentenceDataset
+    from seqvae.model import SentenceVAE
+    from seqvae.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tiny_data_dir)
+    for name, latent in (("vae", True), ("lm", False)):  # untrained, on the data dir's tokenizer
+        model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=8, hidden_dim=12, latent_dim=4,
+                                        latent=latent))
+        ckpt = checkpoint.save(tmp_path / f"ckpt-{name}", model, tok)
+        assert seqvae(["evaluate", str(ckpt), "--data", str(tiny_data_dir), "--samples", "2", "--max-sentences", "6",
+                       "--per-sentence", "--json", str(tmp_path / f"{name}.json")]) == 0
+        res = json.loads((tmp_path / f"{name}.json").read_text())
+        assert res["sentences_sha256"] == SentenceDataset.from_dir(tiny_data_dir, "test").subset(6).fingerprint()
+    rc, out, err = script("compare_nll")(tmp_path / "vae.json", tmp_path / "lm.json")
+    assert rc == 0 and "over 6 test sentences" in out, err
+
+
+def test_compare_reports_bad_files_are_one_clear_line(tmp_path):
+    """A missing, empty, non-object or other-version file: one line naming the file and what is wrong (before: a
+    Python repr, `FileNotFoundError(2, 'No such file or directory')`, `TypeError("'<' not supported ...")`), and a
+    reader gone is a quiet 141 (before: a BrokenPipeError traceback, exit 1)."""
+    compare = script("compare_reports")
+    good = Path(__file__).resolve().parents[1] / "checkpoints" / "imdb" / "report.json"
+    rep = json.loads(good.read_text())
+    rep["latent"]["mi"] = None  # a field of another shape
+    (tmp_path / "other.json").write_text(json.dumps(rep))
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "list.json").write_text("[1]")
+    for name, msg in (("nope.json", "nope.json: no such file"), ("empty.json", "empty.json: invalid JSON"),
+                      ("list.json", "list.json: expected a JSON object"),
+                      ("other.json", "other.json: not a report of `seqvae report`")):
+        rc, out, err = compare(good, tmp_path / name)
+        one_line((rc, out, err), "compare_reports", msg)
+        assert not out and "Error(" not in err and "Error'" not in err
+    proc = _closed_pipe_run("compare_reports", good)
+    assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_compare_reports_refuses_reports_on_other_sentences(tmp_path):
+    """Rows side by side must be measured on the same held-out sentences: another count, another texts digest
+    (reports since 2026-12) or, for older reports, other real sentences' diversity is one line, no table. Before:
+    a table that set a report of 50 sentences beside one of 1,000 without a word."""
+    compare = script("compare_reports")
+    good = Path(__file__).resolve().parents[1] / "checkpoints" / "imdb" / "report.json"
+    rep = json.loads(good.read_text())
+
+    def variant(name, **change):
+        r = json.loads(json.dumps(rep))
+        for key, value in change.items():
+            r[key] = value
+        (tmp_path / name).write_text(json.dumps(r))
+        return tmp_path / name
+
+    one_line(compare(good, variant("n.json", sentences=50)), "compare_reports", "not measured on the same held-out sentences")
+    other = dict(rep["real_diversity"], self_bleu=rep["real_diversity"]["self_bleu"] + 1.0)
+    one_line(compare(good, variant("d.json", real_diversity=other)), "compare_reports", "d.json")
+    a, b = variant("a.json", texts_sha256="1" * 64), variant("b.json", texts_sha256="2" * 64)
+    one_line(compare(a, b), "compare_reports", "not measured on the same held-out sentences")
+    rc, out, err = compare(a, variant("c.json", texts_sha256="1" * 64), good)  # the same, and one without a digest
+    assert rc == 0 and len(out.splitlines()) == 5, err
