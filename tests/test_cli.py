@@ -648,6 +648,7 @@ def test_score(tiny_vae_ckpt, tiny_lm_ckpt, texts, capsys, monkeypatch):
     assert code == 0 and [r["text"] for r in rows] == texts[:3]
     assert [r["nll"] for r in rows] == pytest.approx(want.tolist())
     assert all(r["ppl"] == pytest.approx(2.718281828 ** (r["nll"] / r["tokens"])) for r in rows)
+    assert [r["tokens"] for r in rows] == [len(t.split()) + 1 for t in texts[:3]]  # its words and EOS (usage.md)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(texts[:2]).encode())))
     code, out, _ = run(capsys, "score", tiny_lm_ckpt)
     lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu").score(texts[:2])

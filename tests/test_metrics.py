@@ -259,3 +259,171 @@ def test_paired_difference_and_compare_script(tmp_path, capsys):
     (tmp_path / "new.json").write_text(json.dumps({"split": "test", "data": "/somewhere/else/d", "per_sentence_nll": b}))
     assert main([str(tmp_path / "old.json"), str(tmp_path / "new.json")]) == 0  # an older file's relative path
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the truth: with one or two latent dims, log p(x) = log ∫ p(x|z) N(z; 0, I) dz by quadrature.
+def small_latent_vae(Z, vocab_size=10, logvar_bias=0.0, seed=0):
+    """A VAE of Z latent dims whose decoder leans on z (its initial state from 4 W z), posteriors of std about
+    exp(logvar_bias / 2): 0 keeps them wider than sqrt(1/2) (importance weights of finite variance), -1 does not."""
+    torch.manual_seed(seed)
+    model = SentenceVAE(ModelConfig(vocab_size=vocab_size, embed_dim=8, hidden_dim=16, latent_dim=Z)).eval()
+    with torch.no_grad():
+        model.decoder.init_state.weight.mul_(4.0)
+        model.encoder.to_stats.bias[Z:] = logvar_bias
+    return model
+
+
+SMALL = [[4, 5], [6, 7, 8], [9], [5, 5, 6, 4]]
+
+
+def grid_points(Z, h, half_width=8.0):
+    """A regular grid of spacing h on [-8, 8]^Z, (G, Z) float64."""
+    g = torch.arange(-half_width, half_width + h / 2, h, dtype=torch.float64)
+    return torch.cartesian_prod(*[g] * Z).view(-1, Z) if Z > 1 else g[:, None]
+
+
+def log_normal_on_grid(grid, mu, logvar):
+    """log N(z_g; mu_b, diag(exp(logvar_b))) for every row b and grid point g: (B, G) float64."""
+    mu, logvar = mu.double()[:, None], logvar.double()[:, None]
+    return -0.5 * ((grid[None] - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def by_quadrature(model, batch, h):
+    """log p(x), -ELBO and the importance weights' squared coefficient of variation Var_q(w) / p(x)^2 of each
+    sentence, (B,) each, by sums over a grid (the integrands are smooth and Gaussian-tailed: a plain sum of
+    spacing h is exact far below the tests' tolerances)."""
+    Z = model.cfg.latent_dim
+    grid = grid_points(Z, h)
+    G, B = len(grid), batch.size
+    with torch.no_grad():
+        rec = model.token_nll(batch.dec_in.repeat_interleave(G, 0), batch.target.repeat_interleave(G, 0),
+                              grid.float().repeat(B, 1)).view(B, G).double()
+        mu, logvar = model.encode(batch.src, batch.src_lens)
+    log_joint = -rec - 0.5 * (grid**2 + math.log(2 * math.pi)).sum(-1)  # log p(x, z_g), (B, G)
+    log_q = log_normal_on_grid(grid, mu, logvar)
+    cell = Z * math.log(h)
+    log_px = torch.logsumexp(log_joint, 1) + cell
+    neg_elbo = -(log_q.exp() * (log_joint - log_q)).sum(1) * h**Z
+    cv2 = torch.expm1(torch.logsumexp(2 * log_joint - log_q, 1) + cell - 2 * log_px)  # E_q[w^2] / p(x)^2 - 1
+    return log_px, neg_elbo, cv2
+
+
+@pytest.mark.parametrize("Z, h", [(1, 0.02), (2, 0.2)])
+def test_iw_nll_converges_to_the_exact_likelihood(Z, h):
+    """-log p(x) by quadrature is the truth. With k samples the estimate of log p(x) is below it in expectation
+    by Var_q(w) / (2 k p(x)^2) (the delta method) and spreads by sqrt(Var_q(w) / k) / p(x), both computed here
+    by quadrature too: the mean of R estimates must sit within 4 of its standard errors of that, and their
+    spread must be the predicted one. With k = 1 the estimate is -ELBO's, in expectation."""
+    model, batch = small_latent_vae(Z), collate(SMALL)
+    log_px, neg_elbo, cv2 = by_quadrature(model, batch, h)
+    assert torch.allclose(by_quadrature(model, batch, 2 * h)[0], log_px, rtol=0, atol=1e-4)  # the grid is fine
+    assert (neg_elbo > -log_px + 0.005).all() and (cv2 < 1).all()  # a real gap; weights of finite variance
+    g = torch.Generator().manual_seed(0)
+    one = -torch.stack([iw_log_likelihood(model, batch, 1, generator=g) for _ in range(400)]).double()  # (R, B)
+    assert (abs(one.mean(0) - neg_elbo) < 4 * one.std(0) / math.sqrt(400)).all()
+    k, R = 1000, 30
+    many = -torch.stack([iw_log_likelihood(model, batch, k, generator=g) for _ in range(R)]).double()
+    spread = (cv2 / k).sqrt()  # predicted standard deviation of one estimate
+    assert (abs(many.mean(0) - (-log_px + cv2 / (2 * k))) < 4 * spread / math.sqrt(R)).all()
+    assert ((many.std(0) / spread - 1).abs() < 4 / math.sqrt(2 * (R - 1))).all()  # the spread, within 4 of its SEs
+    assert (many.mean(0) < one.mean(0)).all()  # more samples, a tighter bound
+
+
+def test_iw_nll_with_narrow_posteriors_is_a_bound_that_tightens():
+    """Posteriors narrower than sqrt(1/2) (as trained ones are): the weights' variance is infinite, so no spread
+    is predicted; the estimates must still be -ELBO's at k = 1, fall with k, and stay above -log p(x)."""
+    model, batch = small_latent_vae(2, logvar_bias=-1.5), collate(SMALL)
+    log_px, neg_elbo, _ = by_quadrature(model, batch, 0.2)
+    assert (neg_elbo > -log_px + 0.3).all()
+    g = torch.Generator().manual_seed(0)
+    means, ses = [], []
+    for k, R in ((1, 400), (20, 100), (500, 40)):
+        d = -torch.stack([iw_log_likelihood(model, batch, k, generator=g) for _ in range(R)]).double()
+        means.append(d.mean(0)), ses.append(d.std(0) / math.sqrt(R))
+    assert (abs(means[0] - neg_elbo) < 4 * ses[0]).all()
+    assert (means[0] > means[1]).all() and (means[1] > means[2]).all()
+    assert (means[2] > -log_px - 4 * ses[2]).all()
+
+
+def exact_mutual_information(mu, logvar, h):
+    """I(x; z) of N equally likely sentences with posteriors N(mu_i, diag(exp(logvar_i))), (N, Z), Z <= 2:
+    mean_i KL(q_i || q), q their mixture, by quadrature on a grid of spacing h."""
+    log_q_i = log_normal_on_grid(grid_points(mu.shape[1], h), mu, logvar)  # (N, G)
+    log_q = torch.logsumexp(log_q_i, 0) - math.log(len(mu))  # (G,)
+    return float((log_q_i.exp() * (log_q_i - log_q)).sum(1).mean() * h ** mu.shape[1])
+
+
+@pytest.mark.parametrize("Z, h", [(1, 0.01), (2, 0.05)])
+def test_mutual_information_matches_quadrature(Z, h):
+    """The estimator against I(x; z) computed exactly: posteriors that overlap in part (the truth between 0 and
+    log N), of unequal widths and, with Z = 2, unequal across dims. The mean of R estimates must lie within 4
+    standard errors of the truth (the estimator is unbiased)."""
+    from seqvae.metrics import mutual_information_terms
+
+    g = torch.Generator().manual_seed(0)
+    N = 6
+    mu = torch.randn(N, Z, generator=g, dtype=torch.float64)
+    logvar = torch.rand(N, Z, generator=g, dtype=torch.float64) * 4 - 3.0  # std 0.22 to 1.6: widths matter
+    truth = exact_mutual_information(mu, logvar, h)
+    assert truth == pytest.approx(exact_mutual_information(mu, logvar, 2 * h), abs=1e-6)  # the grid is fine
+    assert 0.3 < truth < math.log(N) - 0.3  # neither end, where the estimator is right by construction
+    R = 2000
+    est = torch.stack([mutual_information_terms(mu, logvar, generator=g).mean() for _ in range(R)])
+    assert abs(float(est.mean()) - truth) < 4 * float(est.std()) / math.sqrt(R)
+
+
+TEXTS = ["good film", "a bad film", "film", "a good good film", "bad", "the film was bad"]
+
+
+def test_evaluate_and_score_against_the_exact_likelihood():
+    """`evaluate` (what `seqvae evaluate` prints) and `SeqVAE.score` (what `seqvae score` prints) on a VAE of two
+    latent dims whose truth is known by quadrature: each sentence's IW-NLL within 4 predicted standard deviations
+    (plus the predicted bias) of -log p(x); KL as torch.distributions has it; -ELBO's and MI's means over seeds
+    within 4 standard errors of the exact -ELBO and I(x; z) of the posteriors."""
+    from seqvae.api import SeqVAE
+    from seqvae.tokenizer import build_word_tokenizer
+
+    tok = build_word_tokenizer(TEXTS)
+    model = small_latent_vae(2, vocab_size=tok.vocab_size)
+    ids = [tok.encode(t) for t in TEXTS]
+    batch, ds = collate(ids), SentenceDataset.from_lists(ids)
+    log_px, _, cv2 = by_quadrature(model, batch, 0.2)
+    k = 500
+    tol = 4 * (cv2 / k).sqrt() + cv2 / (2 * k)  # per sentence, one estimate
+    res = evaluate(model, ds, k=k, per_sentence=True, seed=0)
+    assert (abs(torch.tensor(res["per_sentence_nll"]) + log_px) < tol).all() and (cv2 < 2).all()
+    scores = SeqVAE(model, tok).score(TEXTS, samples=k).double()
+    assert (abs(scores + log_px) < tol).all()
+
+    with torch.no_grad():
+        model.encoder.to_stats.weight[:2].mul_(20.0)  # posterior means apart: an MI well above 0
+        mu, logvar = model.encode(batch.src, batch.src_lens)
+    neg_elbo = by_quadrature(model, batch, 0.2)[1]
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    runs = [evaluate(model, ds, k=0, seed=s) for s in range(60)]  # one draw per sentence each: mean over seeds
+    assert runs[0]["kl"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    mi = exact_mutual_information(mu.double(), logvar.double(), 0.1)
+    assert 0.3 < mi < math.log(len(TEXTS)) - 0.3 and runs[0]["mi_max"] == pytest.approx(math.log(len(TEXTS)))
+    for key, truth in (("neg_elbo", float(neg_elbo.mean())), ("mi", mi)):
+        got = torch.tensor([r[key] for r in runs], dtype=torch.float64)
+        assert abs(float(got.mean()) - truth) < 4 * float(got.std()) / math.sqrt(len(got)), key
+
+
+def test_evaluate_counts_eos_and_takes_active_units_from_every_sentences_mean():
+    """PPL = exp(total NLL / tokens), one EOS per sentence counted (docs/usage.md), for a VAE as for the LM; the
+    active units' variances are Var_x of the posterior means over every sentence evaluated (with ddof 1, as
+    Burda et al.'s Cov_x), not over z draws nor over MI's subsample, and counted strictly above 0.01."""
+    model, data = tiny_vae(), sentences(30)
+    res = evaluate(model, SentenceDataset.from_lists(data), k=3, per_sentence=True, mi_sentences=5, seed=1)
+    tokens = sum(len(s) + 1 for s in data)
+    assert res["tokens"] == tokens
+    assert res["nll_per_token"] == pytest.approx(sum(res["per_sentence_nll"]) / tokens, rel=1e-6)
+    assert res["ppl"] == pytest.approx(math.exp(sum(res["per_sentence_nll"]) / tokens), rel=1e-6)
+    batch = collate(data)
+    with torch.no_grad():
+        mu = model.encode(batch.src, batch.src_lens)[0].double()
+    var = ((mu - mu.mean(0)) ** 2).sum(0) / (len(data) - 1)
+    assert res["au_variances"] == pytest.approx(var.tolist(), rel=1e-4)
+    assert res["au"] == int((var > 0.01).sum())
