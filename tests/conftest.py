@@ -49,7 +49,9 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # A tiny VAE and GRU LM trained for a few dozen steps on 16 sentences (api and generation tests).
-def _train_tiny(latent: bool):
+def train_tiny(latent: bool = True, **model_kw):
+    """(model, tokenizer, its 16 training sentences): a tiny VAE (or LM) trained for 80 steps; model_kw: other
+    ModelConfig fields (encoder_slots, softmax, ...)."""
     import torch
 
     from seqvae.config import ModelConfig
@@ -61,7 +63,7 @@ def _train_tiny(latent: bool):
     tok = build_word_tokenizer(sentences)
     torch.manual_seed(0)
     model = SentenceVAE(ModelConfig(vocab_size=tok.vocab_size, embed_dim=16, hidden_dim=32, latent_dim=4,
-                                    latent=latent))
+                                    latent=latent, **model_kw))
     batch = collate([tok.encode(s) for s in sentences])
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     threads = torch.get_num_threads()
@@ -81,12 +83,12 @@ def _train_tiny(latent: bool):
 @pytest.fixture(scope="session")
 def trained_tiny_vae():
     """(SentenceVAE, tokenizer, its 16 training sentences)."""
-    return _train_tiny(latent=True)
+    return train_tiny(latent=True)
 
 
 @pytest.fixture(scope="session")
 def trained_tiny_lm():
-    return _train_tiny(latent=False)
+    return train_tiny(latent=False)
 
 
 @pytest.fixture(scope="module")

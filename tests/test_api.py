@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import train_tiny
 
 from seqvae import Posterior, SeqVAE, generation
 from seqvae.api import MAX_TOKENS, InputError, interpolate_codes
@@ -315,6 +316,51 @@ def test_a_sentences_score_does_not_depend_on_the_others(vae, texts, refine):
     assert torch.allclose(vae.score(longer, samples=8, refine=refine, seed=5, batch_size=2), nll, rtol=0, atol=1e-4)
     assert float(nll[1]) == float(nll[4])
     assert not torch.allclose(vae.score(longer, samples=8, refine=refine, seed=6), nll, rtol=0, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- a sentence among others
+VARIANTS = {"default": {}, "attention slots and z skip": dict(encoder_slots=3, z_slots=3, z_skip=True),
+            "adaptive softmax": dict(softmax="adaptive"), "two layers, tied": dict(num_layers=2, tie_embeddings=True)}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request):
+    """(SeqVAE, its training sentences) for a tiny VAE of each encoder and decoder variant."""
+    kw = VARIANTS[request.param]
+    model, tok, sentences = train_tiny(**kw) if kw else request.getfixturevalue("trained_tiny_vae")
+    return SeqVAE(model, tok), sentences
+
+
+def test_a_sentences_results_do_not_depend_on_the_others_in_its_call(variant, tiny_lm_ckpt):
+    """docs/usage.md: encode, refine, score, greedy and beam decoding give a sentence alone what they give it
+    among shorter and longer ones (padding, packing, length sorting), in another order and in batches of any size,
+    whatever the model's variant (the encoder's attention slots read padded positions, which must stay masked),
+    up to float rounding: a batch of another shape sums in another order (about 1e-7 here)."""
+    vae, sentences = variant
+    texts = sentences[:5] + [" ".join(sentences[5].split() * 3)]  # lengths 2 to 3 x apart: padding in every batch
+    order = [4, 2, 5, 0, 3, 1]
+    shuffled = [texts[i] for i in order]
+    post = vae.encode(texts)
+    alone = [vae.encode(t) for t in texts]
+    assert torch.allclose(torch.cat([p.mean for p in alone]), post.mean, rtol=0, atol=1e-5)
+    assert torch.allclose(torch.cat([p.logvar for p in alone]), post.logvar, rtol=0, atol=1e-5)
+    assert torch.allclose(vae.encode(shuffled, batch_size=4).mean, post.mean[order], rtol=0, atol=1e-5)
+    refined = vae.refine(texts, steps=3)
+    assert torch.allclose(torch.cat([vae.refine(t, steps=3) for t in texts]), refined, rtol=0, atol=1e-4)
+    assert torch.allclose(vae.refine(shuffled, steps=3, batch_size=4), refined[order], rtol=0, atol=1e-4)
+    nll = vae.score(texts, samples=4, seed=2)
+    assert torch.allclose(torch.cat([vae.score(t, samples=4, seed=2) for t in texts]), nll, rtol=0, atol=1e-4)
+    assert torch.allclose(vae.score(shuffled, samples=4, seed=2, batch_size=4), nll[order], rtol=0, atol=1e-4)
+    z = torch.cat([post.mean, 1.5 * torch.randn(6, vae.latent_dim, generator=torch.Generator().manual_seed(0))])
+    perm = torch.randperm(len(z), generator=torch.Generator().manual_seed(1)).tolist()
+    for opts in ({"strategy": "greedy"}, {"strategy": "beam", "num_beams": 3}):
+        batched = vae.decode(z, max_len=12, **opts)  # rows end at different steps and leave the batch
+        assert [vae.decode(row, max_len=12, **opts)[0] for row in z] == batched, opts
+        assert vae.decode(z[perm], max_len=12, **opts) == [batched[i] for i in perm], opts
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    nll = lm.score(texts)
+    assert torch.allclose(torch.cat([lm.score(t) for t in texts]), nll, rtol=0, atol=1e-4)
+    assert torch.allclose(lm.score(shuffled, batch_size=4), nll[order], rtol=0, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------- language model checkpoints

@@ -216,6 +216,39 @@ def test_a_word_that_cannot_be_finished_by_max_len_is_left_out(trained_tiny_vae)
     assert cut
 
 
+@pytest.mark.parametrize("strategy, opts", [("greedy", {}), ("beam", {"num_beams": 3}), ("sample", {"seed": 0})])
+def test_a_codes_sentence_under_the_filter_does_not_depend_on_the_other_codes(trained_tiny_vae, strategy, opts):
+    """Each row's open word and safe end are its own: rows end at different steps and leave the batch (beam
+    search regroups its beams), and their state must go with them. With words that go on over several tokens
+    (" the" + "at" + "re": "theatre", as above) a code decodes alone (greedy, beam) or beside other codes
+    (sampled: row i is keyed by i, docs/usage.md) to what it decodes among the others."""
+    model, tok, _ = trained_tiny_vae
+    texts = tok.piece_texts()
+    for word, text in (("movie", "at"), ("plot", "re"), ("end", "re"), ("it", "s")):  # late words go on too
+        texts[tok.words.index(word)] = text
+    listed = {w for w in tok.words[4:] if w.isalpha()} - {"the", "movie", "plot", "end", "it"} | {"theatre", "there",
+                                                                                                 "loveds"}
+    filt = KnownWords(listed).filter(texts, tok.eos_id)
+    z = torch.randn(32, model.cfg.latent_dim, generator=torch.Generator().manual_seed(0)) * 2
+
+    def run(codes):
+        return generation.generate(model, codes, strategy=strategy, max_len=12, words=filt.fresh(), **opts)
+
+    held = run(z)
+    written = ["".join(texts[i] for i in row) for row in held]
+    assert any("theat" in t or "there" in t for t in written), written  # words written over several tokens
+    assert len({len(row) for row in held}) > 2  # rows leave the batch at different steps
+    if strategy == "sample":
+        other = torch.randn(32, model.cfg.latent_dim, generator=torch.Generator().manual_seed(1)) * 2
+        for i in range(len(z)):  # row i among other codes, as many or fewer
+            mixed = torch.cat([other[:i], z[i:i + 1], other[i + 1:]])
+            assert run(mixed)[i] == held[i] and run(mixed[: i + 1])[i] == held[i], i
+    else:
+        assert [run(row)[0] for row in z] == held
+        perm = torch.randperm(len(z), generator=torch.Generator().manual_seed(2)).tolist()
+        assert run(z[perm]) == [held[i] for i in perm]
+
+
 @pytest.fixture
 def ckpt_with_words(tiny_vae_ckpt, tmp_path):
     """A copy of the tiny VAE with a word list that leaves out two of its words."""
