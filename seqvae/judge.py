@@ -24,7 +24,6 @@ class ReportError(ValueError):
     """The report cannot run as asked (one-line message)."""
 
 
-# ---------------------------------------------------------------------------- the judge
 class Judge:
     """A language-model checkpoint that scores text: perplexity per token, EOS included."""
 

@@ -17,7 +17,6 @@ from .wordlist import WORD
 LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 
 
-# ---------------------------------------------------------------------------- text measures
 def words(text: str) -> list[str]:
     """Lowercased words: runs of letters (with an inner apostrophe), digits, or other single symbols."""
     return re.findall(rf"{WORD}|\d+|[^\sa-z\d]", text.lower())
