@@ -33,9 +33,11 @@ from seqvae.cli import format_table
 from seqvae.reporting import reporting_errors
 from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.data import SentenceDataset
+from seqvae.judge import Judge
 from seqvae.metrics import evaluate
 from seqvae.prepare import describe_data_dir, locate_data_dir
 from seqvae.runlock import OutLock
+from seqvae.splittext import TrainingText, held_out
 from seqvae.textcli import check_size
 from seqvae.tokenizer import same_tokenizer
 
@@ -240,12 +242,12 @@ def build(args) -> int:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:20_000]
         vae.fit_prior([train[int(i)].tolist() for i in pick], components=args.prior_components, seed=0)
     if args.words:
-        vae.words = quality.TrainingText.from_data_dir(data_dir).known_words(args.words)
+        vae.words = TrainingText.from_data_dir(data_dir).known_words(args.words)
     report = None
     if args.judge:
-        texts, note = quality.held_out(data_dir, 1000, seed=0)
-        judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device="cpu"), args.judge)
-        report = quality.build_report(vae, texts, judge=judge, train=quality.TrainingText.from_data_dir(data_dir),
+        texts, note = held_out(data_dir, 1000, seed=0)
+        judge = Judge(SeqVAE.from_pretrained(args.judge, device="cpu"), args.judge)
+        report = quality.build_report(vae, texts, judge=judge, train=TrainingText.from_data_dir(data_dir),
                                       note=note)
         report["checkpoint"] = args.out
         print(quality.summary_line(report))

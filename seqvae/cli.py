@@ -480,8 +480,8 @@ def _add_words(sub) -> None:
 
 
 def _cmd_words(args) -> int:
-    from . import quality
     from .checkpoint import read_config, resolve
+    from .splittext import TrainingText
     from .wordlist import MIN_COUNT
 
     min_count = MIN_COUNT if args.min_count is None else args.min_count
@@ -489,7 +489,7 @@ def _cmd_words(args) -> int:
         raise ConfigError("--min-count must be >= 1")
     ckpt = resolve(args.checkpoint)  # only its config is read: a damaged words.txt there is simply replaced
     data = _model_data_dir(read_config(ckpt), args.data)
-    words = quality.TrainingText.from_data_dir(data).known_words(min_count)
+    words = TrainingText.from_data_dir(data).known_words(min_count)
     if not len(words):
         raise ConfigError(f"{data}: no word is used {min_count} times in its train split")
     path = words.save(ckpt)
@@ -557,8 +557,10 @@ def _report_texts(args) -> tuple[list[str], str]:
 def _cmd_report(args) -> int:
     from . import atomic, quality
     from .api import SeqVAE
+    from .judge import Judge, checked_sentences
     from .prepare import locate_data_dir
     from .refine import POSTERIOR_STEPS
+    from .splittext import TrainingText, held_out
 
     args.words_given, args.words = args.words is not None, args.words or (5, 25)
     if args.n is not None and args.n < 2:
@@ -571,7 +573,7 @@ def _cmd_report(args) -> int:
             atomic.check_file_path(path)
     texts = _report_texts(args) if args.texts else None
     if texts is not None and args.judge:  # before the models load (seconds to minutes)
-        quality.checked_sentences(texts[0], args.texts)
+        checked_sentences(texts[0], args.texts)
     vae = SeqVAE.from_pretrained(args.checkpoint, device=args.device)
     if not vae.latent:
         raise ConfigError(f"{args.checkpoint} is a language model: it has no latent space to report on")
@@ -583,16 +585,16 @@ def _cmd_report(args) -> int:
     if texts is not None:
         texts, note = texts
     else:
-        texts, note = quality.held_out(data, args.n or 1000, seed=args.seed, min_words=args.words[0], max_words=args.words[1])
+        texts, note = held_out(data, args.n or 1000, seed=args.seed, min_words=args.words[0], max_words=args.words[1])
         if len(texts) < 2:
             raise ConfigError(f"{data}: the test split has {len(texts)} sentence(s) of {args.words[0]}-{args.words[1]} "
                               "words; the report needs 2 (set --words MIN-MAX, or --texts FILE)")
         if args.judge:  # before the judge loads
-            quality.checked_sentences(texts, f"{data}'s test split")
-    judge = quality.Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
+            checked_sentences(texts, f"{data}'s test split")
+    judge = Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
     if note:
         print(f"seqvae report: note: {note}", file=sys.stderr)
-    train = quality.TrainingText.from_data_dir(data) if data else None
+    train = TrainingText.from_data_dir(data) if data else None
     rep = quality.build_report(vae, texts, judge=judge, train=train, n_samples=args.samples,
                                iw_samples=args.iw_samples, seed=args.seed, note=note,
                                iw_refine=POSTERIOR_STEPS if args.iw_refine is None else args.iw_refine)

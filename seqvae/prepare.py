@@ -47,7 +47,7 @@ SPLITS = ("train", "valid", "test")
 ORIGINS = {"imdb_train": 0, "imdb_unsup": 1, "imdb_test": 2, "ptb": 3, "text": 4}  # the `origin` column
 META_FILE = "meta.json"
 SAMPLES_FILE = "samples.txt"
-WORDS_CACHE = "report_words.npz"  # what seqvae.quality caches in a prepared dir: its training words
+WORDS_CACHE = "report_words.npz"  # what seqvae.splittext caches in a prepared dir: its training words
 PREPARED_FILES = {META_FILE, SAMPLES_FILE, SentencePieceTokenizer.filename, WordTokenizer.filename, WORDS_CACHE,
                   *(f"{s}.npz" for s in SPLITS)}  # what seqvae writes in a prepared dir: nothing else is replaced
 

@@ -16,40 +16,31 @@ Statistics say whether z is used; text says whether it is useful. On N held-out 
   latent          -ELBO / IW-NLL, KL, MI (with its standard error, never a bare negative number), AU,
                   and the IW-NLL's paired difference to the judge's exact NLL on the same sentences
 
-The judge is a language model other than the VAE: a `--lm` checkpoint (checkpoints/imdb-lm is the
-same-budget subword GRU-LM; it saw the training sentences, none of the held-out ones). The report
-shows that it can tell: real sentences must score a lower perplexity than the same sentences
-word-shuffled, with one word replaced by an invented string of subword pieces, and two half
-sentences spliced together.
+The judge is a language model other than the VAE (seqvae.judge, which shows that it can tell real sentences from
+corrupted ones); the text measures live in seqvae.textscores; the held-out sentences and the training words
+come from the data dir through seqvae.splittext.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
-from collections import Counter
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import sacrebleu
 import torch
-from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
-from . import atomic
 from .api import InputError, SeqVAE, interpolate_codes
-from .data import SentenceDataset, collate
+from .data import SentenceDataset
 from .display import format_mi
+from .judge import Judge, ReportError
 from .metrics import evaluate, paired_difference
-from .prepare import WORDS_CACHE  # written into the data dir: training word counts and sentence hashes
 from .refine import LR as REFINE_LR
 from .refine import POSTERIOR_STEPS
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
-from .tokenizer import WordTokenizer, load_tokenizer
-from .wordlist import MIN_COUNT, WORD, KnownWords
+from .splittext import TrainingText
+from .textscores import corpus_bleu, diversity, reconstruction_scores, scores_by_length
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
     "greedy": {"strategy": "greedy"},
@@ -57,280 +48,9 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
     "top-p 0.9, best of 4": {"strategy": "top-p", "top_p": 0.9, "candidates": 4},
     "sample T=1": {"strategy": "sample"},
 }
-INVENTED_BELOW = MIN_COUNT  # a word seen fewer times than this in the training sentences is "invented"
-LENGTH_BUCKETS = ((1, 8), (9, 12), (13, 17), (18, math.inf))  # words (inclusive): greedy BLEU from mu by length
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
-JUDGED_LISTS = 64  # lists of texts whose judge scores are kept for a second call (then forgotten all at once)
 MARKDOWN_SHA = "markdown_sha256"  # report.json's field naming the report.md written with it (`seqvae report --out`)
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
-
-
-class ReportError(ValueError):
-    """The report cannot run as asked (one-line message)."""
-
-
-# ---------------------------------------------------------------------------- text measures
-def words(text: str) -> list[str]:
-    """Lowercased words: runs of letters (with an inner apostrophe), digits, or other single symbols."""
-    return re.findall(rf"{WORD}|\d+|[^\sa-z\d]", text.lower())
-
-
-def alpha_words(text: str) -> list[str]:
-    return [w for w in words(text) if w[0].isalpha()]
-
-
-def corpus_bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
-    """Corpus BLEU-4 of hypotheses against one reference each (sacrebleu, 13a tokenization)."""
-    if len(hyps) != len(refs) or not hyps:
-        raise ValueError("corpus_bleu needs as many hypotheses as references, at least one")
-    return float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score)
-
-
-def word_f1(hyp: str, ref: str) -> float:
-    h, r = Counter(words(hyp)), Counter(words(ref))
-    overlap = sum((h & r).values())
-    if not overlap:
-        return 0.0
-    p, q = overlap / sum(h.values()), overlap / sum(r.values())
-    return 2 * p * q / (p + q)
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split())
-
-
-def reconstruction_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    return {"bleu": corpus_bleu(hyps, refs),
-            "exact": float(np.mean([_norm(h) == _norm(r) for h, r in zip(hyps, refs)])),
-            "word_f1": float(np.mean([word_f1(h, r) for h, r in zip(hyps, refs)]))}
-
-
-def scores_by_length(hyps: Sequence[str], refs: Sequence[str]) -> list[dict[str, Any]]:
-    """reconstruction_scores per LENGTH_BUCKETS of the reference's whitespace words (empty buckets left out):
-    a model that keeps a short sentence and only the gist of a long one shows it here."""
-    out = []
-    for lo, hi in LENGTH_BUCKETS:
-        pick = [i for i, r in enumerate(refs) if lo <= len(r.split()) <= hi]
-        if pick:
-            label = f"{lo}+" if hi == math.inf else f"{lo}-{hi}"
-            out.append({"words": label, "sentences": len(pick),
-                        **reconstruction_scores([hyps[i] for i in pick], [refs[i] for i in pick])})
-    return out
-
-
-def distinct_n(texts: Sequence[str], n: int) -> float:
-    grams = [tuple(w[i : i + n]) for w in map(words, texts) for i in range(len(w) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def diversity(texts: Sequence[str], most: int) -> dict[str, Any]:
-    """distinct-1/2 and self-BLEU of the first `most` texts, and how many that is: distinct-n falls as a set grows
-    (the flagship's real held-out sentences: distinct-2 0.80 of 500, 0.74 of 1,000), so each row of the report is
-    measured on as many texts."""
-    texts = list(texts)[:most]
-    return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2), "self_bleu": self_bleu(texts),
-            "diversity_of": len(texts)}
-
-
-def self_bleu(texts: Sequence[str], most: int = 200) -> float:
-    """Mean sentence BLEU of each of the first `most` texts against the others (Zhu et al. 2018)."""
-    texts = list(texts)[:most]
-    if len(texts) < 2:
-        return 0.0
-    return float(np.mean(leave_one_out_bleu(texts)))
-
-
-def leave_one_out_bleu(texts: Sequence[str]) -> list[float]:
-    """sacrebleu.sentence_bleu(texts[i], every other text).score for each i (at least two texts), the same
-    numbers from each text tokenized and counted once: sentence_bleu itself tokenizes its N - 1 references on
-    every call (N^2 tokenizations). A reference set's count of an n-gram is its largest count in one of them,
-    so each n-gram keeps its two largest counts and the text with the largest; its reference length, the
-    closest to the hypothesis' (the shorter on a tie), as sacrebleu picks it."""
-    bleu = sacrebleu.BLEU(tokenize=sacrebleu.BLEU.TOKENIZER_DEFAULT, effective_order=True)  # sentence_bleu's
-    order = bleu.max_ngram_order
-    counted = [extract_all_word_ngrams(bleu.tokenizer(t.rstrip()), 1, order) for t in texts]  # (Counter, length)
-    top: dict[tuple[str, ...], list[int]] = {}  # n-gram -> [largest count, its text, second largest count]
-    for i, (grams, _) in enumerate(counted):
-        for gram, c in grams.items():
-            t = top.get(gram)
-            if t is None:
-                top[gram] = [c, i, 0]
-            elif c > t[0]:
-                top[gram] = [c, i, t[0]]
-            elif c > t[2]:
-                t[2] = c
-    lengths = [n for _, n in counted]
-    scores = []
-    for i, (grams, n) in enumerate(counted):
-        correct, total = [0] * order, [0] * order
-        for gram, c in grams.items():
-            best, where, second = top[gram]
-            total[len(gram) - 1] += c
-            correct[len(gram) - 1] += min(c, second if where == i else best)
-        ref_len = min((abs(n - m), m) for j, m in enumerate(lengths) if j != i)[1]
-        scores.append(bleu.compute_bleu(correct, total, n, ref_len, smooth_method=bleu.smooth_method,
-                                        smooth_value=bleu.smooth_value, effective_order=bleu.effective_order,
-                                        max_ngram_order=order).score)
-    return scores
-
-
-# ---------------------------------------------------------------------------- the judge
-class Judge:
-    """A language-model checkpoint that scores text: perplexity per token, EOS included."""
-
-    def __init__(self, lm: SeqVAE, name: str):
-        if lm.latent:
-            raise ReportError(f"{name}: the judge must be a language model checkpoint (trained with --lm)")
-        self.lm, self.name = lm, name
-        self._scored: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}  # nll's answers (see nll)
-        tok = lm.tokenizer
-        self._pieces = [p for p in (tok.id_to_piece(i).lstrip("\u2581") for i in range(4, len(tok)))
-                        if p.isalpha() and len(p) >= 2]
-
-    def nll(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(NLL in nats, tokens incl. EOS) per text; an empty text (a decode that ended at once) scores as
-        EOS alone: -log p(EOS | BOS), one token. The same texts again (the report scores its held-out sentences
-        for the checks, the ratios' denominator and the latent section) are answered from the first call: the
-        LM's score of a list is the same every time."""
-        texts = list(texts)
-        key = tuple(texts)
-        if key not in self._scored:
-            if len(self._scored) >= JUDGED_LISTS:
-                self._scored.clear()
-            self._scored[key] = self._nll(texts)
-        nll, tok = self._scored[key]
-        return nll.copy(), tok.copy()
-
-    def _nll(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        nll, tok = np.full(len(texts), np.nan), np.ones(len(texts))
-        full = [i for i, t in enumerate(texts) if t.strip()]
-        if full:
-            kept = [texts[i] for i in full]
-            nll[full] = self.lm.score(kept).double().numpy()
-            tok[full] = [len(i) + 1 for i in self.lm.tokenize(kept)]
-        if len(full) < len(texts):
-            nll[[i for i, t in enumerate(texts) if not t.strip()]] = self._eos_alone()
-        return nll, tok
-
-    def _eos_alone(self) -> float:
-        cfg, model = self.lm.model.cfg, self.lm.model
-        batch = collate([[]], pad_id=cfg.pad_id, bos_id=cfg.bos_id, eos_id=cfg.eos_id).to(model.device)
-        with torch.no_grad(), model.evaluating():
-            return float(model.token_nll(batch.dec_in, batch.target, None)[0])
-
-    def ppl(self, texts: Sequence[str]) -> float:
-        nll, tok = self.nll(texts)
-        return math.exp(nll.sum() / tok.sum())
-
-    def invented_word(self, rng: np.random.Generator) -> str:
-        """A string of 2-3 subword pieces of letters glued into one word the corpus never had. A word-level
-        judge would read any such string as its unknown word, a frequent token: it gets a random word of its
-        vocabulary instead (mostly rare ones), a corruption it can see."""
-        if isinstance(self.lm.tokenizer, WordTokenizer):
-            return str(rng.choice(self._pieces))
-        return "".join(rng.choice(self._pieces, size=int(rng.integers(2, 4))))
-
-    def checks(self, sentences: Sequence[str], seed: int = 0) -> dict[str, Any]:
-        """The judge's perplexity on real sentences and three corruptions of them, and for each corruption
-        the share of sentences it ranks below the real one (per-token NLL); all on the sentences of four or more
-        words ("sentences" under "real" says how many)."""
-        rng = np.random.default_rng(seed)
-        real = checked_sentences(sentences)
-        split = [s.split() for s in real]
-        corrupt = {
-            "shuffled": [" ".join(rng.permutation(w)) for w in split],
-            "invented word": [" ".join(w[:j] + [self.invented_word(rng)] + w[j + 1 :])
-                              for w in split for j in [int(rng.integers(len(w)))]],
-            "spliced": [" ".join(a[: len(a) // 2] + b[len(b) // 2 :]) for a, b in zip(split, split[1:] + split[:1])],
-        }
-        nll, tok = self.nll(real)
-        out: dict[str, Any] = {"real": {"ppl": math.exp(nll.sum() / tok.sum()), "sentences": len(real)}}
-        for name, texts in corrupt.items():
-            c_nll, c_tok = self.nll(texts)
-            out[name] = {"ppl": math.exp(c_nll.sum() / c_tok.sum()),
-                         "real_ranked_higher": float(np.mean(nll / tok < c_nll / c_tok))}
-        out["passes"] = all(out[k]["ppl"] > out["real"]["ppl"] for k in corrupt)
-        return out
-
-
-def checked_sentences(sentences: Sequence[str], where: str = "the held-out sentences") -> list[str]:
-    """The sentences the judge checks corrupt: those of four or more words (a shuffle or a splice of fewer
-    says little); fewer than two of them is a ReportError, which callers can raise before loading anything."""
-    real = [s for s in sentences if len(s.split()) >= 4]
-    if len(real) < 2:
-        raise ReportError(f"the judge checks need at least two sentences of four or more words ({where}: {len(real)})")
-    return real
-
-
-# ---------------------------------------------------------------------------- training vocabulary
-class TrainingText:
-    """Word counts and sentence hashes of a data dir's train split (cached in the data dir)."""
-
-    def __init__(self, counts: dict[str, int], hashes: np.ndarray):
-        hashes = np.asarray(hashes, dtype=np.uint64)
-        if not (hashes[1:] > hashes[:-1]).all():  # copy_rate looks them up in order (a data dir's cache is)
-            hashes = np.unique(hashes)
-        self.counts, self.hashes = counts, hashes
-
-    @staticmethod
-    def _hash(texts: Sequence[str]) -> np.ndarray:
-        return np.array([int.from_bytes(hashlib.blake2b(_norm(t).lower().encode(), digest_size=8).digest(), "little")
-                         for t in texts], dtype=np.uint64)
-
-    @classmethod
-    def from_data_dir(cls, data_dir: str | Path) -> "TrainingText":
-        """The word counts and sentence hashes of a prepared data dir's train split, cached in the data dir
-        (prepare.WORDS_CACHE) and counted again when train.npz is newer than the cache."""
-        d = Path(data_dir)
-        cache = d / WORDS_CACHE
-        if cache.is_file() and cache.stat().st_mtime >= (d / "train.npz").stat().st_mtime:
-            z = np.load(cache, allow_pickle=False)
-            return cls(dict(zip(z["words"].tolist(), z["counts"].tolist())), z["hashes"])
-        tok, train = load_tokenizer(d), SentenceDataset.from_dir(d, "train")
-        texts = [tok.decode(train[i].tolist()) for i in range(len(train))]
-        counts = Counter(w for t in texts for w in alpha_words(t))
-        hashes = np.unique(cls._hash(texts))
-        keys = sorted(counts)
-
-        def write(path: Path) -> None:
-            with open(path, "wb") as f:
-                np.savez_compressed(f, words=np.array(keys), counts=np.array([counts[k] for k in keys]), hashes=hashes)
-
-        atomic.write_with(cache, write)
-        return cls(dict(counts), hashes)
-
-    def invented_rate(self, texts: Sequence[str]) -> float:
-        ws = [w for t in texts for w in alpha_words(t)]
-        return float(np.mean([self.counts.get(w, 0) < INVENTED_BELOW for w in ws])) if ws else 0.0
-
-    def copy_rate(self, texts: Sequence[str]) -> float:
-        """The share of texts that are a training sentence (by hash), looked up by bisection in the sorted hashes
-        (np.isin sorted all the training hashes again on every call: 0.7 s for IMDB's 843,002, 12 calls a report)."""
-        if not texts or not len(self.hashes):
-            return 0.0
-        h = self._hash(texts)
-        at = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)  # where each would stand
-        return float((self.hashes[at] == h).mean())
-
-    def known_words(self, min_count: int = MIN_COUNT) -> KnownWords:
-        """The words used at least `min_count` times: the list a checkpoint's decoding keeps to."""
-        return KnownWords.from_counts(self.counts, min_count)
-
-
-# ---------------------------------------------------------------------------- held-out sentences
-def held_out(data_dir: str | Path, n: int, seed: int = 0, min_words: int = 5,
-             max_words: int = 25) -> tuple[list[str], str]:
-    """n test sentences of min..max words (shuffled with seed), and a note when fewer exist."""
-    d = Path(data_dir)
-    tok, test = load_tokenizer(d), SentenceDataset.from_dir(d, "test")
-    texts = [tok.decode(test[i].tolist()) for i in range(len(test))]
-    texts = [t for t in texts if min_words <= len(t.split()) <= max_words]
-    rng = np.random.default_rng(seed)
-    texts = [texts[i] for i in rng.permutation(len(texts))]
-    note = ""
-    if len(texts) < n:
-        note = f"asked for {n} sentences, the test split has {len(texts)} of {min_words}-{max_words} words: using all"
-    return texts[:n], note
 
 
 # ---------------------------------------------------------------------------- the report

@@ -26,7 +26,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .checkpoint import CheckpointError
     from .corpus import DataError
     from .generation import DecodingError
-    from .quality import ReportError
+    from .judge import ReportError
     from .textinput import TextInputError
     from .tokenizer import TokenizerError
     from .train import TrainingError

@@ -9,7 +9,7 @@ what is left, which is drawing from the sampler's distribution (after temperatur
 restricted to the allowed tokens; when that holds none, from the allowed tokens' distribution cut the same way.
 A row whose open word no allowed token can go on with (at max_len: finish) ends before that word.
 
-    words = KnownWords.from_counts(counts)       # word -> count, e.g. quality.TrainingText.counts
+    words = KnownWords.from_counts(counts)       # word -> count, e.g. splittext.TrainingText.counts
     words.save(ckpt_dir); words = load_words(ckpt_dir)   # None if the dir has no words.txt
     filt = words.filter(piece_texts, end_id)     # piece_texts[i]: the text token i adds (None: never)
 

@@ -1,183 +1,22 @@
 import json
-import math
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
-from seqvae import checkpoint, quality
+from seqvae import checkpoint, quality, splittext, textscores
 from seqvae.api import SeqVAE
 from seqvae.cli import main
 from seqvae.display import format_mi
+from seqvae.judge import Judge
 from seqvae.config import ModelConfig
 from seqvae.model import SentenceVAE
 from seqvae.tokenizer import load_tokenizer
 
 
-def test_bleu_through_our_wrapper():
-    refs = ["the movie was great and i loved it .", "the plot was slow at times ."]
-    assert quality.corpus_bleu(refs, refs) == pytest.approx(100.0)
-    assert quality.corpus_bleu(["purple zebras eat quietly", "seven ships sail north"], refs) < 5
-    with pytest.raises(ValueError):
-        quality.corpus_bleu(refs, refs[:1])
-    scores = quality.reconstruction_scores(refs, [refs[0], "something else entirely ."])
-    assert scores["exact"] == 0.5 and 0.5 < scores["word_f1"] < 1
-    # a hypothesis that is a prefix of its reference: every n-gram precision is 1, BLEU is the brevity
-    # penalty alone, exp(1 - 9 / 5) for 5 of the reference's 9 tokens (hypotheses first, then references)
-    assert quality.corpus_bleu(["the movie was great and"], refs[:1]) == pytest.approx(100 * math.exp(1 - 9 / 5))
-    assert quality.corpus_bleu(["The Movie was great and i loved it ."], refs[:1]) < 100  # case-sensitive
-    assert quality.word_f1("the movie", "the movie was great") == pytest.approx(2 / 3)  # precision 1, recall 1/2
-    assert quality.word_f1("the movie was great", "the movie") == pytest.approx(2 / 3)
-
-
-def test_scores_by_length_split_by_the_inputs_words():
-    short = ["a fine film .", "it was dull ."]  # 4 words each
-    long = ["the plot of this film makes no sense at all and the acting is worse ."]  # 16 words
-    hyps = short + ["purple zebras eat quietly on seven ships sailing north under a grey sky ."]
-    rows = quality.scores_by_length(hyps, short + long)
-    assert [(r["words"], r["sentences"]) for r in rows] == [("1-8", 2), ("13-17", 1)]  # empty buckets left out
-    assert rows[0]["bleu"] == pytest.approx(100.0) and rows[0]["exact"] == 1.0
-    assert rows[1]["bleu"] < 5 and rows[1]["exact"] == 0.0
-    assert quality.scores_by_length(["x"] * 1, ["one two three " * 10])[0]["words"] == "18+"
-
-
-def test_diversity_measures():
-    same = ["the movie was great ."] * 4
-    varied = ["the movie was great .", "a film i hated", "slow plot , fine actors", "never again !"]
-    assert quality.distinct_n(same, 2) < quality.distinct_n(varied, 2) == 1.0
-    assert quality.self_bleu(same) == pytest.approx(100.0) and quality.self_bleu(varied) < 20
-    assert quality.distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)  # (a b), (b a), (a b)
-    assert quality.distinct_n(["a b a b"], 1) == pytest.approx(2 / 4)
-
-
 def test_mi_is_never_shown_as_a_bare_negative_number():
     assert not format_mi(-0.17, 0.2).startswith("-")
     assert "clipped" in format_mi(-0.17) and format_mi(3.456, 0.1) == "3.46 ± 0.10"
-
-
-def test_the_judge_ranks_real_sentences_above_corrupted_ones(trained_tiny_lm, tiny_lm_ckpt):
-    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
-    judge = quality.Judge(lm, "tiny-lm")
-    real = [s for s in trained_tiny_lm[2] if len(s.split()) >= 4]
-    checks = judge.checks(real, seed=0)
-    assert checks["shuffled"]["ppl"] > checks["real"]["ppl"]
-    assert checks["shuffled"]["real_ranked_higher"] > 0.5
-    assert checks["invented word"]["ppl"] > checks["real"]["ppl"]
-    import numpy as np  # a word-level judge reads any invented string as <unk>: it gets a word of its vocabulary
-
-    words = [judge.invented_word(np.random.default_rng(i)) for i in range(20)]
-    assert all(ids[0] != lm.model.cfg.unk_id for ids in lm.tokenize(words)) and len(set(words)) > 5
-
-
-def test_the_judge_checks_compare_per_token_and_need_every_corruption_to_lose(tiny_lm_ckpt, monkeypatch):
-    """The checks' bookkeeping, under a stand-in judge that reads bags of words: 1 nat a token for the words
-    of a real sentence in any order, 1.5 for any other text. Shuffling is then invisible to it (the checks
-    fail), and a spliced sentence shorter than its real one still costs more per token."""
-    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
-    real = [" ".join(f"w{i}" for i in range(20)), "xa xb xc xd", "ya yb yc yd ye"]  # words no vocabulary has
-    bags = {tuple(sorted(t.split())) for t in real}
-
-    def nll(texts):
-        tok = np.array([len(t.split()) + 1.0 for t in texts])
-        return tok * np.array([1.0 if tuple(sorted(t.split())) in bags else 1.5 for t in texts]), tok
-
-    monkeypatch.setattr(judge, "nll", nll)
-    out = judge.checks(real, seed=0)
-    assert out["real"]["ppl"] == pytest.approx(math.e)
-    assert out["shuffled"]["ppl"] == pytest.approx(math.e) and out["shuffled"]["real_ranked_higher"] == 0.0
-    for name in ("invented word", "spliced"):  # spliced: w0..w9 xc xd is 13 tokens, 19.5 nats < the real 21
-        assert out[name]["ppl"] == pytest.approx(math.exp(1.5)) and out[name]["real_ranked_higher"] == 1.0, name
-    assert out["passes"] is False  # one corruption the judge cannot see is enough to fail
-    monkeypatch.setattr(judge, "nll", lambda texts: (np.array([2.0, 6.0]), np.array([1.0, 3.0])))
-    assert judge.ppl(["a", "b c"]) == pytest.approx(math.exp(8 / 4))  # pooled over tokens, not a mean of texts
-
-
-def test_the_judge_scores_an_empty_text_as_eos_alone(tiny_lm_ckpt):
-    import torch
-
-    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
-    judge = quality.Judge(lm, "tiny-lm")
-    nll, tok = judge.nll(["", "the movie was great .", "  "])
-    m = lm.model
-    with torch.no_grad():
-        out, _ = m.decoder.gru(m.decoder.embedding.weight[m.cfg.bos_id][None, None], torch.zeros(1, 1, m.cfg.hidden_dim))
-        eos = float(-torch.log_softmax(m.decoder.out(out[0, 0]), -1)[m.cfg.eos_id])
-    assert tok.tolist() == [1, 6, 1] and nll[0] == nll[2] == pytest.approx(eos, abs=1e-5)
-    assert nll[1] == pytest.approx(float(lm.score(["the movie was great ."])[0]))
-
-
-def test_the_judge_scores_a_list_of_texts_once(tiny_lm_ckpt, monkeypatch):
-    """The report asks the judge for its held-out sentences' scores up to three times: the LM scores them once,
-    and every answer is the first's (a caller changing its copy changes no later answer)."""
-    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
-    judge, calls, score = quality.Judge(lm, "tiny-lm"), [], lm.score
-    monkeypatch.setattr(lm, "score", lambda texts, **kw: calls.append(list(texts)) or score(texts, **kw))
-    texts = ["the movie was great .", "", "the plot was slow ."]
-    nll, tok = judge.nll(texts)
-    expected = (nll.copy(), tok.copy())
-    nll[:], tok[:] = 0, 0
-    for _ in range(2):
-        again = judge.nll(list(texts))
-        assert np.array_equal(again[0], expected[0]) and np.array_equal(again[1], expected[1])
-    assert judge.ppl(texts) == math.exp(expected[0].sum() / expected[1].sum())
-    assert len(calls) == 1
-    judge.nll(texts[:2])
-    assert calls[1] == [texts[0]]  # other texts are scored
-
-
-def test_judge_must_be_a_language_model(tiny_vae_ckpt):
-    with pytest.raises(quality.ReportError, match="language model"):
-        quality.Judge(SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu"), "vae")
-
-
-def test_training_text_counts_words_and_copies(tiny_data_dir, tmp_path):
-    data = shutil.copytree(tiny_data_dir, tmp_path / "data")
-    train = quality.TrainingText.from_data_dir(data)
-    assert (data / quality.WORDS_CACHE).is_file()
-    again = quality.TrainingText.from_data_dir(data)  # from the cache
-    assert again.counts == train.counts and np.array_equal(again.hashes, train.hashes)
-    tok = load_tokenizer(data)
-    from seqvae.data import SentenceDataset
-
-    seen = tok.decode(SentenceDataset.from_dir(data, "train")[0].tolist())
-    assert train.invented_rate([seen]) == 0.0 and train.invented_rate(["zorblax quinthe"]) == 1.0
-    assert train.copy_rate([seen, "zorblax quinthe"]) == 0.5
-    few = quality.INVENTED_BELOW
-    counts = quality.TrainingText({"rare": few - 1, "common": few}, np.zeros(0, dtype=np.int64))
-    assert counts.invented_rate(["rare common", "common unseen"]) == 0.5  # seen fewer than INVENTED_BELOW times
-
-
-def test_leave_one_out_bleu_is_sacrebleus_sentence_bleu_against_the_others():
-    """self_bleu counts each text's n-grams once instead of sacrebleu tokenizing the N - 1 references per text:
-    the same scores, exactly, with repeated texts and n-grams (an n-gram's largest count in the text left out),
-    empty texts, reference lengths tied around the hypothesis', punctuation and case."""
-    import random
-
-    import sacrebleu
-
-    rng = random.Random(0)
-    vocab = ["the", "movie", "The", "was", "great", ".", "!", "it's", "a", "plot,", "(good)", "bad"]
-    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) for _ in range(60)]
-    texts += ["a a a a b", "a a a a b", "a a b", "", "the movie was great .", "the movie was great ."]
-    for group in (texts, texts[:2], ["x y", "x y z w", "x"], ["", ""]):
-        expected = [sacrebleu.sentence_bleu(t, group[:i] + group[i + 1:]).score for i, t in enumerate(group)]
-        assert quality.leave_one_out_bleu(group) == expected
-
-
-def test_copy_rate_counts_the_texts_that_are_training_sentences_whatever_the_hashes_order():
-    """copy_rate bisects the sorted training hashes: texts whose hash is below, above or between all of them,
-    repeated texts, and hashes given unsorted and repeated count as a plain set lookup says."""
-    train_texts = [f"sentence number {i}" for i in range(50)]
-    hashes = quality.TrainingText._hash(train_texts)
-    shuffled = np.concatenate([hashes[::-1], hashes[:7]])  # unsorted, with repeats
-    train = quality.TrainingText({}, shuffled)
-    texts = train_texts[::3] + [f"unseen {i}" for i in range(40)] + train_texts[:2] * 3
-    known = set(hashes.tolist())
-    expected = sum(h in known for h in quality.TrainingText._hash(texts).tolist()) / len(texts)
-    assert train.copy_rate(texts) == expected and 0 < expected < 1
-    assert quality.TrainingText({}, np.zeros(0, dtype=np.uint64)).copy_rate(texts) == 0.0
-    assert train.copy_rate([]) == 0.0
 
 
 def _vae_on(data_dir, path):
@@ -209,7 +48,7 @@ def test_report_command(tiny_data_dir, tiny_lm_ckpt, tmp_path, capsys):
     assert "| fitted, 50 steps |" in out and "fitted proposals)" in err  # the table row and the summary line
     assert {r["words"] for r in rep["samples"]} == {"any"}
     ref = rep["decoder_reference"]  # the held-out means decoded by top-p 0.9, with the report's seed
-    texts, _ = quality.held_out(data, 1000)
+    texts, _ = splittext.held_out(data, 1000)
     vae = SeqVAE.from_pretrained(ckpt)
     decoded = vae.decode(vae.encode(texts).mean, strategy="top-p", top_p=0.9, seed=0, max_len=64)
     assert ref["n"] == rep["sentences"] and ref["examples"] == decoded[: len(ref["examples"])]
@@ -288,7 +127,7 @@ def test_samples_are_judged_against_every_held_out_sentence(tiny_vae_ckpt, tiny_
     """The judge's checks corrupt only sentences of four or more words; the "x real" ratios divide by the judge's
     perplexity of all the held-out sentences, short ones too."""
     vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
-    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    judge = Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
     long = [s for s in trained_tiny_vae[2] if len(s.split()) >= 4][:4]
     texts = long + [" ".join(s.split()[:2]) for s in long[:3]]  # three of two words
     rep = quality.build_report(vae, texts, judge=judge, n_samples=3, iw_samples=1, iw_refine=0, show=1)
@@ -310,7 +149,7 @@ def test_the_latent_figures_do_not_depend_on_the_sentences_order(tiny_vae_ckpt, 
     """The same held-out sentences in another order (a shuffled --texts file) give the same IW-NLL, -ELBO, MI and
     paired difference to the judge: each sentence's draws follow from its tokens, not its place."""
     vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
-    judge = quality.Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
+    judge = Judge(SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu"), "tiny-lm")
     texts = trained_tiny_vae[2][:10]
     a, b = (quality.latent(vae, t, judge, iw_samples=3, seed=0, iw_refine=2) for t in (texts, texts[::-1]))
     for key in ("nll", "nll_refined", "rec", "neg_elbo", "kl", "mi", "mi_se", "au"):
@@ -349,17 +188,17 @@ def test_every_rows_diversity_is_of_as_many_texts(tiny_vae_ckpt, trained_tiny_va
     sentences are each measured on their first min(N, n_samples) texts, or they would not compare."""
     vae = SeqVAE.from_pretrained(tiny_vae_ckpt, device="cpu")
     texts = trained_tiny_vae[2][:12]
-    assert quality.distinct_n(texts[:5], 2) != quality.distinct_n(texts, 2)  # the set's size matters here
+    assert textscores.distinct_n(texts[:5], 2) != textscores.distinct_n(texts, 2)  # the set's size matters here
     rep = quality.build_report(vae, texts, n_samples=5, iw_samples=1, iw_refine=0, show=12)
     ref = rep["decoder_reference"]
     decoded = ref["examples"]  # all 12 of them (show=12)
-    assert len(decoded) == ref["n"] == 12 and ref["distinct_2"] == pytest.approx(quality.distinct_n(decoded[:5], 2))
+    assert len(decoded) == ref["n"] == 12 and ref["distinct_2"] == pytest.approx(textscores.distinct_n(decoded[:5], 2))
     assert ref["diversity_of"] == 5
-    assert ref["self_bleu"] == pytest.approx(quality.self_bleu(decoded[:5]))
+    assert ref["self_bleu"] == pytest.approx(textscores.self_bleu(decoded[:5]))
     assert all(r["diversity_of"] == 5 == len(r["examples"]) for r in rep["samples"])
-    assert rep["real_diversity"] == {"distinct_1": pytest.approx(quality.distinct_n(texts[:5], 1)),
-                                     "distinct_2": pytest.approx(quality.distinct_n(texts[:5], 2)),
-                                     "self_bleu": pytest.approx(quality.self_bleu(texts[:5])), "diversity_of": 5}
+    assert rep["real_diversity"] == {"distinct_1": pytest.approx(textscores.distinct_n(texts[:5], 1)),
+                                     "distinct_2": pytest.approx(textscores.distinct_n(texts[:5], 2)),
+                                     "self_bleu": pytest.approx(textscores.self_bleu(texts[:5])), "diversity_of": 5}
     assert "Diversity of the real sentences" in quality.to_markdown(rep, "tiny")
     rep = quality.build_report(vae, texts, n_samples=20, iw_samples=1, iw_refine=0, show=0)  # fewer held-out
     assert {r["diversity_of"] for r in rep["samples"]} == {12} and rep["decoder_reference"]["diversity_of"] == 12
