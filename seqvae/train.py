@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -45,13 +46,13 @@ from tqdm.auto import tqdm
 from . import atomic, checkpoint, faultpoint, resume
 from .config import ConfigError, ModelConfig, RunConfig
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
-from .display import format_mi
+from .display import format_mi, one_line
 from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
 from .prepare import data_dir_record, read_meta
-from .ranks import Ranks, mean_over_ranks, process_device
+from .ranks import Ranks, lost_contact, mean_over_ranks, process_device
 from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
 
@@ -107,8 +108,8 @@ class Trainer:
         self.tokenizer = load_tokenizer(self.data_dir)
         cfg = RunConfig(model=_with_data_ids(cfg.model, self.tokenizer.vocab_size, self.data_meta), train=tc)
         self.cfg = cfg
-        self.train_set = SentenceDataset.from_dir(self.data_dir, "train")
-        self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
+        self.train_set = SentenceDataset.from_dir(self.data_dir, "train", self.tokenizer.vocab_size)
+        self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid", self.tokenizer.vocab_size)
         if len(self.train_set) == 0 or len(self.valid_set) == 0:
             raise ConfigError(f"{self.data_dir}: the train and valid splits must not be empty")
         self.data_sha256 = {"train": self.train_set.fingerprint(), "valid": self.valid_set.fingerprint()}
@@ -513,6 +514,14 @@ class Trainer:
         try:
             self._loop(self.cfg.train.max_steps if until_step is None else min(self.cfg.train.max_steps, until_step),
                        bar)
+        except RuntimeError as e:
+            if self.ranks.world > 1 and lost_contact(e):  # the cause is the other process's error, not this one's
+                cause = re.sub(r"^\[[^\]]*\]\s*", "", one_line(e))  # gloo's begins with its source line
+                cause = cause.split(". ")[0][:160]
+                raise TrainingError(f"step {self.step}: process {self.ranks.rank} of {self.ranks.world} lost the "
+                                    f"others ({cause}): one of them stopped first, and its error says why; "
+                                    f"{self._kept()}") from None
+            raise
         finally:
             bar.close()
             self.lock.release()

@@ -529,6 +529,54 @@ def test_fit_trains_an_epochs_batch_of_fewer_sentences_than_processes(tiny_data_
             torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
 
 
+def fit_where_process_0_vanishes(rank, cfg, data_dir, out, result_dir):
+    """In process `rank`: Trainer.fit; process 0 exits at its third step (as one that failed or was killed: its
+    own error is its own). Returns what fit raised in process 1, by type and message."""
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    if rank == 0:
+        step = tr.train_step
+
+        def vanish_at_3(idx):
+            if tr.step == 2:
+                torch.save({}, result_dir / "rank0.pt")  # what in_ranks reads back from each process
+                os._exit(0)  # 0: torch.multiprocessing.spawn leaves process 1 alone
+            return step(idx)
+        tr.train_step = vanish_at_3
+    try:
+        tr.fit()
+    except Exception as e:  # noqa: BLE001 - the test looks at which
+        return {"type": type(e).__name__, "message": str(e)}
+    return {"type": None}
+
+
+def test_a_process_that_loses_the_others_says_so_in_one_line(tiny_data_dir, tmp_path, in_ranks):
+    """When one process stops (its error, a kill), the others fail in their next collective. That was gloo's
+    RuntimeError ("Connection closed by peer"), a 60-line traceback per process printed after the one line that
+    says why; it is a TrainingError (one line) that names the step and says where the cause is."""
+    cfg = tiny_cfg(max_steps=20, eval_every=20, free_bits=0.0)
+    res = in_ranks(fit_where_process_0_vanishes, cfg, tiny_data_dir, tmp_path / "run",
+                   tmp_path / "ranks-fit_where_process_0_vanishes")
+    assert res[1]["type"] == "TrainingError", res[1]
+    assert "step 2: process 1 of 2 lost" in res[1]["message"] and "\n" not in res[1]["message"]
+
+
+def test_a_token_id_outside_the_vocabulary_is_one_line_before_training(tiny_data_dir, tmp_path, one_line):
+    """A prepared split whose ids reach past the tokenizer's vocabulary (a damaged or mixed-up data dir) is
+    refused when the trainer loads it, as one line, the same in every torchrun process. It ended in a traceback
+    (IndexError in the embedding) at the step that drew the sentence, in one process only under torchrun."""
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_data_dir, bad)
+    for split in ("valid", "train"):
+        with np.load(bad / f"{split}.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["ids"] = arrays["ids"].copy()
+        arrays["ids"][-1] = 10**6
+        np.savez(bad / f"{split}.npz", **arrays)
+        one_line(["train", "--data", bad, "--out", tmp_path / "run", "--preset", "tiny", "--max-steps", "1",
+                  "--device", "cpu", "--no-progress"], f"{split}.npz: token id 1000000 is outside the vocabulary")
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
     from seqvae.ranks import Ranks
 
