@@ -170,7 +170,11 @@ class Trainer:
             raise ConfigError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says "
                               f"{self.ranks.world}")
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
+        # An adaptive softmax's tail cluster has a gradient only in a step whose targets reach it: a process whose
+        # share has none must tell DDP so (its zero joins the mean; a cluster that no process used keeps no
+        # gradient and no AdamW step, as on one device). One walk of the graph per step, so only then.
+        return DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True,
+                                       find_unused_parameters=self.cfg.model.softmax == "adaptive")
 
     def _rank_seed(self) -> int:
         """The RNG seed of a process other than the first (word dropout, z noise), from (seed, rank, step)."""

@@ -409,6 +409,15 @@ def steps_in_a_process(rank, cfg, data_dir, out, batches):
     return tr.model.state_dict()
 
 
+def two_train_as_one(in_ranks, cfg, data_dir, tmp_path, batches):
+    """steps_in_a_process in one process, then in each of two: both of the two end with the one's weights."""
+    one = steps_in_a_process(0, cfg, data_dir, tmp_path / "one", batches)
+    two = in_ranks(steps_in_a_process, cfg, data_dir, tmp_path / "two", batches)
+    for rank in two:
+        for name in one:
+            torch.testing.assert_close(rank[name], one[name], rtol=1e-4, atol=1e-5)
+
+
 def test_two_processes_free_bits_on_the_whole_batch(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
     """Free bits clamp the dimensions whose batch-mean KL is at or below λ. Under torchrun each process holds a
     share of the batch (here 4 + 3 sentences) and the mean is taken over all of them: a VAE trains what one
@@ -432,11 +441,32 @@ def test_two_processes_free_bits_on_the_whole_batch(tiny_data_dir, tmp_path, in_
     cfg = tiny_cfg(**base, free_bits=free_bits)
 
     monkeypatch.setattr(reference, "draw_eps", no_noise)
-    one = steps_in_a_process(0, cfg, tiny_data_dir, tmp_path / "one", batches)
-    two = in_ranks(steps_in_a_process, cfg, tiny_data_dir, tmp_path / "two", batches)
-    for rank in two:
-        for name in one:
-            torch.testing.assert_close(rank[name], one[name], rtol=1e-4, atol=1e-5)
+    two_train_as_one(in_ranks, cfg, tiny_data_dir, tmp_path, batches)
+
+
+def test_two_processes_train_an_adaptive_softmax_as_one_does(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
+    """An adaptive softmax's tail cluster gets a gradient only from a step whose targets reach it. Under torchrun
+    a share without such a target left its weights without a gradient in that process, and DDP stopped the
+    run at the next step ("Expected to have finished reduction in the prior iteration"). Here the rarest
+    cluster's words are in process 0's share, then in neither, then in process 1's: two processes train what
+    one does (a cluster no process used is left alone, as one process leaves it)."""
+    from seqvae.data import SentenceDataset
+    from seqvae.kernels import reference
+
+    model = TINY_MODEL.replace(latent=False, softmax="adaptive", adaptive_cutoffs=[10, 40])
+    cfg = tiny_cfg(model, batch_size=2, word_dropout=0.0, lr=3e-3)
+    train = SentenceDataset.from_dir(tiny_data_dir, "train")
+    rare = [i for i in range(len(train)) if train[i].max() >= 40]
+    common = [i for i in range(len(train)) if train[i].max() < 40]
+    assert rare and len(common) >= 4
+    longest = lambda ids: sorted(ids, key=lambda i: -len(train[i]))  # noqa: E731
+    r, c = max(rare, key=lambda i: len(train[i])), longest(common)
+    # train_step gives process 0 the longer sentence of a pair: (rare, common), (common, common), (common, rare)
+    r_short = min(rare, key=lambda i: len(train[i]))
+    assert len(train[r]) > len(train[c[-1]]) and len(train[c[0]]) > len(train[r_short])
+    batches = [[r, c[-1]], [c[1], c[2]], [c[0], r_short]]
+    monkeypatch.setattr(reference, "draw_eps", no_noise)
+    two_train_as_one(in_ranks, cfg, tiny_data_dir, tmp_path, batches)
 
 
 def steps_with_a_nan_loss(rank, cfg, data_dir, out, batches, nan_rank, nan_step):
