@@ -141,6 +141,8 @@ class Trainer:
             if not self.ranks.main:  # the same initial weights everywhere, then each its own noise
                 torch.manual_seed(self._rank_seed())
         self.ddp = self._join_processes() if self.ranks.world > 1 else None
+        if self.ddp is not None and _state is not None:  # every process read last/ on its own: the same save?
+            resume.check_one_save(self.out_dir, self._gathered(_state.get("_save_id")))
         # Nothing in the run dir changes before here (a bad flag leaves it as it was), and nothing after
         # without the lock. A new run's dir is created (and locked) by fit().
         if self.ranks.main and self.out_dir.exists():
@@ -186,6 +188,14 @@ class Trainer:
         total = torch.cat([acc.double(), torch.full((1,), float(tokens), dtype=torch.float64, device=acc.device)])
         dist.all_reduce(total)
         return total[:-1], int(total[-1].item())
+
+    def _gathered(self, obj) -> list:
+        """Every process's `obj`, in rank order, in every process."""
+        import torch.distributed as dist
+
+        box = [None] * self.ranks.world
+        dist.all_gather_object(box, obj)
+        return box
 
     def _from_main(self, obj):
         """The first process's `obj`, in every process."""
@@ -297,11 +307,7 @@ class Trainer:
                  "stopped_early": self.stopped_early, "train_time": self.train_time,
                  **self.data_record, "data_sha256": self.data_sha256, "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
-            import torch.distributed as dist
-
-            rngs = [None] * self.ranks.world
-            dist.all_gather_object(rngs, {k: v.cpu() for k, v in rng.items()})
-            state["rng_ranks"] = rngs
+            state["rng_ranks"] = self._gathered({k: v.cpu() for k, v in rng.items()})
         return state
 
     # ------------------------------------------------------------------ logging

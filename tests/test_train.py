@@ -607,6 +607,31 @@ def test_a_token_id_outside_the_vocabulary_is_one_line_before_training(tiny_data
     assert not (tmp_path / "run").exists()
 
 
+def resume_in_a_process(rank, run, other_save):
+    """In process `rank`: Trainer.resume(run); process 1 reads last/ as if it were another save (`other_save`, as
+    when another trainer replaced it between the processes' reads). Returns the error, if one."""
+    from seqvae import resume
+
+    if rank == 1:
+        read = resume.read_last
+        resume.read_last = lambda run_dir: (lambda cfg, state: (cfg, {**state, "_save_id": other_save}))(*read(run_dir))
+    try:
+        Trainer.resume(run, device="cpu", progress=False)
+    except checkpoint.CheckpointError as e:
+        return {"error": str(e)}
+    return {"error": None}
+
+
+def test_processes_that_read_different_saves_do_not_resume(tiny_data_dir, tmp_path, in_ranks):
+    """Under torchrun every process reads last/ on its own, before the first one locks the run dir (and checks
+    that last/ is still the save it read): a process that read another save would go on from another step,
+    batch and optimizer state, its weights overwritten by DDP with the first one's, silently. Every process
+    stops with the same one line instead."""
+    Trainer(tiny_cfg(max_steps=2, eval_every=2), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    res = in_ranks(resume_in_a_process, tmp_path / "run", "another save")
+    assert [r["error"] is not None and "was replaced while --resume read it" in r["error"] for r in res] == [True] * 2
+
+
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
     from seqvae.ranks import Ranks
 
