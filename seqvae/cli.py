@@ -74,12 +74,13 @@ _TRAIN_FLAGS = {
     "embed_dim": ("model", "embed_dim"), "hidden_dim": ("model", "hidden_dim"), "latent_dim": ("model", "latent_dim"),
 }
 _TRAIN_FLAG_HELP = {  # each flag sets the config field above (seqvae/config.py has its default)
-    "max_steps": "optimisation steps in total", "batch_size": "sentences per batch", "lr": "AdamW learning rate",
+    "max_steps": "optimisation steps in total", "lr": "AdamW learning rate",
+    "batch_size": "sentences per optimisation step (under torchrun: over all processes, not each)",
     "eval_every": "validate and checkpoint every N steps",
     "kl_schedule": "KL weight schedule: logistic, linear, cyclical or constant",
     "free_bits": "free bits: nats per latent dimension on the batch-mean KL (0 = off)",
     "word_dropout": "rate of decoder input tokens replaced by <unk>", "seed": "seed of all randomness",
-    "threads": "torch CPU threads (0 = torch's default)", "embed_dim": "word embedding size",
+    "threads": "torch CPU threads (per process under torchrun; 0 = torch's default)", "embed_dim": "word embedding size",
     "hidden_dim": "GRU hidden size", "latent_dim": "size of z",
 }
 
@@ -376,7 +377,7 @@ def _cmd_evaluate(args) -> int:
     data_dir = _model_data_dir(cfg, args.data, same_ids_as=ckpt)
     atomic.check_not_an_input(out, {f"the checkpoint {ckpt}": ckpt, f"the data dir {data_dir}": data_dir},
                               keep=lambda name: name.startswith("eval-") and name.endswith(".json"))  # its own
-    dataset = SentenceDataset.from_dir(data_dir, args.split)
+    dataset = SentenceDataset.from_dir(data_dir, args.split, model.cfg.vocab_size)
     if not len(dataset):
         raise ConfigError(f"{data_dir}: the {args.split} split has no sentences to evaluate")
     res = evaluate(model, dataset, k=args.samples if model.cfg.latent else 0, batch_size=args.batch_size,

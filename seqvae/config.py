@@ -312,7 +312,7 @@ class ModelConfig(_JSONMixin):
 class TrainConfig(_JSONMixin):
     """How the Trainer optimises (a checkpoint's config.json "train" section)."""
 
-    batch_size: int = 64           # sentences per batch
+    batch_size: int = 64           # sentences per step (under torchrun: over all processes, not each)
     lr: float = 1e-3               # AdamW learning rate
     weight_decay: float = 0.0      # AdamW weight decay
     grad_clip: float = 5.0         # clip global grad norm (0 = off)
@@ -343,7 +343,7 @@ class TrainConfig(_JSONMixin):
     bucket_size: int = 100         # batches per length-sorted pool (larger = less padding, less randomness)
     amp: bool = False              # bf16 autocast on CUDA (off: slower than fp32 at these sizes on an H100, docs/results.md)
     cpu_bf16: bool = False         # bf16 autocast on CPU too (fast where the CPU has AMX / AVX512-BF16)
-    num_threads: int = 0           # torch CPU threads (0 = torch default)
+    num_threads: int = 0           # torch CPU threads, per process (0 = torch default)
     seed: int = 0                  # all randomness (init, batching, dropout, z)
     log_every: int = 50            # metrics.jsonl train rows every N steps
     max_bad_steps: int = 10        # stop after this many steps in a row whose loss or gradient norm is not

@@ -30,10 +30,11 @@ class SentenceDataset:
         self.lengths = np.diff(self.offsets)  # (N,) tokens per sentence, without BOS/EOS
 
     @classmethod
-    def from_dir(cls, data_dir: str | Path, split: str) -> "SentenceDataset":
+    def from_dir(cls, data_dir: str | Path, split: str, vocab_size: int | None = None) -> "SentenceDataset":
+        """One split of a prepared dir; with `vocab_size`, every id checked to lie in [0, vocab_size)."""
         from .prepare import load_split
 
-        ids, offsets, _ = load_split(data_dir, split)
+        ids, offsets, _ = load_split(data_dir, split, vocab_size)
         return cls(ids, offsets)
 
     @classmethod

@@ -427,8 +427,11 @@ def describe_data_dir(record: dict[str, Any]) -> str:
     return f"{given} ({absolute})" if absolute and absolute != given else given
 
 
-def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(ids int32, offsets int64, {"review", "origin", "label"}) of one split of a prepared dir."""
+def load_split(data_dir: str | Path, split: str, vocab_size: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(ids int32, offsets int64, {"review", "origin", "label"}) of one split of a prepared dir. With
+    `vocab_size` (the tokenizer's), an id outside [0, vocab_size) is a DataError (an embedding would fail on it
+    mid-run, in the one process that drew the sentence)."""
     if split not in SPLITS:
         raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     path = Path(data_dir) / f"{split}.npz"
@@ -450,4 +453,9 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path}: offsets must rise from 0 to len(ids)")
     if any(len(arrays[k]) != n for k in ("review", "origin", "label")):
         raise DataError(f"{path}: review/origin/label must have one entry per sentence ({n})")
+    if vocab_size is not None and len(ids):
+        outside = ids[(ids < 0) | (ids >= vocab_size)]
+        if len(outside):
+            raise DataError(f"{path}: token id {outside[0]} is outside the vocabulary of {Path(data_dir)}'s tokenizer "
+                            f"(size {vocab_size}); prepare the data dir again (`seqvae prepare`)")
     return ids, offsets, arrays

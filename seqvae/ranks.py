@@ -3,11 +3,13 @@
     ranks = Ranks.from_env()                 # RANK, WORLD_SIZE, LOCAL_RANK, or the only process
     device = process_device("cuda", ranks)   # under torchrun with CUDA: cuda:LOCAL_RANK
     m = mean_over_ranks(m, rows)             # a per-column mean over this process's rows → over all processes' rows
+    lost_contact(e)                          # whether a collective's error means another process is gone
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
@@ -63,3 +65,12 @@ def mean_over_ranks(mean: torch.Tensor, rows: int) -> torch.Tensor:
                        torch.full((1,), float(rows), dtype=torch.float64, device=mean.device)])  # (Z + 1,)
     dist.all_reduce(total)
     return (total[:-1] / total[-1]).to(mean.dtype)
+
+
+def lost_contact(e: BaseException) -> bool:
+    """Whether `e`, raised by a collective, means that another process of the group is gone (it failed on its
+    own, or was killed): a torch.distributed error, or the plain RuntimeError that gloo raises ("Connection
+    closed by peer", a read error, its timeout)."""
+    import torch.distributed as dist
+
+    return isinstance(e, dist.DistError) or (isinstance(e, RuntimeError) and bool(re.search(r"\bgloo\b|NCCL", str(e))))

@@ -127,8 +127,20 @@ def check_unchanged(run_dir: Path, state: dict[str, Any]) -> None:
     except checkpoint.CheckpointError:  # gone, or unreadable: not the save that was read
         same = False
     if not same:
-        raise checkpoint.CheckpointError(f"{run_dir / 'last'} was replaced while --resume read it (another trainer "
-                                         "wrote it meanwhile); run --resume again to go on from the new one")
+        raise _replaced(run_dir)
+
+
+def check_one_save(run_dir: Path, saves: list) -> None:
+    """Under torchrun: every process read the same save of last/ (the "_save_id" each one's state has). Each
+    reads it on its own before the first one locks the run dir, and one that read another save would go on
+    from another step and optimizer state."""
+    if len(set(saves)) > 1:
+        raise _replaced(run_dir)
+
+
+def _replaced(run_dir: Path) -> checkpoint.CheckpointError:
+    return checkpoint.CheckpointError(f"{run_dir / 'last'} was replaced while --resume read it (another trainer "
+                                      "wrote it meanwhile); run --resume again to go on from the new one")
 
 
 def check_sentences(out_dir: Path, data_dir: Path, saved: dict[str, str] | None, ours: dict[str, str]) -> None:

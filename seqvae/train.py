@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -45,13 +46,13 @@ from tqdm.auto import tqdm
 from . import atomic, checkpoint, faultpoint, resume
 from .config import ConfigError, ModelConfig, RunConfig
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
-from .display import format_mi
+from .display import format_mi, one_line
 from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
 from .prepare import data_dir_record, read_meta
-from .ranks import Ranks, mean_over_ranks, process_device
+from .ranks import Ranks, lost_contact, mean_over_ranks, process_device
 from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
 
@@ -111,8 +112,8 @@ class Trainer:
         self.tokenizer = load_tokenizer(self.data_dir)
         cfg = RunConfig(model=_with_data_ids(cfg.model, self.tokenizer.vocab_size, self.data_meta), train=tc)
         self.cfg = cfg
-        self.train_set = SentenceDataset.from_dir(self.data_dir, "train")
-        self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid")
+        self.train_set = SentenceDataset.from_dir(self.data_dir, "train", self.tokenizer.vocab_size)
+        self.valid_set = SentenceDataset.from_dir(self.data_dir, "valid", self.tokenizer.vocab_size)
         if len(self.train_set) == 0 or len(self.valid_set) == 0:
             raise ConfigError(f"{self.data_dir}: the train and valid splits must not be empty")
         self.data_sha256 = {"train": self.train_set.fingerprint(), "valid": self.valid_set.fingerprint()}
@@ -145,6 +146,8 @@ class Trainer:
             if not self.ranks.main:  # the same initial weights everywhere, then each its own noise
                 torch.manual_seed(self._rank_seed())
         self.ddp = self._join_processes() if self.ranks.world > 1 else None
+        if self.ddp is not None and _state is not None:  # every process read last/ on its own: the same save?
+            resume.check_one_save(self.out_dir, self._gathered(_state.get("_save_id")))
         # Nothing in the run dir changes before here (a bad flag leaves it as it was), and nothing after
         # without the lock. A new run's dir is created (and locked) here too, before `seqvae train` says what it
         # will do: a dir that cannot be made (/proc/x) is its one error line, with no start line before it.
@@ -175,7 +178,11 @@ class Trainer:
             raise ConfigError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says "
                               f"{self.ranks.world}")
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True)
+        # An adaptive softmax's tail cluster has a gradient only in a step whose targets reach it: a process whose
+        # share has none must tell DDP so (its zero joins the mean; a cluster that no process used keeps no
+        # gradient and no AdamW step, as on one device). One walk of the graph per step, so only then.
+        return DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True,
+                                       find_unused_parameters=self.cfg.model.softmax == "adaptive")
 
     def _rank_seed(self) -> int:
         """The RNG seed of a process other than the first (word dropout, z noise), from (seed, rank, step)."""
@@ -187,6 +194,14 @@ class Trainer:
         total = torch.cat([acc.double(), torch.full((1,), float(tokens), dtype=torch.float64, device=acc.device)])
         dist.all_reduce(total)
         return total[:-1], int(total[-1].item())
+
+    def _gathered(self, obj) -> list:
+        """Every process's `obj`, in rank order, in every process."""
+        import torch.distributed as dist
+
+        box = [None] * self.ranks.world
+        dist.all_gather_object(box, obj)
+        return box
 
     def _from_main(self, obj):
         """The first process's `obj`, in every process."""
@@ -299,11 +314,7 @@ class Trainer:
                  "stopped_early": self.stopped_early, "train_time": self.train_time,
                  **self.data_record, "data_sha256": self.data_sha256, "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
-            import torch.distributed as dist
-
-            rngs = [None] * self.ranks.world
-            dist.all_gather_object(rngs, {k: v.cpu() for k, v in rng.items()})
-            state["rng_ranks"] = rngs
+            state["rng_ranks"] = self._gathered({k: v.cpu() for k, v in rng.items()})
         return state
 
     # ------------------------------------------------------------------ logging
@@ -532,6 +543,14 @@ class Trainer:
                        bar)
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._interrupted()) from None
+        except RuntimeError as e:
+            if self.ranks.world > 1 and lost_contact(e):  # the cause is the other process's error, not this one's
+                cause = re.sub(r"^\[[^\]]*\]\s*", "", one_line(e))  # gloo's begins with its source line
+                cause = cause.split(". ")[0][:160]
+                raise TrainingError(f"step {self.step}: process {self.ranks.rank} of {self.ranks.world} lost the "
+                                    f"others ({cause}): one of them stopped first, and its error says why; "
+                                    f"{self._kept()}") from None
+            raise
         finally:
             bar.close()
             self.lock.release()

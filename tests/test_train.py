@@ -409,6 +409,15 @@ def steps_in_a_process(rank, cfg, data_dir, out, batches):
     return tr.model.state_dict()
 
 
+def two_train_as_one(in_ranks, cfg, data_dir, tmp_path, batches):
+    """steps_in_a_process in one process, then in each of two: both of the two end with the one's weights."""
+    one = steps_in_a_process(0, cfg, data_dir, tmp_path / "one", batches)
+    two = in_ranks(steps_in_a_process, cfg, data_dir, tmp_path / "two", batches)
+    for rank in two:
+        for name in one:
+            torch.testing.assert_close(rank[name], one[name], rtol=1e-4, atol=1e-5)
+
+
 def test_two_processes_free_bits_on_the_whole_batch(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
     """Free bits clamp the dimensions whose batch-mean KL is at or below λ. Under torchrun each process holds a
     share of the batch (here 4 + 3 sentences) and the mean is taken over all of them: a VAE trains what one
@@ -432,11 +441,32 @@ def test_two_processes_free_bits_on_the_whole_batch(tiny_data_dir, tmp_path, in_
     cfg = tiny_cfg(**base, free_bits=free_bits)
 
     monkeypatch.setattr(reference, "draw_eps", no_noise)
-    one = steps_in_a_process(0, cfg, tiny_data_dir, tmp_path / "one", batches)
-    two = in_ranks(steps_in_a_process, cfg, tiny_data_dir, tmp_path / "two", batches)
-    for rank in two:
-        for name in one:
-            torch.testing.assert_close(rank[name], one[name], rtol=1e-4, atol=1e-5)
+    two_train_as_one(in_ranks, cfg, tiny_data_dir, tmp_path, batches)
+
+
+def test_two_processes_train_an_adaptive_softmax_as_one_does(tiny_data_dir, tmp_path, in_ranks, monkeypatch):
+    """An adaptive softmax's tail cluster gets a gradient only from a step whose targets reach it. Under torchrun
+    a share without such a target left its weights without a gradient in that process, and DDP stopped the
+    run at the next step ("Expected to have finished reduction in the prior iteration"). Here the rarest
+    cluster's words are in process 0's share, then in neither, then in process 1's: two processes train what
+    one does (a cluster no process used is left alone, as one process leaves it)."""
+    from seqvae.data import SentenceDataset
+    from seqvae.kernels import reference
+
+    model = TINY_MODEL.replace(latent=False, softmax="adaptive", adaptive_cutoffs=[10, 40])
+    cfg = tiny_cfg(model, batch_size=2, word_dropout=0.0, lr=3e-3)
+    train = SentenceDataset.from_dir(tiny_data_dir, "train")
+    rare = [i for i in range(len(train)) if train[i].max() >= 40]
+    common = [i for i in range(len(train)) if train[i].max() < 40]
+    assert rare and len(common) >= 4
+    longest = lambda ids: sorted(ids, key=lambda i: -len(train[i]))  # noqa: E731
+    r, c = max(rare, key=lambda i: len(train[i])), longest(common)
+    # train_step gives process 0 the longer sentence of a pair: (rare, common), (common, common), (common, rare)
+    r_short = min(rare, key=lambda i: len(train[i]))
+    assert len(train[r]) > len(train[c[-1]]) and len(train[c[0]]) > len(train[r_short])
+    batches = [[r, c[-1]], [c[1], c[2]], [c[0], r_short]]
+    monkeypatch.setattr(reference, "draw_eps", no_noise)
+    two_train_as_one(in_ranks, cfg, tiny_data_dir, tmp_path, batches)
 
 
 def steps_with_a_nan_loss(rank, cfg, data_dir, out, batches, nan_rank, nan_step):
@@ -527,6 +557,79 @@ def test_fit_trains_an_epochs_batch_of_fewer_sentences_than_processes(tiny_data_
         assert rank["seen"] == one["seen"]
         for name in one["weights"]:
             torch.testing.assert_close(rank["weights"][name], one["weights"][name], rtol=1e-4, atol=1e-5)
+
+
+def fit_where_process_0_vanishes(rank, cfg, data_dir, out, result_dir):
+    """In process `rank`: Trainer.fit; process 0 exits at its third step (as one that failed or was killed: its
+    own error is its own). Returns what fit raised in process 1, by type and message."""
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    if rank == 0:
+        step = tr.train_step
+
+        def vanish_at_3(idx):
+            if tr.step == 2:
+                torch.save({}, result_dir / "rank0.pt")  # what in_ranks reads back from each process
+                os._exit(0)  # 0: torch.multiprocessing.spawn leaves process 1 alone
+            return step(idx)
+        tr.train_step = vanish_at_3
+    try:
+        tr.fit()
+    except Exception as e:  # noqa: BLE001 - the test looks at which
+        return {"type": type(e).__name__, "message": str(e)}
+    return {"type": None}
+
+
+def test_a_process_that_loses_the_others_says_so_in_one_line(tiny_data_dir, tmp_path, in_ranks):
+    """When one process stops (its error, a kill), the others fail in their next collective. That was gloo's
+    RuntimeError ("Connection closed by peer"), a 60-line traceback per process printed after the one line that
+    says why; it is a TrainingError (one line) that names the step and says where the cause is."""
+    cfg = tiny_cfg(max_steps=20, eval_every=20, free_bits=0.0)
+    res = in_ranks(fit_where_process_0_vanishes, cfg, tiny_data_dir, tmp_path / "run",
+                   tmp_path / "ranks-fit_where_process_0_vanishes")
+    assert res[1]["type"] == "TrainingError", res[1]
+    assert "step 2: process 1 of 2 lost" in res[1]["message"] and "\n" not in res[1]["message"]
+
+
+def test_a_token_id_outside_the_vocabulary_is_one_line_before_training(tiny_data_dir, tmp_path, one_line):
+    """A prepared split whose ids reach past the tokenizer's vocabulary (a damaged or mixed-up data dir) is
+    refused when the trainer loads it, as one line, the same in every torchrun process. It ended in a traceback
+    (IndexError in the embedding) at the step that drew the sentence, in one process only under torchrun."""
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_data_dir, bad)
+    for split in ("valid", "train"):
+        with np.load(bad / f"{split}.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["ids"] = arrays["ids"].copy()
+        arrays["ids"][-1] = 10**6
+        np.savez(bad / f"{split}.npz", **arrays)
+        one_line(["train", "--data", bad, "--out", tmp_path / "run", "--preset", "tiny", "--max-steps", "1",
+                  "--device", "cpu", "--no-progress"], f"{split}.npz: token id 1000000 is outside the vocabulary")
+    assert not (tmp_path / "run").exists()
+
+
+def resume_in_a_process(rank, run, other_save):
+    """In process `rank`: Trainer.resume(run); process 1 reads last/ as if it were another save (`other_save`, as
+    when another trainer replaced it between the processes' reads). Returns the error, if one."""
+    from seqvae import resume
+
+    if rank == 1:
+        read = resume.read_last
+        resume.read_last = lambda run_dir: (lambda cfg, state: (cfg, {**state, "_save_id": other_save}))(*read(run_dir))
+    try:
+        Trainer.resume(run, device="cpu", progress=False)
+    except checkpoint.CheckpointError as e:
+        return {"error": str(e)}
+    return {"error": None}
+
+
+def test_processes_that_read_different_saves_do_not_resume(tiny_data_dir, tmp_path, in_ranks):
+    """Under torchrun every process reads last/ on its own, before the first one locks the run dir (and checks
+    that last/ is still the save it read): a process that read another save would go on from another step,
+    batch and optimizer state, its weights overwritten by DDP with the first one's, silently. Every process
+    stops with the same one line instead."""
+    Trainer(tiny_cfg(max_steps=2, eval_every=2), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    res = in_ranks(resume_in_a_process, tmp_path / "run", "another save")
+    assert [r["error"] is not None and "was replaced while --resume read it" in r["error"] for r in res] == [True] * 2
 
 
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
