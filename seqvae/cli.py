@@ -601,6 +601,11 @@ def _cmd_report(args) -> int:
                               "words; the report needs 2 (set --words MIN-MAX, or --texts FILE)")
         if args.judge:  # before the judge loads
             checked_sentences(texts, f"{data}'s test split")
+    long = sum(len(ids) > quality.MAX_TOKENS for ids in vae.tokenize(texts))
+    if long:
+        note = "; ".join(filter(None, [note, (
+            f"{long} of the {len(texts)} sentences {'is' if long == 1 else 'are'} over {quality.MAX_TOKENS} tokens, "
+            "more than the report decodes: their reconstructions are cut short (--words MIN-MAX leaves them out)")]))
     judge = Judge.load(args.judge, device=args.device) if args.judge else None
     if note:
         print(f"seqvae report: note: {note}", file=sys.stderr)

@@ -49,13 +49,14 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
     "sample T=1": {"strategy": "sample"},
 }
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+MAX_TOKENS = 64  # tokens decoded at most for each text (reconstructions, paths, samples)
 MARKDOWN_SHA = "markdown_sha256"  # report.json's field naming the report.md written with it (`seqvae report --out`)
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 
 
 # ---------------------------------------------------------------------------- the report
 def _decode(vae: SeqVAE, z: torch.Tensor, **opts) -> list[str]:
-    return vae.decode(z, max_len=64, **opts)
+    return vae.decode(z, max_len=MAX_TOKENS, **opts)
 
 
 def reconstruction(vae: SeqVAE, texts: Sequence[str], mu: torch.Tensor, refined: torch.Tensor,
@@ -113,7 +114,7 @@ def samples(vae: SeqVAE, n: int, judge: Judge | None, real_ppl: float | None, tr
     then top-p 0.9 without it); distinct-n and self-BLEU of the first `diverse_of` samples (`diversity`)."""
     rows = []
     for prior, label, opts, word in sample_rows(vae):
-        texts = vae.sample(n, prior=prior, seed=seed, max_len=64, words=word, **opts)
+        texts = vae.sample(n, prior=prior, seed=seed, max_len=MAX_TOKENS, words=word, **opts)
         rows.append({"prior": prior, "strategy": label, "words": word, "n": n,
                      **_text_measures(texts, judge, real_ppl, train, show, diverse_of)})
     return rows

@@ -263,3 +263,20 @@ def test_report_names_its_judge_by_the_weights(tiny_vae_ckpt, tiny_lm_ckpt, trai
     assert rep["judge"]["weights_sha256"] == atomic.file_sha256(tiny_lm_ckpt / checkpoint.WEIGHTS_FILE)
     assert rep["judge"]["checkpoint"] == str(tiny_lm_ckpt)
     assert rep["latent"]["iw_samples"] == 3 and rep["latent"]["refine_steps"] == 2
+
+
+def test_report_says_when_a_texts_sentence_is_longer_than_it_decodes(tiny_vae_ckpt, trained_tiny_vae, tmp_path,
+                                                                     capsys):
+    """--texts takes every sentence of the file; one over the tokens the report decodes (quality.MAX_TOKENS) cannot
+    be reconstructed whole: a note says how many and how to leave them out (before: a low BLEU and no word why)."""
+    words = trained_tiny_vae[2][0].split()
+    f = tmp_path / "long.txt"
+    f.write_text("\n".join(trained_tiny_vae[2][:3] + [" ".join(words * (quality.MAX_TOKENS // len(words) + 1))]) + "\n")
+    base = ["report", str(tiny_vae_ckpt), "--device", "cpu", "--samples", "2", "--iw-samples", "1", "--iw-refine", "0",
+            "--texts", str(f), "--out", str(tmp_path / "r")]
+    assert main(base) == 0
+    note = json.loads((tmp_path / "r" / "report.json").read_text())["note"]
+    assert f"1 of the 4 sentences is over {quality.MAX_TOKENS} tokens" in note and "--words" in note
+    assert f"over {quality.MAX_TOKENS} tokens" in capsys.readouterr().err
+    assert main(base + ["--words", "1-30"]) == 0
+    assert "tokens" not in json.loads((tmp_path / "r" / "report.json").read_text())["note"]
