@@ -246,7 +246,7 @@ def build(args) -> int:
     report = None
     if args.judge:
         texts, note = held_out(data_dir, 1000, seed=0)
-        judge = Judge(SeqVAE.from_pretrained(args.judge, device="cpu"), args.judge)
+        judge = Judge.load(args.judge, device="cpu")
         report = quality.build_report(vae, texts, judge=judge, train=TrainingText.from_data_dir(data_dir),
                                       note=note)
         report["checkpoint"] = args.out

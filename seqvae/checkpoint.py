@@ -65,6 +65,12 @@ def resolve(path: str | Path) -> Path:
     raise CheckpointError(f"{p}: not a checkpoint (no {CONFIG_FILE}, and no best/{CONFIG_FILE})")
 
 
+def weights_sha256(path: str | Path) -> str:
+    """Identity of a checkpoint's weights: sha256 of the model.safetensors of `path` (a checkpoint dir, or a run
+    dir: its best/)."""
+    return atomic.file_sha256(resolve(path) / WEIGHTS_FILE)
+
+
 def _not_found_hint(p: Path) -> str:
     """For a missing relative path named like the README's (checkpoints/imdb) or like a hub name (imdb): where
     it was looked for, and that the shipped checkpoints are files of the repository, not of the installed package."""

@@ -532,11 +532,18 @@ def _word_range(text: str) -> tuple[int, int]:
 
 
 def _report_texts(args) -> tuple[list[str], str]:
-    """report --texts: the file's sentences (with --words given, those of MIN-MAX words), the first -n of them,
-    and a note of what was left out; fewer than two is an error."""
+    """report --texts: the file's sentences, each once (the first of any repeats, spacing aside; with --words given,
+    those of MIN-MAX words), the first -n of them, and a note of what was left out; fewer than two is an error."""
     from .corpus import read_sentences
 
-    texts, notes = read_sentences(args.texts), []
+    lines, notes = read_sentences(args.texts), []
+    first: dict[str, str] = {}
+    for line in lines:
+        first.setdefault(" ".join(line.split()), line)
+    texts = list(first.values())
+    repeats = len(lines) - len(texts)
+    if repeats:
+        notes.append(f"{repeats} of {args.texts}'s {len(lines)} lines repeat an earlier sentence: each counted once")
     if args.words_given:
         lo, hi = args.words
         kept = [t for t in texts if lo <= len(t.split()) <= hi]
@@ -545,7 +552,8 @@ def _report_texts(args) -> tuple[list[str], str]:
         texts = kept
     if len(texts) < 2:
         raise ConfigError(f"the report needs at least 2 sentences, {args.texts} has {len(texts)}"
-                          + (f" of {args.words[0]}-{args.words[1]} words" if args.words_given else ""))
+                          + (f" of {args.words[0]}-{args.words[1]} words" if args.words_given else "")
+                          + (f" (after {repeats} repeated lines left out)" if repeats else ""))
     if args.n is not None and len(texts) > args.n:
         notes.append(f"{args.texts} has {len(texts)} sentences{' of that length' if args.words_given else ''}: "
                      f"using the first {args.n} (-n)")
@@ -556,6 +564,8 @@ def _report_texts(args) -> tuple[list[str], str]:
 
 
 def _cmd_report(args) -> int:
+    import time
+
     from . import atomic, quality
     from .api import SeqVAE
     from .judge import Judge, checked_sentences
@@ -592,12 +602,26 @@ def _cmd_report(args) -> int:
                               "words; the report needs 2 (set --words MIN-MAX, or --texts FILE)")
         if args.judge:  # before the judge loads
             checked_sentences(texts, f"{data}'s test split")
-    judge = Judge(SeqVAE.from_pretrained(args.judge, device=args.device), args.judge) if args.judge else None
+    long = sum(len(ids) > quality.MAX_TOKENS for ids in vae.tokenize(texts))
+    if long:
+        note = "; ".join(filter(None, [note, (
+            f"{long} of the {len(texts)} sentences {'is' if long == 1 else 'are'} over {quality.MAX_TOKENS} tokens, "
+            "more than the report decodes: their reconstructions are cut short (--words MIN-MAX leaves them out)")]))
+    judge = Judge.load(args.judge, device=args.device) if args.judge else None
     if note:
         print(f"seqvae report: note: {note}", file=sys.stderr)
     train = TrainingText.from_data_dir(data) if data else None
+    skipped = quality.not_measured(judge=judge is not None, train=train is not None, prior=vae.prior is not None)
+    if skipped:
+        print(f"seqvae report: note: not measured: {'; '.join(skipped)}", file=sys.stderr)
+    start = time.monotonic()
+
+    def progress(line: str) -> None:  # stderr: stdout is the markdown
+        t = int(time.monotonic() - start)
+        print(f"seqvae report: {line} ({t // 60}:{t % 60:02d} elapsed)", file=sys.stderr, flush=True)
+
     rep = quality.build_report(vae, texts, judge=judge, train=train, n_samples=args.samples,
-                               iw_samples=args.iw_samples, seed=args.seed, note=note,
+                               iw_samples=args.iw_samples, seed=args.seed, note=note, progress=progress,
                                iw_refine=POSTERIOR_STEPS if args.iw_refine is None else args.iw_refine)
     rep["checkpoint"] = str(args.checkpoint)
     md = quality.to_markdown(rep, str(args.checkpoint))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .api import SeqVAE
+from .checkpoint import weights_sha256
 from .data import collate
 from .tokenizer import WordTokenizer
 
@@ -27,14 +28,22 @@ class ReportError(ValueError):
 class Judge:
     """A language-model checkpoint that scores text: perplexity per token, EOS included."""
 
-    def __init__(self, lm: SeqVAE, name: str):
+    def __init__(self, lm: SeqVAE, name: str, weights_sha256: str | None = None):
+        """name: how the report names it (its path); weights_sha256: its weights' identity, where known (`load`):
+        two reports' judged figures compare only under the same judge."""
         if lm.latent:
             raise ReportError(f"{name}: the judge must be a language model checkpoint (trained with --lm)")
-        self.lm, self.name = lm, name
+        self.lm, self.name, self.weights_sha256 = lm, name, weights_sha256
         self._scored: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}  # nll's answers (see nll)
         tok = lm.tokenizer
         self._pieces = [p for p in (tok.id_to_piece(i).lstrip("\u2581") for i in range(4, len(tok)))
                         if p.isalpha() and len(p) >= 2]
+
+    @classmethod
+    def load(cls, path: str, device: str | None = None) -> "Judge":
+        """The language-model checkpoint at `path` (a checkpoint dir or a run dir), named by its path and weights."""
+        sha = weights_sha256(path)  # raises as from_pretrained would for a path that is no checkpoint
+        return cls(SeqVAE.from_pretrained(path, device=device), path, sha)
 
     def nll(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(NLL in nats, tokens incl. EOS) per text; an empty text (a decode that ended at once) scores as

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -49,13 +49,14 @@ SAMPLE_STRATEGIES = {  # label -> decoding options
     "sample T=1": {"strategy": "sample"},
 }
 INTERPOLATION_STEPS = 5  # points on each interpolation path, endpoints included
+MAX_TOKENS = 64  # tokens decoded at most for each text (reconstructions, paths, samples)
 MARKDOWN_SHA = "markdown_sha256"  # report.json's field naming the report.md written with it (`seqvae report --out`)
 REFINED = f"greedy, refined ({REFINE_STEPS} steps)"  # the reconstruction row decoded from SeqVAE.refine's codes
 
 
 # ---------------------------------------------------------------------------- the report
 def _decode(vae: SeqVAE, z: torch.Tensor, **opts) -> list[str]:
-    return vae.decode(z, max_len=64, **opts)
+    return vae.decode(z, max_len=MAX_TOKENS, **opts)
 
 
 def reconstruction(vae: SeqVAE, texts: Sequence[str], mu: torch.Tensor, refined: torch.Tensor,
@@ -111,16 +112,21 @@ def samples(vae: SeqVAE, n: int, judge: Judge | None, real_ppl: float | None, tr
             seed: int, show: int, diverse_of: int) -> list[dict[str, Any]]:
     """Each prior and strategy of SAMPLE_STRATEGIES (held to the checkpoint's word list if it has one, and
     then top-p 0.9 without it); distinct-n and self-BLEU of the first `diverse_of` samples (`diversity`)."""
+    rows = []
+    for prior, label, opts, word in sample_rows(vae):
+        texts = vae.sample(n, prior=prior, seed=seed, max_len=MAX_TOKENS, words=word, **opts)
+        rows.append({"prior": prior, "strategy": label, "words": word, "n": n,
+                     **_text_measures(texts, judge, real_ppl, train, show, diverse_of)})
+    return rows
+
+
+def sample_rows(vae: SeqVAE) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(prior, strategy label, decoding options, words) of each row `samples` draws."""
     priors = (["aggregate"] if vae.prior is not None else []) + ["standard"]
     words = ["known", "any"] if vae.words is not None else ["any"]
-    rows = []
-    for prior in priors:
-        for label, opts, word in [(label, opts, words[0]) for label, opts in SAMPLE_STRATEGIES.items()] + \
-                [("top-p 0.9", SAMPLE_STRATEGIES["top-p 0.9"], w) for w in words[1:]]:
-            texts = vae.sample(n, prior=prior, seed=seed, max_len=64, words=word, **opts)
-            rows.append({"prior": prior, "strategy": label, "words": word, "n": n,
-                         **_text_measures(texts, judge, real_ppl, train, show, diverse_of)})
-    return rows
+    return [(prior, label, opts, word) for prior in priors
+            for label, opts, word in [(label, opts, words[0]) for label, opts in SAMPLE_STRATEGIES.items()]
+            + [("top-p 0.9", SAMPLE_STRATEGIES["top-p 0.9"], w) for w in words[1:]]]
 
 
 def decoder_reference(vae: SeqVAE, mu: torch.Tensor, judge: Judge | None, real_ppl: float | None,
@@ -149,12 +155,12 @@ def _text_measures(texts: list[str], judge: Judge | None, real_ppl: float | None
 
 
 def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: int, seed: int,
-           iw_refine: int = 0) -> dict[str, Any]:
+           iw_refine: int = 0, progress: bool = False) -> dict[str, Any]:
     """NLL / KL / MI / AU on the texts; iw_refine > 0 adds the IW-NLL with fitted proposals
     ("nll_refined"); with a judge, each IW-NLL minus the judge's NLL, paired by sentence."""
     ds = SentenceDataset.from_lists(vae.tokenize(texts))  # each sentence's draws keyed by its tokens: the figures
     res = evaluate(vae.model, ds, k=iw_samples, batch_size=32, seed=seed, refine_steps=iw_refine,  # follow no order
-                   per_sentence=True, noise_by="tokens")
+                   per_sentence=True, noise_by="tokens", progress=progress)
     per, per_refined = res.pop("per_sentence_nll"), res.pop("per_sentence_nll_refined", None)
     res.pop("au_variances", None)
     res.pop("sentences_sha256", None)  # of the token ids; the report names its texts (texts_sha256)
@@ -174,8 +180,9 @@ def texts_sha256(texts: Sequence[str]) -> str:
 
 def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = None, train: TrainingText | None = None,
                  n_samples: int = 500, iw_samples: int = 100, iw_refine: int = POSTERIOR_STEPS, seed: int = 0,
-                 show: int = 5, note: str = "") -> dict[str, Any]:
-    """Every measure of the module docstring, as a JSON-ready dict."""
+                 show: int = 5, note: str = "", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every measure of the module docstring, as a JSON-ready dict; progress(line) is told each stage as it
+    starts ("[3/7] reconstruction: ..."; minutes each at the default sizes on a large model)."""
     if not vae.latent:
         raise InputError("this checkpoint is a language model (latent=False): it has no latent space to report on")
     texts = list(texts)
@@ -185,9 +192,17 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
         raise ReportError("--samples and --iw-samples must be >= 1, --iw-refine >= 0")
     rep: dict[str, Any] = {"sentences": len(texts), "texts_sha256": texts_sha256(texts), "note": note, "seed": seed,
                            "prior": vae.prior.meta if vae.prior is not None else None}
+    n, total = len(texts), 6 + (judge is not None)
+    count = iter(range(1, total + 1))
+
+    def stage(what: str) -> None:
+        if progress is not None:
+            progress(f"[{next(count)}/{total}] {what}")
+
     real_ppl = None
     if judge is not None:
-        rep["judge"] = {"checkpoint": judge.name, **judge.checks(texts, seed)}
+        stage(f"the judge's checks and perplexity of {n} real sentences")
+        rep["judge"] = {"checkpoint": judge.name, "weights_sha256": judge.weights_sha256, **judge.checks(texts, seed)}
         real = rep["judge"]["real"]  # the checks leave out sentences of fewer than four words; the ratios may not
         real_ppl = real["ppl"] if real["sentences"] == len(texts) else judge.ppl(texts)
         rep["judge"]["held_out_ppl"] = real_ppl  # of every held-out sentence: what "x real" divides by
@@ -195,14 +210,35 @@ def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = Non
         rep["real_invented_rate"] = train.invented_rate(texts)
     diverse_of = min(len(texts), n_samples)  # every row's diversity on as many texts, the real sentences' too
     rep["real_diversity"] = diversity(texts, diverse_of)
+    stage(f"encoding {n} sentences and refining their codes ({REFINE_STEPS} steps)")
     mu, refined = vae.encode(texts).mean, vae.refine(texts)  # (N, Z) each: both sections decode these
     rep["refine"] = {"steps": REFINE_STEPS, "lr": REFINE_LR, "weight": REFINE_WEIGHT}
+    stage(f"reconstruction: {n} sentences decoded {3 + (vae.words is not None)} ways")
     rep["reconstruction"] = reconstruction(vae, texts, mu, refined, show)
+    stage(f"interpolation: {n // 2} pairs, {INTERPOLATION_STEPS} points each, from the means and the refined codes")
     rep["interpolation"] = interpolation(vae, texts, mu, refined, judge, real_ppl, show=2)
+    stage(f"samples: {len(sample_rows(vae))} sets of {n_samples}")
     rep["samples"] = samples(vae, n_samples, judge, real_ppl, train, seed, show, diverse_of)
+    stage(f"the held-out means decoded by top-p 0.9 ({n})")
     rep["decoder_reference"] = decoder_reference(vae, mu, judge, real_ppl, train, seed, show, diverse_of)
-    rep["latent"] = latent(vae, texts, judge, iw_samples, seed, iw_refine)
+    stage(f"latent: IW-NLL of {n} sentences with {iw_samples} samples"
+          + (f", and with proposals fitted in {iw_refine} steps" if iw_refine else ""))
+    rep["latent"] = latent(vae, texts, judge, iw_samples, seed, iw_refine, progress=progress is not None)
     return rep
+
+
+def not_measured(*, judge: bool, train: bool, prior: bool) -> list[str]:
+    """What a report made without a judge, the training sentences or an aggregate prior leaves out, each with how
+    to add it (`seqvae report` says it on stderr, the markdown under its title)."""
+    out = []
+    if not judge:
+        out.append("judged fluency (judge PPL, x real, IW-NLL - LM): add --judge LM_CKPT (a language model, "
+                   "`seqvae train --lm` on the same data)")
+    if not train:
+        out.append("invented-word and copy rates: add --data DIR (the model's prepared data dir)")
+    if not prior:
+        out.append("aggregate-prior samples: run `seqvae fit-prior CKPT` first")
+    return out
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -219,6 +255,10 @@ def to_markdown(rep: dict[str, Any], title: str) -> str:
     lines = [f"# Quality report: {title}", "", f"{rep['sentences']} held-out sentences, seed {rep['seed']}."]
     if rep["note"]:
         lines.append(f"Note: {rep['note']}.")
+    skipped = not_measured(judge="judge" in rep, train="real_invented_rate" in rep,
+                           prior=rep.get("prior") is not None)
+    if skipped:
+        lines.append(f"Not measured: {'; '.join(skipped)}.")
     lat = rep["latent"]
     lines += ["", "## Latent", "", "| IW proposal | IW-NLL | -ELBO | KL | MI | AU | judge LM NLL | IW-NLL - LM (± se) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]

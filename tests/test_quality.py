@@ -202,3 +202,81 @@ def test_every_rows_diversity_is_of_as_many_texts(tiny_vae_ckpt, trained_tiny_va
     assert "Diversity of the real sentences" in quality.to_markdown(rep, "tiny")
     rep = quality.build_report(vae, texts, n_samples=20, iw_samples=1, iw_refine=0, show=0)  # fewer held-out
     assert {r["diversity_of"] for r in rep["samples"]} == {12} and rep["decoder_reference"]["diversity_of"] == 12
+
+
+def _report_err_lines(err: str) -> tuple[list[str], list[str]]:
+    """(stage lines, "not measured" lines) of `seqvae report`'s stderr."""
+    lines = err.splitlines()
+    return ([ln for ln in lines if ln.startswith("seqvae report: [")],
+            [ln for ln in lines if ln.startswith("seqvae report: note: not measured")])
+
+
+def test_a_bare_report_says_what_it_skipped_and_shows_its_stages(tiny_vae_ckpt, tiny_lm_ckpt, trained_tiny_vae,
+                                                                  tmp_path, capsys):
+    """`seqvae report CKPT` with no --judge and no data dir: one stderr line names what it did not measure and the
+    flag or command that adds each (before: nothing; the judge columns were bare '-'), and a line per stage on
+    stderr (before: nothing for minutes on the flagship), none of them in the markdown on stdout."""
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(s for s in trained_tiny_vae[2] if len(s.split()) >= 4) + "\n")
+    base = ["report", str(tiny_vae_ckpt), "--device", "cpu", "--texts", str(texts), "--samples", "2",
+            "--iw-samples", "1", "--iw-refine", "0"]
+    assert main(base) == 0
+    out, err = capsys.readouterr()
+    stages, skipped = _report_err_lines(err)
+    assert len(skipped) == 1, err
+    assert "--judge" in skipped[0] and "--data" in skipped[0] and "fit-prior" in skipped[0]
+    assert len(stages) >= 5 and stages[0].startswith("seqvae report: [1/") and "latent" in stages[-1]
+    assert "seqvae report:" not in out and "Not measured: " in out  # the markdown says it too
+    assert main(base + ["--judge", str(tiny_lm_ckpt)]) == 0
+    out, err = capsys.readouterr()
+    skipped = _report_err_lines(err)[1]
+    assert len(skipped) == 1 and "--judge" not in skipped[0] and "--data" in skipped[0]
+
+
+def test_report_counts_a_repeated_line_of_texts_once(tiny_vae_ckpt, tmp_path, one_line, capsys):
+    """--texts with a sentence repeated: it is one held-out sentence (before: kept twice, silently: a pair of it
+    interpolated to itself, and the MI over 'N' sentences of which fewer differ), and a note says how many
+    repeats were left out; a file of one sentence repeated is too few, said as such."""
+    base = ["report", tiny_vae_ckpt, "--device", "cpu", "--samples", "2", "--iw-samples", "1", "--iw-refine", "0"]
+    dup = tmp_path / "dup.txt"
+    dup.write_text("the movie was great .\nthe plot was dull .\nthe movie was great .\nthe  movie was great .\n")
+    assert main([str(a) for a in [*base, "--texts", dup, "--out", tmp_path / "r"]]) == 0
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["sentences"] == 2 and "2 of" in rep["note"] and "repeat" in rep["note"]
+    assert "repeat" in capsys.readouterr().err
+    same = tmp_path / "same.txt"
+    same.write_text("the movie was great .\n" * 3)
+    one_line([*base, "--texts", same], f"the report needs at least 2 sentences, {same} has 1 (after 2 repeated")
+
+
+def test_report_names_its_judge_by_the_weights(tiny_vae_ckpt, tiny_lm_ckpt, trained_tiny_vae, tmp_path):
+    """report.json records the judge's weights (sha256 of its model.safetensors) beside its path, and the IW
+    settings: compare_reports needs both to say whether two reports' judged columns compare."""
+    from seqvae import atomic
+
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(s for s in trained_tiny_vae[2] if len(s.split()) >= 4) + "\n")
+    assert main(["report", str(tiny_vae_ckpt), "--device", "cpu", "--texts", str(texts), "--samples", "2",
+                 "--iw-samples", "3", "--iw-refine", "2", "--judge", str(tiny_lm_ckpt),
+                 "--out", str(tmp_path / "r")]) == 0
+    rep = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert rep["judge"]["weights_sha256"] == atomic.file_sha256(tiny_lm_ckpt / checkpoint.WEIGHTS_FILE)
+    assert rep["judge"]["checkpoint"] == str(tiny_lm_ckpt)
+    assert rep["latent"]["iw_samples"] == 3 and rep["latent"]["refine_steps"] == 2
+
+
+def test_report_says_when_a_texts_sentence_is_longer_than_it_decodes(tiny_vae_ckpt, trained_tiny_vae, tmp_path,
+                                                                     capsys):
+    """--texts takes every sentence of the file; one over the tokens the report decodes (quality.MAX_TOKENS) cannot
+    be reconstructed whole: a note says how many and how to leave them out (before: a low BLEU and no word why)."""
+    words = trained_tiny_vae[2][0].split()
+    f = tmp_path / "long.txt"
+    f.write_text("\n".join(trained_tiny_vae[2][:3] + [" ".join(words * (quality.MAX_TOKENS // len(words) + 1))]) + "\n")
+    base = ["report", str(tiny_vae_ckpt), "--device", "cpu", "--samples", "2", "--iw-samples", "1", "--iw-refine", "0",
+            "--texts", str(f), "--out", str(tmp_path / "r")]
+    assert main(base) == 0
+    note = json.loads((tmp_path / "r" / "report.json").read_text())["note"]
+    assert f"1 of the 4 sentences is over {quality.MAX_TOKENS} tokens" in note and "--words" in note
+    assert f"over {quality.MAX_TOKENS} tokens" in capsys.readouterr().err
+    assert main(base + ["--words", "1-30"]) == 0
+    assert "tokens" not in json.loads((tmp_path / "r" / "report.json").read_text())["note"]

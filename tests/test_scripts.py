@@ -297,4 +297,50 @@ def test_compare_reports_refuses_reports_on_other_sentences(tmp_path):
     a, b = variant("a.json", texts_sha256="1" * 64), variant("b.json", texts_sha256="2" * 64)
     one_line(compare(a, b), "compare_reports", "not measured on the same held-out sentences")
     rc, out, err = compare(a, variant("c.json", texts_sha256="1" * 64), good)  # the same, and one without a digest
-    assert rc == 0 and len(out.splitlines()) == 5, err
+    assert rc == 0 and len([ln for ln in out.splitlines() if ln.startswith("|")]) == 5, err
+
+
+def test_compare_reports_marks_judged_columns_of_other_judges_or_iw_samples(tmp_path):
+    """"samples x real PPL" and "IW-NLL - LM" depend on the judge, and the IW-NLL on its sample count: reports
+    with other judges (report.json's judge weights_sha256) or other --iw-samples have those cells marked and a line
+    under the table says why (before: set side by side without a word); a report from before judges were named
+    is "unknown", not refused; the same judge and k: no mark."""
+    compare = script("compare_reports")
+    good = Path(__file__).resolve().parents[1] / "checkpoints" / "imdb" / "report.json"
+    rep = json.loads(good.read_text())
+
+    def variant(name, sha="a" * 64, k=None):
+        r = json.loads(json.dumps(rep))
+        if sha is not None:
+            r["judge"]["weights_sha256"] = sha
+        if k is not None:
+            r["latent"]["iw_samples"] = k
+        r["checkpoint"] = name
+        (tmp_path / name).write_text(json.dumps(r))
+        return tmp_path / name
+
+    def cells(out):
+        lines = out.splitlines()
+        head = [c.strip() for c in lines[0].strip("|").split("|")]
+        rows = [dict(zip(head, [c.strip() for c in ln.strip("|").split("|")]))
+                for ln in lines[2:] if ln.startswith("|")]
+        return rows, [ln for ln in lines if ln and not ln.startswith("|")]
+
+    judged = ("samples x real PPL (best)", "IW-NLL - LM", "fitted proposals")
+    rc, out, err = compare(variant("a"), variant("a2"))
+    rows, notes = cells(out)
+    assert rc == 0 and not notes and not any(r[c].endswith("*") for r in rows for c in judged), out
+    rc, out, err = compare(variant("a"), variant("b", sha="b" * 64))
+    rows, notes = cells(out)
+    assert rc == 0 and all(r[c].endswith("*") for r in rows for c in judged), out
+    assert not any(r["BLEU greedy"].endswith("*") for r in rows)
+    assert len(notes) == 1 and "the judge differs" in notes[0]
+    assert "aaaaaaaaaaaa" in notes[0] and "bbbbbbbbbbbb" in notes[0]
+    rc, out, err = compare(variant("a"), variant("k", k=500))
+    rows, notes = cells(out)
+    assert rc == 0 and len(notes) == 1 and "IW samples" in notes[0] and "100" in notes[0] and "500" in notes[0]
+    assert all(r["IW-NLL - LM"].endswith("*") for r in rows)
+    assert not any(r["samples x real PPL (best)"].endswith("*") for r in rows)
+    rc, out, err = compare(variant("a"), variant("old", sha=None))
+    rows, notes = cells(out)
+    assert rc == 0 and len(notes) == 1 and "unknown" in notes[0] and "old" in notes[0], out

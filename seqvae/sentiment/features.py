@@ -136,9 +136,9 @@ def _sha256(chunks) -> str:
 
 def checkpoint_id(ckpt_dir: str | Path) -> str:
     """Identity of a checkpoint's weights: sha256 of its model.safetensors (what a head records)."""
-    from ..checkpoint import WEIGHTS_FILE
+    from ..checkpoint import weights_sha256
 
-    return atomic.file_sha256(Path(ckpt_dir) / WEIGHTS_FILE)
+    return weights_sha256(ckpt_dir)
 
 
 def model_sha256(vae) -> str:
