@@ -96,7 +96,7 @@ def beam(model: SentenceVAE, z: torch.Tensor | None, *, num_beams: int = 4, max_
         if words is not None:  # each new beam's open word: its source beam's, after the token it appended
             j = (idx % k).view(-1).tolist()  # (b*K,) the appended token's place among its beam's k extensions
             fins = was_done.view(-1).tolist()
-            for i, (r, fin) in enumerate(zip(flat.tolist(), fins)):
+            for i, (r, fin) in enumerate(zip(flat.tolist(), fins) if words.cut else ()):
                 if r in words.cut and not fin:  # a beam cut back: its sentence ends at `keep`
                     history[i // K, i % K, words.cut[r]] = cfg.eos_id
             ends = torch.cat([ends.gather(1, src[..., None].expand(-1, -1, t)), end_now.gather(1, src)[..., None]], -1)

@@ -34,9 +34,17 @@ WORDS_FILE = "words.txt"
 HEADER = "# seqvae known words"
 MEMO_SIZE = 1 << 20           # advance answers remembered (then forgotten all at once)
 TRIES = 4                     # rejections per row and step before the filter works out all the row's allowed tokens
+ALL_MEMO_CELLS = 1 << 24      # allowed_all answers remembered, in tokens (V each; then forgotten all at once)
 
 _WORD_RE = re.compile(WORD)
 _GOES_ON = {*"abcdefghijklmnopqrstuvwxyz'", ""}  # a token starting so (or empty) may go on with the open word
+
+
+def _bools(flags: list[bool], shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """A bool tensor of `shape` from flat Python bools (read as bytes: torch.tensor on a list is far slower)."""
+    if not flags:
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    return torch.frombuffer(bytearray(flags), dtype=torch.bool).view(shape).to(device)
 
 
 class WordListError(ValueError):
@@ -53,7 +61,8 @@ class KnownWords:
         if bad is not None:
             raise WordListError(f"not a lowercased word: {bad!r}")
         self.prefixes = frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
-        self._seen: dict[tuple[str, str], str | None] = {}  # advance's answers, kept for the next calls
+        self._seen: dict[str, dict[str | None, str | None]] = {}  # advance's answers: open word -> text -> answer
+        self._remembered = 0  # answers in _seen
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int], min_count: int = MIN_COUNT) -> "KnownWords":
@@ -78,13 +87,34 @@ class KnownWords:
 
         A word is open while it touches the end of the text (it may go on), or is followed only by an
         apostrophe (which may be inner: "don'" + "t"). Lowercases the text."""
-        key = (tail, text)
-        if key in self._seen:
-            return self._seen[key]
-        if len(self._seen) >= MEMO_SIZE:
+        known = self._answers(tail)
+        if text not in known:
+            known[text] = self._advance(tail, text)
+            self._remembered += 1
+        return known[text]
+
+    def advance_all(self, tail: str, texts: Sequence[str | None]) -> list[str | None]:
+        """[advance(tail, t) for t in texts], None where t is None: one call for many texts after the same open
+        word (a row's candidate tokens), the remembered answers read in one pass."""
+        known = self._answers(tail)
+        try:
+            return [known[t] for t in texts]
+        except KeyError:  # some not remembered yet
+            for t in texts:
+                if t not in known:
+                    known[t] = None if t is None else self._advance(tail, t)
+                    self._remembered += 1
+            return [known[t] for t in texts]
+
+    def _answers(self, tail: str) -> dict[str | None, str | None]:
+        """The remembered answers after the open word `tail` (all forgotten once there are MEMO_SIZE)."""
+        if self._remembered >= MEMO_SIZE:
             self._seen.clear()
-        self._seen[key] = out = self._advance(tail, text)
-        return out
+            self._remembered = 0
+        known = self._seen.get(tail)
+        if known is None:
+            known = self._seen[tail] = {}
+        return known
 
     def _advance(self, tail: str, text: str) -> str | None:
         s = tail + text.lower()
@@ -159,6 +189,7 @@ class WordFilter:
         for i, t in enumerate(self.texts):
             if t is not None and t[:1].lower() in _GOES_ON:
                 self.going_on.setdefault(t[:1].lower(), []).append(i)
+        self.all_seen: dict[tuple[str, bool], torch.Tensor] = {}  # allowed_all's answers (shared by `fresh` copies)
 
     def fresh(self) -> "WordFilter":
         """A filter with no rows yet that shares this one's tables (cheap: one per decoding call)."""
@@ -207,28 +238,48 @@ class WordFilter:
 
     def allowed(self, rows: torch.Tensor, tokens: torch.Tensor,
                 last: bool = False) -> tuple[torch.Tensor, list[list[str | None]]]:
-        """For each row i and candidate tokens[i, j]: whether allowed (bool (n, k)), and the open word after it."""
-        after = [[self.step(r, t, last) for t in toks] for r, toks in zip(rows.tolist(), tokens.tolist())]
-        ok = torch.tensor([[a is not None for a in row] for row in after], dtype=torch.bool, device=tokens.device)
-        return ok.view(tokens.shape), after
+        """For each row i and candidate tokens[i, j]: whether allowed (bool (n, k)), and the open word after it.
+        The same as `step` on each pair, one KnownWords.advance_all call a row (beam search checks many)."""
+        row_ids, toks = rows.tolist(), tokens.tolist()
+        texts = self.texts
+        if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(texts):  # ids with no text
+            after = [[self.step(r, t, last) for t in row] for r, row in zip(row_ids, toks)]
+        else:
+            advance_all, tails, complete = self.words.advance_all, self.tails, self.complete
+            after = [advance_all(tails[r], [texts[t] for t in row]) for r, row in zip(row_ids, toks)]
+            if last:  # as a row's last token: refused too where it leaves a word half written
+                after = [[a if a is not None and complete(a) else None for a in row] for row in after]
+        return _bools([a is not None for row in after for a in row], tokens.shape, tokens.device), after
 
     def allowed_all(self, tail: str, last: bool = False) -> torch.Tensor:
         """(V,) bool: the tokens allowed after the open word `tail` (as a row's last token with `last`), all of
         them. Equal to checking every token with `step`, in far fewer checks: a closing token needs `tail` to be
         a word and is then judged as with nothing open; a token going on needs `tail` + its first letter to
-        start a word."""
+        start a word. Remembered (`all_seen`, up to ALL_MEMO_CELLS tokens): rows often share an open word."""
+        key = (tail, last)
+        ok = self.all_seen.get(key)
+        if ok is None:
+            if (len(self.all_seen) + 1) * len(self.texts) > ALL_MEMO_CELLS:
+                self.all_seen.clear()
+            ok = self.all_seen[key] = self._scan(tail, last)
+        return ok.clone()
+
+    def _scan(self, tail: str, last: bool) -> torch.Tensor:
+        """allowed_all, worked out."""
         w = self.words
         if not tail:
             ok = self.free_ok.clone()
         else:
             ok = self.closing & self.free_ok if self.complete(tail) else torch.zeros_like(self.free_ok)
-            for first, ids in self.going_on.items():
-                if first in ("'", "") or tail + first in w.prefixes:
-                    for i in ids:
-                        ok[i] = w.advance(tail, self.texts[i]) is not None
+            ids = [i for first, group in self.going_on.items() if first in ("'", "") or tail + first in w.prefixes
+                   for i in group]
+            if ids:
+                after = w.advance_all(tail, [self.texts[i] for i in ids])
+                ok[ids] = torch.tensor([a is not None for a in after])
         if last:  # the tokens left must also end the word they leave open
-            for i in ok.nonzero()[:, 0].tolist():
-                ok[i] = self.complete(w.advance(tail, self.texts[i]))
+            ids = ok.nonzero()[:, 0].tolist()
+            if ids:
+                ok[ids] = torch.tensor([self.complete(a) for a in w.advance_all(tail, [self.texts[i] for i in ids])])
         return ok
 
     def restrict(self, logits: torch.Tensor, rows: Sequence[int],
@@ -292,9 +343,18 @@ class WordFilter:
         instead, before the open word.
         """
         self.cut = {}
-        base, logits = logits, logits.clone()
-        V = logits.shape[1]
-        tokens = pick(logits, torch.arange(len(logits), device=logits.device), None).clone()  # (b,) nothing refused
+        base, V = logits, logits.shape[1]
+        struck: list[tuple[int, int]] = []  # (row, token): tokens refused so far, at -inf in the rows picked again
+        tokens = pick(base, torch.arange(len(base), device=base.device), None).clone()  # (b,) nothing refused
+
+        def refusing(rows: list[int]) -> torch.Tensor:  # the logits of `rows` (a copy), their refused tokens at -inf
+            sub, place = base[rows], {r: j for j, r in enumerate(rows)}
+            hits = [(place[r], t) for r, t in struck if r in place]
+            if hits:
+                at, toks = zip(*hits)
+                sub[list(at), list(toks)] = float("-inf")
+            return sub
+
         after: list[str | None] = [None] * len(tokens)
         todo = list(range(len(tokens)))  # rows whose token is still to be checked
         spent: list[int] = []  # rows whose pick has no token left: straight to the whole check
@@ -308,16 +368,13 @@ class WordFilter:
             todo = [i for i, t in refused if t >= 0]
             if not todo:
                 break
-            masked = [(i, t) for i, t in refused if 0 <= t < V]
-            if masked:
-                rows, toks = zip(*masked)
-                logits[list(rows), list(toks)] = float("-inf")
-            idx = torch.tensor(todo, device=logits.device)
-            tokens[idx] = pick(logits[idx], idx, base[idx])
+            struck += [(i, t) for i, t in refused if 0 <= t < V]
+            idx = torch.tensor(todo, device=base.device)
+            tokens[idx] = pick(refusing(todo), idx, base[idx])
         todo = sorted(todo + spent)
         if todo:  # rows still refused: mask everything they may not write, then pick once more (all at once)
-            idx = torch.tensor(todo, device=logits.device)
-            masked, some = self.restrict(logits[idx], todo, last)  # rows with no allowed token: picked, then ended
+            idx = torch.tensor(todo, device=base.device)
+            masked, some = self.restrict(refusing(todo), todo, last)  # rows with no allowed token: picked, then ended
             picked = pick(masked, idx, base[idx])
             none = (picked < 0) & some  # none of the pick's own tokens is allowed: its cuts on the allowed alone
             if bool(none.any()):

@@ -1,14 +1,16 @@
 """Known words (seqvae.wordlist): the word list, its file in a checkpoint, and decoding held to it."""
 
+import random
+import re
 import shutil
 
 import pytest
 import torch
 
-from seqvae import SeqVAE, generation, sampler
+from seqvae import SeqVAE, generation, sampler, wordlist
 from seqvae.api import InputError
 from seqvae.checkpoint import CheckpointError
-from seqvae.wordlist import WORDS_FILE, KnownWords, WordListError, load_words
+from seqvae.wordlist import WORD, WORDS_FILE, KnownWords, WordListError, load_words
 
 EOS = 3
 
@@ -94,6 +96,30 @@ def test_greedy_under_the_filter_takes_the_best_allowed_token_and_moves_the_stat
     assert filt.tails == [""]
 
 
+def test_a_row_picked_again_sees_its_refused_tokens_at_minus_inf_and_nothing_else_changed():
+    """What `choose` hands the pick when it picks a row again: that row's logits with every token refused so far at
+    -inf (a sampler's redraw depends on exactly these numbers), and the step's logits as `base`."""
+    filt, calls = toy_filter(), []
+    filt.start(3)
+    logits = torch.tensor([[0.0, 0, 0, 0.5, 3.0, 0.0, 0.0, 0.0, 0.0],    # " ab": allowed at once
+                           [0.0, 0, 0, 0.5, 1.0, 9.0, 0.0, 5.0, 0.0],    # " zz", then "c" refused, then " ab"
+                           [0.0, 0, 0, 0.5, 0.0, 0.0, 0.0, 7.0, 2.0]])   # "c" refused, then "!"
+
+    def pick(sub, idx, base):
+        calls.append((sub.clone(), idx.tolist(), None if base is None else base.clone()))
+        return sub.argmax(dim=-1)
+
+    assert filt.choose(logits, pick).tolist() == [4, 4, 8]
+    assert [c[1] for c in calls] == [[0, 1, 2], [1, 2], [1]]
+    assert torch.equal(calls[0][0], logits) and calls[0][2] is None
+    inf = float("-inf")
+    assert torch.equal(calls[1][0], logits[[1, 2]].index_put_((torch.tensor([0, 1]), torch.tensor([5, 7])),
+                                                                torch.tensor(inf)))
+    assert torch.equal(calls[2][0], logits[[1]].index_put_((torch.tensor([0, 0]), torch.tensor([5, 7])),
+                                                           torch.tensor(inf)))
+    assert torch.equal(calls[1][2], logits[[1, 2]]) and torch.equal(calls[2][2], logits[[1]])
+
+
 def dead_end_filter():
     """Ids: 0-2 special, 3 EOS, then " x", " ab", "c", "!", "d", " "; known words: x, abde. No token writes "e":
     "ab" and "abd" go on (with "d") only to a word that no token finishes."""
@@ -154,6 +180,73 @@ def test_allowed_all_equals_checking_every_token():
         assert filt.allowed_all(tail).tolist() == [a is not None for a in after], tail
         assert filt.allowed_all(tail, last=True).tolist() == [a is not None and filt.complete(a) for a in after], tail
     assert torch.equal(filt.free_ok, free)  # allowed_all(last=True) left the shared table as it was
+
+
+def reference_open(written: str, words: set[str]) -> str | None:
+    """The plain definition, on the whole text a row has written: the word left open at its end ("" if none), or
+    None if a word it completes is not listed or the open one starts none (no memo, no tail, no pruning)."""
+    s, open_word = written.lower(), ""
+    for m in re.finditer(WORD, s):
+        if m.end() == len(s) or (m.end() == len(s) - 1 and s[-1] == "'"):
+            open_word = s[m.start():]
+            if not (any(w.startswith(open_word) for w in words) or open_word.endswith("'") and open_word[:-1] in words):
+                return None
+        elif m.group() not in words:
+            return None
+    return open_word
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_filter_agrees_with_the_plain_definition_on_random_pieces(monkeypatch, seed):
+    """Random pieces (letters, apostrophes, spaces, digits, punctuation, capitals, empty, None) and a random list;
+    rows written by random walks. What the filter allows (`allowed`: beam search's many candidates, `step`,
+    `allowed_all`, each with and without `last`) and what `best` and `choose` (greedy) pick must match the plain
+    definition on each row's whole text, also when the remembered answers are read back and after they are
+    forgotten (tiny memo bounds here)."""
+    monkeypatch.setattr(wordlist, "MEMO_SIZE", 50)
+    monkeypatch.setattr(wordlist, "ALL_MEMO_CELLS", 200)
+    rng = random.Random(seed)
+    chars = "abd'  .1A"
+    texts = [None, None, None, None, *("".join(rng.choice(chars) for _ in range(rng.randint(0, 3))) for _ in range(36))]
+    texts[5], texts[6] = None, ""  # no text (like <unk>), and an empty one
+    words = {rng.choice(["", " "]).strip() + "".join(rng.choice("abd") for _ in range(rng.randint(1, 4)))
+             for _ in range(12)} | {"do", "don't", "a"}
+    filt = KnownWords(words).filter(texts, EOS)
+    V, n = len(texts), 24
+    filt.start(n)
+    written, counts = [""] * n, torch.zeros(2, dtype=torch.long)  # candidates refused / allowed
+    for step in range(10):
+        last = step % 3 == 2
+        rows = torch.arange(n)
+        for _ in range(2):  # the second time from what was remembered
+            cand = torch.randint(0, V, (n, 12), generator=torch.Generator().manual_seed(seed * 100 + step))
+            ok, after = filt.allowed(rows, cand, last)
+            counts += torch.bincount(ok.view(-1).long(), minlength=2)
+            for i in range(n):
+                expect = [None if t in (0, 1, 2, 5) else reference_open(written[i] + (" " if t == EOS else texts[t]),
+                                                                         words) for t in cand[i].tolist()]
+                if last:
+                    expect = [a if a is not None and filt.complete(a) else None for a in expect]
+                assert after[i] == expect and ok[i].tolist() == [a is not None for a in expect], (written[i], last)
+                assert [filt.step(i, t, last) for t in cand[i].tolist()] == expect
+                every = [None if t in (0, 1, 2, 5) else reference_open(written[i] + (" " if t == EOS else texts[t]),
+                                                                       words) for t in range(V)]
+                every = [a is not None and (not last or filt.complete(a)) for a in every]
+                assert filt.allowed_all(filt.tails[i], last).tolist() == every, (written[i], last)
+        logits = torch.randn(n, V, generator=torch.Generator().manual_seed(seed * 100 + step + 50))
+        for k in (1, 3):
+            top_logit, top_tok, _ = filt.best(logits, k, 4, last)
+            for i in range(n):
+                good = [t for t in logits[i].argsort(descending=True).tolist() if filt.step(i, t, last) is not None][:k]
+                assert top_tok[i, :len(good)].tolist() == good and top_logit[i, len(good):].isinf().all()
+        if not last:  # greedy: the likeliest allowed token; the rows move on with it
+            expect = [max((t for t in range(V) if filt.step(i, t) is not None), key=lambda t: float(logits[i, t]),
+                          default=EOS) for i in range(n)]
+            tokens = filt.choose(logits, argmax).tolist()
+            assert tokens == expect
+            written = [w + (" " if t == EOS else texts[t]) for w, t in zip(written, tokens)]
+            assert filt.tails == [reference_open(w, words) for w in written]
+    assert counts.min() > 100 and sum(map(bool, filt.tails)) > 2  # the test has work to do: both kinds, open words
 
 
 def test_a_sentence_cut_at_max_len_ends_on_a_listed_word(trained_tiny_vae):
