@@ -18,13 +18,15 @@
 # metrics.jsonl and training.json: steps and training-step time) and packed into $OUT/<name>.tar for evaluation on the CPU.
 #
 #   first, here: a slim copy of the data (training reads these four files, about 34 MiB of data/imdb's 45 MiB
-#   here; the paths carried may hold 64 MiB):
+#   here; everything that travels, the checkout's files and this copy together, may hold 64 MiB: about 54 MiB):
 #     mkdir -p data/imdb-gpu && cp data/imdb/{meta.json,tokenizer.model,train.npz,valid.npz} data/imdb-gpu/
 #   device run: ONE call (timeout_s 600; a session has 15 minutes of device time, the machine's start included,
 #   so a second call may not get a machine), carry ["data/imdb-gpu"]; the kernel's compiled tests first, at most
-#   90 s (conftest.py defaults to the Triton interpreter), then the two runs (python3 -m seqvae.cli: nothing to
-#   install; 90 + 400 + about 40 s of packing):
-#     TRITON_INTERPRET=0 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py \
+#   90 s (conftest.py defaults to the Triton interpreter; about 110 kernel variants to compile on a cold machine),
+#   then the two runs (python3 -m seqvae.cli: nothing to install; 90 + 10 + 400 + about 40 s of packing). At
+#   the limit the tests are interrupted (SIGINT), so that the log still ends with pytest's summary and failures
+#   (SIGTERM kills it with its last lines unwritten), and killed 10 s later if still there:
+#     TRITON_INTERPRET=0 timeout -s INT -k 10 90 python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py \
 #         > $OUT/kernel-tests.log 2>&1; DATA=data/imdb-gpu BUDGET=400 bash scripts/gpu_flagship.sh
 #   the kernel's benchmark only if a later call gets a machine (scripts/ does not put the repo on the import
 #   path): PYTHONPATH=. python3 scripts/bench_kernel.py

@@ -271,6 +271,86 @@ def test_forced_triton_on_cpu_without_interpreter_errors():
     assert last.startswith("RuntimeError:") and "TRITON_INTERPRET=1" in last, proc.stderr[-2000:]
 
 
+# =========================================================================== compiled for a GPU, without one
+
+
+def compile_training_step(arch: int) -> None:
+    """In a fresh process with TRITON_INTERPRET=0: one training step of the GPU candidate's latent (Z = 128, free
+    bits, z sampled, both gradients) through the real launchers, each launch compiled for CUDA sm_`arch` and not
+    run (no GPU here: a stand-in driver gives the target, CPU tensors stand for CUDA ones, z stays unwritten).
+    Prints JSON: the kernels compiled, or {"skip": why} where triton has no CUDA backend."""
+    import json
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.runtime.driver import driver
+    from triton.runtime.jit import JITFunction
+
+    from seqvae.config import ModelConfig
+    from seqvae.data import collate
+    from seqvae.kernels import triton_reparam_kl as tk
+    from seqvae.losses import elbo_loss
+    from seqvae.model import SentenceVAE
+
+    target = GPUTarget("cuda", arch, 32)
+    try:
+        triton.compiler.make_backend(target)
+    except Exception as e:  # noqa: BLE001 - a triton build without the NVIDIA backend
+        print(json.dumps({"skip": f"triton {triton.__version__} cannot compile for CUDA here: {e}"}))
+        return
+
+    class NoGPU:  # what a launch asks the driver before it compiles
+        def get_current_target(self):
+            return target
+
+        def get_current_device(self):
+            return 0
+
+        def get_current_stream(self, device=None):
+            return 0
+
+    driver.set_active(NoGPU())
+    compiled, launch = [], JITFunction.run
+
+    def compile_only(self, *args, grid, warmup, **kwargs):
+        kernel = launch(self, *args, grid=grid, warmup=True, **kwargs)
+        compiled.append([self.fn.__name__, "cubin" in kernel.asm])
+        return kernel
+
+    JITFunction.run = compile_only
+    tk.check_device = lambda t: None  # it refuses CPU tensors without the interpreter; nothing is launched
+    torch.manual_seed(0)
+    model = SentenceVAE(ModelConfig(vocab_size=40, embed_dim=8, hidden_dim=16, latent_dim=128, z_slots=2,
+                                    encoder_slots=2, bow_head=True))
+    model.kl_backend = "triton"
+    b = collate([[5, 6, 7, 8], [9, 10], [11, 12, 13]])
+    out = model(b.src, b.src_lens, b.dec_in, b.target, positions=b.positions, free_bits=0.175, mean_rec=True)
+    (elbo_loss(out.rec, out.kl, 0.5) + out.rec_mean.mean() + out.bow.mean()).backward()
+    print(json.dumps({"compiled": compiled, "triton": triton.__version__}))
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU compiles and runs the kernels in the tests above")
+@pytest.mark.parametrize("arch", [90])  # sm_90: the H100 and H200 a session may be lent
+def test_a_training_step_compiles_for_the_gpu(arch):
+    """The interpreter runs the kernels as Python and so accepts code that the GPU compiler refuses (a loop
+    variable that changes dtype, say); on a lent GPU that is a VAE run lost at its first step. Here the kernels a
+    training step launches are compiled for the GPU's architecture by triton's own compiler, on the CPU."""
+    pytest.importorskip("triton")
+    code = f"import test_kernels; test_kernels.compile_training_step({arch})"
+    env = {**os.environ, "TRITON_INTERPRET": "0",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in res:
+        pytest.skip(res["skip"])
+    assert sorted(res["compiled"]) == [["_bwd_kernel", True], ["_col_kl_partial_kernel", True],
+                                       ["_fwd_kernel", True]]
+
+
 # =========================================================================== Triton vs reference
 
 
