@@ -257,6 +257,10 @@ def test_compare_nll_refuses_other_sentences_of_the_same_count(tmp_path):
     write("c", per_sentence_nll=[1.0, 2.0, 3.0], tokens=12, sentences_sha256="1" * 64)
     write("e", per_sentence_nll=[1.5, 2.0, 2.0], tokens=12, sentences_sha256="2" * 64)
     one_line(compare(tmp_path / "c.json", tmp_path / "e.json"), "compare_nll", "not the same sentences")
+    write("g", per_sentence_nll=[1.5, 2.0], tokens=8, sentences=2, sentences_sha256="3" * 64)
+    write("h", per_sentence_nll=[1.0, 2.0, 3.0], tokens=12, sentences=3, sentences_sha256="1" * 64)
+    one_line(compare(tmp_path / "g.json", tmp_path / "h.json"), "compare_nll",  # a subset: said, not just "differ"
+             "differ: 2 sentences against 3 (another --max-sentences?)")
     write("f", per_sentence_nll=[1.5, 2.0, 2.0], tokens=12, sentences_sha256="1" * 64, data="/a/copy/elsewhere")
     rc, out, err = compare(tmp_path / "c.json", tmp_path / "f.json")  # the same sentences in a copy of the data dir
     assert rc == 0 and "over 3 test sentences" in out, err
