@@ -109,10 +109,12 @@ def check_same_settings(run_dir: Path, train_flags: list[str]) -> None:
     saved = json.loads(cfg_file.read_text())
     fresh = build_run_config(build_parser().parse_args(["train", *train_flags, "--out", str(run_dir)])).to_dict()
     old, new = {}, {}
+    cyclical = fresh["train"]["kl_schedule"] == "cyclical"  # its period follows max_steps: resume refuses another
     for section in ("model", "train"):
         have = saved.get(section) or {}
+        free = FREE_FIELDS[section] - ({"max_steps"} if cyclical else set())
         for k, v in fresh[section].items():
-            if k in FREE_FIELDS[section] or k not in have or have[k] == v:
+            if k in free or k not in have or have[k] == v:
                 continue  # a field the run predates keeps its default
             if k == "latent_dim" and not fresh["model"]["latent"]:
                 continue

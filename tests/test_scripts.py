@@ -118,6 +118,15 @@ def test_benchmark_ptb_extends_no_vae_run_to_other_steps(tiny_data_dir, tmp_path
     one_line(bench(*opts, "--max-steps", "4"), "benchmark_ptb",
              f"vae-bowman was trained with {{'kl_k': {train['kl_k']}, 'kl_x0': {train['kl_x0']}}}")
     assert json.loads((out / "vae-bowman" / "last" / "metrics.json").read_text())["step"] == 2  # nothing trained
+    # a cyclical schedule's period follows max_steps too, and `train --resume` refuses another: said before the
+    # other variants train (was: after them, hours at real sizes, as "training vae-cyc-fb failed")
+    flags = ["--data", str(tiny_data_dir), "--max-steps", "2", *bench.module.variants(2)["vae-cyc-fb"]]
+    cfg = bench.module.build_run_config(bench.module.build_parser().parse_args(["train", *flags, "--out", "x"]))
+    (tmp_path / "cyc" / "last").mkdir(parents=True)
+    (tmp_path / "cyc" / "last" / "config.json").write_text(json.dumps(cfg.to_dict()))
+    bench.module.check_same_settings(tmp_path / "cyc", flags)  # the same run: no error
+    with pytest.raises(bench.module.ConfigError, match="was trained with {'max_steps': 2}, not {'max_steps': 4}"):
+        bench.module.check_same_settings(tmp_path / "cyc", [*flags, "--max-steps", "4"])
 
 
 def test_benchmark_ptb_refuses_bad_input_before_any_work(tiny_data_dir, tmp_path):
