@@ -8,10 +8,13 @@ test split with importance-weighted NLL:
   vae-bowman   logistic KL annealing + word dropout (Bowman et al. 2016)
   vae-cyc-fb   cyclical annealing + free bits 0.25/dim (Fu et al. 2019; Li et al. 2019)
   vae-fb       logistic annealing + word dropout + free bits 0.4/dim (a KL floor of 12.8 nats at Z=32)
-A run dir that already holds a shorter run is continued to --max-steps (not for cyclical schedules,
-whose period depends on max_steps). With lm among the variants, each VAE's row also gives its
+A run dir that already holds a shorter run is continued to --max-steps where a fresh run would have
+the same config: the LM. A VAE variant's KL schedule follows --max-steps (x0 and slope, or the cycles'
+period), so a longer one wants another --out; a run of other settings (sizes, --lr, --batch-size, ...)
+is refused, not reused. With lm among the variants, each VAE's row also gives its
 paired per-sentence NLL difference to the LM on the same sentences, ± its standard error.
-Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too).
+Writes OUT/results.json and OUT/results.md. Works for any prepared data dir (IMDB too); the published
+rows (Bowman et al.) are added only beside an evaluation of PTB's whole test split.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 from pathlib import Path
 
 from seqvae import atomic
-from seqvae.cli import describe_evaluation, format_table
+from seqvae.cli import build_parser, build_run_config, describe_evaluation, format_table
 from seqvae.reporting import reporting_errors
 from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.display import format_mi
@@ -36,6 +39,16 @@ PUBLISHED = [
     ("Bowman et al. 2016 RNNLM", {"nll": 100.0, "ppl": 116.0}),
     ("Bowman et al. 2016 VAE", {"nll": 101.0, "kl": 2.0, "ppl": 119.0}),
 ]
+PTB_TEST = {"sentences": 3761, "tokens": 82430}  # the split they are for: words + one EOS per sentence
+# config fields a run may continue with other values of (`seqvae train --resume` takes --max-steps and --threads);
+# the vocabulary size and special ids come from the data dir
+FREE_FIELDS = {"model": {"vocab_size", "pad_id", "unk_id", "bos_id", "eos_id"}, "train": {"max_steps", "num_threads"}}
+
+
+def comparable_to_published(dataset: str, split: str, res: dict) -> bool:
+    """Whether an evaluation scored PTB's whole test split, the sentences the published numbers are for."""
+    return (dataset == "ptb" and split == "test"
+            and all(res.get(k) == v for k, v in PTB_TEST.items()))
 
 
 def variants(max_steps: int) -> dict[str, list[str]]:
@@ -86,6 +99,30 @@ def check_args(args) -> None:
     atomic.check_dir_path(args.out)
 
 
+def check_same_settings(run_dir: Path, train_flags: list[str]) -> None:
+    """Refuse a run dir whose saved config is not the one `seqvae train TRAIN_FLAGS` would give a fresh run, bar
+    FREE_FIELDS: reusing it, or continuing it with `train --resume` (which keeps the saved config), would put its
+    numbers under this command's settings. An LM has no z to size."""
+    cfg_file = run_dir / "last" / "config.json"
+    if not cfg_file.is_file():
+        return
+    saved = json.loads(cfg_file.read_text())
+    fresh = build_run_config(build_parser().parse_args(["train", *train_flags, "--out", str(run_dir)])).to_dict()
+    old, new = {}, {}
+    cyclical = fresh["train"]["kl_schedule"] == "cyclical"  # its period follows max_steps: resume refuses another
+    for section in ("model", "train"):
+        have = saved.get(section) or {}
+        free = FREE_FIELDS[section] - ({"max_steps"} if cyclical else set())
+        for k, v in fresh[section].items():
+            if k in free or k not in have or have[k] == v:
+                continue  # a field the run predates keeps its default
+            if k == "latent_dim" and not fresh["model"]["latent"]:
+                continue
+            old[k], new[k] = have[k], v
+    if old:
+        raise ConfigError(f"{run_dir} was trained with {old}, not {new}; give another --out")
+
+
 def run(args) -> int:
     check_args(args)
     out = Path(args.out)
@@ -94,16 +131,6 @@ def run(args) -> int:
     unknown = [n for n in names if n not in table]
     if unknown:
         raise ConfigError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(table)})")
-    sizes = {"embed_dim": args.embed_dim, "hidden_dim": args.hidden_dim, "latent_dim": args.latent_dim}
-    for name in names:  # a run of other sizes would be reused or resumed as if it were this one
-        cfg_file = out / name / "last" / "config.json"
-        if cfg_file.is_file():
-            model = json.loads(cfg_file.read_text())["model"]
-            other = {k: model.get(k) for k in sizes if model.get(k) != sizes[k]
-                     and (k != "latent_dim" or model.get("latent", True))}  # an LM has no z to size
-            if other:
-                raise ConfigError(f"{out / name} was trained with {other}, not these sizes; give another --out")
-    out.mkdir(parents=True, exist_ok=True)
     common = ["--data", args.data, "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
               "--embed-dim", str(args.embed_dim), "--hidden-dim", str(args.hidden_dim),
               "--latent-dim", str(args.latent_dim), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
@@ -114,6 +141,9 @@ def run(args) -> int:
         common += ["--device", args.device]
     if args.cpu_bf16:
         common += ["--cpu-bf16"]
+    for name in names:  # a run of other settings would be reused or resumed as if it were this one
+        check_same_settings(out / name, [*common, *table[name]])
+    out.mkdir(parents=True, exist_ok=True)
 
     # Train (in parallel when --jobs > 1); a run with a finished last/ at max_steps is reused.
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -168,8 +198,13 @@ def run(args) -> int:
                   if r.get("latent", True) else "- | - | -")  # a language model has no z
         md.append(f"| {name} | {r['nll']:.2f} | {vs} | {r['ppl']:.1f} | {r['neg_elbo']:.2f} | {latent} | "
                   f"{r['best_step']} |")
-    for name, r in PUBLISHED:
-        md.append(f"| {name} (published) | {r['nll']:.0f} | | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
+    dataset = read_meta(args.data)["dataset"]
+    if all(comparable_to_published(dataset, args.split, r) for r in results.values()):
+        for name, r in PUBLISHED:
+            md.append(f"| {name} (published) | {r['nll']:.0f} | | {r['ppl']:.0f} | | {r.get('kl', '')} | | | |")
+    elif dataset == "ptb":
+        md += ["", f"(published PTB numbers left out: they are for the whole test split, {PTB_TEST['sentences']:,} "
+               f"sentences and {PTB_TEST['tokens']:,} tokens incl. EOS)"]
     atomic.write_text(out / "results.md", "\n".join(md) + "\n")
     print(format_table(list(results.items())))
     print("\n".join(md))

@@ -74,8 +74,11 @@ def check_same_sentences(ra: dict, rb: dict) -> None:
     sha_a, sha_b = ra.get("sentences_sha256"), rb.get("sentences_sha256")
     if sha_a and sha_b:
         if sha_a != sha_b:
+            n_a, n_b = ra.get("sentences"), rb.get("sentences")
+            counts = (f": {n_a} sentences against {n_b} (another --max-sentences?)"
+                      if None not in (n_a, n_b) and n_a != n_b else "")
             raise ConfigError(f"not the same sentences: A scored {ra.get('data')}/{ra.get('split')}, B "
-                              f"{rb.get('data')}/{rb.get('split')}, and their sentences_sha256 differ")
+                              f"{rb.get('data')}/{rb.get('split')}, and their sentences_sha256 differ{counts}")
         return
     if ra.get("split") != rb.get("split") or not same_data(ra.get("data"), rb.get("data")):
         raise ConfigError(f"not the same sentences: {ra.get('data')}/{ra.get('split')} vs {rb.get('data')}/{rb.get('split')}")

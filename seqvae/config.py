@@ -234,6 +234,13 @@ class DataConfig(_JSONMixin):
         elif files:
             flags = ", ".join(f"{f} (--{f.split('_')[0] if f != 'text_unit' else 'unit'})" for f in files)
             raise ConfigError(f"{flags}: only for dataset 'text', not {self.dataset!r}")
+        if self.dataset == "ptb":  # kept whole: the sentences and vocabulary the published numbers are on
+            default = DataConfig()
+            for field, flag in (("min_tokens", "--min-tokens"), ("max_tokens", "--max-tokens"), ("dedup", "--no-dedup"),
+                                ("vocab_size", "--vocab-size"), ("valid_reviews", "--valid-reviews")):
+                if getattr(self, field) != getattr(default, field):
+                    raise ConfigError(f"{field} ({flag}): PTB is kept whole (every sentence, its own 10k-word "
+                                      "vocabulary, its valid split), as published numbers are; not for dataset 'ptb'")
         if self.text_unit not in ("", "line", "document"):
             raise ConfigError(f"text_unit must be 'line' or 'document', got {self.text_unit!r}")
         if self.source not in ("local", "hub"):

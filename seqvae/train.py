@@ -518,9 +518,10 @@ class Trainer:
             raise TrainingError(f"step {self.step}: cannot write a checkpoint in {self.out_dir} "
                                 f"({e.strerror or e}); {kept}") from None
         if self.progress:
-            tqdm.write(file=sys.stderr, s=f"step {self.step}: valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} "
-                       f"ppl {res['ppl']:.1f} au {res['au']} mi {format_mi(res['mi'], res['mi_se'])}"
-                       + ("  (best)" if improved else ""))
+            figures = (f"valid nll {res['nll']:.2f} rec {res['rec']:.2f} kl {res['kl']:.2f} ppl {res['ppl']:.1f} "
+                       f"au {res['au']} mi {format_mi(res['mi'], res['mi_se'])}" if self.cfg.model.latent
+                       else f"valid nll {res['nll']:.2f} ppl {res['ppl']:.1f}")  # an LM: no z to measure
+            tqdm.write(file=sys.stderr, s=f"step {self.step}: {figures}" + ("  (best)" if improved else ""))
 
     def _dropped(self, name: str):
         """What checkpoint.save calls with the files a replaced best/ or last/ held besides the checkpoint (a

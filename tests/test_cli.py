@@ -61,6 +61,15 @@ def test_a_run_too_short_for_its_kl_ramp_says_so(tiny_data_dir, tmp_path, capsys
         assert code == 0 and "note: beta" not in err, (extra, err)
 
 
+def test_a_language_models_evaluation_lines_claim_no_latent(tiny_data_dir, tmp_path, capsys):
+    """`train --lm` printed `kl 0.00 ... au 0 mi 0.00 ± 0.00` per evaluation, a collapsed VAE's figures, where
+    `seqvae evaluate` says KL, MI and AU do not apply: the LM's line has its NLL and PPL alone."""
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "lm", *TINY_TRAIN,
+                       "--max-steps", 10, "--lm")
+    line = next(ln for ln in err.splitlines() if ln.startswith("step 10: valid nll"))
+    assert code == 0 and " ppl " in line and not any(f" {c} " in line for c in ("rec", "kl", "au", "mi")), line
+
+
 def test_a_ctrl_c_says_what_the_run_dir_keeps(tiny_data_dir, tmp_path, capsys, monkeypatch):
     """Ctrl-C mid-training said `seqvae: interrupted` alone: not that last/ holds the last evaluation's step and
     --resume goes on from it (or, before the first, that there is nothing to resume)."""

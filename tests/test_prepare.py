@@ -189,6 +189,23 @@ def test_prepare_ptb_refuses_sentencepiece(tmp_path):
     assert not (tmp_path / "ptb").exists()
 
 
+def test_prepare_ptb_refuses_a_filter_it_would_not_apply(tmp_path):
+    """PTB is kept whole, as the published numbers need: `--min-tokens 10`, `--max-tokens 20`, `--no-dedup`,
+    `--vocab-size 5000` or `--valid-reviews 10` with it were ignored without a word (and meta.json recorded the
+    defaults of a filter never run); each is now one line naming the flag, and nothing is written."""
+    root = write_fake_ptb(tmp_path / "raw")
+    for change, flag in ((dict(min_tokens=10), "--min-tokens"), (dict(max_tokens=20), "--max-tokens"),
+                         (dict(dedup=False), "--no-dedup"), (dict(vocab_size=5000), "--vocab-size"),
+                         (dict(valid_reviews=10), "--valid-reviews")):
+        with pytest.raises(ConfigError, match=f"\\({flag}\\): PTB is kept whole"):
+            prepare(DataConfig(dataset="ptb", data_root=str(root), **change), tmp_path / "ptb", progress=False)
+        assert not (tmp_path / "ptb").exists()
+    assert _prepare(["--dataset", "ptb", "--data-root", str(root), "--max-tokens", "20",
+                     "--out", str(tmp_path / "ptb")]) == 2 and not (tmp_path / "ptb").exists()
+    capped = prepare(DataConfig(dataset="ptb", data_root=str(root), max_sentences=5), tmp_path / "ptb", progress=False)
+    assert capped["train"]["sentences"] == 5  # the train cap still applies: its notes say so
+
+
 def test_prepare_into_a_link_and_below_a_file(tmp_path):
     from seqvae.atomic import OutputError
 

@@ -83,12 +83,50 @@ def test_benchmark_ptb_refuses_a_run_of_other_sizes(tiny_data_dir, tmp_path):
     md = (out / "results.md").read_text()  # what the numbers are, and no KL/MI/AU for a language model
     assert md.startswith("lm: test split, 10 sentences")
     assert next(ln for ln in md.splitlines() if ln.startswith("| lm |")).endswith("| - | - | - | 2 |")
+    # Bowman et al.'s rows are for PTB's whole test split, not 10 of its sentences (were always there)
+    assert "Bowman" not in md and "published PTB numbers left out" in md
+    whole = {"sentences": 3761, "tokens": 82430}  # PTB's test split, words + one EOS per sentence
+    assert bench.module.comparable_to_published("ptb", "test", whole)
+    assert not bench.module.comparable_to_published("ptb", "valid", whole)
+    assert not bench.module.comparable_to_published("text", "test", whole)
+    assert not bench.module.comparable_to_published("ptb", "test", {**whole, "sentences": 10})
     one_line(bench(*opts, "--hidden-dim", "32"), "benchmark_ptb", "was trained with {'hidden_dim': 16}")
+    one_line(bench(*opts, "--lr", "0.01"), "benchmark_ptb",  # was: reused, its numbers labelled with this lr
+             "was trained with {'lr': 0.001}, not {'lr': 0.01}")
     rc, stdout, _ = bench(*opts, "--latent-dim", "8")  # an LM has no z: its run is the same model
     assert rc == 0 and "lm: reusing" in stdout
+    rc, stdout, err = bench(*opts, "--max-steps", "3")  # the LM's config has no schedule that follows max_steps
+    assert rc == 0 and "train --resume" in stdout, err
+    assert json.loads((out / "lm" / "last" / "metrics.json").read_text())["step"] == 3
     with pytest.raises(SystemExit) as e:  # argparse: a split that does not exist, before any training
         bench(*opts, "--split", "foo")
     assert e.value.code == 2
+
+
+def test_benchmark_ptb_extends_no_vae_run_to_other_steps(tiny_data_dir, tmp_path):
+    """A VAE variant's logistic schedule follows --max-steps (x0 = max_steps // 3) and `train --resume` keeps the
+    saved one, so extending vae-bowman from 2 to 4 steps trained a run labelled vae-bowman on the 2-step
+    schedule (was: silently). Refused before any work; the LM goes on (test above)."""
+    bench = script("benchmark_ptb")
+    out = tmp_path / "pb"
+    opts = ["--data", tiny_data_dir, "--out", out, "--variants", "vae-bowman", "--eval-every", "2", "--embed-dim",
+            "8", "--hidden-dim", "16", "--latent-dim", "4", "--batch-size", "8", "--threads", "1", "--samples", "2",
+            "--max-test-sentences", "10"]
+    rc, _, err = bench(*opts, "--max-steps", "2")
+    assert rc == 0, err
+    train = json.loads((out / "vae-bowman" / "last" / "config.json").read_text())["train"]
+    one_line(bench(*opts, "--max-steps", "4"), "benchmark_ptb",
+             f"vae-bowman was trained with {{'kl_k': {train['kl_k']}, 'kl_x0': {train['kl_x0']}}}")
+    assert json.loads((out / "vae-bowman" / "last" / "metrics.json").read_text())["step"] == 2  # nothing trained
+    # a cyclical schedule's period follows max_steps too, and `train --resume` refuses another: said before the
+    # other variants train (was: after them, hours at real sizes, as "training vae-cyc-fb failed")
+    flags = ["--data", str(tiny_data_dir), "--max-steps", "2", *bench.module.variants(2)["vae-cyc-fb"]]
+    cfg = bench.module.build_run_config(bench.module.build_parser().parse_args(["train", *flags, "--out", "x"]))
+    (tmp_path / "cyc" / "last").mkdir(parents=True)
+    (tmp_path / "cyc" / "last" / "config.json").write_text(json.dumps(cfg.to_dict()))
+    bench.module.check_same_settings(tmp_path / "cyc", flags)  # the same run: no error
+    with pytest.raises(bench.module.ConfigError, match="was trained with {'max_steps': 2}, not {'max_steps': 4}"):
+        bench.module.check_same_settings(tmp_path / "cyc", [*flags, "--max-steps", "4"])
 
 
 def test_benchmark_ptb_refuses_bad_input_before_any_work(tiny_data_dir, tmp_path):
@@ -228,6 +266,10 @@ def test_compare_nll_refuses_other_sentences_of_the_same_count(tmp_path):
     write("c", per_sentence_nll=[1.0, 2.0, 3.0], tokens=12, sentences_sha256="1" * 64)
     write("e", per_sentence_nll=[1.5, 2.0, 2.0], tokens=12, sentences_sha256="2" * 64)
     one_line(compare(tmp_path / "c.json", tmp_path / "e.json"), "compare_nll", "not the same sentences")
+    write("g", per_sentence_nll=[1.5, 2.0], tokens=8, sentences=2, sentences_sha256="3" * 64)
+    write("h", per_sentence_nll=[1.0, 2.0, 3.0], tokens=12, sentences=3, sentences_sha256="1" * 64)
+    one_line(compare(tmp_path / "g.json", tmp_path / "h.json"), "compare_nll",  # a subset: said, not just "differ"
+             "differ: 2 sentences against 3 (another --max-sentences?)")
     write("f", per_sentence_nll=[1.5, 2.0, 2.0], tokens=12, sentences_sha256="1" * 64, data="/a/copy/elsewhere")
     rc, out, err = compare(tmp_path / "c.json", tmp_path / "f.json")  # the same sentences in a copy of the data dir
     assert rc == 0 and "over 3 test sentences" in out, err
