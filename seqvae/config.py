@@ -194,6 +194,12 @@ class _JSONMixin:
         pass
 
 
+# The DataConfig fields PTB does not use (its every sentence, its own vocabulary and valid split are kept, as the
+# published numbers are), each with the prepare flag that sets it: refused for PTB, and left out of its meta.json.
+PTB_KEPT_WHOLE = {"min_tokens": "--min-tokens", "max_tokens": "--max-tokens", "dedup": "--no-dedup",
+                  "vocab_size": "--vocab-size", "valid_reviews": "--valid-reviews"}
+
+
 @dataclass
 class DataConfig(_JSONMixin):
     """How `seqvae prepare` turns a corpus into a data dir (stored in its meta.json)."""
@@ -236,8 +242,7 @@ class DataConfig(_JSONMixin):
             raise ConfigError(f"{flags}: only for dataset 'text', not {self.dataset!r}")
         if self.dataset == "ptb":  # kept whole: the sentences and vocabulary the published numbers are on
             default = DataConfig()
-            for field, flag in (("min_tokens", "--min-tokens"), ("max_tokens", "--max-tokens"), ("dedup", "--no-dedup"),
-                                ("vocab_size", "--vocab-size"), ("valid_reviews", "--valid-reviews")):
+            for field, flag in PTB_KEPT_WHOLE.items():
                 if getattr(self, field) != getattr(default, field):
                     raise ConfigError(f"{field} ({flag}): PTB is kept whole (every sentence, its own 10k-word "
                                       "vocabulary, its valid split), as published numbers are; not for dataset 'ptb'")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import atomic, faultpoint
-from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, load_json
+from .config import BOS_ID, EOS_ID, PAD_ID, UNK_ID, ConfigError, DataConfig, PTB_KEPT_WHOLE, load_json
 from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, load_text, resolve_data_root
 from .display import one_line
 from .runlock import OutLock
@@ -340,7 +340,9 @@ def prepare(cfg: DataConfig, out_dir: str | Path, progress: bool = True) -> dict
     meta = {
         "format": FORMAT_VERSION, "dataset": cfg.dataset, "tokenizer": tok.kind, "vocab_size": tok.vocab_size,
         "pad_id": PAD_ID, "unk_id": UNK_ID, "bos_id": BOS_ID, "eos_id": EOS_ID,
-        "data_config": cfg.to_dict(), "data_root": str(root), "stats": stats,
+        "data_config": {k: v for k, v in cfg.to_dict().items()  # PTB's: without the filters it does not apply
+                        if cfg.dataset != "ptb" or k not in PTB_KEPT_WHOLE},
+        "data_root": str(root), "stats": stats,
         "notes": [f"{name}: {n}" for name, sp in splits.items() for n in sp.notes],
     }
 

@@ -178,6 +178,9 @@ def test_prepare_ptb_keeps_lines_and_maps_unk(tmp_path):
     ids, offsets, _ = load_split(tmp_path / "ptb", "test")
     assert tok.decode(ids[offsets[1] : offsets[2]]) == "<unk>"                    # unseen word
     assert stats["train"]["unk_rate"] == pytest.approx(5 / stats["train"]["tokens"], abs=1e-6)
+    # meta.json records no filter PTB does not run (it said dedup true, 4-60 tokens, vocab 8000)
+    assert not {"min_tokens", "max_tokens", "dedup", "vocab_size", "valid_reviews"} & set(meta["data_config"])
+    assert meta["data_config"]["dataset"] == "ptb"
 
 
 def test_prepare_ptb_refuses_sentencepiece(tmp_path):
