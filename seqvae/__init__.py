@@ -7,17 +7,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from .lazy import lazy_names
 
 if TYPE_CHECKING:
-    from .api import Posterior, SeqVAE
+    from .api import InputError, Posterior, SeqVAE
+    from .checkpoint import CheckpointError
+    from .decodestep import DecodingError
     from .model import SentenceVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE", "SeqVAE", "Posterior", "__version__"]
+# The errors the API raises for bad input, all ValueErrors with a one-line message: InputError (sentences, sizes,
+# a method a language model lacks), DecodingError (decoding options and codes), CheckpointError (a path that holds
+# no valid checkpoint), ConfigError (a device this machine lacks, a bad config value).
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE", "SeqVAE", "Posterior",
+           "InputError", "DecodingError", "CheckpointError", "ConfigError", "__version__"]
 
 
 __getattr__, __dir__ = lazy_names(__name__, globals(),
-                                  {"SentenceVAE": ".model", "SeqVAE": ".api", "Posterior": ".api"})
+                                  {"SentenceVAE": ".model", "SeqVAE": ".api", "Posterior": ".api", "InputError": ".api",
+                                   "DecodingError": ".decodestep", "CheckpointError": ".checkpoint"})

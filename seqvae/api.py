@@ -67,10 +67,12 @@ class Posterior:
 
     @property
     def mean(self) -> torch.Tensor:
+        """The posterior means mu, (N, Z) float32 on the model's device: the codes decode and reconstruct use."""
         return self.mu  # (N, Z)
 
     @property
     def std(self) -> torch.Tensor:
+        """The posterior standard deviations exp(logvar / 2), (N, Z) float32."""
         return torch.exp(0.5 * self.logvar)  # (N, Z)
 
     def sample(self, n: int = 1, *, generator: torch.Generator | None = None,
@@ -80,10 +82,11 @@ class Posterior:
         draws for n and seed are the same in any Posterior where it is row i), and they are drawn one code at a
         time (streams.draw_noise), so the first k of n draws are the k draws of the same seed:
         sample(n, seed=s)[:, :k] == sample(k, seed=s), as with prior_codes and sample. `generator` instead of
-        `seed`: the seed is drawn from it (one draw per call). The global RNG is untouched. n is at most
-        config.MAX_SAMPLES (10**6) per sentence; a draw costs 3 to 6 us on one CPU thread."""
+        `seed`: the seed is drawn from it (one draw per call); seed=None: fresh randomness. The global RNG is
+        untouched. n is at most config.MAX_SAMPLES (10**6) per sentence; a draw costs 3 to 6 us on one CPU
+        thread. Returns float32 on the model's device. A bad n, seed or generator is an InputError."""
         n = whole("n", n, 0, InputError, MAX_SAMPLES)
-        seed = generation.stream_seed(seed, generator)
+        seed = generation.stream_seed(seed, generator, InputError)
         eps = draw_noise(seed, NOISE_POSTERIOR, range(len(self)), n, (self.mu.shape[1],), self.mu.device)
         return self.mu[:, None] + self.std[:, None] * eps.to(self.mu.dtype)  # (N, n, Z)
 
@@ -92,10 +95,43 @@ class Posterior:
 
 
 class SeqVAE:
-    """A trained sentence VAE (or GRU language model) with its tokenizer: the object users hold."""
+    """A trained sentence VAE (or GRU language model) with its tokenizer: the object users hold.
+
+        vae = SeqVAE.from_pretrained("checkpoints/imdb", device="cpu")
+        post = vae.encode(texts)                    # Posterior: .mean, .std (N, Z), .sample(n, seed=0)
+        vae.decode(post.mean)                       # list[str], one per row of z
+        vae.sample(5, seed=0)                       # prior samples (top-p 0.9 unless told)
+        vae.reconstruct(texts); vae.interpolate(a, b, steps=8); vae.score(texts); vae.refine(texts)
+
+    Sentences (`texts`) are a str (one sentence) or a list (any iterable) of str; each is cut to MAX_TOKENS (256)
+    tokens. Codes and scores are float32 tensors: codes (`encode`, `refine`, `prior_codes`, `interpolate`) on
+    the model's device (`vae.device`), scores (`score`) on the CPU. `batch_size` (encode, refine, score) is the
+    number of sentences per forward pass; it changes speed and memory, not results (up to float rounding).
+
+    Decoding options, the same keywords for every method that decodes (decode, decode_ids, reconstruct,
+    interpolate, sample, sample_ids; seqvae.generation.generate):
+        strategy      "greedy" | "sample" | "top-k" | "top-p" | "beam"; default "greedy", but "top-p" for sample
+        max_len       tokens per sentence, EOS included (default 40, at most 1024)
+        temperature   softmax temperature for sampling (default 1.0, at least 1e-3)
+        top_k         keep the k likeliest tokens (default 0: off; "top-k" needs >= 1)
+        top_p         nucleus mass in (0, 1] (default 1.0: off; 0.9 when strategy is "top-p" and it is not given)
+        num_beams, length_penalty   beam search (defaults 4 and 1.0: the mean log p per token)
+        candidates    sampling: best of K draws per code by log p(x|z) per token (default 1, at most 256)
+        seed          int in [0, 2**63), or None for fresh randomness; or generator=torch.Generator to draw it
+        words         "known" (only the checkpoint's word list, `seqvae words`) | "any"; default known if it has one
+    Row i of a sampled decoding depends on z[i], the seed and i alone; the global RNG is never touched.
+
+    Errors (all ValueErrors with a one-line message, exported by `seqvae`): InputError for sentences, sizes and
+    other arguments (and for a latent method on a language model), DecodingError for decoding options (an
+    unknown keyword too) and codes, CheckpointError for a path that is no checkpoint, ConfigError for a device
+    this machine lacks. A language-model checkpoint (latent=False) can `sample` and `score`; encode, decode(z),
+    reconstruct, refine, interpolate, fit_prior and prior_codes raise InputError.
+    """
 
     def __init__(self, model: SentenceVAE, tokenizer, config: dict[str, Any] | None = None,
                  prior: AggregatePrior | None = None, words: KnownWords | None = None):
+        """Wrap an in-memory SentenceVAE and its tokenizer (from_pretrained is the usual way in); config: the
+        checkpoint's config sections (default: the model's), prior: an aggregate prior, words: a word list."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.config = config or {"model": model.cfg.to_dict(), "train": None, "data": None}
@@ -108,16 +144,18 @@ class SeqVAE:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, *,
                         with_prior: bool = True) -> "SeqVAE":
-        """Load a checkpoint dir (or a run dir: its best/). device: default CUDA if available, else CPU.
-        with_prior=False leaves a saved aggregate prior unread (`seqvae fit-prior`, which replaces it: a broken
-        one is then no obstacle to fitting it again).
+        """Load a checkpoint dir (or a run dir: its best/), with its aggregate prior and word list if it has them.
 
-        Raises checkpoint.CheckpointError (one line) for a path that is not a valid checkpoint.
+        path: a str or Path. device: "cpu", "cuda", "cuda:N" or a torch.device; None (default) means CUDA if
+        available, else CPU. The weights are float32 whatever dtype they were saved in. with_prior=False leaves a
+        saved aggregate prior unread (`seqvae fit-prior`, which replaces it: a broken one is then no obstacle to
+        fitting it again).
+
+        Raises CheckpointError for a path that is not a valid checkpoint, InputError for a path that is not a str
+        or Path, ConfigError for a device this machine does not have.
         """
-        if not isinstance(path, (str, os.PathLike)):
-            raise InputError(f"path must be a checkpoint directory (str or Path), got {type(path).__name__}")
         device = resolve_device(device)
-        d = checkpoint.resolve(path)
+        d = checkpoint.resolve(_checked_path(path))
         model, tokenizer, config = checkpoint.load(d, map_location=device)
         prior = None
         try:
@@ -131,8 +169,11 @@ class SeqVAE:
         return vae
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        """Write a checkpoint dir (config, weights, tokenizer, metrics, and the prior and word list if it has
-        them); dtype=torch.float16 halves it. A file or a non-checkpoint dir at `path` is an error.
+        """Write a checkpoint dir at `path` (a str or Path) and return it as a Path: config, weights, tokenizer,
+        metrics, and the prior and word list if it has them. dtype: the weights' floating dtype on disk (default:
+        the model's, float32); torch.float16 halves the file. A file or a non-checkpoint dir at `path` is a
+        CheckpointError, so is a dtype that is not a floating torch.dtype; a path that is no str or Path an
+        InputError.
 
         An existing checkpoint at `path` (the one this model was loaded from, say) is replaced; what it holds
         besides (classifier heads, report, model card) is kept when the weights written are its own byte for
@@ -140,6 +181,7 @@ class SeqVAE:
         are no longer there, a CheckpointError that names it, with nothing changed. A metrics.json record of the
         weights' dtype (a shipped checkpoint's weights_dtype) names the dtype written; its numbers are the loaded
         weights', which a narrower dtype (bfloat16 from float16) rounds further."""
+        path = _checked_path(path)
         train = self.config.get("train")
         metrics = self.metrics
         if isinstance(metrics, dict) and "weights_dtype" in metrics:  # a shipped checkpoint's record of its file
@@ -160,6 +202,7 @@ class SeqVAE:
 
     @property
     def device(self) -> torch.device:
+        """Where the model (and the codes it returns) live; `to(device)` moves it."""
         return self.model.device
 
     @property
@@ -174,7 +217,9 @@ class SeqVAE:
         return self.model.cfg.latent_dim
 
     def to(self, device: str | torch.device) -> "SeqVAE":
-        """Move the model (and its prior) to `device`; the weights stay in float32 (a dtype is refused)."""
+        """Move the model (and its prior) to `device` ("cpu", "cuda", "cuda:N", a torch.device, or None: CUDA if
+        available) and return self. The weights stay in float32: a dtype is an InputError; a device this machine
+        lacks is a ConfigError."""
         if isinstance(device, torch.dtype):
             raise InputError(f"SeqVAE.to takes a device, not a dtype ({device}): the API computes in float32")
         device = resolve_device(device)
@@ -191,7 +236,9 @@ class SeqVAE:
 
     # ------------------------------------------------------------------ text <-> ids
     def tokenize(self, texts: str | Sequence[str]) -> list[list[int]]:
-        """Token ids per sentence (no BOS/EOS), each cut to MAX_TOKENS. Empty sentences are an InputError."""
+        """Token ids per sentence (no BOS/EOS) as list[list[int]], each cut to MAX_TOKENS; a str is one sentence.
+        No sentences, an empty (or blank) sentence, one that is not a str, or holds NUL or non-UTF-8 characters,
+        is an InputError naming it."""
         texts = _as_list(texts)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
@@ -205,7 +252,20 @@ class SeqVAE:
         return [toks[:MAX_TOKENS] for toks in ids]
 
     def detokenize(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        return [self.tokenizer.decode(list(row)) for row in ids]
+        """The text of each sentence of token ids (a list of lists of ints, as tokenize, decode_ids and sample_ids
+        give; a 2-D array or tensor too), one str per row; padding, BOS and EOS ids are dropped, an empty row is
+        "". A row that is not a list of integer ids in the vocabulary is an InputError."""
+        return [self.tokenizer.decode(arr.tolist()) for arr in self._vocab_rows(ids)]
+
+    def _vocab_rows(self, ids: Sequence[Sequence[int]]) -> list:
+        """_id_rows(ids), each id checked to lie in the vocabulary [0, V) (an InputError naming it)."""
+        V = self.model.cfg.vocab_size
+        rows = _id_rows(ids)
+        for i, arr in enumerate(rows):
+            if len(arr) and (arr.min() < 0 or arr.max() >= V):
+                raise InputError(f"sentence {i}: token id {int(arr.min() if arr.min() < 0 else arr.max())} is "
+                                 f"outside the vocabulary [0, {V})")
+        return rows
 
     def _batches(self, ids: list[list[int]], batch_size: int):
         """(positions, Batch) in length-sorted batches: little padding; callers restore input order.
@@ -228,17 +288,21 @@ class SeqVAE:
     # ------------------------------------------------------------------ encoder side
     @torch.no_grad()  # not inference_mode: callers may feed the means to a model they train
     def encode(self, texts: str | Sequence[str], batch_size: int = 256) -> Posterior:
-        """q(z|x) for each sentence, in input order. A str is one sentence (N = 1).
+        """q(z|x) for each sentence, in input order: a Posterior whose mu and logvar are (N, Z) float32 on the
+        model's device. A str is one sentence (N = 1).
 
-        Sentences are tokenized, cut to MAX_TOKENS (256) tokens, and encoded in length-sorted
-        batches of `batch_size`.
+        Sentences are tokenized, cut to MAX_TOKENS (256) tokens, and encoded in length-sorted batches of
+        `batch_size` sentences (default 256; any size gives the same codes up to float rounding). Bad sentences
+        are InputErrors (tokenize), as is a batch_size that is not a whole number >= 1.
         """
         self._need_latent("encode")
         return self.encode_ids(self.tokenize(texts), batch_size)
 
     @torch.no_grad()
     def encode_ids(self, ids: Sequence[Sequence[int]], batch_size: int = 256) -> Posterior:
-        """q(z|x) for sentences given as token ids (no BOS/EOS), in input order."""
+        """q(z|x) for sentences given as token ids (no BOS/EOS; a list of lists of ints, or a 2-D integer array or
+        tensor), in input order, as encode. An empty row, an id outside the vocabulary or a padding / BOS / EOS id
+        is an InputError."""
         self._need_latent("encode")
         ids = self._checked_ids(ids)
         Z = self.latent_dim
@@ -252,22 +316,12 @@ class SeqVAE:
 
     def _checked_ids(self, ids: Sequence[Sequence[int]]) -> list[list[int]]:
         """Sentences of token ids as lists of ints, each cut to MAX_TOKENS; anything else is an InputError."""
-        import numpy as np
-
         cfg = self.model.cfg
-        out, V = [], cfg.vocab_size
+        out = []
         special = {cfg.pad_id: "<pad>", cfg.bos_id: "<s>", cfg.eos_id: "</s>"}  # the model adds BOS/EOS itself
-        for i, row in enumerate(ids):
-            if isinstance(row, str):
-                raise InputError(f"sentence {i}: expected token ids, got a string (encode takes texts)")
-            arr = np.asarray(row.detach().cpu() if isinstance(row, torch.Tensor) else row)
-            if arr.ndim != 1 or not len(arr):
+        for i, arr in enumerate(self._vocab_rows(ids)):
+            if not len(arr):
                 raise InputError(f"sentence {i}: expected a non-empty list of token ids, got shape {arr.shape}")
-            if arr.dtype.kind not in "iu":
-                raise InputError(f"sentence {i}: token ids must be integers, got {arr.dtype} values")
-            if arr.min() < 0 or arr.max() >= V:
-                raise InputError(f"sentence {i}: token id {int(arr.min() if arr.min() < 0 else arr.max())} is "
-                                 f"outside the vocabulary [0, {V})")
             if inner := [t for t in arr.tolist() if t in special]:
                 raise InputError(f"sentence {i}: token id {inner[0]} is {special[inner[0]]}, which a sentence's "
                                  f"ids may not hold (no padding, BOS or EOS: the model adds them)")
@@ -279,7 +333,11 @@ class SeqVAE:
     @torch.no_grad()
     def score(self, texts: str | Sequence[str], samples: int = 100, batch_size: int = 32,
               seed: int = 0, refine: int = 0) -> torch.Tensor:
-        """-log p(x) per sentence in nats, (N,), in input order (CPU tensor).
+        """-log p(x) per sentence in nats, (N,) float32 on the CPU, in input order.
+
+        samples: importance samples per sentence (1 to 10,000); batch_size: sentences per pass (default 32:
+        each holds `samples` decoder rows); seed: an int, or None for fresh randomness; refine: proposal-fitting
+        steps (0 to 10,000). Bad sentences or arguments are InputErrors.
 
         VAE: importance-weighted estimate with `samples` draws from q(z|x) (metrics.iw_log_likelihood),
         or, with refine=N, from a Gaussian fitted to each sentence's posterior in N steps
@@ -293,7 +351,7 @@ class SeqVAE:
         whole("samples", samples, 1, InputError, MAX_IW_SAMPLES)
         whole("refine", refine, 0, InputError, MAX_REFINE_STEPS)
         ids = self.tokenize(texts)
-        seed = generation.stream_seed(seed)  # the seed itself (checked), or a fresh one for None
+        seed = generation.stream_seed(seed, error=InputError)  # the seed itself (checked), or a fresh one for None
         # eval mode whatever the caller left; refining needs autograd even inside a caller's inference_mode
         with self.model.evaluating(), torch.inference_mode(False), torch.no_grad():
             nll = torch.empty(len(ids), dtype=torch.float32)
@@ -338,24 +396,26 @@ class SeqVAE:
         return self._filter[1].fresh()
 
     def decode_ids(self, z: torch.Tensor, *, words: str | None = None, **opts) -> list[list[int]]:
-        """Token ids (no BOS/EOS) for each row of z (B, Z) (or (Z,) for one); options as in decode."""
+        """Token ids (no BOS/EOS) as list[list[int]], one per code; z and options as in decode."""
         self._need_latent("decode(z)")
         opts = generation.top_p_default(opts)
         return generation.generate(self.model, z, words=self._word_filter(words), **opts)
 
     def decode(self, z: torch.Tensor, **opts) -> list[str]:
-        """One sentence per row of z (B, Z). Options: strategy, max_len, temperature, top_k, top_p,
-        num_beams, length_penalty, seed (or generator), see seqvae.generation.generate (strategy="top-p"
-        without top_p means top_p=0.9, config.SAMPLE_TOP_P, as for sample); and words:
-        "known" holds decoding to the checkpoint's word list, "any" does not (default: known if it has one)."""
+        """One sentence (str) per row of z, in order. z: codes (B, Z), or one code (Z,); a tensor on any device,
+        a numpy array, nested lists of numbers, or a list of (Z,) tensors; B = 0 gives []. Options: the decoding
+        options (see SeqVAE; default greedy; strategy="top-p" without top_p means top_p=0.9, as for sample).
+        Codes of the wrong shape, not finite, or an empty list, and bad or unknown options, are DecodingErrors;
+        a bad `words` an InputError."""
         return self.detokenize(self.decode_ids(z, **opts))
 
     def fit_prior(self, sentences: Sequence[str] | Sequence[Sequence[int]], components: int = 32,
                   seed: int = 0) -> AggregatePrior:
         """Fit the aggregate prior (a Gaussian mixture, seqvae.prior) on the posterior means of
-        `sentences` (texts, or token-id lists), use it from now on, and return it. Save it with
-        `vae.prior.save(checkpoint_dir)` or `save_pretrained`. The components, seed and number of sentences
-        (at least two per component) are checked before anything is encoded."""
+        `sentences` (texts, or token-id lists as encode_ids takes them), use it from now on, and return it. Save it
+        with `vae.prior.save(checkpoint_dir)` or `save_pretrained`. components: mixture components (default 32);
+        seed: an int (default 0; not None: a fit is meant to be repeatable). The components, seed and number of
+        sentences (at least two per component) are checked before anything is encoded; each is an InputError."""
         self._need_latent("fit_prior")
         whole("components", components, 1, InputError)
         seed_value(seed, InputError)
@@ -374,7 +434,9 @@ class SeqVAE:
         "standard" (N(0, I)), or None: aggregate when the checkpoint has one, else standard.
 
         Code i comes from noise of its own, keyed by the seed and i (streams.NOISE_PRIOR), so the first k of n
-        codes are the k codes of the same seed. `generator` instead of `seed`: the seed is drawn from it."""
+        codes are the k codes of the same seed. `generator` instead of `seed`: the seed is drawn from it; seed=None:
+        fresh randomness. Returns float32 on the model's device. A bad n, prior, seed or generator is an
+        InputError."""
         self._need_latent("prior_codes")
         n = whole("n", n, 0, InputError, MAX_SAMPLES)
         prior = prior or ("aggregate" if self.prior is not None else "standard")
@@ -384,7 +446,7 @@ class SeqVAE:
             raise InputError("this checkpoint has no aggregate prior (fit one with `seqvae fit-prior`)")
         # per code: Z + 1 standard normals; the first, through the normal CDF, is the uniform that picks the
         # aggregate prior's component, the other Z are the point
-        noise = sentence_noise(generation.stream_seed(seed, generator), NOISE_PRIOR, range(n), (self.latent_dim + 1,))
+        noise = sentence_noise(generation.stream_seed(seed, generator, InputError), NOISE_PRIOR, range(n), (self.latent_dim + 1,))
         if prior == "aggregate":
             return self.prior.from_noise(torch.special.ndtr(noise[:, 0].double()), noise[:, 1:])
         return noise[:, 1:].to(self.device)  # (n, Z)
@@ -392,7 +454,8 @@ class SeqVAE:
     def sample_ids(self, n: int, *, prior: str | None = None, seed: int | None = None,
                    generator: torch.Generator | None = None, words: str | None = None, **opts) -> list[list[int]]:
         """n samples as token ids: z from `prior` (see prior_codes), then decode: decode(prior_codes(n, seed=s),
-        seed=s) with the defaults of sample (one seed for both, drawn from `generator` if one is given)."""
+        seed=s) with the defaults of sample (one seed for both, drawn from `generator` if one is given).
+        Returns list[list[int]]."""
         n = whole("n", n, 0, InputError, MAX_SAMPLES)
         seed = generation.stream_seed(seed, generator)
         filt = self._word_filter(words)
@@ -408,15 +471,19 @@ class SeqVAE:
         """n sentences: z from the prior (prior="aggregate" | "standard"; default the aggregate one when
         the checkpoint has it), then decoded (language model: from the LM). Same seed, same sentences, and
         sentence i depends on the seed and i alone: the first k of sample(n, seed=s) are sample(k, seed=s).
-        Decoding options as generation.generate; by default top-p sampling at p = 0.9 (config.SAMPLE_TOP_P),
-        e.g. strategy="sample" for plain sampling, candidates=4 for the best of 4 draws per code."""
+        n: 0 to 10**6. Decoding options as for decode (see SeqVAE); by default top-p sampling at p = 0.9
+        (config.SAMPLE_TOP_P), e.g. strategy="sample" for plain sampling, candidates=4 for the best of 4 draws
+        per code. Returns list[str] of n. A bad n or prior is an InputError; a bad seed, generator or other
+        decoding option a DecodingError."""
         return self.detokenize(self.sample_ids(n, **opts))
 
     def refine(self, texts: str | Sequence[str], steps: int = REFINE_STEPS, lr: float = REFINE_LR,
                weight: float = REFINE_WEIGHT, batch_size: int = 256) -> torch.Tensor:
         """Codes (N, Z), in input order, that the decoder turns back into the sentences more faithfully than
         their posterior means: from each mean, `steps` Adam steps (step size `lr`) on log p(x|z) + weight *
-        log q(z|x) (seqvae.refine). steps=0 gives the means."""
+        log q(z|x) (seqvae.refine). steps=0 gives the means. Returns float32 (N, Z) on the model's device.
+        steps: 0 to 10,000 (default 10); lr > 0 (default 0.1); weight >= 0 (default 0.1); batch_size: sentences
+        per pass (default 256). Bad sentences or arguments are InputErrors."""
         self._need_latent("refine")
         try:
             check_refine(steps, lr, weight)
@@ -436,14 +503,18 @@ class SeqVAE:
         return self.refine(texts, steps=refine_steps) if refine_steps else self.encode(texts).mean
 
     def reconstruct(self, texts: str | Sequence[str], refine: int = 0, **opts) -> list[str]:
-        """Decode each sentence's posterior mean (greedy unless opts say otherwise); refine=N decodes the
-        code after N refinement steps instead (SeqVAE.refine)."""
+        """One sentence (str) per input sentence: its posterior mean decoded (greedy unless the decoding options,
+        see SeqVAE, say otherwise); refine=N decodes the code after N refinement steps instead (SeqVAE.refine).
+        Bad sentences or refine are InputErrors, bad decoding options DecodingErrors."""
         self._need_latent("reconstruct")  # before encode or refine would name themselves to a language model
         return self.decode(self._codes(_as_list(texts), refine), **opts)
 
     def interpolate(self, a: str, b: str, steps: int = 8, method: str = "lerp", refine: int = 0,
                     **opts) -> tuple[torch.Tensor, list[str]]:
         """A path of `steps` codes from a's posterior mean to b's (both included, exactly), and its sentences.
+
+        a, b: one sentence each (str). steps: 2 to 10,000 (default 8). Decoding options as for decode (see
+        SeqVAE). A bad sentence, steps or method is an InputError, a bad decoding option a DecodingError.
 
         method="lerp": straight line. method="slerp": the direction moves along the great
         circle between the two means while the norm moves linearly from |mu_a| to |mu_b|.
@@ -466,6 +537,34 @@ class SeqVAE:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _checked_path(path: str | os.PathLike) -> str | os.PathLike:
+    """`path` itself if it is a str or a Path; anything else (None, a number) is an InputError, not pathlib's
+    TypeError."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be a checkpoint directory (str or Path), got {type(path).__name__}")
+    return path
+
+
+def _id_rows(ids: Sequence[Sequence[int]]) -> list:
+    """Sentences of token ids (a list of lists, a 2-D array or tensor) as 1-D integer numpy arrays, each row
+    checked to be one; anything else (None, a flat list, a str, floats) is an InputError naming the row."""
+    import numpy as np
+
+    if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+        raise InputError(f"token ids must be a list of sentences, got {type(ids).__name__}")
+    rows = []
+    for i, row in enumerate(ids):
+        if isinstance(row, str):
+            raise InputError(f"sentence {i}: expected token ids, got a string (encode takes texts)")
+        arr = np.asarray(row.detach().cpu() if isinstance(row, torch.Tensor) else row)
+        if arr.ndim != 1:
+            raise InputError(f"sentence {i}: expected a list of token ids, got shape {arr.shape}")
+        if len(arr) and arr.dtype.kind not in "iu":
+            raise InputError(f"sentence {i}: token ids must be integers, got {arr.dtype} values")
+        rows.append(arr.astype(np.int64))
+    return rows
+
+
 def _as_list(texts: str | Sequence[str]) -> list[str]:
     """A str is one sentence; a list (tuple, array, iterable) of them, as a list. Bytes, None, a number are
     InputErrors that say what was given (bytes were read as a list of numbers, None or a number ended in a

@@ -37,12 +37,20 @@ from .wordlist import WordFilter
 
 MIN_TEMPERATURE = 1e-3  # logits / T stays finite in float32 above it
 DECODE_ROWS = 4096  # sequences decoded at once (beams count): bounds memory, each step holds rows x vocab logits
+# The options a caller may pass to the API's decoding methods (SeqVAE.decode / reconstruct / interpolate / sample,
+# besides their `words`); generate's batch_size and words are the API's to set, not the caller's.
+OPTIONS = ("strategy", "max_len", "temperature", "top_k", "top_p", "num_beams", "length_penalty", "candidates",
+           "seed", "generator")
 
 
 def top_p_default(opts: dict) -> dict:
     """`opts` with SAMPLE_TOP_P when the strategy is top-p and it names no top_p; a strategy or top_p of None
     counts as not named and is dropped. Every public decoding entry point (SeqVAE.decode / reconstruct /
-    interpolate / sample, and the CLI) applies it before generate, which itself insists on a top_p."""
+    interpolate / sample, and the CLI) applies it before generate, which itself insists on a top_p. A name that
+    is not one of OPTIONS is a DecodingError (a misspelt one was a TypeError naming generate; batch_size, which
+    decode has no use for, was ignored)."""
+    if unknown := [k for k in opts if k not in OPTIONS]:
+        raise DecodingError(f"unknown decoding option {unknown[0]!r} (choose from {', '.join(OPTIONS)}, words)")
     out = {k: v for k, v in opts.items() if v is not None or k not in ("strategy", "top_p")}
     if out.get("strategy") == "top-p":
         out.setdefault("top_p", SAMPLE_TOP_P)
@@ -189,26 +197,29 @@ def check_options(strategy: str, max_len: int, temperature: float, top_k: int, t
                 candidates=candidates, length_penalty=length_penalty)
 
 
-def check_seed(seed: int | None) -> int | None:
+def check_seed(seed: int | None, error: type[Exception] = DecodingError) -> int | None:
     """A seed as a Python int: None (fresh randomness) or an integer (numpy's too) in [0, 2**63), which torch
-    and numpy take as given; anything else is a DecodingError."""
-    return None if seed is None else seed_value(seed, DecodingError)
+    and numpy take as given; anything else is `error`."""
+    return None if seed is None else seed_value(seed, error)
 
 
-def stream_seed(seed: int | None, generator: torch.Generator | None = None) -> int:
+def stream_seed(seed: int | None, generator: torch.Generator | None = None,
+                error: type[Exception] = DecodingError) -> int:
     """The seed of a sampling call's streams: one drawn from `generator` when given (so a generator used for
-    several calls gives each its own), else `seed` (checked), else a fresh one from OS entropy."""
-    if check_generator(generator) is not None:
+    several calls gives each its own), else `seed` (checked), else a fresh one from OS entropy. A bad seed or
+    generator is `error` (the API's InputError where nothing is decoded: score, prior codes, posterior draws)."""
+    if check_generator(generator, error) is not None:
         return int(torch.randint(MAX_SEED - 1, (1,), generator=generator, device=generator.device))
-    seed = check_seed(seed)
+    seed = check_seed(seed, error)
     return seed if seed is not None else torch.Generator().seed() % MAX_SEED
 
 
-def check_generator(generator: torch.Generator | None) -> torch.Generator | None:
-    """`generator` itself: None or a torch.Generator (anything else, a seed given as generator=5 say, is a
-    DecodingError, not an AttributeError inside torch)."""
+def check_generator(generator: torch.Generator | None,
+                    error: type[Exception] = DecodingError) -> torch.Generator | None:
+    """`generator` itself: None or a torch.Generator (anything else, a seed given as generator=5 say, is
+    `error`, not an AttributeError inside torch)."""
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise DecodingError(f"generator must be a torch.Generator, got {type(generator).__name__} "
+        raise error(f"generator must be a torch.Generator, got {type(generator).__name__} "
                             f"(for a number, pass seed=)")
     return generator
 

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import train_tiny
@@ -700,3 +701,66 @@ def test_the_callers_default_dtype_changes_nothing(tiny_vae_ckpt, tiny_lm_ckpt, 
             assert got[name].dtype == value.dtype == torch.float32 and torch.equal(got[name], value), name
         else:
             assert got[name] == value, name
+
+
+# ---------------------------------------------------------------------------- one API, one set of errors
+def test_every_method_names_bad_input_with_the_api_errors(vae, texts, tiny_lm_ckpt, tmp_path):
+    """Siblings raise alike: encode_ids(None) and save_pretrained(None) were bare TypeErrors where encode(None) and
+    from_pretrained(None) are InputErrors; detokenize turned [[5.5]] into 'and' (5) silently, a flat list or a str
+    row into TypeError / ValueError, an id past the vocabulary into a TokenizerError; score, prior_codes and
+    Posterior.sample, which decode nothing, refused a bad seed with a DecodingError while fit_prior says
+    InputError."""
+    V = vae.model.cfg.vocab_size
+    post = vae.encode(texts[:2])
+    for call, msg in [(lambda: vae.encode_ids(None), "token ids must be a list of sentences, got NoneType"),
+                      (lambda: vae.encode_ids(5), "token ids must be a list of sentences, got int"),
+                      (lambda: vae.detokenize(None), "token ids must be a list of sentences, got NoneType"),
+                      (lambda: vae.detokenize([5, 6]), "sentence 0: expected a list of token ids"),
+                      (lambda: vae.detokenize(["a"]), "sentence 0: expected token ids, got a string"),
+                      (lambda: vae.detokenize([[5.5]]), "token ids must be integers"),
+                      (lambda: vae.detokenize([[5, V]]), f"token id {V} is outside the vocabulary"),
+                      (lambda: vae.save_pretrained(None), "path must be a checkpoint directory"),
+                      (lambda: vae.save_pretrained(5), "path must be a checkpoint directory"),
+                      (lambda: vae.score(texts, seed=-1), "seed must be an integer"),
+                      (lambda: vae.prior_codes(2, seed=1.5), "seed must be an integer"),
+                      (lambda: post.sample(2, seed=-1), "seed must be an integer"),
+                      (lambda: post.sample(2, generator=5), "generator must be a torch.Generator")]:
+        with pytest.raises(InputError, match=msg):
+            call()
+    ids = vae.tokenize(texts[:2])
+    assert vae.detokenize(ids) == vae.detokenize(np.array(ids[0])[None]) + vae.detokenize(torch.tensor([ids[1]]))
+    assert vae.detokenize([[]]) == [""] and vae.detokenize([]) == []  # what decode_ids gives for 0 codes
+
+
+def test_unknown_decoding_options_are_named_not_ignored(vae, texts, tiny_lm_ckpt):
+    """Decoding options pass through **opts: a misspelt one was a TypeError naming generate(), which the caller
+    never called; batch_size (encode's, score's, refine's) was ignored silently by decode, reconstruct,
+    interpolate and a VAE's sample, and a TypeError ('multiple values') for a language model's sample."""
+    from seqvae.generation import DecodingError
+
+    m = vae.encode(texts[:2]).mean
+    lm = SeqVAE.from_pretrained(tiny_lm_ckpt, device="cpu")
+    for call, name in [(lambda: vae.decode(m, temprature=0.5), "temprature"),
+                       (lambda: vae.decode(m, batch_size=2), "batch_size"),
+                       (lambda: vae.decode_ids(m, batch_size=2), "batch_size"),
+                       (lambda: vae.reconstruct(texts, batch_size=2), "batch_size"),
+                       (lambda: vae.interpolate(texts[0], texts[1], batch_size=2), "batch_size"),
+                       (lambda: vae.sample(2, batch_size=2), "batch_size"),
+                       (lambda: vae.sample(2, z=m), "z"),
+                       (lambda: lm.sample(2, batch_size=1), "batch_size")]:
+        with pytest.raises(DecodingError, match=f"unknown decoding option '{name}' .choose from strategy, max_len"):
+            call()
+
+
+def test_the_package_exports_its_errors_and_no_helpers():
+    """`from seqvae import InputError` (and the other errors the API raises) works; dir(seqvae) listed the
+    package's own helpers (lazy_names, TYPE_CHECKING, annotations); every exported class has a docstring."""
+    import seqvae
+    from seqvae import CheckpointError as CE, ConfigError, DecodingError, InputError as IE
+    from seqvae.config import ConfigError as CfgE
+    from seqvae.decodestep import DecodingError as DE
+
+    assert (IE, DE, CE, ConfigError) == (InputError, DE, CheckpointError, CfgE)
+    assert {"InputError", "DecodingError", "CheckpointError", "ConfigError"} <= set(seqvae.__all__)
+    assert not {"lazy_names", "TYPE_CHECKING", "annotations"} & set(dir(seqvae))
+    assert all(getattr(seqvae, n).__doc__ for n in seqvae.__all__ if n != "__version__")
