@@ -20,7 +20,7 @@ import numpy as np
 
 from seqvae import SeqVAE, atomic
 from seqvae.reporting import reporting_errors
-from seqvae.config import ConfigError
+from seqvae.config import MAX_PATH_STEPS, ConfigError, whole
 
 A = "The acting was wonderful and the story moved me."  # as the reviews write (the flagship's training text)
 B = "The plot makes no sense and the film is a bore."
@@ -112,8 +112,9 @@ def main(argv=None) -> int:
 
 
 def make(args) -> int:
-    if args.steps < 2 or args.reviews < 4 or args.sentences < 2:  # two points: a map's principal components
-        raise ConfigError("--steps must be >= 2, --reviews >= 4 and --sentences >= 2")
+    whole("--steps", args.steps, 2, ConfigError, MAX_PATH_STEPS)  # the API's bound, before the model loads
+    if args.reviews < 4 or args.sentences < 2:  # two points: a map's principal components
+        raise ConfigError("--reviews must be >= 4 and --sentences >= 2")
     for opt, text in (("--a", args.a), ("--b", args.b)):
         if not text.strip():
             raise ConfigError(f"{opt} is empty: the interpolation's endpoints are two sentences")

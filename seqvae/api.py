@@ -517,12 +517,14 @@ class SeqVAE:
         SeqVAE). A bad sentence, steps or method is an InputError, a bad decoding option a DecodingError.
 
         method="lerp": straight line. method="slerp": the direction moves along the great
-        circle between the two means while the norm moves linearly from |mu_a| to |mu_b|.
-        Under N(0, I) most mass sits near the sphere of radius sqrt(Z); a straight line cuts
-        through the low-norm middle, slerp stays at typical norms. Plain slerp of the two
-        vectors would also rescale the norm by sin-weights; interpolating it linearly keeps
-        it between the endpoint norms. Vectors within ~0.06 degrees of (anti)parallel fall
-        back to lerp (the great circle is then undefined or numerically unstable).
+        circle between the two means while the norm moves linearly from |mu_a| to |mu_b|
+        (plain slerp of the two vectors would rescale the norm by sin-weights). Codes of
+        sentences share a norm (flagship: 6.3 +- 0.5) and two of them are nearly orthogonal,
+        so a straight line's middle is a shorter code (4.5) in the denser centre of the
+        aggregate prior, where no sentence's code lies, and decodes to blander sentences; slerp's
+        inner points have the codes' own prior density (docs/usage.md, "Interpolation").
+        Vectors within ~0.06 degrees of (anti)parallel fall back to lerp (the great circle is
+        then undefined or numerically unstable: opposite codes' path runs through 0).
         refine=N: the path runs between the two sentences' refined codes (SeqVAE.refine) instead.
         Decoded greedily (the default) or by beam, the first and last sentences are reconstruct(a) and
         reconstruct(b) (with the same refine). With a sampling strategy point i draws from the stream of row i
@@ -531,6 +533,7 @@ class SeqVAE:
         """
         self._need_latent("interpolate")
         whole("steps", steps, 2, InputError, MAX_PATH_STEPS)
+        _check_method(method)  # before the encoding or refinement, which may take a while
         mu = self._codes([a, b], refine)
         z = interpolate_codes(mu[0], mu[1], steps, method)
         return z, self.decode(z, **opts)
@@ -580,16 +583,22 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
     return texts
 
 
-def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: str = "lerp") -> torch.Tensor:
-    """(steps, Z) codes from za to zb (Z,) by lerp or slerp (see SeqVAE.interpolate); endpoints exact."""
+def _check_method(method: str) -> None:
     if method not in INTERPOLATION_METHODS:
         raise InputError(f"unknown interpolation method {method!r} (choose from {', '.join(INTERPOLATION_METHODS)})")
+
+
+def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: str = "lerp") -> torch.Tensor:
+    """(steps, Z) codes from za to zb (Z,) by lerp or slerp (see SeqVAE.interpolate); endpoints exact."""
+    _check_method(method)
     steps = whole("steps", steps, 2, InputError, MAX_PATH_STEPS)  # the two endpoints at least
     za, zb = torch.as_tensor(za), torch.as_tensor(zb)
     if za.dim() != 1 or za.shape != zb.shape or not za.is_floating_point():
         raise InputError(f"za and zb must be two codes of one width, (Z,) floats; got {tuple(za.shape)} {za.dtype} "
                          f"and {tuple(zb.shape)} {zb.dtype}")
     zb = zb.to(za)
+    if not (torch.isfinite(za).all() and torch.isfinite(zb).all()):  # else a path of NaNs, refused only by decode
+        raise InputError("za and zb must be finite codes (they have NaN or inf entries)")
     t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=torch.float64)[:, None]  # (steps, 1)
     a, b = za.double(), zb.double()
     path = (1 - t) * a + t * b  # (steps, Z) lerp

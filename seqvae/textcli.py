@@ -13,6 +13,7 @@ hours or gigabytes (registered by cli.py; errors reach the user as one line thro
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,9 @@ def add_interpolate(sub) -> None:
     p.add_argument("a", help="first sentence")
     p.add_argument("b", help="second sentence")
     p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included (default 8)")
-    p.add_argument("--method", default="lerp", choices=["lerp", "slerp"], help="default: lerp")
+    p.add_argument("--method", default="lerp", choices=["lerp", "slerp"],
+                   help="lerp: the straight line (default); slerp: along the great circle, the norm linear "
+                        "(stays where sentences' codes lie: docs/usage.md)")
     _add_refine_arg(p, "the path runs between the two sentences' refined codes")
     p.set_defaults(func=_cmd_interpolate)
 
@@ -117,12 +120,13 @@ def _cmd_interpolate(args) -> int:
     _, texts = vae.interpolate(args.a, args.b, steps=args.steps, method=args.method, refine=args.refine,
                                **_decoding_opts(args))
     ts = [i / (args.steps - 1) for i in range(args.steps)]
+    decimals = max(2, math.ceil(math.log10(args.steps - 1)))  # neighbours 1/(steps-1) apart print apart
     if args.as_json:
-        path = [{"t": round(t, 4), "text": text} for t, text in zip(ts, texts)]
+        path = [{"t": round(t, max(4, decimals)), "text": text} for t, text in zip(ts, texts)]
         print(json.dumps({"checkpoint": args.checkpoint, "a": args.a, "b": args.b, "method": args.method,
                           **_shown_opts(vae, args), "path": path}, indent=2))
     else:
-        print("\n".join(f"{t:.2f}  {text}" for t, text in zip(ts, texts)))
+        print("\n".join(f"{t:.{decimals}f}  {text}" for t, text in zip(ts, texts)))
     return 0
 
 

@@ -666,6 +666,22 @@ def test_score(tiny_vae_ckpt, tiny_lm_ckpt, texts, capsys, monkeypatch):
     assert float(lines[0].split()[0]) == pytest.approx(float(lm[0]), abs=0.01)
 
 
+def test_interpolate_prints_each_point_at_a_t_that_tells_it_apart(tiny_vae_ckpt, texts, capsys):
+    """The t column had two decimals whatever the steps: at --steps 300 the first points read 0.00, 0.00, 0.01, so
+    a line did not say where on the path it lies. Now t has as many decimals as tell neighbours apart (two at
+    least, as before up to 101 steps); --json gives each point's t to the same precision or finer."""
+    for steps, decimals in ((2, 2), (8, 2), (101, 2), (102, 3), (300, 3), (1001, 3), (1002, 4)):
+        code, out, _ = run(capsys, "interpolate", tiny_vae_ckpt, texts[0], texts[1], "--steps", steps)
+        ts = [line.split("  ", 1)[0] for line in out.splitlines()]
+        assert code == 0 and len(ts) == steps and len(set(ts)) == steps, ts[:4]
+        assert float(ts[0]) == 0.0 and float(ts[-1]) == 1.0
+        assert all(abs(float(t) - i / (steps - 1)) <= 0.5 / (steps - 1) for i, t in enumerate(ts))
+        assert {len(t.split(".")[1]) for t in ts} == {decimals}
+    code, out, _ = run(capsys, "interpolate", tiny_vae_ckpt, texts[0], texts[1], "--steps", 300, "--json")
+    ts = [p["t"] for p in json.loads(out)["path"]]
+    assert code == 0 and len(set(ts)) == 300 and ts[0] == 0.0 and ts[-1] == 1.0
+
+
 def test_encode_then_decode(tiny_vae_ckpt, tiny_lm_ckpt, texts, tmp_path, capsys, monkeypatch):
     """encode writes the API's posterior means (or refined codes) as a float32 .npy, replacing a file
     atomically; decode turns any such array, edited or not, into the API's sentences."""

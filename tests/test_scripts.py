@@ -55,6 +55,9 @@ def test_figures_write_nothing_on_bad_input(tiny, tmp_path):
     # map has no principal components (was a figure labelled "nan% of variance")
     one_line(figures(tiny[0], "--out", tmp_path / "figs", "--a", " "), "figures", "--a is empty")
     one_line(figures(tiny[0], "--out", tmp_path / "figs", "--sentences", "1"), "figures", "--sentences >= 2")
+    # the API's bound, checked before the model and the reviews load (was after, in the API's words)
+    one_line(figures(tiny[0], "--out", tmp_path / "figs", "--data-root", tmp_path / "none", "--steps", "100000"),
+             "figures", "--steps must be between 2 and 10,000, got 100,000")
     import sys
 
     saved = sys.modules.get("matplotlib")
