@@ -527,8 +527,8 @@ class Trainer:
         """What checkpoint.save calls with the files a replaced best/ or last/ held besides the checkpoint (a
         prior, heads, a report fitted on the old weights): they are left out of the new one, and said so."""
         def note(names: list[str]) -> None:
-            print(f"note: step {self.step}: {self.out_dir / name} replaced without {', '.join(names)} (made for "
-                  "its previous weights)", file=sys.stderr)
+            print(f"seqvae train: note: step {self.step}: {self.out_dir / name} replaced without {', '.join(names)} "
+                  "(made for its previous weights)", file=sys.stderr)
         return note
 
     def fit(self, until_step: int | None = None) -> dict[str, Any]:
