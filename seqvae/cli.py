@@ -285,7 +285,7 @@ def _short_kl_ramp_note(trainer) -> str | None:
     tc = trainer.cfg.train
     if not trainer.cfg.model.latent or trainer.step >= tc.max_steps or tc.kl_schedule not in ("logistic", "linear"):
         return None  # cyclical follows max_steps, constant has no ramp
-    end = kl_weight(tc.max_steps, tc)
+    end = kl_weight(tc.max_steps - 1, tc)  # the last step's beta (step N trains with kl_weight(N - 1), as logged)
     if end >= 0.5 * tc.kl_max:
         return None
     ramp, fix = (f"its midpoint train.kl_x0={tc.kl_x0:,}", f"--set train.kl_x0={max(1, tc.max_steps // 4)}") \
