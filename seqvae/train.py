@@ -504,7 +504,8 @@ class Trainer:
             self.stopped_early = True  # before last/ is written, so that a resume stays stopped
         meta = {"step": self.step, "valid": res}
         state = self._state()  # every process takes part (its RNG), the first one writes
-        if not self.ranks.main:
+        if not self.ranks.main:  # what last/ holds once the first one has written it (it stops all if it cannot)
+            self.saved_step = self.step
             return
         kept = self._kept()
         try:
