@@ -535,11 +535,12 @@ def _report_texts(args) -> tuple[list[str], str]:
     """report --texts: the file's sentences, each once (the first of any repeats, spacing aside; with --words given,
     those of MIN-MAX words), the first -n of them, and a note of what was left out; fewer than two is an error."""
     from .corpus import read_sentences
+    from .textscores import norm_spaces
 
     lines, notes = read_sentences(args.texts), []
     first: dict[str, str] = {}
     for line in lines:
-        first.setdefault(" ".join(line.split()), line)
+        first.setdefault(norm_spaces(line), line)
     texts = list(first.values())
     repeats = len(lines) - len(texts)
     if repeats:
