@@ -285,7 +285,7 @@ def _short_kl_ramp_note(trainer) -> str | None:
     tc = trainer.cfg.train
     if not trainer.cfg.model.latent or trainer.step >= tc.max_steps or tc.kl_schedule not in ("logistic", "linear"):
         return None  # cyclical follows max_steps, constant has no ramp
-    end = kl_weight(tc.max_steps, tc)
+    end = kl_weight(tc.max_steps - 1, tc)  # the last step's beta (step N trains with kl_weight(N - 1), as logged)
     if end >= 0.5 * tc.kl_max:
         return None
     ramp, fix = (f"its midpoint train.kl_x0={tc.kl_x0:,}", f"--set train.kl_x0={max(1, tc.max_steps // 4)}") \
@@ -535,11 +535,12 @@ def _report_texts(args) -> tuple[list[str], str]:
     """report --texts: the file's sentences, each once (the first of any repeats, spacing aside; with --words given,
     those of MIN-MAX words), the first -n of them, and a note of what was left out; fewer than two is an error."""
     from .corpus import read_sentences
+    from .textscores import norm_spaces
 
     lines, notes = read_sentences(args.texts), []
     first: dict[str, str] = {}
     for line in lines:
-        first.setdefault(" ".join(line.split()), line)
+        first.setdefault(norm_spaces(line), line)
     texts = list(first.values())
     repeats = len(lines) - len(texts)
     if repeats:

@@ -23,8 +23,6 @@ come from the data dir through seqvae.splittext.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -40,6 +38,7 @@ from .refine import POSTERIOR_STEPS
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
 from .splittext import TrainingText
+from .textinput import texts_sha256
 from .textscores import corpus_bleu, diversity, reconstruction_scores, scores_by_length
 
 SAMPLE_STRATEGIES = {  # label -> decoding options
@@ -171,11 +170,6 @@ def latent(vae: SeqVAE, texts: Sequence[str], judge: Judge | None, iw_samples: i
             res["vs_judge_refined"] = paired_difference(per_refined, lm_nll.tolist())
         res["judge_nll"] = float(lm_nll.mean())
     return res
-
-
-def texts_sha256(texts: Sequence[str]) -> str:
-    """sha256 of the held-out sentences, in order: reports set side by side must have been measured on the same."""
-    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def build_report(vae: SeqVAE, texts: Sequence[str], *, judge: Judge | None = None, train: TrainingText | None = None,

@@ -78,19 +78,26 @@ class TrainingText:
 # ---------------------------------------------------------------------------- held-out sentences
 def held_out(data_dir: str | Path, n: int, seed: int = 0, min_words: int = 5,
              max_words: int = 25) -> tuple[list[str], str]:
-    """n test sentences of min..max words (shuffled with seed), and a note when fewer exist. Only the n are
-    decoded: the others' words are counted from their tokens (word_counts; decoding IMDB's 275,552 test sentences
-    took 3-5 s a call)."""
+    """n test sentences of min..max words (shuffled with seed), each once (a split where prepare kept repeats: PTB,
+    --no-dedup; spacing aside), and a note when fewer exist. Only the n are decoded: the others' words are counted from their
+    tokens (word_counts; decoding IMDB's 275,552 test sentences took 3-5 s a call)."""
     d = Path(data_dir)
     tok, test = load_tokenizer(d), SentenceDataset.from_dir(d, "test")
     counts = word_counts(tok, test)
     fit = np.flatnonzero((min_words <= counts) & (counts <= max_words))  # in split order, as the texts were
     rng = np.random.default_rng(seed)
     fit = fit[rng.permutation(len(fit))]
-    texts = [tok.decode(test[i].tolist()) for i in fit[:n].tolist()]
-    note = ""
-    if len(fit) < n:
-        note = f"asked for {n} sentences, the test split has {len(fit)} of {min_words}-{max_words} words: using all"
+    first: dict[str, str] = {}  # the first n distinct texts (spacing aside, as `report --texts`), in shuffled order
+    for i in fit.tolist():
+        if len(first) >= n:
+            break
+        text = tok.decode(test[i].tolist())
+        first.setdefault(norm_spaces(text), text)
+    texts, note = list(first.values()), ""
+    if len(texts) < n:  # every fit sentence was looked at
+        repeats = f" ({len(fit) - len(texts)} repeats left out)" if len(fit) > len(texts) else ""
+        note = (f"asked for {n} sentences, the test split has {len(texts)} of {min_words}-{max_words} words{repeats}: "
+                "using all")
     return texts, note
 
 

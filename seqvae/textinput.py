@@ -2,6 +2,7 @@
 
     texts = read_lines(sys.stdin, "stdin")          # the non-empty lines, stripped
     why = problem(text)                             # None, or what makes one text unusable
+    texts_sha256(texts)                             # the identity of a list of texts, in order
 
 Python hands over command-line bytes that are not UTF-8 as lone surrogates, and stdin's decoding
 depends on the locale; both are checked here so that such input is one clear error everywhere.
@@ -10,8 +11,9 @@ A long line is not an error: the api cuts every input to its first MAX_TOKENS to
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, Iterable, TextIO
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # how os.fsdecode / surrogateescape carry undecodable bytes
 
@@ -27,6 +29,16 @@ def problem(text: str) -> str | None:
     if _SURROGATE.search(text):
         return "is not valid UTF-8"
     return None
+
+
+def texts_sha256(texts: Iterable[str]) -> str:
+    """sha256 of texts in order, each as UTF-8 followed by a NUL (which no text holds: see problem): the one
+    identity of a list of sentences (a report's held-out sentences, a features cache's texts)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 # What ends a line besides "\n", here and in files (corpus): Windows' and old Macs' line ends, and Unicode's line

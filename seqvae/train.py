@@ -504,7 +504,8 @@ class Trainer:
             self.stopped_early = True  # before last/ is written, so that a resume stays stopped
         meta = {"step": self.step, "valid": res}
         state = self._state()  # every process takes part (its RNG), the first one writes
-        if not self.ranks.main:
+        if not self.ranks.main:  # what last/ holds once the first one has written it (it stops all if it cannot)
+            self.saved_step = self.step
             return
         kept = self._kept()
         try:
@@ -527,8 +528,8 @@ class Trainer:
         """What checkpoint.save calls with the files a replaced best/ or last/ held besides the checkpoint (a
         prior, heads, a report fitted on the old weights): they are left out of the new one, and said so."""
         def note(names: list[str]) -> None:
-            print(f"note: step {self.step}: {self.out_dir / name} replaced without {', '.join(names)} (made for "
-                  "its previous weights)", file=sys.stderr)
+            print(f"seqvae train: note: step {self.step}: {self.out_dir / name} replaced without {', '.join(names)} "
+                  "(made for its previous weights)", file=sys.stderr)
         return note
 
     def fit(self, until_step: int | None = None) -> dict[str, Any]:

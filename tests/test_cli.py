@@ -61,6 +61,20 @@ def test_a_run_too_short_for_its_kl_ramp_says_so(tiny_data_dir, tmp_path, capsys
         assert code == 0 and "note: beta" not in err, (extra, err)
 
 
+def test_the_kl_ramp_note_gives_the_beta_the_last_step_trains_with(tiny_data_dir, tmp_path, capsys):
+    """Step N trains with kl_weight(N - 1) (metrics.jsonl's row for step N says so); the note read kl_weight(N), a
+    step no run trains: a linear ramp of twice the run's length ended at beta 0.475 and was said to reach 0.5."""
+    run_dir = tmp_path / "lin"
+    code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", run_dir, *TINY_TRAIN, "--max-steps", 20,
+                       "--no-progress", "--kl-schedule", "linear", "--set", "train.kl_warmup=40")
+    assert code == 0
+    note = [ln for ln in err.splitlines() if ln.startswith("seqvae train: note: beta reaches only")]
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "beta" in r][-1]
+    assert last["step"] == 20 and len(note) == 1, (rows[-1], err)
+    assert note[0].startswith(f"seqvae train: note: beta reaches only {last['beta']:.3g} (of 1) by step 20 "), note
+
+
 def test_a_language_models_evaluation_lines_claim_no_latent(tiny_data_dir, tmp_path, capsys):
     """`train --lm` printed `kl 0.00 ... au 0 mi 0.00 ± 0.00` per evaluation, a collapsed VAE's figures, where
     `seqvae evaluate` says KL, MI and AU do not apply: the LM's line has its NLL and PPL alone."""

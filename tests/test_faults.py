@@ -441,8 +441,8 @@ def test_a_resumed_run_says_what_it_leaves_out_of_a_replaced_checkpoint(tiny_dat
     (run / "last" / "report.md").write_text("# report")
     capsys.readouterr()
     Trainer.resume(run, max_steps=20, device="cpu", progress=False).fit()
-    assert f"note: step 20: {run / 'last'} replaced without classifier.json, report.md (made for its previous " \
-           f"weights)" in capsys.readouterr().err
+    assert f"seqvae train: note: step 20: {run / 'last'} replaced without classifier.json, report.md (made for its " \
+           f"previous weights)" in capsys.readouterr().err.splitlines()  # the `PROG: note:` of train's other notes
     assert not (run / "last" / "classifier.json").exists() and whole_checkpoints(run)["last"] == 20
 
 

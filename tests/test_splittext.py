@@ -44,13 +44,18 @@ def test_copy_rate_counts_the_texts_that_are_training_sentences_whatever_the_has
 
 
 def _straightforward_held_out(data_dir, n, seed=0, min_words=5, max_words=25):
-    """held_out as it was: every test sentence decoded, then filtered and shuffled."""
+    """held_out as it was: every test sentence decoded, then filtered and shuffled; each text once."""
     tok, test = load_tokenizer(data_dir), SentenceDataset.from_dir(data_dir, "test")
     texts = [tok.decode(test[i].tolist()) for i in range(len(test))]
     texts = [t for t in texts if min_words <= len(t.split()) <= max_words]
     texts = [texts[i] for i in np.random.default_rng(seed).permutation(len(texts))]
-    note = f"asked for {n} sentences, the test split has {len(texts)} of {min_words}-{max_words} words: using all"
-    return texts[:n], note if len(texts) < n else ""
+    first = {}
+    for t in texts:
+        first.setdefault(" ".join(t.split()), t)  # the first of each, spacing aside
+    once = list(first.values())
+    repeats = f" ({len(texts) - len(once)} repeats left out)" if len(once) < len(texts) else ""
+    note = f"asked for {n} sentences, the test split has {len(once)} of {min_words}-{max_words} words{repeats}: using all"
+    return once[:n], note if len(once) < n else ""
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +116,22 @@ def test_held_out_is_the_straightforward_draw_and_decodes_only_what_it_returns(t
     monkeypatch.setattr(type(tok), "decode", lambda self, ids: decoded.append(ids) or decode(self, ids))
     got, _ = splittext.held_out(tiny_data_dir, 5, min_words=1, max_words=99)
     assert len(got) == 5 and len(test) > 5 + odd and len(decoded) == 5 + odd
+
+
+def test_held_out_draws_a_repeated_test_sentence_once(tiny_data_dir, tmp_path):
+    """A test split holds a sentence twice where prepare keeps repeats (PTB, kept whole; --no-dedup): the report's
+    held-out draw took both (pairs interpolated to themselves, MI's N counting one sentence twice), where
+    `report --texts` counts a repeated line once."""
+    d = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, d)
+    test = SentenceDataset.from_dir(tiny_data_dir, "test")
+    rows = [test[i].tolist() for i in range(len(test))] * 2
+    ds, n = SentenceDataset.from_lists(rows), len(rows)
+    np.savez(d / "test.npz", ids=ds.ids.astype(np.int32), offsets=ds.offsets, review=np.arange(n),
+             origin=np.zeros(n, dtype=np.int64), label=np.zeros(n, dtype=np.int64))
+    once, _ = splittext.held_out(tiny_data_dir, 1000, min_words=1, max_words=99)
+    texts, note = splittext.held_out(d, 1000, min_words=1, max_words=99)
+    assert len(texts) == len(set(texts)) and sorted(texts) == sorted(once)
+    assert note.endswith(f"has {len(once)} of 1-99 words ({len(once)} repeats left out): using all"), note
+    few, note = splittext.held_out(d, 3, min_words=1, max_words=99)
+    assert len(set(few)) == 3 and note == ""

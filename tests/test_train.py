@@ -590,6 +590,34 @@ def test_a_process_that_loses_the_others_says_so_in_one_line(tiny_data_dir, tmp_
     assert "step 2: process 1 of 2 lost" in res[1]["message"] and "\n" not in res[1]["message"]
 
 
+def fit_interrupted_at_15(rank, cfg, data_dir, out):
+    """In process `rank`: Trainer.fit, with a Ctrl-C at step 15 (torchrun passes SIGINT to every process); the
+    line each one's interruption says."""
+    tr = Trainer(cfg, data_dir, out, device="cpu", progress=False)
+    step = tr.train_step
+
+    def ctrl_c_at_15(idx):
+        if tr.step == 15:
+            raise KeyboardInterrupt
+        return step(idx)
+    tr.train_step = ctrl_c_at_15
+    try:
+        tr.fit()
+    except KeyboardInterrupt as e:
+        return {"message": str(e)}
+    return {"message": None}
+
+
+def test_a_ctrl_c_under_torchrun_says_the_same_in_every_process(tiny_data_dir, tmp_path, in_ranks):
+    """Each process prints its interruption's line. Only the first one writes last/, and only it knew the step
+    last/ holds: the others said `before the first checkpoint ...: RUN has nothing to resume; start it over with
+    --overwrite` beside the first one's `RUN/last holds step 10: ... --resume ...` (--overwrite deletes it)."""
+    run = tmp_path / "run"
+    res = in_ranks(fit_interrupted_at_15, tiny_cfg(max_steps=30, eval_every=10), tiny_data_dir, run)
+    assert res[0]["message"] == res[1]["message"], res
+    assert res[0]["message"].startswith(f"at step 15; {run / 'last'} holds step 10: "), res
+
+
 def test_a_token_id_outside_the_vocabulary_is_one_line_before_training(tiny_data_dir, tmp_path, one_line):
     """A prepared split whose ids reach past the tokenizer's vocabulary (a damaged or mixed-up data dir) is
     refused when the trainer loads it, as one line, the same in every torchrun process. It ended in a traceback

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import atomic
+from ..textinput import texts_sha256
 from .config import UNITS, ClassifyError
 from .units import CLAUSE_CUT_VERSION, SPLITTERS
 
@@ -152,10 +153,6 @@ def model_sha256(vae) -> str:
             yield (t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes()  # numpy has no bf16
 
     return _sha256(chunks())
-
-
-def texts_sha256(texts: Sequence[str]) -> str:
-    return _sha256(c for t in texts for c in (t.encode("utf-8"), b"\0"))
 
 
 def feature_key(model_id: str, split: str, texts_hash: str, unit: str = "sentence") -> str:
