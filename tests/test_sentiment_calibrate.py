@@ -83,7 +83,7 @@ def test_calibrate_cli_adds_scales_that_predict_applies(tiny, tmp_path, capsys):
     assert main(["classify", "predict", str(ckpt), *texts, "--json"]) == 0
     cap = capsys.readouterr()
     raw = [r["p_positive"] for r in json.loads(cap.out)]
-    assert "no length calibration" in cap.err and "seqvae classify calibrate" in cap.err
+    assert "seqvae classify: note: this head has no length calibration" in cap.err and "seqvae classify calibrate" in cap.err
     assert main(["classify", "calibrate", *opts]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["length_scales"] == fitted and load_head(ckpt).meta["length_scales"] == fitted

@@ -122,7 +122,7 @@ def test_steer_checks_the_head_belongs_to_the_model(tiny, with_head, tmp_path, o
     one_line(["steer", tmp_path / "other", "--report", "2", "--data-root", with_head[1]], "fitted on other weights")
     capsys.readouterr()
     assert main(["steer", str(tmp_path / "other"), "the plot was dull ."]) == 0  # one text: a warning, as predict
-    assert "warning: the classifier head was fitted on other weights" in capsys.readouterr().err
+    assert "seqvae steer: warning: the classifier head was fitted on other weights" in capsys.readouterr().err
 
 
 def test_steering_moves_mu_along_the_direction_by_the_distance_and_decodes_there(with_head, monkeypatch):

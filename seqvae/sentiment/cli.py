@@ -202,13 +202,13 @@ def _predict(a, ckpt: Path) -> int:
     vae = latent_model(ckpt, a.device)
     check_width(head, vae)
     if not head_matches(head, ckpt, vae):
-        log(f"warning: {other_weights(ckpt, a.head)}")
+        log(f"seqvae classify: warning: {other_weights(ckpt, a.head)}")
     if not head.meta.get("length_scales"):
-        log(f"note: this head has no length calibration, so a short text is read as surely as a review; "
+        log(f"seqvae classify: note: this head has no length calibration, so a short text is read as surely as a review; "
             f"add it with `seqvae classify calibrate {ckpt} --head {a.head}`")
     rows = head.predict_texts(vae, texts)
     if n_empty := sum(r.get("clauses", r["sentences"]) == 0 for r in rows):
-        log(f"warning: {n_empty} text(s) have no sentence: predicted from no evidence (the linear head reads a zero "
+        log(f"seqvae classify: warning: {n_empty} text(s) have no sentence: predicted from no evidence (the linear head reads a zero "
             f"code, the set head gives its bias)")
     if a.json:
         _print_json(rows)
@@ -333,7 +333,7 @@ def run_steer(args) -> int:
     if not head_matches(head, ckpt, vae):
         if args.report is not None:  # a measurement, as `classify evaluate`: refused
             raise ClassifyError(other_weights(ckpt, "linear"))
-        log(f"warning: {other_weights(ckpt, 'linear')}")
+        log(f"seqvae steer: warning: {other_weights(ckpt, 'linear')}")
     if args.report is not None:
         sentences = report_sentences(args.report, seed=args.seed, data_root=args.data_root)
         report = steering_report(vae, head, sentences, strengths=strengths, unit=args.unit, max_len=args.max_len)
