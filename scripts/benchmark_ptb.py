@@ -64,7 +64,7 @@ def variants(max_steps: int) -> dict[str, list[str]]:
     }
 
 
-def main() -> int:
+def arg_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", required=True)
@@ -83,7 +83,11 @@ def main() -> int:
     ap.add_argument("--split", default="test", choices=["train", "valid", "test"])
     ap.add_argument("--device", default=None)
     ap.add_argument("--cpu-bf16", action="store_true", help="train with bf16 autocast on CPU")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = arg_parser().parse_args()
     return reporting_errors("benchmark_ptb", lambda: run(args))
 
 
@@ -123,6 +127,21 @@ def check_same_settings(run_dir: Path, train_flags: list[str]) -> None:
         raise ConfigError(f"{run_dir} was trained with {old}, not {new}; give another --out")
 
 
+def common_flags(args) -> list[str]:
+    """The `seqvae train` flags every variant shares (its own come from variants())."""
+    flags = ["--data", args.data, "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
+             "--embed-dim", str(args.embed_dim), "--hidden-dim", str(args.hidden_dim),
+             "--latent-dim", str(args.latent_dim), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+             "--no-progress"]
+    if args.threads:
+        flags += ["--threads", str(args.threads)]
+    if args.device:
+        flags += ["--device", args.device]
+    if args.cpu_bf16:
+        flags += ["--cpu-bf16"]
+    return flags
+
+
 def run(args) -> int:
     check_args(args)
     out = Path(args.out)
@@ -131,16 +150,7 @@ def run(args) -> int:
     unknown = [n for n in names if n not in table]
     if unknown:
         raise ConfigError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(table)})")
-    common = ["--data", args.data, "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every),
-              "--embed-dim", str(args.embed_dim), "--hidden-dim", str(args.hidden_dim),
-              "--latent-dim", str(args.latent_dim), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
-              "--no-progress"]
-    if args.threads:
-        common += ["--threads", str(args.threads)]
-    if args.device:
-        common += ["--device", args.device]
-    if args.cpu_bf16:
-        common += ["--cpu-bf16"]
+    common = common_flags(args)
     for name in names:  # a run of other settings would be reused or resumed as if it were this one
         check_same_settings(out / name, [*common, *table[name]])
     out.mkdir(parents=True, exist_ok=True)
