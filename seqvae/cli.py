@@ -291,9 +291,11 @@ def _short_kl_ramp_note(trainer) -> str | None:
     ramp, fix = (f"its midpoint train.kl_x0={tc.kl_x0:,}", f"--set train.kl_x0={max(1, tc.max_steps // 4)}") \
         if tc.kl_schedule == "logistic" else \
         (f"train.kl_warmup={tc.kl_warmup:,}", f"--set train.kl_warmup={max(1, tc.max_steps // 2)}")
+    change = f"{fix} or --kl-schedule cyclical"
+    advice = f"for a run this short, {change}" if not trainer.step else \
+        f"--resume keeps the saved schedule: a new run (--init-from {trainer.out_dir / 'last'}) takes {change}"
     return (f"beta reaches only {end:.3g} (of {tc.kl_max:g}) by step {tc.max_steps:,} under the {tc.kl_schedule} KL "
-            f"schedule ({ramp}): the run trains nearly an autoencoder; for a run this short, {fix} or "
-            "--kl-schedule cyclical")
+            f"schedule ({ramp}): the run trains nearly an autoencoder; {advice}")
 
 
 def _train_end_line(trainer) -> str:

@@ -55,6 +55,12 @@ def test_a_run_too_short_for_its_kl_ramp_says_so(tiny_data_dir, tmp_path, capsys
     note = [ln for ln in err.splitlines() if ln.startswith("seqvae train: note: beta reaches only")]
     assert len(note) == 1 and "logistic KL schedule (its midpoint train.kl_x0=2,500)" in note[0], err
     assert "--set train.kl_x0=5 " in note[0], note
+    # resumed, the note gave the same advice, which --resume refuses (it keeps the saved schedule)
+    code, _, err = run(capsys, "train", "--resume", tmp_path / "short", "--max-steps", 30, "--no-progress")
+    note = [ln for ln in err.splitlines() if ln.startswith("seqvae train: note: beta reaches only")]
+    assert code == 0 and len(note) == 1 and (
+        f"--resume keeps the saved schedule: a new run (--init-from {tmp_path / 'short' / 'last'}) takes --set "
+        "train.kl_x0=7 or --kl-schedule cyclical") in note[0], err
     for extra in (["--set", "train.kl_x0=5"], ["--kl-schedule", "cyclical"], ["--lm"]):
         code, _, err = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / extra[-1].replace("=", "_"),
                            *TINY_TRAIN, "--max-steps", 20, "--no-progress", *extra)
