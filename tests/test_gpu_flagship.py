@@ -156,6 +156,28 @@ def test_runs_stopped_by_the_budget_between_a_checkpoints_renames_are_packed(tmp
         SeqVAE.from_pretrained(run / "best", device="cpu")
 
 
+def session_members(sid: int) -> list[int]:
+    """The processes of session `sid`: the script's trainers run under `timeout`, which puts each in a process
+    group of its own, so killing the script's group left them paused, orphaned, until their own time limit."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == sid:  # after the name: state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    for pid in session_members(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_a_second_script_on_the_same_runs_stops_at_once_and_touches_nothing(tmp_path, tiny_data_dir):
     """While the script trains (both runs paused after their first evaluation), a second one with the same RUNS
     and OUT stops with one line, before anything: it used to truncate the first's logs (its trainers then failed
@@ -176,5 +198,9 @@ def test_a_second_script_on_the_same_runs_stops_at_once_and_touches_nothing(tmp_
         assert {p: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
         assert sorted(os.listdir(tmp_path / "runs")) == listed
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        kill_session(first.pid)  # the script, its timeouts and their paused trainers
         first.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while session_members(first.pid) and time.monotonic() < deadline:  # SIGKILL is delivered, not waited for
+        time.sleep(0.1)
+    assert not session_members(first.pid), "trainers of the first script outlived the test"
