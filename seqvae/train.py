@@ -536,7 +536,7 @@ class Trainer:
         """Train to max_steps (or stop after `until_step`, as if interrupted). Returns a summary.
 
         Holds the run dir's lock meanwhile (RunDirBusy if another trainer has it)."""
-        if self.ranks.main:
+        if self.ranks.main and not self.lock.held:  # __init__ took it; a later fit() (it releases) takes it again
             self._take_run_dir()
         bar = tqdm(total=self.cfg.train.max_steps, initial=self.step, disable=None if self.progress else True,
                    desc="train", unit="step", dynamic_ncols=True)
