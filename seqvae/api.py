@@ -36,8 +36,8 @@ from typing import Any, Sequence
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import (MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES, TrainConfig, resolve_device,
-                     seed_value, whole)
+from .config import (INTERPOLATION_METHODS, MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES,
+                     TrainConfig, resolve_device, seed_value, whole)
 from .data import collate
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
@@ -50,7 +50,6 @@ from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_POSTERIOR, NOISE_P
 from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
-INTERPOLATION_METHODS = ("lerp", "slerp")
 WORDS = ("known", "any")  # the `words` decoding option
 
 

@@ -48,6 +48,7 @@ def seed32(seed: int) -> int:
 # (`max_len=` ...), so that a typo (n=10**12) is one line at once, not an allocation failure or hours of work.
 MAX_SAMPLES = 1_000_000  # prior samples per call (sample -n, SeqVAE.sample), codes per decode file, draws per sentence
 MAX_PATH_STEPS = 10_000  # points on an interpolation path
+INTERPOLATION_METHODS = ("lerp", "slerp")  # SeqVAE.interpolate / interpolate_codes, `seqvae interpolate --method`
 MAX_LEN = 1_024          # tokens per decoded sentence (the model never saw sentences a tenth as long)
 MAX_BEAMS = 256          # beam width
 MAX_CANDIDATES = 256     # sampled candidates per code (best of K)
@@ -242,9 +243,9 @@ class DataConfig(_JSONMixin):
             raise ConfigError(f"{flags}: only for dataset 'text', not {self.dataset!r}")
         if self.dataset == "ptb":  # kept whole: the sentences and vocabulary the published numbers are on
             default = DataConfig()
-            for field, flag in PTB_KEPT_WHOLE.items():
-                if getattr(self, field) != getattr(default, field):
-                    raise ConfigError(f"{field} ({flag}): PTB is kept whole (every sentence, its own 10k-word "
+            for name, flag in PTB_KEPT_WHOLE.items():  # (not `field`: dataclasses' field, imported above)
+                if getattr(self, name) != getattr(default, name):
+                    raise ConfigError(f"{name} ({flag}): PTB is kept whole (every sentence, its own 10k-word "
                                       "vocabulary, its valid split), as published numbers are; not for dataset 'ptb'")
         if self.text_unit not in ("", "line", "document"):
             raise ConfigError(f"text_unit must be 'line' or 'document', got {self.text_unit!r}")

@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import (MAX_BEAMS, MAX_CANDIDATES, MAX_IW_SAMPLES, MAX_LEN, MAX_PATH_STEPS, MAX_REFINE_STEPS,
-                     MAX_SAMPLES, SAMPLE_STRATEGY, SAMPLE_TOP_P, STRATEGIES, ConfigError, seed_arg, whole)
+from .config import (INTERPOLATION_METHODS, MAX_BEAMS, MAX_CANDIDATES, MAX_IW_SAMPLES, MAX_LEN, MAX_PATH_STEPS,
+                     MAX_REFINE_STEPS, MAX_SAMPLES, SAMPLE_STRATEGY, SAMPLE_TOP_P, STRATEGIES, ConfigError, seed_arg,
+                     whole)
 from .display import one_line
 
 
@@ -104,7 +105,7 @@ def add_interpolate(sub) -> None:
     p.add_argument("a", help="first sentence")
     p.add_argument("b", help="second sentence")
     p.add_argument("--steps", type=int, default=8, help="points on the path, endpoints included (default 8)")
-    p.add_argument("--method", default="lerp", choices=["lerp", "slerp"],
+    p.add_argument("--method", default="lerp", choices=INTERPOLATION_METHODS,
                    help="lerp: the straight line (default); slerp: along the great circle, the norm linear "
                         "(stays where sentences' codes lie: docs/usage.md)")
     _add_refine_arg(p, "the path runs between the two sentences' refined codes")
