@@ -17,7 +17,6 @@ fit needs scikit-learn; sampling and loading are plain torch).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 

@@ -13,7 +13,6 @@ which names the head's kind, its unit and the sha256 of the weights it was fitte
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
