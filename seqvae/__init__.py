@@ -8,13 +8,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .errors import InputError
 from .lazy import lazy_names
 
 if TYPE_CHECKING:
-    from .api import InputError, Posterior, SeqVAE
+    from .api import SeqVAE
     from .checkpoint import CheckpointError
     from .decodestep import DecodingError
     from .model import SentenceVAE
+    from .posterior import Posterior
 
 __version__ = "0.1.0"
 
@@ -26,5 +28,5 @@ __all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "SentenceVAE
 
 
 __getattr__, __dir__ = lazy_names(__name__, globals(),
-                                  {"SentenceVAE": ".model", "SeqVAE": ".api", "Posterior": ".api", "InputError": ".api",
+                                  {"SentenceVAE": ".model", "SeqVAE": ".api", "Posterior": ".posterior",
                                    "DecodingError": ".decodestep", "CheckpointError": ".checkpoint"})

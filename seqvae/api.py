@@ -22,75 +22,38 @@ max_len <= MAX_LEN (1024), num_beams <= MAX_BEAMS and candidates <= MAX_CANDIDAT
 InputError (DecodingError for decoding options) at once, before anything is drawn or decoded.
 A language-model checkpoint (trained with --lm, no latent space) can `sample` and `score`;
 `encode`, `decode(z)`, `reconstruct`, `refine`, `interpolate` and `fit_prior` raise InputError.
+Beside SeqVAE: Posterior (seqvae.posterior), the paths between two codes (seqvae.interpolation.interpolate_codes)
+and InputError (seqvae.errors); each is importable from here too.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from . import checkpoint, generation, textinput
-from .config import (INTERPOLATION_METHODS, MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES,
-                     TrainConfig, resolve_device, seed_value, whole)
+from .config import (MAX_IW_SAMPLES, MAX_PATH_STEPS, MAX_REFINE_STEPS, MAX_SAMPLES, TrainConfig, resolve_device,
+                     seed_value, whole)
 from .data import collate
+from .errors import InputError
+from .interpolation import check_method, interpolate_codes
 from .metrics import iw_log_likelihood
 from .model import SentenceVAE
+from .posterior import Posterior
 from .prior import PRIORS, AggregatePrior, PriorError, check_fit_size, load_prior
 from .refine import LR as REFINE_LR
 from .refine import STEPS as REFINE_STEPS
 from .refine import WEIGHT as REFINE_WEIGHT
 from .refine import RefineError, check_refine, refine_codes, refine_posterior
-from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_POSTERIOR, NOISE_PRIOR, draw_noise, sentence_noise
+from .streams import NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_PRIOR, sentence_noise
 from .wordlist import KnownWords, WordFilter, WordListError, load_words
 
 MAX_TOKENS = 256  # longer inputs are cut to their first MAX_TOKENS tokens before encoding or scoring
 WORDS = ("known", "any")  # the `words` decoding option
-
-
-class InputError(ValueError):
-    """Input the API cannot use: an empty sentence, a method the model lacks (one-line message)."""
-
-
-@dataclass
-class Posterior:
-    """The diagonal Gaussians q(z|x) = N(mu, diag(exp(logvar))) of N sentences, in input order."""
-
-    mu: torch.Tensor      # (N, Z)
-    logvar: torch.Tensor  # (N, Z)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """The posterior means mu, (N, Z) float32 on the model's device: the codes decode and reconstruct use."""
-        return self.mu  # (N, Z)
-
-    @property
-    def std(self) -> torch.Tensor:
-        """The posterior standard deviations exp(logvar / 2), (N, Z) float32."""
-        return torch.exp(0.5 * self.logvar)  # (N, Z)
-
-    def sample(self, n: int = 1, *, generator: torch.Generator | None = None,
-               seed: int | None = None) -> torch.Tensor:
-        """n draws per sentence, (N, n, Z). Row i's draws come from noise of its own, keyed by the seed and i
-        (streams.NOISE_POSTERIOR), so they do not depend on the other rows or their number (a sentence's
-        draws for n and seed are the same in any Posterior where it is row i), and they are drawn one code at a
-        time (streams.draw_noise), so the first k of n draws are the k draws of the same seed:
-        sample(n, seed=s)[:, :k] == sample(k, seed=s), as with prior_codes and sample. `generator` instead of
-        `seed`: the seed is drawn from it (one draw per call); seed=None: fresh randomness. The global RNG is
-        untouched. n is at most config.MAX_SAMPLES (10**6) per sentence; a draw costs 3 to 6 us on one CPU
-        thread. Returns float32 on the model's device. A bad n, seed or generator is an InputError."""
-        n = whole("n", n, 0, InputError, MAX_SAMPLES)
-        seed = generation.stream_seed(seed, generator, InputError)
-        eps = draw_noise(seed, NOISE_POSTERIOR, range(len(self)), n, (self.mu.shape[1],), self.mu.device)
-        return self.mu[:, None] + self.std[:, None] * eps.to(self.mu.dtype)  # (N, n, Z)
-
-    def __len__(self) -> int:
-        return self.mu.shape[0]
 
 
 class SeqVAE:
@@ -532,7 +495,7 @@ class SeqVAE:
         """
         self._need_latent("interpolate")
         whole("steps", steps, 2, InputError, MAX_PATH_STEPS)
-        _check_method(method)  # before the encoding or refinement, which may take a while
+        check_method(method)  # before the encoding or refinement, which may take a while
         mu = self._codes([a, b], refine)
         z = interpolate_codes(mu[0], mu[1], steps, method)
         return z, self.decode(z, **opts)
@@ -581,34 +544,3 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
         raise InputError("no sentences given")
     return texts
 
-
-def _check_method(method: str) -> None:
-    if method not in INTERPOLATION_METHODS:
-        raise InputError(f"unknown interpolation method {method!r} (choose from {', '.join(INTERPOLATION_METHODS)})")
-
-
-def interpolate_codes(za: torch.Tensor, zb: torch.Tensor, steps: int, method: str = "lerp") -> torch.Tensor:
-    """(steps, Z) codes from za to zb (Z,) by lerp or slerp (see SeqVAE.interpolate); endpoints exact."""
-    _check_method(method)
-    steps = whole("steps", steps, 2, InputError, MAX_PATH_STEPS)  # the two endpoints at least
-    za, zb = torch.as_tensor(za), torch.as_tensor(zb)
-    if za.dim() != 1 or za.shape != zb.shape or not za.is_floating_point():
-        raise InputError(f"za and zb must be two codes of one width, (Z,) floats; got {tuple(za.shape)} {za.dtype} "
-                         f"and {tuple(zb.shape)} {zb.dtype}")
-    zb = zb.to(za)
-    if not (torch.isfinite(za).all() and torch.isfinite(zb).all()):  # else a path of NaNs, refused only by decode
-        raise InputError("za and zb must be finite codes (they have NaN or inf entries)")
-    t = torch.linspace(0.0, 1.0, steps, device=za.device, dtype=torch.float64)[:, None]  # (steps, 1)
-    a, b = za.double(), zb.double()
-    path = (1 - t) * a + t * b  # (steps, Z) lerp
-    if method == "slerp":
-        na, nb = a.norm(), b.norm()
-        if na > 0 and nb > 0:
-            ua, ub = a / na, b / nb
-            omega = torch.arccos((ua @ ub).clamp(-1.0, 1.0))  # angle between the two directions
-            if math.sin(float(omega)) > 1e-3:
-                direction = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / torch.sin(omega)
-                path = direction * ((1 - t) * na + t * nb)  # unit direction times the lerped norm
-    path = path.to(za.dtype)
-    path[0], path[-1] = za, zb  # exactly the endpoints, whatever the rounding
-    return path

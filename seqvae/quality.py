@@ -28,9 +28,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from .api import InputError, SeqVAE, interpolate_codes
+from .api import SeqVAE
 from .data import SentenceDataset
 from .display import format_mi
+from .errors import InputError
+from .interpolation import interpolate_codes
 from .judge import Judge, ReportError
 from .metrics import evaluate, paired_difference
 from .refine import LR as REFINE_LR

@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 from .config import ConfigError
 from .display import one_line
+from .errors import InputError
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input (reported as one line), not a bug."""
-    from .api import InputError
     from .atomic import OutputError
     from .checkpoint import CheckpointError
     from .corpus import DataError

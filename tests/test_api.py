@@ -13,10 +13,11 @@ import torch
 from conftest import train_tiny
 
 from seqvae import Posterior, SeqVAE, generation
-from seqvae.api import MAX_TOKENS, InputError, interpolate_codes
+from seqvae.api import MAX_TOKENS, InputError
 from seqvae.checkpoint import CheckpointError
 from seqvae.cli import main
 from seqvae.data import collate
+from seqvae.interpolation import interpolate_codes
 from seqvae.streams import (NOISE_DECODE, NOISE_FIT, NOISE_FIT_IW, NOISE_IW, NOISE_MI, NOISE_POSTERIOR, NOISE_PRIOR,
                             NOISE_Z, key_generator, sentence_noise)
 
@@ -277,25 +278,6 @@ def test_interpolation_endpoints_are_the_encodings(vae, texts, method):
     assert out[0] == vae.reconstruct(texts[0])[0] and out[-1] == vae.reconstruct(texts[1])[0]
 
 
-def test_slerp_path():
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(16, generator=gen), 3 * torch.randn(16, generator=gen)
-    z = interpolate_codes(a, b, 9, "slerp")
-    t = torch.linspace(0, 1, 9)
-    assert torch.allclose(z.norm(dim=1), (1 - t) * a.norm() + t * b.norm(), rtol=1e-5)  # norm moves linearly
-    u = z / z.norm(dim=1, keepdim=True)
-    steps = torch.arccos((u[:-1] * u[1:]).sum(1).clamp(-1, 1))
-    assert torch.allclose(steps, steps.mean().expand(8), atol=1e-4)  # constant angular speed
-    assert torch.allclose(steps.sum(), torch.arccos(a @ b / (a.norm() * b.norm())), atol=1e-4)  # great circle
-    lerp = interpolate_codes(a, b, 9, "lerp")
-    assert torch.allclose(lerp, (1 - t)[:, None] * a + t[:, None] * b, atol=1e-6)
-    for parallel in (2 * a, -a, a):  # no great circle: falls back to lerp, no NaN
-        z = interpolate_codes(a, parallel, 5, "slerp")
-        assert torch.allclose(z, interpolate_codes(a, parallel, 5, "lerp")) and not z.isnan().any()
-    with pytest.raises(InputError, match="method"):
-        interpolate_codes(a, b, 3, "cubic")
-
-
 def test_interpolate_refuses_an_unknown_method_before_encoding(vae, texts, monkeypatch):
     """The method was checked only once the two codes were made: `method="cubic", refine=10000` refined for
     minutes, then said the method was unknown."""
@@ -307,38 +289,6 @@ def test_interpolate_refuses_an_unknown_method_before_encoding(vae, texts, monke
     for refine in (0, 5):
         with pytest.raises(InputError, match="unknown interpolation method 'cubic'"):
             vae.interpolate(texts[0], texts[1], steps=3, method="cubic", refine=refine)
-
-
-def test_slerp_keeps_near_opposite_and_tiny_angles_finite_and_the_endpoints_bit_exact():
-    """Codes at tiny angles, at the fallback's edge, opposite or zero: a finite path whose ends are the codes
-    bit for bit, for every method and dtype, at 2, 3 and many steps."""
-    gen = torch.Generator().manual_seed(1)
-    a, w = torch.randn(16, generator=gen, dtype=torch.float64), torch.randn(16, generator=gen, dtype=torch.float64)
-    w = w - (w @ a) / (a @ a) * a
-    w = w / w.norm() * a.norm()
-    for angle in (0.0, 1e-9, 1e-4, 9.9e-4, 1.01e-3, 0.5, math.pi - 1.01e-3, math.pi - 9.9e-4, math.pi - 1e-9, math.pi):
-        b = 3 * (math.cos(angle) * a + math.sin(angle) * w)
-        for dtype in (torch.float32, torch.float64, torch.float16):
-            for method, steps in ((m, s) for m in ("lerp", "slerp") for s in (2, 3, 1000)):
-                z = interpolate_codes(a.to(dtype), b.to(dtype), steps, method)
-                assert z.dtype == dtype and torch.isfinite(z).all(), (angle, dtype, method)
-                assert torch.equal(z[0], a.to(dtype)) and torch.equal(z[-1], b.to(dtype))
-    zero = torch.zeros(16)
-    assert torch.equal(interpolate_codes(zero, zero, 4, "slerp"), zero.expand(4, 16))
-
-
-def test_interpolate_codes_refuses_codes_that_are_not_finite():
-    """A NaN or inf in a code gave a path of NaNs (inf and -inf: NaN midpoints) without a word; decode refuses
-    such codes, so the fault only showed a step later, far from its cause."""
-    a = torch.randn(8, generator=torch.Generator().manual_seed(0))
-    for bad in (float("nan"), float("inf"), -float("inf")):
-        b = a.clone()
-        b[3] = bad
-        for method in ("lerp", "slerp"):
-            with pytest.raises(InputError, match="za and zb must be finite"):
-                interpolate_codes(a, b, 3, method)
-            with pytest.raises(InputError, match="za and zb must be finite"):
-                interpolate_codes(b, a, 3, method)
 
 
 # ---------------------------------------------------------------------------- score
@@ -799,13 +749,20 @@ def test_unknown_decoding_options_are_named_not_ignored(vae, texts, tiny_lm_ckpt
 
 def test_the_package_exports_its_errors_and_no_helpers():
     """`from seqvae import InputError` (and the other errors the API raises) works; dir(seqvae) listed the
-    package's own helpers (lazy_names, TYPE_CHECKING, annotations); every exported class has a docstring."""
+    package's own helpers (lazy_names, TYPE_CHECKING, annotations); every exported class has a docstring.
+    InputError, Posterior and interpolate_codes have modules of their own (errors, posterior, interpolation);
+    seqvae.api still offers them, as before."""
     import seqvae
+    import seqvae.api
     from seqvae import CheckpointError as CE, ConfigError, DecodingError, InputError as IE
     from seqvae.config import ConfigError as CfgE
     from seqvae.decodestep import DecodingError as DE
+    from seqvae.errors import InputError as home
+    from seqvae.posterior import Posterior as P
 
     assert (IE, DE, CE, ConfigError) == (InputError, DE, CheckpointError, CfgE)
+    assert IE is home is seqvae.api.InputError and seqvae.Posterior is P is seqvae.api.Posterior
+    assert seqvae.api.interpolate_codes is interpolate_codes
     assert {"InputError", "DecodingError", "CheckpointError", "ConfigError"} <= set(seqvae.__all__)
     assert not {"lazy_names", "TYPE_CHECKING", "annotations"} & set(dir(seqvae))
     assert all(getattr(seqvae, n).__doc__ for n in seqvae.__all__ if n != "__version__")

@@ -175,6 +175,7 @@ def test_version_is_the_package_version(capsys):
 LAZY_NAMES = """
 import sys
 import seqvae, seqvae.sentiment
+from seqvae import ConfigError, InputError
 light = sorted(m for m in ("torch", "numpy") if m in sys.modules)
 from seqvae import Posterior, SentenceVAE, SeqVAE
 from seqvae.api import Posterior as P, SeqVAE as S
@@ -193,7 +194,8 @@ print(light)
 
 
 def test_the_public_names_load_on_first_use():
-    """`import seqvae` (and seqvae.sentiment) loads no torch or numpy; SeqVAE, Posterior, SentenceVAE and every
-    name of __all__ still resolve, from the modules that define them, in a fresh interpreter."""
+    """`import seqvae` (and seqvae.sentiment), and `from seqvae import InputError, ConfigError`, load no torch or
+    numpy; SeqVAE, Posterior, SentenceVAE and every name of __all__ still resolve, from the modules that define
+    them, in a fresh interpreter."""
     proc = subprocess.run([sys.executable, "-c", LAZY_NAMES], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout, proc.stderr[-2000:])
