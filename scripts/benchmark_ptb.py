@@ -26,13 +26,14 @@ import sys
 from pathlib import Path
 
 from seqvae import atomic
-from seqvae.cli import build_parser, build_run_config, describe_evaluation, format_table
+from seqvae.cli import build_parser, describe_evaluation, format_table
 from seqvae.reporting import reporting_errors
 from seqvae.config import MAX_IW_SAMPLES, ConfigError
 from seqvae.display import format_mi
 from seqvae.metrics import paired_difference
 from seqvae.prepare import read_meta
 from seqvae.textcli import check_size
+from seqvae.traincli import build_run_config
 
 # Published PTB test numbers (Bowman et al. 2016, CoNLL, Table 2; NLL per sentence in nats).
 PUBLISHED = [

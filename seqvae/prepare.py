@@ -1,5 +1,5 @@
 """A prepared data dir: building it from a raw corpus (`prepare`) and reading it back (`read_meta`,
-`load_split`).
+`load_split`; `model_data_dir` finds a checkpoint's).
 
     reviews (or a user's lines) ──review_to_sentences──► sentences (seqvae.sentences)
             ──tokenizer──► ids ──length filter, dedup──► {train,valid,test}.npz + meta.json
@@ -40,7 +40,8 @@ from .corpus import IMDB_SPLITS, PTB_SPLITS, DataError, load_imdb, load_ptb, loa
 from .display import one_line
 from .runlock import OutLock
 from .sentences import review_to_sentences
-from .tokenizer import SentencePieceTokenizer, Tokenizer, WordTokenizer, build_word_tokenizer, train_sentencepiece
+from .tokenizer import (SentencePieceTokenizer, Tokenizer, WordTokenizer, build_word_tokenizer, same_tokenizer,
+                        train_sentencepiece)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -427,6 +428,19 @@ def describe_data_dir(record: dict[str, Any]) -> str:
     """The record's data dir in an error message: both forms when they differ."""
     given, absolute = record.get("data_dir") or "", record.get("data_dir_abs") or ""
     return f"{given} ({absolute})" if absolute and absolute != given else given
+
+
+def model_data_dir(config: dict[str, Any], given: str | None, same_ids_as: Path | None = None) -> str:
+    """`given`, or the prepared data dir a checkpoint's config names (its training data). With `same_ids_as`
+    (a checkpoint whose model reads the data's ids as they are), its tokenizer must be that checkpoint's."""
+    record = config.get("data") or {}
+    data = given or locate_data_dir(record)
+    if not data or not Path(data).is_dir():
+        named = data or describe_data_dir(record)
+        raise ConfigError(f"no prepared data dir{' ' + named if named else ''} (pass --data DIR)")
+    if same_ids_as is not None and not same_tokenizer(same_ids_as, data):
+        raise ConfigError(f"{data}: its tokenizer is not the checkpoint's; pass the data dir the model was trained on")
+    return data
 
 
 def load_split(data_dir: str | Path, split: str, vocab_size: int | None = None

@@ -195,7 +195,8 @@ def test_evaluate_says_what_its_numbers_are(tiny_data_dir, tmp_path, capsys):
 
 def test_lm_drops_the_presets_word_dropout_unless_it_is_asked_for():
     """`--preset small --lm` (the baseline in docs/usage.md) trained the LM with the VAE's word dropout 0.3."""
-    from seqvae.cli import build_parser, build_run_config
+    from seqvae.cli import build_parser
+    from seqvae.traincli import build_run_config
 
     def train_cfg(*argv):
         return build_run_config(build_parser().parse_args(["train", "--preset", "small", *argv])).train
@@ -311,7 +312,8 @@ def test_set_names_only_config_fields_and_the_item_on_a_bad_value(tiny_data_dir,
 def test_a_saved_config_json_is_a_config_file(tiny_data_dir, tmp_path, capsys):
     """`--config RUN/best/config.json` (train another run like this one) was refused: "unknown section(s) data,
     format, save_id"; a checkpoint with no train section (checkpoints/imdb-lm) has "train": null."""
-    from seqvae.cli import build_parser, build_run_config
+    from seqvae.cli import build_parser
+    from seqvae.traincli import build_run_config
 
     small = ["--embed-dim", 8, "--hidden-dim", 8, "--latent-dim", 4, "--batch-size", 4, "--no-progress"]
     code, _, _ = run(capsys, "train", "--data", tiny_data_dir, "--out", tmp_path / "a", "--max-steps", 2,
@@ -344,7 +346,8 @@ def test_a_saved_config_json_is_a_config_file(tiny_data_dir, tmp_path, capsys):
 def test_each_layer_of_the_train_config_is_over_the_one_before(tmp_path):
     """docs/usage.md: defaults, preset, file, flags, then each --set in order; a flag given its default value
     still overrides the preset's."""
-    from seqvae.cli import build_parser, build_run_config
+    from seqvae.cli import build_parser
+    from seqvae.traincli import build_run_config
     from seqvae.config import PRESETS, TrainConfig
 
     def cfg(*argv):

@@ -710,7 +710,7 @@ def test_bad_seeds_and_special_ids_are_one_line_before_an_overwrite(tiny_data_di
 
 
 def test_set_parses_a_list_and_init_from_checks_a_config_files_model(tiny_data_dir, tmp_path, one_line):
-    from seqvae.cli import apply_sets
+    from seqvae.traincli import apply_sets
 
     for value in ("10,20", "[10, 20]"):  # a list field: comma-separated, or as JSON writes it
         cfg = apply_sets(tiny_cfg(), ["model.softmax=adaptive", f"model.adaptive_cutoffs={value}"])
