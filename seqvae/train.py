@@ -15,7 +15,8 @@ Several devices: launched by torchrun (`torchrun --nproc_per_node 4 -m seqvae.cl
 process takes 1/world of every batch (DistributedDataParallel averages the gradients), so
 `batch_size` stays the sentences per optimisation step and a run on N devices follows the same
 batches, steps and loss as on one (free bits decide on the whole batch: ranks.mean_over_ranks). Only the
-first process evaluates, logs and writes checkpoints.
+first process evaluates, logs and writes checkpoints. What the processes do together (join the group, gather,
+sum, leave) is in ranks.py; the Trainer says when.
 
 Faults: a step whose loss or gradient norm is not finite makes no update (it is counted, and
 train.max_bad_steps of them in a row stop the run with a TrainingError); the first process holds
@@ -30,8 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import re
 import shutil
 import sys
 import time
@@ -46,13 +45,14 @@ from tqdm.auto import tqdm
 from . import atomic, checkpoint, faultpoint, resume
 from .config import ConfigError, ModelConfig, RunConfig
 from .data import BucketBatchSampler, SentenceDataset, collate, delete_tokens, word_dropout
-from .display import format_mi, one_line
+from .display import format_mi
 from .kernels import gaussian_kl
 from .losses import elbo_loss, kl_weight, length_free_kl
 from .metrics import evaluate
 from .model import SentenceVAE
 from .prepare import data_dir_record, read_meta
-from .ranks import Ranks, lost_contact, mean_over_ranks, process_device
+from .ranks import (Ranks, from_main, gathered, join, leave, lost_others, process_device, sum_over_ranks,
+                    whole_batch_mean)
 from .runlock import RunLock
 from .tokenizer import load_tokenizer, same_tokenizer
 
@@ -77,11 +77,6 @@ def _with_data_ids(model: ModelConfig, vocab_size: int, meta: dict[str, Any]) ->
             raise ConfigError(f"model.{name} is {getattr(model, name)}, the data's tokenizer has {value}: "
                               "the special ids come from the data (leave them out)")
     return model.replace(vocab_size=vocab_size, **ids)
-
-
-def _no_rows(mean: torch.Tensor, rows: int) -> torch.Tensor:
-    """Free bits' mean over every process's rows from a process whose rows stand in for none (weight 0)."""
-    return mean_over_ranks(mean, 0)
 
 
 class Trainer:
@@ -144,10 +139,15 @@ class Trainer:
             if tc.init_from:
                 self._init_from(tc.init_from)
             if not self.ranks.main:  # the same initial weights everywhere, then each its own noise
-                torch.manual_seed(self._rank_seed())
-        self.ddp = self._join_processes() if self.ranks.world > 1 else None
-        if self.ddp is not None and _state is not None:  # every process read last/ on its own: the same save?
-            resume.check_one_save(self.out_dir, self._gathered(_state.get("_save_id")))
+                torch.manual_seed(self.ranks.seed(tc.seed, self.step))
+        self.ddp = None  # under torchrun: self.model in DistributedDataParallel
+        if self.ranks.world > 1:
+            # An adaptive softmax's tail cluster has a gradient only in a step whose targets reach it: a process
+            # whose share has none must tell DDP so (its zero joins the mean; a cluster that no process used keeps
+            # no gradient and no AdamW step, as on one device). One walk of the graph per step, so only then.
+            self.ddp = join(self.model, self.ranks, self.device, find_unused_parameters=cfg.model.softmax == "adaptive")
+            if _state is not None:  # every process read last/ on its own: the same save?
+                resume.check_one_save(self.out_dir, gathered(_state.get("_save_id")))
         # Nothing in the run dir changes before here (a bad flag leaves it as it was), and nothing after
         # without the lock. A new run's dir is created (and locked) here too, before `seqvae train` says what it
         # will do: a dir that cannot be made (/proc/x) is its one error line, with no start line before it.
@@ -163,64 +163,10 @@ class Trainer:
                     raise
                 self._truncate_log(self.step)
 
-    # ------------------------------------------------------------------ processes (torchrun)
-    def _join_processes(self):
-        """Join torchrun's process group and wrap the model in DistributedDataParallel."""
-        import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
-        if not dist.is_initialized():
-            if "MASTER_ADDR" not in os.environ:
-                raise ConfigError(f"WORLD_SIZE is {self.ranks.world} but MASTER_ADDR is not set: launch several "
-                                  "processes with torchrun")
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        if dist.get_world_size() != self.ranks.world:
-            raise ConfigError(f"the process group has {dist.get_world_size()} processes, WORLD_SIZE says "
-                              f"{self.ranks.world}")
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # An adaptive softmax's tail cluster has a gradient only in a step whose targets reach it: a process whose
-        # share has none must tell DDP so (its zero joins the mean; a cluster that no process used keeps no
-        # gradient and no AdamW step, as on one device). One walk of the graph per step, so only then.
-        return DistributedDataParallel(self.model, device_ids=ids, gradient_as_bucket_view=True,
-                                       find_unused_parameters=self.cfg.model.softmax == "adaptive")
-
-    def _rank_seed(self) -> int:
-        """The RNG seed of a process other than the first (word dropout, z noise), from (seed, rank, step)."""
-        return int(np.random.SeedSequence([self.cfg.train.seed, self.ranks.rank, self.step]).generate_state(1)[0])
-
-    def _sum_over_ranks(self, acc: torch.Tensor, tokens: int) -> tuple[torch.Tensor, int]:
-        import torch.distributed as dist
-
-        total = torch.cat([acc.double(), torch.full((1,), float(tokens), dtype=torch.float64, device=acc.device)])
-        dist.all_reduce(total)
-        return total[:-1], int(total[-1].item())
-
-    def _gathered(self, obj) -> list:
-        """Every process's `obj`, in rank order, in every process."""
-        import torch.distributed as dist
-
-        box = [None] * self.ranks.world
-        dist.all_gather_object(box, obj)
-        return box
-
-    def _from_main(self, obj):
-        """The first process's `obj`, in every process."""
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
     def close(self) -> None:
-        """Leave torchrun's process group together (a single process has nothing to do). NCCL's group
-        is destroyed, as PyTorch asks; gloo's is left to process exit: destroying it hung one process
-        in about one CPU run of ten here (torch 2.13), exiting never did."""
-        import torch.distributed as dist
-
-        if self.ddp is not None and dist.is_initialized():
-            dist.barrier()
-            if dist.get_backend() == "nccl":
-                dist.destroy_process_group()
+        """Leave torchrun's process group together (ranks.leave; a single process has nothing to do)."""
+        if self.ddp is not None:
+            leave()
         self.ddp = None
 
     # ------------------------------------------------------------------ run dir
@@ -291,7 +237,7 @@ class Trainer:
         elif self.ranks.main:  # another number: the first process continues the saved (first) RNG, the others reseed
             self._set_rng(rngs[0])
         else:
-            torch.manual_seed(self._rank_seed())
+            torch.manual_seed(self.ranks.seed(self.cfg.train.seed, self.step))
         self.bad_streak = int(state.get("bad_streak", 0))
 
     def _rng(self) -> dict[str, torch.Tensor]:
@@ -314,7 +260,7 @@ class Trainer:
                  "stopped_early": self.stopped_early, "train_time": self.train_time,
                  **self.data_record, "data_sha256": self.data_sha256, "bad_streak": int(self.bad_streak), **rng}
         if self.ranks.world > 1:
-            state["rng_ranks"] = self._gathered({k: v.cpu() for k, v in rng.items()})
+            state["rng_ranks"] = gathered({k: v.cpu() for k, v in rng.items()})
         return state
 
     # ------------------------------------------------------------------ logging
@@ -362,7 +308,7 @@ class Trainer:
         idx = np.asarray(idx)
         idx = idx[np.argsort(-self.train_set.lengths[idx], kind="stable")]  # longest first: packs without a sync
         n_step = len(idx)  # sentences in this optimisation step, over all processes
-        share = idx[self.ranks.rank :: world]  # every process a slice of the same length profile (none waits long)
+        share = self.ranks.share(idx)
         # A step of fewer sentences than processes (an epoch's short batch) leaves some with none; DDP needs every
         # process's backward, so such a process decodes the step's first sentence, weighed 0 and counted nowhere.
         idx = share if len(share) else idx[:1]
@@ -378,8 +324,7 @@ class Trainer:
             out = (self.ddp or self.model)(batch.src, batch.src_lens, dec_in, batch.target, positions=batch.positions,
                                            free_bits=tc.free_bits, mean_rec=tc.mean_rec_weight > 0,
                                            # free bits decide on the whole step's batch, not this process's share
-                                           free_bits_mean=(mean_over_ranks if len(share) else _no_rows) if world > 1
-                                           else None)
+                                           free_bits_mean=whole_batch_mean(self.ranks, len(share) > 0))
             kl = out.kl
             if tc.free_nats_per_token > 0:  # each sentence's KL budget by its length (targets: EOS included)
                 kl = length_free_kl(kl, (batch.target != mc.pad_id).sum(1), tc.free_nats_per_token)
@@ -491,7 +436,7 @@ class Trainer:
     def _evaluate_and_save(self) -> None:
         res = self.validate() if self.ranks.main else None  # the others wait: the weights are the same
         if self.ranks.world > 1:
-            res = self._from_main(res)
+            res = from_main(res)
         score = res["nll"]  # exact NLL for the LM, -ELBO (beta = 1, no free bits) for the VAE
         improved = score < self.best
         if improved:
@@ -546,12 +491,9 @@ class Trainer:
         except KeyboardInterrupt:
             raise TrainingInterrupted(self._interrupted()) from None
         except RuntimeError as e:
-            if self.ranks.world > 1 and lost_contact(e):  # the cause is the other process's error, not this one's
-                cause = re.sub(r"^\[[^\]]*\]\s*", "", one_line(e))  # gloo's begins with its source line
-                cause = cause.split(". ")[0][:160]
-                raise TrainingError(f"step {self.step}: process {self.ranks.rank} of {self.ranks.world} lost the "
-                                    f"others ({cause}): one of them stopped first, and its error says why; "
-                                    f"{self._kept()}") from None
+            lost = lost_others(e, self.ranks)  # the cause is the other process's error, not this one's
+            if lost:
+                raise TrainingError(f"step {self.step}: {lost}; {self._kept()}") from None
             raise
         finally:
             bar.close()
@@ -582,7 +524,7 @@ class Trainer:
                     log_now = True  # the row with the skipped steps goes to the log before the error
                 if log_now and acc is not None:
                     if self.ranks.world > 1:
-                        acc, tokens = self._sum_over_ranks(acc, tokens)
+                        acc, tokens = sum_over_ranks(acc, tokens)
                     now = time.perf_counter()
                     loss_sum, rec, kl, bow, n, bad = acc.tolist()  # the only device sync between evaluations
                     row = {"step": self.step, "split": "train", "loss": loss_sum / n if n else None,
