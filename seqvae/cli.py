@@ -296,7 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
         args.texts += extra
-    return reporting_errors("seqvae", lambda: args.func(args))
+    code = reporting_errors("seqvae", lambda: args.func(args))
+    if "torch.distributed" in sys.modules:  # only a command that loaded torch can have joined torchrun's group
+        from .ranks import exit_joined
+
+        exit_joined(code)  # there, the process ends here: see exit_joined for why
+    return code
 
 
 if __name__ == "__main__":

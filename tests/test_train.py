@@ -660,6 +660,31 @@ def test_processes_that_read_different_saves_do_not_resume(tiny_data_dir, tmp_pa
     assert [r["error"] is not None and "was replaced while --resume read it" in r["error"] for r in res] == [True] * 2
 
 
+def resume_command_in_a_process(rank, run, other_save):
+    """In process `rank`: `seqvae train --resume RUN`, process 1 reading another save (resume_in_a_process)."""
+    from seqvae import resume
+    from seqvae.cli import main
+
+    if rank == 1:
+        read = resume.read_last
+        resume.read_last = lambda run_dir: (lambda cfg, state: (cfg, {**state, "_save_id": other_save}))(*read(run_dir))
+    return main(["train", "--resume", str(run), "--device", "cpu", "--no-progress"])
+
+
+def test_a_process_in_a_group_ends_with_its_exit_code(tiny_data_dir, tmp_path, in_ranks, capfd):
+    """A process in torchrun's group ends in seqvae.cli.main with its exit code, not through Python's shutdown,
+    where a gloo thread dropping a finished all_gather_object's tensors aborted it now and then (SIGABRT, once
+    in CI after this very error). Here: the one error line in each process, and exit code 2."""
+    from torch.multiprocessing import ProcessExitedException
+
+    Trainer(tiny_cfg(max_steps=2, eval_every=2), tiny_data_dir, tmp_path / "run", device="cpu", progress=False).fit()
+    with pytest.raises(ProcessExitedException) as e:
+        in_ranks(resume_command_in_a_process, tmp_path / "run", "another save")
+    assert e.value.exit_code == 2
+    err = capfd.readouterr().err
+    assert err.count("seqvae: error: ") >= 1 and "was replaced while --resume read it" in err
+
+
 def test_bad_torchrun_environment_is_a_config_error(monkeypatch):
     from seqvae.ranks import Ranks
 
