@@ -562,9 +562,15 @@ def _without_unbuffered() -> dict[str, str]:
 
 def test_a_reader_gone_before_the_last_flush_ends_quietly():
     """`seqvae score ... | head -1`: the output's tail, still buffered when the command returns, was written at
-    exit, after the handler: "Exception ignored ... BrokenPipeError" on stderr and exit 120."""
-    code = ("import sys; from seqvae.reporting import reporting_errors\n"
-            "sys.exit(reporting_errors('seqvae', lambda: print('a line')))")
+    exit, after the handler: "Exception ignored ... BrokenPipeError" on stderr and exit 120. The line is printed
+    once the reader has gone (Linux's poll says POLLERR on a pipe without readers), not raced against its exit."""
+    code = ("import select, sys; from seqvae.reporting import reporting_errors\n"
+            "def run():\n"
+            "    gone = select.poll()\n"
+            "    gone.register(sys.stdout.fileno(), 0)\n"
+            "    while not gone.poll(10): pass\n"
+            "    print('a line')\n"
+            "sys.exit(reporting_errors('seqvae', run))")
     p = subprocess.run(f"{sys.executable} -c \"{code}\" | (exec 0<&-; sleep 0); exit ${{PIPESTATUS[0]}}",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, env=_without_unbuffered())
     assert p.stderr == "" and p.returncode == 141, (p.returncode, p.stderr)

@@ -359,6 +359,17 @@ _SAVER = ("import sys, torch; from seqvae import SeqVAE; v = SeqVAE.from_pretrai
           "v.save_pretrained(sys.argv[3])")
 
 
+def _waits_for_flock(pid: int, path: Path) -> bool:
+    """Whether process `pid` is blocked in flock() on `path` (Linux: a waiter's line in /proc/locks reads
+    `N: -> FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`)."""
+    inode = os.stat(path).st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:3] == ["->", "FLOCK"] and int(fields[5]) == pid and int(fields[6].rsplit(":", 1)[1]) == inode:
+            return True
+    return False
+
+
 def test_two_save_pretrained_into_one_dir_take_turns(tiny_vae_ckpt, tmp_path):
     """A second save_pretrained(d) while another is between the two renames that replace d (faultpoint `swap`)
     waits for it, then replaces d in turn: both succeed, d is whole and the second's, nothing is left beside it.
@@ -376,8 +387,8 @@ def test_two_save_pretrained_into_one_dir_take_turns(tiny_vae_ckpt, tmp_path):
     second = None
     try:
         _wait_paused(first, marker)
-        fd = os.open(d.parent, os.O_RDONLY)  # the first holds the parent dir's lock while it swaps (however loaded
-        try:  # the machine, unlike the wait below)
+        fd = os.open(d.parent, os.O_RDONLY)  # the first holds the parent dir's lock while it swaps
+        try:
             with pytest.raises(BlockingIOError):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
@@ -386,11 +397,11 @@ def test_two_save_pretrained_into_one_dir_take_turns(tiny_vae_ckpt, tmp_path):
         second = subprocess.Popen(cmd + ["2", str(d)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
         assert second.stdout.readline() == "saving\n"
-        try:  # a tiny save takes well under a second: unlocked, it would be done
-            second.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        assert second.poll() is None, f"the second save did not wait: {second.communicate()}"
+        deadline = time.monotonic() + 120  # the kernel's word that the second waits for the lock, not a guess of
+        while not _waits_for_flock(second.pid, d.parent):  # how long its save takes (a loaded CI machine)
+            assert second.poll() is None, f"the second save did not wait: {second.communicate()}"
+            assert time.monotonic() < deadline, "the second save never came to the parent dir's lock"
+            time.sleep(0.05)
         now = set(os.listdir(d.parent))
         assert now >= set(parked) and [f.startswith(".ckpt.tmp-") for f in now - set(parked)] == [True]  # its temp dir
         marker.unlink()  # the first goes on, then the second
