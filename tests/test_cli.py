@@ -572,7 +572,8 @@ def test_a_reader_gone_before_the_last_flush_ends_quietly():
             "    print('a line')\n"
             "sys.exit(reporting_errors('seqvae', run))")
     p = subprocess.run(f"{sys.executable} -c \"{code}\" | (exec 0<&-; sleep 0); exit ${{PIPESTATUS[0]}}",
-                       shell=True, executable="/bin/bash", capture_output=True, text=True, env=_without_unbuffered())
+                       shell=True, executable="/bin/bash", capture_output=True, text=True, env=_without_unbuffered(),
+                       timeout=120)  # a kernel that never said POLLERR would loop: fail, not hang
     assert p.stderr == "" and p.returncode == 141, (p.returncode, p.stderr)
 
 
