@@ -105,7 +105,7 @@ def test_reference_kl_matches_torch_distributions():
 
 def test_reference_z_uses_given_eps():
     mu, logvar = make_inputs(4, 6)
-    eps = torch.randn(4, 6)
+    eps = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))  # the same whatever ran before
     z, _ = ref.reparameterize_kl(mu, logvar, eps=eps)
     close(z, mu + (0.5 * logvar).exp() * eps)
 
@@ -114,9 +114,10 @@ def test_reference_z_uses_given_eps():
 def test_reference_backward_matches_closed_form(free_bits):
     """Autograd of the reference equals the formulas the Triton backward implements."""
     mu, logvar = make_inputs(32, 10)
-    eps = torch.randn(32, 10)
+    g = torch.Generator().manual_seed(2)  # ε and grad_outputs the same whatever ran before
+    eps = torch.randn(32, 10, generator=g)
     z, kl = ref.reparameterize_kl(mu, logvar, eps=eps, free_bits=free_bits)
-    gz, gk = torch.randn_like(z), torch.randn_like(kl)
+    gz, gk = torch.randn(z.shape, generator=g), torch.randn(kl.shape, generator=g)
     dmu, dlv = torch.autograd.grad((z, kl), (mu, logvar), (gz, gk))
     mu, logvar = mu.detach(), logvar.detach()
     keep = ref.free_bits_mask(ref.elementwise_kl(mu, logvar), free_bits).float() if free_bits else torch.ones(10)
@@ -133,7 +134,7 @@ def test_reference_gradients_match_finite_differences(free_bits, sample):
     reproduce) are those of its forward, free bits included: below the floor a dimension's KL is the
     constant λ, so no KL gradient flows there."""
     mu, logvar = (t.detach().double().requires_grad_() for t in make_inputs(16, 7))
-    eps = torch.randn(16, 7, dtype=torch.float64)
+    eps = torch.randn(16, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     z, kl = ref.reparameterize_kl(mu, logvar, eps=eps, free_bits=free_bits, sample=sample)
     assert z.dtype == kl.dtype == torch.float64
     if free_bits:
@@ -159,7 +160,7 @@ def test_float64_is_the_reference_alone():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_reference_low_precision(dtype):
     mu, logvar = make_inputs(8, 5, dtype)
-    eps = torch.randn(8, 5)
+    eps = torch.randn(8, 5, generator=torch.Generator().manual_seed(4))
     z, kl = ref.reparameterize_kl(mu, logvar, eps=eps)
     z32, kl32 = ref.reparameterize_kl(mu.float(), logvar.float(), eps=eps)
     assert z.dtype == dtype and kl.dtype == torch.float32
@@ -427,7 +428,7 @@ def test_triton_noncontiguous(tk, dev):
     assert torch.equal(z, z_c) and torch.equal(kl, kl_c)
     g, g_c = backward(z, kl, mu, logvar, "both"), backward(z_c, kl_c, mu_c, lv_c, "both")
     assert torch.equal(g[0], g_c[0]) and torch.equal(g[1], g_c[1])
-    gz = torch.randn(11, 20, device=dev).t()  # non-contiguous grad_output too
+    gz = torch.randn(11, 20, generator=torch.Generator().manual_seed(5)).to(dev).t()  # non-contiguous grad_output too
     z, _ = reparameterize_kl(mu, logvar, seed=21, backend="triton")
     z_c, _ = reparameterize_kl(mu_c, lv_c, seed=21, backend="triton")
     dmu, dlv = torch.autograd.grad(z, (mu, logvar), gz)
@@ -547,7 +548,7 @@ def test_free_bits_semantics(request, backend):
     assert m[1] == LAMBDA and below[1]
     assert 0 < below.sum() < 10
     close(kl.mean(), torch.clamp(m, min=LAMBDA).sum())
-    gk = torch.randn(64, device=dev)
+    gk = torch.randn(64, generator=torch.Generator().manual_seed(6)).to(dev)
     dmu, dlv = torch.autograd.grad(kl, (mu, logvar), gk)
     assert torch.all(dmu[:, below] == 0) and torch.all(dlv[:, below] == 0)
     close(dmu[:, ~below], (gk[:, None] * mu.detach())[:, ~below])
@@ -564,7 +565,7 @@ def test_free_bits_decide_on_the_mean_that_free_bits_mean_returns(request, backe
     returns; an identity changes nothing, bit for bit (a single process passes none)."""
     dev = request.getfixturevalue("dev") if backend == "triton" else "cpu"
     mu, logvar = make_inputs(13, 10, device=dev)
-    gk = torch.randn(13, device=dev)
+    gk = torch.randn(13, generator=torch.Generator().manual_seed(7)).to(dev)
     seen = []
 
     def run(free_bits_mean=None):
@@ -644,7 +645,7 @@ def test_sample_false_is_identity(request, backend, dtype):
     z, _ = reparameterize_kl(mu, logvar, sample=False, backend=backend)
     assert torch.equal(z, mu) and z.dtype == dtype
     assert z.data_ptr() != mu.data_ptr()  # a copy: writing into z leaves mu alone
-    gz = torch.randn(6, 9, device=dev).to(dtype)
+    gz = torch.randn(6, 9, generator=torch.Generator().manual_seed(8)).to(dev, dtype)
     dmu, dlv = torch.autograd.grad(z, (mu, logvar), gz, allow_unused=True)
     assert torch.equal(dmu, gz)
     assert dlv is None or torch.all(dlv == 0)
