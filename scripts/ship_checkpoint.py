@@ -119,7 +119,8 @@ def put_in_place(args, vae: SeqVAE, cfg: dict, metrics: dict, dtype: torch.dtype
     What OUT held besides (classifier heads fitted on it) is kept when the weights are the same file; if they
     are not, such files are dropped, each named. `train_cfg` goes into config.json for reference."""
     def dropped(names: list[str]) -> None:
-        print(f"ship_checkpoint: note: {args.out} held {', '.join(names)}, made for its previous weights: not kept", file=sys.stderr)
+        print(f"ship_checkpoint: note: {args.out} held {', '.join(names)}, made for its previous weights: not kept",
+              file=sys.stderr)
 
     def fill(tmp: Path) -> None:
         vae.save_extras(tmp)

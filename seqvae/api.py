@@ -408,7 +408,8 @@ class SeqVAE:
             raise InputError("this checkpoint has no aggregate prior (fit one with `seqvae fit-prior`)")
         # per code: Z + 1 standard normals; the first, through the normal CDF, is the uniform that picks the
         # aggregate prior's component, the other Z are the point
-        noise = sentence_noise(generation.stream_seed(seed, generator, InputError), NOISE_PRIOR, range(n), (self.latent_dim + 1,))
+        seed = generation.stream_seed(seed, generator, InputError)
+        noise = sentence_noise(seed, NOISE_PRIOR, range(n), (self.latent_dim + 1,))
         if prior == "aggregate":
             return self.prior.from_noise(torch.special.ndtr(noise[:, 0].double()), noise[:, 1:])
         return noise[:, 1:].to(self.device)  # (n, Z)

@@ -79,8 +79,8 @@ class TrainingText:
 def held_out(data_dir: str | Path, n: int, seed: int = 0, min_words: int = 5,
              max_words: int = 25) -> tuple[list[str], str]:
     """n test sentences of min..max words (shuffled with seed), each once (a split where prepare kept repeats: PTB,
-    --no-dedup; spacing aside), and a note when fewer exist. Only the n are decoded: the others' words are counted from their
-    tokens (word_counts; decoding IMDB's 275,552 test sentences took 3-5 s a call)."""
+    --no-dedup; spacing aside), and a note when fewer exist. Only the n are decoded: the others' words are counted
+    from their tokens (word_counts; decoding IMDB's 275,552 test sentences took 3-5 s a call)."""
     d = Path(data_dir)
     tok, test = load_tokenizer(d), SentenceDataset.from_dir(d, "test")
     counts = word_counts(tok, test)

@@ -204,12 +204,12 @@ def _predict(a, ckpt: Path) -> int:
     if not head_matches(head, ckpt, vae):
         log(f"seqvae classify: warning: {other_weights(ckpt, a.head)}")
     if not head.meta.get("length_scales"):
-        log(f"seqvae classify: note: this head has no length calibration, so a short text is read as surely as a review; "
-            f"add it with `seqvae classify calibrate {ckpt} --head {a.head}`")
+        log(f"seqvae classify: note: this head has no length calibration, so a short text is read as surely as a "
+            f"review; add it with `seqvae classify calibrate {ckpt} --head {a.head}`")
     rows = head.predict_texts(vae, texts)
     if n_empty := sum(r.get("clauses", r["sentences"]) == 0 for r in rows):
-        log(f"seqvae classify: warning: {n_empty} text(s) have no sentence: predicted from no evidence (the linear head reads a zero "
-            f"code, the set head gives its bias)")
+        log(f"seqvae classify: warning: {n_empty} text(s) have no sentence: predicted from no evidence (the linear "
+            f"head reads a zero code, the set head gives its bias)")
     if a.json:
         _print_json(rows)
         return 0
