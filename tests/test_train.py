@@ -635,14 +635,20 @@ def test_a_token_id_outside_the_vocabulary_is_one_line_before_training(tiny_data
     assert not (tmp_path / "run").exists()
 
 
-def resume_in_a_process(rank, run, other_save):
-    """In process `rank`: Trainer.resume(run); process 1 reads last/ as if it were another save (`other_save`, as
-    when another trainer replaced it between the processes' reads). Returns the error, if one."""
+def read_as_another_save(other_save):
+    """From now on in this process, last/ reads as if it were another save (`other_save`, as when another trainer
+    replaced it between the processes' reads)."""
     from seqvae import resume
 
+    read = resume.read_last
+    resume.read_last = lambda run_dir: (lambda cfg, state: (cfg, {**state, "_save_id": other_save}))(*read(run_dir))
+
+
+def resume_in_a_process(rank, run, other_save):
+    """In process `rank`: Trainer.resume(run); process 1 reads last/ as another save (read_as_another_save).
+    Returns the error, if one."""
     if rank == 1:
-        read = resume.read_last
-        resume.read_last = lambda run_dir: (lambda cfg, state: (cfg, {**state, "_save_id": other_save}))(*read(run_dir))
+        read_as_another_save(other_save)
     try:
         Trainer.resume(run, device="cpu", progress=False)
     except checkpoint.CheckpointError as e:
@@ -661,13 +667,11 @@ def test_processes_that_read_different_saves_do_not_resume(tiny_data_dir, tmp_pa
 
 
 def resume_command_in_a_process(rank, run, other_save):
-    """In process `rank`: `seqvae train --resume RUN`, process 1 reading another save (resume_in_a_process)."""
-    from seqvae import resume
+    """In process `rank`: `seqvae train --resume RUN`, process 1 reading another save (read_as_another_save)."""
     from seqvae.cli import main
 
     if rank == 1:
-        read = resume.read_last
-        resume.read_last = lambda run_dir: (lambda cfg, state: (cfg, {**state, "_save_id": other_save}))(*read(run_dir))
+        read_as_another_save(other_save)
     return main(["train", "--resume", str(run), "--device", "cpu", "--no-progress"])
 
 
